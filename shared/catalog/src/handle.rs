@@ -1,0 +1,140 @@
+//! A reloadable catalog: lock-free snapshots for the request path, swapped
+//! whole when the file changes or the process gets SIGHUP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::{Catalog, CatalogError};
+
+/// Shared access to the current catalog.
+pub struct CatalogHandle {
+    current: ArcSwap<Catalog>,
+    source: Option<PathBuf>,
+}
+
+impl CatalogHandle {
+    /// A handle that serves `catalog` and reloads from `source` when asked.
+    pub fn new(catalog: Catalog, source: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(CatalogHandle { current: ArcSwap::from_pointee(catalog), source })
+    }
+
+    /// Loads `source` if given, else the shipped catalog.
+    pub fn open(source: Option<PathBuf>) -> Result<Arc<Self>, CatalogError> {
+        let catalog = match &source {
+            Some(path) => Catalog::load(path)?,
+            None => Catalog::builtin(),
+        };
+        Ok(Self::new(catalog, source))
+    }
+
+    /// The catalog as of now. Holders keep their snapshot across reloads.
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the source file; on error the current catalog stays in force.
+    pub fn reload(&self) -> Result<(), CatalogError> {
+        if let Some(path) = &self.source {
+            let catalog = Catalog::load(path)?;
+            self.current.store(Arc::new(catalog));
+        }
+        Ok(())
+    }
+
+    /// Reloads whenever the source file's modification time changes (checked
+    /// every `poll`) or the process receives SIGHUP. Runs until the runtime stops.
+    pub fn spawn_watcher(self: &Arc<Self>, poll: Duration) {
+        let Some(path) = self.source.clone() else { return };
+        let handle = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut hangup = hangup_signal();
+            let mut seen = modified(&path);
+            let mut tick = tokio::time::interval(poll);
+            loop {
+                let by_signal = tokio::select! {
+                    _ = tick.tick() => false,
+                    Some(()) = recv(&mut hangup) => true,
+                };
+                let now = modified(&path);
+                if !by_signal && now == seen {
+                    continue;
+                }
+                seen = now;
+                match handle.reload() {
+                    Ok(()) => tracing::info!(path = %path.display(), "catalog reloaded"),
+                    Err(err) => tracing::error!(%err, "catalog reload refused; keeping the previous catalog"),
+                }
+            }
+        });
+    }
+}
+
+fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {
+    None
+}
+
+#[cfg(unix)]
+async fn recv(signal: &mut Hangup) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+#[cfg(not(unix))]
+async fn recv(_: &mut Hangup) -> Option<()> {
+    std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_change_swaps_catalog_and_bad_file_keeps_old() {
+        let dir = std::env::temp_dir().join(format!("catalog-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("models.toml");
+        std::fs::write(&path, crate::BUILTIN_TOML).unwrap();
+        let handle = CatalogHandle::open(Some(path.clone())).unwrap();
+        let before = handle.snapshot();
+        handle.spawn_watcher(Duration::from_millis(20));
+
+        let cheaper = crate::BUILTIN_TOML.replacen("input_per_mtok = \"0.40\"", "input_per_mtok = \"0.01\"", 1);
+        // Give the new file a distinct mtime even on coarse-grained filesystems.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        std::fs::write(&path, cheaper).unwrap();
+        let mut reloaded = false;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if handle.snapshot().model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos() == 10_000_000 {
+                reloaded = true;
+                break;
+            }
+        }
+        assert!(reloaded, "the watcher did not pick up the change");
+        // The snapshot taken before the reload is untouched: in-flight requests keep it.
+        assert_eq!(before.model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos(), 400_000_000);
+
+        std::fs::write(&path, "version = 1\nmodels = 3").unwrap();
+        assert!(handle.reload().is_err());
+        assert_eq!(handle.snapshot().model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos(), 10_000_000);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

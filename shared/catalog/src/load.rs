@@ -1,0 +1,330 @@
+//! Reading and validating a catalog file.
+//!
+//! A bad file is refused whole, with a message naming the offending field
+//! (`models[3] (gpt-4.1).context_window: ...`), so a running router keeps its
+//! previous catalog rather than routing on half-understood data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use money::{Money, PricePerMTok};
+use serde::Deserialize;
+
+use crate::model::{
+    Capabilities, Catalog, LatencySeed, Model, Pricing, PricingRates, ProviderId, ProviderInfo,
+    Tier,
+};
+
+/// Why a catalog was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The file could not be read.
+    #[error("cannot read catalog {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The TOML does not have the catalog's shape.
+    #[error("catalog field `{field}`: {message}")]
+    Syntax { field: String, message: String },
+    /// A field has a value the router cannot route on.
+    #[error("catalog field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    version: u32,
+    providers: BTreeMap<ProviderId, RawProvider>,
+    models: Vec<RawModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    pricing_source: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    id: String,
+    provider: ProviderId,
+    provider_model_id: String,
+    tier: Tier,
+    context_window: u32,
+    max_output_tokens: u32,
+    input_per_mtok: Money,
+    output_per_mtok: Money,
+    cached_input_per_mtok: Option<Money>,
+    long_context: Option<RawLongContext>,
+    quality: u8,
+    coding: u8,
+    #[serde(default)]
+    #[allow(dead_code)]
+    scores_note: Option<String>,
+    ttft_ms: u32,
+    output_tokens_per_s: u32,
+    #[serde(default)]
+    reasoning: bool,
+    #[serde(default)]
+    free: bool,
+    capabilities: Vec<RawCapability>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLongContext {
+    above_input_tokens: u32,
+    input_per_mtok: Money,
+    output_per_mtok: Money,
+    cached_input_per_mtok: Option<Money>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawCapability {
+    Tools,
+    Vision,
+    Streaming,
+    JsonMode,
+}
+
+/// The only catalog file format version this build reads.
+const SUPPORTED_VERSION: u32 = 1;
+
+impl Catalog {
+    /// Parses and validates catalog TOML.
+    pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
+        let deserializer = toml::Deserializer::new(text);
+        let raw: RawCatalog = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            CatalogError::Syntax {
+                field: e.path().to_string(),
+                message: e.inner().message().to_owned(),
+            }
+        })?;
+        build(raw)
+    }
+
+    /// Reads, parses and validates a catalog file.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Catalog::from_toml(&text)
+    }
+
+    /// The catalog shipped with this build.
+    pub fn builtin() -> Catalog {
+        Catalog::from_toml(crate::BUILTIN_TOML).expect("the shipped catalog is validated by its tests")
+    }
+}
+
+fn invalid(field: String, message: impl Into<String>) -> CatalogError {
+    CatalogError::Invalid { field, message: message.into() }
+}
+
+fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
+    if raw.version != SUPPORTED_VERSION {
+        return Err(invalid(
+            "version".into(),
+            format!("this build reads version {SUPPORTED_VERSION}, the file says {}", raw.version),
+        ));
+    }
+    let mut providers = Vec::new();
+    for (id, p) in raw.providers {
+        if p.pricing_source.trim().is_empty() {
+            return Err(invalid(format!("providers.{id}.pricing_source"), "must say where the prices come from"));
+        }
+        providers.push(ProviderInfo { id, name: p.name, pricing_source: p.pricing_source });
+    }
+    let mut models = Vec::with_capacity(raw.models.len());
+    let mut by_id = HashMap::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        let at = |field: &str| format!("models[{i}] ({}).{field}", m.id);
+        if m.id.trim().is_empty() {
+            return Err(invalid(format!("models[{i}].id"), "must not be empty"));
+        }
+        if Tier::parse(&m.id).is_some() || m.id == "auto" {
+            return Err(invalid(at("id"), "a tier name cannot be a model id"));
+        }
+        if by_id.insert(m.id.clone(), i).is_some() {
+            return Err(invalid(at("id"), "duplicate model id"));
+        }
+        if !providers.iter().any(|p| p.id == m.provider) {
+            return Err(invalid(at("provider"), format!("provider `{}` has no [providers.{}] entry", m.provider, m.provider)));
+        }
+        if m.provider_model_id.trim().is_empty() {
+            return Err(invalid(at("provider_model_id"), "must not be empty"));
+        }
+        if m.context_window == 0 {
+            return Err(invalid(at("context_window"), "must be positive"));
+        }
+        if m.max_output_tokens == 0 || m.max_output_tokens > m.context_window {
+            return Err(invalid(at("max_output_tokens"), "must be positive and at most context_window"));
+        }
+        if m.quality > 100 {
+            return Err(invalid(at("quality"), "must be 0-100"));
+        }
+        if m.coding > 100 {
+            return Err(invalid(at("coding"), "must be 0-100"));
+        }
+        if m.ttft_ms == 0 {
+            return Err(invalid(at("ttft_ms"), "must be positive"));
+        }
+        if m.output_tokens_per_s == 0 {
+            return Err(invalid(at("output_tokens_per_s"), "must be positive"));
+        }
+        let base = rates(&at, "", m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)?;
+        let long_context = match m.long_context {
+            None => None,
+            Some(lc) => Some((
+                lc.above_input_tokens,
+                rates(&at, "long_context.", lc.input_per_mtok, lc.output_per_mtok, lc.cached_input_per_mtok)?,
+            )),
+        };
+        let mut capabilities = Capabilities::default();
+        for c in m.capabilities {
+            match c {
+                RawCapability::Tools => capabilities.tools = true,
+                RawCapability::Vision => capabilities.vision = true,
+                RawCapability::Streaming => capabilities.streaming = true,
+                RawCapability::JsonMode => capabilities.json_mode = true,
+            }
+        }
+        models.push(Arc::new(Model {
+            id: m.id,
+            provider: m.provider,
+            provider_model_id: m.provider_model_id,
+            tier: m.tier,
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
+            pricing: Pricing { base, long_context },
+            quality: m.quality,
+            coding: m.coding,
+            latency: LatencySeed { ttft_ms: m.ttft_ms, output_tokens_per_s: m.output_tokens_per_s },
+            capabilities,
+            reasoning: m.reasoning,
+            free: m.free,
+        }));
+    }
+    if models.is_empty() {
+        return Err(invalid("models".into(), "the catalog has no models"));
+    }
+    Ok(Catalog { providers, models, by_id })
+}
+
+fn rates(
+    at: &dyn Fn(&str) -> String,
+    prefix: &str,
+    input: Money,
+    output: Money,
+    cached: Option<Money>,
+) -> Result<PricingRates, CatalogError> {
+    for (name, price) in [("input_per_mtok", Some(input)), ("output_per_mtok", Some(output)), ("cached_input_per_mtok", cached)] {
+        if price.is_some_and(|p| p < Money::ZERO) {
+            return Err(invalid(at(&format!("{prefix}{name}")), "a price cannot be negative"));
+        }
+    }
+    Ok(PricingRates {
+        input: PricePerMTok(input),
+        output: PricePerMTok(output),
+        cached_input: cached.map(PricePerMTok),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenUsage;
+
+    fn money(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn shipped_catalog_is_valid_and_complete() {
+        let catalog = Catalog::builtin();
+        for p in ProviderId::ALL {
+            assert!(catalog.providers().iter().any(|i| i.id == p), "{p} has no provider entry");
+            assert!(catalog.models().iter().any(|m| m.provider == p), "{p} has no model");
+        }
+        let required = [
+            ("gemini-2.5-flash", Tier::Economy),
+            ("gpt-4.1-mini", Tier::Economy),
+            ("o4-mini", Tier::Economy),
+            ("claude-haiku-4-5", Tier::Economy),
+            ("grok-3-mini", Tier::Economy),
+            ("llama-3.3-70b-versatile", Tier::Economy),
+            ("llama3.1-8b", Tier::Economy),
+            ("qwen-3-235b", Tier::Economy),
+            ("gemini-2.5-pro", Tier::Standard),
+            ("gpt-4.1", Tier::Standard),
+            ("o3", Tier::Standard),
+            ("claude-sonnet-4-6", Tier::Standard),
+            ("grok-3", Tier::Standard),
+            ("deepseek-v3", Tier::Standard),
+            ("claude-opus-4-5", Tier::Premium),
+            ("gpt-5.1", Tier::Premium),
+            ("gemini-3-pro-preview", Tier::Premium),
+        ];
+        for (id, tier) in required {
+            let m = catalog.model(id).unwrap_or_else(|| panic!("{id} missing"));
+            assert_eq!(m.tier, tier, "{id}");
+        }
+        for m in catalog.models() {
+            let free_provider = matches!(m.provider, ProviderId::Groq | ProviderId::Cerebras);
+            assert_eq!(m.free, free_provider, "{}: free flag must match the provider", m.id);
+        }
+        assert!(catalog.models().iter().any(|m| m.provider == ProviderId::Bedrock && m.tier == Tier::Economy));
+    }
+
+    #[test]
+    fn bad_field_is_named() {
+        let text = crate::BUILTIN_TOML.replacen("context_window = 1047576", "context_window = \"big\"", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("models[1].context_window"), "{err}");
+
+        let text = crate::BUILTIN_TOML.replacen("tier = \"economy\"", "tier = \"cheapest\"", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("models[0].tier"), "{err}");
+
+        let text = crate::BUILTIN_TOML.replacen("max_output_tokens = 65536", "max_output_tokens = 9999999", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("models[0] (gemini-2.5-flash).max_output_tokens"), "{err}");
+
+        let text = crate::BUILTIN_TOML.replacen("input_per_mtok = \"0.30\"", "input_per_mtok = \"0.3x\"", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("models[0].input_per_mtok"), "{err}");
+
+        let text = crate::BUILTIN_TOML.replacen("id = \"gpt-4.1-mini\"", "id = \"gemini-2.5-flash\"", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("duplicate model id"), "{err}");
+
+        let text = crate::BUILTIN_TOML.replacen("quality = 51", "quality = 51\nflavour = 3", 1);
+        let err = Catalog::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("models[0]") && err.contains("flavour"), "{err}");
+    }
+
+    #[test]
+    fn cost_uses_cached_and_long_context_rates_and_free_flag() {
+        let catalog = Catalog::builtin();
+        let gpt41 = catalog.model("gpt-4.1").unwrap();
+        // 10,000 in (4,000 cached) and 1,000 out: 6000×2 + 4000×0.5 + 1000×8 = 22,000 µ$ → $0.022.
+        let usage = TokenUsage { input_tokens: 10_000, cached_input_tokens: 4_000, output_tokens: 1_000 };
+        assert_eq!(gpt41.cost(&usage), money("0.022"));
+
+        let pro = catalog.model("gemini-2.5-pro").unwrap();
+        let short = TokenUsage { input_tokens: 200_000, cached_input_tokens: 0, output_tokens: 1_000 };
+        let long = TokenUsage { input_tokens: 200_001, ..short };
+        assert_eq!(pro.cost(&short), money("0.26")); // 0.25 + 0.01
+        assert_eq!(pro.cost(&long), money("0.5150025")); // 200001 × 2.5/M + 1000 × 15/M
+
+        let free = catalog.model("llama-3.3-70b-versatile").unwrap();
+        assert_eq!(free.cost(&usage), Money::ZERO);
+    }
+}

@@ -1,0 +1,78 @@
+//! The provider simulator.
+//!
+//! Serves each upstream's wire format on one HTTP router, under a path prefix
+//! per provider that mirrors the real base URL (`/openai/v1`, `/groq/openai/v1`,
+//! ...). Replies are deterministic functions of the request, usage counts are
+//! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
+//! `Retry-After`, streams cut after N chunks — can be set per provider and
+//! model through `/_sim/faults` or per request with the `x-sim-fault` header.
+
+mod dialect;
+mod faults;
+mod generate;
+mod openai_chat;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use catalog::{CatalogHandle, ProviderId};
+use serde::Deserialize;
+
+pub use dialect::{base_path, Dialect, DIALECTS};
+pub use faults::{Fault, FaultRule};
+
+/// Simulator settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// The API key every simulated provider accepts (Bearer / x-api-key).
+    pub api_key: String,
+    /// Pause between stream chunks, to look like a real model typing.
+    pub chunk_delay_ms: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig { api_key: "sim-key".into(), chunk_delay_ms: 0 }
+    }
+}
+
+/// Shared simulator state.
+pub struct Simulator {
+    config: SimulatorConfig,
+    catalog: Arc<CatalogHandle>,
+    faults: faults::FaultTable,
+    tokens: tokens::TokenCounter,
+}
+
+impl Simulator {
+    /// A simulator serving the models of `catalog`.
+    pub fn new(config: SimulatorConfig, catalog: Arc<CatalogHandle>) -> Arc<Self> {
+        Arc::new(Simulator { config, catalog, faults: Default::default(), tokens: Default::default() })
+    }
+
+    /// The pause between stream chunks when no fault overrides it.
+    fn chunk_delay(&self) -> Duration {
+        Duration::from_millis(self.config.chunk_delay_ms)
+    }
+
+    /// Whether `model` is one `provider` serves.
+    fn knows_model(&self, provider: ProviderId, model: &str) -> bool {
+        let catalog = self.catalog.snapshot();
+        catalog.models().iter().any(|m| m.provider == provider && m.provider_model_id == model)
+    }
+}
+
+/// The simulator's HTTP routes, to serve alone or nest under a prefix.
+pub fn router(sim: Arc<Simulator>) -> Router {
+    let mut router = Router::new()
+        .route("/_sim/faults", get(faults::list).post(faults::set).delete(faults::clear));
+    for dialect in DIALECTS {
+        router = router
+            .route(&format!("{}/chat/completions", dialect.prefix), post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)))
+            .route(&format!("{}/models", dialect.prefix), get(openai_chat::list_models).with_state((Arc::clone(&sim), dialect)));
+    }
+    router.with_state(sim)
+}

@@ -1,0 +1,64 @@
+//! Gateway settings. Filled by the `modelrouter` binary from its config file
+//! and environment; every field has a documented default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use catalog::ProviderId;
+use serde::Deserialize;
+
+/// How the gateway serves requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Largest accepted request body (default 32 MiB: a 1M-token prompt fits).
+    pub body_limit_bytes: usize,
+    /// Deadline for one request across all fallback attempts (default 300 s).
+    pub total_timeout_ms: u64,
+    /// Per-provider connection settings; a provider without an API key is not used.
+    pub providers: BTreeMap<ProviderId, ProviderSettings>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { body_limit_bytes: 32 << 20, total_timeout_ms: 300_000, providers: BTreeMap::new() }
+    }
+}
+
+impl GatewayConfig {
+    /// The deadline for one request across all attempts.
+    pub fn total_timeout(&self) -> Duration {
+        Duration::from_millis(self.total_timeout_ms)
+    }
+}
+
+/// Where and how to reach one provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// API base URL; the provider's public endpoint when absent.
+    pub base_url: Option<String>,
+    /// API key; usually from the provider's standard environment variable.
+    pub api_key: Option<String>,
+    /// TCP + TLS connect timeout (default 5 s).
+    pub connect_timeout_ms: u64,
+    /// Time from sending the request to the response headers (default 60 s).
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two stream chunks, or to read a whole non-stream body (default 120 s).
+    pub idle_timeout_ms: u64,
+    /// Idle keep-alive connections kept per host (default 256).
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        ProviderSettings {
+            base_url: None,
+            api_key: None,
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 60_000,
+            idle_timeout_ms: 120_000,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The context-window guard: drop candidates whose window cannot hold the
+//! prompt plus the requested output.
+//!
+//! Cheap bounds decide first: every tokenizer spends at least one byte per
+//! token, so a prompt's byte length (plus fixed per-message tokens) is an
+//! upper bound for all of them; when that fits, nothing is tokenized. Only
+//! the undecided candidates pay for a count, and the count stops as soon as
+//! the prompt is known not to fit the largest of them.
+//!
+//! Counts are exact o200k (OpenAI's tokenizer). Other providers' tokenizers
+//! are estimated conservatively as o200k × a margin (see [`margin_permille`]),
+//! never above the byte bound.
+
+use std::sync::Arc;
+
+use catalog::{Model, ProviderId, Tier};
+use openai::ChatRequest;
+use tokens::{Prompt, TokenCounter};
+
+use crate::error::GatewayError;
+
+/// Tokens a provider's tokenizer may produce per 1,000 o200k tokens.
+///
+/// Claude's tokenizer yields up to ~30% more tokens than o200k on English and
+/// code; Llama 3, Qwen, Gemini and Grok vocabularies land within ~15%; Bedrock
+/// hosts several families, so it takes the larger margin.
+pub fn margin_permille(provider: ProviderId) -> u64 {
+    match provider {
+        ProviderId::Openai => 1_000,
+        ProviderId::Anthropic => 1_300,
+        ProviderId::Bedrock => 1_250,
+        ProviderId::Google | ProviderId::Xai | ProviderId::Groq | ProviderId::Cerebras => 1_150,
+    }
+}
+
+/// Keeps the candidates that can hold the request; `tier` names the tier for
+/// errors (`None` when the model was pinned).
+pub fn apply(
+    counter: &TokenCounter,
+    request: &ChatRequest,
+    candidates: Vec<Arc<Model>>,
+    tier: Option<Tier>,
+) -> Result<Vec<Arc<Model>>, GatewayError> {
+    let prompt = Prompt::of(request);
+    let upper = prompt.upper_bound();
+    let out = u64::from(request.requested_output_tokens().unwrap_or(0));
+
+    let (mut fits, mut undecided) = (Vec::new(), Vec::new());
+    let mut largest_output = 0;
+    for model in candidates {
+        largest_output = largest_output.max(model.max_output_tokens);
+        if out > u64::from(model.max_output_tokens) {
+            continue;
+        }
+        if upper + out <= u64::from(model.context_window) {
+            fits.push(model);
+        } else {
+            undecided.push(model);
+        }
+    }
+    if fits.is_empty() && undecided.is_empty() {
+        let message = format!(
+            "max_tokens is {out}, but the most output {} can produce is {largest_output} tokens.",
+            tier.map_or("this model".to_owned(), |t| format!("any {t} model"))
+        );
+        return Err(GatewayError::invalid(message, Some("max_tokens".to_owned())));
+    }
+    if undecided.is_empty() {
+        return Ok(fits);
+    }
+
+    let budget = |m: &Model| (u64::from(m.context_window) - out) * 1_000 / margin_permille(m.provider);
+    let limit = undecided.iter().map(|m| budget(m)).max().unwrap_or(0);
+    let counted = counter.count_till(&prompt, limit);
+    let largest_window = undecided.iter().map(|m| m.context_window).max().unwrap_or(0);
+    if let Some(tokens) = counted {
+        for model in undecided {
+            let estimate = (tokens * margin_permille(model.provider)).div_ceil(1_000).min(upper);
+            if estimate + out <= u64::from(model.context_window) {
+                fits.push(model);
+            }
+        }
+    }
+    if !fits.is_empty() {
+        return Ok(fits);
+    }
+    let input = counted.map_or_else(|| format!("more than {limit}"), |t| t.to_string());
+    Err(GatewayError::ContextLengthExceeded(match tier {
+        None => format!(
+            "This model's maximum context length is {largest_window} tokens. However, you requested {input} tokens in the messages and {out} in the completion. Please reduce the length of the messages or completion."
+        ),
+        Some(tier) => format!(
+            "No {tier} model can hold this request: it has {input} input tokens (o200k count; other tokenizers estimated conservatively) and asks for {out} output tokens, but the largest context window in the tier is {largest_window} tokens."
+        ),
+    }))
+}

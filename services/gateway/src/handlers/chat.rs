@@ -1,0 +1,296 @@
+//! `POST /v1/chat/completions`: parse, route, try candidates in order, answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use catalog::{Model, TokenUsage};
+use futures_util::stream::{self, StreamExt};
+use money::Money;
+use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
+
+use crate::error::{Attempt, GatewayError};
+use crate::prefer::Prefer;
+use crate::providers::{ChunkStream, ProviderError};
+use crate::{headers, routing, Gateway};
+
+/// The handler.
+pub async fn completions(
+    State(gateway): State<Arc<Gateway>>,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, GatewayError> {
+    super::authenticate(&gateway.keys, &request_headers)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes),
+        _ => GatewayError::invalid(format!("Could not read the request body: {rejection}"), None),
+    })?;
+    let request = Arc::new(parse(&body)?);
+    let prefer = validate(&request)?;
+    let catalog = gateway.catalog.snapshot();
+    let candidates = routing::plan(&gateway, &catalog, &request, prefer)?;
+    let deadline = gateway.config.total_timeout();
+    match tokio::time::timeout(deadline, attempt_all(&gateway, &candidates, &request)).await {
+        Ok(result) => result,
+        Err(_) => Err(GatewayError::AllCandidatesFailed {
+            attempts: vec![Attempt {
+                provider: "-".into(),
+                model: "-".into(),
+                status: None,
+                error: format!("total deadline of {} ms expired", deadline.as_millis()),
+                latency_ms: deadline.as_millis() as u64,
+            }],
+            retry_after_s: None,
+        }),
+    }
+}
+
+/// Parses the body, naming the field or the position of what is wrong.
+fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request: ChatRequest = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
+        } else if inner.is_data() {
+            GatewayError::invalid(format!("Invalid request body: {inner}"), None)
+        } else {
+            GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
+        }
+    })?;
+    deserializer.end().map_err(|e| GatewayError::invalid(format!("The request body is not valid JSON: {e}"), None))?;
+    Ok(request)
+}
+
+/// Checks ranges the providers would otherwise reject one by one, and reads `prefer`.
+fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
+    let bad = |message: &str, param: &str| Err(GatewayError::invalid(message, Some(param.to_owned())));
+    if request.messages.is_empty() {
+        return bad("`messages` must contain at least one message.", "messages");
+    }
+    if request.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return bad("`temperature` must be between 0 and 2.", "temperature");
+    }
+    if request.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return bad("`top_p` must be between 0 and 1.", "top_p");
+    }
+    if request.n.is_some_and(|n| !(1..=128).contains(&n)) {
+        return bad("`n` must be between 1 and 128.", "n");
+    }
+    if request.max_tokens == Some(0) || request.max_completion_tokens == Some(0) {
+        return bad("The output token limit must be at least 1.", "max_tokens");
+    }
+    match request.prefer.as_deref() {
+        None => Ok(Prefer::default()),
+        Some(p) => p.parse().map_err(|message: String| GatewayError::invalid(message, Some("prefer".to_owned()))),
+    }
+}
+
+/// Tries each candidate in order until one answers; retryable failures fall through.
+async fn attempt_all(gateway: &Arc<Gateway>, candidates: &[Arc<Model>], request: &Arc<ChatRequest>) -> Result<Response, GatewayError> {
+    let mut attempts = Vec::new();
+    let mut retry_after_s: Option<u64> = None;
+    for model in candidates {
+        let Some(provider) = gateway.providers.get(model.provider) else { continue };
+        let started = Instant::now();
+        let outcome = if request.is_stream() {
+            match provider.stream(model, request).await {
+                Ok(mut upstream) => match upstream.next().await {
+                    Some(Ok(first)) => Ok(relay_stream(gateway, model, request, first, upstream, attempts.len() + 1)),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ProviderError::Interrupted("the stream ended before any chunk".into())),
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            match provider.complete(model, request).await {
+                Ok(completion) => complete_response(model, completion, attempts.len() + 1),
+                Err(e) => Err(e),
+            }
+        };
+        match outcome {
+            Ok(response) => return Ok(response),
+            Err(error) => {
+                tracing::warn!(provider = %model.provider, model = %model.id, %error, "attempt failed");
+                if !error.retryable() {
+                    return Err(GatewayError::UpstreamRejected {
+                        status: error.status().unwrap_or(502),
+                        provider: model.provider.to_string(),
+                        message: error.to_string(),
+                    });
+                }
+                attempts.push(Attempt {
+                    provider: model.provider.to_string(),
+                    model: model.id.clone(),
+                    status: error.status(),
+                    error: error.to_string(),
+                    latency_ms: started.elapsed().as_millis() as u64,
+                });
+                if let Some(wait) = error.retry_after() {
+                    let secs = wait.as_secs().max(1);
+                    retry_after_s = Some(retry_after_s.map_or(secs, |s| s.min(secs)));
+                }
+            }
+        }
+    }
+    Err(GatewayError::AllCandidatesFailed { attempts, retry_after_s })
+}
+
+fn token_usage(usage: &Usage) -> TokenUsage {
+    TokenUsage { input_tokens: usage.prompt_tokens, cached_input_tokens: usage.cached_tokens(), output_tokens: usage.completion_tokens }
+}
+
+/// The routing headers every successful response carries.
+fn routing_headers(response: &mut Response, model: &Model, attempts: usize, cost: Option<Money>) {
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(headers::MODEL, model.id.clone());
+    set(headers::PROVIDER, model.provider.to_string());
+    set(headers::ATTEMPTS, attempts.to_string());
+    if let Some(cost) = cost {
+        set(headers::COST, cost.to_string());
+    }
+}
+
+fn complete_response(model: &Model, mut completion: openai::ChatCompletion, attempts: usize) -> Result<Response, ProviderError> {
+    let usage = completion.usage.as_ref().ok_or_else(|| ProviderError::Protocol("the completion has no usage".into()))?;
+    let cost = model.cost(&token_usage(usage));
+    completion.model = model.id.clone();
+    let mut response = Json(completion).into_response();
+    routing_headers(&mut response, model, attempts, Some(cost));
+    Ok(response)
+}
+
+/// Relays an upstream stream as OpenAI SSE: chunks with our model id, then one
+/// usage chunk (with `usage.cost`, the exact USD cost), then `[DONE]`. A failure
+/// after the first chunk ends the stream with an OpenAI-style error event.
+fn relay_stream(
+    gateway: &Arc<Gateway>,
+    model: &Arc<Model>,
+    request: &Arc<ChatRequest>,
+    first: ChatCompletionChunk,
+    rest: ChunkStream,
+    attempts: usize,
+) -> Response {
+    let state = Relay {
+        upstream: stream::once(async move { Ok(first) }).chain(rest).boxed(),
+        gateway: Arc::clone(gateway),
+        request: Arc::clone(request),
+        model: Arc::clone(model),
+        last: None,
+        usage: None,
+        generated: String::new(),
+        done: false,
+    };
+    let body = stream::unfold(state, |mut relay| async move {
+        if relay.done {
+            return None;
+        }
+        let bytes = relay.step().await;
+        Some((Ok::<_, std::convert::Infallible>(bytes), relay))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    routing_headers(&mut response, model, attempts, None);
+    response
+}
+
+struct Relay {
+    upstream: ChunkStream,
+    gateway: Arc<Gateway>,
+    request: Arc<ChatRequest>,
+    model: Arc<Model>,
+    /// The latest chunk, whose id and timestamps the usage chunk reuses.
+    last: Option<ChatCompletionChunk>,
+    usage: Option<Usage>,
+    /// Text generated so far, to count output if the provider sends no usage.
+    generated: String,
+    done: bool,
+}
+
+impl Relay {
+    async fn step(&mut self) -> Bytes {
+        loop {
+            match self.upstream.next().await {
+                Some(Ok(mut chunk)) => {
+                    chunk.model = self.model.id.clone();
+                    if let Some(usage) = chunk.usage.take() {
+                        self.usage = Some(usage);
+                    }
+                    for choice in &chunk.choices {
+                        if let Some(text) = &choice.delta.content {
+                            self.generated.push_str(text);
+                        }
+                    }
+                    let skip = chunk.choices.is_empty();
+                    let event = (!skip).then(|| sse_event(&chunk));
+                    self.last = Some(chunk);
+                    if let Some(event) = event {
+                        return event;
+                    }
+                }
+                Some(Err(error)) => {
+                    self.done = true;
+                    tracing::warn!(model = %self.model.id, %error, "stream failed after the first chunk");
+                    let body = ErrorBody::new("server_error", format!("The provider's stream broke off: {error}"), None, Some("upstream_stream_error"));
+                    return Bytes::from(format!("data: {}\n\n", serde_json::to_string(&body).unwrap_or_default()));
+                }
+                None => {
+                    self.done = true;
+                    return self.finish();
+                }
+            }
+        }
+    }
+
+    /// The usage chunk and `[DONE]`. A provider that sent no usage is billed on
+    /// our own o200k count of the prompt and of what it streamed.
+    fn finish(&mut self) -> Bytes {
+        let mut usage = self.usage.take().unwrap_or_else(|| {
+            let counter = &self.gateway.tokens;
+            let completion = counter.count_text(&self.generated);
+            let prompt = counter.count(&tokens::Prompt::of(&self.request));
+            Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, ..Default::default() }
+        });
+        let cost = self.model.cost(&token_usage(&usage));
+        usage.extra.insert("cost".into(), serde_json::Value::String(cost.to_string()));
+        let mut chunk = self.last.take().unwrap_or_else(|| ChatCompletionChunk {
+            id: String::new(),
+            object: "chat.completion.chunk".into(),
+            created: 0,
+            model: String::new(),
+            choices: Vec::new(),
+            usage: None,
+            extra: Default::default(),
+        });
+        chunk.model = self.model.id.clone();
+        chunk.choices.clear();
+        chunk.usage = Some(usage);
+        let mut out = sse_event(&chunk).to_vec();
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        Bytes::from(out)
+    }
+}
+
+fn sse_event(chunk: &ChatCompletionChunk) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    if serde_json::to_writer(&mut out, chunk).is_err() {
+        out.truncate(6);
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}

@@ -1,0 +1,64 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`: tiers and catalog models.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use catalog::{Catalog, Model, Tier};
+use openai::{Extra, ModelList, ModelObject};
+use serde_json::json;
+
+use crate::error::GatewayError;
+use crate::Gateway;
+
+/// Unix time the entries report as `created` (the catalog has no dates).
+const CREATED: i64 = 1_735_689_600;
+
+fn tier_entry(catalog: &Catalog, tier: Tier) -> ModelObject {
+    let mut extra = Extra::new();
+    extra.insert("type".into(), json!("tier"));
+    extra.insert("models".into(), json!(catalog.tier(tier).map(|m| m.id.as_str()).collect::<Vec<_>>()));
+    ModelObject { id: tier.to_string(), object: "model".into(), created: CREATED, owned_by: "model-router".into(), extra }
+}
+
+fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
+    let rates = model.pricing.base;
+    let mut extra = Extra::new();
+    extra.insert("type".into(), json!("model"));
+    extra.insert("provider".into(), json!(model.provider));
+    extra.insert("provider_model_id".into(), json!(model.provider_model_id));
+    extra.insert("tier".into(), json!(model.tier));
+    extra.insert("context_window".into(), json!(model.context_window));
+    extra.insert("max_output_tokens".into(), json!(model.max_output_tokens));
+    extra.insert(
+        "pricing".into(),
+        json!({"input_per_mtok": rates.input.0, "output_per_mtok": rates.output.0, "cached_input_per_mtok": rates.cached_input.map(|p| p.0)}),
+    );
+    extra.insert("free".into(), json!(model.free));
+    extra.insert("capabilities".into(), json!(model.capabilities));
+    extra.insert("quality".into(), json!(model.quality));
+    extra.insert("coding".into(), json!(model.coding));
+    extra.insert("available".into(), json!(gateway.providers.get(model.provider).is_some()));
+    ModelObject { id: model.id.clone(), object: "model".into(), created: CREATED, owned_by: model.provider.to_string(), extra }
+}
+
+/// `GET /v1/models`.
+pub async fn list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Json<ModelList>, GatewayError> {
+    super::authenticate(&gateway.keys, &headers)?;
+    let catalog = gateway.catalog.snapshot();
+    let mut data: Vec<ModelObject> = Tier::ALL.into_iter().map(|t| tier_entry(&catalog, t)).collect();
+    data.extend(catalog.models().iter().map(|m| model_entry(&gateway, m)));
+    Ok(Json(ModelList { object: "list".into(), data }))
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn retrieve(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ModelObject>, GatewayError> {
+    super::authenticate(&gateway.keys, &headers)?;
+    let catalog = gateway.catalog.snapshot();
+    if let Some(tier) = Tier::parse(&id) {
+        return Ok(Json(tier_entry(&catalog, tier)));
+    }
+    let model = catalog.model(&id).ok_or(GatewayError::ModelNotFound(id))?;
+    Ok(Json(model_entry(&gateway, model)))
+}

@@ -1,0 +1,85 @@
+//! The gateway: Model Router's data plane.
+//!
+//! One OpenAI-compatible endpoint. A request names a tier (`economy`,
+//! `standard`, `premium`) and a `prefer`, or pins a model; the gateway picks
+//! candidates from the catalog (see [`routing`]), guards context windows
+//! (see [`guard`]), tries the candidates in order through provider adapters
+//! (see [`providers`]) and answers in OpenAI's shapes with routing headers.
+
+pub mod config;
+pub mod error;
+pub mod guard;
+mod handlers;
+pub mod headers;
+pub mod keys;
+pub mod prefer;
+pub mod providers;
+pub mod routing;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use catalog::CatalogHandle;
+
+pub use config::{GatewayConfig, ProviderSettings};
+pub use error::GatewayError;
+pub use keys::KeyRing;
+pub use providers::Registry;
+
+/// Everything a request handler needs, shared by all requests.
+pub struct Gateway {
+    /// Settings.
+    pub config: GatewayConfig,
+    /// The live catalog.
+    pub catalog: Arc<CatalogHandle>,
+    /// Configured provider adapters.
+    pub providers: Registry,
+    /// Accepted API keys.
+    pub keys: Arc<KeyRing>,
+    /// Token counting for the guard.
+    pub tokens: tokens::TokenCounter,
+}
+
+impl Gateway {
+    /// A gateway with adapters built from `config`.
+    pub fn new(config: GatewayConfig, catalog: Arc<CatalogHandle>, keys: Arc<KeyRing>) -> Result<Arc<Self>, reqwest::Error> {
+        let providers = Registry::from_config(&config)?;
+        let tokens = tokens::TokenCounter::default();
+        tokens.warm_up();
+        Ok(Arc::new(Gateway { config, catalog, providers, keys, tokens }))
+    }
+}
+
+/// The public API routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let limit = gateway.config.body_limit_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(handlers::chat::completions))
+        .route("/v1/models", get(handlers::models::list))
+        .route("/v1/models/{id}", get(handlers::models::retrieve))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(request_id))
+        .with_state(gateway)
+}
+
+async fn unknown_route(request: Request) -> Response {
+    GatewayError::UnknownRoute(format!("{} {}", request.method(), request.uri().path())).into_response()
+}
+
+/// Gives every response an `X-Request-Id`.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(headers::REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,129 @@
+//! `prefer`: how candidates within a tier are ordered.
+//!
+//! | prefer     | first tried                                                         |
+//! |------------|---------------------------------------------------------------------|
+//! | `cheap`    | lowest blended price (3 input : 1 output tokens; free models = 0)   |
+//! | `fast`     | lowest expected latency: time to first token + output at its speed  |
+//! | `quality`  | highest quality score                                                |
+//! | `coding`   | highest coding score, then quality                                   |
+//! | `balanced` | highest 0.5·quality + 0.3·cheapness + 0.2·speed (default)           |
+//!
+//! Ties go to the cheaper model, then to the model id, so orders are stable.
+
+use std::cmp::Ordering;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use catalog::Model;
+
+/// Output tokens assumed for latency estimates when the request sets no limit.
+const REFERENCE_OUTPUT_TOKENS: u64 = 256;
+/// Added to blended prices (in nano-dollars per million tokens, i.e. $0.05/M) so free models do not divide by zero.
+const PRICE_FLOOR_NANOS: f64 = 50_000_000.0;
+
+/// A client's routing preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefer {
+    Cheap,
+    Fast,
+    #[default]
+    Balanced,
+    Quality,
+    Coding,
+}
+
+impl FromStr for Prefer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cheap" => Ok(Prefer::Cheap),
+            "fast" => Ok(Prefer::Fast),
+            "balanced" => Ok(Prefer::Balanced),
+            "quality" => Ok(Prefer::Quality),
+            "coding" => Ok(Prefer::Coding),
+            other => Err(format!("Invalid value for `prefer`: `{other}`. Use one of cheap, fast, balanced, quality, coding.")),
+        }
+    }
+}
+
+/// What an account pays per million blended tokens, in nano-dollars.
+fn price(model: &Model) -> i64 {
+    if model.free {
+        0
+    } else {
+        model.blended_price().nanos()
+    }
+}
+
+/// Expected milliseconds to produce `output_tokens`.
+fn expected_ms(model: &Model, output_tokens: u64) -> f64 {
+    let seed = model.latency;
+    f64::from(seed.ttft_ms) + output_tokens as f64 * 1000.0 / f64::from(seed.output_tokens_per_s)
+}
+
+/// Orders `candidates` best first for `prefer`.
+pub fn order(prefer: Prefer, candidates: &mut [Arc<Model>], output_tokens: Option<u32>) {
+    let out = output_tokens.map_or(REFERENCE_OUTPUT_TOKENS, u64::from);
+    let tie = |a: &Model, b: &Model| price(a).cmp(&price(b)).then_with(|| a.id.cmp(&b.id));
+    match prefer {
+        Prefer::Cheap => candidates.sort_by(|a, b| price(a).cmp(&price(b)).then(b.quality.cmp(&a.quality)).then_with(|| a.id.cmp(&b.id))),
+        Prefer::Fast => candidates.sort_by(|a, b| expected_ms(a, out).total_cmp(&expected_ms(b, out)).then_with(|| tie(a, b))),
+        Prefer::Quality => candidates.sort_by(|a, b| b.quality.cmp(&a.quality).then_with(|| tie(a, b))),
+        Prefer::Coding => candidates.sort_by(|a, b| b.coding.cmp(&a.coding).then(b.quality.cmp(&a.quality)).then_with(|| tie(a, b))),
+        Prefer::Balanced => {
+            let cheapest = candidates.iter().map(|m| price(m)).min().unwrap_or(0) as f64;
+            let fastest = candidates.iter().map(|m| expected_ms(m, out)).fold(f64::INFINITY, f64::min);
+            let score = |m: &Model| {
+                let quality = f64::from(m.quality) / 100.0;
+                let cheapness = (cheapest + PRICE_FLOOR_NANOS) / (price(m) as f64 + PRICE_FLOOR_NANOS);
+                let speed = fastest / expected_ms(m, out);
+                0.5 * quality + 0.3 * cheapness + 0.2 * speed
+            };
+            candidates.sort_by(|a, b| score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal).then_with(|| tie(a, b)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::{Catalog, Tier};
+
+    fn ordered(prefer: Prefer, tier: Tier) -> Vec<String> {
+        let catalog = Catalog::builtin();
+        let mut models: Vec<_> = catalog.tier(tier).cloned().collect();
+        order(prefer, &mut models, None);
+        models.iter().map(|m| m.id.clone()).collect()
+    }
+
+    #[test]
+    fn each_preference_puts_its_best_first() {
+        // Free models cost nothing: the best free model leads `cheap`.
+        assert_eq!(ordered(Prefer::Cheap, Tier::Economy)[0], "qwen-3-235b");
+        assert_eq!(ordered(Prefer::Fast, Tier::Economy)[0], "llama3.1-8b");
+        assert_eq!(ordered(Prefer::Quality, Tier::Premium)[0], "gemini-3-pro-preview");
+        assert_eq!(ordered(Prefer::Coding, Tier::Premium)[0], "claude-opus-4-5");
+        assert_eq!(ordered(Prefer::Coding, Tier::Standard)[0], "claude-sonnet-4-6");
+        assert_eq!("nope".parse::<Prefer>().unwrap_err().contains("cheap, fast"), true);
+    }
+
+    #[test]
+    fn orders_are_total_and_monotone() {
+        let catalog = Catalog::builtin();
+        for tier in Tier::ALL {
+            let models: Vec<_> = catalog.tier(tier).cloned().collect();
+            let mut cheap = models.clone();
+            order(Prefer::Cheap, &mut cheap, None);
+            assert!(cheap.windows(2).all(|w| price(&w[0]) <= price(&w[1])));
+            let mut quality = models.clone();
+            order(Prefer::Quality, &mut quality, None);
+            assert!(quality.windows(2).all(|w| w[0].quality >= w[1].quality));
+            let mut fast = models.clone();
+            order(Prefer::Fast, &mut fast, Some(500));
+            assert!(fast.windows(2).all(|w| expected_ms(&w[0], 500) <= expected_ms(&w[1], 500)));
+            let mut balanced = models.clone();
+            order(Prefer::Balanced, &mut balanced, None);
+            assert_eq!(balanced.len(), models.len());
+        }
+    }
+}

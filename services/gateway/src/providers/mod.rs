@@ -1,0 +1,152 @@
+//! Provider adapters: one trait, one file per wire format.
+//!
+//! An adapter turns Model Router's OpenAI-shaped request into its provider's
+//! wire format and the answer back into OpenAI shapes. The OpenAI-compatible
+//! providers share one adapter ([`openai_compat`]) and differ only by their
+//! [`Dialect`], each described in its own file.
+
+mod cerebras;
+mod groq;
+mod openai;
+pub mod openai_compat;
+mod xai;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog::{Model, ProviderId};
+use futures_util::Stream;
+use ::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+
+use crate::config::{GatewayConfig, ProviderSettings};
+pub use openai_compat::{Dialect, OpenAiCompatible};
+
+/// A stream of OpenAI-shaped chunks from a provider.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ProviderError>> + Send>>;
+
+/// A request field the target model cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The request field (`n`, `temperature`, `tools`, ...).
+    pub param: &'static str,
+    /// Why, for the client.
+    pub reason: String,
+}
+
+/// How a call to a provider failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// No connection could be made.
+    #[error("connect error: {0}")]
+    Connect(String),
+    /// A timeout expired (`connect`, `first byte`, `idle`).
+    #[error("{0} timeout")]
+    Timeout(&'static str),
+    /// The provider answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Status { status: u16, message: String, retry_after: Option<Duration> },
+    /// The provider's answer was not in its documented format.
+    #[error("malformed response: {0}")]
+    Protocol(String),
+    /// The stream broke off before it finished.
+    #[error("stream interrupted: {0}")]
+    Interrupted(String),
+}
+
+impl ProviderError {
+    /// Whether another candidate may succeed where this one failed.
+    ///
+    /// Connection trouble, timeouts, 429, 5xx (529 included) and a provider-side
+    /// key problem (401/403) are worth trying elsewhere; other 4xx are the
+    /// request's own fault and would fail everywhere.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ProviderError::Status { status, .. } => matches!(status, 401 | 403 | 408 | 409 | 429 | 500..=599),
+            _ => true,
+        }
+    }
+
+    /// The upstream HTTP status, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The provider's `Retry-After`, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One upstream API.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Refuses a request this model cannot carry faithfully (before any network call).
+    fn check(&self, model: &Model, request: &ChatRequest) -> Result<(), Unsupported>;
+    /// A whole completion.
+    async fn complete(&self, model: &Model, request: &ChatRequest) -> Result<ChatCompletion, ProviderError>;
+    /// A stream of chunks; the last carries usage.
+    async fn stream(&self, model: &Model, request: &ChatRequest) -> Result<ChunkStream, ProviderError>;
+}
+
+/// The configured providers. One without credentials is absent.
+#[derive(Default, Clone)]
+pub struct Registry {
+    providers: HashMap<ProviderId, Arc<dyn Provider>>,
+}
+
+impl Registry {
+    /// Builds adapters for every provider the configuration gives a key for.
+    pub fn from_config(config: &GatewayConfig) -> Result<Registry, reqwest::Error> {
+        let mut registry = Registry::default();
+        for (&id, settings) in &config.providers {
+            let Some(dialect) = openai_compat::dialect(id) else { continue };
+            if settings.api_key.is_none() {
+                continue;
+            }
+            registry.providers.insert(id, Arc::new(OpenAiCompatible::new(dialect, settings)?));
+        }
+        Ok(registry)
+    }
+
+    /// Adds or replaces an adapter.
+    pub fn insert(&mut self, id: ProviderId, provider: Arc<dyn Provider>) {
+        self.providers.insert(id, provider);
+    }
+
+    /// The adapter for `id`, if configured.
+    pub fn get(&self, id: ProviderId) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(&id)
+    }
+
+    /// The providers that are configured.
+    pub fn configured(&self) -> impl Iterator<Item = ProviderId> + '_ {
+        self.providers.keys().copied()
+    }
+}
+
+/// Timeouts of one provider, as durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+impl From<&ProviderSettings> for Timeouts {
+    fn from(s: &ProviderSettings) -> Self {
+        Timeouts {
+            connect: Duration::from_millis(s.connect_timeout_ms),
+            first_byte: Duration::from_millis(s.first_byte_timeout_ms),
+            idle: Duration::from_millis(s.idle_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! From a request's `model` and `prefer` to an ordered list of candidates.
+//!
+//! 1. Target: a tier's models, or one pinned model (no tier logic).
+//! 2. Drop models whose provider is not configured.
+//! 3. Drop models that cannot carry the request (tools, images, JSON mode,
+//!    streaming, or a field the provider's dialect refuses).
+//! 4. Drop models whose context window cannot hold it (the guard).
+//! 5. Order the rest by `prefer`.
+//!
+//! When a step empties the list the request fails with the reason of that step.
+
+use std::sync::Arc;
+
+use catalog::{Catalog, Model, Tier};
+use openai::ChatRequest;
+
+use crate::error::GatewayError;
+use crate::prefer::{self, Prefer};
+use crate::providers::{Registry, Unsupported};
+use crate::{guard, Gateway};
+
+/// What the client asked for in `model`.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Any model of a tier.
+    Tier(Tier),
+    /// Exactly this model.
+    Pinned(Arc<Model>),
+}
+
+impl Target {
+    /// Reads `model`: a tier name or a catalog model id.
+    pub fn resolve(catalog: &Catalog, model: &str) -> Result<Target, GatewayError> {
+        if let Some(tier) = Tier::parse(model) {
+            return Ok(Target::Tier(tier));
+        }
+        catalog.model(model).map(|m| Target::Pinned(Arc::clone(m))).ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))
+    }
+
+    fn tier(&self) -> Option<Tier> {
+        match self {
+            Target::Tier(t) => Some(*t),
+            Target::Pinned(_) => None,
+        }
+    }
+}
+
+/// The candidates for `request`, best first.
+pub fn plan(gateway: &Gateway, catalog: &Catalog, request: &ChatRequest, prefer: Prefer) -> Result<Vec<Arc<Model>>, GatewayError> {
+    let target = Target::resolve(catalog, &request.model)?;
+    let models: Vec<Arc<Model>> = match &target {
+        Target::Tier(tier) => catalog.tier(*tier).cloned().collect(),
+        Target::Pinned(model) => vec![Arc::clone(model)],
+    };
+
+    let configured: Vec<_> = models.into_iter().filter(|m| gateway.providers.get(m.provider).is_some()).collect();
+    if configured.is_empty() {
+        return Err(GatewayError::NoProvider(match &target {
+            Target::Tier(tier) => format!("No provider serving the {tier} tier is configured."),
+            Target::Pinned(m) => format!("Provider `{}` of model `{}` is not configured on this gateway.", m.provider, m.id),
+        }));
+    }
+
+    let mut refusal = None;
+    let capable: Vec<_> = configured
+        .into_iter()
+        .filter(|m| match carries(&gateway.providers, m, request) {
+            Ok(()) => true,
+            Err(why) => {
+                refusal.get_or_insert(why);
+                false
+            }
+        })
+        .collect();
+    if capable.is_empty() {
+        let why = refusal.expect("a candidate was refused, so a reason was recorded");
+        let message = match target.tier() {
+            Some(tier) => format!("No {tier} model can serve this request: {}.", why.reason),
+            None => format!("{}.", why.reason),
+        };
+        return Err(GatewayError::invalid(message, Some(why.param.to_owned())));
+    }
+
+    let mut fitting = guard::apply(&gateway.tokens, request, capable, target.tier())?;
+    prefer::order(prefer, &mut fitting, request.requested_output_tokens());
+    Ok(fitting)
+}
+
+/// Whether `model` can carry every feature `request` uses.
+fn carries(providers: &Registry, model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
+    let caps = model.capabilities;
+    let lacks = |param: &'static str, what: &str| Err(Unsupported { param, reason: format!("`{}` does not support {what}", model.id) });
+    if request.uses_tools() && !caps.tools {
+        return lacks("tools", "tool calling");
+    }
+    if request.has_images() && !caps.vision {
+        return lacks("messages", "image inputs");
+    }
+    if request.response_format.as_ref().is_some_and(|f| f.get("type").and_then(|t| t.as_str()) != Some("text")) && !caps.json_mode {
+        return lacks("response_format", "JSON mode");
+    }
+    if request.is_stream() && !caps.streaming {
+        return lacks("stream", "streaming");
+    }
+    match providers.get(model.provider) {
+        Some(provider) => provider.check(model, request),
+        None => Ok(()),
+    }
+}

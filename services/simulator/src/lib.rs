@@ -74,5 +74,5 @@ pub fn router(sim: Arc<Simulator>) -> Router {
             .route(&format!("{}/chat/completions", dialect.prefix), post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)))
             .route(&format!("{}/models", dialect.prefix), get(openai_chat::list_models).with_state((Arc::clone(&sim), dialect)));
     }
-    router.with_state(sim)
+    router.layer(axum::extract::DefaultBodyLimit::max(64 << 20)).with_state(sim)
 }

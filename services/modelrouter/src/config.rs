@@ -1,0 +1,186 @@
+//! The one typed configuration: defaults, then an optional TOML file
+//! (`MODELROUTER_CONFIG` or `--config`), then environment variables.
+//! Every field and variable is listed in the README.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use catalog::ProviderId;
+use gateway::GatewayConfig;
+use serde::Deserialize;
+use simulator::SimulatorConfig;
+
+/// Why the configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("environment variable {name}={value:?}: {reason}")]
+    Env { name: &'static str, value: String, reason: String },
+}
+
+/// When `modelrouter up` serves providers from the built-in simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulatorMode {
+    /// Only when no provider API key is set.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Everything `modelrouter` reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the API (and, in embedded mode, everything else) listens.
+    pub listen: SocketAddr,
+    /// Where state lives (API key digests).
+    pub data_dir: PathBuf,
+    /// A catalog file to use instead of the shipped one; reloaded on change or SIGHUP.
+    pub catalog: Option<PathBuf>,
+    /// How often the catalog file is checked for changes.
+    pub catalog_poll_ms: u64,
+    /// Simulator use in embedded mode.
+    pub simulator_mode: SimulatorMode,
+    /// Gateway settings, including per-provider connection settings.
+    pub gateway: GatewayConfig,
+    /// Simulator settings.
+    pub simulator: SimulatorConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            catalog: None,
+            catalog_poll_ms: 2_000,
+            simulator_mode: SimulatorMode::Auto,
+            gateway: GatewayConfig::default(),
+            simulator: SimulatorConfig { chunk_delay_ms: 15, ..SimulatorConfig::default() },
+        }
+    }
+}
+
+/// The environment variables holding a provider's key and base URL, for the
+/// providers this build has an adapter for.
+pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)> {
+    match provider {
+        ProviderId::Openai => Some(("OPENAI_API_KEY", "OPENAI_BASE_URL")),
+        ProviderId::Xai => Some(("XAI_API_KEY", "XAI_BASE_URL")),
+        ProviderId::Groq => Some(("GROQ_API_KEY", "GROQ_BASE_URL")),
+        ProviderId::Cerebras => Some(("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL")),
+        ProviderId::Anthropic | ProviderId::Google | ProviderId::Bedrock => None,
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `MODELROUTER_CONFIG`), then the environment.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| env("MODELROUTER_CONFIG").map(PathBuf::from));
+        let mut config = match file {
+            None => Config::default(),
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?
+            }
+        };
+        config.apply_env(&env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let present = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = present("MODELROUTER_LISTEN") {
+            self.listen = parse("MODELROUTER_LISTEN", &v)?;
+        }
+        if let Some(v) = present("MODELROUTER_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = present("MODELROUTER_CATALOG") {
+            self.catalog = Some(PathBuf::from(v));
+        }
+        if let Some(v) = present("MODELROUTER_SIMULATOR") {
+            self.simulator_mode = match v.as_str() {
+                "auto" => SimulatorMode::Auto,
+                "on" | "1" | "true" => SimulatorMode::On,
+                "off" | "0" | "false" => SimulatorMode::Off,
+                _ => return Err(ConfigError::Env { name: "MODELROUTER_SIMULATOR", value: v, reason: "use auto, on or off".into() }),
+            };
+        }
+        if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
+            self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;
+        }
+        for provider in ProviderId::ALL {
+            let Some((key_var, url_var)) = provider_env(provider) else { continue };
+            let key = present(key_var);
+            let url = present(url_var);
+            if key.is_none() && url.is_none() {
+                continue;
+            }
+            let settings = self.gateway.providers.entry(provider).or_default();
+            if key.is_some() {
+                settings.api_key = key;
+            }
+            if url.is_some() {
+                settings.base_url = url;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any provider has an API key.
+    pub fn has_provider_keys(&self) -> bool {
+        self.gateway.providers.values().any(|p| p.api_key.is_some())
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| ConfigError::Env { name, value: value.to_owned(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(!config.has_provider_keys());
+
+        let dir = std::env::temp_dir().join(format!("mr-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[gateway]\ntotal_timeout_ms = 5000\n[gateway.providers.groq]\nconnect_timeout_ms = 100\n").unwrap();
+        let config = Config::load(Some(&file), env(&[("MODELROUTER_LISTEN", "127.0.0.1:9001"), ("GROQ_API_KEY", "gsk")])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(config.gateway.total_timeout_ms, 5000);
+        let groq = &config.gateway.providers[&ProviderId::Groq];
+        assert_eq!((groq.connect_timeout_ms, groq.api_key.as_deref()), (100, Some("gsk")));
+        assert!(config.has_provider_keys());
+
+        std::fs::write(&file, "listen = 3\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[])).unwrap_err().to_string().contains("listen"));
+        std::fs::remove_dir_all(&dir).ok();
+
+        let err = Config::load(None, env(&[("MODELROUTER_LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("MODELROUTER_LISTEN"));
+    }
+}

@@ -1,0 +1,81 @@
+//! `modelrouter`: one binary for every Model Router service.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(name = "modelrouter", version, about = "One OpenAI-compatible endpoint in front of every LLM provider.")]
+struct Cli {
+    /// A TOML config file (overrides defaults; environment variables override it).
+    #[arg(long, global = true, env = "MODELROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedded mode: everything in one process on one port, with the simulator when no provider key is set.
+    Up,
+    /// The gateway alone, against the providers configured by environment or file.
+    Gateway,
+    /// The provider simulator alone.
+    Simulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
+    /// Catalog tools.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Validates a catalog file (the shipped one if no path) and prints a summary.
+    Check { path: Option<PathBuf> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("MODELROUTER_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    let config = match Config::load(cli.config.as_deref(), |name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up => serve::up(config).await,
+            Command::Gateway => serve::gateway(config).await,
+            Command::Simulator { listen } => serve::simulator(config, listen).await,
+            Command::Catalog { command: CatalogCommand::Check { path } } => serve::check_catalog(path.or(config.catalog)),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

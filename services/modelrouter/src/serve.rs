@@ -1,0 +1,175 @@
+//! Starting the services: embedded (`up`) or one at a time.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use catalog::{Catalog, CatalogHandle, ProviderId};
+use gateway::keys::{self, KeyRing};
+use gateway::{Gateway, ProviderSettings};
+use simulator::Simulator;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, SimulatorMode};
+
+/// Anything that stops a service from starting.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the simulator is mounted in embedded mode.
+const SIM_MOUNT: &str = "/sim";
+/// The file under the data dir holding accepted key digests, one per line.
+const KEYS_FILE: &str = "api-keys";
+
+/// `modelrouter up`: gateway (and, without provider keys, the simulator) on one port.
+pub async fn up(mut config: Config) -> Result<(), BoxError> {
+    let catalog = open_catalog(&config)?;
+    let listener = bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let simulate = match config.simulator_mode {
+        SimulatorMode::On => true,
+        SimulatorMode::Off => false,
+        SimulatorMode::Auto => !config.has_provider_keys(),
+    };
+    let mut app = Router::new();
+    if simulate {
+        for provider in ProviderId::ALL {
+            let Some(path) = simulator::base_path(provider) else { continue };
+            let settings = config.gateway.providers.entry(provider).or_insert_with(ProviderSettings::default);
+            settings.base_url = Some(format!("http://{addr}{SIM_MOUNT}{path}"));
+            settings.api_key = Some(config.simulator.api_key.clone());
+        }
+        let sim = Simulator::new(config.simulator.clone(), Arc::clone(&catalog));
+        app = app.nest(SIM_MOUNT, simulator::router(sim));
+    }
+    let (keys, new_key) = load_keys(&config.data_dir)?;
+    let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
+    let app = app.merge(gateway::router(gateway));
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Model Router listening on http://{addr}")?;
+    if simulate {
+        writeln!(out, "No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}")?;
+    }
+    match &new_key {
+        Some(key) => {
+            writeln!(out, "API key (shown once, stored hashed in {}): {key}", config.data_dir.join(KEYS_FILE).display())?;
+            writeln!(out, "Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'")?;
+        }
+        None => writeln!(out, "Using the API keys stored in {}", config.data_dir.join(KEYS_FILE).display())?,
+    }
+    out.flush()?;
+    drop(out);
+    serve(listener, app).await
+}
+
+/// `modelrouter gateway`: the gateway alone.
+pub async fn gateway(config: Config) -> Result<(), BoxError> {
+    let catalog = open_catalog(&config)?;
+    let (keys, new_key) = load_keys(&config.data_dir)?;
+    let configured: Vec<String> = config.gateway.providers.iter().filter(|(_, s)| s.api_key.is_some()).map(|(p, _)| p.to_string()).collect();
+    if configured.is_empty() {
+        tracing::warn!("no provider API key is set: every request will fail with 503 until one is");
+    }
+    let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
+    let listener = bind(config.listen).await?;
+    println!("Model Router gateway listening on http://{} (providers: {})", listener.local_addr()?, configured.join(", "));
+    if let Some(key) = new_key {
+        println!("API key (shown once): {key}");
+    }
+    serve(listener, gateway::router(gateway)).await
+}
+
+/// `modelrouter simulator`: the provider simulator alone.
+pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxError> {
+    let catalog = open_catalog(&config)?;
+    let listener = bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("Provider simulator listening on http://{addr} (API key: {})", config.simulator.api_key);
+    for provider in ProviderId::ALL {
+        if let Some(path) = simulator::base_path(provider) {
+            println!("  {provider:<9} http://{addr}{path}");
+        }
+    }
+    serve(listener, simulator::router(Simulator::new(config.simulator, catalog))).await
+}
+
+/// `modelrouter catalog check`.
+pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
+    let catalog = match &path {
+        Some(p) => Catalog::load(p)?,
+        None => Catalog::builtin(),
+    };
+    let shown = path.map_or("the shipped catalog".to_owned(), |p| p.display().to_string());
+    println!("{shown}: {} providers, {} models — valid", catalog.providers().len(), catalog.models().len());
+    Ok(())
+}
+
+fn open_catalog(config: &Config) -> Result<Arc<CatalogHandle>, BoxError> {
+    let handle = CatalogHandle::open(config.catalog.clone())?;
+    handle.spawn_watcher(Duration::from_millis(config.catalog_poll_ms));
+    Ok(handle)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BoxError> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}").into())
+}
+
+/// The key ring from the data dir. On first start (no stored key) a key is
+/// created — `MODELROUTER_BOOTSTRAP_KEY` if set — and returned to be shown once.
+fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let path = data_dir.join(KEYS_FILE);
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    };
+    let ring = Arc::new(KeyRing::default());
+    let mut digests: Vec<&str> = stored.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY").ok().filter(|k| !k.is_empty());
+    if let Some(key) = &bootstrap {
+        if !keys::is_well_formed(key) {
+            return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
+        }
+    }
+    let mut new_key = None;
+    let bootstrap_digest = bootstrap.as_deref().map(keys::digest);
+    if digests.is_empty() || bootstrap_digest.as_deref().is_some_and(|d| !digests.contains(&d)) {
+        let key = bootstrap.unwrap_or_else(keys::generate_key);
+        let digest = keys::digest(&key);
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(file, "{digest}")?;
+        file.sync_all()?;
+        ring.insert_digest(digest);
+        new_key = Some(key);
+    }
+    for digest in digests.drain(..) {
+        ring.insert_digest(digest.to_owned());
+    }
+    Ok((ring, new_key))
+}
+
+async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return interrupt.await.unwrap_or_default(),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or_default();
+}

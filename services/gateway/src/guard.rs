@@ -72,25 +72,55 @@ pub fn apply(
     let budget = |m: &Model| (u64::from(m.context_window) - out) * 1_000 / margin_permille(m.provider);
     let limit = undecided.iter().map(|m| budget(m)).max().unwrap_or(0);
     let counted = counter.count_till(&prompt, limit);
-    let largest_window = undecided.iter().map(|m| m.context_window).max().unwrap_or(0);
     if let Some(tokens) = counted {
-        for model in undecided {
-            let estimate = (tokens * margin_permille(model.provider)).div_ceil(1_000).min(upper);
-            if estimate + out <= u64::from(model.context_window) {
-                fits.push(model);
+        for model in &undecided {
+            if estimate(tokens, model, upper) + out <= u64::from(model.context_window) {
+                fits.push(Arc::clone(model));
             }
         }
     }
     if !fits.is_empty() {
         return Ok(fits);
     }
-    let input = counted.map_or_else(|| format!("more than {limit}"), |t| t.to_string());
-    Err(GatewayError::ContextLengthExceeded(match tier {
+    Err(too_long(counter, &prompt, &undecided, counted, limit, out, tier))
+}
+
+/// A model's token estimate for a prompt of `tokens` o200k tokens, never above the byte bound.
+fn estimate(tokens: u64, model: &Model, upper: u64) -> u64 {
+    (tokens * margin_permille(model.provider)).div_ceil(1_000).min(upper)
+}
+
+/// The `context_length_exceeded` error, naming the sizes. When the count stopped
+/// early, the prompt is recounted up to twice the limit so the message can give
+/// the real size; beyond that it says "more than".
+fn too_long(
+    counter: &TokenCounter,
+    prompt: &Prompt<'_>,
+    undecided: &[Arc<Model>],
+    counted: Option<u64>,
+    limit: u64,
+    out: u64,
+    tier: Option<Tier>,
+) -> GatewayError {
+    let largest = undecided.iter().max_by_key(|m| m.context_window).expect("undecided is not empty");
+    let window = largest.context_window;
+    let tokens = counted.or_else(|| counter.count_till(prompt, limit.saturating_mul(2)));
+    let input = match tokens {
+        None => format!("more than {} o200k tokens", limit.saturating_mul(2)),
+        Some(t) if margin_permille(largest.provider) == 1_000 => format!("{t} tokens"),
+        Some(t) => format!(
+            "{} tokens ({t} o200k tokens × {:.2}, the estimate for {}'s tokenizer)",
+            estimate(t, largest, prompt.upper_bound()),
+            margin_permille(largest.provider) as f64 / 1_000.0,
+            largest.provider
+        ),
+    };
+    GatewayError::ContextLengthExceeded(match tier {
         None => format!(
-            "This model's maximum context length is {largest_window} tokens. However, you requested {input} tokens in the messages and {out} in the completion. Please reduce the length of the messages or completion."
+            "This model's maximum context length is {window} tokens. However, the messages take {input} and the completion asks for {out}. Please reduce the length of the messages or completion."
         ),
         Some(tier) => format!(
-            "No {tier} model can hold this request: it has {input} input tokens (o200k count; other tokenizers estimated conservatively) and asks for {out} output tokens, but the largest context window in the tier is {largest_window} tokens."
+            "No {tier} model can hold this request: the messages take {input} and the completion asks for {out}, but the largest context window in the tier is {window} tokens."
         ),
-    }))
+    })
 }

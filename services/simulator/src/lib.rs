@@ -11,6 +11,7 @@ mod dialect;
 mod faults;
 mod generate;
 mod openai_chat;
+mod recorder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use dialect::{base_path, Dialect, DIALECTS};
 pub use faults::{Fault, FaultRule};
+pub use recorder::Recorded;
 
 /// Simulator settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,13 +46,14 @@ pub struct Simulator {
     config: SimulatorConfig,
     catalog: Arc<CatalogHandle>,
     faults: faults::FaultTable,
+    recorder: recorder::Recorder,
     tokens: tokens::TokenCounter,
 }
 
 impl Simulator {
     /// A simulator serving the models of `catalog`.
     pub fn new(config: SimulatorConfig, catalog: Arc<CatalogHandle>) -> Arc<Self> {
-        Arc::new(Simulator { config, catalog, faults: Default::default(), tokens: Default::default() })
+        Arc::new(Simulator { config, catalog, faults: Default::default(), recorder: Default::default(), tokens: Default::default() })
     }
 
     /// The pause between stream chunks when no fault overrides it.
@@ -68,7 +71,8 @@ impl Simulator {
 /// The simulator's HTTP routes, to serve alone or nest under a prefix.
 pub fn router(sim: Arc<Simulator>) -> Router {
     let mut router = Router::new()
-        .route("/_sim/faults", get(faults::list).post(faults::set).delete(faults::clear));
+        .route("/_sim/faults", get(faults::list).post(faults::set).delete(faults::clear))
+        .route("/_sim/requests", get(recorder::list).delete(recorder::clear));
     for dialect in DIALECTS {
         router = router
             .route(&format!("{}/chat/completions", dialect.prefix), post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)))

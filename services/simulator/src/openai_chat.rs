@@ -66,6 +66,7 @@ pub(crate) async fn handle(State((sim, dialect)): Ctx, headers: HeaderMap, body:
     if !authorized(&sim, &headers) {
         return invalid_key();
     }
+    sim.recorder.record(dialect.provider, &body);
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", format!("We could not parse the JSON body of your request: {e}"), None, None),
@@ -276,6 +277,8 @@ fn sse(chunks: Vec<String>, delay: Duration, cut_after: Option<u32>) -> Response
     let events = chunks.into_iter().map(|data| format!("data: {data}\n\n")).chain(["data: [DONE]\n\n".to_owned()]);
     let body = stream::iter(events.enumerate()).then(move |(i, event)| async move {
         if cut_after.is_some_and(|n| i >= n as usize) {
+            // Let what was sent reach the wire before the connection drops, as it would upstream.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             return Err(std::io::Error::other("simulated stream cut"));
         }
         if i > 0 && !delay.is_zero() {

@@ -1,1 +1,132 @@
-//! placeholder
+//! Integration-test helpers: start the real simulator and the real gateway
+//! on port 0, wired together as in production, and talk HTTP to them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog::{CatalogHandle, ProviderId};
+use gateway::keys::{self, KeyRing};
+use gateway::{Gateway, GatewayConfig, ProviderSettings};
+use serde_json::Value;
+use simulator::{Simulator, SimulatorConfig};
+use tokio::net::TcpListener;
+
+/// What to start.
+pub struct Options {
+    /// A catalog file to serve (reloaded every 20 ms when changed); the shipped catalog when `None`.
+    pub catalog_file: Option<PathBuf>,
+    /// Gateway settings; provider base URLs and keys are filled in for the simulator.
+    pub gateway: GatewayConfig,
+    /// Providers left unconfigured (as if their key were missing).
+    pub without: Vec<ProviderId>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { catalog_file: None, gateway: GatewayConfig::default(), without: Vec::new() }
+    }
+}
+
+/// A running simulator and gateway.
+pub struct Harness {
+    /// The gateway's base URL (`http://127.0.0.1:port`).
+    pub url: String,
+    /// The simulator's base URL.
+    pub sim_url: String,
+    /// A valid API key.
+    pub key: String,
+    /// The gateway's state, for white-box checks.
+    pub gateway: Arc<Gateway>,
+    /// A client for both.
+    pub http: reqwest::Client,
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    (listener, url)
+}
+
+impl Harness {
+    /// Simulator and gateway with defaults.
+    pub async fn start() -> Harness {
+        Harness::start_with(Options::default()).await
+    }
+
+    /// Simulator and gateway with `options`.
+    pub async fn start_with(options: Options) -> Harness {
+        let catalog = CatalogHandle::open(options.catalog_file.clone()).expect("catalog loads");
+        catalog.spawn_watcher(Duration::from_millis(20));
+
+        let sim_config = SimulatorConfig::default();
+        let (sim_listener, sim_url) = listen().await;
+        let sim = simulator::router(Simulator::new(sim_config.clone(), Arc::clone(&catalog)));
+        tokio::spawn(async move { axum_serve(sim_listener, sim).await });
+
+        let mut config = options.gateway;
+        for provider in ProviderId::ALL {
+            let Some(path) = simulator::base_path(provider) else { continue };
+            if options.without.contains(&provider) {
+                continue;
+            }
+            let settings = config.providers.entry(provider).or_insert_with(ProviderSettings::default);
+            settings.base_url = Some(format!("{sim_url}{path}"));
+            settings.api_key = Some(sim_config.api_key.clone());
+        }
+        let key = keys::generate_key();
+        let ring = Arc::new(KeyRing::default());
+        ring.insert_digest(keys::digest(&key));
+        let gateway = Gateway::new(config, catalog, ring).expect("gateway builds");
+        let (listener, url) = listen().await;
+        let app = gateway::router(Arc::clone(&gateway));
+        tokio::spawn(async move { axum_serve(listener, app).await });
+
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
+        Harness { url, sim_url, key, gateway, http }
+    }
+
+    /// `POST /v1/chat/completions` with the harness key.
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("gateway reachable")
+    }
+
+    /// `GET` a gateway path with the harness key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.key).send().await.expect("gateway reachable")
+    }
+
+    /// Sets a simulator fault rule (`{"provider": "openai", "status": 503, ...}`).
+    pub async fn fault(&self, rule: Value) {
+        let response = self.http.post(format!("{}/_sim/faults", self.sim_url)).json(&rule).send().await.expect("simulator reachable");
+        assert!(response.status().is_success(), "fault rule refused: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// The request bodies the simulator received, oldest first.
+    pub async fn upstream_requests(&self) -> Vec<Value> {
+        let list: Value = self.http.get(format!("{}/_sim/requests", self.sim_url)).send().await.expect("simulator").json().await.expect("json");
+        list.as_array().cloned().unwrap_or_default()
+    }
+}
+
+async fn axum_serve(listener: TcpListener, app: axum::Router) {
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Reads an SSE body into its `data` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
+        .collect()
+}
+
+/// A user message of roughly `tokens` o200k tokens (each ` hello` is one token).
+pub fn prompt_of_tokens(tokens: usize) -> String {
+    " hello".repeat(tokens)
+}

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use openai::ChatRequest;
@@ -82,11 +83,12 @@ impl<'a> Prompt<'a> {
 pub struct TokenCounter {
     cache: Mutex<HashMap<u64, u64>>,
     hasher: RandomState,
+    tokenized_bytes: AtomicU64,
 }
 
 impl Default for TokenCounter {
     fn default() -> Self {
-        TokenCounter { cache: Mutex::new(HashMap::new()), hasher: RandomState::new() }
+        TokenCounter { cache: Mutex::new(HashMap::new()), hasher: RandomState::new(), tokenized_bytes: AtomicU64::new(0) }
     }
 }
 
@@ -94,6 +96,11 @@ impl TokenCounter {
     /// Loads the vocabulary now rather than on the first request.
     pub fn warm_up(&self) {
         bpe_openai::o200k_base().count("warm");
+    }
+
+    /// Bytes run through the tokenizer so far (cache hits excluded): what counting has cost.
+    pub fn tokenized_bytes(&self) -> u64 {
+        self.tokenized_bytes.load(Ordering::Relaxed)
     }
 
     /// The exact o200k token count of `text`.
@@ -117,28 +124,26 @@ impl TokenCounter {
     }
 
     fn count_text_till(&self, text: &str, limit: u64) -> Option<u64> {
+        let key = (text.len() >= CACHE_MIN_BYTES).then(|| self.hasher.hash_one((text.len(), text)));
+        if let Some(&n) = key.and_then(|k| self.cache.lock().ok()?.get(&k).copied()).as_ref() {
+            return (n <= limit).then_some(n);
+        }
+        self.tokenized_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
         let tokenizer = bpe_openai::o200k_base();
-        if text.len() < CACHE_MIN_BYTES {
-            let n = tokenizer.count(text) as u64;
-            return (n <= limit).then_some(n);
-        }
-        let key = self.hasher.hash_one((text.len(), text));
-        if let Some(&n) = self.cache.lock().ok()?.get(&key) {
-            return (n <= limit).then_some(n);
-        }
-        let capped = usize::try_from(limit).unwrap_or(usize::MAX);
         let n = if (text.len() as u64) <= limit {
-            tokenizer.count(text)
+            tokenizer.count(text) as u64
         } else {
-            tokenizer.count_till_limit(&tokenizer.normalize(text), capped)?
-        } as u64;
-        if let Ok(mut cache) = self.cache.lock() {
+            // Cannot fit when longer than the limit in tokens: stop counting once past it.
+            let capped = usize::try_from(limit).unwrap_or(usize::MAX);
+            tokenizer.count_till_limit(&tokenizer.normalize(text), capped)? as u64
+        };
+        if let (Some(key), Ok(mut cache)) = (key, self.cache.lock()) {
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
             cache.insert(key, n);
         }
-        Some(n)
+        (n <= limit).then_some(n)
     }
 }
 

@@ -1,0 +1,36 @@
+//! Integration tests: the real gateway and simulator on port 0, spoken to over HTTP.
+
+mod chat;
+mod errors;
+mod guard;
+mod models;
+mod reload;
+mod routing;
+mod streaming;
+
+use reqwest::Response;
+use serde_json::Value;
+
+/// A header as a string ("" when absent).
+pub fn header(response: &Response, name: &str) -> String {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// Status, headers and JSON body of a response.
+pub async fn read(response: Response) -> (u16, reqwest::header::HeaderMap, Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+/// A one-message request.
+pub fn ask(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Cost in USD of `prompt`/`completion` tokens at list prices given in nano-dollars per token.
+pub fn usd(prompt: u64, completion: u64, in_nanos_per_token: u64, out_nanos_per_token: u64) -> String {
+    money::Money::from_nanos((prompt * in_nanos_per_token + completion * out_nanos_per_token) as i64).to_string()
+}

@@ -48,20 +48,19 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
     let app = app.merge(gateway::router(gateway));
 
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Model Router listening on http://{addr}")?;
+    let mut banner = vec![format!("Model Router listening on http://{addr}")];
     if simulate {
-        writeln!(out, "No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}")?;
+        banner.push(format!("No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}"));
     }
+    let keys_file = config.data_dir.join(KEYS_FILE);
     match &new_key {
         Some(key) => {
-            writeln!(out, "API key (shown once, stored hashed in {}): {key}", config.data_dir.join(KEYS_FILE).display())?;
-            writeln!(out, "Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'")?;
+            banner.push(format!("API key (shown once, stored hashed in {}): {key}", keys_file.display()));
+            banner.push(format!("Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"));
         }
-        None => writeln!(out, "Using the API keys stored in {}", config.data_dir.join(KEYS_FILE).display())?,
+        None => banner.push(format!("Using the API keys stored in {}", keys_file.display())),
     }
-    out.flush()?;
-    drop(out);
+    print_banner(&banner);
     serve(listener, app).await
 }
 
@@ -75,10 +74,11 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     }
     let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
     let listener = bind(config.listen).await?;
-    println!("Model Router gateway listening on http://{} (providers: {})", listener.local_addr()?, configured.join(", "));
+    let mut banner = vec![format!("Model Router gateway listening on http://{} (providers: {})", listener.local_addr()?, configured.join(", "))];
     if let Some(key) = new_key {
-        println!("API key (shown once): {key}");
+        banner.push(format!("API key (shown once): {key}"));
     }
+    print_banner(&banner);
     serve(listener, gateway::router(gateway)).await
 }
 
@@ -87,12 +87,13 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
     let catalog = open_catalog(&config)?;
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
-    println!("Provider simulator listening on http://{addr} (API key: {})", config.simulator.api_key);
+    let mut banner = vec![format!("Provider simulator listening on http://{addr} (API key: {})", config.simulator.api_key)];
     for provider in ProviderId::ALL {
         if let Some(path) = simulator::base_path(provider) {
-            println!("  {provider:<9} http://{addr}{path}");
+            banner.push(format!("  {provider:<9} http://{addr}{path}"));
         }
     }
+    print_banner(&banner);
     serve(listener, simulator::router(Simulator::new(config.simulator, catalog))).await
 }
 
@@ -105,6 +106,16 @@ pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
     let shown = path.map_or("the shipped catalog".to_owned(), |p| p.display().to_string());
     println!("{shown}: {} providers, {} models — valid", catalog.providers().len(), catalog.models().len());
     Ok(())
+}
+
+/// Prints start-up lines to stdout. A closed stdout (`modelrouter up | head -1`)
+/// must not stop the server, so write errors are logged and otherwise ignored.
+fn print_banner(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    let written = lines.iter().try_for_each(|line| writeln!(out, "{line}")).and_then(|()| out.flush());
+    if let Err(e) = written {
+        tracing::warn!("could not print the start-up banner: {e}");
+    }
 }
 
 fn open_catalog(config: &Config) -> Result<Arc<CatalogHandle>, BoxError> {

@@ -32,20 +32,22 @@ pub fn digest(key: &str) -> String {
 /// The set of keys the gateway accepts.
 #[derive(Default)]
 pub struct KeyRing {
-    digests: RwLock<HashSet<String>>,
+    digests: RwLock<HashSet<[u8; 32]>>,
 }
 
 impl KeyRing {
-    /// Accepts the key with this hex digest.
-    pub fn insert_digest(&self, digest: String) {
-        if let Ok(mut set) = self.digests.write() {
-            set.insert(digest);
+    /// Accepts the key with this hex digest; `false` if it is not a SHA-256 hex digest.
+    pub fn insert_digest(&self, digest: &str) -> bool {
+        let mut raw = [0u8; 32];
+        if hex::decode_to_slice(digest, &mut raw).is_err() {
+            return false;
         }
+        self.digests.write().map(|mut set| set.insert(raw)).is_ok()
     }
 
     /// Whether `key` is accepted.
     pub fn verify(&self, key: &str) -> bool {
-        is_well_formed(key) && self.digests.read().is_ok_and(|set| set.contains(&digest(key)))
+        is_well_formed(key) && self.digests.read().is_ok_and(|set| set.contains(&<[u8; 32]>::from(Sha256::digest(key.as_bytes()))))
     }
 }
 
@@ -60,8 +62,9 @@ mod tests {
         assert!(is_well_formed(&key));
         assert_eq!(key.len(), KEY_PREFIX.len() + RANDOM_CHARS);
         assert!(!ring.verify(&key));
-        ring.insert_digest(digest(&key));
+        assert!(ring.insert_digest(&digest(&key)));
         assert!(ring.verify(&key));
+        assert!(!ring.insert_digest("not hex"));
         assert!(!ring.verify(&generate_key()));
         assert!(!ring.verify("mr_sk_short"));
         assert_ne!(generate_key(), generate_key());

@@ -48,7 +48,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway with adapters built from `config`.
-    pub fn new(config: GatewayConfig, catalog: Arc<CatalogHandle>, keys: Arc<KeyRing>) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(config: GatewayConfig, catalog: Arc<CatalogHandle>, keys: Arc<KeyRing>) -> Result<Arc<Self>, providers::ConfigError> {
         let providers = Registry::from_config(&config)?;
         let tokens = tokens::TokenCounter::default();
         tokens.warm_up();

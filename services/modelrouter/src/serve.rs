@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use catalog::{Catalog, CatalogHandle, ProviderId};
 use gateway::keys::{self, KeyRing};
@@ -154,16 +155,24 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         writeln!(file, "{digest}")?;
         file.sync_all()?;
-        ring.insert_digest(digest);
+        ring.insert_digest(&digest);
         new_key = Some(key);
     }
     for digest in digests.drain(..) {
-        ring.insert_digest(digest.to_owned());
+        if !ring.insert_digest(digest) {
+            return Err(format!("{} holds a line that is not a key digest: `{digest}`", path.display()).into());
+        }
     }
     Ok((ring, new_key))
 }
 
 async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {
+    // Responses are written whole; Nagle's algorithm would only delay the last segment.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

@@ -76,7 +76,7 @@ impl Harness {
         }
         let key = keys::generate_key();
         let ring = Arc::new(KeyRing::default());
-        ring.insert_digest(keys::digest(&key));
+        ring.insert_digest(&keys::digest(&key));
         let gateway = Gateway::new(config, catalog, ring).expect("gateway builds");
         let (listener, url) = listen().await;
         let app = gateway::router(Arc::clone(&gateway));

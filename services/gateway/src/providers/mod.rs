@@ -97,6 +97,20 @@ pub trait Provider: Send + Sync {
     async fn stream(&self, model: &Model, request: &ChatRequest) -> Result<ChunkStream, ProviderError>;
 }
 
+/// A provider's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The base URL does not parse.
+    #[error("{provider} base URL `{url}`: {reason}")]
+    BaseUrl { provider: ProviderId, url: String, reason: String },
+    /// The API key cannot be sent in a header.
+    #[error("{provider} API key contains characters not allowed in an HTTP header")]
+    ApiKey { provider: ProviderId },
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// The configured providers. One without credentials is absent.
 #[derive(Default, Clone)]
 pub struct Registry {
@@ -105,7 +119,7 @@ pub struct Registry {
 
 impl Registry {
     /// Builds adapters for every provider the configuration gives a key for.
-    pub fn from_config(config: &GatewayConfig) -> Result<Registry, reqwest::Error> {
+    pub fn from_config(config: &GatewayConfig) -> Result<Registry, ConfigError> {
         let mut registry = Registry::default();
         for (&id, settings) in &config.providers {
             let Some(dialect) = openai_compat::dialect(id) else { continue };

@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ChunkStream, Provider, ProviderError, Timeouts, Unsupported};
+use super::{ChunkStream, ConfigError, Provider, ProviderError, Timeouts, Unsupported};
 use crate::config::ProviderSettings;
 use crate::sse::SseDecoder;
 
@@ -45,15 +45,15 @@ pub fn dialect(provider: ProviderId) -> Option<Dialect> {
 /// An OpenAI-compatible provider endpoint with its own connection pool.
 pub struct OpenAiCompatible {
     dialect: Dialect,
-    url: String,
-    authorization: String,
+    url: reqwest::Url,
+    authorization: reqwest::header::HeaderValue,
     client: reqwest::Client,
     timeouts: Timeouts,
 }
 
 impl OpenAiCompatible {
     /// An adapter for `dialect` using `settings` (base URL, key, timeouts, pool).
-    pub fn new(dialect: Dialect, settings: &ProviderSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(dialect: Dialect, settings: &ProviderSettings) -> Result<Self, ConfigError> {
         let timeouts = Timeouts::from(settings);
         let client = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
@@ -62,17 +62,17 @@ impl OpenAiCompatible {
             .tcp_nodelay(true)
             .build()?;
         let base = settings.base_url.as_deref().unwrap_or(dialect.default_base_url).trim_end_matches('/');
-        Ok(OpenAiCompatible {
-            dialect,
-            url: format!("{base}/chat/completions"),
-            authorization: format!("Bearer {}", settings.api_key.as_deref().unwrap_or_default()),
-            client,
-            timeouts,
-        })
+        let url = format!("{base}/chat/completions");
+        let url = reqwest::Url::parse(&url).map_err(|e| ConfigError::BaseUrl { provider: dialect.provider, url, reason: e.to_string() })?;
+        let key = settings.api_key.as_deref().unwrap_or_default();
+        let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| ConfigError::ApiKey { provider: dialect.provider })?;
+        authorization.set_sensitive(true);
+        Ok(OpenAiCompatible { dialect, url, authorization, client, timeouts })
     }
 
     async fn send(&self, body: &UpstreamRequest<'_>) -> Result<reqwest::Response, ProviderError> {
-        let request = self.client.post(&self.url).header(reqwest::header::AUTHORIZATION, &self.authorization).json(body);
+        let request = self.client.post(self.url.clone()).header(reqwest::header::AUTHORIZATION, self.authorization.clone()).json(body);
         let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
             .await
             .map_err(|_| ProviderError::Timeout("first byte"))?

@@ -1,0 +1,45 @@
+# Model Router: the two commands are `make run` and `make test`.
+# Everything they need is installed here, idempotently.
+
+CARGO      ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+VENV       := .venv
+PY         := $(VENV)/bin/python
+
+.PHONY: run test lint unit python-test python-deps bench bench-tools
+
+## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
+run:
+	$(CARGO) run --release -p modelrouter -- up
+
+## The whole suite: formatting, lints, Rust tests, official-SDK tests.
+test: lint unit python-test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+python-test: python-deps
+	$(CARGO) build -p modelrouter
+	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python
+
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: tests/python/requirements.txt
+	python3 -c 'import venv, ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+## Load test: the simulator directly and through the gateway, plus the guard's criterion bench.
+bench: bench-tools
+	$(CARGO) build --release -p modelrouter
+	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
+	$(CARGO) bench -p tokens --bench prompt_tokens
+
+bench-tools:
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	command -v hey >/dev/null || (apt-get update -q && apt-get install -y -q hey)

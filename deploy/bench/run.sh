@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Data-plane load test: the same request against the simulator directly and
+# through the gateway (pinned to the same simulated model), in one run, so the
+# ratios compare like with like on this shared machine.
+#   MODELROUTER_BIN  the release binary (set by `make bench`)
+#   BENCH_SECONDS    seconds per measured run (default 10)
+#   BENCH_CONNS      concurrent connections (default 64)
+#   BENCH_RATE       fixed request rate for the latency runs, req/s (default 3200)
+# Throughput is measured at saturation (wrk, closed loop). Latency is measured
+# at a fixed rate below saturation (hey -q), where it reflects service time
+# rather than the queue that any saturated closed loop builds.
+set -euo pipefail
+BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNS:-64}
+RATE=${BENCH_RATE:-3200}
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d)
+cleanup() { for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# Starts a process in the background and waits (bounded) for its URL on stdout.
+start() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  echo $! >"$WORK/$name.pid"
+  for _ in $(seq 100); do
+    url=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/$name.out" | head -1 || true)
+    [ -n "$url" ] && { echo "$url"; return; }
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
+}
+
+KEY="mr_sk_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
+SIM=$(export MODELROUTER_SIM_CHUNK_DELAY_MS=0; start sim "$BIN" simulator --listen 127.0.0.1:0)
+GW=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
+  export OPENAI_API_KEY=sim-key OPENAI_BASE_URL="$SIM/openai/v1" MODELROUTER_LOG=warn \
+    MODELROUTER_LISTEN=127.0.0.1:0 MODELROUTER_DATA_DIR="$WORK/data" MODELROUTER_BOOTSTRAP_KEY="$KEY"
+  start gw "$BIN" gateway)
+
+# Prints "rps p50_ms p99_ms non_2xx" for one wrk run.
+measure() {
+  local url=$1 key=$2
+  BENCH_KEY=$key wrk -t2 -c"$CONNS" -d2s -s "$HERE/chat.lua" "$url" >/dev/null   # warm-up
+  BENCH_KEY=$key wrk -t2 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency -s "$HERE/chat.lua" "$url" >"$WORK/wrk.txt"
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 }
+    $1=="50%" { p50=ms($2) }
+    $1=="99%" { p99=ms($2) }
+    /non_2xx=/ { split($0, a, "="); errors=a[2] }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }' "$WORK/wrk.txt"
+}
+
+# Prints "p50_ms p99_ms non_200" for one fixed-rate hey run.
+latency() {
+  local url=$1 key=$2
+  hey -z "${SECONDS_PER_RUN}s" -c "$CONNS" -q $((RATE / CONNS)) -m POST -T application/json \
+    -H "Authorization: Bearer $key" -D "$WORK/body.json" "$url" >"$WORK/hey.txt"
+  awk '
+    $1=="50%" && $2=="in" { p50=$3*1000 }
+    $1=="99%" && $2=="in" { p99=$3*1000 }
+    /^ *\[[0-9]+\]/ { gsub(/[\[\]]/, "", $1); if ($1 != "200") bad += $2 }
+    END { printf "%.3f %.3f %d\n", p50, p99, bad }' "$WORK/hey.txt"
+}
+sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$HERE/chat.lua" >"$WORK/body.json"
+
+read -r D_RPS D_P50 D_P99 D_ERR < <(measure "$SIM/openai/v1/chat/completions" sim-key)
+read -r G_RPS G_P50 G_P99 G_ERR < <(measure "$GW/v1/chat/completions" "$KEY")
+read -r DL_P50 DL_P99 DL_ERR < <(latency "$SIM/openai/v1/chat/completions" sim-key)
+read -r GL_P50 GL_P99 GL_ERR < <(latency "$GW/v1/chat/completions" "$KEY")
+
+echo
+echo "Data plane, $CONNS connections, ${SECONDS_PER_RUN}s per run, $(nproc) cores shared by load generator, simulator and gateway"
+echo "Saturation (wrk, closed loop):"
+printf "  %-22s %10s %10s %10s %8s\n" "" "req/s" "p50 ms" "p99 ms" "non-2xx"
+printf "  %-22s %10s %10s %10s %8s\n" "simulator direct" "$D_RPS" "$D_P50" "$D_P99" "$D_ERR"
+printf "  %-22s %10s %10s %10s %8s\n" "through the gateway" "$G_RPS" "$G_P50" "$G_P99" "$G_ERR"
+echo "Fixed rate $RATE req/s (hey):"
+printf "  %-22s %10s %10s %8s\n" "" "p50 ms" "p99 ms" "non-200"
+printf "  %-22s %10s %10s %8s\n" "simulator direct" "$DL_P50" "$DL_P99" "$DL_ERR"
+printf "  %-22s %10s %10s %8s\n" "through the gateway" "$GL_P50" "$GL_P99" "$GL_ERR"
+awk -v dr="$D_RPS" -v gr="$G_RPS" -v dp="$DL_P50" -v gp="$GL_P50" -v dq="$DL_P99" -v gq="$GL_P99" 'BEGIN {
+  printf "Ratios: gateway/direct req/s at saturation %.2f; added at fixed rate: p50 %.3f ms, p99 %.3f ms\n", gr/dr, gp-dp, gq-dq }'
+if [ "$D_ERR$G_ERR$DL_ERR$GL_ERR" != 0000 ]; then echo "FAILED: error responses during the run" >&2; exit 1; fi

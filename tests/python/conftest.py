@@ -1,0 +1,70 @@
+"""Starts the real `modelrouter` binary for the SDK tests.
+
+The binary path comes from MODELROUTER_BIN (set by `make test`). Each process
+listens on 127.0.0.1:0 and is stopped, by PID, when the session ends.
+"""
+
+import os
+import re
+import secrets
+import string
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+BIN = os.environ.get("MODELROUTER_BIN", "target/debug/modelrouter")
+STARTUP_LINES = 20
+
+
+def _start(args, env_extra, until):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MODELROUTER_CONFIG"}
+    env.update(env_extra)
+    proc = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    for _ in range(STARTUP_LINES):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if until(line):
+            break
+    # Keep draining stdout so the server never blocks on a full pipe.
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    banner = "".join(lines)
+    match = re.search(r"http://127\.0\.0\.1:\d+", banner)
+    if proc.poll() is not None or not match:
+        proc.kill()
+        raise RuntimeError(f"{BIN} {' '.join(args)} did not start:\n{banner}")
+    return proc, match.group(0), banner
+
+
+@pytest.fixture(scope="session")
+def router():
+    """`modelrouter up` in simulator mode, with a known API key."""
+    key = "mr_sk_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+    with tempfile.TemporaryDirectory() as data:
+        env = {
+            "MODELROUTER_LISTEN": "127.0.0.1:0",
+            "MODELROUTER_DATA_DIR": data,
+            "MODELROUTER_BOOTSTRAP_KEY": key,
+            "MODELROUTER_SIM_CHUNK_DELAY_MS": "0",
+        }
+        proc, url, _ = _start(["up"], env, lambda line: line.startswith("API key") or line.startswith("Using"))
+        try:
+            yield url, key
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    """`modelrouter simulator` alone."""
+    proc, url, _ = _start(["simulator", "--listen", "127.0.0.1:0"], {}, lambda line: "listening" in line)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -21,7 +21,11 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { body_limit_bytes: 32 << 20, total_timeout_ms: 300_000, providers: BTreeMap::new() }
+        GatewayConfig {
+            body_limit_bytes: 32 << 20,
+            total_timeout_ms: 300_000,
+            providers: BTreeMap::new(),
+        }
     }
 }
 

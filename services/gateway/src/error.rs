@@ -25,7 +25,11 @@ pub struct Attempt {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String>, code: Option<&'static str> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<&'static str>,
+    },
     #[error("{0}")]
     ContextLengthExceeded(String),
     #[error("{0}")]
@@ -40,31 +44,49 @@ pub enum GatewayError {
     NoProvider(String),
     /// The provider refused the request itself (a 4xx that another provider would refuse too).
     #[error("{provider} rejected the request: {message}")]
-    UpstreamRejected { status: u16, provider: String, message: String },
+    UpstreamRejected {
+        status: u16,
+        provider: String,
+        message: String,
+    },
     /// Every candidate failed with a retryable error.
     #[error("Every candidate failed: {}", summarize(.attempts))]
-    AllCandidatesFailed { attempts: Vec<Attempt>, retry_after_s: Option<u64> },
+    AllCandidatesFailed {
+        attempts: Vec<Attempt>,
+        retry_after_s: Option<u64>,
+    },
 }
 
 fn summarize(attempts: &[Attempt]) -> String {
-    let parts: Vec<String> = attempts.iter().map(|a| format!("{}/{}: {}", a.provider, a.model, a.error)).collect();
+    let parts: Vec<String> = attempts
+        .iter()
+        .map(|a| format!("{}/{}: {}", a.provider, a.model, a.error))
+        .collect();
     parts.join("; ")
 }
 
 impl GatewayError {
     /// A 400 naming the request field at fault.
     pub fn invalid(message: impl Into<String>, param: impl Into<Option<String>>) -> Self {
-        GatewayError::InvalidRequest { message: message.into(), param: param.into(), code: None }
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: param.into(),
+            code: None,
+        }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded(_) => {
+                StatusCode::BAD_REQUEST
+            }
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamRejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            GatewayError::UpstreamRejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             GatewayError::AllCandidatesFailed { attempts, .. } => {
                 if !attempts.is_empty() && attempts.iter().all(|a| a.status == Some(429)) {
                     StatusCode::TOO_MANY_REQUESTS
@@ -79,15 +101,39 @@ impl GatewayError {
 
     fn kind_param_code(&self) -> (&'static str, Option<&str>, Option<&str>) {
         match self {
-            GatewayError::InvalidRequest { param, code, .. } => ("invalid_request_error", param.as_deref(), *code),
-            GatewayError::ContextLengthExceeded(_) => ("invalid_request_error", Some("messages"), Some("context_length_exceeded")),
-            GatewayError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
-            GatewayError::ModelNotFound(_) => ("invalid_request_error", Some("model"), Some("model_not_found")),
-            GatewayError::PayloadTooLarge(_) => ("invalid_request_error", None, Some("request_too_large")),
+            GatewayError::InvalidRequest { param, code, .. } => {
+                ("invalid_request_error", param.as_deref(), *code)
+            }
+            GatewayError::ContextLengthExceeded(_) => (
+                "invalid_request_error",
+                Some("messages"),
+                Some("context_length_exceeded"),
+            ),
+            GatewayError::Unauthorized(_) => {
+                ("invalid_request_error", None, Some("invalid_api_key"))
+            }
+            GatewayError::ModelNotFound(_) => (
+                "invalid_request_error",
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            GatewayError::PayloadTooLarge(_) => {
+                ("invalid_request_error", None, Some("request_too_large"))
+            }
             GatewayError::UnknownRoute(_) => ("invalid_request_error", None, Some("unknown_url")),
-            GatewayError::NoProvider(_) => ("service_unavailable_error", None, Some("no_provider_available")),
-            GatewayError::UpstreamRejected { .. } => ("invalid_request_error", None, Some("upstream_rejected")),
-            GatewayError::AllCandidatesFailed { .. } => ("service_unavailable_error", None, Some("all_candidates_failed")),
+            GatewayError::NoProvider(_) => (
+                "service_unavailable_error",
+                None,
+                Some("no_provider_available"),
+            ),
+            GatewayError::UpstreamRejected { .. } => {
+                ("invalid_request_error", None, Some("upstream_rejected"))
+            }
+            GatewayError::AllCandidatesFailed { .. } => (
+                "service_unavailable_error",
+                None,
+                Some("all_candidates_failed"),
+            ),
         }
     }
 }
@@ -96,16 +142,29 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (kind, param, code) = self.kind_param_code();
-        let kind = if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_error" } else { kind };
+        let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+            "rate_limit_error"
+        } else {
+            kind
+        };
         let mut body = ErrorBody::new(kind, self.to_string(), param, code);
         let mut retry_after = None;
-        if let GatewayError::AllCandidatesFailed { attempts, retry_after_s } = &self {
-            body.error.extra.insert("attempts".into(), serde_json::to_value(attempts).unwrap_or_default());
+        if let GatewayError::AllCandidatesFailed {
+            attempts,
+            retry_after_s,
+        } = &self
+        {
+            body.error.extra.insert(
+                "attempts".into(),
+                serde_json::to_value(attempts).unwrap_or_default(),
+            );
             retry_after = *retry_after_s;
         }
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -63,13 +63,17 @@ pub fn apply(
             "max_tokens is {out}, but the most output {} can produce is {largest_output} tokens.",
             tier.map_or("this model".to_owned(), |t| format!("any {t} model"))
         );
-        return Err(GatewayError::invalid(message, Some("max_tokens".to_owned())));
+        return Err(GatewayError::invalid(
+            message,
+            Some("max_tokens".to_owned()),
+        ));
     }
     if undecided.is_empty() {
         return Ok(fits);
     }
 
-    let budget = |m: &Model| (u64::from(m.context_window) - out) * 1_000 / margin_permille(m.provider);
+    let budget =
+        |m: &Model| (u64::from(m.context_window) - out) * 1_000 / margin_permille(m.provider);
     let limit = undecided.iter().map(|m| budget(m)).max().unwrap_or(0);
     let counted = counter.count_till(&prompt, limit);
     if let Some(tokens) = counted {
@@ -82,12 +86,16 @@ pub fn apply(
     if !fits.is_empty() {
         return Ok(fits);
     }
-    Err(too_long(counter, &prompt, &undecided, counted, limit, out, tier))
+    Err(too_long(
+        counter, &prompt, &undecided, counted, limit, out, tier,
+    ))
 }
 
 /// A model's token estimate for a prompt of `tokens` o200k tokens, never above the byte bound.
 fn estimate(tokens: u64, model: &Model, upper: u64) -> u64 {
-    (tokens * margin_permille(model.provider)).div_ceil(1_000).min(upper)
+    (tokens * margin_permille(model.provider))
+        .div_ceil(1_000)
+        .min(upper)
 }
 
 /// The `context_length_exceeded` error, naming the sizes. When the count stopped
@@ -102,7 +110,10 @@ fn too_long(
     out: u64,
     tier: Option<Tier>,
 ) -> GatewayError {
-    let largest = undecided.iter().max_by_key(|m| m.context_window).expect("undecided is not empty");
+    let largest = undecided
+        .iter()
+        .max_by_key(|m| m.context_window)
+        .expect("undecided is not empty");
     let window = largest.context_window;
     let tokens = counted.or_else(|| counter.count_till(prompt, limit.saturating_mul(2)));
     let input = match tokens {

@@ -16,12 +16,16 @@ const RANDOM_CHARS: usize = 40;
 
 /// A fresh random API key.
 pub fn generate_key() -> String {
-    format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, RANDOM_CHARS))
+    format!(
+        "{KEY_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::rngs::OsRng, RANDOM_CHARS)
+    )
 }
 
 /// Whether `key` has the shape of a Model Router key.
 pub fn is_well_formed(key: &str) -> bool {
-    key.strip_prefix(KEY_PREFIX).is_some_and(|rest| rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+    key.strip_prefix(KEY_PREFIX)
+        .is_some_and(|rest| rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The digest stored for `key`, hex-encoded.
@@ -47,7 +51,11 @@ impl KeyRing {
 
     /// Whether `key` is accepted.
     pub fn verify(&self, key: &str) -> bool {
-        is_well_formed(key) && self.digests.read().is_ok_and(|set| set.contains(&<[u8; 32]>::from(Sha256::digest(key.as_bytes()))))
+        is_well_formed(key)
+            && self
+                .digests
+                .read()
+                .is_ok_and(|set| set.contains(&<[u8; 32]>::from(Sha256::digest(key.as_bytes()))))
     }
 }
 

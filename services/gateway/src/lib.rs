@@ -48,11 +48,21 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway with adapters built from `config`.
-    pub fn new(config: GatewayConfig, catalog: Arc<CatalogHandle>, keys: Arc<KeyRing>) -> Result<Arc<Self>, providers::ConfigError> {
+    pub fn new(
+        config: GatewayConfig,
+        catalog: Arc<CatalogHandle>,
+        keys: Arc<KeyRing>,
+    ) -> Result<Arc<Self>, providers::ConfigError> {
         let providers = Registry::from_config(&config)?;
         let tokens = tokens::TokenCounter::default();
         tokens.warm_up();
-        Ok(Arc::new(Gateway { config, catalog, providers, keys, tokens }))
+        Ok(Arc::new(Gateway {
+            config,
+            catalog,
+            providers,
+            keys,
+            tokens,
+        }))
     }
 }
 
@@ -71,7 +81,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn unknown_route(request: Request) -> Response {
-    GatewayError::UnknownRoute(format!("{} {}", request.method(), request.uri().path())).into_response()
+    GatewayError::UnknownRoute(format!("{} {}", request.method(), request.uri().path()))
+        .into_response()
 }
 
 /// Gives every response an `X-Request-Id`.

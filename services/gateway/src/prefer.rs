@@ -66,20 +66,45 @@ pub fn order(prefer: Prefer, candidates: &mut [Arc<Model>], output_tokens: Optio
     let out = output_tokens.map_or(REFERENCE_OUTPUT_TOKENS, u64::from);
     let tie = |a: &Model, b: &Model| price(a).cmp(&price(b)).then_with(|| a.id.cmp(&b.id));
     match prefer {
-        Prefer::Cheap => candidates.sort_by(|a, b| price(a).cmp(&price(b)).then(b.quality.cmp(&a.quality)).then_with(|| a.id.cmp(&b.id))),
-        Prefer::Fast => candidates.sort_by(|a, b| expected_ms(a, out).total_cmp(&expected_ms(b, out)).then_with(|| tie(a, b))),
-        Prefer::Quality => candidates.sort_by(|a, b| b.quality.cmp(&a.quality).then_with(|| tie(a, b))),
-        Prefer::Coding => candidates.sort_by(|a, b| b.coding.cmp(&a.coding).then(b.quality.cmp(&a.quality)).then_with(|| tie(a, b))),
+        Prefer::Cheap => candidates.sort_by(|a, b| {
+            price(a)
+                .cmp(&price(b))
+                .then(b.quality.cmp(&a.quality))
+                .then_with(|| a.id.cmp(&b.id))
+        }),
+        Prefer::Fast => candidates.sort_by(|a, b| {
+            expected_ms(a, out)
+                .total_cmp(&expected_ms(b, out))
+                .then_with(|| tie(a, b))
+        }),
+        Prefer::Quality => {
+            candidates.sort_by(|a, b| b.quality.cmp(&a.quality).then_with(|| tie(a, b)))
+        }
+        Prefer::Coding => candidates.sort_by(|a, b| {
+            b.coding
+                .cmp(&a.coding)
+                .then(b.quality.cmp(&a.quality))
+                .then_with(|| tie(a, b))
+        }),
         Prefer::Balanced => {
             let cheapest = candidates.iter().map(|m| price(m)).min().unwrap_or(0) as f64;
-            let fastest = candidates.iter().map(|m| expected_ms(m, out)).fold(f64::INFINITY, f64::min);
+            let fastest = candidates
+                .iter()
+                .map(|m| expected_ms(m, out))
+                .fold(f64::INFINITY, f64::min);
             let score = |m: &Model| {
                 let quality = f64::from(m.quality) / 100.0;
-                let cheapness = (cheapest + PRICE_FLOOR_NANOS) / (price(m) as f64 + PRICE_FLOOR_NANOS);
+                let cheapness =
+                    (cheapest + PRICE_FLOOR_NANOS) / (price(m) as f64 + PRICE_FLOOR_NANOS);
                 let speed = fastest / expected_ms(m, out);
                 0.5 * quality + 0.3 * cheapness + 0.2 * speed
             };
-            candidates.sort_by(|a, b| score(b).partial_cmp(&score(a)).unwrap_or(Ordering::Equal).then_with(|| tie(a, b)));
+            candidates.sort_by(|a, b| {
+                score(b)
+                    .partial_cmp(&score(a))
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| tie(a, b))
+            });
         }
     }
 }
@@ -101,10 +126,19 @@ mod tests {
         // Free models cost nothing: the best free model leads `cheap`.
         assert_eq!(ordered(Prefer::Cheap, Tier::Economy)[0], "qwen-3-235b");
         assert_eq!(ordered(Prefer::Fast, Tier::Economy)[0], "llama3.1-8b");
-        assert_eq!(ordered(Prefer::Quality, Tier::Premium)[0], "gemini-3-pro-preview");
+        assert_eq!(
+            ordered(Prefer::Quality, Tier::Premium)[0],
+            "gemini-3-pro-preview"
+        );
         assert_eq!(ordered(Prefer::Coding, Tier::Premium)[0], "claude-opus-4-5");
-        assert_eq!(ordered(Prefer::Coding, Tier::Standard)[0], "claude-sonnet-4-6");
-        assert_eq!("nope".parse::<Prefer>().unwrap_err().contains("cheap, fast"), true);
+        assert_eq!(
+            ordered(Prefer::Coding, Tier::Standard)[0],
+            "claude-sonnet-4-6"
+        );
+        assert!("nope"
+            .parse::<Prefer>()
+            .unwrap_err()
+            .contains("cheap, fast"));
     }
 
     #[test]
@@ -120,7 +154,9 @@ mod tests {
             assert!(quality.windows(2).all(|w| w[0].quality >= w[1].quality));
             let mut fast = models.clone();
             order(Prefer::Fast, &mut fast, Some(500));
-            assert!(fast.windows(2).all(|w| expected_ms(&w[0], 500) <= expected_ms(&w[1], 500)));
+            assert!(fast
+                .windows(2)
+                .all(|w| expected_ms(&w[0], 500) <= expected_ms(&w[1], 500)));
             let mut balanced = models.clone();
             order(Prefer::Balanced, &mut balanced, None);
             assert_eq!(balanced.len(), models.len());

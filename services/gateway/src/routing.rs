@@ -34,7 +34,10 @@ impl Target {
         if let Some(tier) = Tier::parse(model) {
             return Ok(Target::Tier(tier));
         }
-        catalog.model(model).map(|m| Target::Pinned(Arc::clone(m))).ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))
+        catalog
+            .model(model)
+            .map(|m| Target::Pinned(Arc::clone(m)))
+            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))
     }
 
     fn tier(&self) -> Option<Tier> {
@@ -46,18 +49,29 @@ impl Target {
 }
 
 /// The candidates for `request`, best first.
-pub fn plan(gateway: &Gateway, catalog: &Catalog, request: &ChatRequest, prefer: Prefer) -> Result<Vec<Arc<Model>>, GatewayError> {
+pub fn plan(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    request: &ChatRequest,
+    prefer: Prefer,
+) -> Result<Vec<Arc<Model>>, GatewayError> {
     let target = Target::resolve(catalog, &request.model)?;
     let models: Vec<Arc<Model>> = match &target {
         Target::Tier(tier) => catalog.tier(*tier).cloned().collect(),
         Target::Pinned(model) => vec![Arc::clone(model)],
     };
 
-    let configured: Vec<_> = models.into_iter().filter(|m| gateway.providers.get(m.provider).is_some()).collect();
+    let configured: Vec<_> = models
+        .into_iter()
+        .filter(|m| gateway.providers.get(m.provider).is_some())
+        .collect();
     if configured.is_empty() {
         return Err(GatewayError::NoProvider(match &target {
             Target::Tier(tier) => format!("No provider serving the {tier} tier is configured."),
-            Target::Pinned(m) => format!("Provider `{}` of model `{}` is not configured on this gateway.", m.provider, m.id),
+            Target::Pinned(m) => format!(
+                "Provider `{}` of model `{}` is not configured on this gateway.",
+                m.provider, m.id
+            ),
         }));
     }
 
@@ -89,14 +103,24 @@ pub fn plan(gateway: &Gateway, catalog: &Catalog, request: &ChatRequest, prefer:
 /// Whether `model` can carry every feature `request` uses.
 fn carries(providers: &Registry, model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
     let caps = model.capabilities;
-    let lacks = |param: &'static str, what: &str| Err(Unsupported { param, reason: format!("`{}` does not support {what}", model.id) });
+    let lacks = |param: &'static str, what: &str| {
+        Err(Unsupported {
+            param,
+            reason: format!("`{}` does not support {what}", model.id),
+        })
+    };
     if request.uses_tools() && !caps.tools {
         return lacks("tools", "tool calling");
     }
     if request.has_images() && !caps.vision {
         return lacks("messages", "image inputs");
     }
-    if request.response_format.as_ref().is_some_and(|f| f.get("type").and_then(|t| t.as_str()) != Some("text")) && !caps.json_mode {
+    if request
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f.get("type").and_then(|t| t.as_str()) != Some("text"))
+        && !caps.json_mode
+    {
         return lacks("response_format", "JSON mode");
     }
     if request.is_stream() && !caps.streaming {

@@ -14,11 +14,21 @@ use simulator::SimulatorConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("environment variable {name}={value:?}: {reason}")]
-    Env { name: &'static str, value: String, reason: String },
+    Env {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 /// When `modelrouter up` serves providers from the built-in simulator.
@@ -63,7 +73,10 @@ impl Default for Config {
             catalog_poll_ms: 2_000,
             simulator_mode: SimulatorMode::Auto,
             gateway: GatewayConfig::default(),
-            simulator: SimulatorConfig { chunk_delay_ms: 15, ..SimulatorConfig::default() },
+            simulator: SimulatorConfig {
+                chunk_delay_ms: 15,
+                ..SimulatorConfig::default()
+            },
         }
     }
 }
@@ -82,14 +95,25 @@ pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)
 
 impl Config {
     /// Defaults, then `file` (or `MODELROUTER_CONFIG`), then the environment.
-    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let file = file.map(Path::to_path_buf).or_else(|| env("MODELROUTER_CONFIG").map(PathBuf::from));
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env("MODELROUTER_CONFIG").map(PathBuf::from));
         let mut config = match file {
             None => Config::default(),
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: shown, source })?
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: shown,
+                    source,
+                })?
             }
         };
         config.apply_env(&env)?;
@@ -112,14 +136,22 @@ impl Config {
                 "auto" => SimulatorMode::Auto,
                 "on" | "1" | "true" => SimulatorMode::On,
                 "off" | "0" | "false" => SimulatorMode::Off,
-                _ => return Err(ConfigError::Env { name: "MODELROUTER_SIMULATOR", value: v, reason: "use auto, on or off".into() }),
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "MODELROUTER_SIMULATOR",
+                        value: v,
+                        reason: "use auto, on or off".into(),
+                    })
+                }
             };
         }
         if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
             self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;
         }
         for provider in ProviderId::ALL {
-            let Some((key_var, url_var)) = provider_env(provider) else { continue };
+            let Some((key_var, url_var)) = provider_env(provider) else {
+                continue;
+            };
             let key = present(key_var);
             let url = present(url_var);
             if key.is_none() && url.is_none() {
@@ -146,7 +178,11 @@ fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, Con
 where
     T::Err: std::fmt::Display,
 {
-    value.parse().map_err(|e: T::Err| ConfigError::Env { name, value: value.to_owned(), reason: e.to_string() })
+    value.parse().map_err(|e: T::Err| ConfigError::Env {
+        name,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -155,7 +191,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -169,15 +208,28 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("config.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[gateway]\ntotal_timeout_ms = 5000\n[gateway.providers.groq]\nconnect_timeout_ms = 100\n").unwrap();
-        let config = Config::load(Some(&file), env(&[("MODELROUTER_LISTEN", "127.0.0.1:9001"), ("GROQ_API_KEY", "gsk")])).unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("MODELROUTER_LISTEN", "127.0.0.1:9001"),
+                ("GROQ_API_KEY", "gsk"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(config.gateway.total_timeout_ms, 5000);
         let groq = &config.gateway.providers[&ProviderId::Groq];
-        assert_eq!((groq.connect_timeout_ms, groq.api_key.as_deref()), (100, Some("gsk")));
+        assert_eq!(
+            (groq.connect_timeout_ms, groq.api_key.as_deref()),
+            (100, Some("gsk"))
+        );
         assert!(config.has_provider_keys());
 
         std::fs::write(&file, "listen = 3\n").unwrap();
-        assert!(Config::load(Some(&file), env(&[])).unwrap_err().to_string().contains("listen"));
+        assert!(Config::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("listen"));
         std::fs::remove_dir_all(&dir).ok();
 
         let err = Config::load(None, env(&[("MODELROUTER_LISTEN", "nowhere")])).unwrap_err();

@@ -16,7 +16,11 @@ use config::Config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "modelrouter", version, about = "One OpenAI-compatible endpoint in front of every LLM provider.")]
+#[command(
+    name = "modelrouter",
+    version,
+    about = "One OpenAI-compatible endpoint in front of every LLM provider."
+)]
 struct Cli {
     /// A TOML config file (overrides defaults; environment variables override it).
     #[arg(long, global = true, env = "MODELROUTER_CONFIG")]
@@ -53,7 +57,10 @@ enum CatalogCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("MODELROUTER_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
     let config = match Config::load(cli.config.as_deref(), |name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -61,7 +68,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -73,7 +83,9 @@ fn main() -> ExitCode {
             Command::Up => serve::up(config).await,
             Command::Gateway => serve::gateway(config).await,
             Command::Simulator { listen } => serve::simulator(config, listen).await,
-            Command::Catalog { command: CatalogCommand::Check { path } } => serve::check_catalog(path.or(config.catalog)),
+            Command::Catalog {
+                command: CatalogCommand::Check { path },
+            } => serve::check_catalog(path.or(config.catalog)),
         }
     });
     match result {

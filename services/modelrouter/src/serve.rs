@@ -10,7 +10,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use catalog::{Catalog, CatalogHandle, ProviderId};
 use gateway::keys::{self, KeyRing};
-use gateway::{Gateway, ProviderSettings};
+use gateway::Gateway;
 use simulator::Simulator;
 use tokio::net::TcpListener;
 
@@ -37,8 +37,10 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let mut app = Router::new();
     if simulate {
         for provider in ProviderId::ALL {
-            let Some(path) = simulator::base_path(provider) else { continue };
-            let settings = config.gateway.providers.entry(provider).or_insert_with(ProviderSettings::default);
+            let Some(path) = simulator::base_path(provider) else {
+                continue;
+            };
+            let settings = config.gateway.providers.entry(provider).or_default();
             settings.base_url = Some(format!("http://{addr}{SIM_MOUNT}{path}"));
             settings.api_key = Some(config.simulator.api_key.clone());
         }
@@ -56,10 +58,16 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let keys_file = config.data_dir.join(KEYS_FILE);
     match &new_key {
         Some(key) => {
-            banner.push(format!("API key (shown once, stored hashed in {}): {key}", keys_file.display()));
+            banner.push(format!(
+                "API key (shown once, stored hashed in {}): {key}",
+                keys_file.display()
+            ));
             banner.push(format!("Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"));
         }
-        None => banner.push(format!("Using the API keys stored in {}", keys_file.display())),
+        None => banner.push(format!(
+            "Using the API keys stored in {}",
+            keys_file.display()
+        )),
     }
     print_banner(&banner);
     serve(listener, app).await
@@ -69,13 +77,23 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
 pub async fn gateway(config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
     let (keys, new_key) = load_keys(&config.data_dir)?;
-    let configured: Vec<String> = config.gateway.providers.iter().filter(|(_, s)| s.api_key.is_some()).map(|(p, _)| p.to_string()).collect();
+    let configured: Vec<String> = config
+        .gateway
+        .providers
+        .iter()
+        .filter(|(_, s)| s.api_key.is_some())
+        .map(|(p, _)| p.to_string())
+        .collect();
     if configured.is_empty() {
         tracing::warn!("no provider API key is set: every request will fail with 503 until one is");
     }
     let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
     let listener = bind(config.listen).await?;
-    let mut banner = vec![format!("Model Router gateway listening on http://{} (providers: {})", listener.local_addr()?, configured.join(", "))];
+    let mut banner = vec![format!(
+        "Model Router gateway listening on http://{} (providers: {})",
+        listener.local_addr()?,
+        configured.join(", ")
+    )];
     if let Some(key) = new_key {
         banner.push(format!("API key (shown once): {key}"));
     }
@@ -88,14 +106,21 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
     let catalog = open_catalog(&config)?;
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
-    let mut banner = vec![format!("Provider simulator listening on http://{addr} (API key: {})", config.simulator.api_key)];
+    let mut banner = vec![format!(
+        "Provider simulator listening on http://{addr} (API key: {})",
+        config.simulator.api_key
+    )];
     for provider in ProviderId::ALL {
         if let Some(path) = simulator::base_path(provider) {
             banner.push(format!("  {provider:<9} http://{addr}{path}"));
         }
     }
     print_banner(&banner);
-    serve(listener, simulator::router(Simulator::new(config.simulator, catalog))).await
+    serve(
+        listener,
+        simulator::router(Simulator::new(config.simulator, catalog)),
+    )
+    .await
 }
 
 /// `modelrouter catalog check`.
@@ -104,8 +129,14 @@ pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
         Some(p) => Catalog::load(p)?,
         None => Catalog::builtin(),
     };
-    let shown = path.map_or("the shipped catalog".to_owned(), |p| p.display().to_string());
-    println!("{shown}: {} providers, {} models — valid", catalog.providers().len(), catalog.models().len());
+    let shown = path.map_or("the shipped catalog".to_owned(), |p| {
+        p.display().to_string()
+    });
+    println!(
+        "{shown}: {} providers, {} models — valid",
+        catalog.providers().len(),
+        catalog.models().len()
+    );
     Ok(())
 }
 
@@ -113,7 +144,10 @@ pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
 /// must not stop the server, so write errors are logged and otherwise ignored.
 fn print_banner(lines: &[String]) {
     let mut out = std::io::stdout().lock();
-    let written = lines.iter().try_for_each(|line| writeln!(out, "{line}")).and_then(|()| out.flush());
+    let written = lines
+        .iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush());
     if let Err(e) = written {
         tracing::warn!("could not print the start-up banner: {e}");
     }
@@ -126,13 +160,16 @@ fn open_catalog(config: &Config) -> Result<Arc<CatalogHandle>, BoxError> {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BoxError> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}").into())
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}").into())
 }
 
 /// The key ring from the data dir. On first start (no stored key) a key is
 /// created — `MODELROUTER_BOOTSTRAP_KEY` if set — and returned to be shown once.
 fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(KEYS_FILE);
     let stored = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -140,8 +177,14 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
         Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
     };
     let ring = Arc::new(KeyRing::default());
-    let mut digests: Vec<&str> = stored.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY").ok().filter(|k| !k.is_empty());
+    let mut digests: Vec<&str> = stored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     if let Some(key) = &bootstrap {
         if !keys::is_well_formed(key) {
             return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
@@ -149,10 +192,17 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
     }
     let mut new_key = None;
     let bootstrap_digest = bootstrap.as_deref().map(keys::digest);
-    if digests.is_empty() || bootstrap_digest.as_deref().is_some_and(|d| !digests.contains(&d)) {
+    if digests.is_empty()
+        || bootstrap_digest
+            .as_deref()
+            .is_some_and(|d| !digests.contains(&d))
+    {
         let key = bootstrap.unwrap_or_else(keys::generate_key);
         let digest = keys::digest(&key);
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         writeln!(file, "{digest}")?;
         file.sync_all()?;
         ring.insert_digest(&digest);
@@ -160,7 +210,11 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
     }
     for digest in digests.drain(..) {
         if !ring.insert_digest(digest) {
-            return Err(format!("{} holds a line that is not a key digest: `{digest}`", path.display()).into());
+            return Err(format!(
+                "{} holds a line that is not a key digest: `{digest}`",
+                path.display()
+            )
+            .into());
         }
     }
     Ok((ring, new_key))
@@ -173,7 +227,9 @@ async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -181,10 +237,11 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return interrupt.await.unwrap_or_default(),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

@@ -8,7 +8,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("mr-cli-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -33,7 +36,13 @@ async fn up(data_dir: &Path, env: &[(&str, &str)]) -> Up {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    for var in ["OPENAI_API_KEY", "XAI_API_KEY", "GROQ_API_KEY", "CEREBRAS_API_KEY", "MODELROUTER_CONFIG"] {
+    for var in [
+        "OPENAI_API_KEY",
+        "XAI_API_KEY",
+        "GROQ_API_KEY",
+        "CEREBRAS_API_KEY",
+        "MODELROUTER_CONFIG",
+    ] {
         command.env_remove(var);
     }
     for (k, v) in env {
@@ -51,12 +60,26 @@ async fn up(data_dir: &Path, env: &[(&str, &str)]) -> Up {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), read).await.expect("banner within 60 s");
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("banner within 60 s");
     // Keep draining stdout, as a terminal would.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-    let printed_key = banner.split_whitespace().find(|w| w.starts_with("mr_sk_")).map(str::to_owned);
-    Up { child, url, printed_key, banner }
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let printed_key = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mr_sk_"))
+        .map(str::to_owned);
+    Up {
+        child,
+        url,
+        printed_key,
+        banner,
+    }
 }
 
 async fn chat_status(url: &str, key: &str) -> (u16, String) {
@@ -67,7 +90,11 @@ async fn chat_status(url: &str, key: &str) -> (u16, String) {
         .send()
         .await
         .unwrap();
-    let provider = response.headers().get("x-model-router-provider").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let provider = response
+        .headers()
+        .get("x-model-router-provider")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     (response.status().as_u16(), provider)
 }
 
@@ -75,13 +102,22 @@ async fn chat_status(url: &str, key: &str) -> (u16, String) {
 async fn up_serves_the_simulator_prints_a_key_once_and_keeps_it() {
     let data = temp_dir("up");
     let mut first = up(&data, &[]).await;
-    assert!(first.banner.contains("built-in simulator"), "{}", first.banner);
+    assert!(
+        first.banner.contains("built-in simulator"),
+        "{}",
+        first.banner
+    );
     let key = first.printed_key.clone().expect("a key on first start");
     assert!(key.len() >= 6 + 32);
     let (status, provider) = chat_status(&first.url, &key).await;
     assert_eq!(status, 200);
     assert!(!provider.is_empty());
-    assert_eq!(chat_status(&first.url, "mr_sk_wrongwrongwrongwrongwrongwrongwrong1").await.0, 401);
+    assert_eq!(
+        chat_status(&first.url, "mr_sk_wrongwrongwrongwrongwrongwrongwrong1")
+            .await
+            .0,
+        401
+    );
     first.child.kill().await.unwrap();
 
     let stored = std::fs::read_to_string(data.join("api-keys")).unwrap();
@@ -118,7 +154,10 @@ async fn a_closed_stdout_does_not_stop_the_server() {
         .unwrap();
     drop(child.stdout.take());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(child.try_wait().unwrap().is_none(), "the server keeps running");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server keeps running"
+    );
     child.kill().await.unwrap();
     std::fs::remove_dir_all(&data).ok();
 }
@@ -129,19 +168,43 @@ async fn bad_settings_are_refused_with_a_message() {
     let data = temp_dir("bad");
     let catalog = data.join("models.toml");
     std::fs::write(&catalog, "version = 1\n[providers.openai]\nname = \"x\"\npricing_source = \"y\"\n[[models]]\nid = \"m\"\nprovider = \"openai\"\n").unwrap();
-    let out = Command::new(bin).args(["catalog", "check"]).arg(&catalog).output().await.unwrap();
+    let out = Command::new(bin)
+        .args(["catalog", "check"])
+        .arg(&catalog)
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("models[0]") && stderr.contains("provider_model_id"), "{stderr}");
+    assert!(
+        stderr.contains("models[0]") && stderr.contains("provider_model_id"),
+        "{stderr}"
+    );
 
-    let out = Command::new(bin).args(["catalog", "check"]).output().await.unwrap();
+    let out = Command::new(bin)
+        .args(["catalog", "check"])
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
 
-    let out = Command::new(bin).arg("up").env("MODELROUTER_LISTEN", "not-an-address").output().await.unwrap();
+    let out = Command::new(bin)
+        .arg("up")
+        .env("MODELROUTER_LISTEN", "not-an-address")
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MODELROUTER_LISTEN"));
 
-    let out = Command::new(bin).arg("up").env("MODELROUTER_DATA_DIR", &data).env("MODELROUTER_LISTEN", "127.0.0.1:0").env("MODELROUTER_BOOTSTRAP_KEY", "short").output().await.unwrap();
+    let out = Command::new(bin)
+        .arg("up")
+        .env("MODELROUTER_DATA_DIR", &data)
+        .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+        .env("MODELROUTER_BOOTSTRAP_KEY", "short")
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MODELROUTER_BOOTSTRAP_KEY"));
     std::fs::remove_dir_all(&data).ok();

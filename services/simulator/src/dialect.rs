@@ -15,13 +15,32 @@ pub struct Dialect {
 
 /// The OpenAI-compatible dialects the simulator serves.
 pub const DIALECTS: [Dialect; 4] = [
-    Dialect { provider: ProviderId::Openai, prefix: "/openai/v1", single_choice: false },
-    Dialect { provider: ProviderId::Xai, prefix: "/xai/v1", single_choice: false },
-    Dialect { provider: ProviderId::Groq, prefix: "/groq/openai/v1", single_choice: true },
-    Dialect { provider: ProviderId::Cerebras, prefix: "/cerebras/v1", single_choice: true },
+    Dialect {
+        provider: ProviderId::Openai,
+        prefix: "/openai/v1",
+        single_choice: false,
+    },
+    Dialect {
+        provider: ProviderId::Xai,
+        prefix: "/xai/v1",
+        single_choice: false,
+    },
+    Dialect {
+        provider: ProviderId::Groq,
+        prefix: "/groq/openai/v1",
+        single_choice: true,
+    },
+    Dialect {
+        provider: ProviderId::Cerebras,
+        prefix: "/cerebras/v1",
+        single_choice: true,
+    },
 ];
 
 /// The simulator path that stands for `provider`'s API base URL, if the simulator speaks it.
 pub fn base_path(provider: ProviderId) -> Option<&'static str> {
-    DIALECTS.iter().find(|d| d.provider == provider).map(|d| d.prefix)
+    DIALECTS
+        .iter()
+        .find(|d| d.provider == provider)
+        .map(|d| d.prefix)
 }

@@ -61,16 +61,36 @@ pub(crate) struct FaultTable {
 impl FaultTable {
     /// The fault for this request: the header's if present, else the best matching rule
     /// (consuming one of its `times`).
-    pub(crate) fn take(&self, headers: &HeaderMap, provider: ProviderId, model: &str) -> Result<Option<Fault>, String> {
+    pub(crate) fn take(
+        &self,
+        headers: &HeaderMap,
+        provider: ProviderId,
+        model: &str,
+    ) -> Result<Option<Fault>, String> {
         if let Some(value) = headers.get("x-sim-fault") {
-            let text = value.to_str().map_err(|_| "x-sim-fault is not ASCII".to_owned())?;
-            return serde_json::from_str(text).map(Some).map_err(|e| format!("x-sim-fault: {e}"));
+            let text = value
+                .to_str()
+                .map_err(|_| "x-sim-fault is not ASCII".to_owned())?;
+            return serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| format!("x-sim-fault: {e}"));
         }
-        let Ok(mut rules) = self.rules.lock() else { return Ok(None) };
-        let matches = |r: &FaultRule, exact: bool| {
-            r.provider == provider && if exact { r.model.as_deref() == Some(model) } else { r.model.is_none() }
+        let Ok(mut rules) = self.rules.lock() else {
+            return Ok(None);
         };
-        let Some(index) = rules.iter().position(|r| matches(r, true)).or_else(|| rules.iter().position(|r| matches(r, false))) else {
+        let matches = |r: &FaultRule, exact: bool| {
+            r.provider == provider
+                && if exact {
+                    r.model.as_deref() == Some(model)
+                } else {
+                    r.model.is_none()
+                }
+        };
+        let Some(index) = rules
+            .iter()
+            .position(|r| matches(r, true))
+            .or_else(|| rules.iter().position(|r| matches(r, false)))
+        else {
             return Ok(None);
         };
         let fault = rules[index].fault.clone();
@@ -86,11 +106,20 @@ impl FaultTable {
 
 /// `GET /_sim/faults`.
 pub(crate) async fn list(State(sim): State<Arc<Simulator>>) -> Json<Vec<FaultRule>> {
-    Json(sim.faults.rules.lock().map(|r| r.clone()).unwrap_or_default())
+    Json(
+        sim.faults
+            .rules
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
+    )
 }
 
 /// `POST /_sim/faults`: adds a rule, replacing one for the same provider and model.
-pub(crate) async fn set(State(sim): State<Arc<Simulator>>, Json(rule): Json<FaultRule>) -> StatusCode {
+pub(crate) async fn set(
+    State(sim): State<Arc<Simulator>>,
+    Json(rule): Json<FaultRule>,
+) -> StatusCode {
     if let Ok(mut rules) = sim.faults.rules.lock() {
         rules.retain(|r| !(r.provider == rule.provider && r.model == rule.model));
         rules.push(rule);

@@ -13,13 +13,16 @@ pub(crate) struct Reply {
 }
 
 const FILLER: [&str; 24] = [
-    "the", "router", "sends", "each", "request", "to", "a", "model", "that", "fits", "its", "budget",
-    "and", "keeps", "latency", "low", "while", "every", "answer", "stays", "exact", "so", "costs", "add",
+    "the", "router", "sends", "each", "request", "to", "a", "model", "that", "fits", "its",
+    "budget", "and", "keeps", "latency", "low", "while", "every", "answer", "stays", "exact", "so",
+    "costs", "add",
 ];
 
 /// FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
 fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(seed, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(seed, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The request's fingerprint for choice `index`.
@@ -39,8 +42,14 @@ pub(crate) fn reply(request: &ChatRequest, model: &str, index: u32) -> Reply {
     let seed = seed_of(request, model, index);
     let tokenizer = bpe_openai::o200k_base();
     if let Some(call) = tool_call(request, seed) {
-        let tokens = tokenizer.count(call.function.name.as_str()) + tokenizer.count(call.function.arguments.as_str());
-        return Reply { content: None, tool_calls: Some(vec![call]), finish_reason: "tool_calls", completion_tokens: tokens as u64 + 3 };
+        let tokens = tokenizer.count(call.function.name.as_str())
+            + tokenizer.count(call.function.arguments.as_str());
+        return Reply {
+            content: None,
+            tool_calls: Some(vec![call]),
+            finish_reason: "tool_calls",
+            completion_tokens: tokens as u64 + 3,
+        };
     }
     let mut text = prose(request, model, seed);
     if let Some(schema_value) = json_mode(request) {
@@ -62,7 +71,12 @@ pub(crate) fn reply(request: &ChatRequest, model: &str, index: u32) -> Reply {
             finish_reason = "length";
         }
     }
-    Reply { content: Some(text), tool_calls: None, finish_reason, completion_tokens: tokens.len() as u64 }
+    Reply {
+        content: Some(text),
+        tool_calls: None,
+        finish_reason,
+        completion_tokens: tokens.len() as u64,
+    }
 }
 
 fn prose(request: &ChatRequest, model: &str, seed: u64) -> String {
@@ -88,14 +102,23 @@ fn json_mode(request: &ChatRequest) -> Option<Value> {
     let format = request.response_format.as_ref()?;
     match format.get("type")?.as_str()? {
         "json_object" => Some(json!({"answer": "simulated", "ok": true})),
-        "json_schema" => Some(sample(format.pointer("/json_schema/schema").unwrap_or(&Value::Null), 0)),
+        "json_schema" => Some(sample(
+            format
+                .pointer("/json_schema/schema")
+                .unwrap_or(&Value::Null),
+            0,
+        )),
         _ => None,
     }
 }
 
 fn tool_call(request: &ChatRequest, seed: u64) -> Option<ToolCall> {
     let tools = request.tools.as_ref().filter(|t| !t.is_empty())?;
-    if request.messages.last().is_some_and(|m| m.role == Role::Tool) {
+    if request
+        .messages
+        .last()
+        .is_some_and(|m| m.role == Role::Tool)
+    {
         return None;
     }
     let wanted = match &request.tool_choice {
@@ -111,7 +134,10 @@ fn tool_call(request: &ChatRequest, seed: u64) -> Option<ToolCall> {
     Some(ToolCall {
         id: format!("call_{seed:016x}"),
         kind: "function".into(),
-        function: FunctionCall { name: tool.function.name.clone(), arguments: arguments.to_string() },
+        function: FunctionCall {
+            name: tool.function.name.clone(),
+            arguments: arguments.to_string(),
+        },
     })
 }
 
@@ -123,12 +149,19 @@ fn sample(schema: &Value, depth: u32) -> Value {
     if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
         return choices.first().cloned().unwrap_or(Value::Null);
     }
-    match schema.get("type").and_then(Value::as_str).unwrap_or("object") {
+    match schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+    {
         "string" => json!("sample"),
         "integer" => json!(1),
         "number" => json!(1.5),
         "boolean" => json!(true),
-        "array" => json!([sample(schema.get("items").unwrap_or(&Value::Null), depth + 1)]),
+        "array" => json!([sample(
+            schema.get("items").unwrap_or(&Value::Null),
+            depth + 1
+        )]),
         "null" => Value::Null,
         _ => {
             let mut object = serde_json::Map::new();

@@ -37,7 +37,10 @@ pub struct SimulatorConfig {
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
-        SimulatorConfig { api_key: "sim-key".into(), chunk_delay_ms: 0 }
+        SimulatorConfig {
+            api_key: "sim-key".into(),
+            chunk_delay_ms: 0,
+        }
     }
 }
 
@@ -53,7 +56,13 @@ pub struct Simulator {
 impl Simulator {
     /// A simulator serving the models of `catalog`.
     pub fn new(config: SimulatorConfig, catalog: Arc<CatalogHandle>) -> Arc<Self> {
-        Arc::new(Simulator { config, catalog, faults: Default::default(), recorder: Default::default(), tokens: Default::default() })
+        Arc::new(Simulator {
+            config,
+            catalog,
+            faults: Default::default(),
+            recorder: Default::default(),
+            tokens: Default::default(),
+        })
     }
 
     /// The pause between stream chunks when no fault overrides it.
@@ -64,19 +73,36 @@ impl Simulator {
     /// Whether `model` is one `provider` serves.
     fn knows_model(&self, provider: ProviderId, model: &str) -> bool {
         let catalog = self.catalog.snapshot();
-        catalog.models().iter().any(|m| m.provider == provider && m.provider_model_id == model)
+        catalog
+            .models()
+            .iter()
+            .any(|m| m.provider == provider && m.provider_model_id == model)
     }
 }
 
 /// The simulator's HTTP routes, to serve alone or nest under a prefix.
 pub fn router(sim: Arc<Simulator>) -> Router {
     let mut router = Router::new()
-        .route("/_sim/faults", get(faults::list).post(faults::set).delete(faults::clear))
-        .route("/_sim/requests", get(recorder::list).delete(recorder::clear));
+        .route(
+            "/_sim/faults",
+            get(faults::list).post(faults::set).delete(faults::clear),
+        )
+        .route(
+            "/_sim/requests",
+            get(recorder::list).delete(recorder::clear),
+        );
     for dialect in DIALECTS {
         router = router
-            .route(&format!("{}/chat/completions", dialect.prefix), post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)))
-            .route(&format!("{}/models", dialect.prefix), get(openai_chat::list_models).with_state((Arc::clone(&sim), dialect)));
+            .route(
+                &format!("{}/chat/completions", dialect.prefix),
+                post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)),
+            )
+            .route(
+                &format!("{}/models", dialect.prefix),
+                get(openai_chat::list_models).with_state((Arc::clone(&sim), dialect)),
+            );
     }
-    router.layer(axum::extract::DefaultBodyLimit::max(64 << 20)).with_state(sim)
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(sim)
 }

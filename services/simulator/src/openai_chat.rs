@@ -13,8 +13,8 @@ use catalog::ProviderId;
 use futures_util::stream::{self, StreamExt};
 use openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta,
-    ErrorBody, Extra, FunctionCallDelta, ModelList, ModelObject, PromptTokensDetails, ToolCallDelta,
-    Usage,
+    ErrorBody, Extra, FunctionCallDelta, ModelList, ModelObject, PromptTokensDetails,
+    ToolCallDelta, Usage,
 };
 use serde_json::json;
 
@@ -23,17 +23,27 @@ use crate::{Dialect, Simulator};
 
 type Ctx = State<(Arc<Simulator>, Dialect)>;
 
-fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>, code: Option<&str>) -> Response {
+fn error(
+    status: StatusCode,
+    kind: &str,
+    message: impl Into<String>,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
     (status, Json(ErrorBody::new(kind, message, param, code))).into_response()
 }
 
 fn authorized(sim: &Simulator, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", sim.config.api_key);
-    headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == expected.as_bytes())
+    headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes())
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `GET {prefix}/models`: the provider's models from the catalog.
@@ -54,29 +64,59 @@ pub(crate) async fn list_models(State((sim, dialect)): Ctx, headers: HeaderMap) 
             extra: Extra::new(),
         })
         .collect();
-    Json(ModelList { object: "list".into(), data }).into_response()
+    Json(ModelList {
+        object: "list".into(),
+        data,
+    })
+    .into_response()
 }
 
 fn invalid_key() -> Response {
-    error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Incorrect API key provided.", None, Some("invalid_api_key"))
+    error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "Incorrect API key provided.",
+        None,
+        Some("invalid_api_key"),
+    )
 }
 
 /// `POST {prefix}/chat/completions`.
-pub(crate) async fn handle(State((sim, dialect)): Ctx, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State((sim, dialect)): Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !authorized(&sim, &headers) {
         return invalid_key();
     }
     sim.recorder.record(dialect.provider, &body);
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", format!("We could not parse the JSON body of your request: {e}"), None, None),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("We could not parse the JSON body of your request: {e}"),
+                None,
+                None,
+            )
+        }
     };
     if let Some(rejection) = validate(&sim, dialect, &request) {
         return rejection;
     }
     let fault = match sim.faults.take(&headers, dialect.provider, &request.model) {
         Ok(f) => f.unwrap_or_default(),
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", message, None, None),
+        Err(message) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                message,
+                None,
+                None,
+            )
+        }
     };
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -85,14 +125,34 @@ pub(crate) async fn handle(State((sim, dialect)): Ctx, headers: HeaderMap, body:
         return injected_error(status, fault.retry_after_s);
     }
     let n = request.n.unwrap_or(1);
-    let replies: Vec<Reply> = (0..n).map(|i| generate::reply(&request, &request.model, i)).collect();
+    let replies: Vec<Reply> = (0..n)
+        .map(|i| generate::reply(&request, &request.model, i))
+        .collect();
     let prompt_tokens = sim.tokens.count(&tokens::Prompt::of(&request));
-    let usage = usage(prompt_tokens, replies.iter().map(|r| r.completion_tokens).sum());
-    let id = format!("chatcmpl-{:016x}", generate::seed_of(&request, &request.model, u32::MAX));
+    let usage = usage(
+        prompt_tokens,
+        replies.iter().map(|r| r.completion_tokens).sum(),
+    );
+    let id = format!(
+        "chatcmpl-{:016x}",
+        generate::seed_of(&request, &request.model, u32::MAX)
+    );
     if request.is_stream() {
-        let include_usage = request.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
-        let chunks = stream_chunks(dialect, &id, &request.model, &replies, include_usage.then_some(usage));
-        let delay = fault.chunk_delay_ms.map_or(sim.chunk_delay(), Duration::from_millis);
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let chunks = stream_chunks(
+            dialect,
+            &id,
+            &request.model,
+            &replies,
+            include_usage.then_some(usage),
+        );
+        let delay = fault
+            .chunk_delay_ms
+            .map_or(sim.chunk_delay(), Duration::from_millis);
         return sse(chunks, delay, fault.cut_after_chunks);
     }
     let choices = replies
@@ -100,7 +160,12 @@ pub(crate) async fn handle(State((sim, dialect)): Ctx, headers: HeaderMap, body:
         .enumerate()
         .map(|(i, r)| Choice {
             index: i as u32,
-            message: AssistantMessage { role: "assistant".into(), content: r.content, tool_calls: r.tool_calls, extra: refusal() },
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: r.content,
+                tool_calls: r.tool_calls,
+                extra: refusal(),
+            },
             finish_reason: Some(r.finish_reason.into()),
             extra: logprobs(),
         })
@@ -131,24 +196,48 @@ fn logprobs() -> Extra {
 
 /// What the real providers refuse before generating anything.
 fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<Response> {
-    let bad = |message: String, param: &str, code: &str| Some(error(StatusCode::BAD_REQUEST, "invalid_request_error", message, Some(param), Some(code)));
+    let bad = |message: String, param: &str, code: &str| {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message,
+            Some(param),
+            Some(code),
+        ))
+    };
     if !sim.knows_model(dialect.provider, &request.model) {
         return Some(error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            format!("The model `{}` does not exist or you do not have access to it.", request.model),
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                request.model
+            ),
             None,
             Some("model_not_found"),
         ));
     }
     if request.messages.is_empty() {
-        return bad("[] is too short - 'messages'".into(), "messages", "invalid_value");
+        return bad(
+            "[] is too short - 'messages'".into(),
+            "messages",
+            "invalid_value",
+        );
     }
     let n = request.n.unwrap_or(1);
     if n == 0 || n > 128 || (dialect.single_choice && n != 1) {
-        return bad(format!("'n' : number must be at most {}", if dialect.single_choice { 1 } else { 128 }), "n", "invalid_value");
+        return bad(
+            format!(
+                "'n' : number must be at most {}",
+                if dialect.single_choice { 1 } else { 128 }
+            ),
+            "n",
+            "invalid_value",
+        );
     }
-    let reasoning = sim.catalog.snapshot().models().iter().any(|m| m.provider == dialect.provider && m.provider_model_id == request.model && m.reasoning);
+    let reasoning = sim.catalog.snapshot().models().iter().any(|m| {
+        m.provider == dialect.provider && m.provider_model_id == request.model && m.reasoning
+    });
     if reasoning && dialect.provider == ProviderId::Openai {
         if request.max_tokens.is_some() {
             return bad(
@@ -171,15 +260,37 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
 fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (kind, code, message) = match status.as_u16() {
-        429 => ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
-        401 => ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-        400 => ("invalid_request_error", "invalid_value", "The request was rejected by the simulated provider."),
-        503 => ("server_error", "service_unavailable", "The server is overloaded or not ready yet."),
-        _ => ("server_error", "server_error", "The server had an error while processing your request."),
+        429 => (
+            "requests",
+            "rate_limit_exceeded",
+            "Rate limit reached for requests. Please try again later.",
+        ),
+        401 => (
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided.",
+        ),
+        400 => (
+            "invalid_request_error",
+            "invalid_value",
+            "The request was rejected by the simulated provider.",
+        ),
+        503 => (
+            "server_error",
+            "service_unavailable",
+            "The server is overloaded or not ready yet.",
+        ),
+        _ => (
+            "server_error",
+            "server_error",
+            "The server had an error while processing your request.",
+        ),
     };
     let mut response = error(status, kind, message, None, Some(code));
     if let Some(secs) = retry_after_s {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -189,7 +300,10 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
-        prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 0, extra: Extra::new() }),
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: 0,
+            extra: Extra::new(),
+        }),
         completion_tokens_details: Some(json!({"reasoning_tokens": 0})),
         extra: Extra::new(),
     }
@@ -220,14 +334,28 @@ fn dialect_extras(dialect: Dialect, usage: &Usage, final_message: bool) -> Extra
     extra
 }
 
-fn stream_chunks(dialect: Dialect, id: &str, model: &str, replies: &[Reply], usage: Option<Usage>) -> Vec<String> {
+fn stream_chunks(
+    dialect: Dialect,
+    id: &str,
+    model: &str,
+    replies: &[Reply],
+    usage: Option<Usage>,
+) -> Vec<String> {
     let created = unix_now();
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>, last: bool| {
         let extra = match &usage {
             Some(u) => dialect_extras(dialect, u, last),
             None => dialect_extras(dialect, &Usage::default(), false),
         };
-        let c = ChatCompletionChunk { id: id.into(), object: "chat.completion.chunk".into(), created, model: model.into(), choices, usage, extra };
+        let c = ChatCompletionChunk {
+            id: id.into(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.into(),
+            choices,
+            usage,
+            extra,
+        };
         serde_json::to_string(&c).unwrap_or_default()
     };
     let delta_choice = |index: usize, delta: Delta, finish: Option<&str>| ChunkChoice {
@@ -238,10 +366,33 @@ fn stream_chunks(dialect: Dialect, id: &str, model: &str, replies: &[Reply], usa
     };
     let mut out = Vec::new();
     for (i, reply) in replies.iter().enumerate() {
-        out.push(chunk(vec![delta_choice(i, Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None)], None, false));
+        out.push(chunk(
+            vec![delta_choice(
+                i,
+                Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..Default::default()
+                },
+                None,
+            )],
+            None,
+            false,
+        ));
         if let Some(text) = &reply.content {
             for piece in text.split_inclusive(' ') {
-                out.push(chunk(vec![delta_choice(i, Delta { content: Some(piece.into()), ..Default::default() }, None)], None, false));
+                out.push(chunk(
+                    vec![delta_choice(
+                        i,
+                        Delta {
+                            content: Some(piece.into()),
+                            ..Default::default()
+                        },
+                        None,
+                    )],
+                    None,
+                    false,
+                ));
             }
         }
         for (k, call) in reply.tool_calls.iter().flatten().enumerate() {
@@ -249,21 +400,53 @@ fn stream_chunks(dialect: Dialect, id: &str, model: &str, replies: &[Reply], usa
                 index: k as u32,
                 id: Some(call.id.clone()),
                 kind: Some("function".into()),
-                function: Some(FunctionCallDelta { name: Some(call.function.name.clone()), arguments: Some(String::new()) }),
+                function: Some(FunctionCallDelta {
+                    name: Some(call.function.name.clone()),
+                    arguments: Some(String::new()),
+                }),
             };
-            out.push(chunk(vec![delta_choice(i, Delta { tool_calls: Some(vec![head]), ..Default::default() }, None)], None, false));
+            out.push(chunk(
+                vec![delta_choice(
+                    i,
+                    Delta {
+                        tool_calls: Some(vec![head]),
+                        ..Default::default()
+                    },
+                    None,
+                )],
+                None,
+                false,
+            ));
             let args: Vec<char> = call.function.arguments.chars().collect();
             for part in args.chunks(8) {
                 let delta = ToolCallDelta {
                     index: k as u32,
                     id: None,
                     kind: None,
-                    function: Some(FunctionCallDelta { name: None, arguments: Some(part.iter().collect()) }),
+                    function: Some(FunctionCallDelta {
+                        name: None,
+                        arguments: Some(part.iter().collect()),
+                    }),
                 };
-                out.push(chunk(vec![delta_choice(i, Delta { tool_calls: Some(vec![delta]), ..Default::default() }, None)], None, false));
+                out.push(chunk(
+                    vec![delta_choice(
+                        i,
+                        Delta {
+                            tool_calls: Some(vec![delta]),
+                            ..Default::default()
+                        },
+                        None,
+                    )],
+                    None,
+                    false,
+                ));
             }
         }
-        out.push(chunk(vec![delta_choice(i, Delta::default(), Some(reply.finish_reason))], None, false));
+        out.push(chunk(
+            vec![delta_choice(i, Delta::default(), Some(reply.finish_reason))],
+            None,
+            false,
+        ));
     }
     if let Some(usage) = usage {
         out.push(chunk(Vec::new(), Some(usage), true));
@@ -274,7 +457,10 @@ fn stream_chunks(dialect: Dialect, id: &str, model: &str, replies: &[Reply], usa
 /// Sends `chunks` as SSE data events and `[DONE]`; with `cut_after`, drops the
 /// connection after that many events, as a failing upstream would.
 fn sse(chunks: Vec<String>, delay: Duration, cut_after: Option<u32>) -> Response {
-    let events = chunks.into_iter().map(|data| format!("data: {data}\n\n")).chain(["data: [DONE]\n\n".to_owned()]);
+    let events = chunks
+        .into_iter()
+        .map(|data| format!("data: {data}\n\n"))
+        .chain(["data: [DONE]\n\n".to_owned()]);
     let body = stream::iter(events.enumerate()).then(move |(i, event)| async move {
         if cut_after.is_some_and(|n| i >= n as usize) {
             // Let what was sent reach the wire before the connection drops, as it would upstream.
@@ -288,7 +474,10 @@ fn sse(chunks: Vec<String>, delay: Duration, cut_after: Option<u32>) -> Response
     });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

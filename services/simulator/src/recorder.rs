@@ -36,7 +36,8 @@ impl Recorder {
         let body = if body.len() > 64 << 10 {
             Value::String(format!("<{} bytes>", body.len()))
         } else {
-            serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
         };
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == KEEP {
@@ -49,7 +50,13 @@ impl Recorder {
 
 /// `GET /_sim/requests`: oldest first.
 pub(crate) async fn list(State(sim): State<Arc<Simulator>>) -> Json<Vec<Recorded>> {
-    Json(sim.recorder.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default())
+    Json(
+        sim.recorder
+            .recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default(),
+    )
 }
 
 /// `DELETE /_sim/requests`.

@@ -18,7 +18,10 @@ pub struct CatalogHandle {
 impl CatalogHandle {
     /// A handle that serves `catalog` and reloads from `source` when asked.
     pub fn new(catalog: Catalog, source: Option<PathBuf>) -> Arc<Self> {
-        Arc::new(CatalogHandle { current: ArcSwap::from_pointee(catalog), source })
+        Arc::new(CatalogHandle {
+            current: ArcSwap::from_pointee(catalog),
+            source,
+        })
     }
 
     /// Loads `source` if given, else the shipped catalog.
@@ -47,7 +50,9 @@ impl CatalogHandle {
     /// Reloads whenever the source file's modification time changes (checked
     /// every `poll`) or the process receives SIGHUP. Runs until the runtime stops.
     pub fn spawn_watcher(self: &Arc<Self>, poll: Duration) {
-        let Some(path) = self.source.clone() else { return };
+        let Some(path) = self.source.clone() else {
+            return;
+        };
         let handle = Arc::clone(self);
         tokio::spawn(async move {
             let mut hangup = hangup_signal();
@@ -65,7 +70,9 @@ impl CatalogHandle {
                 seen = now;
                 match handle.reload() {
                     Ok(()) => tracing::info!(path = %path.display(), "catalog reloaded"),
-                    Err(err) => tracing::error!(%err, "catalog reload refused; keeping the previous catalog"),
+                    Err(err) => {
+                        tracing::error!(%err, "catalog reload refused; keeping the previous catalog")
+                    }
                 }
             }
         });
@@ -116,25 +123,60 @@ mod tests {
         let before = handle.snapshot();
         handle.spawn_watcher(Duration::from_millis(20));
 
-        let cheaper = crate::BUILTIN_TOML.replacen("input_per_mtok = \"0.40\"", "input_per_mtok = \"0.01\"", 1);
+        let cheaper = crate::BUILTIN_TOML.replacen(
+            "input_per_mtok = \"0.40\"",
+            "input_per_mtok = \"0.01\"",
+            1,
+        );
         // Give the new file a distinct mtime even on coarse-grained filesystems.
         tokio::time::sleep(Duration::from_millis(30)).await;
         std::fs::write(&path, cheaper).unwrap();
         let mut reloaded = false;
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if handle.snapshot().model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos() == 10_000_000 {
+            if handle
+                .snapshot()
+                .model("gpt-4.1-mini")
+                .unwrap()
+                .pricing
+                .base
+                .input
+                .0
+                .nanos()
+                == 10_000_000
+            {
                 reloaded = true;
                 break;
             }
         }
         assert!(reloaded, "the watcher did not pick up the change");
         // The snapshot taken before the reload is untouched: in-flight requests keep it.
-        assert_eq!(before.model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos(), 400_000_000);
+        assert_eq!(
+            before
+                .model("gpt-4.1-mini")
+                .unwrap()
+                .pricing
+                .base
+                .input
+                .0
+                .nanos(),
+            400_000_000
+        );
 
         std::fs::write(&path, "version = 1\nmodels = 3").unwrap();
         assert!(handle.reload().is_err());
-        assert_eq!(handle.snapshot().model("gpt-4.1-mini").unwrap().pricing.base.input.0.nanos(), 10_000_000);
+        assert_eq!(
+            handle
+                .snapshot()
+                .model("gpt-4.1-mini")
+                .unwrap()
+                .pricing
+                .base
+                .input
+                .0
+                .nanos(),
+            10_000_000
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

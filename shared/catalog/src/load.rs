@@ -100,12 +100,11 @@ impl Catalog {
     /// Parses and validates catalog TOML.
     pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
         let deserializer = toml::Deserializer::new(text);
-        let raw: RawCatalog = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            CatalogError::Syntax {
+        let raw: RawCatalog =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| CatalogError::Syntax {
                 field: e.path().to_string(),
                 message: e.inner().message().to_owned(),
-            }
-        })?;
+            })?;
         build(raw)
     }
 
@@ -120,27 +119,41 @@ impl Catalog {
 
     /// The catalog shipped with this build.
     pub fn builtin() -> Catalog {
-        Catalog::from_toml(crate::BUILTIN_TOML).expect("the shipped catalog is validated by its tests")
+        Catalog::from_toml(crate::BUILTIN_TOML)
+            .expect("the shipped catalog is validated by its tests")
     }
 }
 
 fn invalid(field: String, message: impl Into<String>) -> CatalogError {
-    CatalogError::Invalid { field, message: message.into() }
+    CatalogError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
     if raw.version != SUPPORTED_VERSION {
         return Err(invalid(
             "version".into(),
-            format!("this build reads version {SUPPORTED_VERSION}, the file says {}", raw.version),
+            format!(
+                "this build reads version {SUPPORTED_VERSION}, the file says {}",
+                raw.version
+            ),
         ));
     }
     let mut providers = Vec::new();
     for (id, p) in raw.providers {
         if p.pricing_source.trim().is_empty() {
-            return Err(invalid(format!("providers.{id}.pricing_source"), "must say where the prices come from"));
+            return Err(invalid(
+                format!("providers.{id}.pricing_source"),
+                "must say where the prices come from",
+            ));
         }
-        providers.push(ProviderInfo { id, name: p.name, pricing_source: p.pricing_source });
+        providers.push(ProviderInfo {
+            id,
+            name: p.name,
+            pricing_source: p.pricing_source,
+        });
     }
     let mut models = Vec::with_capacity(raw.models.len());
     let mut by_id = HashMap::new();
@@ -156,7 +169,13 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
             return Err(invalid(at("id"), "duplicate model id"));
         }
         if !providers.iter().any(|p| p.id == m.provider) {
-            return Err(invalid(at("provider"), format!("provider `{}` has no [providers.{}] entry", m.provider, m.provider)));
+            return Err(invalid(
+                at("provider"),
+                format!(
+                    "provider `{}` has no [providers.{}] entry",
+                    m.provider, m.provider
+                ),
+            ));
         }
         if m.provider_model_id.trim().is_empty() {
             return Err(invalid(at("provider_model_id"), "must not be empty"));
@@ -165,7 +184,10 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
             return Err(invalid(at("context_window"), "must be positive"));
         }
         if m.max_output_tokens == 0 || m.max_output_tokens > m.context_window {
-            return Err(invalid(at("max_output_tokens"), "must be positive and at most context_window"));
+            return Err(invalid(
+                at("max_output_tokens"),
+                "must be positive and at most context_window",
+            ));
         }
         if m.quality > 100 {
             return Err(invalid(at("quality"), "must be 0-100"));
@@ -179,12 +201,24 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
         if m.output_tokens_per_s == 0 {
             return Err(invalid(at("output_tokens_per_s"), "must be positive"));
         }
-        let base = rates(&at, "", m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)?;
+        let base = rates(
+            &at,
+            "",
+            m.input_per_mtok,
+            m.output_per_mtok,
+            m.cached_input_per_mtok,
+        )?;
         let long_context = match m.long_context {
             None => None,
             Some(lc) => Some((
                 lc.above_input_tokens,
-                rates(&at, "long_context.", lc.input_per_mtok, lc.output_per_mtok, lc.cached_input_per_mtok)?,
+                rates(
+                    &at,
+                    "long_context.",
+                    lc.input_per_mtok,
+                    lc.output_per_mtok,
+                    lc.cached_input_per_mtok,
+                )?,
             )),
         };
         let mut capabilities = Capabilities::default();
@@ -206,7 +240,10 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
             pricing: Pricing { base, long_context },
             quality: m.quality,
             coding: m.coding,
-            latency: LatencySeed { ttft_ms: m.ttft_ms, output_tokens_per_s: m.output_tokens_per_s },
+            latency: LatencySeed {
+                ttft_ms: m.ttft_ms,
+                output_tokens_per_s: m.output_tokens_per_s,
+            },
             capabilities,
             reasoning: m.reasoning,
             free: m.free,
@@ -215,7 +252,11 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
     if models.is_empty() {
         return Err(invalid("models".into(), "the catalog has no models"));
     }
-    Ok(Catalog { providers, models, by_id })
+    Ok(Catalog {
+        providers,
+        models,
+        by_id,
+    })
 }
 
 fn rates(
@@ -225,9 +266,16 @@ fn rates(
     output: Money,
     cached: Option<Money>,
 ) -> Result<PricingRates, CatalogError> {
-    for (name, price) in [("input_per_mtok", Some(input)), ("output_per_mtok", Some(output)), ("cached_input_per_mtok", cached)] {
+    for (name, price) in [
+        ("input_per_mtok", Some(input)),
+        ("output_per_mtok", Some(output)),
+        ("cached_input_per_mtok", cached),
+    ] {
         if price.is_some_and(|p| p < Money::ZERO) {
-            return Err(invalid(at(&format!("{prefix}{name}")), "a price cannot be negative"));
+            return Err(invalid(
+                at(&format!("{prefix}{name}")),
+                "a price cannot be negative",
+            ));
         }
     }
     Ok(PricingRates {
@@ -250,8 +298,14 @@ mod tests {
     fn shipped_catalog_is_valid_and_complete() {
         let catalog = Catalog::builtin();
         for p in ProviderId::ALL {
-            assert!(catalog.providers().iter().any(|i| i.id == p), "{p} has no provider entry");
-            assert!(catalog.models().iter().any(|m| m.provider == p), "{p} has no model");
+            assert!(
+                catalog.providers().iter().any(|i| i.id == p),
+                "{p} has no provider entry"
+            );
+            assert!(
+                catalog.models().iter().any(|m| m.provider == p),
+                "{p} has no model"
+            );
         }
         let required = [
             ("gemini-2.5-flash", Tier::Economy),
@@ -278,14 +332,22 @@ mod tests {
         }
         for m in catalog.models() {
             let free_provider = matches!(m.provider, ProviderId::Groq | ProviderId::Cerebras);
-            assert_eq!(m.free, free_provider, "{}: free flag must match the provider", m.id);
+            assert_eq!(
+                m.free, free_provider,
+                "{}: free flag must match the provider",
+                m.id
+            );
         }
-        assert!(catalog.models().iter().any(|m| m.provider == ProviderId::Bedrock && m.tier == Tier::Economy));
+        assert!(catalog
+            .models()
+            .iter()
+            .any(|m| m.provider == ProviderId::Bedrock && m.tier == Tier::Economy));
     }
 
     #[test]
     fn bad_field_is_named() {
-        let text = crate::BUILTIN_TOML.replacen("context_window = 1047576", "context_window = \"big\"", 1);
+        let text =
+            crate::BUILTIN_TOML.replacen("context_window = 1047576", "context_window = \"big\"", 1);
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("models[1].context_window"), "{err}");
 
@@ -293,21 +355,36 @@ mod tests {
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("models[0].tier"), "{err}");
 
-        let text = crate::BUILTIN_TOML.replacen("max_output_tokens = 65536", "max_output_tokens = 9999999", 1);
+        let text = crate::BUILTIN_TOML.replacen(
+            "max_output_tokens = 65536",
+            "max_output_tokens = 9999999",
+            1,
+        );
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
-        assert!(err.contains("models[0] (gemini-2.5-flash).max_output_tokens"), "{err}");
+        assert!(
+            err.contains("models[0] (gemini-2.5-flash).max_output_tokens"),
+            "{err}"
+        );
 
-        let text = crate::BUILTIN_TOML.replacen("input_per_mtok = \"0.30\"", "input_per_mtok = \"0.3x\"", 1);
+        let text = crate::BUILTIN_TOML.replacen(
+            "input_per_mtok = \"0.30\"",
+            "input_per_mtok = \"0.3x\"",
+            1,
+        );
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("models[0].input_per_mtok"), "{err}");
 
-        let text = crate::BUILTIN_TOML.replacen("id = \"gpt-4.1-mini\"", "id = \"gemini-2.5-flash\"", 1);
+        let text =
+            crate::BUILTIN_TOML.replacen("id = \"gpt-4.1-mini\"", "id = \"gemini-2.5-flash\"", 1);
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("duplicate model id"), "{err}");
 
         let text = crate::BUILTIN_TOML.replacen("quality = 51", "quality = 51\nflavour = 3", 1);
         let err = Catalog::from_toml(&text).unwrap_err().to_string();
-        assert!(err.contains("models[0]") && err.contains("flavour"), "{err}");
+        assert!(
+            err.contains("models[0]") && err.contains("flavour"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -315,12 +392,23 @@ mod tests {
         let catalog = Catalog::builtin();
         let gpt41 = catalog.model("gpt-4.1").unwrap();
         // 10,000 in (4,000 cached) and 1,000 out: 6000×2 + 4000×0.5 + 1000×8 = 22,000 µ$ → $0.022.
-        let usage = TokenUsage { input_tokens: 10_000, cached_input_tokens: 4_000, output_tokens: 1_000 };
+        let usage = TokenUsage {
+            input_tokens: 10_000,
+            cached_input_tokens: 4_000,
+            output_tokens: 1_000,
+        };
         assert_eq!(gpt41.cost(&usage), money("0.022"));
 
         let pro = catalog.model("gemini-2.5-pro").unwrap();
-        let short = TokenUsage { input_tokens: 200_000, cached_input_tokens: 0, output_tokens: 1_000 };
-        let long = TokenUsage { input_tokens: 200_001, ..short };
+        let short = TokenUsage {
+            input_tokens: 200_000,
+            cached_input_tokens: 0,
+            output_tokens: 1_000,
+        };
+        let long = TokenUsage {
+            input_tokens: 200_001,
+            ..short
+        };
         assert_eq!(pro.cost(&short), money("0.26")); // 0.25 + 0.01
         assert_eq!(pro.cost(&long), money("0.5150025")); // 200001 × 2.5/M + 1000 × 15/M
 

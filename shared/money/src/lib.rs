@@ -18,7 +18,9 @@ pub const NANOS_PER_USD: i64 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
     /// The text is not a plain decimal number such as `2.50`.
-    #[error("`{0}` is not a decimal amount (expected digits with an optional `.` and up to 9 decimals)")]
+    #[error(
+        "`{0}` is not a decimal amount (expected digits with an optional `.` and up to 9 decimals)"
+    )]
     Malformed(String),
     /// More than nine decimals: a nano-dollar is the smallest unit.
     #[error("`{0}` has more than 9 decimals; the smallest unit is one nano-dollar")]
@@ -190,10 +192,19 @@ mod tests {
     #[test]
     fn rejects_what_is_not_an_amount() {
         for bad in ["", ".5", "1.", "1e3", "abc", "1.2.3", "--1", " 1"] {
-            assert!(matches!(bad.parse::<Money>(), Err(MoneyError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(bad.parse::<Money>(), Err(MoneyError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!("0.0000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!("99999999999".parse::<Money>(), Err(MoneyError::Overflow(_))));
+        assert!(matches!(
+            "0.0000000001".parse::<Money>(),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            "99999999999".parse::<Money>(),
+            Err(MoneyError::Overflow(_))
+        ));
     }
 
     #[test]
@@ -213,7 +224,9 @@ mod tests {
             .total();
         assert_eq!(cost, usd("0.006"));
         // One token at $0.0375/M is 37.5 nano-dollars: rounds up to 38.
-        let tiny = CostBuilder::default().add(1, PricePerMTok(usd("0.0375"))).total();
+        let tiny = CostBuilder::default()
+            .add(1, PricePerMTok(usd("0.0375")))
+            .total();
         assert_eq!(tiny.nanos(), 38);
         // Three fractional terms summed before rounding: 3 × 0.4 = 1.2 → 2, not 3.
         let sum = CostBuilder::default()

@@ -65,7 +65,10 @@ impl ChatRequest {
     /// Whether the request defines tools or replays tool calls.
     pub fn uses_tools(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            || self.messages.iter().any(|m| m.tool_calls.is_some() || m.role == Role::Tool)
+            || self
+                .messages
+                .iter()
+                .any(|m| m.tool_calls.is_some() || m.role == Role::Tool)
     }
 }
 
@@ -115,11 +118,13 @@ impl Message {
             Some(Content::Parts(p)) => (None, p.as_slice()),
             None => (None, &[][..]),
         };
-        single.into_iter().chain(parts.iter().filter_map(|p| match p {
-            ContentPart::Text { text } => Some(text.as_str()),
-            ContentPart::Refusal { refusal } => Some(refusal.as_str()),
-            _ => None,
-        }))
+        single
+            .into_iter()
+            .chain(parts.iter().filter_map(|p| match p {
+                ContentPart::Text { text } => Some(text.as_str()),
+                ContentPart::Refusal { refusal } => Some(refusal.as_str()),
+                _ => None,
+            }))
     }
 
     /// The image parts of the content.
@@ -233,7 +238,9 @@ pub struct Usage {
 impl Usage {
     /// Prompt tokens read from the provider's cache.
     pub fn cached_tokens(&self) -> u64 {
-        self.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens)
+        self.prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens)
     }
 }
 

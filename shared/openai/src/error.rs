@@ -28,7 +28,12 @@ pub struct ErrorObject {
 
 impl ErrorBody {
     /// An envelope with the given class, message, param and code.
-    pub fn new(kind: &str, message: impl Into<String>, param: Option<&str>, code: Option<&str>) -> Self {
+    pub fn new(
+        kind: &str,
+        message: impl Into<String>,
+        param: Option<&str>,
+        code: Option<&str>,
+    ) -> Self {
         ErrorBody {
             error: ErrorObject {
                 message: message.into(),

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use catalog::{CatalogHandle, ProviderId};
 use gateway::keys::{self, KeyRing};
-use gateway::{Gateway, GatewayConfig, ProviderSettings};
+use gateway::{Gateway, GatewayConfig};
 use serde_json::Value;
 use simulator::{Simulator, SimulatorConfig};
 use tokio::net::TcpListener;
 
 /// What to start.
+#[derive(Default)]
 pub struct Options {
     /// A catalog file to serve (reloaded every 20 ms when changed); the shipped catalog when `None`.
     pub catalog_file: Option<PathBuf>,
@@ -20,12 +21,6 @@ pub struct Options {
     pub gateway: GatewayConfig,
     /// Providers left unconfigured (as if their key were missing).
     pub without: Vec<ProviderId>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { catalog_file: None, gateway: GatewayConfig::default(), without: Vec::new() }
-    }
 }
 
 /// A running simulator and gateway.
@@ -43,7 +38,9 @@ pub struct Harness {
 }
 
 async fn listen() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
     let url = format!("http://{}", listener.local_addr().expect("local addr"));
     (listener, url)
 }
@@ -66,11 +63,13 @@ impl Harness {
 
         let mut config = options.gateway;
         for provider in ProviderId::ALL {
-            let Some(path) = simulator::base_path(provider) else { continue };
+            let Some(path) = simulator::base_path(provider) else {
+                continue;
+            };
             if options.without.contains(&provider) {
                 continue;
             }
-            let settings = config.providers.entry(provider).or_insert_with(ProviderSettings::default);
+            let settings = config.providers.entry(provider).or_default();
             settings.base_url = Some(format!("{sim_url}{path}"));
             settings.api_key = Some(sim_config.api_key.clone());
         }
@@ -82,8 +81,17 @@ impl Harness {
         let app = gateway::router(Arc::clone(&gateway));
         tokio::spawn(async move { axum_serve(listener, app).await });
 
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
-        Harness { url, sim_url, key, gateway, http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        Harness {
+            url,
+            sim_url,
+            key,
+            gateway,
+            http,
+        }
     }
 
     /// `POST /v1/chat/completions` with the harness key.
@@ -99,18 +107,41 @@ impl Harness {
 
     /// `GET` a gateway path with the harness key.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.key).send().await.expect("gateway reachable")
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("gateway reachable")
     }
 
     /// Sets a simulator fault rule (`{"provider": "openai", "status": 503, ...}`).
     pub async fn fault(&self, rule: Value) {
-        let response = self.http.post(format!("{}/_sim/faults", self.sim_url)).json(&rule).send().await.expect("simulator reachable");
-        assert!(response.status().is_success(), "fault rule refused: {}", response.text().await.unwrap_or_default());
+        let response = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim_url))
+            .json(&rule)
+            .send()
+            .await
+            .expect("simulator reachable");
+        assert!(
+            response.status().is_success(),
+            "fault rule refused: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     /// The request bodies the simulator received, oldest first.
     pub async fn upstream_requests(&self) -> Vec<Value> {
-        let list: Value = self.http.get(format!("{}/_sim/requests", self.sim_url)).send().await.expect("simulator").json().await.expect("json");
+        let list: Value = self
+            .http
+            .get(format!("{}/_sim/requests", self.sim_url))
+            .send()
+            .await
+            .expect("simulator")
+            .json()
+            .await
+            .expect("json");
         list.as_array().cloned().unwrap_or_default()
     }
 }
@@ -122,7 +153,12 @@ async fn axum_serve(listener: TcpListener, app: axum::Router) {
 /// Reads an SSE body into its `data` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned))
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
         .collect()
 }
 

@@ -60,12 +60,17 @@ impl<'a> Prompt<'a> {
             }
         }
         for tool in request.tools.iter().flatten() {
-            pieces.push(Cow::Owned(serde_json::to_string(&tool.function).unwrap_or_default()));
+            pieces.push(Cow::Owned(
+                serde_json::to_string(&tool.function).unwrap_or_default(),
+            ));
         }
         if let Some(format) = &request.response_format {
             pieces.push(Cow::Owned(format.to_string()));
         }
-        Prompt { pieces, fixed_tokens }
+        Prompt {
+            pieces,
+            fixed_tokens,
+        }
     }
 
     /// Bytes of text in the prompt.
@@ -88,7 +93,11 @@ pub struct TokenCounter {
 
 impl Default for TokenCounter {
     fn default() -> Self {
-        TokenCounter { cache: Mutex::new(HashMap::new()), hasher: RandomState::new(), tokenized_bytes: AtomicU64::new(0) }
+        TokenCounter {
+            cache: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            tokenized_bytes: AtomicU64::new(0),
+        }
     }
 }
 
@@ -125,10 +134,14 @@ impl TokenCounter {
 
     fn count_text_till(&self, text: &str, limit: u64) -> Option<u64> {
         let key = (text.len() >= CACHE_MIN_BYTES).then(|| self.hasher.hash_one((text.len(), text)));
-        if let Some(&n) = key.and_then(|k| self.cache.lock().ok()?.get(&k).copied()).as_ref() {
+        if let Some(&n) = key
+            .and_then(|k| self.cache.lock().ok()?.get(&k).copied())
+            .as_ref()
+        {
             return (n <= limit).then_some(n);
         }
-        self.tokenized_bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+        self.tokenized_bytes
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
         let tokenizer = bpe_openai::o200k_base();
         let n = if (text.len() as u64) <= limit {
             tokenizer.count(text) as u64
@@ -179,7 +192,10 @@ mod tests {
             ]
         }));
         let prompt = Prompt::of(&req);
-        assert_eq!(counter.count(&prompt), 4 + 4 + 2 * TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS + IMAGE_TOKENS_LOW);
+        assert_eq!(
+            counter.count(&prompt),
+            4 + 4 + 2 * TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS + IMAGE_TOKENS_LOW
+        );
         assert!(prompt.upper_bound() >= counter.count(&prompt));
 
         let with_tools = request(serde_json::json!({
@@ -187,7 +203,9 @@ mod tests {
             "messages": [{"role": "user", "content": "hi"}],
             "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
         }));
-        let plain = request(serde_json::json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}));
+        let plain = request(
+            serde_json::json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}),
+        );
         assert!(counter.count(&Prompt::of(&with_tools)) > counter.count(&Prompt::of(&plain)) + 5);
     }
 
@@ -195,7 +213,9 @@ mod tests {
     fn count_till_stops_past_the_limit_and_cache_agrees() {
         let counter = TokenCounter::default();
         let long = "lorem ipsum dolor sit amet ".repeat(2_000);
-        let req = request(serde_json::json!({"model": "x", "messages": [{"role": "user", "content": long}]}));
+        let req = request(
+            serde_json::json!({"model": "x", "messages": [{"role": "user", "content": long}]}),
+        );
         let prompt = Prompt::of(&req);
         let exact = counter.count(&prompt);
         assert_eq!(counter.count(&prompt), exact, "cached count differs");
@@ -203,6 +223,10 @@ mod tests {
         assert_eq!(counter.count_till(&prompt, exact - 1), None);
         let fresh = TokenCounter::default();
         assert_eq!(fresh.count_till(&prompt, 100), None);
-        assert_eq!(fresh.count(&prompt), exact, "a refused limit must not poison the cache");
+        assert_eq!(
+            fresh.count(&prompt),
+            exact,
+            "a refused limit must not poison the cache"
+        );
     }
 }

@@ -27,8 +27,13 @@ pub async fn completions(
 ) -> Result<Response, GatewayError> {
     super::authenticate(&gateway.keys, &request_headers)?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes),
-        _ => GatewayError::invalid(format!("Could not read the request body: {rejection}"), None),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes)
+        }
+        _ => GatewayError::invalid(
+            format!("Could not read the request body: {rejection}"),
+            None,
+        ),
     })?;
     let request = Arc::new(parse(&body)?);
     let prefer = validate(&request)?;
@@ -53,28 +58,35 @@ pub async fn completions(
 /// Parses the body, naming the field or the position of what is wrong.
 fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let request: ChatRequest = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_data() && path != "." {
-            GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
-        } else if inner.is_data() {
-            GatewayError::invalid(format!("Invalid request body: {inner}"), None)
-        } else {
-            GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
-        }
+    let request: ChatRequest =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_data() && path != "." {
+                GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
+            } else if inner.is_data() {
+                GatewayError::invalid(format!("Invalid request body: {inner}"), None)
+            } else {
+                GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
+            }
+        })?;
+    deserializer.end().map_err(|e| {
+        GatewayError::invalid(format!("The request body is not valid JSON: {e}"), None)
     })?;
-    deserializer.end().map_err(|e| GatewayError::invalid(format!("The request body is not valid JSON: {e}"), None))?;
     Ok(request)
 }
 
 /// Checks ranges the providers would otherwise reject one by one, and reads `prefer`.
 fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
-    let bad = |message: &str, param: &str| Err(GatewayError::invalid(message, Some(param.to_owned())));
+    let bad =
+        |message: &str, param: &str| Err(GatewayError::invalid(message, Some(param.to_owned())));
     if request.messages.is_empty() {
         return bad("`messages` must contain at least one message.", "messages");
     }
-    if request.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+    if request
+        .temperature
+        .is_some_and(|t| !(0.0..=2.0).contains(&t))
+    {
         return bad("`temperature` must be between 0 and 2.", "temperature");
     }
     if request.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
@@ -88,23 +100,40 @@ fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
     }
     match request.prefer.as_deref() {
         None => Ok(Prefer::default()),
-        Some(p) => p.parse().map_err(|message: String| GatewayError::invalid(message, Some("prefer".to_owned()))),
+        Some(p) => p
+            .parse()
+            .map_err(|message: String| GatewayError::invalid(message, Some("prefer".to_owned()))),
     }
 }
 
 /// Tries each candidate in order until one answers; retryable failures fall through.
-async fn attempt_all(gateway: &Arc<Gateway>, candidates: &[Arc<Model>], request: &Arc<ChatRequest>) -> Result<Response, GatewayError> {
+async fn attempt_all(
+    gateway: &Arc<Gateway>,
+    candidates: &[Arc<Model>],
+    request: &Arc<ChatRequest>,
+) -> Result<Response, GatewayError> {
     let mut attempts = Vec::new();
     let mut retry_after_s: Option<u64> = None;
     for model in candidates {
-        let Some(provider) = gateway.providers.get(model.provider) else { continue };
+        let Some(provider) = gateway.providers.get(model.provider) else {
+            continue;
+        };
         let started = Instant::now();
         let outcome = if request.is_stream() {
             match provider.stream(model, request).await {
                 Ok(mut upstream) => match upstream.next().await {
-                    Some(Ok(first)) => Ok(relay_stream(gateway, model, request, first, upstream, attempts.len() + 1)),
+                    Some(Ok(first)) => Ok(relay_stream(
+                        gateway,
+                        model,
+                        request,
+                        first,
+                        upstream,
+                        attempts.len() + 1,
+                    )),
                     Some(Err(e)) => Err(e),
-                    None => Err(ProviderError::Interrupted("the stream ended before any chunk".into())),
+                    None => Err(ProviderError::Interrupted(
+                        "the stream ended before any chunk".into(),
+                    )),
                 },
                 Err(e) => Err(e),
             }
@@ -139,11 +168,18 @@ async fn attempt_all(gateway: &Arc<Gateway>, candidates: &[Arc<Model>], request:
             }
         }
     }
-    Err(GatewayError::AllCandidatesFailed { attempts, retry_after_s })
+    Err(GatewayError::AllCandidatesFailed {
+        attempts,
+        retry_after_s,
+    })
 }
 
 fn token_usage(usage: &Usage) -> TokenUsage {
-    TokenUsage { input_tokens: usage.prompt_tokens, cached_input_tokens: usage.cached_tokens(), output_tokens: usage.completion_tokens }
+    TokenUsage {
+        input_tokens: usage.prompt_tokens,
+        cached_input_tokens: usage.cached_tokens(),
+        output_tokens: usage.completion_tokens,
+    }
 }
 
 /// The routing headers every successful response carries.
@@ -162,8 +198,15 @@ fn routing_headers(response: &mut Response, model: &Model, attempts: usize, cost
     }
 }
 
-fn complete_response(model: &Model, mut completion: openai::ChatCompletion, attempts: usize) -> Result<Response, ProviderError> {
-    let usage = completion.usage.as_ref().ok_or_else(|| ProviderError::Protocol("the completion has no usage".into()))?;
+fn complete_response(
+    model: &Model,
+    mut completion: openai::ChatCompletion,
+    attempts: usize,
+) -> Result<Response, ProviderError> {
+    let usage = completion
+        .usage
+        .as_ref()
+        .ok_or_else(|| ProviderError::Protocol("the completion has no usage".into()))?;
     let cost = model.cost(&token_usage(usage));
     completion.model = model.id.clone();
     let mut response = Json(completion).into_response();
@@ -201,7 +244,10 @@ fn relay_stream(
     });
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     routing_headers(&mut response, model, attempts, None);
@@ -245,8 +291,16 @@ impl Relay {
                 Some(Err(error)) => {
                     self.done = true;
                     tracing::warn!(model = %self.model.id, %error, "stream failed after the first chunk");
-                    let body = ErrorBody::new("server_error", format!("The provider's stream broke off: {error}"), None, Some("upstream_stream_error"));
-                    return Bytes::from(format!("data: {}\n\n", serde_json::to_string(&body).unwrap_or_default()));
+                    let body = ErrorBody::new(
+                        "server_error",
+                        format!("The provider's stream broke off: {error}"),
+                        None,
+                        Some("upstream_stream_error"),
+                    );
+                    return Bytes::from(format!(
+                        "data: {}\n\n",
+                        serde_json::to_string(&body).unwrap_or_default()
+                    ));
                 }
                 None => {
                     self.done = true;
@@ -263,10 +317,17 @@ impl Relay {
             let counter = &self.gateway.tokens;
             let completion = counter.count_text(&self.generated);
             let prompt = counter.count(&tokens::Prompt::of(&self.request));
-            Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, ..Default::default() }
+            Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+                ..Default::default()
+            }
         });
         let cost = self.model.cost(&token_usage(&usage));
-        usage.extra.insert("cost".into(), serde_json::Value::String(cost.to_string()));
+        usage
+            .extra
+            .insert("cost".into(), serde_json::Value::String(cost.to_string()));
         let mut chunk = self.last.take().unwrap_or_else(|| ChatCompletionChunk {
             id: String::new(),
             object: "chat.completion.chunk".into(),

@@ -15,11 +15,19 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<(), GatewayEr
             "You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.".into(),
         ));
     };
-    let key = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
     if keys.verify(key) {
         return Ok(());
     }
-    Err(GatewayError::Unauthorized(format!("Incorrect API key provided: {}.", redact(key))))
+    Err(GatewayError::Unauthorized(format!(
+        "Incorrect API key provided: {}.",
+        redact(key)
+    )))
 }
 
 /// Shows a key's shape without revealing it: `mr_sk_ab…wxyz`.

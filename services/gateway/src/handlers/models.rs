@@ -18,8 +18,20 @@ const CREATED: i64 = 1_735_689_600;
 fn tier_entry(catalog: &Catalog, tier: Tier) -> ModelObject {
     let mut extra = Extra::new();
     extra.insert("type".into(), json!("tier"));
-    extra.insert("models".into(), json!(catalog.tier(tier).map(|m| m.id.as_str()).collect::<Vec<_>>()));
-    ModelObject { id: tier.to_string(), object: "model".into(), created: CREATED, owned_by: "model-router".into(), extra }
+    extra.insert(
+        "models".into(),
+        json!(catalog
+            .tier(tier)
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>()),
+    );
+    ModelObject {
+        id: tier.to_string(),
+        object: "model".into(),
+        created: CREATED,
+        owned_by: "model-router".into(),
+        extra,
+    }
 }
 
 fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
@@ -39,21 +51,43 @@ fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
     extra.insert("capabilities".into(), json!(model.capabilities));
     extra.insert("quality".into(), json!(model.quality));
     extra.insert("coding".into(), json!(model.coding));
-    extra.insert("available".into(), json!(gateway.providers.get(model.provider).is_some()));
-    ModelObject { id: model.id.clone(), object: "model".into(), created: CREATED, owned_by: model.provider.to_string(), extra }
+    extra.insert(
+        "available".into(),
+        json!(gateway.providers.get(model.provider).is_some()),
+    );
+    ModelObject {
+        id: model.id.clone(),
+        object: "model".into(),
+        created: CREATED,
+        owned_by: model.provider.to_string(),
+        extra,
+    }
 }
 
 /// `GET /v1/models`.
-pub async fn list(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Json<ModelList>, GatewayError> {
+pub async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<ModelList>, GatewayError> {
     super::authenticate(&gateway.keys, &headers)?;
     let catalog = gateway.catalog.snapshot();
-    let mut data: Vec<ModelObject> = Tier::ALL.into_iter().map(|t| tier_entry(&catalog, t)).collect();
+    let mut data: Vec<ModelObject> = Tier::ALL
+        .into_iter()
+        .map(|t| tier_entry(&catalog, t))
+        .collect();
     data.extend(catalog.models().iter().map(|m| model_entry(&gateway, m)));
-    Ok(Json(ModelList { object: "list".into(), data }))
+    Ok(Json(ModelList {
+        object: "list".into(),
+        data,
+    }))
 }
 
 /// `GET /v1/models/{id}`.
-pub async fn retrieve(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<ModelObject>, GatewayError> {
+pub async fn retrieve(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ModelObject>, GatewayError> {
     super::authenticate(&gateway.keys, &headers)?;
     let catalog = gateway.catalog.snapshot();
     if let Some(tier) = Tier::parse(&id) {

@@ -16,16 +16,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use async_trait::async_trait;
 use catalog::{Model, ProviderId};
 use futures_util::Stream;
-use ::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 
 use crate::config::{GatewayConfig, ProviderSettings};
 pub use openai_compat::{Dialect, OpenAiCompatible};
 
 /// A stream of OpenAI-shaped chunks from a provider.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ProviderError>> + Send>>;
+pub type ChunkStream =
+    Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ProviderError>> + Send>>;
 
 /// A request field the target model cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,11 @@ pub enum ProviderError {
     Timeout(&'static str),
     /// The provider answered with an error status.
     #[error("HTTP {status}: {message}")]
-    Status { status: u16, message: String, retry_after: Option<Duration> },
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The provider's answer was not in its documented format.
     #[error("malformed response: {0}")]
     Protocol(String),
@@ -64,7 +69,9 @@ impl ProviderError {
     /// request's own fault and would fail everywhere.
     pub fn retryable(&self) -> bool {
         match self {
-            ProviderError::Status { status, .. } => matches!(status, 401 | 403 | 408 | 409 | 429 | 500..=599),
+            ProviderError::Status { status, .. } => {
+                matches!(status, 401 | 403 | 408 | 409 | 429 | 500..=599)
+            }
             _ => true,
         }
     }
@@ -92,9 +99,17 @@ pub trait Provider: Send + Sync {
     /// Refuses a request this model cannot carry faithfully (before any network call).
     fn check(&self, model: &Model, request: &ChatRequest) -> Result<(), Unsupported>;
     /// A whole completion.
-    async fn complete(&self, model: &Model, request: &ChatRequest) -> Result<ChatCompletion, ProviderError>;
+    async fn complete(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, ProviderError>;
     /// A stream of chunks; the last carries usage.
-    async fn stream(&self, model: &Model, request: &ChatRequest) -> Result<ChunkStream, ProviderError>;
+    async fn stream(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError>;
 }
 
 /// A provider's settings cannot be used.
@@ -102,7 +117,11 @@ pub trait Provider: Send + Sync {
 pub enum ConfigError {
     /// The base URL does not parse.
     #[error("{provider} base URL `{url}`: {reason}")]
-    BaseUrl { provider: ProviderId, url: String, reason: String },
+    BaseUrl {
+        provider: ProviderId,
+        url: String,
+        reason: String,
+    },
     /// The API key cannot be sent in a header.
     #[error("{provider} API key contains characters not allowed in an HTTP header")]
     ApiKey { provider: ProviderId },
@@ -122,11 +141,15 @@ impl Registry {
     pub fn from_config(config: &GatewayConfig) -> Result<Registry, ConfigError> {
         let mut registry = Registry::default();
         for (&id, settings) in &config.providers {
-            let Some(dialect) = openai_compat::dialect(id) else { continue };
+            let Some(dialect) = openai_compat::dialect(id) else {
+                continue;
+            };
             if settings.api_key.is_none() {
                 continue;
             }
-            registry.providers.insert(id, Arc::new(OpenAiCompatible::new(dialect, settings)?));
+            registry
+                .providers
+                .insert(id, Arc::new(OpenAiCompatible::new(dialect, settings)?));
         }
         Ok(registry)
     }

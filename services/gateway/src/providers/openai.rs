@@ -12,6 +12,13 @@ pub const DIALECT: Dialect = Dialect {
     provider: ProviderId::Openai,
     default_base_url: "https://api.openai.com/v1",
     reasoning_uses_max_completion_tokens: true,
-    reasoning_refuses: &["temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"],
+    reasoning_refuses: &[
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+    ],
     single_choice: false,
 };

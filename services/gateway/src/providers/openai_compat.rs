@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog::{Model, ProviderId};
 use futures_util::StreamExt;
-use openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, Extra, Message, Stop, StreamOptions, Tool};
+use openai::{
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Extra, Message, Stop, StreamOptions, Tool,
+};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 use serde_json::Value;
@@ -61,18 +63,38 @@ impl OpenAiCompatible {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()?;
-        let base = settings.base_url.as_deref().unwrap_or(dialect.default_base_url).trim_end_matches('/');
+        let base = settings
+            .base_url
+            .as_deref()
+            .unwrap_or(dialect.default_base_url)
+            .trim_end_matches('/');
         let url = format!("{base}/chat/completions");
-        let url = reqwest::Url::parse(&url).map_err(|e| ConfigError::BaseUrl { provider: dialect.provider, url, reason: e.to_string() })?;
+        let url = reqwest::Url::parse(&url).map_err(|e| ConfigError::BaseUrl {
+            provider: dialect.provider,
+            url,
+            reason: e.to_string(),
+        })?;
         let key = settings.api_key.as_deref().unwrap_or_default();
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| ConfigError::ApiKey { provider: dialect.provider })?;
+            .map_err(|_| ConfigError::ApiKey {
+                provider: dialect.provider,
+            })?;
         authorization.set_sensitive(true);
-        Ok(OpenAiCompatible { dialect, url, authorization, client, timeouts })
+        Ok(OpenAiCompatible {
+            dialect,
+            url,
+            authorization,
+            client,
+            timeouts,
+        })
     }
 
     async fn send(&self, body: &UpstreamRequest<'_>) -> Result<reqwest::Response, ProviderError> {
-        let request = self.client.post(self.url.clone()).header(reqwest::header::AUTHORIZATION, self.authorization.clone()).json(body);
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+            .json(body);
         let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
             .await
             .map_err(|_| ProviderError::Timeout("first byte"))?
@@ -82,8 +104,16 @@ impl OpenAiCompatible {
         }
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let text = tokio::time::timeout(self.timeouts.idle, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
-        Err(ProviderError::Status { status, message: error_message(&text), retry_after })
+        let text = tokio::time::timeout(self.timeouts.idle, response.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(ProviderError::Status {
+            status,
+            message: error_message(&text),
+            retry_after,
+        })
     }
 }
 
@@ -96,7 +126,13 @@ fn classify(error: &reqwest::Error) -> ProviderError {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
@@ -104,7 +140,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| body.chars().take(500).collect())
 }
 
@@ -112,20 +152,35 @@ fn error_message(body: &str) -> String {
 impl Provider for OpenAiCompatible {
     fn check(&self, model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
         if self.dialect.single_choice && request.n.unwrap_or(1) != 1 {
-            return Err(Unsupported { param: "n", reason: format!("{} returns one choice only", self.dialect.provider) });
+            return Err(Unsupported {
+                param: "n",
+                reason: format!("{} returns one choice only", self.dialect.provider),
+            });
         }
         if model.reasoning {
             for &field in self.dialect.reasoning_refuses {
                 if carries(request, field) {
-                    return Err(Unsupported { param: field, reason: format!("{} is a reasoning model and does not accept `{field}`", model.id) });
+                    return Err(Unsupported {
+                        param: field,
+                        reason: format!(
+                            "{} is a reasoning model and does not accept `{field}`",
+                            model.id
+                        ),
+                    });
                 }
             }
         }
         Ok(())
     }
 
-    async fn complete(&self, model: &Model, request: &ChatRequest) -> Result<ChatCompletion, ProviderError> {
-        let response = self.send(&UpstreamRequest::new(self.dialect, model, request, false)).await?;
+    async fn complete(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, ProviderError> {
+        let response = self
+            .send(&UpstreamRequest::new(self.dialect, model, request, false))
+            .await?;
         let bytes = tokio::time::timeout(self.timeouts.idle, response.bytes())
             .await
             .map_err(|_| ProviderError::Timeout("idle"))?
@@ -133,42 +188,72 @@ impl Provider for OpenAiCompatible {
         serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(e.to_string()))
     }
 
-    async fn stream(&self, model: &Model, request: &ChatRequest) -> Result<ChunkStream, ProviderError> {
-        let response = self.send(&UpstreamRequest::new(self.dialect, model, request, true)).await?;
+    async fn stream(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let response = self
+            .send(&UpstreamRequest::new(self.dialect, model, request, true))
+            .await?;
         let idle = self.timeouts.idle;
         let bytes = response.bytes_stream();
-        let events = futures_util::stream::unfold((bytes, SseDecoder::default(), false), move |(mut bytes, mut decoder, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if let Some(data) = decoder.next_data() {
-                    if data == "[DONE]" {
-                        return None;
-                    }
-                    let item = parse_chunk(&data);
-                    let stop = item.is_err();
-                    return Some((item, (bytes, decoder, stop)));
+        let events = futures_util::stream::unfold(
+            (bytes, SseDecoder::default(), false),
+            move |(mut bytes, mut decoder, done)| async move {
+                if done {
+                    return None;
                 }
-                match tokio::time::timeout(idle, bytes.next()).await {
-                    Err(_) => return Some((Err(ProviderError::Timeout("idle")), (bytes, decoder, true))),
-                    Ok(Some(Ok(chunk))) => decoder.push(&chunk),
-                    Ok(Some(Err(e))) => return Some((Err(ProviderError::Interrupted(e.to_string())), (bytes, decoder, true))),
-                    Ok(None) => {
-                        let error = ProviderError::Interrupted("the stream ended without [DONE]".into());
-                        return Some((Err(error), (bytes, decoder, true)));
+                loop {
+                    if let Some(data) = decoder.next_data() {
+                        if data == "[DONE]" {
+                            return None;
+                        }
+                        let item = parse_chunk(&data);
+                        let stop = item.is_err();
+                        return Some((item, (bytes, decoder, stop)));
+                    }
+                    match tokio::time::timeout(idle, bytes.next()).await {
+                        Err(_) => {
+                            return Some((
+                                Err(ProviderError::Timeout("idle")),
+                                (bytes, decoder, true),
+                            ))
+                        }
+                        Ok(Some(Ok(chunk))) => decoder.push(&chunk),
+                        Ok(Some(Err(e))) => {
+                            return Some((
+                                Err(ProviderError::Interrupted(e.to_string())),
+                                (bytes, decoder, true),
+                            ))
+                        }
+                        Ok(None) => {
+                            let error = ProviderError::Interrupted(
+                                "the stream ended without [DONE]".into(),
+                            );
+                            return Some((Err(error), (bytes, decoder, true)));
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         Ok(events.boxed())
     }
 }
 
 fn parse_chunk(data: &str) -> Result<ChatCompletionChunk, ProviderError> {
     serde_json::from_str(data).map_err(|parse_error| {
-        match serde_json::from_str::<Value>(data).ok().and_then(|v| v.get("error").cloned()) {
-            Some(error) => ProviderError::Interrupted(error.get("message").and_then(Value::as_str).unwrap_or("provider error").to_owned()),
+        match serde_json::from_str::<Value>(data)
+            .ok()
+            .and_then(|v| v.get("error").cloned())
+        {
+            Some(error) => ProviderError::Interrupted(
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("provider error")
+                    .to_owned(),
+            ),
             None => ProviderError::Protocol(format!("bad stream chunk: {parse_error}")),
         }
     })
@@ -272,17 +357,32 @@ mod tests {
             "tool_choice": "auto", "response_format": {"type": "json_object"}, "logit_bias": {"50256": -100}
         }));
         let gpt = catalog.model("gpt-4.1-mini").unwrap();
-        let out = serde_json::to_value(UpstreamRequest::new(super::super::openai::DIALECT, gpt, &req, true)).unwrap();
+        let out = serde_json::to_value(UpstreamRequest::new(
+            super::super::openai::DIALECT,
+            gpt,
+            &req,
+            true,
+        ))
+        .unwrap();
         let mut expected = serde_json::to_value(&req).unwrap();
         let object = expected.as_object_mut().unwrap();
         object.remove("prefer");
         object.insert("model".into(), "gpt-4.1-mini".into());
         object.insert("stream".into(), true.into());
-        object.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+        object.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
         assert_eq!(out, expected);
 
         let o4 = catalog.model("o4-mini").unwrap();
-        let out = serde_json::to_value(UpstreamRequest::new(super::super::openai::DIALECT, o4, &req, false)).unwrap();
+        let out = serde_json::to_value(UpstreamRequest::new(
+            super::super::openai::DIALECT,
+            o4,
+            &req,
+            false,
+        ))
+        .unwrap();
         assert_eq!(out["max_completion_tokens"], 50);
         assert!(out.get("max_tokens").is_none());
     }
@@ -290,13 +390,25 @@ mod tests {
     #[test]
     fn dialect_checks_name_the_field() {
         let catalog = Catalog::builtin();
-        let settings = ProviderSettings { api_key: Some("k".into()), ..Default::default() };
+        let settings = ProviderSettings {
+            api_key: Some("k".into()),
+            ..Default::default()
+        };
         let groq = OpenAiCompatible::new(super::super::groq::DIALECT, &settings).unwrap();
         let openai = OpenAiCompatible::new(super::super::openai::DIALECT, &settings).unwrap();
-        let req = request(serde_json::json!({"model": "x", "messages": [], "n": 2, "temperature": 0.3}));
+        let req =
+            request(serde_json::json!({"model": "x", "messages": [], "n": 2, "temperature": 0.3}));
         let llama = catalog.model("llama-3.3-70b-versatile").unwrap();
         assert_eq!(groq.check(llama, &req).unwrap_err().param, "n");
-        assert_eq!(openai.check(catalog.model("o3").unwrap(), &req).unwrap_err().param, "temperature");
-        assert!(openai.check(catalog.model("gpt-4.1").unwrap(), &req).is_ok());
+        assert_eq!(
+            openai
+                .check(catalog.model("o3").unwrap(), &req)
+                .unwrap_err()
+                .param,
+            "temperature"
+        );
+        assert!(openai
+            .check(catalog.model("gpt-4.1").unwrap(), &req)
+            .is_ok());
     }
 }

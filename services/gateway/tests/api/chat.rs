@@ -6,7 +6,9 @@ use crate::{ask, header, read, usd};
 #[tokio::test]
 async fn non_streaming_reply_carries_routing_headers_and_exact_cost() {
     let h = Harness::start().await;
-    let response = h.chat(&ask("gpt-4.1", "What is the capital of France?")).await;
+    let response = h
+        .chat(&ask("gpt-4.1", "What is the capital of France?"))
+        .await;
     assert_eq!(response.status(), 200);
     assert!(header(&response, "x-request-id").starts_with("req_"));
     assert_eq!(header(&response, "x-model-router-model"), "gpt-4.1");
@@ -14,11 +16,20 @@ async fn non_streaming_reply_carries_routing_headers_and_exact_cost() {
     assert_eq!(header(&response, "x-model-router-attempts"), "1");
     let cost = header(&response, "x-model-router-cost");
     let (_, _, body) = read(response).await;
-    assert_eq!(body["model"], "gpt-4.1", "the body names the catalog model that ran");
+    assert_eq!(
+        body["model"], "gpt-4.1",
+        "the body names the catalog model that ran"
+    );
     assert_eq!(body["object"], "chat.completion");
     let content = body["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(content.contains("What is the capital of France?"), "{content}");
-    let (p, c) = (body["usage"]["prompt_tokens"].as_u64().unwrap(), body["usage"]["completion_tokens"].as_u64().unwrap());
+    assert!(
+        content.contains("What is the capital of France?"),
+        "{content}"
+    );
+    let (p, c) = (
+        body["usage"]["prompt_tokens"].as_u64().unwrap(),
+        body["usage"]["completion_tokens"].as_u64().unwrap(),
+    );
     assert!(p > 5 && c > 5);
     // gpt-4.1 lists $2.00/M input and $8.00/M output: 2,000 and 8,000 nano-dollars a token.
     assert_eq!(cost, usd(p, c, 2_000, 8_000));
@@ -54,13 +65,20 @@ async fn request_fields_reach_the_provider_faithfully() {
     });
     let (status, _, body) = read(h.chat(&request).await).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["choices"].as_array().unwrap().len(), 2, "n is honoured");
+    assert_eq!(
+        body["choices"].as_array().unwrap().len(),
+        2,
+        "n is honoured"
+    );
     let upstream = h.upstream_requests().await;
     let sent = &upstream.last().unwrap()["body"];
     let mut expected = request.clone();
     expected.as_object_mut().unwrap().remove("prefer");
     expected["model"] = json!("gpt-4.1");
-    assert_eq!(sent, &expected, "the provider received exactly the client's request, minus routing fields");
+    assert_eq!(
+        sent, &expected,
+        "the provider received exactly the client's request, minus routing fields"
+    );
     // After a tool result the model answers in JSON mode.
     let content = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(serde_json::from_str::<Value>(content).is_ok(), "{content}");
@@ -81,7 +99,8 @@ async fn tool_calls_come_back_in_openai_shape() {
     assert_eq!(choice["finish_reason"], "tool_calls");
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "sample", "days": 1}));
 }
 
@@ -91,7 +110,10 @@ async fn reasoning_models_get_max_completion_tokens() {
     let mut request = ask("o4-mini", "Think about routing");
     request["max_tokens"] = json!(12);
     let (status, _, body) = read(h.chat(&request).await).await;
-    assert_eq!(status, 200, "the simulator refuses max_tokens for o4-mini, so the adapter must rename it: {body}");
+    assert_eq!(
+        status, 200,
+        "the simulator refuses max_tokens for o4-mini, so the adapter must rename it: {body}"
+    );
     assert_eq!(body["usage"]["completion_tokens"], 12);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     let upstream = h.upstream_requests().await;

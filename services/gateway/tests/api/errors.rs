@@ -5,7 +5,14 @@ use test_support::{Harness, Options};
 use crate::{ask, read};
 
 async fn raw(h: &Harness, body: &str) -> (u16, serde_json::Value) {
-    let response = h.http.post(format!("{}/v1/chat/completions", h.url)).bearer_auth(&h.key).body(body.to_owned()).send().await.unwrap();
+    let response = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.url))
+        .bearer_auth(&h.key)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().contains_key("x-request-id"));
     let (status, _, body) = read(response).await;
     (status, body)
@@ -15,7 +22,12 @@ async fn raw(h: &Harness, body: &str) -> (u16, serde_json::Value) {
 async fn missing_wrong_and_malformed_keys_are_401() {
     let h = Harness::start().await;
     let url = format!("{}/v1/chat/completions", h.url);
-    let cases = [None, Some("mr_sk_0123456789abcdef0123456789abcdefXYZW"), Some("sk-not-ours"), Some("")];
+    let cases = [
+        None,
+        Some("mr_sk_0123456789abcdef0123456789abcdefXYZW"),
+        Some("sk-not-ours"),
+        Some(""),
+    ];
     for key in cases {
         let mut request = h.http.post(&url).json(&ask("economy", "hi"));
         if let Some(key) = key {
@@ -25,7 +37,13 @@ async fn missing_wrong_and_malformed_keys_are_401() {
         assert_eq!(status, 401, "{key:?}");
         assert!(headers.contains_key("x-request-id"));
         assert_eq!(body["error"]["code"], "invalid_api_key");
-        assert!(!body["error"]["message"].as_str().unwrap().contains("0123456789abcdef0123"), "keys are redacted");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("0123456789abcdef0123"),
+            "keys are redacted"
+        );
     }
 }
 
@@ -34,25 +52,60 @@ async fn bad_bodies_get_clear_400s() {
     let h = Harness::start().await;
     let (status, body) = raw(&h, r#"{"model": "economy", "messages": [}"#).await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("line 1 column 35"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column 35"),
+        "{body}"
+    );
 
     let (status, body) = raw(&h, r#"{"model": "economy", "messages": "hi"}"#).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("messages")), "{body}");
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("messages")),
+        "{body}"
+    );
 
-    let (status, body) = raw(&h, r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}"#).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("max_tokens")), "{body}");
+    let (status, body) = raw(
+        &h,
+        r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("max_tokens")),
+        "{body}"
+    );
 
     let (status, body) = raw(&h, r#"{"messages": [{"role": "user", "content": "x"}]}"#).await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("model"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("model"),
+        "{body}"
+    );
 
     let (status, body) = raw(&h, r#"{"model": "economy", "messages": []}"#).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("messages")));
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("messages"))
+    );
 
-    let (status, body) = raw(&h, r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("temperature")));
+    let (status, body) = raw(
+        &h,
+        r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("temperature"))
+    );
 
-    let (status, body) = raw(&h, r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}]} trailing"#).await;
+    let (status, body) = raw(
+        &h,
+        r#"{"model": "economy", "messages": [{"role": "user", "content": "x"}]} trailing"#,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
 
     let (status, body) = raw(&h, "").await;
@@ -63,18 +116,34 @@ async fn bad_bodies_get_clear_400s() {
 async fn unknown_model_is_404_and_unknown_prefer_is_400() {
     let h = Harness::start().await;
     let (status, _, body) = read(h.chat(&ask("gpt-9000", "hi")).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
     let mut request = ask("economy", "hi");
     request["prefer"] = json!("slow");
     let (status, _, body) = read(h.chat(&request).await).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("prefer")));
-    assert!(body["error"]["message"].as_str().unwrap().contains("cheap, fast, balanced, quality, coding"));
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("prefer"))
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cheap, fast, balanced, quality, coding"));
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
-    let gateway = GatewayConfig { body_limit_bytes: 4_096, ..Default::default() };
-    let h = Harness::start_with(Options { gateway, ..Default::default() }).await;
+    let gateway = GatewayConfig {
+        body_limit_bytes: 4_096,
+        ..Default::default()
+    };
+    let h = Harness::start_with(Options {
+        gateway,
+        ..Default::default()
+    })
+    .await;
     let (status, _, body) = read(h.chat(&ask("economy", &"x".repeat(10_000))).await).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "request_too_large");
@@ -84,9 +153,15 @@ async fn oversized_bodies_are_413() {
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let h = Harness::start().await;
     let (status, headers, body) = read(h.get("/v1/nothing-here").await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_url")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_url"))
+    );
     assert!(headers.contains_key("x-request-id"));
     let (status, _, body) = read(h.get("/v1/chat/completions").await).await;
     assert_eq!(status, 404);
-    assert!(body["error"]["message"].as_str().unwrap().contains("GET /v1/chat/completions"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("GET /v1/chat/completions"));
 }

@@ -8,7 +8,10 @@ async fn a_150k_token_prompt_skips_models_with_smaller_windows() {
     let h = Harness::start().await;
     let mut small = ask("standard", "short");
     small["prefer"] = json!("cheap");
-    assert_eq!(header(&h.chat(&small).await, "x-model-router-model"), "gpt-oss-120b");
+    assert_eq!(
+        header(&h.chat(&small).await, "x-model-router-model"),
+        "gpt-oss-120b"
+    );
 
     let mut big = ask("standard", &prompt_of_tokens(150_000));
     big["prefer"] = json!("cheap");
@@ -18,7 +21,10 @@ async fn a_150k_token_prompt_skips_models_with_smaller_windows() {
     assert_eq!(header(&response, "x-model-router-model"), "o3");
     let (_, _, body) = read(response).await;
     let prompt_tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
-    assert!((150_000..150_020).contains(&prompt_tokens), "{prompt_tokens}");
+    assert!(
+        (150_000..150_020).contains(&prompt_tokens),
+        "{prompt_tokens}"
+    );
 }
 
 #[tokio::test]
@@ -29,7 +35,10 @@ async fn a_pinned_model_too_small_is_400_naming_the_sizes() {
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     let message = body["error"]["message"].as_str().unwrap();
     // 150,000 text tokens + 3 for the message + 3 priming the reply.
-    assert!(message.contains("131072") && message.contains("150006 o200k tokens"), "{message}");
+    assert!(
+        message.contains("131072") && message.contains("150006 o200k tokens"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -39,7 +48,13 @@ async fn three_million_tokens_fit_nowhere() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     // The largest window among the configured economy models: gpt-4.1-mini's.
-    assert!(body["error"]["message"].as_str().unwrap().contains("1047576 tokens"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1047576 tokens"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -51,20 +66,44 @@ async fn requested_output_counts_against_the_window() {
     assert_eq!(h.chat(&request).await.status(), 200);
     request["max_tokens"] = json!(20_000);
     let (status, _, body) = read(h.chat(&request).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("context_length_exceeded")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("context_length_exceeded"))
+    );
 
     let mut request = ask("gpt-4.1", "short");
     request["max_tokens"] = json!(100_000);
     let (status, _, body) = read(h.chat(&request).await).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("max_tokens")), "{body}");
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("max_tokens")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn the_guard_does_not_tokenize_when_byte_bounds_decide() {
     let h = Harness::start().await;
     let before = h.gateway.tokens.tokenized_bytes();
-    assert_eq!(h.chat(&ask("standard", &"word ".repeat(20_000))).await.status(), 200);
-    assert_eq!(h.gateway.tokens.tokenized_bytes(), before, "100 kB fits every window by bytes alone");
-    assert_eq!(h.chat(&ask("grok-3", &prompt_of_tokens(30_000))).await.status(), 200);
-    assert!(h.gateway.tokens.tokenized_bytes() > before, "180 kB against a 131k window needs a count");
+    assert_eq!(
+        h.chat(&ask("standard", &"word ".repeat(20_000)))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.gateway.tokens.tokenized_bytes(),
+        before,
+        "100 kB fits every window by bytes alone"
+    );
+    assert_eq!(
+        h.chat(&ask("grok-3", &prompt_of_tokens(30_000)))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        h.gateway.tokens.tokenized_bytes() > before,
+        "180 kB against a 131k window needs a count"
+    );
 }

@@ -13,7 +13,12 @@ use serde_json::Value;
 
 /// A header as a string ("" when absent).
 pub fn header(response: &Response, name: &str) -> String {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Status, headers and JSON body of a response.
@@ -31,6 +36,14 @@ pub fn ask(model: &str, text: &str) -> Value {
 }
 
 /// Cost in USD of `prompt`/`completion` tokens at list prices given in nano-dollars per token.
-pub fn usd(prompt: u64, completion: u64, in_nanos_per_token: u64, out_nanos_per_token: u64) -> String {
-    money::Money::from_nanos((prompt * in_nanos_per_token + completion * out_nanos_per_token) as i64).to_string()
+pub fn usd(
+    prompt: u64,
+    completion: u64,
+    in_nanos_per_token: u64,
+    out_nanos_per_token: u64,
+) -> String {
+    money::Money::from_nanos(
+        (prompt * in_nanos_per_token + completion * out_nanos_per_token) as i64,
+    )
+    .to_string()
 }

@@ -15,15 +15,25 @@ async fn models_lists_tiers_and_every_catalog_model() {
     }
     let catalog = catalog::Catalog::builtin();
     for model in catalog.models() {
-        let entry = data.iter().find(|m| m["id"] == model.id.as_str()).unwrap_or_else(|| panic!("{} missing", model.id));
+        let entry = data
+            .iter()
+            .find(|m| m["id"] == model.id.as_str())
+            .unwrap_or_else(|| panic!("{} missing", model.id));
         assert_eq!(entry["object"], "model");
         assert_eq!(entry["owned_by"], model.provider.as_str());
         assert_eq!(entry["context_window"], model.context_window);
         assert_eq!(entry["free"], model.free);
     }
-    let available = |id: &str| data.iter().find(|m| m["id"] == id).unwrap()["available"].as_bool().unwrap();
+    let available = |id: &str| {
+        data.iter().find(|m| m["id"] == id).unwrap()["available"]
+            .as_bool()
+            .unwrap()
+    };
     assert!(available("gpt-4.1"));
-    assert!(!available("claude-sonnet-4-6"), "Anthropic has no adapter yet in this build");
+    assert!(
+        !available("claude-sonnet-4-6"),
+        "Anthropic has no adapter yet in this build"
+    );
 }
 
 #[tokio::test]
@@ -31,12 +41,27 @@ async fn a_model_or_tier_can_be_retrieved_and_unknown_ids_are_404() {
     let h = Harness::start().await;
     let (status, _, body) = read(h.get("/v1/models/standard").await).await;
     assert_eq!((status, body["type"].as_str()), (200, Some("tier")));
-    assert!(body["models"].as_array().unwrap().iter().any(|m| m == "gpt-4.1"));
+    assert!(body["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "gpt-4.1"));
     let (status, _, body) = read(h.get("/v1/models/gpt-4.1").await).await;
-    assert_eq!((status, body["context_window"].as_u64()), (200, Some(1_047_576)));
+    assert_eq!(
+        (status, body["context_window"].as_u64()),
+        (200, Some(1_047_576))
+    );
     assert_eq!(body["pricing"]["input_per_mtok"], "2");
     let (status, _, body) = read(h.get("/v1/models/nope").await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")));
-    let response = h.http.get(format!("{}/v1/models", h.url)).send().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
+    let response = h
+        .http
+        .get(format!("{}/v1/models", h.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 }

@@ -7,18 +7,30 @@ use crate::{ask, header};
 
 #[tokio::test]
 async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
-    let dir = std::env::temp_dir().join(format!("mr-reload-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "mr-reload-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("models.toml");
     std::fs::write(&file, catalog::BUILTIN_TOML).unwrap();
-    let h = Harness::start_with(Options { catalog_file: Some(file.clone()), ..Default::default() }).await;
+    let h = Harness::start_with(Options {
+        catalog_file: Some(file.clone()),
+        ..Default::default()
+    })
+    .await;
 
     let mut request = ask("premium", "Which model?");
     request["prefer"] = json!("cheap");
-    assert_eq!(header(&h.chat(&request).await, "x-model-router-model"), "gpt-5.1");
+    assert_eq!(
+        header(&h.chat(&request).await, "x-model-router-model"),
+        "gpt-5.1"
+    );
 
     // A slow stream is in flight while the catalog changes under it.
-    h.fault(json!({"provider": "openai", "chunk_delay_ms": 20})).await;
+    h.fault(json!({"provider": "openai", "chunk_delay_ms": 20}))
+        .await;
     let mut slow = request.clone();
     slow["stream"] = json!(true);
     let in_flight = h.chat(&slow).await;
@@ -38,9 +50,16 @@ async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
             break;
         }
     }
-    assert!(rerouted, "a cheaper grok-4 takes premium/cheap traffic after the reload");
+    assert!(
+        rerouted,
+        "a cheaper grok-4 takes premium/cheap traffic after the reload"
+    );
     let events = sse_data(&in_flight.text().await.unwrap());
-    assert_eq!(events.last().unwrap(), "[DONE]", "the stream begun before the reload finished");
+    assert_eq!(
+        events.last().unwrap(),
+        "[DONE]",
+        "the stream begun before the reload finished"
+    );
 
     // A broken file is refused and routing carries on with the last good catalog.
     std::fs::write(&file, "version = 1\n[[models]]\nid = 3\n").unwrap();
@@ -52,5 +71,7 @@ async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -36,7 +36,13 @@ async fn each_prefer_picks_its_leader_in_each_tier() {
         assert_eq!(routed(&h, tier, prefer).await, expected, "{tier}/{prefer}");
     }
     // `balanced` is the default.
-    assert_eq!(header(&h.chat(&ask("economy", "Route me")).await, "x-model-router-model"), "qwen-3-235b");
+    assert_eq!(
+        header(
+            &h.chat(&ask("economy", "Route me")).await,
+            "x-model-router-model"
+        ),
+        "qwen-3-235b"
+    );
 }
 
 #[tokio::test]
@@ -51,7 +57,8 @@ async fn retryable_failures_fall_through_in_prefer_order() {
     assert_eq!(header(&response, "x-model-router-model"), "grok-3-mini");
     assert_eq!(header(&response, "x-model-router-attempts"), "2");
 
-    h.fault(json!({"provider": "xai", "status": 429, "retry_after_s": 1})).await;
+    h.fault(json!({"provider": "xai", "status": 429, "retry_after_s": 1}))
+        .await;
     let response = h.chat(&request).await;
     // Next by quality after o4-mini (59) and grok-3-mini (57), both down: qwen-3-235b (45).
     assert_eq!(header(&response, "x-model-router-model"), "qwen-3-235b");
@@ -66,7 +73,8 @@ async fn pinning_bypasses_tier_logic() {
     let response = h.chat(&request).await;
     assert_eq!(header(&response, "x-model-router-model"), "o3");
     // A pinned model that is down is not replaced by another model.
-    h.fault(json!({"provider": "openai", "model": "o3", "status": 500})).await;
+    h.fault(json!({"provider": "openai", "model": "o3", "status": 500}))
+        .await;
     let (status, _, body) = read(h.chat(&ask("o3", "Pinned")).await).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 1);
@@ -75,13 +83,18 @@ async fn pinning_bypasses_tier_logic() {
 #[tokio::test]
 async fn provider_rejections_are_not_retried_elsewhere() {
     let h = Harness::start().await;
-    h.fault(json!({"provider": "cerebras", "status": 400})).await;
+    h.fault(json!({"provider": "cerebras", "status": 400}))
+        .await;
     let mut request = ask("economy", "Bad for everyone");
     request["prefer"] = json!("cheap");
     let (status, _, body) = read(h.chat(&request).await).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "upstream_rejected");
-    assert_eq!(h.upstream_requests().await.len(), 1, "a 400 would fail everywhere, so nothing else is tried");
+    assert_eq!(
+        h.upstream_requests().await.len(),
+        1,
+        "a 400 would fail everywhere, so nothing else is tried"
+    );
 }
 
 #[tokio::test]
@@ -95,10 +108,18 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(body["error"]["code"], "all_candidates_failed");
     let attempts = body["error"]["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 7, "every available economy model was tried once");
+    assert_eq!(
+        attempts.len(),
+        7,
+        "every available economy model was tried once"
+    );
     for attempt in attempts {
         assert_eq!(attempt["status"], 502);
-        assert!(attempt["provider"].is_string() && attempt["model"].is_string() && attempt["latency_ms"].is_u64());
+        assert!(
+            attempt["provider"].is_string()
+                && attempt["model"].is_string()
+                && attempt["latency_ms"].is_u64()
+        );
     }
 }
 
@@ -106,11 +127,15 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
 async fn every_candidate_rate_limited_is_429_with_retry_after() {
     let h = Harness::start().await;
     for (provider, wait) in [("openai", 9), ("xai", 4), ("groq", 30), ("cerebras", 12)] {
-        h.fault(json!({"provider": provider, "status": 429, "retry_after_s": wait})).await;
+        h.fault(json!({"provider": provider, "status": 429, "retry_after_s": wait}))
+            .await;
     }
     let (status, headers, body) = read(h.chat(&ask("economy", "hi")).await).await;
     assert_eq!(status, 429, "{body}");
-    assert_eq!(headers["retry-after"], "4", "the soonest any candidate will take requests again");
+    assert_eq!(
+        headers["retry-after"], "4",
+        "the soonest any candidate will take requests again"
+    );
     assert_eq!(body["error"]["type"], "rate_limit_error");
 }
 
@@ -125,7 +150,10 @@ async fn fields_a_model_cannot_carry_are_refused_by_name_or_routed_around() {
     let mut request = ask("o3", "warm");
     request["temperature"] = json!(0.2);
     let (status, _, body) = read(h.chat(&request).await).await;
-    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("temperature")));
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("temperature"))
+    );
 
     // In a tier, models that cannot carry `n = 2` are skipped instead.
     let mut request = ask("economy", "two please");
@@ -139,7 +167,11 @@ async fn fields_a_model_cannot_carry_are_refused_by_name_or_routed_around() {
 
 #[tokio::test]
 async fn unconfigured_providers_are_skipped() {
-    let h = Harness::start_with(Options { without: vec![catalog::ProviderId::Groq, catalog::ProviderId::Cerebras], ..Default::default() }).await;
+    let h = Harness::start_with(Options {
+        without: vec![catalog::ProviderId::Groq, catalog::ProviderId::Cerebras],
+        ..Default::default()
+    })
+    .await;
     let mut request = ask("economy", "hi");
     request["prefer"] = json!("cheap");
     let response = h.chat(&request).await;

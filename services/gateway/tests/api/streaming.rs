@@ -22,17 +22,36 @@ async fn stream_relays_chunks_then_usage_with_cost_then_done() {
     assert_eq!(headers["x-model-router-provider"], "openai");
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    assert!(chunks.iter().all(|c| c["model"] == "gpt-4.1" && c["object"] == "chat.completion.chunk"));
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(text, whole["choices"][0]["message"]["content"].as_str().unwrap(), "streamed text equals the whole reply");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["model"] == "gpt-4.1" && c["object"] == "chat.completion.chunk"));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap(),
+        "streamed text equals the whole reply"
+    );
     let usage_chunk = chunks.last().unwrap();
     assert_eq!(usage_chunk["choices"], json!([]));
     let usage = &usage_chunk["usage"];
     assert_eq!(usage["prompt_tokens"], whole["usage"]["prompt_tokens"]);
-    let (p, c) = (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap());
+    let (p, c) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
     assert_eq!(usage["cost"], usd(p, c, 2_000, 8_000));
-    assert_eq!(chunks.iter().filter(|c| c.get("usage").is_some()).count(), 1, "usage appears once, at the end");
+    assert_eq!(
+        chunks.iter().filter(|c| c.get("usage").is_some()).count(),
+        1,
+        "usage appears once, at the end"
+    );
 }
 
 #[tokio::test]
@@ -44,20 +63,36 @@ async fn stream_carries_tool_call_deltas() {
         "tools": [{"type": "function", "function": {"name": "search_flights", "parameters": {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}}}]
     });
     let (_, events) = stream_events(&h, &request).await;
-    let chunks: Vec<Value> = events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
-    let deltas: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .collect();
     assert!(deltas.len() > 2, "arguments arrive in several fragments");
     assert_eq!(deltas[0][0]["function"]["name"], "search_flights");
     assert!(deltas[0][0]["id"].as_str().unwrap().starts_with("call_"));
-    let args: String = deltas.iter().filter_map(|d| d[0]["function"]["arguments"].as_str()).collect();
-    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"from": "sample", "to": "sample"}));
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| d[0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"from": "sample", "to": "sample"})
+    );
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
 }
 
 #[tokio::test]
 async fn stream_cut_before_the_first_chunk_falls_back() {
     let h = Harness::start().await;
-    h.fault(json!({"provider": "cerebras", "cut_after_chunks": 0})).await;
+    h.fault(json!({"provider": "cerebras", "cut_after_chunks": 0}))
+        .await;
     let request = json!({"model": "economy", "prefer": "cheap", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (headers, events) = stream_events(&h, &request).await;
     // qwen-3-235b (Cerebras) leads `cheap`; its stream dies before any chunk, so the next free model serves.
@@ -69,10 +104,15 @@ async fn stream_cut_before_the_first_chunk_falls_back() {
 #[tokio::test]
 async fn stream_cut_after_the_first_chunk_ends_with_an_error_event() {
     let h = Harness::start().await;
-    h.fault(json!({"provider": "cerebras", "cut_after_chunks": 3})).await;
+    h.fault(json!({"provider": "cerebras", "cut_after_chunks": 3}))
+        .await;
     let request = json!({"model": "qwen-3-235b", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (_, events) = stream_events(&h, &request).await;
-    assert_eq!(events.len(), 4, "three relayed chunks, then the error: {events:?}");
+    assert_eq!(
+        events.len(),
+        4,
+        "three relayed chunks, then the error: {events:?}"
+    );
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_stream_error");
     assert!(!events.contains(&"[DONE]".to_owned()));

@@ -98,6 +98,23 @@ async fn provider_rejections_are_not_retried_elsewhere() {
 }
 
 #[tokio::test]
+async fn a_model_unknown_to_its_provider_falls_through() {
+    let h = Harness::start().await;
+    h.fault(
+        json!({"provider": "cerebras", "model": "qwen-3-235b-a22b-instruct-2507", "status": 404}),
+    )
+    .await;
+    let mut request = ask("economy", "hi");
+    request["prefer"] = json!("cheap");
+    let response = h.chat(&request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "llama-3.3-70b-versatile"
+    );
+}
+
+#[tokio::test]
 async fn every_candidate_down_is_503_listing_the_attempts() {
     let h = Harness::start().await;
     for provider in ["openai", "xai", "groq", "cerebras"] {

@@ -42,4 +42,4 @@ bench: bench-tools
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
-	command -v hey >/dev/null || (apt-get update -q && apt-get install -y -q hey)
+	command -v oha >/dev/null || $(CARGO) install oha --locked --version 1.16.0

@@ -141,6 +141,69 @@ async fn a_bootstrap_key_from_the_environment_is_accepted() {
 }
 
 #[tokio::test]
+async fn sighup_reloads_the_catalog() {
+    let data = temp_dir("sighup");
+    let catalog = data.join("models.toml");
+    std::fs::write(&catalog, catalog::BUILTIN_TOML).unwrap();
+    // Polling is effectively off, so only the signal can trigger the reload.
+    let config = data.join("config.toml");
+    std::fs::write(&config, "catalog_poll_ms = 3600000\n").unwrap();
+    let env = [
+        ("MODELROUTER_CATALOG", catalog.to_str().unwrap()),
+        ("MODELROUTER_CONFIG", config.to_str().unwrap()),
+    ];
+    let mut running = up(&data, &env).await;
+    let key = running.printed_key.clone().unwrap();
+    let price = |url: String, key: String| async move {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(format!("{url}/v1/models/gpt-4.1"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["pricing"]["input_per_mtok"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(price(running.url.clone(), key.clone()).await, "2");
+    let edited = catalog::BUILTIN_TOML.replacen(
+        "input_per_mtok = \"2.00\"\noutput_per_mtok = \"8.00\"",
+        "input_per_mtok = \"1.50\"\noutput_per_mtok = \"8.00\"",
+        1,
+    );
+    assert_ne!(edited, catalog::BUILTIN_TOML);
+    std::fs::write(&catalog, edited).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        price(running.url.clone(), key.clone()).await,
+        "2",
+        "no reload without the signal"
+    );
+    let pid = running.child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if price(running.url.clone(), key.clone()).await == "1.5" {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "SIGHUP reloaded the catalog");
+    running.child.kill().await.unwrap();
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[tokio::test]
 async fn a_closed_stdout_does_not_stop_the_server() {
     let data = temp_dir("pipe");
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelrouter"))

@@ -27,7 +27,9 @@ fn bench(c: &mut Criterion) {
     counter.warm_up();
     eprintln!("prompt tokens: {}", counter.count(&Prompt::of(&turns[0])));
 
-    c.bench_function("guard: byte bound only", |b| b.iter(|| Prompt::of(&turns[0]).upper_bound()));
+    c.bench_function("guard: byte bound only", |b| {
+        b.iter(|| Prompt::of(&turns[0]).upper_bound())
+    });
     c.bench_function("guard: 100k-token prompt, cold", |b| {
         b.iter(|| TokenCounter::default().count(&Prompt::of(&turns[0])))
     });

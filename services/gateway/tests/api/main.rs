@@ -7,6 +7,7 @@ mod models;
 mod reload;
 mod routing;
 mod streaming;
+mod timeouts;
 
 use reqwest::Response;
 use serde_json::Value;

@@ -64,7 +64,6 @@ struct RawModel {
     quality: u8,
     coding: u8,
     #[serde(default)]
-    #[allow(dead_code)]
     scores_note: Option<String>,
     ttft_ms: u32,
     output_tokens_per_s: u32,
@@ -240,6 +239,7 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
             pricing: Pricing { base, long_context },
             quality: m.quality,
             coding: m.coding,
+            scores_note: m.scores_note,
             latency: LatencySeed {
                 ttft_ms: m.ttft_ms,
                 output_tokens_per_s: m.output_tokens_per_s,

@@ -171,6 +171,8 @@ pub struct Model {
     pub quality: u8,
     /// Coding score, 0-100.
     pub coding: u8,
+    /// How the scores were obtained when not published for this model (`estimate`).
+    pub scores_note: Option<String>,
     /// Latency seeds.
     pub latency: LatencySeed,
     /// What it can do.

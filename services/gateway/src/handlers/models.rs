@@ -51,6 +51,9 @@ fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
     extra.insert("capabilities".into(), json!(model.capabilities));
     extra.insert("quality".into(), json!(model.quality));
     extra.insert("coding".into(), json!(model.coding));
+    if let Some(note) = &model.scores_note {
+        extra.insert("scores_note".into(), json!(note));
+    }
     extra.insert(
         "available".into(),
         json!(gateway.providers.get(model.provider).is_some()),

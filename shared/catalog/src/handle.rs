@@ -83,29 +83,22 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = Option<()>;
+/// A stream of SIGHUPs; on platforms without them, one that never fires.
+struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
 
-#[cfg(unix)]
 fn hangup_signal() -> Hangup {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-#[cfg(not(unix))]
-fn hangup_signal() -> Hangup {
-    None
+    #[cfg(unix)]
+    return Hangup(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
+    #[cfg(not(unix))]
+    return Hangup();
 }
 
-#[cfg(unix)]
-async fn recv(signal: &mut Hangup) -> Option<()> {
-    match signal {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
+async fn recv(hangup: &mut Hangup) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signal) = hangup.0.as_mut() {
+        return signal.recv().await;
     }
-}
-#[cfg(not(unix))]
-async fn recv(_: &mut Hangup) -> Option<()> {
+    let _ = hangup;
     std::future::pending().await
 }
 

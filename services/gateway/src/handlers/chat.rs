@@ -40,19 +40,29 @@ pub async fn completions(
     let catalog = gateway.catalog.snapshot();
     let candidates = routing::plan(&gateway, &catalog, &request, prefer)?;
     let deadline = gateway.config.total_timeout();
-    match tokio::time::timeout(deadline, attempt_all(&gateway, &candidates, &request)).await {
-        Ok(result) => result,
-        Err(_) => Err(GatewayError::AllCandidatesFailed {
-            attempts: vec![Attempt {
-                provider: "-".into(),
-                model: "-".into(),
+    let mut attempts = Vec::new();
+    let outcome = tokio::time::timeout(
+        deadline,
+        attempt_all(&gateway, &candidates, &request, &mut attempts),
+    )
+    .await;
+    outcome.unwrap_or_else(|_| {
+        // The deadline struck mid-attempt: report the finished attempts and the one cut short.
+        let spent: u64 = attempts.iter().map(|a| a.latency_ms).sum();
+        if let Some(model) = candidates.get(attempts.len()) {
+            attempts.push(Attempt {
+                provider: model.provider.to_string(),
+                model: model.id.clone(),
                 status: None,
                 error: format!("total deadline of {} ms expired", deadline.as_millis()),
-                latency_ms: deadline.as_millis() as u64,
-            }],
+                latency_ms: (deadline.as_millis() as u64).saturating_sub(spent),
+            });
+        }
+        Err(GatewayError::AllCandidatesFailed {
+            attempts,
             retry_after_s: None,
-        }),
-    }
+        })
+    })
 }
 
 /// Parses the body, naming the field or the position of what is wrong.
@@ -95,8 +105,14 @@ fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
     if request.n.is_some_and(|n| !(1..=128).contains(&n)) {
         return bad("`n` must be between 1 and 128.", "n");
     }
-    if request.max_tokens == Some(0) || request.max_completion_tokens == Some(0) {
-        return bad("The output token limit must be at least 1.", "max_tokens");
+    if request.max_tokens == Some(0) {
+        return bad("`max_tokens` must be at least 1.", "max_tokens");
+    }
+    if request.max_completion_tokens == Some(0) {
+        return bad(
+            "`max_completion_tokens` must be at least 1.",
+            "max_completion_tokens",
+        );
     }
     match request.prefer.as_deref() {
         None => Ok(Prefer::default()),
@@ -107,12 +123,13 @@ fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
 }
 
 /// Tries each candidate in order until one answers; retryable failures fall through.
+/// Failed attempts are recorded in `attempts`, which the caller keeps if the deadline strikes.
 async fn attempt_all(
     gateway: &Arc<Gateway>,
     candidates: &[Arc<Model>],
     request: &Arc<ChatRequest>,
+    attempts: &mut Vec<Attempt>,
 ) -> Result<Response, GatewayError> {
-    let mut attempts = Vec::new();
     let mut retry_after_s: Option<u64> = None;
     for model in candidates {
         let Some(provider) = gateway.providers.get(model.provider) else {
@@ -169,7 +186,7 @@ async fn attempt_all(
         }
     }
     Err(GatewayError::AllCandidatesFailed {
-        attempts,
+        attempts: std::mem::take(attempts),
         retry_after_s,
     })
 }

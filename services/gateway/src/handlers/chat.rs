@@ -65,25 +65,35 @@ pub async fn completions(
     })
 }
 
-/// Parses the body, naming the field or the position of what is wrong.
+/// Parses the body. Path tracking costs time on every request, so it runs only
+/// on failure, to name the field or the position of what is wrong.
 fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    serde_json::from_slice(body).map_err(|_| explain_parse_error(body))
+}
+
+fn explain_parse_error(body: &[u8]) -> GatewayError {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let request: ChatRequest =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_data() && path != "." {
-                GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
-            } else if inner.is_data() {
-                GatewayError::invalid(format!("Invalid request body: {inner}"), None)
-            } else {
-                GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
+    let error = match serde_path_to_error::deserialize::<_, ChatRequest>(&mut deserializer) {
+        Err(e) => e,
+        Ok(_) => match deserializer.end() {
+            Err(e) => {
+                return GatewayError::invalid(
+                    format!("The request body is not valid JSON: {e}"),
+                    None,
+                )
             }
-        })?;
-    deserializer.end().map_err(|e| {
-        GatewayError::invalid(format!("The request body is not valid JSON: {e}"), None)
-    })?;
-    Ok(request)
+            Ok(()) => return GatewayError::invalid("The request body could not be read.", None),
+        },
+    };
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_data() && path != "." {
+        GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
+    } else if inner.is_data() {
+        GatewayError::invalid(format!("Invalid request body: {inner}"), None)
+    } else {
+        GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
+    }
 }
 
 /// Checks ranges the providers would otherwise reject one by one, and reads `prefer`.

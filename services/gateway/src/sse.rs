@@ -4,6 +4,9 @@
 #[derive(Default)]
 pub struct SseDecoder {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no event separator, so a large
+    /// event arriving in many reads is scanned once, not once per read.
+    scanned: usize,
 }
 
 impl SseDecoder {
@@ -16,7 +19,14 @@ impl SseDecoder {
     /// Events without data (comments, keep-alives) are skipped.
     pub fn next_data(&mut self) -> Option<String> {
         loop {
-            let (end, sep) = find_event_end(&self.buffer)?;
+            // A separator may straddle the previous read: back up by its length - 1.
+            let from = self.scanned.saturating_sub(3);
+            let Some((end, sep)) = find_event_end(&self.buffer[from..]).map(|(e, n)| (from + e, n))
+            else {
+                self.scanned = self.buffer.len();
+                return None;
+            };
+            self.scanned = 0;
             let event: Vec<u8> = self.buffer.drain(..end + sep).collect();
             let text = String::from_utf8_lossy(&event[..end]);
             let mut data: Option<String> = None;
@@ -42,15 +52,16 @@ impl SseDecoder {
 
 /// The end of the first event and the length of its blank-line separator.
 fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    for i in 0..buffer.len() {
-        if buffer[i..].starts_with(b"\n\n") {
-            return Some((i, 2));
+    (0..buffer.len()).find_map(|i| {
+        let rest = &buffer[i..];
+        if rest.starts_with(b"\n\n") {
+            Some((i, 2))
+        } else if rest.starts_with(b"\r\n\r\n") {
+            Some((i, 4))
+        } else {
+            None
         }
-        if buffer[i..].starts_with(b"\r\n\r\n") {
-            return Some((i, 4));
-        }
-    }
-    None
+    })
 }
 
 #[cfg(test)]

@@ -70,13 +70,14 @@ impl Simulator {
         Duration::from_millis(self.config.chunk_delay_ms)
     }
 
-    /// Whether `model` is one `provider` serves.
-    fn knows_model(&self, provider: ProviderId, model: &str) -> bool {
+    /// The catalog entry of the model `provider` serves as `model`, if any.
+    fn model(&self, provider: ProviderId, model: &str) -> Option<Arc<catalog::Model>> {
         let catalog = self.catalog.snapshot();
-        catalog
+        let found = catalog
             .models()
             .iter()
-            .any(|m| m.provider == provider && m.provider_model_id == model)
+            .find(|m| m.provider == provider && m.provider_model_id == model);
+        found.cloned()
     }
 }
 

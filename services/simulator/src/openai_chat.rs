@@ -205,7 +205,7 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
             Some(code),
         ))
     };
-    if !sim.knows_model(dialect.provider, &request.model) {
+    let Some(model) = sim.model(dialect.provider, &request.model) else {
         return Some(error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -216,7 +216,7 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
             None,
             Some("model_not_found"),
         ));
-    }
+    };
     if request.messages.is_empty() {
         return bad(
             "[] is too short - 'messages'".into(),
@@ -235,10 +235,7 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
             "invalid_value",
         );
     }
-    let reasoning = sim.catalog.snapshot().models().iter().any(|m| {
-        m.provider == dialect.provider && m.provider_model_id == request.model && m.reasoning
-    });
-    if reasoning && dialect.provider == ProviderId::Openai {
+    if model.reasoning && dialect.provider == ProviderId::Openai {
         if request.max_tokens.is_some() {
             return bad(
                 "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),

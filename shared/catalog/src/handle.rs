@@ -106,6 +106,18 @@ async fn recv(hangup: &mut Hangup) -> Option<()> {
 mod tests {
     use super::*;
 
+    /// gpt-4.1-mini's input price, in nano-dollars per million tokens.
+    fn mini_input(catalog: &Catalog) -> i64 {
+        catalog
+            .model("gpt-4.1-mini")
+            .unwrap()
+            .pricing
+            .base
+            .input
+            .0
+            .nanos()
+    }
+
     #[tokio::test]
     async fn file_change_swaps_catalog_and_bad_file_keeps_old() {
         let dir = std::env::temp_dir().join(format!("catalog-test-{}", std::process::id()));
@@ -127,49 +139,18 @@ mod tests {
         let mut reloaded = false;
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if handle
-                .snapshot()
-                .model("gpt-4.1-mini")
-                .unwrap()
-                .pricing
-                .base
-                .input
-                .0
-                .nanos()
-                == 10_000_000
-            {
+            if mini_input(&handle.snapshot()) == 10_000_000 {
                 reloaded = true;
                 break;
             }
         }
         assert!(reloaded, "the watcher did not pick up the change");
         // The snapshot taken before the reload is untouched: in-flight requests keep it.
-        assert_eq!(
-            before
-                .model("gpt-4.1-mini")
-                .unwrap()
-                .pricing
-                .base
-                .input
-                .0
-                .nanos(),
-            400_000_000
-        );
+        assert_eq!(mini_input(&before), 400_000_000);
 
         std::fs::write(&path, "version = 1\nmodels = 3").unwrap();
         assert!(handle.reload().is_err());
-        assert_eq!(
-            handle
-                .snapshot()
-                .model("gpt-4.1-mini")
-                .unwrap()
-                .pricing
-                .base
-                .input
-                .0
-                .nanos(),
-            10_000_000
-        );
+        assert_eq!(mini_input(&handle.snapshot()), 10_000_000);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -47,16 +47,6 @@ impl Money {
     pub const fn nanos(self) -> i64 {
         self.0
     }
-
-    /// Whether the amount is exactly zero.
-    pub const fn is_zero(self) -> bool {
-        self.0 == 0
-    }
-
-    /// Adds two amounts, or `None` on overflow.
-    pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money)
-    }
 }
 
 impl Add for Money {

@@ -155,19 +155,9 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Adds or replaces an adapter.
-    pub fn insert(&mut self, id: ProviderId, provider: Arc<dyn Provider>) {
-        self.providers.insert(id, provider);
-    }
-
     /// The adapter for `id`, if configured.
     pub fn get(&self, id: ProviderId) -> Option<&Arc<dyn Provider>> {
         self.providers.get(&id)
-    }
-
-    /// The providers that are configured.
-    pub fn configured(&self) -> impl Iterator<Item = ProviderId> + '_ {
-        self.providers.keys().copied()
     }
 }
 

@@ -45,8 +45,63 @@ pub(crate) fn warm_up() {
     LazyLock::force(&VOCAB);
 }
 
+/// Texts at least this long are split and counted on several threads.
+const PARALLEL_MIN_BYTES: usize = 192 * 1024;
+/// How far past an even split point to look for a piece boundary.
+const BOUNDARY_SEARCH_BYTES: usize = 16 * 1024;
+
 /// The exact o200k count of ASCII `text`, or `None` once it exceeds `limit`.
+///
+/// Long texts are cut at piece boundaries and the parts counted in parallel:
+/// the guard's cost is request latency, and a 100k-token prompt is ~400 KB.
 pub(crate) fn count_till(text: &str, limit: usize) -> Option<usize> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let parts = threads.min(text.len() / (PARALLEL_MIN_BYTES / 2)).max(1);
+    if parts == 1 {
+        return count_serial(text, limit);
+    }
+    let chunks = cut_at_boundaries(text, parts);
+    let counts: Vec<Option<usize>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks[1..]
+            .iter()
+            .map(|chunk| scope.spawn(move || count_serial(chunk, limit)))
+            .collect();
+        let first = count_serial(chunks[0], limit);
+        std::iter::once(first)
+            .chain(handles.into_iter().map(|h| h.join().ok().flatten()))
+            .collect()
+    });
+    let total = counts
+        .into_iter()
+        .try_fold(0usize, |sum, n| Some(sum + n?))?;
+    (total <= limit).then_some(total)
+}
+
+/// `text` cut into up to `parts` pieces, each cut where an o200k piece starts:
+/// before a space that follows a non-space and precedes a letter (`x| word`).
+/// No piece can span such a point, so the counts of the parts add up exactly.
+fn cut_at_boundaries(text: &str, parts: usize) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    for k in 1..parts {
+        let from = (text.len() * k / parts).max(cuts[cuts.len() - 1] + 1);
+        let to = (from + BOUNDARY_SEARCH_BYTES).min(text.len().saturating_sub(1));
+        if let Some(at) = (from..to).find(|&i| is_boundary(bytes, i)) {
+            cuts.push(at);
+        }
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+fn is_boundary(s: &[u8], i: usize) -> bool {
+    i > 0
+        && s[i] == b' '
+        && !is_space(s[i - 1])
+        && s.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+}
+
+fn count_serial(text: &str, limit: usize) -> Option<usize> {
     debug_assert!(text.is_ascii());
     let bpe = &bpe_openai::o200k_base().bpe;
     let mut total = 0;
@@ -196,6 +251,32 @@ mod tests {
             let theirs: Vec<&[u8]> = tokenizer.split(&text).map(str::as_bytes).collect();
             assert_eq!(ours, theirs, "{text:?}");
         }
+    }
+
+    #[test]
+    fn counts_of_parts_cut_at_boundaries_add_up() {
+        let mut checked = 0;
+        for text in texts().take(5_000) {
+            let whole = count(&text);
+            for i in (0..text.len()).filter(|&i| is_boundary(text.as_bytes(), i)) {
+                let (a, b) = text.split_at(i);
+                assert_eq!(count(a) + count(b), whole, "{a:?} | {b:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1_000, "only {checked} cut points exercised");
+    }
+
+    #[test]
+    fn a_long_text_counts_the_same_in_parallel() {
+        let tokenizer = bpe_openai::o200k_base();
+        let text: String = texts().take(20_000).collect::<Vec<_>>().join(" w");
+        assert!(text.len() > PARALLEL_MIN_BYTES);
+        assert!(cut_at_boundaries(&text, 4).len() > 1);
+        let exact = tokenizer.count(text.as_str());
+        assert_eq!(count(&text), exact);
+        assert_eq!(count_till(&text, exact), Some(exact));
+        assert_eq!(count_till(&text, exact - 1), None);
     }
 
     #[test]

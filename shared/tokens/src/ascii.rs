@@ -47,6 +47,9 @@ pub(crate) fn warm_up() {
 
 /// Texts at least this long are split and counted on several threads.
 const PARALLEL_MIN_BYTES: usize = 192 * 1024;
+/// Threads a long text is counted on; read once, as the lookup reads cgroup files.
+static THREADS: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
 /// How far past an even split point to look for a piece boundary.
 const BOUNDARY_SEARCH_BYTES: usize = 16 * 1024;
 
@@ -55,9 +58,11 @@ const BOUNDARY_SEARCH_BYTES: usize = 16 * 1024;
 /// Long texts are cut at piece boundaries and the parts counted in parallel:
 /// the guard's cost is request latency, and a 100k-token prompt is ~400 KB.
 pub(crate) fn count_till(text: &str, limit: usize) -> Option<usize> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let parts = threads.min(text.len() / (PARALLEL_MIN_BYTES / 2)).max(1);
-    if parts == 1 {
+    if text.len() < PARALLEL_MIN_BYTES {
+        return count_serial(text, limit);
+    }
+    let parts = THREADS.min(text.len() / (PARALLEL_MIN_BYTES / 2));
+    if parts <= 1 {
         return count_serial(text, limit);
     }
     let chunks = cut_at_boundaries(text, parts);

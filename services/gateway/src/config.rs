@@ -7,6 +7,9 @@ use std::time::Duration;
 use catalog::ProviderId;
 use serde::Deserialize;
 
+pub use crate::health::breaker::BreakerConfig;
+pub use crate::health::latency::LatencyConfig;
+
 /// How the gateway serves requests.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,6 +20,10 @@ pub struct GatewayConfig {
     pub total_timeout_ms: u64,
     /// Per-provider connection settings; a provider without an API key is not used.
     pub providers: BTreeMap<ProviderId, ProviderSettings>,
+    /// Circuit breakers (`[gateway.breaker]`).
+    pub breaker: BreakerConfig,
+    /// Observed-latency tracking for `prefer: fast` (`[gateway.latency]`).
+    pub latency: LatencyConfig,
 }
 
 impl Default for GatewayConfig {
@@ -25,6 +32,8 @@ impl Default for GatewayConfig {
             body_limit_bytes: 32 << 20,
             total_timeout_ms: 300_000,
             providers: BTreeMap::new(),
+            breaker: BreakerConfig::default(),
+            latency: LatencyConfig::default(),
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Every way a request can fail, mapped to HTTP once, in the OpenAI envelope.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use catalog::Model;
 use openai::ErrorBody;
 use serde::Serialize;
+
+use crate::health::Skip;
+use crate::providers::ProviderError;
 
 /// One try at one model, as reported when every candidate failed.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +25,39 @@ pub struct Attempt {
     pub error: String,
     /// How long the attempt took.
     pub latency_ms: u64,
+    /// Not tried: the model's breaker was open or it was cooling down.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+impl Attempt {
+    /// An attempt that failed with `error` after `took`.
+    pub fn failed(model: &Model, error: &ProviderError, took: Duration) -> Attempt {
+        Attempt {
+            provider: model.provider.to_string(),
+            model: model.id.clone(),
+            status: error.status(),
+            error: error.to_string(),
+            latency_ms: took.as_millis() as u64,
+            skipped: false,
+        }
+    }
+
+    /// A candidate passed over because its health said it would fail.
+    pub fn skipped(model: &Model, skip: Skip) -> Attempt {
+        Attempt {
+            provider: model.provider.to_string(),
+            model: model.id.clone(),
+            status: None,
+            error: format!(
+                "skipped: {}; next try in {} ms",
+                skip.reason,
+                skip.retry_in.as_millis()
+            ),
+            latency_ms: 0,
+            skipped: true,
+        }
+    }
 }
 
 /// Why the gateway refused or could not serve a request.
@@ -88,7 +127,8 @@ impl GatewayError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             GatewayError::AllCandidatesFailed { attempts, .. } => {
-                if !attempts.is_empty() && attempts.iter().all(|a| a.status == Some(429)) {
+                let tried: Vec<_> = attempts.iter().filter(|a| !a.skipped).collect();
+                if !tried.is_empty() && tried.iter().all(|a| a.status == Some(429)) {
                     StatusCode::TOO_MANY_REQUESTS
                 } else if attempts.iter().any(|a| matches!(a.status, Some(401 | 403))) {
                     StatusCode::BAD_GATEWAY
@@ -161,7 +201,11 @@ impl IntoResponse for GatewayError {
             retry_after = *retry_after_s;
         }
         let mut response = (status, Json(body)).into_response();
-        if let Some(secs) = retry_after.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
+        let retryable_status = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        if let Some(secs) = retry_after.filter(|_| retryable_status) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

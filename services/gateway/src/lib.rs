@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 mod handlers;
 pub mod headers;
+pub mod health;
 pub mod keys;
 pub mod prefer;
 pub mod providers;
@@ -44,6 +45,8 @@ pub struct Gateway {
     pub keys: Arc<KeyRing>,
     /// Token counting for the guard.
     pub tokens: tokens::TokenCounter,
+    /// Breakers, cool-downs and observed speed per model and provider.
+    pub health: health::Health,
 }
 
 impl Gateway {
@@ -56,7 +59,9 @@ impl Gateway {
         let providers = Registry::from_config(&config)?;
         let tokens = tokens::TokenCounter::default();
         tokens.warm_up();
+        let health = health::Health::new(config.breaker.clone(), config.latency.clone());
         Ok(Arc::new(Gateway {
+            health,
             config,
             catalog,
             providers,
@@ -73,6 +78,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(handlers::chat::completions))
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{id}", get(handlers::models::retrieve))
+        .route("/v1/router/health", get(handlers::health::report))
+        .route("/metrics", get(handlers::health::metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
         .layer(DefaultBodyLimit::max(limit))

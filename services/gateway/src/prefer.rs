@@ -3,7 +3,8 @@
 //! | prefer     | first tried                                                         |
 //! |------------|---------------------------------------------------------------------|
 //! | `cheap`    | lowest blended price (3 input : 1 output tokens; free models = 0)   |
-//! | `fast`     | lowest expected latency: time to first token + output at its speed  |
+//! | `fast`     | lowest expected latency: time to first token + output at its speed, |
+//! |            | both observed (EWMA, see [`crate::health::latency`])                 |
 //! | `quality`  | highest quality score                                                |
 //! | `coding`   | highest coding score, then quality                                   |
 //! | `balanced` | highest 0.5·quality + 0.3·cheapness + 0.2·speed (default)           |
@@ -15,6 +16,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use catalog::Model;
+
+use crate::health::latency::Speed;
 
 /// Output tokens assumed for latency estimates when the request sets no limit.
 const REFERENCE_OUTPUT_TOKENS: u64 = 256;
@@ -55,15 +58,16 @@ fn price(model: &Model) -> i64 {
     }
 }
 
-/// Expected milliseconds to produce `output_tokens`.
-fn expected_ms(model: &Model, output_tokens: u64) -> f64 {
-    let seed = model.latency;
-    f64::from(seed.ttft_ms) + output_tokens as f64 * 1000.0 / f64::from(seed.output_tokens_per_s)
-}
-
-/// Orders `candidates` best first for `prefer`.
-pub fn order(prefer: Prefer, candidates: &mut [Arc<Model>], output_tokens: Option<u32>) {
+/// Orders `candidates` best first for `prefer`; `speed` says how fast each
+/// model is believed to be now.
+pub fn order(
+    prefer: Prefer,
+    candidates: &mut [Arc<Model>],
+    output_tokens: Option<u32>,
+    speed: impl Fn(&Model) -> Speed,
+) {
     let out = output_tokens.map_or(REFERENCE_OUTPUT_TOKENS, u64::from);
+    let expected_ms = |m: &Model, out: u64| speed(m).expected_ms(out);
     let tie = |a: &Model, b: &Model| price(a).cmp(&price(b)).then_with(|| a.id.cmp(&b.id));
     match prefer {
         Prefer::Cheap => candidates.sort_by(|a, b| {
@@ -96,8 +100,8 @@ pub fn order(prefer: Prefer, candidates: &mut [Arc<Model>], output_tokens: Optio
                 let quality = f64::from(m.quality) / 100.0;
                 let cheapness =
                     (cheapest + PRICE_FLOOR_NANOS) / (price(m) as f64 + PRICE_FLOOR_NANOS);
-                let speed = fastest / expected_ms(m, out);
-                0.5 * quality + 0.3 * cheapness + 0.2 * speed
+                let quickness = fastest / expected_ms(m, out);
+                0.5 * quality + 0.3 * cheapness + 0.2 * quickness
             };
             candidates.sort_by(|a, b| {
                 score(b)
@@ -117,7 +121,7 @@ mod tests {
     fn ordered(prefer: Prefer, tier: Tier) -> Vec<String> {
         let catalog = Catalog::builtin();
         let mut models: Vec<_> = catalog.tier(tier).cloned().collect();
-        order(prefer, &mut models, None);
+        order(prefer, &mut models, None, Speed::of_catalog);
         models.iter().map(|m| m.id.clone()).collect()
     }
 
@@ -147,18 +151,19 @@ mod tests {
         for tier in Tier::ALL {
             let models: Vec<_> = catalog.tier(tier).cloned().collect();
             let mut cheap = models.clone();
-            order(Prefer::Cheap, &mut cheap, None);
+            order(Prefer::Cheap, &mut cheap, None, Speed::of_catalog);
             assert!(cheap.windows(2).all(|w| price(&w[0]) <= price(&w[1])));
             let mut quality = models.clone();
-            order(Prefer::Quality, &mut quality, None);
+            order(Prefer::Quality, &mut quality, None, Speed::of_catalog);
             assert!(quality.windows(2).all(|w| w[0].quality >= w[1].quality));
             let mut fast = models.clone();
-            order(Prefer::Fast, &mut fast, Some(500));
+            order(Prefer::Fast, &mut fast, Some(500), Speed::of_catalog);
             assert!(fast
                 .windows(2)
-                .all(|w| expected_ms(&w[0], 500) <= expected_ms(&w[1], 500)));
+                .all(|w| Speed::of_catalog(&w[0]).expected_ms(500)
+                    <= Speed::of_catalog(&w[1]).expected_ms(500)));
             let mut balanced = models.clone();
-            order(Prefer::Balanced, &mut balanced, None);
+            order(Prefer::Balanced, &mut balanced, None, Speed::of_catalog);
             assert_eq!(balanced.len(), models.len());
         }
     }

@@ -96,7 +96,12 @@ pub fn plan(
     }
 
     let mut fitting = guard::apply(&gateway.tokens, request, capable, target.tier())?;
-    prefer::order(prefer, &mut fitting, request.requested_output_tokens());
+    prefer::order(
+        prefer,
+        &mut fitting,
+        request.requested_output_tokens(),
+        |m| gateway.health.speed(m),
+    );
     Ok(fitting)
 }
 

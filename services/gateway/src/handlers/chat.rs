@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: parse, route, try candidates in order, answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -15,8 +15,9 @@ use money::Money;
 use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
 
 use crate::error::{Attempt, GatewayError};
+use crate::health::Permit;
 use crate::prefer::Prefer;
-use crate::providers::{ChunkStream, ProviderError};
+use crate::providers::{ChunkStream, Provider, ProviderError};
 use crate::{headers, routing, Gateway};
 
 /// The handler.
@@ -56,6 +57,7 @@ pub async fn completions(
                 status: None,
                 error: format!("total deadline of {} ms expired", deadline.as_millis()),
                 latency_ms: (deadline.as_millis() as u64).saturating_sub(spent),
+                skipped: false,
             });
         }
         Err(GatewayError::AllCandidatesFailed {
@@ -132,45 +134,35 @@ fn validate(request: &ChatRequest) -> Result<Prefer, GatewayError> {
     }
 }
 
-/// Tries each candidate in order until one answers; retryable failures fall through.
-/// Failed attempts are recorded in `attempts`, which the caller keeps if the deadline strikes.
+/// Tries each candidate in order until one answers; retryable failures fall
+/// through, and candidates whose health says they would fail are skipped.
+/// Failed and skipped attempts are recorded in `attempts`, which the caller
+/// keeps if the deadline strikes.
 async fn attempt_all(
     gateway: &Arc<Gateway>,
     candidates: &[Arc<Model>],
     request: &Arc<ChatRequest>,
     attempts: &mut Vec<Attempt>,
 ) -> Result<Response, GatewayError> {
-    let mut retry_after_s: Option<u64> = None;
+    let mut retry_after: Option<Duration> = None;
+    let mut sooner = |wait: Duration| {
+        retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+    };
     for model in candidates {
         let Some(provider) = gateway.providers.get(model.provider) else {
             continue;
         };
-        let started = Instant::now();
-        let outcome = if request.is_stream() {
-            match provider.stream(model, request).await {
-                Ok(mut upstream) => match upstream.next().await {
-                    Some(Ok(first)) => Ok(relay_stream(
-                        gateway,
-                        model,
-                        request,
-                        first,
-                        upstream,
-                        attempts.len() + 1,
-                    )),
-                    Some(Err(e)) => Err(e),
-                    None => Err(ProviderError::Interrupted(
-                        "the stream ended before any chunk".into(),
-                    )),
-                },
-                Err(e) => Err(e),
-            }
-        } else {
-            match provider.complete(model, request).await {
-                Ok(completion) => complete_response(model, completion, attempts.len() + 1),
-                Err(e) => Err(e),
+        let permit = match gateway.health.admit(model) {
+            Ok(permit) => permit,
+            Err(skip) => {
+                sooner(skip.retry_in);
+                attempts.push(Attempt::skipped(model, skip));
+                continue;
             }
         };
-        match outcome {
+        let started = permit.started();
+        let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
+        match attempt(gateway, provider.as_ref(), model, request, permit, tries).await {
             Ok(response) => return Ok(response),
             Err(error) => {
                 tracing::warn!(provider = %model.provider, model = %model.id, %error, "attempt failed");
@@ -181,24 +173,60 @@ async fn attempt_all(
                         message: error.to_string(),
                     });
                 }
-                attempts.push(Attempt {
-                    provider: model.provider.to_string(),
-                    model: model.id.clone(),
-                    status: error.status(),
-                    error: error.to_string(),
-                    latency_ms: started.elapsed().as_millis() as u64,
-                });
                 if let Some(wait) = error.retry_after() {
-                    let secs = wait.as_secs().max(1);
-                    retry_after_s = Some(retry_after_s.map_or(secs, |s| s.min(secs)));
+                    sooner(wait);
                 }
+                attempts.push(Attempt::failed(model, &error, started.elapsed()));
             }
         }
     }
     Err(GatewayError::AllCandidatesFailed {
         attempts: std::mem::take(attempts),
-        retry_after_s,
+        retry_after_s: retry_after.map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
     })
+}
+
+/// One attempt at `model`; its outcome goes to `permit` whatever happens.
+async fn attempt(
+    gateway: &Arc<Gateway>,
+    provider: &dyn Provider,
+    model: &Arc<Model>,
+    request: &Arc<ChatRequest>,
+    permit: Permit,
+    tries: usize,
+) -> Result<Response, ProviderError> {
+    if request.is_stream() {
+        let first = match provider.stream(model, request).await {
+            Ok(mut upstream) => match upstream.next().await {
+                Some(Ok(first)) => Ok((first, upstream)),
+                Some(Err(e)) => Err(e),
+                None => Err(ProviderError::Interrupted(
+                    "the stream ended before any chunk".into(),
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        return match first {
+            Ok((first, rest)) => Ok(relay_stream(
+                gateway, model, request, first, rest, permit, tries,
+            )),
+            Err(error) => {
+                permit.failed(&error);
+                Err(error)
+            }
+        };
+    }
+    let answer = provider.complete(model, request).await;
+    match answer.and_then(|completion| complete_response(model, completion, tries)) {
+        Ok((response, output_tokens)) => {
+            permit.succeeded_whole(output_tokens);
+            Ok(response)
+        }
+        Err(error) => {
+            permit.failed(&error);
+            Err(error)
+        }
+    }
 }
 
 fn token_usage(usage: &Usage) -> TokenUsage {
@@ -225,20 +253,22 @@ fn routing_headers(response: &mut Response, model: &Model, attempts: usize, cost
     }
 }
 
+/// The client's response and the output tokens it reports.
 fn complete_response(
     model: &Model,
     mut completion: openai::ChatCompletion,
     attempts: usize,
-) -> Result<Response, ProviderError> {
+) -> Result<(Response, u64), ProviderError> {
     let usage = completion
         .usage
         .as_ref()
         .ok_or_else(|| ProviderError::Protocol("the completion has no usage".into()))?;
     let cost = model.cost(&token_usage(usage));
+    let output_tokens = usage.completion_tokens;
     completion.model = model.id.clone();
     let mut response = Json(completion).into_response();
     routing_headers(&mut response, model, attempts, Some(cost));
-    Ok(response)
+    Ok((response, output_tokens))
 }
 
 /// Relays an upstream stream as OpenAI SSE: chunks with our model id, then one
@@ -250,9 +280,13 @@ fn relay_stream(
     request: &Arc<ChatRequest>,
     first: ChatCompletionChunk,
     rest: ChunkStream,
+    permit: Permit,
     attempts: usize,
 ) -> Response {
+    let ttft = permit.started().elapsed();
     let state = Relay {
+        permit: Some(permit),
+        ttft,
         upstream: stream::once(async move { Ok(first) }).chain(rest).boxed(),
         gateway: Arc::clone(gateway),
         request: Arc::clone(request),
@@ -292,6 +326,10 @@ struct Relay {
     /// Text generated so far, to count output if the provider sends no usage.
     generated: String,
     done: bool,
+    /// Told how the stream ended; dropped unreported if the client leaves.
+    permit: Option<Permit>,
+    /// When the first chunk came, after the attempt started.
+    ttft: Duration,
 }
 
 impl Relay {
@@ -317,6 +355,9 @@ impl Relay {
                 }
                 Some(Err(error)) => {
                     self.done = true;
+                    if let Some(permit) = self.permit.take() {
+                        permit.failed(&error);
+                    }
                     tracing::warn!(model = %self.model.id, %error, "stream failed after the first chunk");
                     let body = ErrorBody::new(
                         "server_error",
@@ -351,6 +392,9 @@ impl Relay {
                 ..Default::default()
             }
         });
+        if let Some(permit) = self.permit.take() {
+            permit.succeeded_stream(self.ttft, usage.completion_tokens);
+        }
         let cost = self.model.cost(&token_usage(&usage));
         usage
             .extra

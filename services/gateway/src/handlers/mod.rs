@@ -1,6 +1,7 @@
 //! HTTP handlers of the public API.
 
 pub mod chat;
+pub mod health;
 pub mod models;
 
 use axum::http::HeaderMap;

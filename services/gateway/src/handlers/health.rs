@@ -1,0 +1,43 @@
+//! `GET /v1/router/health` (JSON, API key required) and `GET /metrics`
+//! (Prometheus text, unauthenticated so a scraper needs no key; it shows
+//! states and counts, never prompts or keys).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::error::GatewayError;
+use crate::health::Report;
+use crate::Gateway;
+
+fn snapshot(gateway: &Gateway) -> Report {
+    let catalog = gateway.catalog.snapshot();
+    let served = catalog
+        .models()
+        .iter()
+        .filter(|m| gateway.providers.get(m.provider).is_some())
+        .map(AsRef::as_ref);
+    gateway.health.report(served)
+}
+
+/// Breaker state, failure rate and latency EWMA of every served model.
+pub async fn report(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Json<Report>, GatewayError> {
+    super::authenticate(&gateway.keys, &headers)?;
+    Ok(Json(snapshot(&gateway)))
+}
+
+/// The same, for Prometheus.
+pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let mut response = snapshot(&gateway).to_prometheus().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

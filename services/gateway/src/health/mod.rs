@@ -1,0 +1,419 @@
+//! Provider health: circuit breakers, Retry-After cool-downs and observed speed.
+//!
+//! Every attempt at a model first asks [`Health::admit`]. The answer is a
+//! [`Permit`] (go ahead; report how it went) or a [`Skip`] (the model is
+//! known to be failing or rate limited; try the next candidate). Three
+//! things can turn an attempt away:
+//!
+//! 1. the model's breaker is open (its own failures: 5xx, timeouts, a
+//!    failure rate over the window; see [`breaker`]);
+//! 2. the model is cooling down after a 429 with `Retry-After`, for exactly
+//!    that long (a rate limit is not a failure, so the breaker is untouched);
+//! 3. the provider's breaker is open. It counts only what concerns the
+//!    provider as a whole: connection-level errors (no connection, connect
+//!    timeout, a connection dropped before any answer), which reach the
+//!    provider's host rather than one model, and 401/403, a bad provider key,
+//!    which trips it at once. Any HTTP answer from any of its models resets
+//!    its count, so it trips only when all its models fail at connection level.
+//!
+//! The state is local to this gateway process until the event log exists.
+
+pub mod breaker;
+pub mod latency;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use catalog::{Model, ProviderId};
+
+use crate::providers::ProviderError;
+use breaker::{Admission, Breaker, BreakerConfig, Transition};
+use latency::{Latency, LatencyConfig, Speed};
+pub use report::{ModelReport, ProviderReport, Report};
+
+/// Why an attempt was not made.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    /// For the client, in the attempts list.
+    pub reason: String,
+    /// When the model may be tried again.
+    pub retry_in: Duration,
+}
+
+/// Attempt counts of one model, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    succeeded: u64,
+    failed: u64,
+    rate_limited: u64,
+    skipped: u64,
+}
+
+struct ModelHealth {
+    breaker: Breaker,
+    cooling_until: Option<Instant>,
+    seed: Speed,
+    latency: Latency,
+    counts: Counts,
+}
+
+struct ProviderHealth {
+    breaker: Breaker,
+}
+
+struct Inner {
+    breaker: BreakerConfig,
+    latency: LatencyConfig,
+    models: RwLock<HashMap<String, Arc<Mutex<ModelHealth>>>>,
+    providers: Mutex<HashMap<ProviderId, ProviderHealth>>,
+}
+
+/// The health of every model and provider this gateway has talked to.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+/// A poisoned lock only means another request panicked mid-update; the
+/// counters inside are still meaningful, so carry on with them.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Health {
+    /// Empty: every model starts closed, at its catalog speed.
+    pub fn new(breaker: BreakerConfig, latency: LatencyConfig) -> Health {
+        Health {
+            inner: Arc::new(Inner {
+                breaker,
+                latency,
+                models: RwLock::default(),
+                providers: Mutex::default(),
+            }),
+        }
+    }
+
+    fn entry(&self, model: &Model) -> Arc<Mutex<ModelHealth>> {
+        let found = self
+            .inner
+            .models
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&model.id)
+            .cloned();
+        let entry = found.unwrap_or_else(|| {
+            let mut models = self
+                .inner
+                .models
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(models.entry(model.id.clone()).or_insert_with(|| {
+                Arc::new(Mutex::new(ModelHealth {
+                    breaker: Breaker::new(&self.inner.breaker, Instant::now()),
+                    cooling_until: None,
+                    seed: Speed::of_catalog(model),
+                    latency: Latency::new(Speed::of_catalog(model)),
+                    counts: Counts::default(),
+                }))
+            }))
+        });
+        {
+            let mut health = lock(&entry);
+            let seed = Speed::of_catalog(model);
+            if health.seed != seed {
+                health.seed = seed;
+                health.latency.reseed(seed);
+            }
+        }
+        entry
+    }
+
+    /// The believed speed of `model` now: observed, or the catalog's.
+    pub fn speed(&self, model: &Model) -> Speed {
+        let models = self
+            .inner
+            .models
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match models.get(&model.id) {
+            Some(entry) => lock(entry)
+                .latency
+                .speed(&self.inner.latency, Instant::now()),
+            None => Speed::of_catalog(model),
+        }
+    }
+
+    /// Whether an attempt at `model` may go out now.
+    pub fn admit(&self, model: &Model) -> Result<Permit, Skip> {
+        let entry = self.entry(model);
+        let now = Instant::now();
+        if !self.inner.breaker.enabled {
+            return Ok(self.permit(model, &entry, Admission::Pass, Admission::Pass));
+        }
+        let mut health = lock(&entry);
+        if let Some(until) = health.cooling_until.filter(|&u| u > now) {
+            health.counts.skipped += 1;
+            return Err(Skip {
+                reason: "rate limited by the provider; cooling down as its Retry-After asked"
+                    .into(),
+                retry_in: until - now,
+            });
+        }
+        let provider = match self.admit_provider(model.provider, now) {
+            Ok(admission) => admission,
+            Err(skip) => {
+                health.counts.skipped += 1;
+                return Err(skip);
+            }
+        };
+        let (admission, transition) = health.breaker.admit(&self.inner.breaker, now);
+        log_transition(&model.id, transition);
+        match admission {
+            Admission::Reject(retry_in) => {
+                health.counts.skipped += 1;
+                drop(health);
+                if provider == Admission::Probe {
+                    self.with_provider(model.provider, |p| p.breaker.release());
+                }
+                Err(Skip {
+                    reason: "circuit breaker open after repeated failures".into(),
+                    retry_in,
+                })
+            }
+            admission => {
+                drop(health);
+                Ok(self.permit(model, &entry, admission, provider))
+            }
+        }
+    }
+
+    fn admit_provider(&self, provider: ProviderId, now: Instant) -> Result<Admission, Skip> {
+        let (admission, transition) =
+            self.with_provider(provider, |p| p.breaker.admit(&self.inner.breaker, now));
+        log_transition(&format!("provider {provider}"), transition);
+        match admission {
+            Admission::Reject(retry_in) => Err(Skip {
+                reason: format!(
+                    "provider {provider} circuit breaker open (unreachable or its key refused)"
+                ),
+                retry_in,
+            }),
+            admission => Ok(admission),
+        }
+    }
+
+    fn with_provider<T>(
+        &self,
+        provider: ProviderId,
+        f: impl FnOnce(&mut ProviderHealth) -> T,
+    ) -> T {
+        let mut providers = lock(&self.inner.providers);
+        let health = providers.entry(provider).or_insert_with(|| ProviderHealth {
+            breaker: Breaker::new(&self.inner.breaker, Instant::now()),
+        });
+        f(health)
+    }
+
+    fn permit(
+        &self,
+        model: &Model,
+        entry: &Arc<Mutex<ModelHealth>>,
+        admission: Admission,
+        provider_admission: Admission,
+    ) -> Permit {
+        Permit {
+            health: self.clone(),
+            entry: Arc::clone(entry),
+            model: model.id.clone(),
+            provider: model.provider,
+            admission,
+            provider_admission,
+            started: Instant::now(),
+            settled: false,
+        }
+    }
+}
+
+fn log_transition(what: &str, transition: Option<Transition>) {
+    match transition {
+        Some(Transition::Opened(cooldown)) => {
+            tracing::warn!(%what, cooldown_ms = cooldown.as_millis() as u64, "circuit breaker opened")
+        }
+        Some(Transition::HalfOpened) => tracing::info!(%what, "circuit breaker half-open: probing"),
+        Some(Transition::Closed) => tracing::info!(%what, "circuit breaker closed"),
+        None => {}
+    }
+}
+
+/// Leave to make one attempt. Report its outcome with one of the consuming
+/// methods; a permit dropped unreported (the client went away) frees its
+/// half-open probe slot and counts as nothing.
+pub struct Permit {
+    health: Health,
+    entry: Arc<Mutex<ModelHealth>>,
+    model: String,
+    provider: ProviderId,
+    admission: Admission,
+    provider_admission: Admission,
+    started: Instant,
+    settled: bool,
+}
+
+/// How a provider error bears on health.
+enum Blame {
+    /// The request itself was refused (a 4xx other providers would refuse too).
+    Request,
+    /// A rate limit with a known end.
+    RateLimited(Duration),
+    /// The provider's key was refused: the whole provider is unusable.
+    ProviderKey,
+    /// No connection, or it dropped before any answer: the provider's host.
+    Connection,
+    /// Anything else: this model failed.
+    Model,
+}
+
+fn blame(error: &ProviderError) -> Blame {
+    match error {
+        ProviderError::Status {
+            status: 429,
+            retry_after: Some(wait),
+            ..
+        } => Blame::RateLimited(*wait),
+        ProviderError::Status {
+            status: 401 | 403, ..
+        } => Blame::ProviderKey,
+        ProviderError::Status { .. } if !error.retryable() => Blame::Request,
+        ProviderError::Connect(_) | ProviderError::Timeout("connect") => Blame::Connection,
+        _ => Blame::Model,
+    }
+}
+
+impl Permit {
+    /// When the attempt started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// A whole (non-streamed) response with `output_tokens`.
+    pub fn succeeded_whole(mut self, output_tokens: u64) {
+        let now = Instant::now();
+        let elapsed = now - self.started;
+        let config = &self.health.inner.latency;
+        lock(&self.entry)
+            .latency
+            .observe_whole(config, elapsed, output_tokens, now);
+        self.settle_success(now);
+    }
+
+    /// A finished stream: first chunk after `ttft`, then `output_tokens`
+    /// until it ended.
+    pub fn succeeded_stream(mut self, ttft: Duration, output_tokens: u64) {
+        let now = Instant::now();
+        let generating = (now - self.started).saturating_sub(ttft);
+        let config = &self.health.inner.latency;
+        lock(&self.entry)
+            .latency
+            .observe_stream(config, ttft, output_tokens, generating, now);
+        self.settle_success(now);
+    }
+
+    /// The attempt failed with `error`.
+    pub fn failed(mut self, error: &ProviderError) {
+        self.settled = true;
+        let now = Instant::now();
+        let inner = Arc::clone(&self.health.inner);
+        let config = &inner.breaker;
+        let blame = blame(error);
+        let mut model = lock(&self.entry);
+        model
+            .latency
+            .observe_wait(&inner.latency, now - self.started, now);
+        let (model_transition, provider_outcome) = match blame {
+            Blame::Request => {
+                model.counts.succeeded += 1;
+                (model.breaker.succeeded(self.admission, now), Some(true))
+            }
+            Blame::RateLimited(wait) => {
+                model.counts.rate_limited += 1;
+                let until = now + wait;
+                model.cooling_until = Some(model.cooling_until.map_or(until, |u| u.max(until)));
+                if self.admission == Admission::Probe {
+                    model.breaker.release();
+                }
+                (None, Some(true))
+            }
+            Blame::ProviderKey => {
+                model.counts.failed += 1;
+                if self.admission == Admission::Probe {
+                    model.breaker.release();
+                }
+                (None, None)
+            }
+            Blame::Connection => {
+                model.counts.failed += 1;
+                (
+                    model.breaker.failed(config, self.admission, now),
+                    Some(false),
+                )
+            }
+            Blame::Model => {
+                model.counts.failed += 1;
+                (
+                    model.breaker.failed(config, self.admission, now),
+                    Some(true),
+                )
+            }
+        };
+        drop(model);
+        if !config.enabled {
+            return;
+        }
+        log_transition(&self.model, model_transition);
+        let admission = self.provider_admission;
+        let provider_transition =
+            self.health
+                .with_provider(self.provider, |p| match provider_outcome {
+                    Some(true) => p.breaker.succeeded(admission, now),
+                    Some(false) => p.breaker.failed(config, admission, now),
+                    None => Some(p.breaker.trip(config, now)),
+                });
+        log_transition(&format!("provider {}", self.provider), provider_transition);
+    }
+
+    fn settle_success(&mut self, now: Instant) {
+        self.settled = true;
+        let mut model = lock(&self.entry);
+        model.counts.succeeded += 1;
+        let transition = model.breaker.succeeded(self.admission, now);
+        drop(model);
+        if !self.health.inner.breaker.enabled {
+            return;
+        }
+        log_transition(&self.model, transition);
+        let admission = self.provider_admission;
+        let transition = self
+            .health
+            .with_provider(self.provider, |p| p.breaker.succeeded(admission, now));
+        log_transition(&format!("provider {}", self.provider), transition);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if self.admission == Admission::Probe {
+            lock(&self.entry).breaker.release();
+        }
+        if self.provider_admission == Admission::Probe {
+            self.health
+                .with_provider(self.provider, |p| p.breaker.release());
+        }
+    }
+}

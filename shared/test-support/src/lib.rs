@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 pub struct Options {
     /// A catalog file to serve (reloaded every 20 ms when changed); the shipped catalog when `None`.
     pub catalog_file: Option<PathBuf>,
-    /// Gateway settings; provider base URLs and keys are filled in for the simulator.
+    /// Gateway settings; provider keys, and base URLs not set here, are filled in for the simulator.
     pub gateway: GatewayConfig,
     /// Providers left unconfigured (as if their key were missing).
     pub without: Vec<ProviderId>,
@@ -70,7 +70,9 @@ impl Harness {
                 continue;
             }
             let settings = config.providers.entry(provider).or_default();
-            settings.base_url = Some(format!("{sim_url}{path}"));
+            settings
+                .base_url
+                .get_or_insert_with(|| format!("{sim_url}{path}"));
             settings.api_key = Some(sim_config.api_key.clone());
         }
         let key = keys::generate_key();
@@ -129,6 +131,36 @@ impl Harness {
             "fault rule refused: {}",
             response.text().await.unwrap_or_default()
         );
+    }
+
+    /// Clears every simulator fault rule.
+    pub async fn clear_faults(&self) {
+        let response = self
+            .http
+            .delete(format!("{}/_sim/faults", self.sim_url))
+            .send()
+            .await
+            .expect("simulator reachable");
+        assert!(response.status().is_success());
+    }
+
+    /// `GET /v1/router/health`, as JSON.
+    pub async fn health(&self) -> Value {
+        self.get("/v1/router/health")
+            .await
+            .json()
+            .await
+            .expect("health is JSON")
+    }
+
+    /// One model's entry in `GET /v1/router/health`.
+    pub async fn model_health(&self, model: &str) -> Value {
+        let health = self.health().await;
+        health["models"]
+            .as_array()
+            .and_then(|models| models.iter().find(|m| m["model"] == model))
+            .cloned()
+            .unwrap_or_else(|| panic!("{model} is not in the health report: {health}"))
     }
 
     /// The request bodies the simulator received, oldest first.

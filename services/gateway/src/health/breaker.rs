@@ -268,6 +268,9 @@ impl Breaker {
     ) -> Option<Transition> {
         self.window.add(now - self.born, true);
         self.consecutive = self.consecutive.saturating_add(1);
+        if !config.enabled {
+            return None;
+        }
         match self.state {
             State::HalfOpen { .. } if admission == Admission::Probe => Some(self.trip(config, now)),
             State::Closed if self.should_trip(config, now) => Some(self.trip(config, now)),

@@ -354,19 +354,10 @@ impl Permit {
                 }
                 (None, None)
             }
-            Blame::Connection => {
+            Blame::Connection | Blame::Model => {
                 model.counts.failed += 1;
-                (
-                    model.breaker.failed(config, self.admission, now),
-                    Some(false),
-                )
-            }
-            Blame::Model => {
-                model.counts.failed += 1;
-                (
-                    model.breaker.failed(config, self.admission, now),
-                    Some(true),
-                )
+                let transition = model.breaker.failed(config, self.admission, now);
+                (transition, Some(matches!(blame, Blame::Model)))
             }
         };
         drop(model);

@@ -185,7 +185,7 @@ impl Report {
             "Times the model's breaker opened.",
             model_rows(&|m| m.trips as f64),
         );
-        let outcomes: [(&str, fn(&ModelReport) -> u64); 4] = [
+        let outcomes: [(&str, Count); 4] = [
             ("success", |m| m.succeeded),
             ("failure", |m| m.failed),
             ("rate_limited", |m| m.rate_limited),
@@ -239,6 +239,9 @@ impl Report {
         out
     }
 }
+
+/// Reads one attempt counter of a model.
+type Count = fn(&ModelReport) -> u64;
 
 fn gauge(state: &str) -> u8 {
     match state {

@@ -34,10 +34,12 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
-## Load test: the simulator directly and through the gateway, plus the guard's criterion bench.
+## Load test: the simulator directly and through the gateway, an outage drill with and without
+## circuit breakers, and the guard's criterion bench.
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
 	$(CARGO) bench -p tokens --bench prompt_tokens
 
 bench-tools:

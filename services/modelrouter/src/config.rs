@@ -207,7 +207,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mr-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("config.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[gateway]\ntotal_timeout_ms = 5000\n[gateway.providers.groq]\nconnect_timeout_ms = 100\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[gateway]\ntotal_timeout_ms = 5000\n[gateway.providers.groq]\nconnect_timeout_ms = 100\n[gateway.breaker]\nenabled = false\ncooldown_ms = 250\n[gateway.latency]\newma_alpha = 0.5\n").unwrap();
         let config = Config::load(
             Some(&file),
             env(&[
@@ -218,6 +218,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(config.gateway.total_timeout_ms, 5000);
+        let breaker = &config.gateway.breaker;
+        assert_eq!((breaker.enabled, breaker.cooldown_ms), (false, 250));
+        assert_eq!(
+            breaker.consecutive_failures, 5,
+            "unset fields keep defaults"
+        );
+        assert_eq!(config.gateway.latency.ewma_alpha, 0.5);
         let groq = &config.gateway.providers[&ProviderId::Groq];
         assert_eq!(
             (groq.connect_timeout_ms, groq.api_key.as_deref()),

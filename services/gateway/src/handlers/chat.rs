@@ -15,7 +15,7 @@ use money::Money;
 use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
 
 use crate::error::{Attempt, GatewayError};
-use crate::health::Permit;
+use crate::health::{Expect, Permit};
 use crate::prefer::Prefer;
 use crate::providers::{ChunkStream, Provider, ProviderError};
 use crate::{headers, routing, Gateway};
@@ -152,7 +152,11 @@ async fn attempt_all(
         let Some(provider) = gateway.providers.get(model.provider) else {
             continue;
         };
-        let permit = match gateway.health.admit(model) {
+        let expect = Expect {
+            stream: request.is_stream(),
+            output_tokens: request.requested_output_tokens(),
+        };
+        let permit = match gateway.health.admit(model, expect) {
             Ok(permit) => permit,
             Err(skip) => {
                 sooner(skip.retry_in);
@@ -192,7 +196,7 @@ async fn attempt(
     provider: &dyn Provider,
     model: &Arc<Model>,
     request: &Arc<ChatRequest>,
-    permit: Permit,
+    mut permit: Permit,
     tries: usize,
 ) -> Result<Response, ProviderError> {
     if request.is_stream() {
@@ -207,9 +211,12 @@ async fn attempt(
             Err(e) => Err(e),
         };
         return match first {
-            Ok((first, rest)) => Ok(relay_stream(
-                gateway, model, request, first, rest, permit, tries,
-            )),
+            Ok((first, rest)) => {
+                permit.first_byte();
+                Ok(relay_stream(
+                    gateway, model, request, first, rest, permit, tries,
+                ))
+            }
             Err(error) => {
                 permit.failed(&error);
                 Err(error)

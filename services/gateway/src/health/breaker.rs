@@ -39,6 +39,12 @@ pub struct BreakerConfig {
     pub max_cooldown_ms: u64,
     /// Requests let through at once while half-open (default 1).
     pub half_open_probes: u32,
+    /// An attempt waiting this many times its expected time for a first byte
+    /// counts as stalled (default 4); `consecutive_failures` stalled attempts
+    /// at once, with no answer since, open the breaker before they time out.
+    pub stall_factor: f64,
+    /// An attempt never counts as stalled sooner than this (default 1 s).
+    pub stall_min_ms: u64,
 }
 
 impl Default for BreakerConfig {
@@ -52,6 +58,8 @@ impl Default for BreakerConfig {
             cooldown_ms: 5_000,
             max_cooldown_ms: 300_000,
             half_open_probes: 1,
+            stall_factor: 4.0,
+            stall_min_ms: 1_000,
         }
     }
 }
@@ -312,6 +320,7 @@ mod tests {
             max_cooldown_ms: 3_000,
             half_open_probes: 1,
             enabled: true,
+            ..Default::default()
         }
     }
 

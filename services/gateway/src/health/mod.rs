@@ -21,17 +21,24 @@
 pub mod breaker;
 pub mod latency;
 mod report;
+mod stall;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use catalog::{Model, ProviderId};
 
 use crate::providers::ProviderError;
-use breaker::{Admission, Breaker, BreakerConfig, Transition};
+use breaker::{Admission, Breaker, BreakerConfig, State, Transition};
 use latency::{Latency, LatencyConfig, Speed};
 pub use report::{ModelReport, ProviderReport, Report};
+use stall::Waiting;
+
+/// Output assumed, for stall detection, of a whole response with no limit set:
+/// long enough that a legitimately long answer is not taken for a hang.
+const UNBOUNDED_OUTPUT_TOKENS: u32 = 4_096;
 
 /// Why an attempt was not made.
 #[derive(Debug, Clone)]
@@ -57,6 +64,7 @@ struct ModelHealth {
     seed: Speed,
     latency: Latency,
     counts: Counts,
+    waiting: Waiting,
 }
 
 struct ProviderHealth {
@@ -68,6 +76,16 @@ struct Inner {
     latency: LatencyConfig,
     models: RwLock<HashMap<String, Arc<Mutex<ModelHealth>>>>,
     providers: Mutex<HashMap<ProviderId, ProviderHealth>>,
+    next_attempt: AtomicU64,
+}
+
+/// What an attempt is expected to take, to tell a slow answer from a hang.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// Streamed: only the first chunk is waited for.
+    pub stream: bool,
+    /// The output asked for; up to 4,096 tokens (the model's maximum if lower) when absent.
+    pub output_tokens: Option<u32>,
 }
 
 /// The health of every model and provider this gateway has talked to.
@@ -93,6 +111,7 @@ impl Health {
                 latency,
                 models: RwLock::default(),
                 providers: Mutex::default(),
+                next_attempt: AtomicU64::new(0),
             }),
         }
     }
@@ -118,6 +137,7 @@ impl Health {
                     seed: Speed::of_catalog(model),
                     latency: Latency::new(Speed::of_catalog(model)),
                     counts: Counts::default(),
+                    waiting: Waiting::default(),
                 }))
             }))
         });
@@ -148,13 +168,21 @@ impl Health {
     }
 
     /// Whether an attempt at `model` may go out now.
-    pub fn admit(&self, model: &Model) -> Result<Permit, Skip> {
+    pub fn admit(&self, model: &Model, expect: Expect) -> Result<Permit, Skip> {
         let entry = self.entry(model);
         let now = Instant::now();
         if !self.inner.breaker.enabled {
-            return Ok(self.permit(model, &entry, Admission::Pass, Admission::Pass));
+            return Ok(self.permit(model, &entry, expect, Admission::Pass, Admission::Pass));
         }
         let mut health = lock(&entry);
+        let config = &self.inner.breaker;
+        if health.breaker.state(now) == State::Closed
+            && health.waiting.stalled(config.consecutive_failures, now)
+        {
+            let transition = health.breaker.trip(config, now);
+            tracing::warn!(model = %model.id, waiting = health.waiting.len(), "attempts stalled");
+            log_transition(&model.id, Some(transition));
+        }
         if let Some(until) = health.cooling_until.filter(|&u| u > now) {
             health.counts.skipped += 1;
             return Err(Skip {
@@ -186,7 +214,7 @@ impl Health {
             }
             admission => {
                 drop(health);
-                Ok(self.permit(model, &entry, admission, provider))
+                Ok(self.permit(model, &entry, expect, admission, provider))
             }
         }
     }
@@ -222,9 +250,27 @@ impl Health {
         &self,
         model: &Model,
         entry: &Arc<Mutex<ModelHealth>>,
+        expect: Expect,
         admission: Admission,
         provider_admission: Admission,
     ) -> Permit {
+        let started = Instant::now();
+        let id = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
+        let mut health = lock(entry);
+        let speed = health.latency.speed(&self.inner.latency, started);
+        let output = expect
+            .output_tokens
+            .unwrap_or(model.max_output_tokens.min(UNBOUNDED_OUTPUT_TOKENS));
+        let expected_ms = if expect.stream {
+            speed.ttft_ms
+        } else {
+            speed.expected_ms(u64::from(output))
+        };
+        let config = &self.inner.breaker;
+        let patience_ms = (expected_ms * config.stall_factor).max(config.stall_min_ms as f64);
+        let stalls_at = started + Duration::from_secs_f64(patience_ms.min(1e9) / 1000.0);
+        health.waiting.enter(id, started, stalls_at);
+        drop(health);
         Permit {
             health: self.clone(),
             entry: Arc::clone(entry),
@@ -232,7 +278,10 @@ impl Health {
             provider: model.provider,
             admission,
             provider_admission,
-            started: Instant::now(),
+            started,
+            id,
+            stalls_at,
+            waiting: true,
             settled: false,
         }
     }
@@ -260,6 +309,10 @@ pub struct Permit {
     admission: Admission,
     provider_admission: Admission,
     started: Instant,
+    /// This attempt's place among those waiting for a first byte.
+    id: u64,
+    stalls_at: Instant,
+    waiting: bool,
     settled: bool,
 }
 
@@ -299,8 +352,25 @@ impl Permit {
         self.started
     }
 
+    /// The first byte of the answer arrived (a stream's first chunk).
+    pub fn first_byte(&mut self) {
+        self.stop_waiting(true);
+    }
+
+    fn stop_waiting(&mut self, answered: bool) {
+        if !std::mem::take(&mut self.waiting) {
+            return;
+        }
+        let mut health = lock(&self.entry);
+        health.waiting.leave(self.id, self.started, self.stalls_at);
+        if answered {
+            health.waiting.answered(Instant::now());
+        }
+    }
+
     /// A whole (non-streamed) response with `output_tokens`.
     pub fn succeeded_whole(mut self, output_tokens: u64) {
+        self.stop_waiting(true);
         let now = Instant::now();
         let elapsed = now - self.started;
         let config = &self.health.inner.latency;
@@ -313,6 +383,7 @@ impl Permit {
     /// A finished stream: first chunk after `ttft`, then `output_tokens`
     /// until it ended.
     pub fn succeeded_stream(mut self, ttft: Duration, output_tokens: u64) {
+        self.stop_waiting(true);
         let now = Instant::now();
         let generating = (now - self.started).saturating_sub(ttft);
         let config = &self.health.inner.latency;
@@ -324,6 +395,7 @@ impl Permit {
 
     /// The attempt failed with `error`.
     pub fn failed(mut self, error: &ProviderError) {
+        self.stop_waiting(false);
         self.settled = true;
         let now = Instant::now();
         let inner = Arc::clone(&self.health.inner);
@@ -396,6 +468,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        self.stop_waiting(false);
         if self.settled {
             return;
         }

@@ -379,3 +379,66 @@ async fn health_needs_a_key_and_metrics_export_the_same_state() {
     assert_eq!(health["object"], "router.health");
     assert_eq!(health["breakers_enabled"], true);
 }
+
+#[tokio::test]
+async fn a_hung_model_is_dropped_once_enough_attempts_stall_not_at_their_timeout() {
+    let mut gateway = GatewayConfig {
+        breaker: BreakerConfig {
+            consecutive_failures: 3,
+            stall_factor: 0.01,
+            stall_min_ms: 300,
+            cooldown_ms: 60_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    gateway.providers.insert(
+        ProviderId::Openai,
+        ProviderSettings {
+            first_byte_timeout_ms: 3_000,
+            ..Default::default()
+        },
+    );
+    let h = Harness::start_with(Options {
+        gateway,
+        ..Default::default()
+    })
+    .await;
+    h.fault(json!({"provider": "openai", "model": "o4-mini", "latency_ms": 60_000}))
+        .await;
+    let mut short = by_quality();
+    short["max_tokens"] = json!(16);
+    let hung: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url, key) = (h.http.clone(), h.url.clone(), h.key.clone());
+            let body = short.clone();
+            tokio::spawn(async move {
+                http.post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| (r.status().as_u16(), header(&r, "x-model-router-attempts")))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(h.model_health("o4-mini").await["state"], "closed");
+
+    // Three attempts have waited past their patience with no answer: the
+    // next request opens the breaker and goes straight to the next candidate.
+    let response = h.chat(&short).await;
+    assert_eq!(header(&response, "x-model-router-model"), "grok-3-mini");
+    assert_eq!(header(&response, "x-model-router-attempts"), "1");
+    let o4 = h.model_health("o4-mini").await;
+    assert_eq!(
+        (o4["state"].as_str(), o4["trips"].as_u64()),
+        (Some("open"), Some(1))
+    );
+
+    // The stalled ones still fall back when their own timeout strikes.
+    for request in hung {
+        let (status, attempts) = request.await.unwrap().unwrap();
+        assert_eq!((status, attempts.as_str()), (200, "2"));
+    }
+}

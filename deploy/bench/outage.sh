@@ -13,26 +13,8 @@ BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
 SECONDS_PER_RUN=${OUTAGE_SECONDS:-120}
 RATE=${OUTAGE_RATE:-50}
 TIMEOUT_MS=${OUTAGE_TIMEOUT_MS:-10000}
-WORK=$(mktemp -d)
-cleanup() { for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-# Starts a process in the background and waits (bounded) for its URL on stdout.
-start() {
-  local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  echo $! >"$WORK/$name.pid"
-  for _ in $(seq 100); do
-    url=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/$name.out" | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return; }
-    sleep 0.1
-  done
-  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; rm -f "$WORK/$1.pid"; }
-
-KEY="mr_sk_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 SIM=$(export MODELROUTER_SIM_CHUNK_DELAY_MS=0; start sim "$BIN" simulator --listen 127.0.0.1:0)
 curl -sf -X POST "$SIM/_sim/faults" -H 'content-type: application/json' \
   -d '{"provider": "cerebras", "latency_ms": 600000}'
@@ -69,7 +51,7 @@ unanswered = errors.get("aborted due to deadline", 0)
 answered = sum(r["statusCodeDistribution"].values())
 # Answered only after waiting out at least half a timeout: they sat in the hang.
 slow = sum(n for upper, n in r["responseTimeHistogram"].items() if float(upper) >= timeout_s / 2)
-ms = lambda q: f'{p[q] * 1000:.1f}'
+ms = lambda q: "-" if p[q] is None else f'{p[q] * 1000:.1f}'
 print(answered + unanswered, bad, unanswered, slow, ms("p50"), ms("p90"), ms("p99"))
 PY
 }

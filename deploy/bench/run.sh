@@ -15,24 +15,8 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNS:-64}
 RATE=${BENCH_RATE:-3200}
 HERE=$(cd "$(dirname "$0")" && pwd)
-WORK=$(mktemp -d)
-cleanup() { for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-# Starts a process in the background and waits (bounded) for its URL on stdout.
-start() {
-  local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  echo $! >"$WORK/$name.pid"
-  for _ in $(seq 100); do
-    url=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/$name.out" | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return; }
-    sleep 0.1
-  done
-  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-KEY="mr_sk_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 SIM=$(export MODELROUTER_SIM_CHUNK_DELAY_MS=0; start sim "$BIN" simulator --listen 127.0.0.1:0)
 GW=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
   export OPENAI_API_KEY=sim-key OPENAI_BASE_URL="$SIM/openai/v1" MODELROUTER_LOG=warn \

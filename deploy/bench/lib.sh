@@ -1,0 +1,24 @@
+# Shared by the bench scripts: a scratch directory whose processes are
+# stopped on exit, a way to start one and learn its URL, and an API key.
+# shellcheck shell=bash
+WORK=$(mktemp -d)
+cleanup() { for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# Starts a process in the background and waits (bounded) for its URL on stdout.
+start() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  echo $! >"$WORK/$name.pid"
+  for _ in $(seq 100); do
+    url=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/$name.out" | head -1 || true)
+    [ -n "$url" ] && { echo "$url"; return; }
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
+}
+
+# Stops a process started with `start`.
+stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; rm -f "$WORK/$1.pid"; }
+
+KEY="mr_sk_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"

@@ -372,10 +372,12 @@ impl Relay {
                         None,
                         Some("upstream_stream_error"),
                     );
-                    return Bytes::from(format!(
-                        "data: {}\n\n",
-                        serde_json::to_string(&body).unwrap_or_default()
-                    ));
+                    // What was generated is owed: the usage so far, then the error.
+                    let mut out = self.usage_event().to_vec();
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(&serde_json::to_vec(&body).unwrap_or_default());
+                    out.extend_from_slice(b"\n\n");
+                    return Bytes::from(out);
                 }
                 None => {
                     self.done = true;
@@ -385,9 +387,18 @@ impl Relay {
         }
     }
 
-    /// The usage chunk and `[DONE]`. A provider that sent no usage is billed on
-    /// our own o200k count of the prompt and of what it streamed.
+    /// The usage chunk and `[DONE]`.
     fn finish(&mut self) -> Bytes {
+        let usage_event = self.usage_event();
+        let mut out = usage_event.to_vec();
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        Bytes::from(out)
+    }
+
+    /// The usage chunk, with `usage.cost`. A provider that sent no usage (or
+    /// broke off before it) is billed on our own o200k count of the prompt and
+    /// of what it streamed. Settles a permit still open as a success.
+    fn usage_event(&mut self) -> Bytes {
         let mut usage = self.usage.take().unwrap_or_else(|| {
             let counter = &self.gateway.tokens;
             let completion = counter.count_text(&self.generated);
@@ -418,9 +429,7 @@ impl Relay {
         chunk.model = self.model.id.clone();
         chunk.choices.clear();
         chunk.usage = Some(usage);
-        let mut out = sse_event(&chunk).to_vec();
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        Bytes::from(out)
+        sse_event(&chunk)
     }
 }
 

@@ -110,9 +110,26 @@ async fn stream_cut_after_the_first_chunk_ends_with_an_error_event() {
     let (_, events) = stream_events(&h, &request).await;
     assert_eq!(
         events.len(),
-        4,
-        "three relayed chunks, then the error: {events:?}"
+        5,
+        "three relayed chunks, the usage so far, then the error: {events:?}"
     );
+    // The provider broke off before its usage chunk: what was streamed is counted here.
+    let streamed: String = events[..3]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let usage: Value = serde_json::from_str(&events[3]).unwrap();
+    assert_eq!(
+        usage["usage"]["completion_tokens"],
+        tokens::TokenCounter::default().count_text(&streamed)
+    );
+    assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(usage["usage"]["cost"], "0", "a free model");
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_stream_error");
     assert!(!events.contains(&"[DONE]".to_owned()));

@@ -9,6 +9,7 @@ mod cerebras;
 mod groq;
 mod openai;
 pub mod openai_compat;
+mod upstream;
 mod xai;
 
 use std::collections::HashMap;

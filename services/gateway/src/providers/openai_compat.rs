@@ -2,21 +2,19 @@
 //! Cerebras): the request goes out nearly as it came in, with the catalog's
 //! provider model id, forced stream usage, and the dialect's deviations.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use catalog::{Model, ProviderId};
 use futures_util::StreamExt;
 use openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Extra, Message, Stop, StreamOptions, Tool,
 };
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ChunkStream, ConfigError, Provider, ProviderError, Timeouts, Unsupported};
+use super::upstream::{self, Upstream};
+use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
-use crate::sse::SseDecoder;
 
 /// How one OpenAI-compatible provider differs from OpenAI itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,104 +46,38 @@ pub fn dialect(provider: ProviderId) -> Option<Dialect> {
 pub struct OpenAiCompatible {
     dialect: Dialect,
     url: reqwest::Url,
-    authorization: reqwest::header::HeaderValue,
-    client: reqwest::Client,
-    timeouts: Timeouts,
+    headers: HeaderMap,
+    upstream: Upstream,
 }
 
 impl OpenAiCompatible {
     /// An adapter for `dialect` using `settings` (base URL, key, timeouts, pool).
     pub fn new(dialect: Dialect, settings: &ProviderSettings) -> Result<Self, ConfigError> {
-        let timeouts = Timeouts::from(settings);
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()?;
-        let base = settings
-            .base_url
-            .as_deref()
-            .unwrap_or(dialect.default_base_url)
-            .trim_end_matches('/');
-        let url = format!("{base}/chat/completions");
-        let url = reqwest::Url::parse(&url).map_err(|e| ConfigError::BaseUrl {
-            provider: dialect.provider,
-            url,
-            reason: e.to_string(),
-        })?;
+        let provider = dialect.provider;
+        let url = upstream::endpoint(
+            provider,
+            settings.base_url.as_deref(),
+            dialect.default_base_url,
+            "/chat/completions",
+        )?;
         let key = settings.api_key.as_deref().unwrap_or_default();
-        let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| ConfigError::ApiKey {
-                provider: dialect.provider,
-            })?;
-        authorization.set_sensitive(true);
+        let (name, value) =
+            upstream::header(provider, "authorization", &format!("Bearer {key}"), true)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(name, value);
         Ok(OpenAiCompatible {
             dialect,
             url,
-            authorization,
-            client,
-            timeouts,
+            headers,
+            upstream: Upstream::new(settings)?,
         })
     }
 
     async fn send(&self, body: &UpstreamRequest<'_>) -> Result<reqwest::Response, ProviderError> {
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
-            .json(body);
-        let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
+        self.upstream
+            .post(&self.url, self.headers.clone(), body)
             .await
-            .map_err(|_| ProviderError::Timeout("first byte"))?
-            .map_err(|e| classify(&e))?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let text = tokio::time::timeout(self.timeouts.idle, response.text())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        Err(ProviderError::Status {
-            status,
-            message: error_message(&text),
-            retry_after,
-        })
     }
-}
-
-fn classify(error: &reqwest::Error) -> ProviderError {
-    if error.is_timeout() {
-        ProviderError::Timeout("connect")
-    } else {
-        ProviderError::Connect(error.to_string())
-    }
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-/// The provider's own error message, or the raw body if it is not the OpenAI envelope.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| body.chars().take(500).collect())
 }
 
 #[async_trait]
@@ -181,11 +113,7 @@ impl Provider for OpenAiCompatible {
         let response = self
             .send(&UpstreamRequest::new(self.dialect, model, request, false))
             .await?;
-        let bytes = tokio::time::timeout(self.timeouts.idle, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout("idle"))?
-            .map_err(|e| ProviderError::Interrupted(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(e.to_string()))
+        self.upstream.json(response).await
     }
 
     async fn stream(
@@ -196,47 +124,17 @@ impl Provider for OpenAiCompatible {
         let response = self
             .send(&UpstreamRequest::new(self.dialect, model, request, true))
             .await?;
-        let idle = self.timeouts.idle;
-        let bytes = response.bytes_stream();
-        let events = futures_util::stream::unfold(
-            (bytes, SseDecoder::default(), false),
-            move |(mut bytes, mut decoder, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    if let Some(data) = decoder.next_data() {
-                        if data == "[DONE]" {
-                            return None;
-                        }
-                        let item = parse_chunk(&data);
-                        let stop = item.is_err();
-                        return Some((item, (bytes, decoder, stop)));
-                    }
-                    match tokio::time::timeout(idle, bytes.next()).await {
-                        Err(_) => {
-                            return Some((
-                                Err(ProviderError::Timeout("idle")),
-                                (bytes, decoder, true),
-                            ))
-                        }
-                        Ok(Some(Ok(chunk))) => decoder.push(&chunk),
-                        Ok(Some(Err(e))) => {
-                            return Some((
-                                Err(ProviderError::Interrupted(e.to_string())),
-                                (bytes, decoder, true),
-                            ))
-                        }
-                        Ok(None) => {
-                            let error = ProviderError::Interrupted(
-                                "the stream ended without [DONE]".into(),
-                            );
-                            return Some((Err(error), (bytes, decoder, true)));
-                        }
-                    }
-                }
-            },
-        );
+        // Chunks until `[DONE]`; the first error ends the stream.
+        let events = self.upstream.sse(response).scan(false, |failed, data| {
+            let item = match data {
+                _ if *failed => None,
+                Ok(data) if data == "[DONE]" => None,
+                Ok(data) => Some(parse_chunk(&data)),
+                Err(e) => Some(Err(e)),
+            };
+            *failed = matches!(item, Some(Err(_)));
+            futures_util::future::ready(item)
+        });
         Ok(events.boxed())
     }
 }

@@ -1,0 +1,176 @@
+//! The HTTP side every adapter shares: one connection pool per provider,
+//! the connect / first-byte / idle timeouts, error statuses turned into
+//! [`ProviderError`]s, and SSE bodies turned into streams of `data` payloads.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ConfigError, ProviderError, Timeouts};
+use crate::config::ProviderSettings;
+use crate::sse::SseDecoder;
+use catalog::ProviderId;
+
+/// A provider's HTTP client.
+pub struct Upstream {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl Upstream {
+    /// A pooled client with `settings`' timeouts.
+    pub fn new(settings: &ProviderSettings) -> Result<Upstream, ConfigError> {
+        let timeouts = Timeouts::from(settings);
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Upstream { client, timeouts })
+    }
+
+    /// POSTs `body` as JSON and waits (up to the first-byte timeout) for a
+    /// success status; an error status becomes [`ProviderError::Status`] with
+    /// the provider's own message and `Retry-After`.
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        headers: HeaderMap,
+        body: &impl Serialize,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let request = self.client.post(url.clone()).headers(headers).json(body);
+        let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
+            .await
+            .map_err(|_| ProviderError::Timeout("first byte"))?
+            .map_err(|e| classify(&e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let text = tokio::time::timeout(self.timeouts.idle, response.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(ProviderError::Status {
+            status,
+            message: error_message(&text),
+            retry_after,
+        })
+    }
+
+    /// Reads a whole JSON body within the idle timeout.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, ProviderError> {
+        let bytes = tokio::time::timeout(self.timeouts.idle, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout("idle"))?
+            .map_err(|e| ProviderError::Interrupted(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(e.to_string()))
+    }
+
+    /// The `data` payloads of an SSE body. Callers stop reading at their
+    /// dialect's final event; a body that ends before it, an idle timeout or
+    /// a broken body yields one error and ends the stream.
+    pub fn sse(
+        &self,
+        response: reqwest::Response,
+    ) -> impl Stream<Item = Result<String, ProviderError>> + Send + 'static {
+        let idle = self.timeouts.idle;
+        let state = (response.bytes_stream(), SseDecoder::default(), false);
+        stream::unfold(state, move |(mut bytes, mut decoder, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(data) = decoder.next_data() {
+                    return Some((Ok(data), (bytes, decoder, false)));
+                }
+                match tokio::time::timeout(idle, bytes.next()).await {
+                    Err(_) => {
+                        return Some((Err(ProviderError::Timeout("idle")), (bytes, decoder, true)))
+                    }
+                    Ok(Some(Ok(chunk))) => decoder.push(&chunk),
+                    Ok(Some(Err(e))) => {
+                        let error = ProviderError::Interrupted(e.to_string());
+                        return Some((Err(error), (bytes, decoder, true)));
+                    }
+                    Ok(None) => {
+                        let error = ProviderError::Interrupted(
+                            "the stream ended before its final event".into(),
+                        );
+                        return Some((Err(error), (bytes, decoder, true)));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A header map from static names and values computed once at start.
+pub fn header(
+    provider: ProviderId,
+    name: &'static str,
+    value: &str,
+    sensitive: bool,
+) -> Result<(HeaderName, HeaderValue), ConfigError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| ConfigError::ApiKey { provider })?;
+    value.set_sensitive(sensitive);
+    Ok((HeaderName::from_static(name), value))
+}
+
+/// `base` (or the provider's public URL) joined with `path`, parsed once.
+pub fn endpoint(
+    provider: ProviderId,
+    base: Option<&str>,
+    default: &str,
+    path: &str,
+) -> Result<reqwest::Url, ConfigError> {
+    let base = base.unwrap_or(default).trim_end_matches('/');
+    let url = format!("{base}{path}");
+    reqwest::Url::parse(&url).map_err(|e| ConfigError::BaseUrl {
+        provider,
+        url,
+        reason: e.to_string(),
+    })
+}
+
+fn classify(error: &reqwest::Error) -> ProviderError {
+    if error.is_timeout() {
+        ProviderError::Timeout("connect")
+    } else {
+        ProviderError::Connect(error.to_string())
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The provider's own error message (`error.message`, as OpenAI, Anthropic
+/// and Gemini all put it), or the raw body.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(500).collect())
+}

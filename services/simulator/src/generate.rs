@@ -25,23 +25,97 @@ fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
     })
 }
 
-/// The request's fingerprint for choice `index`.
-pub(crate) fn seed_of(request: &ChatRequest, model: &str, index: u32) -> u64 {
-    let mut h = fnv1a(0xcbf2_9ce4_8422_2325, model.as_bytes());
-    for message in &request.messages {
-        for text in message.texts() {
-            h = fnv1a(h, text.as_bytes());
-        }
-    }
-    h = fnv1a(h, &index.to_le_bytes());
-    fnv1a(h, &request.seed.unwrap_or(0).to_le_bytes())
+/// What a reply depends on, read from any dialect's request.
+#[derive(Debug, Default)]
+pub(crate) struct Ask<'a> {
+    /// Every text of the conversation, in order (the reply's fingerprint).
+    pub texts: Vec<&'a str>,
+    /// The texts of the last user turn (the reply's topic).
+    pub last_user: Vec<&'a str>,
+    /// Tools offered: name and JSON schema of the input.
+    pub tools: Vec<(&'a str, &'a Value)>,
+    /// Which tool must be called: none, any, or a named one.
+    pub tool_choice: ToolChoice<'a>,
+    /// The conversation ends with a tool result: answer in prose.
+    pub after_tool_result: bool,
+    /// The JSON schema of the answer, in JSON mode.
+    pub json_schema: Option<Value>,
+    pub stop: Vec<&'a str>,
+    pub max_tokens: Option<u32>,
+    pub seed: i64,
 }
 
-/// The reply for choice `index` of `request`, as `model`.
-pub(crate) fn reply(request: &ChatRequest, model: &str, index: u32) -> Reply {
-    let seed = seed_of(request, model, index);
+/// How the request constrains tool use.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToolChoice<'a> {
+    /// The model may call any tool (the simulator calls the first).
+    #[default]
+    Auto,
+    /// No tool calls.
+    None,
+    /// This tool.
+    Named(&'a str),
+}
+
+impl<'a> Ask<'a> {
+    /// What an OpenAI chat request asks.
+    pub fn of_openai(request: &'a ChatRequest) -> Ask<'a> {
+        let tools = request
+            .tools
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t.function.name.as_str(),
+                    t.function.parameters.as_ref().unwrap_or(&Value::Null),
+                )
+            })
+            .collect();
+        let tool_choice = match &request.tool_choice {
+            Some(Value::String(s)) if s == "none" => ToolChoice::None,
+            Some(choice) => choice
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .map_or(ToolChoice::Auto, ToolChoice::Named),
+            None => ToolChoice::Auto,
+        };
+        let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
+        Ask {
+            texts: request.messages.iter().flat_map(|m| m.texts()).collect(),
+            last_user: last_user.map(|m| m.texts().collect()).unwrap_or_default(),
+            tools,
+            tool_choice,
+            after_tool_result: request
+                .messages
+                .last()
+                .is_some_and(|m| m.role == Role::Tool),
+            json_schema: json_mode(request),
+            stop: request
+                .stop
+                .as_ref()
+                .map(|s| s.sequences())
+                .unwrap_or_default(),
+            max_tokens: request.requested_output_tokens(),
+            seed: request.seed.unwrap_or(0),
+        }
+    }
+
+    /// The fingerprint of choice `index` by `model`.
+    pub fn seed_of(&self, model: &str, index: u32) -> u64 {
+        let mut h = fnv1a(0xcbf2_9ce4_8422_2325, model.as_bytes());
+        for text in &self.texts {
+            h = fnv1a(h, text.as_bytes());
+        }
+        h = fnv1a(h, &index.to_le_bytes());
+        fnv1a(h, &self.seed.to_le_bytes())
+    }
+}
+
+/// The reply for choice `index` of `ask`, as `model`.
+pub(crate) fn reply(ask: &Ask<'_>, model: &str, index: u32) -> Reply {
+    let seed = ask.seed_of(model, index);
     let tokenizer = bpe_openai::o200k_base();
-    if let Some(call) = tool_call(request, seed) {
+    if let Some(call) = tool_call(ask, seed) {
         let tokens = tokenizer.count(call.function.name.as_str())
             + tokenizer.count(call.function.arguments.as_str());
         return Reply {
@@ -51,20 +125,18 @@ pub(crate) fn reply(request: &ChatRequest, model: &str, index: u32) -> Reply {
             completion_tokens: tokens as u64 + 3,
         };
     }
-    let mut text = prose(request, model, seed);
-    if let Some(schema_value) = json_mode(request) {
-        text = schema_value.to_string();
+    let mut text = prose(ask, model, seed);
+    if let Some(schema) = &ask.json_schema {
+        text = sample(schema, 0).to_string();
     }
     let mut finish_reason = "stop";
-    if let Some(stop) = &request.stop {
-        for s in stop.sequences().into_iter().filter(|s| !s.is_empty()) {
-            if let Some(at) = text.find(s) {
-                text.truncate(at);
-            }
+    for s in ask.stop.iter().filter(|s| !s.is_empty()) {
+        if let Some(at) = text.find(s) {
+            text.truncate(at);
         }
     }
     let mut tokens = tokenizer.encode(text.as_str());
-    if let Some(max) = request.requested_output_tokens() {
+    if let Some(max) = ask.max_tokens {
         if tokens.len() > max as usize {
             tokens.truncate(max as usize);
             text = tokenizer.decode(&tokens).unwrap_or_default();
@@ -79,11 +151,13 @@ pub(crate) fn reply(request: &ChatRequest, model: &str, index: u32) -> Reply {
     }
 }
 
-fn prose(request: &ChatRequest, model: &str, seed: u64) -> String {
-    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
-    let topic: Vec<&str> = last_user
-        .map(|m| m.texts().flat_map(str::split_whitespace).take(8).collect())
-        .unwrap_or_default();
+fn prose(ask: &Ask<'_>, model: &str, seed: u64) -> String {
+    let topic: Vec<&str> = ask
+        .last_user
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .take(8)
+        .collect();
     let mut text = format!("Simulated reply from {model} to \"{}\".", topic.join(" "));
     let mut state = seed | 1;
     for _ in 0..(16 + seed % 48) {
@@ -98,45 +172,39 @@ fn prose(request: &ChatRequest, model: &str, seed: u64) -> String {
     text
 }
 
+/// The schema a JSON-mode answer must satisfy (any object for `json_object`).
 fn json_mode(request: &ChatRequest) -> Option<Value> {
     let format = request.response_format.as_ref()?;
     match format.get("type")?.as_str()? {
-        "json_object" => Some(json!({"answer": "simulated", "ok": true})),
-        "json_schema" => Some(sample(
+        "json_object" => Some(json!({
+            "type": "object",
+            "properties": {"answer": {"enum": ["simulated"]}, "ok": {"type": "boolean"}}
+        })),
+        "json_schema" => Some(
             format
                 .pointer("/json_schema/schema")
-                .unwrap_or(&Value::Null),
-            0,
-        )),
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
         _ => None,
     }
 }
 
-fn tool_call(request: &ChatRequest, seed: u64) -> Option<ToolCall> {
-    let tools = request.tools.as_ref().filter(|t| !t.is_empty())?;
-    if request
-        .messages
-        .last()
-        .is_some_and(|m| m.role == Role::Tool)
-    {
+fn tool_call(ask: &Ask<'_>, seed: u64) -> Option<ToolCall> {
+    if ask.tools.is_empty() || ask.after_tool_result {
         return None;
     }
-    let wanted = match &request.tool_choice {
-        Some(Value::String(s)) if s == "none" => return None,
-        Some(choice) => choice.pointer("/function/name").and_then(Value::as_str),
-        None => None,
+    let (name, schema) = match ask.tool_choice {
+        ToolChoice::None => return None,
+        ToolChoice::Named(wanted) => *ask.tools.iter().find(|(name, _)| *name == wanted)?,
+        ToolChoice::Auto => ask.tools[0],
     };
-    let tool = match wanted {
-        Some(name) => tools.iter().find(|t| t.function.name == name)?,
-        None => &tools[0],
-    };
-    let arguments = sample(tool.function.parameters.as_ref().unwrap_or(&Value::Null), 0);
     Some(ToolCall {
         id: format!("call_{seed:016x}"),
         kind: "function".into(),
         function: FunctionCall {
-            name: tool.function.name.clone(),
-            arguments: arguments.to_string(),
+            name: name.to_owned(),
+            arguments: sample(schema, 0).to_string(),
         },
     })
 }

@@ -18,7 +18,7 @@ use openai::{
 };
 use serde_json::json;
 
-use crate::generate::{self, Reply};
+use crate::generate::{self, Ask, Reply};
 use crate::{Dialect, Simulator};
 
 type Ctx = State<(Arc<Simulator>, Dialect)>;
@@ -125,8 +125,9 @@ pub(crate) async fn handle(
         return injected_error(status, fault.retry_after_s);
     }
     let n = request.n.unwrap_or(1);
+    let ask = Ask::of_openai(&request);
     let replies: Vec<Reply> = (0..n)
-        .map(|i| generate::reply(&request, &request.model, i))
+        .map(|i| generate::reply(&ask, &request.model, i))
         .collect();
     let prompt_tokens = sim.tokens.count(&tokens::Prompt::of(&request));
     let usage = usage(
@@ -135,7 +136,7 @@ pub(crate) async fn handle(
     );
     let id = format!(
         "chatcmpl-{:016x}",
-        generate::seed_of(&request, &request.model, u32::MAX)
+        ask.seed_of(&request.model, u32::MAX)
     );
     if request.is_stream() {
         let include_usage = request

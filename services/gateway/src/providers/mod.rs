@@ -3,8 +3,10 @@
 //! An adapter turns Model Router's OpenAI-shaped request into its provider's
 //! wire format and the answer back into OpenAI shapes. The OpenAI-compatible
 //! providers share one adapter ([`openai_compat`]) and differ only by their
-//! [`Dialect`], each described in its own file.
+//! [`Dialect`], each described in its own file; [`anthropic`] speaks the
+//! Messages API. All share the HTTP layer in `upstream`.
 
+pub mod anthropic;
 mod cerebras;
 mod groq;
 mod openai;
@@ -143,15 +145,15 @@ impl Registry {
     pub fn from_config(config: &GatewayConfig) -> Result<Registry, ConfigError> {
         let mut registry = Registry::default();
         for (&id, settings) in &config.providers {
-            let Some(dialect) = openai_compat::dialect(id) else {
-                continue;
-            };
             if settings.api_key.is_none() {
                 continue;
             }
-            registry
-                .providers
-                .insert(id, Arc::new(OpenAiCompatible::new(dialect, settings)?));
+            let adapter: Arc<dyn Provider> = match (id, openai_compat::dialect(id)) {
+                (_, Some(dialect)) => Arc::new(OpenAiCompatible::new(dialect, settings)?),
+                (ProviderId::Anthropic, None) => Arc::new(anthropic::Anthropic::new(settings)?),
+                _ => continue,
+            };
+            registry.providers.insert(id, adapter);
         }
         Ok(registry)
     }

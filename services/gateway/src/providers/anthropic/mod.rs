@@ -1,0 +1,118 @@
+//! The Anthropic Messages API adapter (`POST /v1/messages`, `x-api-key`,
+//! `anthropic-version: 2023-06-01`). [`request`] translates the OpenAI
+//! request, [`response`] translates answers and stream events back.
+
+pub mod request;
+pub mod response;
+
+use async_trait::async_trait;
+use catalog::{Model, ProviderId};
+use futures_util::future::ready;
+use futures_util::StreamExt;
+use openai::{ChatCompletion, ChatRequest};
+use reqwest::header::HeaderMap;
+
+use super::upstream::{self, Upstream};
+use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
+use crate::config::ProviderSettings;
+use response::{Asked, StreamTranslator};
+
+/// Anthropic's public API.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+/// An Anthropic endpoint with its own connection pool.
+pub struct Anthropic {
+    url: reqwest::Url,
+    headers: HeaderMap,
+    upstream: Upstream,
+}
+
+impl Anthropic {
+    /// An adapter using `settings` (base URL without `/v1`, key, timeouts, pool).
+    pub fn new(settings: &ProviderSettings) -> Result<Anthropic, ConfigError> {
+        let provider = ProviderId::Anthropic;
+        let url = upstream::endpoint(
+            provider,
+            settings.base_url.as_deref(),
+            DEFAULT_BASE_URL,
+            "/v1/messages",
+        )?;
+        let key = settings.api_key.as_deref().unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        for (name, value, sensitive) in [
+            ("x-api-key", key, true),
+            ("anthropic-version", anthropic::API_VERSION, false),
+        ] {
+            let (name, value) = upstream::header(provider, name, value, sensitive)?;
+            headers.insert(name, value);
+        }
+        Ok(Anthropic {
+            url,
+            headers,
+            upstream: Upstream::new(settings)?,
+        })
+    }
+
+    async fn send(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = request::translate(model, request, stream)
+            .map_err(|u| ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        self.upstream.post(&self.url, self.headers.clone(), &body).await
+    }
+}
+
+fn asked(request: &ChatRequest) -> Asked {
+    Asked {
+        json_tool: request::json_mode(request).map(|(name, _)| name),
+        thinking: request.extra.get("thinking").is_some_and(|t| !t.is_null()),
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    fn check(&self, _model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
+        request::check(request)
+    }
+
+    async fn complete(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, ProviderError> {
+        let response = self.send(model, request, false).await?;
+        let message = self.upstream.json(response).await?;
+        Ok(response::completion(message, &asked(request)))
+    }
+
+    async fn stream(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let response = self.send(model, request, true).await?;
+        let translator = StreamTranslator::new(asked(request));
+        // Events until `message_stop`; the first error ends the stream.
+        let chunks = self
+            .upstream
+            .sse(response)
+            .scan((translator, false), |(translator, failed), data| {
+                if *failed || translator.finished() {
+                    return ready(None);
+                }
+                let item = data.and_then(|data| {
+                    let event = serde_json::from_str(&data).map_err(|e| {
+                        ProviderError::Protocol(format!("bad Anthropic stream event: {e}"))
+                    })?;
+                    translator.on(event)
+                });
+                *failed = item.is_err();
+                ready(Some(item.transpose()))
+            })
+            .filter_map(ready);
+        Ok(chunks.boxed())
+    }
+}

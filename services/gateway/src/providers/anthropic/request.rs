@@ -1,0 +1,325 @@
+//! OpenAI chat request → Anthropic Messages request.
+//!
+//! - `system` / `developer` messages are lifted, in order, into the top-level
+//!   `system` (Anthropic has no system turns);
+//! - `tool` messages become `tool_result` blocks in a user turn, and
+//!   consecutive turns of the same role are merged (Anthropic requires
+//!   alternation), with tool results first in their turn as the API requires;
+//! - assistant `tool_calls` become `tool_use` blocks (arguments parsed);
+//! - images (data URLs and http(s) URLs) become image blocks;
+//! - `max_tokens` is always set: the request's, else the model's maximum;
+//! - `stop` → `stop_sequences`, `user` → `metadata.user_id`, `tool_choice`
+//!   `none`/`auto`/`required`/named → `none`/`auto`/`any`/`tool`, and
+//!   `parallel_tool_calls: false` → `disable_parallel_tool_use`;
+//! - JSON mode (`response_format` json_object / json_schema) is carried as a
+//!   forced tool whose input schema is the requested schema; the answer's
+//!   tool input comes back as the message content;
+//! - `thinking` and `top_k`, Anthropic's own fields, pass through.
+//!
+//! What Anthropic cannot carry is refused by [`check`] with the field's
+//! name: `n` > 1, logprobs, logit bias, presence/frequency penalties,
+//! temperature above 1, audio and file parts, and tools combined with JSON
+//! mode. `seed` is dropped: it is a best-effort hint everywhere.
+
+use anthropic::{
+    Content, ContentBlock, ImageSource, Message as AMessage, MessagesRequest, Metadata,
+    Role as ARole, System, Tool as ATool, ToolChoice,
+};
+use catalog::Model;
+use openai::{ChatRequest, Content as OContent, ContentPart, Message, Role};
+use serde_json::{json, Value};
+
+use crate::providers::Unsupported;
+
+/// The name of the tool that carries JSON mode when the schema has none.
+pub const JSON_TOOL: &str = "json_response";
+
+/// OpenAI fields Anthropic has no equivalent for, with when they matter.
+const REFUSED: [(&str, fn(&Value) -> bool); 7] = [
+    ("logprobs", |v| v.as_bool() == Some(true)),
+    ("top_logprobs", |v| !v.is_null()),
+    ("logit_bias", |v| v.as_object().is_some_and(|m| !m.is_empty())),
+    ("presence_penalty", |v| v.as_f64().is_some_and(|p| p != 0.0)),
+    ("frequency_penalty", |v| v.as_f64().is_some_and(|p| p != 0.0)),
+    ("audio", |v| !v.is_null()),
+    ("prediction", |v| !v.is_null()),
+];
+
+fn refuse(param: &'static str, reason: impl Into<String>) -> Result<(), Unsupported> {
+    Err(Unsupported {
+        param,
+        reason: reason.into(),
+    })
+}
+
+/// Refuses what Anthropic cannot carry faithfully, naming the field.
+pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
+    if request.n.unwrap_or(1) != 1 {
+        return refuse("n", "Anthropic returns one choice only");
+    }
+    if request.temperature.is_some_and(|t| t > 1.0) {
+        return refuse("temperature", "Anthropic accepts temperatures from 0 to 1");
+    }
+    for (field, matters) in REFUSED {
+        if request.extra.get(field).is_some_and(matters) {
+            return refuse(field, format!("Anthropic does not support `{field}`"));
+        }
+    }
+    if json_mode(request).is_some() && request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return refuse(
+            "response_format",
+            "Anthropic cannot combine tools with JSON mode",
+        );
+    }
+    for message in &request.messages {
+        blocks_of(message)?;
+    }
+    Ok(())
+}
+
+/// The requested JSON mode as (tool name, input schema), if any.
+pub fn json_mode(request: &ChatRequest) -> Option<(String, Value)> {
+    let format = request.response_format.as_ref()?;
+    match format.get("type")?.as_str()? {
+        "json_object" => Some((JSON_TOOL.to_owned(), json!({"type": "object"}))),
+        "json_schema" => {
+            let spec = format.get("json_schema")?;
+            let name = spec
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(JSON_TOOL);
+            let schema = spec
+                .get("schema")
+                .cloned()
+                .unwrap_or(json!({"type": "object"}));
+            Some((name.to_owned(), schema))
+        }
+        _ => None,
+    }
+}
+
+/// The Anthropic request for `request` on `model`. Call [`check`] first:
+/// what it refuses is refused here too.
+pub fn translate(
+    model: &Model,
+    request: &ChatRequest,
+    stream: bool,
+) -> Result<MessagesRequest, Unsupported> {
+    let mut system = Vec::new();
+    let mut turns: Vec<AMessage> = Vec::new();
+    for message in &request.messages {
+        if matches!(message.role, Role::System | Role::Developer) {
+            system.extend(message.texts().map(str::to_owned));
+            continue;
+        }
+        let role = if message.role == Role::Assistant {
+            ARole::Assistant
+        } else {
+            ARole::User
+        };
+        let blocks = blocks_of(message)?;
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some(last) if last.role == role => {
+                let Content::Blocks(existing) = &mut last.content else {
+                    unreachable!("turns are built from blocks")
+                };
+                existing.extend(blocks);
+            }
+            _ => turns.push(AMessage {
+                role,
+                content: Content::Blocks(blocks),
+            }),
+        }
+    }
+    for turn in &mut turns {
+        if let Content::Blocks(blocks) = &mut turn.content {
+            // Stable: tool results first, everything else after, in order.
+            blocks.sort_by_key(|b| !matches!(b, ContentBlock::ToolResult { .. }));
+        }
+    }
+    let (mut tools, mut tool_choice) = (tools_of(request), tool_choice_of(request));
+    if let Some((name, schema)) = json_mode(request) {
+        tools = Some(vec![ATool {
+            name: name.clone(),
+            description: Some("Answer with the requested JSON as this tool's input.".into()),
+            input_schema: schema,
+            extra: Default::default(),
+        }]);
+        tool_choice = Some(ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use: None,
+        });
+    }
+    Ok(MessagesRequest {
+        model: model.provider_model_id.clone(),
+        max_tokens: request
+            .requested_output_tokens()
+            .unwrap_or(model.max_output_tokens),
+        messages: turns,
+        system: (!system.is_empty()).then(|| System::Text(system.join("\n\n"))),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request
+            .extra
+            .get("top_k")
+            .and_then(Value::as_u64)
+            .map(|k| k as u32),
+        stop_sequences: request
+            .stop
+            .as_ref()
+            .map(|s| s.sequences().into_iter().map(str::to_owned).collect()),
+        stream: stream.then_some(true),
+        tools,
+        tool_choice,
+        metadata: request.user.as_ref().map(|user| Metadata {
+            user_id: Some(user.clone()),
+        }),
+        thinking: request.extra.get("thinking").cloned(),
+        extra: Default::default(),
+    })
+}
+
+/// The Anthropic blocks of one OpenAI message.
+fn blocks_of(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
+    let mut blocks = Vec::new();
+    if message.role == Role::Tool {
+        let Some(id) = &message.tool_call_id else {
+            return Err(Unsupported {
+                param: "messages",
+                reason: "a `tool` message needs its `tool_call_id`".into(),
+            });
+        };
+        let text: String = message.texts().collect::<Vec<_>>().join("\n");
+        blocks.push(ContentBlock::ToolResult {
+            tool_use_id: id.clone(),
+            content: Some(Content::Text(text)),
+            is_error: None,
+            extra: Default::default(),
+        });
+        return Ok(blocks);
+    }
+    if message.role == Role::Function {
+        return Err(Unsupported {
+            param: "messages",
+            reason: "legacy `function` messages are not supported; use `tool` messages".into(),
+        });
+    }
+    match &message.content {
+        Some(OContent::Text(text)) if !text.is_empty() => blocks.push(ContentBlock::text(text)),
+        Some(OContent::Parts(parts)) => {
+            for part in parts {
+                blocks.push(part_block(part)?);
+            }
+        }
+        _ => {}
+    }
+    for call in message.tool_calls.iter().flatten() {
+        let arguments = call.function.arguments.trim();
+        let input = if arguments.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(arguments).map_err(|e| Unsupported {
+                param: "messages",
+                reason: format!(
+                    "the arguments of tool call `{}` are not valid JSON: {e}",
+                    call.id
+                ),
+            })?
+        };
+        blocks.push(ContentBlock::ToolUse {
+            id: call.id.clone(),
+            name: call.function.name.clone(),
+            input,
+            extra: Default::default(),
+        });
+    }
+    Ok(blocks)
+}
+
+fn part_block(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
+    match part {
+        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+            Ok(ContentBlock::text(text))
+        }
+        ContentPart::ImageUrl { image_url } => Ok(ContentBlock::Image {
+            source: image_source(&image_url.url)?,
+            extra: Default::default(),
+        }),
+        ContentPart::InputAudio { .. } | ContentPart::File { .. } => Err(Unsupported {
+            param: "messages",
+            reason: "Anthropic takes text and image parts only".into(),
+        }),
+    }
+}
+
+/// `data:<media type>;base64,<data>` or an http(s) URL.
+fn image_source(url: &str) -> Result<ImageSource, Unsupported> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        if let Some((media_type, data)) = rest.split_once(";base64,") {
+            return Ok(ImageSource::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            });
+        }
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(ImageSource::Url {
+            url: url.to_owned(),
+        });
+    }
+    Err(Unsupported {
+        param: "messages",
+        reason: "images must be base64 data URLs or http(s) URLs".into(),
+    })
+}
+
+fn tools_of(request: &ChatRequest) -> Option<Vec<ATool>> {
+    let tools = request.tools.as_ref().filter(|t| !t.is_empty())?;
+    Some(
+        tools
+            .iter()
+            .map(|tool| ATool {
+                name: tool.function.name.clone(),
+                description: tool.function.description.clone(),
+                input_schema: tool
+                    .function
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                extra: Default::default(),
+            })
+            .collect(),
+    )
+}
+
+fn tool_choice_of(request: &ChatRequest) -> Option<ToolChoice> {
+    let serial = request
+        .extra
+        .get("parallel_tool_calls")
+        .and_then(Value::as_bool)
+        .map(|parallel| !parallel)
+        .filter(|&serial| serial);
+    let choice = match &request.tool_choice {
+        None => {
+            return serial.map(|_| ToolChoice::Auto {
+                disable_parallel_tool_use: serial,
+            })
+        }
+        Some(Value::String(s)) if s == "none" => ToolChoice::None,
+        Some(Value::String(s)) if s == "required" => ToolChoice::Any {
+            disable_parallel_tool_use: serial,
+        },
+        Some(choice) => match choice.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => ToolChoice::Tool {
+                name: name.to_owned(),
+                disable_parallel_tool_use: serial,
+            },
+            None => ToolChoice::Auto {
+                disable_parallel_tool_use: serial,
+            },
+        },
+    };
+    Some(choice)
+}

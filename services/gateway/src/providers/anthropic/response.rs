@@ -1,0 +1,321 @@
+//! Anthropic answers → OpenAI shapes, whole and streamed.
+//!
+//! | Anthropic `stop_reason`   | OpenAI `finish_reason` |
+//! |---------------------------|------------------------|
+//! | `end_turn`, `stop_sequence`, `pause_turn` | `stop`  |
+//! | `max_tokens`              | `length`               |
+//! | `tool_use`                | `tool_calls` (`stop` in JSON mode) |
+//! | `refusal`                 | `content_filter`       |
+//!
+//! Usage: `prompt_tokens` = input + cache reads + cache writes, of which
+//! cache reads are `prompt_tokens_details.cached_tokens` (billed at the
+//! cached rate); cache writes are also reported as
+//! `cache_creation_input_tokens`. Thinking blocks are left out unless the
+//! request asked for thinking, then they come as `reasoning_content`.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anthropic::{BlockDelta, ContentBlock, MessagesResponse, StreamEvent, Usage as AUsage};
+use openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
+    FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+};
+use serde_json::Value;
+
+use crate::providers::ProviderError;
+
+/// What the translation needs to know about the request.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// The tool that carries JSON mode, whose input is the answer's content.
+    pub json_tool: Option<String>,
+    /// Whether thinking was requested, so it is returned as `reasoning_content`.
+    pub thinking: bool,
+}
+
+fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> Option<String> {
+    let reason = match stop_reason? {
+        "max_tokens" => "length",
+        "tool_use" if !json_mode => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    };
+    Some(reason.to_owned())
+}
+
+/// OpenAI usage from Anthropic's counts.
+pub fn usage(u: &AUsage) -> Usage {
+    let cache_read = u.cache_read_input_tokens.unwrap_or(0);
+    let cache_write = u.cache_creation_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + cache_read + cache_write;
+    let mut extra = Extra::new();
+    if cache_write > 0 {
+        extra.insert("cache_creation_input_tokens".into(), cache_write.into());
+    }
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt + u.output_tokens,
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: cache_read,
+            extra: Extra::new(),
+        }),
+        completion_tokens_details: None,
+        extra,
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A whole response.
+pub fn completion(response: MessagesResponse, asked: &Asked) -> ChatCompletion {
+    let mut text = String::new();
+    let mut thinking = String::new();
+    let mut tool_calls = Vec::new();
+    for block in response.content {
+        match block {
+            ContentBlock::Text { text: t, .. } => text.push_str(&t),
+            ContentBlock::Thinking { thinking: t, .. } => thinking.push_str(&t),
+            ContentBlock::ToolUse {
+                id, name, input, ..
+            } => {
+                if asked.json_tool.as_deref() == Some(name.as_str()) {
+                    text.push_str(&input.to_string());
+                } else {
+                    tool_calls.push(ToolCall {
+                        id,
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name,
+                            arguments: input.to_string(),
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut extra = Extra::new();
+    if asked.thinking && !thinking.is_empty() {
+        extra.insert("reasoning_content".into(), Value::String(thinking));
+    }
+    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+    ChatCompletion {
+        id: response.id,
+        object: "chat.completion".into(),
+        created: unix_now(),
+        model: response.model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                extra,
+            },
+            finish_reason: finish_reason(
+                response.stop_reason.as_deref(),
+                asked.json_tool.is_some(),
+            ),
+            extra: Extra::new(),
+        }],
+        usage: Some(usage(&response.usage)),
+        extra: Extra::new(),
+    }
+}
+
+/// The status an in-stream `error` event stands for, so retry rules apply.
+fn status_of(kind: &str) -> u16 {
+    match kind {
+        "overloaded_error" => 529,
+        "rate_limit_error" => 429,
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        _ => 500,
+    }
+}
+
+/// Turns Anthropic stream events into OpenAI chunks, one event at a time.
+#[derive(Debug, Default)]
+pub struct StreamTranslator {
+    asked: Asked,
+    id: String,
+    model: String,
+    created: i64,
+    usage: AUsage,
+    /// Content block index → OpenAI tool call index, for tool-use blocks.
+    tool_calls: HashMap<u32, u32>,
+    /// The block carrying JSON mode, whose input streams as content.
+    json_block: Option<u32>,
+    finished: bool,
+}
+
+impl StreamTranslator {
+    /// A translator for a request that asked `asked`.
+    pub fn new(asked: Asked) -> StreamTranslator {
+        StreamTranslator {
+            asked,
+            created: unix_now(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether `message_stop` was seen: the stream is complete.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                extra: Extra::new(),
+            }],
+            usage: None,
+            extra: Extra::new(),
+        }
+    }
+
+    fn tool_delta(&self, call: ToolCallDelta) -> ChatCompletionChunk {
+        self.chunk(
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    fn text_delta(&self, text: String) -> ChatCompletionChunk {
+        self.chunk(
+            Delta {
+                content: Some(text),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// The chunk (if any) one event becomes; an `error` event is an error.
+    pub fn on(&mut self, event: StreamEvent) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        let chunk = match event {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.usage = message.usage;
+                Some(self.chunk(
+                    Delta {
+                        role: Some("assistant".into()),
+                        content: Some(String::new()),
+                        ..Default::default()
+                    },
+                    None,
+                ))
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block: ContentBlock::ToolUse { id, name, .. },
+            } => {
+                if self.asked.json_tool.as_deref() == Some(name.as_str()) {
+                    self.json_block = Some(index);
+                    return Ok(None);
+                }
+                let call_index = self.tool_calls.len() as u32;
+                self.tool_calls.insert(index, call_index);
+                Some(self.tool_delta(ToolCallDelta {
+                    index: call_index,
+                    id: Some(id),
+                    kind: Some("function".into()),
+                    function: Some(FunctionCallDelta {
+                        name: Some(name),
+                        arguments: Some(String::new()),
+                    }),
+                }))
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } => Some(self.text_delta(text)),
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    if self.json_block == Some(index) {
+                        Some(self.text_delta(partial_json))
+                    } else {
+                        let call_index = *self.tool_calls.get(&index).ok_or_else(|| {
+                            ProviderError::Protocol(format!(
+                                "input_json_delta for block {index}, which is not a tool_use block"
+                            ))
+                        })?;
+                        Some(self.tool_delta(ToolCallDelta {
+                            index: call_index,
+                            id: None,
+                            kind: None,
+                            function: Some(FunctionCallDelta {
+                                name: None,
+                                arguments: Some(partial_json),
+                            }),
+                        }))
+                    }
+                }
+                BlockDelta::ThinkingDelta { thinking } if self.asked.thinking => {
+                    let mut extra = Extra::new();
+                    extra.insert("reasoning_content".into(), Value::String(thinking));
+                    Some(self.chunk(
+                        Delta {
+                            extra,
+                            ..Default::default()
+                        },
+                        None,
+                    ))
+                }
+                _ => None,
+            },
+            StreamEvent::MessageDelta { delta, usage } => {
+                self.usage.output_tokens = usage.output_tokens;
+                if let Some(n) = usage.input_tokens {
+                    self.usage.input_tokens = n;
+                }
+                if let Some(n) = usage.cache_read_input_tokens {
+                    self.usage.cache_read_input_tokens = Some(n);
+                }
+                if let Some(n) = usage.cache_creation_input_tokens {
+                    self.usage.cache_creation_input_tokens = Some(n);
+                }
+                let reason = finish_reason(
+                    delta.stop_reason.as_deref(),
+                    self.asked.json_tool.is_some(),
+                );
+                Some(self.chunk(Delta::default(), reason))
+            }
+            StreamEvent::MessageStop => {
+                self.finished = true;
+                let mut last = self.chunk(Delta::default(), None);
+                last.choices.clear();
+                last.usage = Some(usage(&self.usage));
+                Some(last)
+            }
+            StreamEvent::Error { error } => {
+                return Err(ProviderError::Status {
+                    status: status_of(&error.kind),
+                    message: error.message,
+                    retry_after: None,
+                })
+            }
+            StreamEvent::ContentBlockStart { .. }
+            | StreamEvent::ContentBlockStop { .. }
+            | StreamEvent::Ping => None,
+        };
+        Ok(chunk)
+    }
+}

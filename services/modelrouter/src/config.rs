@@ -89,7 +89,8 @@ pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)
         ProviderId::Xai => Some(("XAI_API_KEY", "XAI_BASE_URL")),
         ProviderId::Groq => Some(("GROQ_API_KEY", "GROQ_BASE_URL")),
         ProviderId::Cerebras => Some(("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL")),
-        ProviderId::Anthropic | ProviderId::Google | ProviderId::Bedrock => None,
+        ProviderId::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
+        ProviderId::Google | ProviderId::Bedrock => None,
     }
 }
 

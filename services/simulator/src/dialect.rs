@@ -39,6 +39,9 @@ pub const DIALECTS: [Dialect; 4] = [
 
 /// The simulator path that stands for `provider`'s API base URL, if the simulator speaks it.
 pub fn base_path(provider: ProviderId) -> Option<&'static str> {
+    if provider == ProviderId::Anthropic {
+        return Some(crate::anthropic_messages::PREFIX);
+    }
     DIALECTS
         .iter()
         .find(|d| d.provider == provider)

@@ -9,6 +9,8 @@ pub(crate) struct Reply {
     pub content: Option<String>,
     pub tool_calls: Option<Vec<ToolCall>>,
     pub finish_reason: &'static str,
+    /// The stop sequence the text was cut at, if one was.
+    pub stop_sequence: Option<String>,
     pub completion_tokens: u64,
 }
 
@@ -122,6 +124,7 @@ pub(crate) fn reply(ask: &Ask<'_>, model: &str, index: u32) -> Reply {
             content: None,
             tool_calls: Some(vec![call]),
             finish_reason: "tool_calls",
+            stop_sequence: None,
             completion_tokens: tokens as u64 + 3,
         };
     }
@@ -130,9 +133,11 @@ pub(crate) fn reply(ask: &Ask<'_>, model: &str, index: u32) -> Reply {
         text = sample(schema, 0).to_string();
     }
     let mut finish_reason = "stop";
+    let mut stop_sequence = None;
     for s in ask.stop.iter().filter(|s| !s.is_empty()) {
         if let Some(at) = text.find(s) {
             text.truncate(at);
+            stop_sequence = Some((*s).to_owned());
         }
     }
     let mut tokens = tokenizer.encode(text.as_str());
@@ -141,12 +146,14 @@ pub(crate) fn reply(ask: &Ask<'_>, model: &str, index: u32) -> Reply {
             tokens.truncate(max as usize);
             text = tokenizer.decode(&tokens).unwrap_or_default();
             finish_reason = "length";
+            stop_sequence = None;
         }
     }
     Reply {
         content: Some(text),
         tool_calls: None,
         finish_reason,
+        stop_sequence,
         completion_tokens: tokens.len() as u64,
     }
 }

@@ -2,16 +2,18 @@
 //!
 //! Serves each upstream's wire format on one HTTP router, under a path prefix
 //! per provider that mirrors the real base URL (`/openai/v1`, `/groq/openai/v1`,
-//! ...). Replies are deterministic functions of the request, usage counts are
+//! `/anthropic` for `/anthropic/v1/messages`, ...). Replies are deterministic functions of the request, usage counts are
 //! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
 //! `Retry-After`, streams cut after N chunks — can be set per provider and
 //! model through `/_sim/faults` or per request with the `x-sim-fault` header.
 
+mod anthropic_messages;
 mod dialect;
 mod faults;
 mod generate;
 mod openai_chat;
 mod recorder;
+mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +94,10 @@ pub fn router(sim: Arc<Simulator>) -> Router {
             "/_sim/requests",
             get(recorder::list).delete(recorder::clear),
         );
+    router = router.route(
+        &format!("{}/v1/messages", anthropic_messages::PREFIX),
+        post(anthropic_messages::handle),
+    );
     for dialect in DIALECTS {
         router = router
             .route(

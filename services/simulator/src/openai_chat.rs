@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog::ProviderId;
-use futures_util::stream::{self, StreamExt};
 use openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice, Delta,
     ErrorBody, Extra, FunctionCallDelta, ModelList, ModelObject, PromptTokensDetails,
@@ -134,10 +133,7 @@ pub(crate) async fn handle(
         prompt_tokens,
         replies.iter().map(|r| r.completion_tokens).sum(),
     );
-    let id = format!(
-        "chatcmpl-{:016x}",
-        ask.seed_of(&request.model, u32::MAX)
-    );
+    let id = format!("chatcmpl-{:016x}", ask.seed_of(&request.model, u32::MAX));
     if request.is_stream() {
         let include_usage = request
             .stream_options
@@ -452,30 +448,12 @@ fn stream_chunks(
     out
 }
 
-/// Sends `chunks` as SSE data events and `[DONE]`; with `cut_after`, drops the
-/// connection after that many events, as a failing upstream would.
+/// `chunks` as SSE data frames, then `[DONE]`.
 fn sse(chunks: Vec<String>, delay: Duration, cut_after: Option<u32>) -> Response {
-    let events = chunks
+    let frames = chunks
         .into_iter()
         .map(|data| format!("data: {data}\n\n"))
-        .chain(["data: [DONE]\n\n".to_owned()]);
-    let body = stream::iter(events.enumerate()).then(move |(i, event)| async move {
-        if cut_after.is_some_and(|n| i >= n as usize) {
-            // Let what was sent reach the wire before the connection drops, as it would upstream.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            return Err(std::io::Error::other("simulated stream cut"));
-        }
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok(Bytes::from(event))
-    });
-    let mut response = Response::new(Body::from_stream(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+        .chain(["data: [DONE]\n\n".to_owned()])
+        .collect();
+    crate::sse::respond(frames, delay, cut_after)
 }

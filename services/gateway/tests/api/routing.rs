@@ -11,7 +11,7 @@ async fn routed(h: &Harness, tier: &str, prefer: &str) -> String {
     header(&response, "x-model-router-model")
 }
 
-/// With the OpenAI-dialect providers configured (OpenAI, xAI, Groq, Cerebras), the
+/// With every provider that has an adapter configured (OpenAI, xAI, Groq, Cerebras, Anthropic), the
 /// leaders follow from the catalog by the rules in `prefer.rs`:
 /// cheap = free first, then blended price; fast = ttft + 256 tokens at catalog speed;
 /// quality / coding = scores; balanced = 0.5 quality + 0.3 cheapness + 0.2 speed.
@@ -22,15 +22,16 @@ async fn each_prefer_picks_its_leader_in_each_tier() {
         ("economy", "cheap", "qwen-3-235b"),
         ("economy", "fast", "llama3.1-8b"),
         ("economy", "quality", "o4-mini"),
-        ("economy", "coding", "o4-mini"),
+        ("economy", "coding", "claude-haiku-4-5"),
         ("economy", "balanced", "qwen-3-235b"),
         ("standard", "cheap", "gpt-oss-120b"),
         ("standard", "fast", "gpt-oss-120b"),
         ("standard", "quality", "o3"),
-        ("standard", "coding", "o3"),
+        ("standard", "coding", "claude-sonnet-4-6"),
         ("standard", "balanced", "gpt-oss-120b"),
         ("premium", "cheap", "gpt-5.1"),
         ("premium", "quality", "gpt-5.1"),
+        ("premium", "coding", "claude-opus-4-5"),
     ];
     for (tier, prefer, expected) in table {
         assert_eq!(routed(&h, tier, prefer).await, expected, "{tier}/{prefer}");
@@ -60,8 +61,11 @@ async fn retryable_failures_fall_through_in_prefer_order() {
     h.fault(json!({"provider": "xai", "status": 429, "retry_after_s": 1}))
         .await;
     let response = h.chat(&request).await;
-    // Next by quality after o4-mini (59) and grok-3-mini (57), both down: qwen-3-235b (45).
-    assert_eq!(header(&response, "x-model-router-model"), "qwen-3-235b");
+    // Next by quality after o4-mini (59) and grok-3-mini (57), both down: claude-haiku-4-5 (55).
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "claude-haiku-4-5"
+    );
     assert_eq!(header(&response, "x-model-router-attempts"), "3");
 }
 
@@ -117,7 +121,7 @@ async fn a_model_unknown_to_its_provider_falls_through() {
 #[tokio::test]
 async fn every_candidate_down_is_503_listing_the_attempts() {
     let h = Harness::start().await;
-    for provider in ["openai", "xai", "groq", "cerebras"] {
+    for provider in ["openai", "xai", "groq", "cerebras", "anthropic"] {
         h.fault(json!({"provider": provider, "status": 502})).await;
     }
     let (status, headers, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
@@ -127,7 +131,7 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
     let attempts = body["error"]["attempts"].as_array().unwrap();
     assert_eq!(
         attempts.len(),
-        7,
+        8,
         "every available economy model was tried once"
     );
     for attempt in attempts {
@@ -143,7 +147,13 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
 #[tokio::test]
 async fn every_candidate_rate_limited_is_429_with_retry_after() {
     let h = Harness::start().await;
-    for (provider, wait) in [("openai", 9), ("xai", 4), ("groq", 30), ("cerebras", 12)] {
+    for (provider, wait) in [
+        ("openai", 9),
+        ("xai", 4),
+        ("groq", 30),
+        ("cerebras", 12),
+        ("anthropic", 7),
+    ] {
         h.fault(json!({"provider": provider, "status": 429, "retry_after_s": wait}))
             .await;
     }

@@ -61,7 +61,9 @@ impl Anthropic {
     ) -> Result<reqwest::Response, ProviderError> {
         let body = request::translate(model, request, stream)
             .map_err(|u| ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason)))?;
-        self.upstream.post(&self.url, self.headers.clone(), &body).await
+        self.upstream
+            .post(&self.url, self.headers.clone(), &body)
+            .await
     }
 }
 

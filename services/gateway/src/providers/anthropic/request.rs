@@ -38,9 +38,13 @@ pub const JSON_TOOL: &str = "json_response";
 const REFUSED: [(&str, fn(&Value) -> bool); 7] = [
     ("logprobs", |v| v.as_bool() == Some(true)),
     ("top_logprobs", |v| !v.is_null()),
-    ("logit_bias", |v| v.as_object().is_some_and(|m| !m.is_empty())),
+    ("logit_bias", |v| {
+        v.as_object().is_some_and(|m| !m.is_empty())
+    }),
     ("presence_penalty", |v| v.as_f64().is_some_and(|p| p != 0.0)),
-    ("frequency_penalty", |v| v.as_f64().is_some_and(|p| p != 0.0)),
+    ("frequency_penalty", |v| {
+        v.as_f64().is_some_and(|p| p != 0.0)
+    }),
     ("audio", |v| !v.is_null()),
     ("prediction", |v| !v.is_null()),
 ];

@@ -292,10 +292,8 @@ impl StreamTranslator {
                 if let Some(n) = usage.cache_creation_input_tokens {
                     self.usage.cache_creation_input_tokens = Some(n);
                 }
-                let reason = finish_reason(
-                    delta.stop_reason.as_deref(),
-                    self.asked.json_tool.is_some(),
-                );
+                let reason =
+                    finish_reason(delta.stop_reason.as_deref(), self.asked.json_tool.is_some());
                 Some(self.chunk(Delta::default(), reason))
             }
             StreamEvent::MessageStop => {

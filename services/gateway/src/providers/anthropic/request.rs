@@ -34,8 +34,11 @@ use crate::providers::Unsupported;
 /// The name of the tool that carries JSON mode when the schema has none.
 pub const JSON_TOOL: &str = "json_response";
 
+/// Whether a field's value asks for something (not its default).
+type Matters = fn(&Value) -> bool;
+
 /// OpenAI fields Anthropic has no equivalent for, with when they matter.
-const REFUSED: [(&str, fn(&Value) -> bool); 7] = [
+const REFUSED: [(&str, Matters); 7] = [
     ("logprobs", |v| v.as_bool() == Some(true)),
     ("top_logprobs", |v| !v.is_null()),
     ("logit_bias", |v| {

@@ -1,5 +1,6 @@
 //! `POST /anthropic/v1/messages`: the Anthropic Messages API as the real
-//! service plays it: `x-api-key` and `anthropic-version` checked, the
+//! service plays it: the key (`x-api-key` or `Authorization: Bearer`) and
+//! `anthropic-version` checked, the
 //! request validated (model, `max_tokens` within the model's limit,
 //! temperature 0–1, every `tool_result` answering a `tool_use` of the turn
 //! before and every `tool_use` answered in the turn after), replies as
@@ -45,9 +46,17 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match headers.get("x-api-key") {
+    // The API takes the key as `x-api-key` or, as current SDKs send it, as a bearer token.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match headers
+        .get("x-api-key")
+        .map(HeaderValue::as_bytes)
+        .or(bearer)
+    {
         None => return error(StatusCode::UNAUTHORIZED, "x-api-key header is required"),
-        Some(key) if key.as_bytes() != sim.config.api_key.as_bytes() => {
+        Some(key) if key != sim.config.api_key.as_bytes() => {
             return error(StatusCode::UNAUTHORIZED, "invalid x-api-key")
         }
         Some(_) => {}

@@ -1,5 +1,6 @@
 //! Integration tests: the real gateway and simulator on port 0, spoken to over HTTP.
 
+mod anthropic;
 mod breakers;
 mod chat;
 mod errors;

@@ -330,3 +330,202 @@ fn tool_choice_of(request: &ChatRequest) -> Option<ToolChoice> {
     };
     Some(choice)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::Catalog;
+
+    fn request(value: Value) -> ChatRequest {
+        serde_json::from_value(value).expect("a valid OpenAI request")
+    }
+
+    fn out(value: Value) -> Value {
+        let catalog = Catalog::builtin();
+        let model = catalog.model("claude-sonnet-4-6").unwrap();
+        let r = request(value);
+        check(&r).expect("carried");
+        serde_json::to_value(translate(model, &r, false).unwrap()).unwrap()
+    }
+
+    fn with(fields: Value) -> Value {
+        let mut base =
+            json!({"model": "standard", "messages": [{"role": "user", "content": "hi"}]});
+        base.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        base
+    }
+
+    #[test]
+    fn each_field_has_its_anthropic_counterpart() {
+        let tool = json!({"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}});
+        let bare_tool = json!({"type": "function", "function": {"name": "g"}});
+        let cases = [
+            (json!({}), "/max_tokens", json!(64_000)),
+            (json!({"max_tokens": 10}), "/max_tokens", json!(10)),
+            (
+                json!({"max_completion_tokens": 12, "max_tokens": 10}),
+                "/max_tokens",
+                json!(12),
+            ),
+            (json!({"temperature": 0.3}), "/temperature", json!(0.3)),
+            (json!({"top_p": 0.5}), "/top_p", json!(0.5)),
+            (json!({"top_k": 40}), "/top_k", json!(40)),
+            (json!({"stop": "END"}), "/stop_sequences", json!(["END"])),
+            (
+                json!({"stop": ["a", "b"]}),
+                "/stop_sequences",
+                json!(["a", "b"]),
+            ),
+            (json!({"user": "u"}), "/metadata", json!({"user_id": "u"})),
+            (
+                json!({"tools": [tool]}),
+                "/tools/0",
+                json!({"name": "f", "description": "d", "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}}}),
+            ),
+            (
+                json!({"tools": [bare_tool]}),
+                "/tools/0/input_schema",
+                json!({"type": "object", "properties": {}}),
+            ),
+            (
+                json!({"tool_choice": "auto"}),
+                "/tool_choice",
+                json!({"type": "auto"}),
+            ),
+            (
+                json!({"tool_choice": "none"}),
+                "/tool_choice",
+                json!({"type": "none"}),
+            ),
+            (
+                json!({"tool_choice": "required"}),
+                "/tool_choice",
+                json!({"type": "any"}),
+            ),
+            (
+                json!({"tool_choice": {"type": "function", "function": {"name": "f"}}}),
+                "/tool_choice",
+                json!({"type": "tool", "name": "f"}),
+            ),
+            (
+                json!({"parallel_tool_calls": false}),
+                "/tool_choice",
+                json!({"type": "auto", "disable_parallel_tool_use": true}),
+            ),
+            (
+                json!({"tool_choice": "required", "parallel_tool_calls": false}),
+                "/tool_choice",
+                json!({"type": "any", "disable_parallel_tool_use": true}),
+            ),
+            (
+                json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+                "/thinking",
+                json!({"type": "enabled", "budget_tokens": 2048}),
+            ),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "/tool_choice",
+                json!({"type": "tool", "name": JSON_TOOL}),
+            ),
+            (
+                json!({"model": "claude-sonnet-4-6"}),
+                "/model",
+                json!("claude-sonnet-4-6"),
+            ),
+        ];
+        for (fields, pointer, expected) in cases {
+            let translated = out(with(fields.clone()));
+            assert_eq!(
+                translated.pointer(pointer),
+                Some(&expected),
+                "{fields} → {translated}"
+            );
+        }
+        // Nothing OpenAI-only leaks into the Anthropic body.
+        let translated = out(with(
+            json!({"seed": 3, "store": true, "parallel_tool_calls": true, "prefer": "cheap"}),
+        ));
+        let keys: Vec<&str> = translated
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["max_tokens", "messages", "model"]);
+    }
+
+    #[test]
+    fn tool_results_come_first_in_their_merged_turn() {
+        let translated = out(json!({"model": "standard", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "Calling.", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}]},
+            {"role": "user", "content": "and also"},
+            {"role": "tool", "tool_call_id": "t1", "content": [{"type": "text", "text": "done"}]}
+        ]}));
+        assert_eq!(
+            translated["messages"][1]["content"],
+            json!([{"type": "text", "text": "Calling."}, {"type": "tool_use", "id": "t1", "name": "f", "input": {}}])
+        );
+        assert_eq!(
+            translated["messages"][2]["content"],
+            json!([{"type": "tool_result", "tool_use_id": "t1", "content": "done"}, {"type": "text", "text": "and also"}])
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_carried_is_refused_by_field() {
+        let refusals = [
+            (with(json!({"n": 3})), "n"),
+            (with(json!({"temperature": 1.2})), "temperature"),
+            (with(json!({"logprobs": true})), "logprobs"),
+            (with(json!({"top_logprobs": 2})), "top_logprobs"),
+            (with(json!({"logit_bias": {"1": 5}})), "logit_bias"),
+            (with(json!({"presence_penalty": 0.1})), "presence_penalty"),
+            (
+                with(json!({"frequency_penalty": -0.1})),
+                "frequency_penalty",
+            ),
+            (
+                with(
+                    json!({"tools": [{"type": "function", "function": {"name": "f"}}], "response_format": {"type": "json_object"}}),
+                ),
+                "response_format",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]}),
+                "messages",
+            ),
+        ];
+        for (value, param) in refusals {
+            let error = check(&request(value.clone())).expect_err("refused");
+            assert_eq!(error.param, param, "{value}");
+        }
+        // Defaults are not refusals.
+        for fine in [
+            json!({"n": 1}),
+            json!({"logprobs": false}),
+            json!({"presence_penalty": 0}),
+            json!({"temperature": 1.0}),
+        ] {
+            assert!(check(&request(with(fine.clone()))).is_ok(), "{fine}");
+        }
+    }
+}

@@ -317,3 +317,162 @@ impl StreamTranslator {
         Ok(chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(content: Value, stop_reason: &str, usage: Value) -> MessagesResponse {
+        serde_json::from_value(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null, "usage": usage
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        let text = json!([{"type": "text", "text": "hi"}]);
+        let usage = json!({"input_tokens": 1, "output_tokens": 1});
+        for (stop, json_mode, expected) in [
+            ("end_turn", false, "stop"),
+            ("stop_sequence", false, "stop"),
+            ("pause_turn", false, "stop"),
+            ("max_tokens", false, "length"),
+            ("tool_use", false, "tool_calls"),
+            ("tool_use", true, "stop"),
+            ("refusal", false, "content_filter"),
+        ] {
+            let asked = Asked {
+                json_tool: json_mode.then(|| "j".to_owned()),
+                thinking: false,
+            };
+            let out = completion(message(text.clone(), stop, usage.clone()), &asked);
+            assert_eq!(
+                out.choices[0].finish_reason.as_deref(),
+                Some(expected),
+                "{stop}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_and_cache_usage_come_back_whole() {
+        let content = json!([
+            {"type": "thinking", "thinking": "hmm", "signature": "s"},
+            {"type": "text", "text": "Let me "},
+            {"type": "text", "text": "check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"x": 1}},
+            {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}
+        ]);
+        let usage = json!({"input_tokens": 10, "output_tokens": 7, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3});
+        let out = completion(
+            message(content.clone(), "tool_use", usage.clone()),
+            &Asked::default(),
+        );
+        let m = &out.choices[0].message;
+        assert_eq!(m.content.as_deref(), Some("Let me check."));
+        let calls = m.tool_calls.as_ref().unwrap();
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].function.arguments.as_str()),
+            ("toolu_1", "{\"x\":1}")
+        );
+        assert!(
+            m.extra.get("reasoning_content").is_none(),
+            "thinking only when asked"
+        );
+        let u = out.usage.unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_tokens(),
+                u.completion_tokens,
+                u.total_tokens
+            ),
+            (18, 5, 7, 25)
+        );
+        assert_eq!(u.extra["cache_creation_input_tokens"], 3);
+
+        let thinking = Asked {
+            json_tool: None,
+            thinking: true,
+        };
+        let out = completion(message(content, "tool_use", usage), &thinking);
+        assert_eq!(out.choices[0].message.extra["reasoning_content"], "hmm");
+    }
+
+    fn events(values: Value) -> Vec<StreamEvent> {
+        serde_json::from_value(values).unwrap()
+    }
+
+    #[test]
+    fn a_stream_becomes_role_text_tool_deltas_finish_and_usage() {
+        let mut t = StreamTranslator::new(Asked::default());
+        let input = events(json!([
+            {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 2}}},
+            {"type": "ping"},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}},
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"x\""}},
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ":1}"}},
+            {"type": "content_block_stop", "index": 1},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 9}},
+            {"type": "message_stop"}
+        ]));
+        let chunks: Vec<ChatCompletionChunk> =
+            input.into_iter().filter_map(|e| t.on(e).unwrap()).collect();
+        assert!(t.finished());
+        let deltas: Vec<Value> = chunks
+            .iter()
+            .map(|c| serde_json::to_value(c.choices.first().map(|c| &c.delta)).unwrap())
+            .collect();
+        assert_eq!(deltas[0], json!({"role": "assistant", "content": ""}));
+        assert_eq!(deltas[1], json!({"content": "Hi"}));
+        assert_eq!(
+            deltas[2],
+            json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": ""}}]})
+        );
+        assert_eq!(
+            deltas[3],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\""}}]})
+        );
+        assert_eq!(
+            chunks[5].choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        let usage = chunks[6].usage.as_ref().unwrap();
+        assert!(chunks[6].choices.is_empty());
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.cached_tokens(),
+                usage.completion_tokens
+            ),
+            (14, 2, 9)
+        );
+        assert!(chunks
+            .iter()
+            .all(|c| c.id == "msg_1" && c.model == "claude-x"));
+    }
+
+    #[test]
+    fn stream_errors_keep_their_retry_class() {
+        let mut t = StreamTranslator::new(Asked::default());
+        let overloaded = events(
+            json!([{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]),
+        );
+        let error = t.on(overloaded.into_iter().next().unwrap()).unwrap_err();
+        assert_eq!(error.status(), Some(529));
+        assert!(error.retryable());
+        let stray = events(
+            json!([{"type": "content_block_delta", "index": 4, "delta": {"type": "input_json_delta", "partial_json": "{"}}]),
+        );
+        assert!(matches!(
+            t.on(stray.into_iter().next().unwrap()),
+            Err(ProviderError::Protocol(_))
+        ));
+    }
+}

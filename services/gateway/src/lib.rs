@@ -16,7 +16,7 @@ pub mod keys;
 pub mod prefer;
 pub mod providers;
 pub mod routing;
-mod sse;
+pub mod sse;
 
 use std::sync::Arc;
 

@@ -1,0 +1,85 @@
+//! What translating a provider's stream costs per chunk, against the SSE
+//! decoding every stream needs anyway (the baseline):
+//! - OpenAI dialects: decode, then parse each chunk;
+//! - Anthropic: decode, parse each event, translate it to an OpenAI chunk.
+//! Each stream is a 200-token reply in word-sized pieces, as providers send.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gateway::providers::anthropic::response::{Asked, StreamTranslator};
+use gateway::sse::SseDecoder;
+use openai::ChatCompletionChunk;
+use serde_json::json;
+
+const PIECES: usize = 200;
+
+fn openai_stream() -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..PIECES {
+        let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4.1",
+            "system_fingerprint": "fp", "choices": [{"index": 0, "delta": {"content": format!(" word{i}")}, "logprobs": null, "finish_reason": null}]});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    out.push_str("data: [DONE]\n\n");
+    out.into_bytes()
+}
+
+fn anthropic_stream() -> Vec<u8> {
+    let mut out = String::new();
+    let mut event = |name: &str, data: serde_json::Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 20, "output_tokens": 1}}}));
+    event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+    for i in 0..PIECES {
+        event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!(" word{i}")}}));
+    }
+    event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 200}}));
+    event("message_stop", json!({"type": "message_stop"}));
+    out.into_bytes()
+}
+
+/// Feeds `bytes` in 1 KiB reads, as a socket would, and hands each event's data to `each`.
+fn decode(bytes: &[u8], mut each: impl FnMut(String)) {
+    let mut decoder = SseDecoder::default();
+    for read in bytes.chunks(1024) {
+        decoder.push(read);
+        while let Some(data) = decoder.next_data() {
+            each(data);
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let openai = openai_stream();
+    let anthropic = anthropic_stream();
+    let mut group = c.benchmark_group("stream translation, 200 chunks");
+    group.throughput(Throughput::Elements(PIECES as u64));
+    group.bench_function("SSE decode only (baseline)", |b| {
+        b.iter(|| decode(&anthropic, |data| drop(std::hint::black_box(data))))
+    });
+    group.bench_function("OpenAI dialect: decode + parse", |b| {
+        b.iter(|| {
+            decode(&openai, |data| {
+                if data != "[DONE]" {
+                    let chunk: ChatCompletionChunk = serde_json::from_str(&data).expect("chunk");
+                    std::hint::black_box(chunk);
+                }
+            })
+        })
+    });
+    group.bench_function("Anthropic: decode + parse + translate", |b| {
+        b.iter(|| {
+            let mut translator = StreamTranslator::new(Asked::default());
+            decode(&anthropic, |data| {
+                let event = serde_json::from_str(&data).expect("event");
+                std::hint::black_box(translator.on(event).expect("translates"));
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! decoding every stream needs anyway (the baseline):
 //! - OpenAI dialects: decode, then parse each chunk;
 //! - Anthropic: decode, parse each event, translate it to an OpenAI chunk.
+//!
 //! Each stream is a 200-token reply in word-sized pieces, as providers send.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -28,14 +29,29 @@ fn anthropic_stream() -> Vec<u8> {
     let mut event = |name: &str, data: serde_json::Value| {
         out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
-    event("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
-        "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 20, "output_tokens": 1}}}));
-    event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+    );
+    event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    );
     for i in 0..PIECES {
-        event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!(" word{i}")}}));
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!(" word{i}")}}),
+        );
     }
-    event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
-    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 200}}));
+    event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 200}}),
+    );
     event("message_stop", json!({"type": "message_stop"}));
     out.into_bytes()
 }

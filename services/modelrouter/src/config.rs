@@ -90,7 +90,8 @@ pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)
         ProviderId::Groq => Some(("GROQ_API_KEY", "GROQ_BASE_URL")),
         ProviderId::Cerebras => Some(("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL")),
         ProviderId::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
-        ProviderId::Google | ProviderId::Bedrock => None,
+        ProviderId::Google => Some(("GEMINI_API_KEY", "GEMINI_BASE_URL")),
+        ProviderId::Bedrock => None,
     }
 }
 

@@ -39,8 +39,10 @@ pub const DIALECTS: [Dialect; 4] = [
 
 /// The simulator path that stands for `provider`'s API base URL, if the simulator speaks it.
 pub fn base_path(provider: ProviderId) -> Option<&'static str> {
-    if provider == ProviderId::Anthropic {
-        return Some(crate::anthropic_messages::PREFIX);
+    match provider {
+        ProviderId::Anthropic => return Some(crate::anthropic_messages::PREFIX),
+        ProviderId::Google => return Some(crate::google_gemini::PREFIX),
+        _ => {}
     }
     DIALECTS
         .iter()

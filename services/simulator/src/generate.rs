@@ -179,14 +179,19 @@ fn prose(ask: &Ask<'_>, model: &str, seed: u64) -> String {
     text
 }
 
+/// What a JSON answer with no schema looks like: `{"answer": "simulated", "ok": true}`.
+pub(crate) fn any_json_object() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"answer": {"enum": ["simulated"]}, "ok": {"type": "boolean"}}
+    })
+}
+
 /// The schema a JSON-mode answer must satisfy (any object for `json_object`).
 fn json_mode(request: &ChatRequest) -> Option<Value> {
     let format = request.response_format.as_ref()?;
     match format.get("type")?.as_str()? {
-        "json_object" => Some(json!({
-            "type": "object",
-            "properties": {"answer": {"enum": ["simulated"]}, "ok": {"type": "boolean"}}
-        })),
+        "json_object" => Some(any_json_object()),
         "json_schema" => Some(
             format
                 .pointer("/json_schema/schema")

@@ -2,7 +2,8 @@
 //!
 //! Serves each upstream's wire format on one HTTP router, under a path prefix
 //! per provider that mirrors the real base URL (`/openai/v1`, `/groq/openai/v1`,
-//! `/anthropic` for `/anthropic/v1/messages`, ...). Replies are deterministic functions of the request, usage counts are
+//! `/anthropic` for `/anthropic/v1/messages`, `/google` for
+//! `/google/v1beta/models/{model}:generateContent`, ...). Replies are deterministic functions of the request, usage counts are
 //! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
 //! `Retry-After`, streams cut after N chunks — can be set per provider and
 //! model through `/_sim/faults` or per request with the `x-sim-fault` header.
@@ -11,6 +12,7 @@ mod anthropic_messages;
 mod dialect;
 mod faults;
 mod generate;
+mod google_gemini;
 mod openai_chat;
 mod recorder;
 mod sse;
@@ -94,10 +96,15 @@ pub fn router(sim: Arc<Simulator>) -> Router {
             "/_sim/requests",
             get(recorder::list).delete(recorder::clear),
         );
-    router = router.route(
-        &format!("{}/v1/messages", anthropic_messages::PREFIX),
-        post(anthropic_messages::handle),
-    );
+    router = router
+        .route(
+            &format!("{}/v1/messages", anthropic_messages::PREFIX),
+            post(anthropic_messages::handle),
+        )
+        .route(
+            &format!("{}/{{version}}/models/{{target}}", google_gemini::PREFIX),
+            post(google_gemini::handle),
+        );
     for dialect in DIALECTS {
         router = router
             .route(

@@ -4,10 +4,11 @@
 //! wire format and the answer back into OpenAI shapes. The OpenAI-compatible
 //! providers share one adapter ([`openai_compat`]) and differ only by their
 //! [`Dialect`], each described in its own file; [`anthropic`] speaks the
-//! Messages API. All share the HTTP layer in `upstream`.
+//! Messages API and [`google`] the Gemini API. All share the HTTP layer in `upstream`.
 
 pub mod anthropic;
 mod cerebras;
+pub mod google;
 mod groq;
 mod openai;
 pub mod openai_compat;
@@ -151,6 +152,7 @@ impl Registry {
             let adapter: Arc<dyn Provider> = match (id, openai_compat::dialect(id)) {
                 (_, Some(dialect)) => Arc::new(OpenAiCompatible::new(dialect, settings)?),
                 (ProviderId::Anthropic, None) => Arc::new(anthropic::Anthropic::new(settings)?),
+                (ProviderId::Google, None) => Arc::new(google::Google::new(settings)?),
                 _ => continue,
             };
             registry.providers.insert(id, adapter);

@@ -104,15 +104,22 @@ impl Upstream {
                         return Some((Err(error), (bytes, decoder, true)));
                     }
                     Ok(None) => {
-                        let error = ProviderError::Interrupted(
-                            "the stream ended before its final event".into(),
-                        );
+                        let error = ProviderError::Interrupted(END_OF_BODY.into());
                         return Some((Err(error), (bytes, decoder, true)));
                     }
                 }
             }
         })
     }
+}
+
+/// What [`Upstream::sse`] reports when the body ends.
+const END_OF_BODY: &str = "the stream ended before its final event";
+
+/// Whether `error` only says the SSE body ended: the normal end for a
+/// dialect whose last event is not marked (Gemini), an error for the others.
+pub fn is_end_of_body(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Interrupted(message) if message == END_OF_BODY)
 }
 
 /// A header map from static names and values computed once at start.

@@ -17,8 +17,9 @@ async fn a_150k_token_prompt_skips_models_with_smaller_windows() {
     big["prefer"] = json!("cheap");
     let response = h.chat(&big).await;
     assert_eq!(response.status(), 200);
-    // gpt-oss-120b and grok-3 hold 131,072 tokens; o3 (200k) and gpt-4.1 (1M) tie on price, o3 wins on quality.
-    assert_eq!(header(&response, "x-model-router-model"), "o3");
+    // gpt-oss-120b and grok-3 hold 131,072 tokens; of the rest gemini-2.5-pro (1M) is cheapest
+    // (150k tokens stay under its 200k long-context threshold).
+    assert_eq!(header(&response, "x-model-router-model"), "gemini-2.5-pro");
     let (_, _, body) = read(response).await;
     let prompt_tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(
@@ -47,12 +48,12 @@ async fn three_million_tokens_fit_nowhere() {
     let (status, _, body) = read(h.chat(&ask("economy", &prompt_of_tokens(3_000_000))).await).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "context_length_exceeded");
-    // The largest window among the configured economy models: gpt-4.1-mini's.
+    // The largest window among the configured economy models: gemini-2.5-flash's.
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("1047576 tokens"),
+            .contains("1048576 tokens"),
         "{body}"
     );
 }

@@ -11,7 +11,7 @@ async fn routed(h: &Harness, tier: &str, prefer: &str) -> String {
     header(&response, "x-model-router-model")
 }
 
-/// With every provider that has an adapter configured (OpenAI, xAI, Groq, Cerebras, Anthropic), the
+/// With every provider that has an adapter configured (OpenAI, xAI, Groq, Cerebras, Anthropic, Google), the
 /// leaders follow from the catalog by the rules in `prefer.rs`:
 /// cheap = free first, then blended price; fast = ttft + 256 tokens at catalog speed;
 /// quality / coding = scores; balanced = 0.5 quality + 0.3 cheapness + 0.2 speed.
@@ -30,7 +30,7 @@ async fn each_prefer_picks_its_leader_in_each_tier() {
         ("standard", "coding", "claude-sonnet-4-6"),
         ("standard", "balanced", "gpt-oss-120b"),
         ("premium", "cheap", "gpt-5.1"),
-        ("premium", "quality", "gpt-5.1"),
+        ("premium", "quality", "gemini-3-pro-preview"),
         ("premium", "coding", "claude-opus-4-5"),
     ];
     for (tier, prefer, expected) in table {
@@ -121,7 +121,7 @@ async fn a_model_unknown_to_its_provider_falls_through() {
 #[tokio::test]
 async fn every_candidate_down_is_503_listing_the_attempts() {
     let h = Harness::start().await;
-    for provider in ["openai", "xai", "groq", "cerebras", "anthropic"] {
+    for provider in ["openai", "xai", "groq", "cerebras", "anthropic", "google"] {
         h.fault(json!({"provider": provider, "status": 502})).await;
     }
     let (status, headers, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
@@ -131,7 +131,7 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
     let attempts = body["error"]["attempts"].as_array().unwrap();
     assert_eq!(
         attempts.len(),
-        8,
+        9,
         "every available economy model was tried once"
     );
     for attempt in attempts {
@@ -153,6 +153,7 @@ async fn every_candidate_rate_limited_is_429_with_retry_after() {
         ("groq", 30),
         ("cerebras", 12),
         ("anthropic", 7),
+        ("google", 6),
     ] {
         h.fault(json!({"provider": provider, "status": 429, "retry_after_s": wait}))
             .await;

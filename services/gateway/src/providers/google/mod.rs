@@ -1,0 +1,125 @@
+//! The Gemini API adapter (`models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`, key in `x-goog-api-key`). [`request`]
+//! translates the OpenAI request, [`response`] translates answers back.
+
+pub mod request;
+pub mod response;
+
+use async_trait::async_trait;
+use catalog::{Model, ProviderId};
+use futures_util::stream::{self, StreamExt};
+use gemini::GenerateContentResponse;
+use openai::{ChatCompletion, ChatRequest};
+use reqwest::header::HeaderMap;
+
+use super::upstream::{self, Upstream};
+use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
+use crate::config::ProviderSettings;
+use response::StreamTranslator;
+
+/// Google's public Gemini API.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// A Gemini endpoint with its own connection pool.
+pub struct Google {
+    /// `{base}/v1beta/models/`, to which `{model}:{method}` is appended.
+    models: reqwest::Url,
+    headers: HeaderMap,
+    upstream: Upstream,
+}
+
+impl Google {
+    /// An adapter using `settings` (base URL without the version, key, timeouts, pool).
+    pub fn new(settings: &ProviderSettings) -> Result<Google, ConfigError> {
+        let provider = ProviderId::Google;
+        let models = upstream::endpoint(
+            provider,
+            settings.base_url.as_deref(),
+            DEFAULT_BASE_URL,
+            "/v1beta/models/",
+        )?;
+        let key = settings.api_key.as_deref().unwrap_or_default();
+        let (name, value) = upstream::header(provider, "x-goog-api-key", key, true)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(name, value);
+        Ok(Google {
+            models,
+            headers,
+            upstream: Upstream::new(settings)?,
+        })
+    }
+
+    async fn send(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+        method: &str,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = request::translate(model, request)
+            .map_err(|u| ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        let url = self
+            .models
+            // `./`: a model id before a colon would otherwise parse as a URL scheme.
+            .join(&format!("./{}:{method}", model.provider_model_id))
+            .map_err(|e| ProviderError::Protocol(format!("model URL: {e}")))?;
+        self.upstream.post(&url, self.headers.clone(), &body).await
+    }
+}
+
+fn parse(data: &str) -> Result<GenerateContentResponse, ProviderError> {
+    serde_json::from_str(data)
+        .map_err(|e| ProviderError::Protocol(format!("bad Gemini stream chunk: {e}")))
+}
+
+#[async_trait]
+impl Provider for Google {
+    fn check(&self, _model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
+        request::check(request)
+    }
+
+    async fn complete(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, ProviderError> {
+        let response = self.send(model, request, "generateContent").await?;
+        let answer = self.upstream.json(response).await?;
+        Ok(response::completion(answer, &model.provider_model_id))
+    }
+
+    async fn stream(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let response = self
+            .send(model, request, "streamGenerateContent?alt=sse")
+            .await?;
+        let translator = StreamTranslator::new(&model.provider_model_id);
+        let state = (self.upstream.sse(response).boxed(), translator, false);
+        // Chunks until the body ends after a finished candidate, then the usage chunk.
+        let chunks = stream::unfold(state, |(mut events, mut translator, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let item = match events.next().await? {
+                    Ok(data) => match parse(&data) {
+                        Ok(answer) => match translator.on(answer) {
+                            Some(chunk) => Ok(chunk),
+                            None => continue,
+                        },
+                        Err(e) => Err(e),
+                    },
+                    Err(e) if translator.finished() && upstream::is_end_of_body(&e) => {
+                        return Some((Ok(translator.usage_chunk()), (events, translator, true)))
+                    }
+                    Err(e) => Err(e),
+                };
+                let stop = item.is_err();
+                return Some((item, (events, translator, stop)));
+            }
+        });
+        Ok(chunks.boxed())
+    }
+}

@@ -1,0 +1,235 @@
+//! Gemini answers → OpenAI shapes, whole and streamed.
+//!
+//! | Gemini `finishReason` | OpenAI `finish_reason` |
+//! |-----------------------|------------------------|
+//! | `STOP` | `stop`, or `tool_calls` when the answer calls functions |
+//! | `MAX_TOKENS` | `length` |
+//! | `SAFETY`, `RECITATION`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`, `IMAGE_SAFETY` | `content_filter` |
+//! | anything else | `stop` |
+//!
+//! Usage: `prompt_tokens` = `promptTokenCount` (of which
+//! `cachedContentTokenCount` are cached), `completion_tokens` =
+//! `candidatesTokenCount` + `thoughtsTokenCount` (thinking is billed as
+//! output). Thought parts are not content. Function calls get ids
+//! `call_<response>_<n>`, as Gemini names none.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gemini::{Candidate, GenerateContentResponse, UsageMetadata};
+use openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
+    FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+};
+
+fn finish_reason(reason: &str, calls_functions: bool) -> String {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            "content_filter"
+        }
+        _ if calls_functions => "tool_calls",
+        _ => "stop",
+    }
+    .to_owned()
+}
+
+/// OpenAI usage from Gemini's counts.
+pub fn usage(u: &UsageMetadata) -> Usage {
+    let completion = u.candidates_token_count + u.thoughts_token_count.unwrap_or(0);
+    Usage {
+        prompt_tokens: u.prompt_token_count,
+        completion_tokens: completion,
+        total_tokens: u.prompt_token_count + completion,
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: u.cached_content_token_count.unwrap_or(0),
+            extra: Extra::new(),
+        }),
+        completion_tokens_details: u
+            .thoughts_token_count
+            .map(|n| serde_json::json!({"reasoning_tokens": n})),
+        extra: Extra::new(),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A candidate's text (thoughts excluded) and function calls.
+fn split(candidate: &Candidate, id: &str, first_call: usize) -> (String, Vec<ToolCall>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in &candidate.content.parts {
+        if part.thought == Some(true) {
+            continue;
+        }
+        if let Some(t) = &part.text {
+            text.push_str(t);
+        }
+        if let Some(call) = &part.function_call {
+            calls.push(ToolCall {
+                id: format!("call_{id}_{}", first_call + calls.len()),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: call.name.clone(),
+                    arguments: call.args.to_string(),
+                },
+            });
+        }
+    }
+    (text, calls)
+}
+
+fn response_id(response: &GenerateContentResponse) -> String {
+    response
+        .response_id
+        .clone()
+        .unwrap_or_else(|| "gemini".into())
+}
+
+/// A whole response.
+pub fn completion(response: GenerateContentResponse, model: &str) -> ChatCompletion {
+    let id = response_id(&response);
+    let choices = response
+        .candidates
+        .iter()
+        .map(|candidate| {
+            let (text, calls) = split(candidate, &id, 0);
+            Choice {
+                index: candidate.index,
+                message: AssistantMessage {
+                    role: "assistant".into(),
+                    content: (!text.is_empty() || calls.is_empty()).then_some(text),
+                    tool_calls: (!calls.is_empty()).then_some(calls.clone()),
+                    extra: Extra::new(),
+                },
+                finish_reason: Some(finish_reason(
+                    candidate.finish_reason.as_deref().unwrap_or("STOP"),
+                    !calls.is_empty(),
+                )),
+                extra: Extra::new(),
+            }
+        })
+        .collect();
+    ChatCompletion {
+        id,
+        object: "chat.completion".into(),
+        created: unix_now(),
+        model: response.model_version.unwrap_or_else(|| model.to_owned()),
+        choices,
+        usage: Some(usage(&response.usage_metadata.unwrap_or_default())),
+        extra: Extra::new(),
+    }
+}
+
+/// Turns streamed `GenerateContentResponse`s into OpenAI chunks. Gemini marks
+/// no last event: the stream is complete when a candidate has finished and
+/// the body ends; then [`StreamTranslator::usage_chunk`] closes it.
+#[derive(Debug, Default)]
+pub struct StreamTranslator {
+    model: String,
+    id: Option<String>,
+    created: i64,
+    usage: UsageMetadata,
+    /// Function calls sent so far, per candidate index.
+    calls: Vec<usize>,
+    started: bool,
+    finished: bool,
+}
+
+impl StreamTranslator {
+    /// A translator for answers by `model`.
+    pub fn new(model: &str) -> StreamTranslator {
+        StreamTranslator {
+            model: model.to_owned(),
+            created: unix_now(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether a candidate has finished.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The chunk one streamed response becomes (text and calls of every
+    /// candidate in it, with finish reasons), if it carries any.
+    pub fn on(&mut self, response: GenerateContentResponse) -> Option<ChatCompletionChunk> {
+        let id = self
+            .id
+            .get_or_insert_with(|| response_id(&response))
+            .clone();
+        if let Some(usage) = response.usage_metadata {
+            self.usage = usage;
+        }
+        let mut choices = Vec::new();
+        for candidate in &response.candidates {
+            let index = candidate.index as usize;
+            if self.calls.len() <= index {
+                self.calls.resize(index + 1, 0);
+            }
+            let (text, calls) = split(candidate, &id, self.calls[index]);
+            let deltas: Vec<ToolCallDelta> = calls
+                .into_iter()
+                .enumerate()
+                .map(|(k, call)| ToolCallDelta {
+                    index: (self.calls[index] + k) as u32,
+                    id: Some(call.id),
+                    kind: Some("function".into()),
+                    function: Some(FunctionCallDelta {
+                        name: Some(call.function.name),
+                        arguments: Some(call.function.arguments),
+                    }),
+                })
+                .collect();
+            self.calls[index] += deltas.len();
+            let finish = candidate
+                .finish_reason
+                .as_deref()
+                .map(|r| finish_reason(r, self.calls[index] > 0));
+            self.finished |= finish.is_some();
+            if text.is_empty() && deltas.is_empty() && finish.is_none() && self.started {
+                continue;
+            }
+            choices.push(ChunkChoice {
+                index: candidate.index,
+                delta: Delta {
+                    role: (!self.started).then(|| "assistant".to_owned()),
+                    content: (!text.is_empty() || !self.started).then_some(text),
+                    tool_calls: (!deltas.is_empty()).then_some(deltas),
+                    extra: Extra::new(),
+                },
+                finish_reason: finish,
+                extra: Extra::new(),
+            });
+        }
+        if choices.is_empty() {
+            return None;
+        }
+        self.started = true;
+        Some(ChatCompletionChunk {
+            id,
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage: None,
+            extra: Extra::new(),
+        })
+    }
+
+    /// The closing chunk: no choices, the final usage.
+    pub fn usage_chunk(&self) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone().unwrap_or_default(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: Vec::new(),
+            usage: Some(usage(&self.usage)),
+            extra: Extra::new(),
+        }
+    }
+}

@@ -229,11 +229,13 @@ fn sample(schema: &Value, depth: u32) -> Value {
     if let Some(choices) = schema.get("enum").and_then(Value::as_array) {
         return choices.first().cloned().unwrap_or(Value::Null);
     }
-    match schema
+    // Gemini's OpenAPI-style schemas spell types in capitals (`STRING`).
+    let kind = schema
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("object")
-    {
+        .to_ascii_lowercase();
+    match kind.as_str() {
         "string" => json!("sample"),
         "integer" => json!(1),
         "number" => json!(1.5),

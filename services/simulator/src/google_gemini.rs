@@ -231,8 +231,9 @@ fn ask_of(request: &GenerateContentRequest) -> Ask<'_> {
             .last()
             .is_some_and(|c| c.parts.iter().any(|p| p.function_response.is_some())),
         json_schema: json.map(|c| {
-            c.response_schema
+            c.response_json_schema
                 .clone()
+                .or_else(|| c.response_schema.clone())
                 .unwrap_or_else(generate::any_json_object)
         }),
         stop: config

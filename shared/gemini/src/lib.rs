@@ -131,8 +131,12 @@ pub struct GenerationConfig {
     pub frequency_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_mime_type: Option<String>,
+    /// The answer's schema in Google's OpenAPI subset (types in capitals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_schema: Option<Value>,
+    /// The answer's schema as standard JSON Schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_json_schema: Option<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -9,8 +9,9 @@
 //! - images: base64 data URLs → `inlineData`;
 //! - `temperature`, `top_p`, `top_k`, `max_tokens`, `stop` (up to 5), `n`
 //!   (up to 8), `seed`, presence/frequency penalties → `generationConfig`;
-//! - JSON mode: `responseMimeType: application/json`, with `responseSchema`
-//!   for `json_schema`;
+//! - JSON mode: `responseMimeType: application/json`, with the schema of
+//!   `json_schema` as `responseJsonSchema` (standard JSON Schema, as OpenAI's
+//!   is; `responseSchema` would take only Google's OpenAPI subset);
 //! - tools → `functionDeclarations`; `tool_choice` none/auto/required/named →
 //!   `NONE`/`AUTO`/`ANY`/`ANY` with `allowedFunctionNames`.
 //!
@@ -105,7 +106,8 @@ pub fn translate(
             .get("frequency_penalty")
             .and_then(Value::as_f64),
         response_mime_type: mime,
-        response_schema: schema,
+        response_schema: None,
+        response_json_schema: schema,
         extra: Default::default(),
     };
     Ok(GenerateContentRequest {

@@ -4,6 +4,7 @@ mod anthropic;
 mod breakers;
 mod chat;
 mod errors;
+mod gemini;
 mod guard;
 mod models;
 mod reload;

@@ -1,12 +1,14 @@
 //! What translating a provider's stream costs per chunk, against the SSE
 //! decoding every stream needs anyway (the baseline):
 //! - OpenAI dialects: decode, then parse each chunk;
-//! - Anthropic: decode, parse each event, translate it to an OpenAI chunk.
+//! - Anthropic: decode, parse each event, translate it to an OpenAI chunk;
+//! - Gemini: decode, parse each streamed response, translate it.
 //!
 //! Each stream is a 200-token reply in word-sized pieces, as providers send.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway::providers::anthropic::response::{Asked, StreamTranslator};
+use gateway::providers::google::response::StreamTranslator as GeminiTranslator;
 use gateway::sse::SseDecoder;
 use openai::ChatCompletionChunk;
 use serde_json::json;
@@ -56,6 +58,20 @@ fn anthropic_stream() -> Vec<u8> {
     out.into_bytes()
 }
 
+fn gemini_stream() -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..PIECES {
+        let mut piece = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": format!(" word{i}")}]}, "index": 0}],
+            "modelVersion": "gemini-2.5-flash", "responseId": "r1"});
+        if i + 1 == PIECES {
+            piece["candidates"][0]["finishReason"] = json!("STOP");
+            piece["usageMetadata"] = json!({"promptTokenCount": 20, "candidatesTokenCount": 200, "totalTokenCount": 220});
+        }
+        out.push_str(&format!("data: {piece}\r\n\r\n"));
+    }
+    out.into_bytes()
+}
+
 /// Feeds `bytes` in 1 KiB reads, as a socket would, and hands each event's data to `each`.
 fn decode(bytes: &[u8], mut each: impl FnMut(String)) {
     let mut decoder = SseDecoder::default();
@@ -70,6 +86,7 @@ fn decode(bytes: &[u8], mut each: impl FnMut(String)) {
 fn bench(c: &mut Criterion) {
     let openai = openai_stream();
     let anthropic = anthropic_stream();
+    let gemini = gemini_stream();
     let mut group = c.benchmark_group("stream translation, 200 chunks");
     group.throughput(Throughput::Elements(PIECES as u64));
     group.bench_function("SSE decode only (baseline)", |b| {
@@ -91,6 +108,15 @@ fn bench(c: &mut Criterion) {
             decode(&anthropic, |data| {
                 let event = serde_json::from_str(&data).expect("event");
                 std::hint::black_box(translator.on(event).expect("translates"));
+            })
+        })
+    });
+    group.bench_function("Gemini: decode + parse + translate", |b| {
+        b.iter(|| {
+            let mut translator = GeminiTranslator::new("gemini-2.5-flash");
+            decode(&gemini, |data| {
+                let piece = serde_json::from_str(&data).expect("piece");
+                std::hint::black_box(translator.on(piece));
             })
         })
     });

@@ -15,6 +15,8 @@
 //! - tools → `functionDeclarations`; `tool_choice` none/auto/required/named →
 //!   `NONE`/`AUTO`/`ANY`/`ANY` with `allowedFunctionNames`.
 //!
+//! `user` is dropped: Gemini has no end-user field.
+//!
 //! Refused by [`check`], naming the field: logprobs, logit bias, more than
 //! 5 stop sequences or 8 choices, audio and file parts, image URLs that are
 //! not data URLs (Gemini fetches no URLs here), and tool results that answer
@@ -306,4 +308,149 @@ fn tool_config_of(request: &ChatRequest) -> Option<ToolConfig> {
             allowed_function_names: allowed,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::Catalog;
+
+    fn request(value: Value) -> ChatRequest {
+        serde_json::from_value(value).expect("a valid OpenAI request")
+    }
+
+    fn with(fields: Value) -> Value {
+        let mut base = json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]});
+        base.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        base
+    }
+
+    fn out(value: Value) -> Value {
+        let catalog = Catalog::builtin();
+        let r = request(value);
+        check(&r).expect("carried");
+        serde_json::to_value(translate(catalog.model("gemini-2.5-pro").unwrap(), &r).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn each_field_has_its_gemini_counterpart() {
+        let cases = [
+            (
+                json!({}),
+                "/generationConfig/maxOutputTokens",
+                json!(65_536),
+            ),
+            (
+                json!({"max_completion_tokens": 9}),
+                "/generationConfig/maxOutputTokens",
+                json!(9),
+            ),
+            (
+                json!({"stop": "END"}),
+                "/generationConfig/stopSequences",
+                json!(["END"]),
+            ),
+            (
+                json!({"frequency_penalty": 0.2}),
+                "/generationConfig/frequencyPenalty",
+                json!(0.2),
+            ),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "/generationConfig/responseMimeType",
+                json!("application/json"),
+            ),
+            (
+                json!({"tool_choice": "none"}),
+                "/toolConfig/functionCallingConfig/mode",
+                json!("NONE"),
+            ),
+            (
+                json!({"tool_choice": "auto"}),
+                "/toolConfig/functionCallingConfig/mode",
+                json!("AUTO"),
+            ),
+            (
+                json!({"tool_choice": "required"}),
+                "/toolConfig/functionCallingConfig/mode",
+                json!("ANY"),
+            ),
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]}),
+                "/tools/0/functionDeclarations/0",
+                json!({"name": "f", "description": "d", "parameters": {"type": "object"}}),
+            ),
+        ];
+        for (fields, pointer, expected) in cases {
+            let translated = out(with(fields.clone()));
+            assert_eq!(
+                translated.pointer(pointer),
+                Some(&expected),
+                "{fields} → {translated}"
+            );
+        }
+        // n = 1 is Gemini's default and not sent; OpenAI-only fields never leak.
+        let translated = out(with(
+            json!({"n": 1, "store": true, "user": "u", "prefer": "cheap"}),
+        ));
+        assert!(translated["generationConfig"]
+            .get("candidateCount")
+            .is_none());
+        let keys: Vec<&str> = translated
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["contents", "generationConfig"]);
+    }
+
+    #[test]
+    fn a_json_object_tool_result_is_sent_as_is() {
+        let translated = out(json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "{\"temp\": 4}"}
+        ]}));
+        assert_eq!(
+            translated["contents"][2]["parts"][0]["functionResponse"],
+            json!({"name": "f", "response": {"temp": 4}})
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_carried_is_refused_by_field() {
+        let refusals = [
+            (with(json!({"n": 9})), "n"),
+            (
+                with(json!({"stop": ["1", "2", "3", "4", "5", "6"]})),
+                "stop",
+            ),
+            (with(json!({"logprobs": true})), "logprobs"),
+            (with(json!({"logit_bias": {"1": 2}})), "logit_bias"),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{"}}]}]}),
+                "messages",
+            ),
+        ];
+        for (value, param) in refusals {
+            assert_eq!(
+                check(&request(value.clone())).unwrap_err().param,
+                param,
+                "{value}"
+            );
+        }
+        assert!(check(&request(with(json!({"n": 8, "logprobs": false})))).is_ok());
+    }
 }

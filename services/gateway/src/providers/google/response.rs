@@ -233,3 +233,97 @@ impl StreamTranslator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(value: serde_json::Value) -> GenerateContentResponse {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn finish_reasons_map() {
+        for (reason, calls, expected) in [
+            ("STOP", false, "stop"),
+            ("STOP", true, "tool_calls"),
+            ("MAX_TOKENS", false, "length"),
+            ("SAFETY", false, "content_filter"),
+            ("RECITATION", false, "content_filter"),
+            ("PROHIBITED_CONTENT", false, "content_filter"),
+            ("MALFORMED_FUNCTION_CALL", false, "stop"),
+        ] {
+            assert_eq!(finish_reason(reason, calls), expected, "{reason}");
+        }
+    }
+
+    #[test]
+    fn thoughts_stay_out_and_count_as_output() {
+        let whole = completion(
+            answer(
+                json!({"responseId": "r1", "candidates": [{"index": 0, "finishReason": "STOP", "content": {"role": "model", "parts": [
+                {"text": "thinking...", "thought": true}, {"text": "Answer."},
+                {"functionCall": {"name": "f", "args": {"a": 1}}}
+            ]}}], "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 4, "thoughtsTokenCount": 6, "cachedContentTokenCount": 2, "totalTokenCount": 20}}),
+            ),
+            "gemini-x",
+        );
+        let m = &whole.choices[0].message;
+        assert_eq!(m.content.as_deref(), Some("Answer."));
+        let call = &m.tool_calls.as_ref().unwrap()[0];
+        assert_eq!(
+            (call.id.as_str(), call.function.arguments.as_str()),
+            ("call_r1_0", "{\"a\":1}")
+        );
+        assert_eq!(
+            whole.choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        let u = whole.usage.unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_tokens(),
+                u.completion_tokens,
+                u.total_tokens
+            ),
+            (10, 2, 10, 20)
+        );
+        assert_eq!(whole.model, "gemini-x");
+    }
+
+    #[test]
+    fn a_stream_numbers_calls_across_chunks_and_ends_with_usage() {
+        let mut t = StreamTranslator::new("gemini-x");
+        let first = t
+            .on(answer(json!({"responseId": "r", "candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "Hi "}]}}]})))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&first.choices[0].delta).unwrap(),
+            json!({"role": "assistant", "content": "Hi "})
+        );
+        let second = t
+            .on(answer(json!({"candidates": [{"index": 0, "content": {"parts": [{"functionCall": {"name": "f", "args": {}}}]}}]})))
+            .unwrap();
+        let third = t
+            .on(answer(json!({"candidates": [{"index": 0, "finishReason": "STOP", "content": {"parts": [{"functionCall": {"name": "g", "args": {}}}]}}],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8}})))
+            .unwrap();
+        let index =
+            |c: &ChatCompletionChunk| c.choices[0].delta.tool_calls.as_ref().unwrap()[0].index;
+        assert_eq!((index(&second), index(&third)), (0, 1));
+        assert_eq!(
+            third.choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        assert!(t.finished());
+        let usage = t.usage_chunk().usage.unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 5));
+        assert!(t
+            .on(answer(
+                json!({"candidates": [{"index": 0, "content": {"parts": []}}]})
+            ))
+            .is_none());
+    }
+}

@@ -199,13 +199,7 @@ fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
         400 => "The request was rejected by the simulated provider.",
         _ => "Internal server error",
     };
-    let mut response = error(status, message);
-    if let Some(secs) = retry_after_s {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
+    crate::faults::with_retry_after(error(status, message), retry_after_s)
 }
 
 /// The texts of a turn: text blocks and textual tool results.

@@ -104,6 +104,20 @@ impl FaultTable {
     }
 }
 
+/// `response` with `Retry-After: secs`, when an injected fault asks for one.
+pub(crate) fn with_retry_after(
+    mut response: axum::response::Response,
+    secs: Option<u64>,
+) -> axum::response::Response {
+    if let Some(secs) = secs {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
+    }
+    response
+}
+
 /// `GET /_sim/faults`.
 pub(crate) async fn list(State(sim): State<Arc<Simulator>>) -> Json<Vec<FaultRule>> {
     Json(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog::ProviderId;
@@ -171,13 +171,7 @@ fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
         400 => "The request was rejected by the simulated provider.",
         _ => "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
     };
-    let mut response = error(status, message);
-    if let Some(secs) = retry_after_s {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
+    crate::faults::with_retry_after(error(status, message), retry_after_s)
 }
 
 fn texts(content: &Content) -> impl Iterator<Item = &str> {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog::ProviderId;
@@ -280,13 +280,10 @@ fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
             "The server had an error while processing your request.",
         ),
     };
-    let mut response = error(status, kind, message, None, Some(code));
-    if let Some(secs) = retry_after_s {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
+    crate::faults::with_retry_after(
+        error(status, kind, message, None, Some(code)),
+        retry_after_s,
+    )
 }
 
 fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {

@@ -12,6 +12,8 @@ pub mod google;
 mod groq;
 mod openai;
 pub mod openai_compat;
+#[cfg(test)]
+mod testing;
 mod upstream;
 mod xai;
 

@@ -4,27 +4,13 @@
 use serde_json::{json, Value};
 use test_support::{sse_data, Harness};
 
-use crate::{header, read, usd};
+use crate::{header, read, sent_to, usd, weather_tool};
 
 const MODEL: &str = "claude-haiku-4-5";
 
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    }}])
-}
-
-/// The last request body the simulated Anthropic received.
+/// The last request body the simulated provider received.
 async fn sent(h: &Harness) -> Value {
-    h.upstream_requests()
-        .await
-        .into_iter()
-        .rev()
-        .find(|r| r["provider"] == "anthropic")
-        .expect("a request reached Anthropic")["body"]
-        .clone()
+    sent_to(h, "anthropic").await
 }
 
 #[tokio::test]

@@ -4,27 +4,13 @@
 use serde_json::{json, Value};
 use test_support::{sse_data, Harness};
 
-use crate::{read, usd};
+use crate::{read, sent_to, usd, weather_tool};
 
 const MODEL: &str = "gemini-2.5-flash";
 
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    }}])
-}
-
-/// The last request body the simulated Gemini received.
+/// The last request body the simulated provider received.
 async fn sent(h: &Harness) -> Value {
-    h.upstream_requests()
-        .await
-        .into_iter()
-        .rev()
-        .find(|r| r["provider"] == "google")
-        .expect("a request reached Gemini")["body"]
-        .clone()
+    sent_to(h, "google").await
 }
 
 fn chat_with(fields: Value) -> Value {

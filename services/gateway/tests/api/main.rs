@@ -34,6 +34,26 @@ pub async fn read(response: Response) -> (u16, reqwest::header::HeaderMap, Value
     (status, headers, body)
 }
 
+/// A `get_weather(city)` function tool, in OpenAI's shape.
+pub fn weather_tool() -> Value {
+    serde_json::json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    }}])
+}
+
+/// The last request body `provider` received from the gateway, as the simulator recorded it.
+pub async fn sent_to(h: &test_support::Harness, provider: &str) -> Value {
+    h.upstream_requests()
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| r["provider"] == provider)
+        .unwrap_or_else(|| panic!("no request reached {provider}"))["body"]
+        .clone()
+}
+
 /// A one-message request.
 pub fn ask(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})

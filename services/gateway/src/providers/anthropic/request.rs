@@ -334,11 +334,8 @@ fn tool_choice_of(request: &ChatRequest) -> Option<ToolChoice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{request, with};
     use catalog::Catalog;
-
-    fn request(value: Value) -> ChatRequest {
-        serde_json::from_value(value).expect("a valid OpenAI request")
-    }
 
     fn out(value: Value) -> Value {
         let catalog = Catalog::builtin();
@@ -346,15 +343,6 @@ mod tests {
         let r = request(value);
         check(&r).expect("carried");
         serde_json::to_value(translate(model, &r, false).unwrap()).unwrap()
-    }
-
-    fn with(fields: Value) -> Value {
-        let mut base =
-            json!({"model": "standard", "messages": [{"role": "user", "content": "hi"}]});
-        base.as_object_mut()
-            .unwrap()
-            .extend(fields.as_object().unwrap().clone());
-        base
     }
 
     #[test]

@@ -313,19 +313,8 @@ fn tool_config_of(request: &ChatRequest) -> Option<ToolConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{request, with};
     use catalog::Catalog;
-
-    fn request(value: Value) -> ChatRequest {
-        serde_json::from_value(value).expect("a valid OpenAI request")
-    }
-
-    fn with(fields: Value) -> Value {
-        let mut base = json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]});
-        base.as_object_mut()
-            .unwrap()
-            .extend(fields.as_object().unwrap().clone());
-        base
-    }
 
     fn out(value: Value) -> Value {
         let catalog = Catalog::builtin();

@@ -42,6 +42,7 @@ pub fn base_path(provider: ProviderId) -> Option<&'static str> {
     match provider {
         ProviderId::Anthropic => return Some(crate::anthropic_messages::PREFIX),
         ProviderId::Google => return Some(crate::google_gemini::PREFIX),
+        ProviderId::Bedrock => return Some(crate::bedrock_converse::PREFIX),
         _ => {}
     }
     DIALECTS

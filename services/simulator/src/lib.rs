@@ -3,12 +3,14 @@
 //! Serves each upstream's wire format on one HTTP router, under a path prefix
 //! per provider that mirrors the real base URL (`/openai/v1`, `/groq/openai/v1`,
 //! `/anthropic` for `/anthropic/v1/messages`, `/google` for
-//! `/google/v1beta/models/{model}:generateContent`, ...). Replies are deterministic functions of the request, usage counts are
+//! `/google/v1beta/models/{model}:generateContent`, `/bedrock` for
+//! `/bedrock/model/{model}/converse`, ...). Replies are deterministic functions of the request, usage counts are
 //! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
 //! `Retry-After`, streams cut after N chunks — can be set per provider and
 //! model through `/_sim/faults` or per request with the `x-sim-fault` header.
 
 mod anthropic_messages;
+mod bedrock_converse;
 mod dialect;
 mod faults;
 mod generate;
@@ -33,8 +35,11 @@ pub use recorder::Recorded;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorConfig {
-    /// The API key every simulated provider accepts (Bearer / x-api-key).
+    /// The API key every simulated provider accepts (Bearer / x-api-key),
+    /// and the AWS secret access key of simulated Bedrock.
     pub api_key: String,
+    /// The AWS access key id simulated Bedrock accepts (its secret is `api_key`).
+    pub aws_access_key_id: String,
     /// Pause between stream chunks, to look like a real model typing.
     pub chunk_delay_ms: u64,
 }
@@ -43,6 +48,7 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             api_key: "sim-key".into(),
+            aws_access_key_id: "AKIASIMULATOR".into(),
             chunk_delay_ms: 0,
         }
     }
@@ -104,6 +110,10 @@ pub fn router(sim: Arc<Simulator>) -> Router {
         .route(
             &format!("{}/{{version}}/models/{{target}}", google_gemini::PREFIX),
             post(google_gemini::handle),
+        )
+        .route(
+            &format!("{}/model/{{model}}/{{method}}", bedrock_converse::PREFIX),
+            post(bedrock_converse::handle),
         );
     for dialect in DIALECTS {
         router = router

@@ -19,7 +19,7 @@ STARTUP_LINES = 20
 
 
 def _start(args, env_extra, until):
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MODELROUTER_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if not (k.endswith("_API_KEY") or k.startswith("AWS_")) and k != "MODELROUTER_CONFIG"}
     env.update(env_extra)
     proc = subprocess.Popen([BIN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = []

@@ -87,14 +87,14 @@ def test_errors_raise_the_sdk_exception_classes(router):
 
 
 def test_outages_raise_rate_limit_and_server_errors(router):
-    providers = ["openai", "xai", "groq", "cerebras", "anthropic", "google"]
+    providers = ["openai", "xai", "groq", "cerebras", "anthropic", "google", "bedrock"]
     try:
         for provider in providers:
             sim_admin(router, "POST", {"provider": provider, "status": 503})
         with pytest.raises(openai.InternalServerError) as e:
             client(router).chat.completions.create(model="economy", messages=MESSAGES)
         assert e.value.status_code == 503
-        assert len(e.value.body["attempts"]) == 9
+        assert len(e.value.body["attempts"]) == 11
         # Last: a 429 with Retry-After leaves each model alone for that long.
         for provider in providers:
             sim_admin(router, "POST", {"provider": provider, "status": 429, "retry_after_s": 2})

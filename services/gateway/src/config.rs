@@ -51,8 +51,15 @@ impl GatewayConfig {
 pub struct ProviderSettings {
     /// API base URL; the provider's public endpoint when absent.
     pub base_url: Option<String>,
-    /// API key; usually from the provider's standard environment variable.
+    /// API key (for Bedrock: the AWS secret access key); usually from the
+    /// provider's standard environment variable.
     pub api_key: Option<String>,
+    /// Bedrock: the AWS access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Bedrock: the session token of temporary credentials (`AWS_SESSION_TOKEN`).
+    pub session_token: Option<String>,
+    /// Bedrock: the AWS region (`AWS_REGION`, default us-east-1).
+    pub region: Option<String>,
     /// TCP + TLS connect timeout (default 5 s).
     pub connect_timeout_ms: u64,
     /// Time from sending the request to the response headers (default 60 s).
@@ -63,11 +70,24 @@ pub struct ProviderSettings {
     pub pool_max_idle_per_host: usize,
 }
 
+impl ProviderSettings {
+    /// Points these settings at a simulated provider: `base_url`, its `key`,
+    /// and (used by Bedrock only) its AWS `access_key_id`.
+    pub fn simulated(&mut self, base_url: String, key: &str, access_key_id: &str) {
+        self.base_url = Some(base_url);
+        self.api_key = Some(key.to_owned());
+        self.access_key_id = Some(access_key_id.to_owned());
+    }
+}
+
 impl Default for ProviderSettings {
     fn default() -> Self {
         ProviderSettings {
             base_url: None,
             api_key: None,
+            access_key_id: None,
+            session_token: None,
+            region: None,
             connect_timeout_ms: 5_000,
             first_byte_timeout_ms: 60_000,
             idle_timeout_ms: 120_000,

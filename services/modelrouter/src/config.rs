@@ -91,7 +91,8 @@ pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)
         ProviderId::Cerebras => Some(("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL")),
         ProviderId::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
         ProviderId::Google => Some(("GEMINI_API_KEY", "GEMINI_BASE_URL")),
-        ProviderId::Bedrock => None,
+        // The secret access key; the access key id, session token and region follow AWS's names too.
+        ProviderId::Bedrock => Some(("AWS_SECRET_ACCESS_KEY", "BEDROCK_BASE_URL")),
     }
 }
 
@@ -166,6 +167,22 @@ impl Config {
             if url.is_some() {
                 settings.base_url = url;
             }
+        }
+        let aws = [
+            ("AWS_ACCESS_KEY_ID", present("AWS_ACCESS_KEY_ID")),
+            ("AWS_SESSION_TOKEN", present("AWS_SESSION_TOKEN")),
+            ("AWS_REGION", present("AWS_REGION")),
+        ];
+        if aws.iter().any(|(_, v)| v.is_some()) {
+            let bedrock = self
+                .gateway
+                .providers
+                .entry(ProviderId::Bedrock)
+                .or_default();
+            let [(_, id), (_, token), (_, region)] = aws;
+            bedrock.access_key_id = id.or(bedrock.access_key_id.take());
+            bedrock.session_token = token.or(bedrock.session_token.take());
+            bedrock.region = region.or(bedrock.region.take());
         }
         Ok(())
     }

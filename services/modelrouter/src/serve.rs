@@ -40,9 +40,16 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             let Some(path) = simulator::base_path(provider) else {
                 continue;
             };
-            let settings = config.gateway.providers.entry(provider).or_default();
-            settings.base_url = Some(format!("http://{addr}{SIM_MOUNT}{path}"));
-            settings.api_key = Some(config.simulator.api_key.clone());
+            config
+                .gateway
+                .providers
+                .entry(provider)
+                .or_default()
+                .simulated(
+                    format!("http://{addr}{SIM_MOUNT}{path}"),
+                    &config.simulator.api_key,
+                    &config.simulator.aws_access_key_id,
+                );
         }
         let sim = Simulator::new(config.simulator.clone(), Arc::clone(&catalog));
         app = app.nest(SIM_MOUNT, simulator::router(sim));

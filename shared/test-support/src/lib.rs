@@ -70,10 +70,11 @@ impl Harness {
                 continue;
             }
             let settings = config.providers.entry(provider).or_default();
-            settings
+            let url = settings
                 .base_url
-                .get_or_insert_with(|| format!("{sim_url}{path}"));
-            settings.api_key = Some(sim_config.api_key.clone());
+                .clone()
+                .unwrap_or_else(|| format!("{sim_url}{path}"));
+            settings.simulated(url, &sim_config.api_key, &sim_config.aws_access_key_id);
         }
         let key = keys::generate_key();
         let ring = Arc::new(KeyRing::default());

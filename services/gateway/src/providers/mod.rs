@@ -4,9 +4,11 @@
 //! wire format and the answer back into OpenAI shapes. The OpenAI-compatible
 //! providers share one adapter ([`openai_compat`]) and differ only by their
 //! [`Dialect`], each described in its own file; [`anthropic`] speaks the
-//! Messages API and [`google`] the Gemini API. All share the HTTP layer in `upstream`.
+//! Messages API, [`google`] the Gemini API and [`bedrock`] Bedrock's
+//! Converse API. All share the HTTP layer in `upstream`.
 
 pub mod anthropic;
+pub mod bedrock;
 mod cerebras;
 pub mod google;
 mod groq;
@@ -129,6 +131,9 @@ pub enum ConfigError {
         url: String,
         reason: String,
     },
+    /// AWS credentials need an access key id with the secret.
+    #[error("{provider} needs an access key id (AWS_ACCESS_KEY_ID) with its secret")]
+    AccessKeyId { provider: ProviderId },
     /// The API key cannot be sent in a header.
     #[error("{provider} API key contains characters not allowed in an HTTP header")]
     ApiKey { provider: ProviderId },
@@ -155,6 +160,7 @@ impl Registry {
                 (_, Some(dialect)) => Arc::new(OpenAiCompatible::new(dialect, settings)?),
                 (ProviderId::Anthropic, None) => Arc::new(anthropic::Anthropic::new(settings)?),
                 (ProviderId::Google, None) => Arc::new(google::Google::new(settings)?),
+                (ProviderId::Bedrock, None) => Arc::new(bedrock::Bedrock::new(settings)?),
                 _ => continue,
             };
             registry.providers.insert(id, adapter);

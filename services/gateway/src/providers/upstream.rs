@@ -43,7 +43,23 @@ impl Upstream {
         headers: HeaderMap,
         body: &impl Serialize,
     ) -> Result<reqwest::Response, ProviderError> {
-        let request = self.client.post(url.clone()).headers(headers).json(body);
+        let body = serde_json::to_vec(body).map_err(|e| ProviderError::Protocol(e.to_string()))?;
+        self.post_bytes(url, headers, body).await
+    }
+
+    /// [`Upstream::post`] with the body already serialized (and perhaps
+    /// signed), sent byte for byte.
+    pub async fn post_bytes(
+        &self,
+        url: &reqwest::Url,
+        mut headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let request = self.client.post(url.clone()).headers(headers).body(body);
         let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
             .await
             .map_err(|_| ProviderError::Timeout("first byte"))?
@@ -77,36 +93,48 @@ impl Upstream {
         serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(e.to_string()))
     }
 
-    /// The `data` payloads of an SSE body. Callers stop reading at their
-    /// dialect's final event; a body that ends before it, an idle timeout or
-    /// a broken body yields one error and ends the stream.
+    /// The body as it arrives, each read within the idle timeout. Callers
+    /// stop reading at their dialect's final event; a body that ends before
+    /// it, an idle timeout or a broken body yields one error and ends the stream.
+    pub fn body(
+        &self,
+        response: reqwest::Response,
+    ) -> impl Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static {
+        let idle = self.timeouts.idle;
+        stream::unfold(
+            (response.bytes_stream().boxed(), false),
+            move |(mut bytes, done)| async move {
+                if done {
+                    return None;
+                }
+                let item = match tokio::time::timeout(idle, bytes.next()).await {
+                    Err(_) => Err(ProviderError::Timeout("idle")),
+                    Ok(Some(Ok(chunk))) => return Some((Ok(chunk), (bytes, false))),
+                    Ok(Some(Err(e))) => Err(ProviderError::Interrupted(e.to_string())),
+                    Ok(None) => Err(ProviderError::Interrupted(END_OF_BODY.into())),
+                };
+                Some((item, (bytes, true)))
+            },
+        )
+    }
+
+    /// The `data` payloads of an SSE body, ending as [`Upstream::body`] does.
     pub fn sse(
         &self,
         response: reqwest::Response,
     ) -> impl Stream<Item = Result<String, ProviderError>> + Send + 'static {
-        let idle = self.timeouts.idle;
-        let state = (response.bytes_stream(), SseDecoder::default(), false);
-        stream::unfold(state, move |(mut bytes, mut decoder, done)| async move {
+        let state = (self.body(response).boxed(), SseDecoder::default(), false);
+        stream::unfold(state, |(mut body, mut decoder, done)| async move {
             if done {
                 return None;
             }
             loop {
                 if let Some(data) = decoder.next_data() {
-                    return Some((Ok(data), (bytes, decoder, false)));
+                    return Some((Ok(data), (body, decoder, false)));
                 }
-                match tokio::time::timeout(idle, bytes.next()).await {
-                    Err(_) => {
-                        return Some((Err(ProviderError::Timeout("idle")), (bytes, decoder, true)))
-                    }
-                    Ok(Some(Ok(chunk))) => decoder.push(&chunk),
-                    Ok(Some(Err(e))) => {
-                        let error = ProviderError::Interrupted(e.to_string());
-                        return Some((Err(error), (bytes, decoder, true)));
-                    }
-                    Ok(None) => {
-                        let error = ProviderError::Interrupted(END_OF_BODY.into());
-                        return Some((Err(error), (bytes, decoder, true)));
-                    }
+                match body.next().await? {
+                    Ok(chunk) => decoder.push(&chunk),
+                    Err(e) => return Some((Err(e), (body, decoder, true))),
                 }
             }
         })
@@ -170,14 +198,14 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The provider's own error message (`error.message`, as OpenAI, Anthropic
-/// and Gemini all put it), or the raw body.
+/// and Gemini put it, or `message`, as AWS does), or the raw body.
 fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+            ["/error/message", "/message", "/Message"]
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned))
         })
         .unwrap_or_else(|| body.chars().take(500).collect())
 }

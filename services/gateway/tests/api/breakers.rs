@@ -286,19 +286,27 @@ async fn with_every_breaker_open_the_503_is_immediate_and_says_when_to_retry() {
         ..Default::default()
     })
     .await;
-    for provider in ["openai", "xai", "groq", "cerebras", "anthropic", "google"] {
+    for provider in [
+        "openai",
+        "xai",
+        "groq",
+        "cerebras",
+        "anthropic",
+        "google",
+        "bedrock",
+    ] {
         h.fault(json!({"provider": provider, "status": 502})).await;
     }
     let (status, _, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
     assert_eq!(status, 503);
-    assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 9);
+    assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 11);
 
     let started = Instant::now();
     let (status, headers, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(status, 503);
     let attempts = body["error"]["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 9);
+    assert_eq!(attempts.len(), 11);
     assert!(attempts
         .iter()
         .all(|a| a["skipped"] == true && a["latency_ms"] == 0));

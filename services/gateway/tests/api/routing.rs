@@ -11,7 +11,7 @@ async fn routed(h: &Harness, tier: &str, prefer: &str) -> String {
     header(&response, "x-model-router-model")
 }
 
-/// With every provider that has an adapter configured (OpenAI, xAI, Groq, Cerebras, Anthropic, Google), the
+/// With every provider configured (OpenAI, xAI, Groq, Cerebras, Anthropic, Google, Bedrock), the
 /// leaders follow from the catalog by the rules in `prefer.rs`:
 /// cheap = free first, then blended price; fast = ttft + 256 tokens at catalog speed;
 /// quality / coding = scores; balanced = 0.5 quality + 0.3 cheapness + 0.2 speed.
@@ -121,7 +121,15 @@ async fn a_model_unknown_to_its_provider_falls_through() {
 #[tokio::test]
 async fn every_candidate_down_is_503_listing_the_attempts() {
     let h = Harness::start().await;
-    for provider in ["openai", "xai", "groq", "cerebras", "anthropic", "google"] {
+    for provider in [
+        "openai",
+        "xai",
+        "groq",
+        "cerebras",
+        "anthropic",
+        "google",
+        "bedrock",
+    ] {
         h.fault(json!({"provider": provider, "status": 502})).await;
     }
     let (status, headers, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
@@ -131,7 +139,7 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
     let attempts = body["error"]["attempts"].as_array().unwrap();
     assert_eq!(
         attempts.len(),
-        9,
+        11,
         "every available economy model was tried once"
     );
     for attempt in attempts {
@@ -154,6 +162,7 @@ async fn every_candidate_rate_limited_is_429_with_retry_after() {
         ("cerebras", 12),
         ("anthropic", 7),
         ("google", 6),
+        ("bedrock", 8),
     ] {
         h.fault(json!({"provider": provider, "status": 429, "retry_after_s": wait}))
             .await;
@@ -203,7 +212,8 @@ async fn unconfigured_providers_are_skipped() {
     let mut request = ask("economy", "hi");
     request["prefer"] = json!("cheap");
     let response = h.chat(&request).await;
-    assert_eq!(header(&response, "x-model-router-model"), "grok-3-mini");
+    // Without the free providers, the cheapest economy model: Bedrock's nova-lite ($0.06 / $0.24).
+    assert_eq!(header(&response, "x-model-router-model"), "nova-lite");
     let (status, _, body) = read(h.chat(&ask("qwen-3-235b", "hi")).await).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_provider_available");

@@ -1,0 +1,190 @@
+//! The AWS Bedrock Runtime adapter: Converse and ConverseStream
+//! (`/model/{modelId}/converse[-stream]`), every request signed with SigV4
+//! (service `bedrock`, the configured region) from the standard AWS
+//! credentials. [`request`] translates the OpenAI request, [`response`]
+//! translates answers and event-stream frames back. Model ids come from the
+//! catalog, cross-region inference profiles (`us.` prefixes) included.
+
+pub mod request;
+pub mod response;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bedrock::eventstream::Decoder;
+use bedrock::sigv4::{self, Credentials};
+use catalog::{Model, ProviderId};
+use futures_util::stream::{self, StreamExt};
+use openai::{ChatCompletion, ChatRequest};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::upstream::{self, Upstream};
+use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
+use crate::config::ProviderSettings;
+use response::StreamTranslator;
+
+/// The region used when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// A Bedrock Runtime endpoint with its own connection pool and credentials.
+pub struct Bedrock {
+    /// `{base}/model/`, to which `{model id}/converse` is appended.
+    models: reqwest::Url,
+    credentials: Credentials,
+    region: String,
+    upstream: Upstream,
+    /// Numbers completions (Converse names none).
+    next_id: AtomicU64,
+}
+
+impl Bedrock {
+    /// An adapter using `settings`: `access_key_id`, `api_key` (the secret
+    /// access key), `session_token`, `region`, base URL, timeouts, pool.
+    pub fn new(settings: &ProviderSettings) -> Result<Bedrock, ConfigError> {
+        let provider = ProviderId::Bedrock;
+        let region = settings
+            .region
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let default = format!("https://bedrock-runtime.{region}.amazonaws.com");
+        let models =
+            upstream::endpoint(provider, settings.base_url.as_deref(), &default, "/model/")?;
+        let credentials = Credentials {
+            access_key_id: settings
+                .access_key_id
+                .clone()
+                .ok_or(ConfigError::AccessKeyId { provider })?,
+            secret_access_key: settings.api_key.clone().unwrap_or_default(),
+            session_token: settings.session_token.clone(),
+        };
+        Ok(Bedrock {
+            models,
+            credentials,
+            region,
+            upstream: Upstream::new(settings)?,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    fn completion_id(&self) -> String {
+        format!(
+            "bedrock-{:x}-{}",
+            std::process::id(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    async fn send(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+        method: &str,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let protocol = |e: String| ProviderError::Protocol(e);
+        let body = request::translate(model, request)
+            .map_err(|u| protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        let body = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
+        // As the AWS SDKs do: a model id's `:` travels percent-encoded.
+        let id = model.provider_model_id.replace(':', "%3A");
+        let url = self
+            .models
+            .join(&format!("{id}/{method}"))
+            .map_err(|e| protocol(format!("model URL: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(protocol("model URL has no host".into())),
+        };
+        let to_sign = [
+            ("content-type", "application/json"),
+            ("host", host.as_str()),
+        ];
+        let signed = sigv4::sign(
+            "POST",
+            url.as_str(),
+            &to_sign,
+            &body,
+            &self.credentials,
+            &self.region,
+            SystemTime::now(),
+        )
+        .map_err(|e| protocol(format!("SigV4 signing: {e}")))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in signed {
+            let name = HeaderName::try_from(name).map_err(|e| protocol(e.to_string()))?;
+            let value = HeaderValue::try_from(value).map_err(|e| protocol(e.to_string()))?;
+            headers.insert(name, value);
+        }
+        self.upstream.post_bytes(&url, headers, body).await
+    }
+}
+
+#[async_trait]
+impl Provider for Bedrock {
+    fn check(&self, _model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
+        request::check(request)
+    }
+
+    async fn complete(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChatCompletion, ProviderError> {
+        let response = self.send(model, request, "converse").await?;
+        let answer = self.upstream.json(response).await?;
+        Ok(response::completion(
+            answer,
+            &model.provider_model_id,
+            self.completion_id(),
+        ))
+    }
+
+    async fn stream(
+        &self,
+        model: &Model,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let response = self.send(model, request, "converse-stream").await?;
+        let translator = StreamTranslator::new(&model.provider_model_id, self.completion_id());
+        let state = (
+            self.upstream.body(response).boxed(),
+            Decoder::default(),
+            translator,
+            false,
+        );
+        // Frames until `metadata`; a corrupt frame or the first error ends the stream.
+        let chunks = stream::unfold(
+            state,
+            |(mut body, mut decoder, mut translator, done)| async move {
+                if done || translator.finished() {
+                    return None;
+                }
+                loop {
+                    let frame = match decoder.next_frame() {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => match body.next().await? {
+                            Ok(bytes) => {
+                                decoder.push(&bytes);
+                                continue;
+                            }
+                            Err(e) => return Some((Err(e), (body, decoder, translator, true))),
+                        },
+                        Err(e) => {
+                            let error = ProviderError::Protocol(e);
+                            return Some((Err(error), (body, decoder, translator, true)));
+                        }
+                    };
+                    match translator.on(frame) {
+                        Ok(Some(chunk)) => {
+                            return Some((Ok(chunk), (body, decoder, translator, false)))
+                        }
+                        Ok(None) => continue,
+                        Err(e) => return Some((Err(e), (body, decoder, translator, true))),
+                    }
+                }
+            },
+        );
+        Ok(chunks.boxed())
+    }
+}

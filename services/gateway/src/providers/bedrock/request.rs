@@ -1,0 +1,252 @@
+//! OpenAI chat request → Bedrock Converse request.
+//!
+//! - `system` / `developer` messages → `system` text blocks;
+//! - `tool` messages → `toolResult` blocks in a user turn (a JSON-object
+//!   result as `json`, anything else as `text`), and consecutive turns of one
+//!   role merged (Converse requires alternation);
+//! - assistant `tool_calls` → `toolUse` blocks (arguments parsed);
+//! - images: base64 data URLs of png / jpeg / gif / webp → image blocks;
+//! - `max_tokens` (else the model's maximum), `temperature`, `top_p`, `stop`
+//!   → `inferenceConfig`;
+//! - tools → `toolSpec`s; `tool_choice` auto/required/named →
+//!   `auto`/`any`/`tool`.
+//!
+//! `seed` and `user` are dropped. Refused by [`check`], naming the field:
+//! `n` > 1, temperature above 1, `top_k` (model-specific on Bedrock),
+//! logprobs, logit bias, presence/frequency penalties, `tool_choice: none`
+//! (Converse has no such choice), audio and file parts, image URLs that are
+//! not data URLs. JSON mode is refused earlier: no Bedrock model in the
+//! catalog has the `json_mode` capability.
+
+use bedrock::{
+    ContentBlock, ConverseRequest, Empty, ImageBlock, ImageSource, InferenceConfig, InputSchema,
+    Message as BMessage, NamedTool, SystemBlock, Tool, ToolChoice, ToolConfig, ToolResultBlock,
+    ToolResultContent, ToolSpec, ToolUseBlock,
+};
+use catalog::Model;
+use openai::{ChatRequest, Content, ContentPart, Message, Role};
+use serde_json::{json, Value};
+
+use crate::providers::Unsupported;
+
+fn refuse<T>(param: &'static str, reason: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported {
+        param,
+        reason: reason.into(),
+    })
+}
+
+/// Refuses what Converse cannot carry faithfully, naming the field.
+pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
+    if request.n.unwrap_or(1) != 1 {
+        return refuse("n", "Bedrock returns one choice only");
+    }
+    if request.temperature.is_some_and(|t| t > 1.0) {
+        return refuse("temperature", "Bedrock accepts temperatures from 0 to 1");
+    }
+    for field in [
+        "top_k",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "presence_penalty",
+        "frequency_penalty",
+        "audio",
+    ] {
+        let asks = match request.extra.get(field) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Number(n)) => n.as_f64() != Some(0.0) || field == "top_k",
+            Some(Value::Object(m)) => !m.is_empty(),
+            Some(_) => true,
+        };
+        if asks {
+            return refuse(
+                field,
+                format!("Bedrock's Converse API does not support `{field}`"),
+            );
+        }
+    }
+    if matches!(&request.tool_choice, Some(Value::String(s)) if s == "none") {
+        return refuse("tool_choice", "Bedrock has no `none` tool choice");
+    }
+    turns(request).map(|_| ())
+}
+
+/// The Converse request for `request`. Call [`check`] first.
+pub fn translate(model: &Model, request: &ChatRequest) -> Result<ConverseRequest, Unsupported> {
+    let (system, messages) = turns(request)?;
+    Ok(ConverseRequest {
+        messages,
+        system: (!system.is_empty()).then_some(system),
+        inference_config: Some(InferenceConfig {
+            max_tokens: Some(
+                request
+                    .requested_output_tokens()
+                    .unwrap_or(model.max_output_tokens),
+            ),
+            temperature: request.temperature,
+            top_p: request.top_p,
+            stop_sequences: request
+                .stop
+                .as_ref()
+                .map(|s| s.sequences().into_iter().map(str::to_owned).collect()),
+        }),
+        tool_config: tool_config(request),
+        additional_model_request_fields: None,
+        extra: Default::default(),
+    })
+}
+
+fn turns(request: &ChatRequest) -> Result<(Vec<SystemBlock>, Vec<BMessage>), Unsupported> {
+    let mut system = Vec::new();
+    let mut messages: Vec<BMessage> = Vec::new();
+    for message in &request.messages {
+        let (role, blocks) = match message.role {
+            Role::System | Role::Developer => {
+                system.extend(message.texts().map(|t| SystemBlock { text: t.to_owned() }));
+                continue;
+            }
+            Role::Assistant => ("assistant", assistant_blocks(message)?),
+            Role::Tool => ("user", vec![tool_result(message)?]),
+            Role::User => ("user", user_blocks(message)?),
+            Role::Function => {
+                return refuse(
+                    "messages",
+                    "legacy `function` messages are not supported; use `tool` messages",
+                )
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => messages.push(BMessage {
+                role: role.into(),
+                content: blocks,
+            }),
+        }
+    }
+    Ok((system, messages))
+}
+
+fn user_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
+    match &message.content {
+        Some(Content::Text(text)) => Ok(vec![ContentBlock::Text(text.clone())]),
+        Some(Content::Parts(parts)) => parts.iter().map(part).collect(),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn part(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
+    match part {
+        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+            Ok(ContentBlock::Text(text.clone()))
+        }
+        ContentPart::ImageUrl { image_url } => {
+            let inline = image_url
+                .url
+                .strip_prefix("data:image/")
+                .and_then(|rest| rest.split_once(";base64,"))
+                .filter(|(format, _)| matches!(*format, "png" | "jpeg" | "gif" | "webp"));
+            match inline {
+                Some((format, data)) => Ok(ContentBlock::Image(ImageBlock {
+                    format: format.into(),
+                    source: ImageSource { bytes: data.into() },
+                })),
+                None => refuse(
+                    "messages",
+                    "Bedrock takes images as base64 data URLs of png, jpeg, gif or webp",
+                ),
+            }
+        }
+        ContentPart::InputAudio { .. } | ContentPart::File { .. } => {
+            refuse("messages", "Bedrock takes text and image parts here")
+        }
+    }
+}
+
+fn assistant_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
+    let mut blocks: Vec<ContentBlock> = message
+        .texts()
+        .filter(|t| !t.is_empty())
+        .map(|t| ContentBlock::Text(t.to_owned()))
+        .collect();
+    for call in message.tool_calls.iter().flatten() {
+        let arguments = call.function.arguments.trim();
+        let input = if arguments.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_str(arguments) {
+                Ok(input) => input,
+                Err(e) => {
+                    return refuse(
+                        "messages",
+                        format!(
+                            "the arguments of tool call `{}` are not valid JSON: {e}",
+                            call.id
+                        ),
+                    )
+                }
+            }
+        };
+        blocks.push(ContentBlock::ToolUse(ToolUseBlock {
+            tool_use_id: call.id.clone(),
+            name: call.function.name.clone(),
+            input,
+        }));
+    }
+    Ok(blocks)
+}
+
+fn tool_result(message: &Message) -> Result<ContentBlock, Unsupported> {
+    let Some(id) = &message.tool_call_id else {
+        return refuse("messages", "a `tool` message needs its `tool_call_id`");
+    };
+    let text: String = message.texts().collect::<Vec<_>>().join("\n");
+    let content = match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => ToolResultContent::Json(object),
+        _ => ToolResultContent::Text(text),
+    };
+    Ok(ContentBlock::ToolResult(ToolResultBlock {
+        tool_use_id: id.clone(),
+        content: vec![content],
+        status: None,
+    }))
+}
+
+fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
+    let tools = request.tools.as_ref().filter(|t| !t.is_empty())?;
+    let tool_choice = match &request.tool_choice {
+        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any(Empty {})),
+        Some(Value::String(_)) => Some(ToolChoice::Auto(Empty {})),
+        Some(choice) => choice
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(|name| {
+                ToolChoice::Tool(NamedTool {
+                    name: name.to_owned(),
+                })
+            }),
+        None => None,
+    };
+    Some(ToolConfig {
+        tools: tools
+            .iter()
+            .map(|t| {
+                Tool::ToolSpec(ToolSpec {
+                    name: t.function.name.clone(),
+                    description: t.function.description.clone(),
+                    input_schema: InputSchema {
+                        json: t
+                            .function
+                            .parameters
+                            .clone()
+                            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                    },
+                })
+            })
+            .collect(),
+        tool_choice,
+    })
+}

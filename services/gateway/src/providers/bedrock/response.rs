@@ -1,0 +1,261 @@
+//! Converse answers → OpenAI shapes, whole and streamed.
+//!
+//! | Converse `stopReason` | OpenAI `finish_reason` |
+//! |-----------------------|------------------------|
+//! | `end_turn`, `stop_sequence` | `stop` |
+//! | `tool_use` | `tool_calls` |
+//! | `max_tokens`, `model_context_window_exceeded` | `length` |
+//! | `guardrail_intervened`, `content_filtered` | `content_filter` |
+//!
+//! Usage: `prompt_tokens` = input + cache reads + cache writes (cache reads
+//! as `cached_tokens`), `completion_tokens` = output. Reasoning blocks are
+//! not content. A stream ends at its `metadata` event, which carries usage;
+//! an exception frame keeps its class (throttling is a 429, unavailability a
+//! 503, so retry rules apply).
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bedrock::eventstream::Frame;
+use bedrock::{
+    BlockDelta, BlockStart, ContentBlock, ContentBlockDeltaEvent, ContentBlockStartEvent,
+    ConverseResponse, ErrorBody, MessageStopEvent, MetadataEvent, TokenUsage,
+};
+use openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
+    FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+};
+
+use crate::providers::ProviderError;
+
+fn finish_reason(stop_reason: &str) -> String {
+    match stop_reason {
+        "tool_use" => "tool_calls",
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "guardrail_intervened" | "content_filtered" => "content_filter",
+        _ => "stop",
+    }
+    .to_owned()
+}
+
+/// OpenAI usage from Converse's counts.
+pub fn usage(u: &TokenUsage) -> Usage {
+    let cache_read = u.cache_read_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + cache_read + u.cache_write_input_tokens.unwrap_or(0);
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt + u.output_tokens,
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: cache_read,
+            extra: Extra::new(),
+        }),
+        completion_tokens_details: None,
+        extra: Extra::new(),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A whole response from `model`, with `id` as its completion id.
+pub fn completion(response: ConverseResponse, model: &str, id: String) -> ChatCompletion {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in response.output.message.content {
+        match block {
+            ContentBlock::Text(t) => text.push_str(&t),
+            ContentBlock::ToolUse(tool) => calls.push(ToolCall {
+                id: tool.tool_use_id,
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: tool.name,
+                    arguments: tool.input.to_string(),
+                },
+            }),
+            _ => {}
+        }
+    }
+    ChatCompletion {
+        id,
+        object: "chat.completion".into(),
+        created: unix_now(),
+        model: model.to_owned(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: (!text.is_empty() || calls.is_empty()).then_some(text),
+                tool_calls: (!calls.is_empty()).then_some(calls),
+                extra: Extra::new(),
+            },
+            finish_reason: Some(finish_reason(&response.stop_reason)),
+            extra: Extra::new(),
+        }],
+        usage: Some(usage(&response.usage)),
+        extra: Extra::new(),
+    }
+}
+
+/// The status an exception frame stands for.
+fn status_of(exception: &str) -> u16 {
+    match exception {
+        "throttlingException" => 429,
+        "serviceUnavailableException" => 503,
+        "validationException" => 400,
+        "modelTimeoutException" => 408,
+        "modelStreamErrorException" => 424,
+        _ => 500,
+    }
+}
+
+/// Turns Converse stream frames into OpenAI chunks, one frame at a time.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    id: String,
+    model: String,
+    created: i64,
+    /// Content block index → OpenAI tool call index, for tool-use blocks.
+    tool_calls: HashMap<u32, u32>,
+    finished: bool,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ProviderError::Protocol(format!("bad Bedrock {kind} event: {e}")))
+}
+
+impl StreamTranslator {
+    /// A translator for answers by `model`, as completion `id`.
+    pub fn new(model: &str, id: String) -> StreamTranslator {
+        StreamTranslator {
+            id,
+            model: model.to_owned(),
+            created: unix_now(),
+            tool_calls: HashMap::new(),
+            finished: false,
+        }
+    }
+
+    /// Whether the final `metadata` event was seen.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                extra: Extra::new(),
+            }],
+            usage: None,
+            extra: Extra::new(),
+        }
+    }
+
+    fn tool_delta(&self, call: ToolCallDelta) -> ChatCompletionChunk {
+        self.chunk(
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// The chunk (if any) one frame becomes; an exception frame is an error.
+    pub fn on(&mut self, frame: Frame) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        let (kind, payload) = match frame {
+            Frame::Event { kind, payload } => (kind, payload),
+            Frame::Exception { kind, payload } => {
+                let message = decode::<ErrorBody>(&kind, &payload)
+                    .map(|b| b.message)
+                    .unwrap_or_else(|_| kind.clone());
+                return Err(ProviderError::Status {
+                    status: status_of(&kind),
+                    message: format!("{kind}: {message}"),
+                    retry_after: None,
+                });
+            }
+        };
+        let chunk = match kind.as_str() {
+            "messageStart" => Some(self.chunk(
+                Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..Default::default()
+                },
+                None,
+            )),
+            "contentBlockStart" => {
+                let event: ContentBlockStartEvent = decode(&kind, &payload)?;
+                let BlockStart::ToolUse(tool) = event.start;
+                let call_index = self.tool_calls.len() as u32;
+                self.tool_calls
+                    .insert(event.content_block_index, call_index);
+                Some(self.tool_delta(ToolCallDelta {
+                    index: call_index,
+                    id: Some(tool.tool_use_id),
+                    kind: Some("function".into()),
+                    function: Some(FunctionCallDelta {
+                        name: Some(tool.name),
+                        arguments: Some(String::new()),
+                    }),
+                }))
+            }
+            "contentBlockDelta" => {
+                let event: ContentBlockDeltaEvent = decode(&kind, &payload)?;
+                match event.delta {
+                    BlockDelta::Text(text) => Some(self.chunk(
+                        Delta {
+                            content: Some(text),
+                            ..Default::default()
+                        },
+                        None,
+                    )),
+                    BlockDelta::ToolUse(piece) => {
+                        let index = event.content_block_index;
+                        let call_index = *self.tool_calls.get(&index).ok_or_else(|| {
+                            ProviderError::Protocol(format!(
+                                "toolUse delta for block {index}, which started no tool use"
+                            ))
+                        })?;
+                        Some(self.tool_delta(ToolCallDelta {
+                            index: call_index,
+                            id: None,
+                            kind: None,
+                            function: Some(FunctionCallDelta {
+                                name: None,
+                                arguments: Some(piece.input),
+                            }),
+                        }))
+                    }
+                    BlockDelta::ReasoningContent(_) => None,
+                }
+            }
+            "messageStop" => {
+                let event: MessageStopEvent = decode(&kind, &payload)?;
+                Some(self.chunk(Delta::default(), Some(finish_reason(&event.stop_reason))))
+            }
+            "metadata" => {
+                let event: MetadataEvent = decode(&kind, &payload)?;
+                self.finished = true;
+                let mut last = self.chunk(Delta::default(), None);
+                last.choices.clear();
+                last.usage = Some(usage(&event.usage));
+                Some(last)
+            }
+            _ => None,
+        };
+        Ok(chunk)
+    }
+}

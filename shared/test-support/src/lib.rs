@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 pub struct Options {
     /// A catalog file to serve (reloaded every 20 ms when changed); the shipped catalog when `None`.
     pub catalog_file: Option<PathBuf>,
-    /// Gateway settings; provider keys, and base URLs not set here, are filled in for the simulator.
+    /// Gateway settings; provider keys and base URLs not set here are filled in for the simulator.
     pub gateway: GatewayConfig,
     /// Providers left unconfigured (as if their key were missing).
     pub without: Vec<ProviderId>,
@@ -70,11 +70,16 @@ impl Harness {
                 continue;
             }
             let settings = config.providers.entry(provider).or_default();
+            // What a test set stays (a dead URL, a wrong key); the rest points at the simulator.
             let url = settings
                 .base_url
                 .clone()
                 .unwrap_or_else(|| format!("{sim_url}{path}"));
-            settings.simulated(url, &sim_config.api_key, &sim_config.aws_access_key_id);
+            let key = settings
+                .api_key
+                .clone()
+                .unwrap_or_else(|| sim_config.api_key.clone());
+            settings.simulated(url, &key, &sim_config.aws_access_key_id);
         }
         let key = keys::generate_key();
         let ring = Arc::new(KeyRing::default());

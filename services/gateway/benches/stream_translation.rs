@@ -2,12 +2,14 @@
 //! decoding every stream needs anyway (the baseline):
 //! - OpenAI dialects: decode, then parse each chunk;
 //! - Anthropic: decode, parse each event, translate it to an OpenAI chunk;
-//! - Gemini: decode, parse each streamed response, translate it.
+//! - Gemini: decode, parse each streamed response, translate it;
+//! - Bedrock: decode event-stream frames (CRC-checked), parse, translate.
 //!
 //! Each stream is a 200-token reply in word-sized pieces, as providers send.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway::providers::anthropic::response::{Asked, StreamTranslator};
+use gateway::providers::bedrock::response::StreamTranslator as BedrockTranslator;
 use gateway::providers::google::response::StreamTranslator as GeminiTranslator;
 use gateway::sse::SseDecoder;
 use openai::ChatCompletionChunk;
@@ -72,6 +74,20 @@ fn gemini_stream() -> Vec<u8> {
     out.into_bytes()
 }
 
+fn bedrock_stream() -> Vec<u8> {
+    use bedrock::eventstream::event;
+    let mut out = event("messageStart", br#"{"role":"assistant"}"#).to_vec();
+    for i in 0..PIECES {
+        let delta = json!({"delta": {"text": format!(" word{i}")}, "contentBlockIndex": 0});
+        out.extend_from_slice(&event("contentBlockDelta", delta.to_string().as_bytes()));
+    }
+    out.extend_from_slice(&event("contentBlockStop", br#"{"contentBlockIndex":0}"#));
+    out.extend_from_slice(&event("messageStop", br#"{"stopReason":"end_turn"}"#));
+    let metadata = json!({"usage": {"inputTokens": 20, "outputTokens": 200, "totalTokens": 220}, "metrics": {"latencyMs": 100}});
+    out.extend_from_slice(&event("metadata", metadata.to_string().as_bytes()));
+    out
+}
+
 /// Feeds `bytes` in 1 KiB reads, as a socket would, and hands each event's data to `each`.
 fn decode(bytes: &[u8], mut each: impl FnMut(String)) {
     let mut decoder = SseDecoder::default();
@@ -87,6 +103,7 @@ fn bench(c: &mut Criterion) {
     let openai = openai_stream();
     let anthropic = anthropic_stream();
     let gemini = gemini_stream();
+    let bedrock = bedrock_stream();
     let mut group = c.benchmark_group("stream translation, 200 chunks");
     group.throughput(Throughput::Elements(PIECES as u64));
     group.bench_function("SSE decode only (baseline)", |b| {
@@ -118,6 +135,18 @@ fn bench(c: &mut Criterion) {
                 let piece = serde_json::from_str(&data).expect("piece");
                 std::hint::black_box(translator.on(piece));
             })
+        })
+    });
+    group.bench_function("Bedrock: decode frames + parse + translate", |b| {
+        b.iter(|| {
+            let mut translator = BedrockTranslator::new("nova-lite", "id".into());
+            let mut decoder = bedrock::eventstream::Decoder::default();
+            for read in bedrock.chunks(1024) {
+                decoder.push(read);
+                while let Some(frame) = decoder.next_frame().expect("frame") {
+                    std::hint::black_box(translator.on(frame).expect("translates"));
+                }
+            }
         })
     });
     group.finish();

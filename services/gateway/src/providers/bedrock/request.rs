@@ -250,3 +250,107 @@ fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
         tool_choice,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::{request, with};
+    use catalog::Catalog;
+
+    fn out(value: Value) -> Value {
+        let catalog = Catalog::builtin();
+        let r = request(value);
+        check(&r).expect("carried");
+        serde_json::to_value(translate(catalog.model("deepseek-v3").unwrap(), &r).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn each_field_has_its_converse_counterpart() {
+        let tool = json!({"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}});
+        let cases = [
+            (json!({}), "/inferenceConfig/maxTokens", json!(8192)),
+            (
+                json!({"max_tokens": 7}),
+                "/inferenceConfig/maxTokens",
+                json!(7),
+            ),
+            (
+                json!({"stop": "END"}),
+                "/inferenceConfig/stopSequences",
+                json!(["END"]),
+            ),
+            (
+                json!({"tools": [tool]}),
+                "/toolConfig/tools/0",
+                json!({"toolSpec": {"name": "f", "description": "d", "inputSchema": {"json": {"type": "object"}}}}),
+            ),
+            (
+                json!({"tools": [tool], "tool_choice": "auto"}),
+                "/toolConfig/toolChoice",
+                json!({"auto": {}}),
+            ),
+            (
+                json!({"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "f"}}}),
+                "/toolConfig/toolChoice",
+                json!({"tool": {"name": "f"}}),
+            ),
+        ];
+        for (fields, pointer, expected) in cases {
+            let translated = out(with(fields.clone()));
+            assert_eq!(
+                translated.pointer(pointer),
+                Some(&expected),
+                "{fields} → {translated}"
+            );
+        }
+        let translated = out(with(
+            json!({"seed": 1, "user": "u", "n": 1, "presence_penalty": 0}),
+        ));
+        let keys: Vec<&str> = translated
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["inferenceConfig", "messages"]);
+    }
+
+    #[test]
+    fn a_json_object_tool_result_goes_as_json() {
+        let translated = out(json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "{\"temp\": 4}"}
+        ]}));
+        assert_eq!(
+            translated["messages"][2]["content"][0],
+            json!({"toolResult": {"toolUseId": "a", "content": [{"json": {"temp": 4}}]}})
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_carried_is_refused_by_field() {
+        for (value, param) in [
+            (with(json!({"n": 2})), "n"),
+            (with(json!({"temperature": 1.1})), "temperature"),
+            (with(json!({"top_k": 0})), "top_k"),
+            (with(json!({"logit_bias": {"1": 1}})), "logit_bias"),
+            (with(json!({"frequency_penalty": 0.3})), "frequency_penalty"),
+            (with(json!({"tool_choice": "none"})), "tool_choice"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/bmp;base64,AA"}}]}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages",
+            ),
+        ] {
+            assert_eq!(
+                check(&request(value.clone())).unwrap_err().param,
+                param,
+                "{value}"
+            );
+        }
+    }
+}

@@ -259,3 +259,91 @@ impl StreamTranslator {
         Ok(chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bedrock::eventstream;
+    use serde_json::json;
+
+    fn event(kind: &str, payload: serde_json::Value) -> Frame {
+        Frame::Event {
+            kind: kind.into(),
+            payload: payload.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn stop_reasons_and_cache_usage_map() {
+        for (stop, expected) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("tool_use", "tool_calls"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("guardrail_intervened", "content_filter"),
+            ("content_filtered", "content_filter"),
+        ] {
+            assert_eq!(finish_reason(stop), expected);
+        }
+        let u = usage(&TokenUsage {
+            input_tokens: 10,
+            output_tokens: 4,
+            total_tokens: 14,
+            cache_read_input_tokens: Some(6),
+            cache_write_input_tokens: Some(2),
+        });
+        assert_eq!(
+            (u.prompt_tokens, u.cached_tokens(), u.total_tokens),
+            (18, 6, 22)
+        );
+    }
+
+    #[test]
+    fn frames_become_chunks_and_exceptions_keep_their_class() {
+        let mut t = StreamTranslator::new("m", "id".into());
+        let frames = [
+            event("messageStart", json!({"role": "assistant"})),
+            event(
+                "contentBlockDelta",
+                json!({"delta": {"text": "Hi"}, "contentBlockIndex": 0}),
+            ),
+            event(
+                "contentBlockStart",
+                json!({"start": {"toolUse": {"toolUseId": "t1", "name": "f"}}, "contentBlockIndex": 1}),
+            ),
+            event(
+                "contentBlockDelta",
+                json!({"delta": {"toolUse": {"input": "{}"}}, "contentBlockIndex": 1}),
+            ),
+            event("messageStop", json!({"stopReason": "tool_use"})),
+            event(
+                "metadata",
+                json!({"usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}, "metrics": {"latencyMs": 1}}),
+            ),
+        ];
+        let chunks: Vec<_> = frames
+            .into_iter()
+            .filter_map(|f| t.on(f).unwrap())
+            .collect();
+        assert_eq!(chunks.len(), 6);
+        assert_eq!(chunks[1].choices[0].delta.content.as_deref(), Some("Hi"));
+        let head = &chunks[2].choices[0].delta.tool_calls.as_ref().unwrap()[0];
+        assert_eq!((head.index, head.id.as_deref()), (0, Some("t1")));
+        assert_eq!(
+            chunks[4].choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        assert_eq!(chunks[5].usage.as_ref().unwrap().completion_tokens, 5);
+        assert!(t.finished());
+
+        let mut decoder = eventstream::Decoder::default();
+        decoder.push(&eventstream::exception(
+            "throttlingException",
+            br#"{"message":"slow down"}"#,
+        ));
+        let error = t.on(decoder.next_frame().unwrap().unwrap()).unwrap_err();
+        assert_eq!(error.status(), Some(429));
+        assert!(error.retryable() && error.to_string().contains("slow down"));
+    }
+}

@@ -258,6 +258,27 @@ mod tests {
             .contains("listen"));
         std::fs::remove_dir_all(&dir).ok();
 
+        let aws = Config::load(
+            None,
+            env(&[
+                ("AWS_ACCESS_KEY_ID", "AKIA1"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+                ("AWS_REGION", "eu-west-1"),
+            ]),
+        )
+        .unwrap();
+        let bedrock = &aws.gateway.providers[&ProviderId::Bedrock];
+        assert_eq!(
+            (
+                bedrock.access_key_id.as_deref(),
+                bedrock.api_key.as_deref(),
+                bedrock.region.as_deref(),
+                bedrock.session_token.as_deref()
+            ),
+            (Some("AKIA1"), Some("secret"), Some("eu-west-1"), None)
+        );
+        assert!(aws.has_provider_keys());
+
         let err = Config::load(None, env(&[("MODELROUTER_LISTEN", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("MODELROUTER_LISTEN"));
     }

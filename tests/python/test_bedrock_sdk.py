@@ -112,5 +112,10 @@ def test_errors_carry_aws_error_codes(simulator):
         fault(simulator, {"provider": "bedrock", "cut_after_chunks": 3})
         with pytest.raises(Exception):
             list(c.converse_stream(modelId=MODEL, messages=ask())["stream"])
+        # A flipped bit fails the frame's CRC: boto3 refuses it, as the gateway does.
+        fault(simulator, {"provider": "bedrock", "corrupt_frame": 2})
+        with pytest.raises(Exception) as corrupt:
+            list(c.converse_stream(modelId=MODEL, messages=ask())["stream"])
+        assert "crc" in repr(corrupt.value).lower() or "checksum" in repr(corrupt.value).lower(), repr(corrupt.value)
     finally:
         fault(simulator, None)

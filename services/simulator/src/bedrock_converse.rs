@@ -120,7 +120,14 @@ pub(crate) async fn handle(
     let delay = fault
         .chunk_delay_ms
         .map_or(sim.chunk_delay(), Duration::from_millis);
-    event_stream(frames(response), delay, fault.cut_after_chunks)
+    let mut frames = frames(response);
+    if let Some(frame) = fault.corrupt_frame.and_then(|n| frames.get_mut(n as usize)) {
+        let mut bytes = frame.to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        *frame = Bytes::from(bytes);
+    }
+    event_stream(frames, delay, fault.cut_after_chunks)
 }
 
 fn authenticate(

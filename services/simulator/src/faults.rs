@@ -34,6 +34,9 @@ pub struct Fault {
     /// Drop the connection after this many stream chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cut_after_chunks: Option<u32>,
+    /// Bedrock streams: flip a bit in this frame (0-based), so its CRC check fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt_frame: Option<u32>,
     /// Apply to the next N matching requests only (default: until cleared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,

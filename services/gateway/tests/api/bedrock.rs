@@ -227,6 +227,38 @@ async fn errors_map_and_retry_where_they_should() {
 }
 
 #[tokio::test]
+async fn a_corrupt_frame_is_an_error_never_output() {
+    let h = Harness::start().await;
+    let stream = chat_with(json!({"stream": true}));
+    // Before the first chunk: the attempt fails (and, pinned, nothing else is tried).
+    h.fault(json!({"provider": "bedrock", "corrupt_frame": 0, "times": 1}))
+        .await;
+    let (status, _, body) = read(h.chat(&stream).await).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"]["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("corrupt event-stream frame"));
+    // After it: the text so far, then an error event; nothing from the bad frame.
+    h.fault(json!({"provider": "bedrock", "corrupt_frame": 3, "times": 1}))
+        .await;
+    let text = h.chat(&stream).await.text().await.unwrap();
+    let events = sse_data(&text);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_stream_error", "{text}");
+    let content: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"][0]["delta"].get("content").cloned())
+        .collect();
+    assert_eq!(
+        content.len(),
+        3,
+        "role chunk and the two good deltas: {text}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_secret_fails_the_signature_check_and_opens_the_provider() {
     let mut gateway = GatewayConfig::default();
     gateway.providers.insert(

@@ -16,6 +16,7 @@ mod openai;
 pub mod openai_compat;
 #[cfg(test)]
 mod testing;
+mod translate;
 mod upstream;
 mod xai;
 

@@ -6,7 +6,7 @@ use gateway::{GatewayConfig, ProviderSettings};
 use serde_json::{json, Value};
 use test_support::{sse_data, Harness, Options};
 
-use crate::{header, read, sent_to, usd, weather_tool};
+use crate::{header, read, request_with, sent_to, usd, weather_tool};
 
 /// Nova Lite, through its cross-region inference profile `us.amazon.nova-lite-v1:0`.
 const MODEL: &str = "nova-lite";
@@ -16,13 +16,7 @@ async fn sent(h: &Harness) -> Value {
 }
 
 fn chat_with(fields: Value) -> Value {
-    let mut request =
-        json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me about routers"}]});
-    request
-        .as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    request
+    request_with(MODEL, fields)
 }
 
 #[tokio::test]

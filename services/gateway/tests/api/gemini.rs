@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use test_support::{sse_data, Harness};
 
-use crate::{read, sent_to, usd, weather_tool};
+use crate::{read, request_with, sent_to, usd, weather_tool};
 
 const MODEL: &str = "gemini-2.5-flash";
 
@@ -14,13 +14,7 @@ async fn sent(h: &Harness) -> Value {
 }
 
 fn chat_with(fields: Value) -> Value {
-    let mut request =
-        json!({"model": MODEL, "messages": [{"role": "user", "content": "Tell me about routers"}]});
-    request
-        .as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    request
+    request_with(MODEL, fields)
 }
 
 #[tokio::test]

@@ -55,6 +55,15 @@ pub async fn sent_to(h: &test_support::Harness, provider: &str) -> Value {
         .clone()
 }
 
+/// A one-message request for `model` ("Tell me about routers") with `fields` added.
+pub fn request_with(model: &str, fields: Value) -> Value {
+    let mut request = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Tell me about routers"}]});
+    if let (Some(request), Some(fields)) = (request.as_object_mut(), fields.as_object()) {
+        request.extend(fields.clone());
+    }
+    request
+}
+
 /// A one-message request.
 pub fn ask(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})

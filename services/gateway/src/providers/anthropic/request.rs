@@ -29,35 +29,22 @@ use catalog::Model;
 use openai::{ChatRequest, Content as OContent, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
+use crate::providers::translate::{arguments, asks, refuse, tool_output};
 use crate::providers::Unsupported;
 
 /// The name of the tool that carries JSON mode when the schema has none.
 pub const JSON_TOOL: &str = "json_response";
 
-/// Whether a field's value asks for something (not its default).
-type Matters = fn(&Value) -> bool;
-
-/// OpenAI fields Anthropic has no equivalent for, with when they matter.
-const REFUSED: [(&str, Matters); 7] = [
-    ("logprobs", |v| v.as_bool() == Some(true)),
-    ("top_logprobs", |v| !v.is_null()),
-    ("logit_bias", |v| {
-        v.as_object().is_some_and(|m| !m.is_empty())
-    }),
-    ("presence_penalty", |v| v.as_f64().is_some_and(|p| p != 0.0)),
-    ("frequency_penalty", |v| {
-        v.as_f64().is_some_and(|p| p != 0.0)
-    }),
-    ("audio", |v| !v.is_null()),
-    ("prediction", |v| !v.is_null()),
+/// OpenAI fields Anthropic has no equivalent for.
+const REFUSED: [&str; 7] = [
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "audio",
+    "prediction",
 ];
-
-fn refuse(param: &'static str, reason: impl Into<String>) -> Result<(), Unsupported> {
-    Err(Unsupported {
-        param,
-        reason: reason.into(),
-    })
-}
 
 /// Refuses what Anthropic cannot carry faithfully, naming the field.
 pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
@@ -67,10 +54,8 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
     if request.temperature.is_some_and(|t| t > 1.0) {
         return refuse("temperature", "Anthropic accepts temperatures from 0 to 1");
     }
-    for (field, matters) in REFUSED {
-        if request.extra.get(field).is_some_and(matters) {
-            return refuse(field, format!("Anthropic does not support `{field}`"));
-        }
+    if let Some(field) = REFUSED.into_iter().find(|f| asks(request, f)) {
+        return refuse(field, format!("Anthropic does not support `{field}`"));
     }
     if json_mode(request).is_some() && request.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return refuse(
@@ -199,7 +184,7 @@ fn blocks_of(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
                 reason: "a `tool` message needs its `tool_call_id`".into(),
             });
         };
-        let text: String = message.texts().collect::<Vec<_>>().join("\n");
+        let (text, _) = tool_output(message);
         blocks.push(ContentBlock::ToolResult {
             tool_use_id: id.clone(),
             content: Some(Content::Text(text)),
@@ -224,18 +209,7 @@ fn blocks_of(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
         _ => {}
     }
     for call in message.tool_calls.iter().flatten() {
-        let arguments = call.function.arguments.trim();
-        let input = if arguments.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(arguments).map_err(|e| Unsupported {
-                param: "messages",
-                reason: format!(
-                    "the arguments of tool call `{}` are not valid JSON: {e}",
-                    call.id
-                ),
-            })?
-        };
+        let input = arguments(call)?;
         blocks.push(ContentBlock::ToolUse {
             id: call.id.clone(),
             name: call.function.name.clone(),

@@ -14,15 +14,15 @@
 //! request asked for thinking, then they come as `reasoning_content`.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anthropic::{BlockDelta, ContentBlock, MessagesResponse, StreamEvent, Usage as AUsage};
 use openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
-    FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, Delta, Extra, FunctionCall,
+    FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
 };
 use serde_json::Value;
 
+use crate::providers::translate::{unix_now, Chunks};
 use crate::providers::ProviderError;
 
 /// What the translation needs to know about the request.
@@ -64,12 +64,6 @@ pub fn usage(u: &AUsage) -> Usage {
         completion_tokens_details: None,
         extra,
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A whole response.
@@ -147,9 +141,7 @@ fn status_of(kind: &str) -> u16 {
 #[derive(Debug, Default)]
 pub struct StreamTranslator {
     asked: Asked,
-    id: String,
-    model: String,
-    created: i64,
+    chunks: Chunks,
     usage: AUsage,
     /// Content block index → OpenAI tool call index, for tool-use blocks.
     tool_calls: HashMap<u32, u32>,
@@ -163,7 +155,10 @@ impl StreamTranslator {
     pub fn new(asked: Asked) -> StreamTranslator {
         StreamTranslator {
             asked,
-            created: unix_now(),
+            chunks: Chunks {
+                created: unix_now(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -173,58 +168,14 @@ impl StreamTranslator {
         self.finished
     }
 
-    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                extra: Extra::new(),
-            }],
-            usage: None,
-            extra: Extra::new(),
-        }
-    }
-
-    fn tool_delta(&self, call: ToolCallDelta) -> ChatCompletionChunk {
-        self.chunk(
-            Delta {
-                tool_calls: Some(vec![call]),
-                ..Default::default()
-            },
-            None,
-        )
-    }
-
-    fn text_delta(&self, text: String) -> ChatCompletionChunk {
-        self.chunk(
-            Delta {
-                content: Some(text),
-                ..Default::default()
-            },
-            None,
-        )
-    }
-
     /// The chunk (if any) one event becomes; an `error` event is an error.
     pub fn on(&mut self, event: StreamEvent) -> Result<Option<ChatCompletionChunk>, ProviderError> {
         let chunk = match event {
             StreamEvent::MessageStart { message } => {
-                self.id = message.id;
-                self.model = message.model;
+                self.chunks.id = message.id;
+                self.chunks.model = message.model;
                 self.usage = message.usage;
-                Some(self.chunk(
-                    Delta {
-                        role: Some("assistant".into()),
-                        content: Some(String::new()),
-                        ..Default::default()
-                    },
-                    None,
-                ))
+                Some(self.chunks.role())
             }
             StreamEvent::ContentBlockStart {
                 index,
@@ -236,7 +187,7 @@ impl StreamTranslator {
                 }
                 let call_index = self.tool_calls.len() as u32;
                 self.tool_calls.insert(index, call_index);
-                Some(self.tool_delta(ToolCallDelta {
+                Some(self.chunks.tool(ToolCallDelta {
                     index: call_index,
                     id: Some(id),
                     kind: Some("function".into()),
@@ -247,17 +198,17 @@ impl StreamTranslator {
                 }))
             }
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
-                BlockDelta::TextDelta { text } => Some(self.text_delta(text)),
+                BlockDelta::TextDelta { text } => Some(self.chunks.text(text)),
                 BlockDelta::InputJsonDelta { partial_json } => {
                     if self.json_block == Some(index) {
-                        Some(self.text_delta(partial_json))
+                        Some(self.chunks.text(partial_json))
                     } else {
                         let call_index = *self.tool_calls.get(&index).ok_or_else(|| {
                             ProviderError::Protocol(format!(
                                 "input_json_delta for block {index}, which is not a tool_use block"
                             ))
                         })?;
-                        Some(self.tool_delta(ToolCallDelta {
+                        Some(self.chunks.tool(ToolCallDelta {
                             index: call_index,
                             id: None,
                             kind: None,
@@ -271,7 +222,7 @@ impl StreamTranslator {
                 BlockDelta::ThinkingDelta { thinking } if self.asked.thinking => {
                     let mut extra = Extra::new();
                     extra.insert("reasoning_content".into(), Value::String(thinking));
-                    Some(self.chunk(
+                    Some(self.chunks.delta(
                         Delta {
                             extra,
                             ..Default::default()
@@ -294,14 +245,11 @@ impl StreamTranslator {
                 }
                 let reason =
                     finish_reason(delta.stop_reason.as_deref(), self.asked.json_tool.is_some());
-                Some(self.chunk(Delta::default(), reason))
+                Some(self.chunks.delta(Delta::default(), reason))
             }
             StreamEvent::MessageStop => {
                 self.finished = true;
-                let mut last = self.chunk(Delta::default(), None);
-                last.choices.clear();
-                last.usage = Some(usage(&self.usage));
-                Some(last)
+                Some(self.chunks.usage(usage(&self.usage)))
             }
             StreamEvent::Error { error } => {
                 return Err(ProviderError::Status {

@@ -27,14 +27,8 @@ use catalog::Model;
 use openai::{ChatRequest, Content, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
+use crate::providers::translate::{arguments, asks, refuse, tool_output};
 use crate::providers::Unsupported;
-
-fn refuse<T>(param: &'static str, reason: impl Into<String>) -> Result<T, Unsupported> {
-    Err(Unsupported {
-        param,
-        reason: reason.into(),
-    })
-}
 
 /// Refuses what Converse cannot carry faithfully, naming the field.
 pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
@@ -44,27 +38,23 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
     if request.temperature.is_some_and(|t| t > 1.0) {
         return refuse("temperature", "Bedrock accepts temperatures from 0 to 1");
     }
-    for field in [
-        "top_k",
+    // `top_k` in any form: its name and range differ between Bedrock's models.
+    if request.extra.get("top_k").is_some_and(|v| !v.is_null()) {
+        return refuse("top_k", "Bedrock's Converse API does not support `top_k`");
+    }
+    let refused = [
         "logprobs",
         "top_logprobs",
         "logit_bias",
         "presence_penalty",
         "frequency_penalty",
         "audio",
-    ] {
-        let asks = match request.extra.get(field) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::Number(n)) => n.as_f64() != Some(0.0) || field == "top_k",
-            Some(Value::Object(m)) => !m.is_empty(),
-            Some(_) => true,
-        };
-        if asks {
-            return refuse(
-                field,
-                format!("Bedrock's Converse API does not support `{field}`"),
-            );
-        }
+    ];
+    if let Some(field) = refused.into_iter().find(|f| asks(request, f)) {
+        return refuse(
+            field,
+            format!("Bedrock's Converse API does not support `{field}`"),
+        );
     }
     if matches!(&request.tool_choice, Some(Value::String(s)) if s == "none") {
         return refuse("tool_choice", "Bedrock has no `none` tool choice");
@@ -173,23 +163,7 @@ fn assistant_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported>
         .map(|t| ContentBlock::Text(t.to_owned()))
         .collect();
     for call in message.tool_calls.iter().flatten() {
-        let arguments = call.function.arguments.trim();
-        let input = if arguments.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_str(arguments) {
-                Ok(input) => input,
-                Err(e) => {
-                    return refuse(
-                        "messages",
-                        format!(
-                            "the arguments of tool call `{}` are not valid JSON: {e}",
-                            call.id
-                        ),
-                    )
-                }
-            }
-        };
+        let input = arguments(call)?;
         blocks.push(ContentBlock::ToolUse(ToolUseBlock {
             tool_use_id: call.id.clone(),
             name: call.function.name.clone(),
@@ -203,11 +177,8 @@ fn tool_result(message: &Message) -> Result<ContentBlock, Unsupported> {
     let Some(id) = &message.tool_call_id else {
         return refuse("messages", "a `tool` message needs its `tool_call_id`");
     };
-    let text: String = message.texts().collect::<Vec<_>>().join("\n");
-    let content = match serde_json::from_str::<Value>(&text) {
-        Ok(object @ Value::Object(_)) => ToolResultContent::Json(object),
-        _ => ToolResultContent::Text(text),
-    };
+    let (text, object) = tool_output(message);
+    let content = object.map_or(ToolResultContent::Text(text), ToolResultContent::Json);
     Ok(ContentBlock::ToolResult(ToolResultBlock {
         tool_use_id: id.clone(),
         content: vec![content],

@@ -14,7 +14,6 @@
 //! 503, so retry rules apply).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bedrock::eventstream::Frame;
 use bedrock::{
@@ -22,10 +21,11 @@ use bedrock::{
     ConverseResponse, ErrorBody, MessageStopEvent, MetadataEvent, TokenUsage,
 };
 use openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
-    FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, Delta, Extra, FunctionCall,
+    FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
 };
 
+use crate::providers::translate::{unix_now, Chunks};
 use crate::providers::ProviderError;
 
 fn finish_reason(stop_reason: &str) -> String {
@@ -53,12 +53,6 @@ pub fn usage(u: &TokenUsage) -> Usage {
         completion_tokens_details: None,
         extra: Extra::new(),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A whole response from `model`, with `id` as its completion id.
@@ -115,9 +109,7 @@ fn status_of(exception: &str) -> u16 {
 /// Turns Converse stream frames into OpenAI chunks, one frame at a time.
 #[derive(Debug)]
 pub struct StreamTranslator {
-    id: String,
-    model: String,
-    created: i64,
+    chunks: Chunks,
     /// Content block index → OpenAI tool call index, for tool-use blocks.
     tool_calls: HashMap<u32, u32>,
     finished: bool,
@@ -132,9 +124,11 @@ impl StreamTranslator {
     /// A translator for answers by `model`, as completion `id`.
     pub fn new(model: &str, id: String) -> StreamTranslator {
         StreamTranslator {
-            id,
-            model: model.to_owned(),
-            created: unix_now(),
+            chunks: Chunks {
+                id,
+                model: model.to_owned(),
+                created: unix_now(),
+            },
             tool_calls: HashMap::new(),
             finished: false,
         }
@@ -143,33 +137,6 @@ impl StreamTranslator {
     /// Whether the final `metadata` event was seen.
     pub fn finished(&self) -> bool {
         self.finished
-    }
-
-    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                extra: Extra::new(),
-            }],
-            usage: None,
-            extra: Extra::new(),
-        }
-    }
-
-    fn tool_delta(&self, call: ToolCallDelta) -> ChatCompletionChunk {
-        self.chunk(
-            Delta {
-                tool_calls: Some(vec![call]),
-                ..Default::default()
-            },
-            None,
-        )
     }
 
     /// The chunk (if any) one frame becomes; an exception frame is an error.
@@ -188,21 +155,14 @@ impl StreamTranslator {
             }
         };
         let chunk = match kind.as_str() {
-            "messageStart" => Some(self.chunk(
-                Delta {
-                    role: Some("assistant".into()),
-                    content: Some(String::new()),
-                    ..Default::default()
-                },
-                None,
-            )),
+            "messageStart" => Some(self.chunks.role()),
             "contentBlockStart" => {
                 let event: ContentBlockStartEvent = decode(&kind, &payload)?;
                 let BlockStart::ToolUse(tool) = event.start;
                 let call_index = self.tool_calls.len() as u32;
                 self.tool_calls
                     .insert(event.content_block_index, call_index);
-                Some(self.tool_delta(ToolCallDelta {
+                Some(self.chunks.tool(ToolCallDelta {
                     index: call_index,
                     id: Some(tool.tool_use_id),
                     kind: Some("function".into()),
@@ -215,13 +175,7 @@ impl StreamTranslator {
             "contentBlockDelta" => {
                 let event: ContentBlockDeltaEvent = decode(&kind, &payload)?;
                 match event.delta {
-                    BlockDelta::Text(text) => Some(self.chunk(
-                        Delta {
-                            content: Some(text),
-                            ..Default::default()
-                        },
-                        None,
-                    )),
+                    BlockDelta::Text(text) => Some(self.chunks.text(text)),
                     BlockDelta::ToolUse(piece) => {
                         let index = event.content_block_index;
                         let call_index = *self.tool_calls.get(&index).ok_or_else(|| {
@@ -229,7 +183,7 @@ impl StreamTranslator {
                                 "toolUse delta for block {index}, which started no tool use"
                             ))
                         })?;
-                        Some(self.tool_delta(ToolCallDelta {
+                        Some(self.chunks.tool(ToolCallDelta {
                             index: call_index,
                             id: None,
                             kind: None,
@@ -244,15 +198,15 @@ impl StreamTranslator {
             }
             "messageStop" => {
                 let event: MessageStopEvent = decode(&kind, &payload)?;
-                Some(self.chunk(Delta::default(), Some(finish_reason(&event.stop_reason))))
+                Some(
+                    self.chunks
+                        .delta(Delta::default(), Some(finish_reason(&event.stop_reason))),
+                )
             }
             "metadata" => {
                 let event: MetadataEvent = decode(&kind, &payload)?;
                 self.finished = true;
-                let mut last = self.chunk(Delta::default(), None);
-                last.choices.clear();
-                last.usage = Some(usage(&event.usage));
-                Some(last)
+                Some(self.chunks.usage(usage(&event.usage)))
             }
             _ => None,
         };

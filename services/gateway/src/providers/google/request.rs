@@ -32,14 +32,8 @@ use gemini::{
 use openai::{ChatRequest, Content as OContent, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
+use crate::providers::translate::{arguments, asks, refuse, tool_output};
 use crate::providers::Unsupported;
-
-fn refuse<T>(param: &'static str, reason: impl Into<String>) -> Result<T, Unsupported> {
-    Err(Unsupported {
-        param,
-        reason: reason.into(),
-    })
-}
 
 /// Refuses what Gemini cannot carry faithfully, naming the field.
 pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
@@ -53,22 +47,15 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
     {
         return refuse("stop", "Gemini takes at most 5 stop sequences");
     }
-    for field in [
+    let refused = [
         "logprobs",
         "top_logprobs",
         "logit_bias",
         "audio",
         "prediction",
-    ] {
-        let asks = match request.extra.get(field) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Null) | None => false,
-            Some(Value::Object(m)) => !m.is_empty(),
-            Some(_) => true,
-        };
-        if asks {
-            return refuse(field, format!("Gemini does not support `{field}` here"));
-        }
+    ];
+    if let Some(field) = refused.into_iter().find(|f| asks(request, f)) {
+        return refuse(field, format!("Gemini does not support `{field}` here"));
     }
     contents(request).map(|_| ())
 }
@@ -220,23 +207,7 @@ fn model_parts(message: &Message) -> Result<Vec<Part>, Unsupported> {
         .map(Part::text)
         .collect();
     for call in message.tool_calls.iter().flatten() {
-        let arguments = call.function.arguments.trim();
-        let args = if arguments.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_str(arguments) {
-                Ok(args) => args,
-                Err(e) => {
-                    return refuse(
-                        "messages",
-                        format!(
-                            "the arguments of tool call `{}` are not valid JSON: {e}",
-                            call.id
-                        ),
-                    )
-                }
-            }
-        };
+        let args = arguments(call)?;
         parts.push(Part {
             function_call: Some(FunctionCall {
                 id: None,
@@ -262,11 +233,8 @@ fn function_response(
             format!("tool result `{id}` answers no earlier tool call"),
         );
     };
-    let text: String = message.texts().collect::<Vec<_>>().join("\n");
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => json!({"result": text}),
-    };
+    let (text, object) = tool_output(message);
+    let response = object.unwrap_or_else(|| json!({"result": text}));
     Ok(Part {
         function_response: Some(FunctionResponse {
             id: None,

@@ -13,13 +13,13 @@
 //! output). Thought parts are not content. Function calls get ids
 //! `call_<response>_<n>`, as Gemini names none.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use gemini::{Candidate, GenerateContentResponse, UsageMetadata};
 use openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Extra,
     FunctionCall, FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
 };
+
+use crate::providers::translate::unix_now;
 
 fn finish_reason(reason: &str, calls_functions: bool) -> String {
     match reason {
@@ -49,12 +49,6 @@ pub fn usage(u: &UsageMetadata) -> Usage {
             .map(|n| serde_json::json!({"reasoning_tokens": n})),
         extra: Extra::new(),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A candidate's text (thoughts excluded) and function calls.

@@ -1,0 +1,139 @@
+//! What the translating adapters (Anthropic, Gemini, Bedrock) share: how a
+//! refusal is made, when a field asks for something, tool-call arguments and
+//! tool outputs, and the OpenAI chunks a translated stream is made of.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openai::{
+    ChatCompletionChunk, ChatRequest, ChunkChoice, Delta, Extra, Message, ToolCall, ToolCallDelta,
+    Usage,
+};
+use serde_json::{json, Value};
+
+use super::Unsupported;
+
+/// Refuses `param` for `reason`.
+pub fn refuse<T>(param: &'static str, reason: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported {
+        param,
+        reason: reason.into(),
+    })
+}
+
+/// Whether the request sets `field` (one the typed request does not model)
+/// to something other than "off": `true`, a non-zero number, a non-empty
+/// object, any string or list.
+pub fn asks(request: &ChatRequest, field: &str) -> bool {
+    match request.extra.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// A tool call's arguments as JSON (none at all is `{}`); arguments that are
+/// not JSON are refused, naming `messages`.
+pub fn arguments(call: &ToolCall) -> Result<Value, Unsupported> {
+    let text = call.function.arguments.trim();
+    if text.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(text).or_else(|e| {
+        refuse(
+            "messages",
+            format!(
+                "the arguments of tool call `{}` are not valid JSON: {e}",
+                call.id
+            ),
+        )
+    })
+}
+
+/// A `tool` message's output: its text, and the text as a JSON object when it is one.
+pub fn tool_output(message: &Message) -> (String, Option<Value>) {
+    let text = message.texts().collect::<Vec<_>>().join("\n");
+    let object = match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => Some(object),
+        _ => None,
+    };
+    (text, object)
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Makes the OpenAI chunks of one translated stream (one choice).
+#[derive(Debug, Clone, Default)]
+pub struct Chunks {
+    pub id: String,
+    pub model: String,
+    pub created: i64,
+}
+
+impl Chunks {
+    /// A chunk carrying `delta` (and `finish_reason`).
+    pub fn delta(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                extra: Extra::new(),
+            }],
+            usage: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// The first chunk: the assistant role, empty content.
+    pub fn role(&self) -> ChatCompletionChunk {
+        self.delta(
+            Delta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// A piece of content.
+    pub fn text(&self, text: String) -> ChatCompletionChunk {
+        self.delta(
+            Delta {
+                content: Some(text),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// A piece of a tool call.
+    pub fn tool(&self, call: ToolCallDelta) -> ChatCompletionChunk {
+        self.delta(
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// The closing chunk: no choices, the usage.
+    pub fn usage(&self, usage: Usage) -> ChatCompletionChunk {
+        let mut last = self.delta(Delta::default(), None);
+        last.choices.clear();
+        last.usage = Some(usage);
+        last
+    }
+}

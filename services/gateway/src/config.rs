@@ -7,6 +7,7 @@ use std::time::Duration;
 use catalog::ProviderId;
 use serde::Deserialize;
 
+pub use crate::auto::AutoConfig;
 pub use crate::health::breaker::BreakerConfig;
 pub use crate::health::latency::LatencyConfig;
 
@@ -24,6 +25,8 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     /// Observed-latency tracking for `prefer: fast` (`[gateway.latency]`).
     pub latency: LatencyConfig,
+    /// Tier thresholds of `model: "auto"` (`[gateway.auto]`).
+    pub auto: AutoConfig,
 }
 
 impl Default for GatewayConfig {
@@ -34,6 +37,7 @@ impl Default for GatewayConfig {
             providers: BTreeMap::new(),
             breaker: BreakerConfig::default(),
             latency: LatencyConfig::default(),
+            auto: AutoConfig::default(),
         }
     }
 }

@@ -10,3 +10,7 @@ pub const PROVIDER: &str = "x-model-router-provider";
 pub const COST: &str = "x-model-router-cost";
 /// How many candidates were tried.
 pub const ATTEMPTS: &str = "x-model-router-attempts";
+/// The tier `model: "auto"` chose.
+pub const AUTO_TIER: &str = "x-model-router-auto-tier";
+/// The 0–100 score it chose it by.
+pub const AUTO_SCORE: &str = "x-model-router-auto-score";

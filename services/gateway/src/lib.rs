@@ -6,6 +6,7 @@
 //! (see [`guard`]), tries the candidates in order through provider adapters
 //! (see [`providers`]) and answers in OpenAI's shapes with routing headers.
 
+pub mod auto;
 pub mod config;
 pub mod error;
 pub mod guard;
@@ -79,6 +80,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{id}", get(handlers::models::retrieve))
         .route("/v1/router/health", get(handlers::health::report))
+        .route(
+            "/v1/router/explain",
+            post(handlers::chat::explain).get(handlers::chat::explain),
+        )
         .route("/metrics", get(handlers::health::metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)

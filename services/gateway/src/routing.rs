@@ -1,6 +1,7 @@
 //! From a request's `model` and `prefer` to an ordered list of candidates.
 //!
-//! 1. Target: a tier's models, or one pinned model (no tier logic).
+//! 1. Target: a tier's models (for `auto`, the tier its score maps to; see
+//!    [`crate::auto`]), or one pinned model (no tier logic).
 //! 2. Drop models whose provider is not configured.
 //! 3. Drop models that cannot carry the request (tools, images, JSON mode,
 //!    streaming, or a field the provider's dialect refuses).
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use catalog::{Catalog, Model, Tier};
 use openai::ChatRequest;
 
+use crate::auto::{self, Explanation};
 use crate::error::GatewayError;
 use crate::prefer::{self, Prefer};
 use crate::providers::{Registry, Unsupported};
@@ -24,6 +26,8 @@ use crate::{guard, Gateway};
 pub enum Target {
     /// Any model of a tier.
     Tier(Tier),
+    /// The tier the conversation's score maps to.
+    Auto,
     /// Exactly this model.
     Pinned(Arc<Model>),
 }
@@ -34,6 +38,9 @@ impl Target {
         if let Some(tier) = Tier::parse(model) {
             return Ok(Target::Tier(tier));
         }
+        if model == auto::AUTO {
+            return Ok(Target::Auto);
+        }
         catalog
             .model(model)
             .map(|m| Target::Pinned(Arc::clone(m)))
@@ -43,9 +50,16 @@ impl Target {
     fn tier(&self) -> Option<Tier> {
         match self {
             Target::Tier(t) => Some(*t),
-            Target::Pinned(_) => None,
+            Target::Auto | Target::Pinned(_) => None,
         }
     }
+}
+
+/// The candidates, best first, and how `auto` chose their tier.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub candidates: Vec<Arc<Model>>,
+    pub auto: Option<Explanation>,
 }
 
 /// The candidates for `request`, best first.
@@ -54,11 +68,18 @@ pub fn plan(
     catalog: &Catalog,
     request: &ChatRequest,
     prefer: Prefer,
-) -> Result<Vec<Arc<Model>>, GatewayError> {
-    let target = Target::resolve(catalog, &request.model)?;
+) -> Result<Plan, GatewayError> {
+    let mut target = Target::resolve(catalog, &request.model)?;
+    let mut explanation = None;
+    if let Target::Auto = target {
+        let decided = auto::decide(request, &gateway.config.auto);
+        target = Target::Tier(decided.tier);
+        explanation = Some(decided);
+    }
     let models: Vec<Arc<Model>> = match &target {
         Target::Tier(tier) => catalog.tier(*tier).cloned().collect(),
         Target::Pinned(model) => vec![Arc::clone(model)],
+        Target::Auto => Vec::new(),
     };
 
     let configured: Vec<_> = models
@@ -68,6 +89,7 @@ pub fn plan(
     if configured.is_empty() {
         return Err(GatewayError::NoProvider(match &target {
             Target::Tier(tier) => format!("No provider serving the {tier} tier is configured."),
+            Target::Auto => "No provider is configured.".to_owned(),
             Target::Pinned(m) => format!(
                 "Provider `{}` of model `{}` is not configured on this gateway.",
                 m.provider, m.id
@@ -102,7 +124,10 @@ pub fn plan(
         request.requested_output_tokens(),
         |m| gateway.health.speed(m),
     );
-    Ok(fitting)
+    Ok(Plan {
+        candidates: fitting,
+        auto: explanation,
+    })
 }
 
 /// Whether `model` can carry every feature `request` uses.

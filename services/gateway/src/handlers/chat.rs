@@ -20,6 +20,25 @@ use crate::prefer::Prefer;
 use crate::providers::{ChunkStream, Provider, ProviderError};
 use crate::{headers, routing, Gateway};
 
+/// `POST /v1/router/explain` (or `GET` with a body): what `model: "auto"`
+/// would decide for this chat request, and why, without calling a provider.
+pub async fn explain(
+    State(gateway): State<Arc<Gateway>>,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<crate::auto::Explanation>, GatewayError> {
+    super::authenticate(&gateway.keys, &request_headers)?;
+    let body = body.map_err(|rejection| {
+        GatewayError::invalid(
+            format!("Could not read the request body: {rejection}"),
+            None,
+        )
+    })?;
+    let request = parse(&body)?;
+    validate(&request)?;
+    Ok(Json(crate::auto::decide(&request, &gateway.config.auto)))
+}
+
 /// The handler.
 pub async fn completions(
     State(gateway): State<Arc<Gateway>>,
@@ -39,7 +58,8 @@ pub async fn completions(
     let request = Arc::new(parse(&body)?);
     let prefer = validate(&request)?;
     let catalog = gateway.catalog.snapshot();
-    let candidates = routing::plan(&gateway, &catalog, &request, prefer)?;
+    let plan = routing::plan(&gateway, &catalog, &request, prefer)?;
+    let candidates = plan.candidates;
     let deadline = gateway.config.total_timeout();
     let mut attempts = Vec::new();
     let outcome = tokio::time::timeout(
@@ -47,7 +67,7 @@ pub async fn completions(
         attempt_all(&gateway, &candidates, &request, &mut attempts),
     )
     .await;
-    outcome.unwrap_or_else(|_| {
+    let result = outcome.unwrap_or_else(|_| {
         // The deadline struck mid-attempt: report the finished attempts and the one cut short.
         let spent: u64 = attempts.iter().map(|a| a.latency_ms).sum();
         if let Some(model) = candidates.get(attempts.len()) {
@@ -64,7 +84,23 @@ pub async fn completions(
             attempts,
             retry_after_s: None,
         })
+    });
+    result.map(|mut response| {
+        if let Some(decision) = &plan.auto {
+            auto_headers(&mut response, decision);
+        }
+        response
     })
+}
+
+/// `X-Model-Router-Auto-Tier` and `-Auto-Score` on an auto-routed response.
+fn auto_headers(response: &mut Response, decision: &crate::auto::Explanation) {
+    let headers = response.headers_mut();
+    headers.insert(
+        headers::AUTO_TIER,
+        HeaderValue::from_static(decision.tier.as_str()),
+    );
+    headers.insert(headers::AUTO_SCORE, HeaderValue::from(u16::from(decision.score)));
 }
 
 /// Parses the body. Path tracking costs time on every request, so it runs only

@@ -1,0 +1,267 @@
+//! What `model: "auto"` reads in a conversation: one pass over every text
+//! (system prompt, every turn, tool results), counting what makes a request
+//! harder or easier. Counting only; weighing is in [`super::score`].
+
+use openai::{ChatRequest, Role};
+
+/// Everything the score is computed from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    /// Bytes of system / developer instructions.
+    pub system_bytes: usize,
+    /// Expert-role instructions ("you are a senior ...", "act as an expert").
+    pub expert_role: bool,
+    /// Output-format demands (JSON, schema, table, exact format).
+    pub format_demands: usize,
+    /// Fenced code blocks, and the bytes inside them.
+    pub code_blocks: usize,
+    pub code_bytes: usize,
+    /// Lines that look like code outside fences.
+    pub code_lines: usize,
+    /// Stack traces and compiler errors.
+    pub stack_traces: usize,
+    /// Every text's bytes, and the number of turns.
+    pub total_bytes: usize,
+    pub turns: usize,
+    /// Tool definitions offered, and tool calls / results in the history.
+    pub tools: usize,
+    pub tool_turns: usize,
+    /// Reasoning markers: step by step, prove, trade-offs, design, ...
+    pub reasoning: usize,
+    /// Maths: equations, LaTeX, theorems.
+    pub math: usize,
+    /// Numbered or "must" requirements in the last user turn.
+    pub constraints: usize,
+    /// Markers of simple tasks: translate, summarise, extract, greet, ...
+    pub simple: usize,
+    /// The output asked for (`max_tokens`).
+    pub max_tokens: Option<u32>,
+    /// Images attached.
+    pub images: usize,
+    /// Share of non-ASCII letters in the last user turn (0–1).
+    pub non_ascii: f64,
+    /// Bytes of the last user turn.
+    pub last_user_bytes: usize,
+}
+
+const EXPERT: [&str; 6] = [
+    "you are a senior",
+    "you are an expert",
+    "act as an expert",
+    "you are a principal",
+    "world-class",
+    "you are a staff",
+];
+const FORMAT: [&str; 7] = [
+    "json",
+    "schema",
+    "table",
+    "exact format",
+    "yaml",
+    "markdown table",
+    "csv",
+];
+const REASONING: [&str; 20] = [
+    "step by step",
+    "step-by-step",
+    "prove",
+    "proof",
+    "trade-off",
+    "tradeoff",
+    "analyze",
+    "analyse",
+    "architecture",
+    "design a",
+    "design an",
+    "optimize",
+    "optimise",
+    "edge case",
+    "root cause",
+    "race condition",
+    "deadlock",
+    "complexity",
+    "why does",
+    "refactor",
+];
+const MATH: [&str; 10] = [
+    "theorem",
+    "lemma",
+    "integral",
+    "derivative",
+    "equation",
+    "\\frac",
+    "\\sum",
+    "eigen",
+    "modulo",
+    "induction",
+];
+const SIMPLE: [&str; 16] = [
+    "translate",
+    "summarize",
+    "summarise",
+    "tl;dr",
+    "extract",
+    "classify",
+    "fix the typo",
+    "fix typos",
+    "rephrase",
+    "thank",
+    "hello",
+    "hi!",
+    "what's the capital",
+    "what is the capital",
+    "spell",
+    "convert",
+];
+const TRACES: [&str; 6] = [
+    "traceback (most recent call last)",
+    "panicked at",
+    "exception in thread",
+    "error[e",
+    "segmentation fault",
+    "    at ",
+];
+
+fn count(haystack: &str, needles: &[&str]) -> usize {
+    needles.iter().map(|n| haystack.matches(n).count()).sum()
+}
+
+fn looks_like_code(line: &str) -> bool {
+    let t = line.trim();
+    t.ends_with(';')
+        || t.ends_with('{')
+        || t.starts_with("def ")
+        || t.starts_with("fn ")
+        || t.starts_with("class ")
+        || t.starts_with("import ")
+        || t.starts_with("#include")
+        || t.starts_with("func ")
+        || t.starts_with("SELECT ")
+        || t.starts_with("return ")
+}
+
+/// Reads `request`.
+pub fn read(request: &ChatRequest) -> Signals {
+    let mut s = Signals {
+        tools: request.tools.as_ref().map_or(0, Vec::len),
+        max_tokens: request.requested_output_tokens(),
+        ..Default::default()
+    };
+    let last_user = request.messages.iter().rposition(|m| m.role == Role::User);
+    for (i, message) in request.messages.iter().enumerate() {
+        s.turns += 1;
+        s.images += message.images().count();
+        if message.tool_calls.is_some() || message.role == Role::Tool {
+            s.tool_turns += 1;
+        }
+        for text in message.texts() {
+            s.total_bytes += text.len();
+            let lower = text.to_ascii_lowercase();
+            if matches!(message.role, Role::System | Role::Developer) {
+                s.system_bytes += text.len();
+                s.expert_role |= EXPERT.iter().any(|e| lower.contains(e));
+            }
+            s.format_demands += count(&lower, &FORMAT);
+            s.stack_traces += count(&lower, &TRACES).min(3);
+            s.reasoning += count(&lower, &REASONING);
+            s.math += count(&lower, &MATH) + text.matches(['∑', '∫', '√', '≤', '≥']).count();
+            read_code(text, &mut s);
+            if Some(i) == last_user {
+                read_last_user(text, &lower, &mut s);
+            }
+        }
+    }
+    s
+}
+
+fn read_code(text: &str, s: &mut Signals) {
+    let mut in_fence = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            if !in_fence {
+                s.code_blocks += 1;
+            }
+            in_fence = !in_fence;
+        } else if in_fence {
+            s.code_bytes += line.len() + 1;
+        } else if looks_like_code(line) {
+            s.code_lines += 1;
+        }
+    }
+}
+
+fn read_last_user(text: &str, lower: &str, s: &mut Signals) {
+    s.last_user_bytes += text.len();
+    s.simple += count(lower, &SIMPLE);
+    s.constraints += lower.matches(" must ").count()
+        + text
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                t.len() > 2
+                    && t.as_bytes()[0].is_ascii_digit()
+                    && matches!(t.as_bytes()[1], b'.' | b')')
+            })
+            .count();
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
+    let foreign = text
+        .chars()
+        .filter(|c| c.is_alphabetic() && !c.is_ascii())
+        .count();
+    s.non_ascii = foreign as f64 / letters as f64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read_json(value: serde_json::Value) -> Signals {
+        read(&serde_json::from_value(value).unwrap())
+    }
+
+    fn user(text: &str) -> Signals {
+        read_json(json!({"model": "auto", "messages": [{"role": "user", "content": text}]}))
+    }
+
+    #[test]
+    fn each_signal_is_counted_where_it_appears() {
+        let s = read_json(json!({"model": "auto", "max_tokens": 4000,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "messages": [
+            {"role": "system", "content": "You are a senior engineer. Answer in JSON."},
+            {"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "1", "content": "ok"},
+            {"role": "user", "content": "Prove it step by step.\n1. It must be O(n).\n2. No allocation.\n```rust\nfn main() {}\n```"}
+        ]}));
+        assert!(s.expert_role && s.system_bytes > 0);
+        assert_eq!(
+            (s.format_demands, s.tools, s.tool_turns, s.images),
+            (1, 1, 2, 1)
+        );
+        assert_eq!((s.code_blocks, s.code_bytes), (1, 13));
+        assert!(s.reasoning >= 2, "prove, step by step: {s:?}");
+        assert_eq!(s.constraints, 3, "two numbered lines and a must");
+        assert_eq!((s.turns, s.max_tokens), (5, Some(4000)));
+    }
+
+    #[test]
+    fn traces_maths_simple_tasks_and_languages() {
+        assert_eq!(
+            user("Traceback (most recent call last):\n  File x").stack_traces,
+            1
+        );
+        assert_eq!(
+            user("thread 'main' panicked at src/lib.rs:3").stack_traces,
+            1
+        );
+        assert!(user("Use induction to prove the lemma: ∑ i ≤ n²").math >= 3);
+        assert_eq!(user("Translate this to French: good morning").simple, 1);
+        assert!(
+            user("Traduis ce texte en français, s'il te plaît: où est la gare?").non_ascii > 0.0
+        );
+        assert_eq!(user("Привет, как дела?").non_ascii, 1.0);
+        assert_eq!(user("def f(x):\n    return x;\n").code_lines, 2);
+    }
+}

@@ -46,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Scores a labelled set of conversations with `model: "auto"` (the
+    /// shipped set if no path) and prints accuracy, under/over-routing and
+    /// the confusion matrix.
+    Evaluate { path: Option<PathBuf> },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             Command::Catalog {
                 command: CatalogCommand::Check { path },
             } => serve::check_catalog(path.or(config.catalog)),
+            Command::Evaluate { path } => serve::evaluate(path, &config.gateway.auto),
         }
     });
     match result {

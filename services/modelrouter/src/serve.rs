@@ -130,6 +130,20 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
     .await
 }
 
+/// `modelrouter evaluate`.
+pub fn evaluate(path: Option<PathBuf>, config: &gateway::auto::AutoConfig) -> Result<(), BoxError> {
+    use gateway::auto::eval;
+    let text = match &path {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
+        None => eval::SHIPPED.to_owned(),
+    };
+    let cases = eval::load(&text)?;
+    print!("{}", eval::evaluate(&cases, config));
+    Ok(())
+}
+
 /// `modelrouter catalog check`.
 pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
     let catalog = match &path {

@@ -4,6 +4,7 @@
 //! contribution is kept, sent back on `POST /v1/router/explain` and
 //! summarised in the `X-Model-Router-Auto-Tier` / `-Auto-Score` headers.
 
+pub mod eval;
 pub mod score;
 pub mod signals;
 

@@ -30,6 +30,14 @@ pub struct Signals {
     pub reasoning: usize,
     /// Maths: equations, LaTeX, theorems.
     pub math: usize,
+    /// A proof is asked for.
+    pub proof: bool,
+    /// Distinct technical terms (languages, APIs, infrastructure, tests).
+    pub tech_terms: usize,
+    /// Distinct task verbs in the last user turn (implement, design, plan, ...).
+    pub tasks: usize,
+    /// Words of output asked for in the text ("a 600-word post").
+    pub requested_words: usize,
     /// Numbered or "must" requirements in the last user turn.
     pub constraints: usize,
     /// Markers of simple tasks: translate, summarise, extract, greet, ...
@@ -61,11 +69,9 @@ const FORMAT: [&str; 7] = [
     "markdown table",
     "csv",
 ];
-const REASONING: [&str; 20] = [
+const REASONING: [&str; 26] = [
     "step by step",
     "step-by-step",
-    "prove",
-    "proof",
     "trade-off",
     "tradeoff",
     "analyze",
@@ -73,6 +79,7 @@ const REASONING: [&str; 20] = [
     "architecture",
     "design a",
     "design an",
+    "design the",
     "optimize",
     "optimise",
     "edge case",
@@ -82,8 +89,16 @@ const REASONING: [&str; 20] = [
     "complexity",
     "why does",
     "refactor",
+    "consistency",
+    "partition",
+    "linearizab",
+    "lock-free",
+    "memory ordering",
+    "rigorous",
+    "scales to",
 ];
-const MATH: [&str; 10] = [
+const PROOF: [&str; 5] = ["prove", "proof", "show that", "démontre", "beweise"];
+const MATH: [&str; 16] = [
     "theorem",
     "lemma",
     "integral",
@@ -94,6 +109,74 @@ const MATH: [&str; 10] = [
     "eigen",
     "modulo",
     "induction",
+    "irrational",
+    "prime",
+    "converge",
+    "recurrence",
+    "polynomial",
+    "matrix",
+];
+const TECH: [&str; 40] = [
+    "python",
+    "javascript",
+    "typescript",
+    "rust",
+    "golang",
+    " go ",
+    " go?",
+    "java",
+    "c++",
+    "sql",
+    "bash",
+    "docker",
+    "kubernetes",
+    "api",
+    "endpoint",
+    "http",
+    "rest ",
+    "json",
+    "database",
+    "postgres",
+    "s3",
+    "function",
+    "class",
+    "async",
+    "thread",
+    "cache",
+    "middleware",
+    "test",
+    "script",
+    "regex",
+    "compiler",
+    "parser",
+    "query",
+    "schema",
+    "deploy",
+    "node",
+    "react",
+    "css",
+    "express",
+    "generic",
+];
+const TASKS: [&str; 18] = [
+    "implement",
+    "design",
+    "plan",
+    "propose",
+    "investigate",
+    "migrate",
+    "refactor",
+    "review",
+    "write",
+    "compare",
+    "update",
+    "draft",
+    "find",
+    "port",
+    "fix",
+    "add",
+    "recommend",
+    "explain",
 ];
 const SIMPLE: [&str; 16] = [
     "translate",
@@ -164,6 +247,10 @@ pub fn read(request: &ChatRequest) -> Signals {
             s.format_demands += count(&lower, &FORMAT);
             s.stack_traces += count(&lower, &TRACES).min(3);
             s.reasoning += count(&lower, &REASONING);
+            s.proof |= PROOF.iter().any(|p| lower.contains(p));
+            s.tech_terms = s
+                .tech_terms
+                .max(TECH.iter().filter(|t| lower.contains(*t)).count());
             s.math += count(&lower, &MATH) + text.matches(['∑', '∫', '√', '≤', '≥']).count();
             read_code(text, &mut s);
             if Some(i) == last_user {
@@ -172,6 +259,25 @@ pub fn read(request: &ChatRequest) -> Signals {
         }
     }
     s
+}
+
+/// "a 600-word post", "4,000 words": the largest word count asked for.
+fn requested_words(lower: &str) -> usize {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let (number, rest) = match w.split_once('-') {
+                Some((n, rest)) => (n, rest),
+                None => (*w, words.get(i + 1).copied().unwrap_or_default()),
+            };
+            rest.starts_with("word")
+                .then(|| number.replace(',', "").parse::<usize>().ok())
+                .flatten()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn read_code(text: &str, s: &mut Signals) {
@@ -193,6 +299,8 @@ fn read_code(text: &str, s: &mut Signals) {
 fn read_last_user(text: &str, lower: &str, s: &mut Signals) {
     s.last_user_bytes += text.len();
     s.simple += count(lower, &SIMPLE);
+    s.tasks += TASKS.iter().filter(|t| lower.contains(*t)).count();
+    s.requested_words = s.requested_words.max(requested_words(lower));
     s.constraints += lower.matches(" must ").count()
         + text
             .lines()
@@ -241,7 +349,8 @@ mod tests {
             (1, 1, 2, 1)
         );
         assert_eq!((s.code_blocks, s.code_bytes), (1, 13));
-        assert!(s.reasoning >= 2, "prove, step by step: {s:?}");
+        assert!(s.proof && s.reasoning == 1, "prove; step by step: {s:?}");
+        assert_eq!(s.tech_terms, 1, "json: {s:?}");
         assert_eq!(s.constraints, 3, "two numbered lines and a must");
         assert_eq!((s.turns, s.max_tokens), (5, Some(4000)));
     }
@@ -263,5 +372,9 @@ mod tests {
         );
         assert_eq!(user("Привет, как дела?").non_ascii, 1.0);
         assert_eq!(user("def f(x):\n    return x;\n").code_lines, 2);
+        assert_eq!(user("Write a 600-word post").requested_words, 600);
+        assert_eq!(user("in about 4,000 words").requested_words, 4000);
+        let tasks = user("Design the schema, implement it in Rust and write tests.");
+        assert_eq!((tasks.tasks, tasks.tech_terms), (3, 3), "{tasks:?}");
     }
 }

@@ -100,7 +100,10 @@ fn auto_headers(response: &mut Response, decision: &crate::auto::Explanation) {
         headers::AUTO_TIER,
         HeaderValue::from_static(decision.tier.as_str()),
     );
-    headers.insert(headers::AUTO_SCORE, HeaderValue::from(u16::from(decision.score)));
+    headers.insert(
+        headers::AUTO_SCORE,
+        HeaderValue::from(u16::from(decision.score)),
+    );
 }
 
 /// Parses the body. Path tracking costs time on every request, so it runs only

@@ -35,13 +35,14 @@ $(VENV)/.installed: tests/python/requirements.txt
 	touch $@
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
-## circuit breakers, and the criterion benches (context-window guard, stream translation).
+## circuit breakers, and the criterion benches (context-window guard, stream translation, auto scoring).
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
+	$(CARGO) bench -p gateway --bench auto_score
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

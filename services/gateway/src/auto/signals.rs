@@ -2,6 +2,9 @@
 //! (system prompt, every turn, tool results), counting what makes a request
 //! harder or easier. Counting only; weighing is in [`super::score`].
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 use openai::{ChatRequest, Role};
 
 /// Everything the score is computed from.
@@ -98,7 +101,7 @@ const REASONING: [&str; 26] = [
     "scales to",
 ];
 const PROOF: [&str; 5] = ["prove", "proof", "show that", "démontre", "beweise"];
-const MATH: [&str; 16] = [
+const MATH: [&str; 21] = [
     "theorem",
     "lemma",
     "integral",
@@ -115,8 +118,13 @@ const MATH: [&str; 16] = [
     "recurrence",
     "polynomial",
     "matrix",
+    "∑",
+    "∫",
+    "√",
+    "≤",
+    "≥",
 ];
-const TECH: [&str; 40] = [
+const TECH: [&str; 39] = [
     "python",
     "javascript",
     "typescript",
@@ -150,7 +158,6 @@ const TECH: [&str; 40] = [
     "compiler",
     "parser",
     "query",
-    "schema",
     "deploy",
     "node",
     "react",
@@ -205,8 +212,70 @@ const TRACES: [&str; 6] = [
     "    at ",
 ];
 
-fn count(haystack: &str, needles: &[&str]) -> usize {
-    needles.iter().map(|n| haystack.matches(n).count()).sum()
+/// Which list a pattern comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Expert,
+    Format,
+    Reasoning,
+    Proof,
+    Math,
+    Tech,
+    Task,
+    Simple,
+    Trace,
+}
+
+/// Every list in one automaton, matched case-insensitively in one pass per
+/// text. A pattern belongs to one list only: the automaton reports one id per match.
+struct Matcher {
+    automaton: AhoCorasick,
+    groups: Vec<Group>,
+}
+
+static MATCHER: LazyLock<Matcher> = LazyLock::new(|| {
+    let lists: [(Group, &[&str]); 9] = [
+        (Group::Expert, &EXPERT),
+        (Group::Format, &FORMAT),
+        (Group::Reasoning, &REASONING),
+        (Group::Proof, &PROOF),
+        (Group::Math, &MATH),
+        (Group::Tech, &TECH),
+        (Group::Task, &TASKS),
+        (Group::Simple, &SIMPLE),
+        (Group::Trace, &TRACES),
+    ];
+    let (groups, patterns): (Vec<Group>, Vec<&str>) = lists
+        .iter()
+        .flat_map(|(group, list)| list.iter().map(move |p| (*group, *p)))
+        .unzip();
+    let automaton = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(patterns)
+        .expect("the keyword lists are valid patterns");
+    Matcher { automaton, groups }
+});
+
+/// What one text holds, by list: occurrences, and distinct patterns.
+#[derive(Default)]
+struct Hits {
+    count: [usize; 9],
+    distinct: [usize; 9],
+}
+
+fn hits(text: &str) -> Hits {
+    let matcher = &*MATCHER;
+    let mut seen = vec![false; matcher.groups.len()];
+    let mut hits = Hits::default();
+    for found in matcher.automaton.find_iter(text) {
+        let id = found.pattern().as_usize();
+        let group = matcher.groups[id] as usize;
+        hits.count[group] += 1;
+        if !std::mem::replace(&mut seen[id], true) {
+            hits.distinct[group] += 1;
+        }
+    }
+    hits
 }
 
 fn looks_like_code(line: &str) -> bool {
@@ -239,22 +308,23 @@ pub fn read(request: &ChatRequest) -> Signals {
         }
         for text in message.texts() {
             s.total_bytes += text.len();
-            let lower = text.to_ascii_lowercase();
+            let h = hits(text);
+            let n = |g: Group| h.count[g as usize];
             if matches!(message.role, Role::System | Role::Developer) {
                 s.system_bytes += text.len();
-                s.expert_role |= EXPERT.iter().any(|e| lower.contains(e));
+                s.expert_role |= n(Group::Expert) > 0;
             }
-            s.format_demands += count(&lower, &FORMAT);
-            s.stack_traces += count(&lower, &TRACES).min(3);
-            s.reasoning += count(&lower, &REASONING);
-            s.proof |= PROOF.iter().any(|p| lower.contains(p));
-            s.tech_terms = s
-                .tech_terms
-                .max(TECH.iter().filter(|t| lower.contains(*t)).count());
-            s.math += count(&lower, &MATH) + text.matches(['∑', '∫', '√', '≤', '≥']).count();
+            s.format_demands += n(Group::Format);
+            s.stack_traces += n(Group::Trace).min(3);
+            s.reasoning += n(Group::Reasoning);
+            s.proof |= n(Group::Proof) > 0;
+            s.math += n(Group::Math);
+            s.tech_terms = s.tech_terms.max(h.distinct[Group::Tech as usize]);
             read_code(text, &mut s);
             if Some(i) == last_user {
-                read_last_user(text, &lower, &mut s);
+                s.simple += n(Group::Simple);
+                s.tasks += h.distinct[Group::Task as usize];
+                read_last_user(text, &mut s);
             }
         }
     }
@@ -262,8 +332,8 @@ pub fn read(request: &ChatRequest) -> Signals {
 }
 
 /// "a 600-word post", "4,000 words": the largest word count asked for.
-fn requested_words(lower: &str) -> usize {
-    let words: Vec<&str> = lower.split_whitespace().collect();
+fn requested_words(text: &str) -> usize {
+    let words: Vec<&str> = text.split_whitespace().collect();
     words
         .iter()
         .enumerate()
@@ -272,7 +342,8 @@ fn requested_words(lower: &str) -> usize {
                 Some((n, rest)) => (n, rest),
                 None => (*w, words.get(i + 1).copied().unwrap_or_default()),
             };
-            rest.starts_with("word")
+            rest.to_ascii_lowercase()
+                .starts_with("word")
                 .then(|| number.replace(',', "").parse::<usize>().ok())
                 .flatten()
         })
@@ -296,12 +367,10 @@ fn read_code(text: &str, s: &mut Signals) {
     }
 }
 
-fn read_last_user(text: &str, lower: &str, s: &mut Signals) {
+fn read_last_user(text: &str, s: &mut Signals) {
     s.last_user_bytes += text.len();
-    s.simple += count(lower, &SIMPLE);
-    s.tasks += TASKS.iter().filter(|t| lower.contains(*t)).count();
-    s.requested_words = s.requested_words.max(requested_words(lower));
-    s.constraints += lower.matches(" must ").count()
+    s.requested_words = s.requested_words.max(requested_words(text));
+    s.constraints += text.matches(" must ").count()
         + text
             .lines()
             .filter(|l| {
@@ -374,7 +443,7 @@ mod tests {
         assert_eq!(user("def f(x):\n    return x;\n").code_lines, 2);
         assert_eq!(user("Write a 600-word post").requested_words, 600);
         assert_eq!(user("in about 4,000 words").requested_words, 4000);
-        let tasks = user("Design the schema, implement it in Rust and write tests.");
+        let tasks = user("Design the database, implement it in Rust and write tests.");
         assert_eq!((tasks.tasks, tasks.tech_terms), (3, 3), "{tasks:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway and simulator on port 0, spoken to over HTTP.
 
 mod anthropic;
+mod auto;
 mod bedrock;
 mod breakers;
 mod chat;

@@ -1,0 +1,118 @@
+//! `model: "auto"` through the endpoint: the tier the score picks, the
+//! headers that say so, and the explanation endpoint.
+
+use serde_json::{json, Value};
+use test_support::Harness;
+
+use test_support::sse_data;
+
+use crate::{header, read};
+
+fn auto(text: &str) -> Value {
+    json!({"model": "auto", "messages": [{"role": "user", "content": text}]})
+}
+
+const DEBUG: &str = "My script fails, how do I fix it?\nTraceback (most recent call last):\n  \
+    File \"app.py\", line 18, in compute\n    return sum(r['amount'] for r in rows)\nKeyError: 'amount'";
+
+const HARD: &str = "Prove by induction that the sum of the first n odd numbers is n squared, \
+    then analyze the trade-offs of a direct combinatorial proof.";
+
+#[tokio::test]
+async fn auto_picks_the_tier_by_score_and_says_so() {
+    let h = Harness::start().await;
+    for (text, tier) in [("hi!", "economy"), (DEBUG, "standard"), (HARD, "premium")] {
+        let response = h.chat(&auto(text)).await;
+        assert_eq!(response.status(), 200, "{text}");
+        assert_eq!(
+            header(&response, "x-model-router-auto-tier"),
+            tier,
+            "{text}"
+        );
+        let score: u8 = header(&response, "x-model-router-auto-score")
+            .parse()
+            .unwrap();
+        let (_, _, body) = read(response).await;
+        let model = body["model"].as_str().unwrap().to_owned();
+        let (_, _, entry) = read(h.get(&format!("/v1/models/{model}")).await).await;
+        assert_eq!(entry["tier"], tier, "{text} (score {score}) ran on {model}");
+    }
+}
+
+#[tokio::test]
+async fn prefer_still_orders_within_the_chosen_tier_and_streams_carry_the_headers() {
+    let h = Harness::start().await;
+    let mut request = auto(HARD);
+    request["prefer"] = json!("cheap");
+    let cheap = h.chat(&request).await;
+    request["prefer"] = json!("coding");
+    let coding = h.chat(&request).await;
+    assert_eq!(header(&cheap, "x-model-router-auto-tier"), "premium");
+    assert_eq!(header(&cheap, "x-model-router-model"), "gpt-5.1");
+    assert_eq!(header(&coding, "x-model-router-model"), "claude-opus-4-5");
+
+    request["stream"] = json!(true);
+    let streamed = h.chat(&request).await;
+    assert_eq!(header(&streamed, "x-model-router-auto-tier"), "premium");
+    assert!(!header(&streamed, "x-model-router-auto-score").is_empty());
+    let text = streamed.text().await.unwrap();
+    assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn pinned_and_tier_requests_carry_no_auto_headers() {
+    let h = Harness::start().await;
+    for model in ["gpt-4.1", "standard"] {
+        let response = h
+            .chat(&json!({"model": model, "messages": [{"role": "user", "content": HARD}]}))
+            .await;
+        assert_eq!(header(&response, "x-model-router-auto-tier"), "", "{model}");
+    }
+}
+
+#[tokio::test]
+async fn explain_scores_without_calling_a_provider() {
+    let h = Harness::start().await;
+    let before = h.upstream_requests().await.len();
+    let explain = |body: Value| {
+        h.http
+            .post(format!("{}/v1/router/explain", h.url))
+            .bearer_auth(&h.key)
+            .json(&body)
+            .send()
+    };
+    let (status, _, body) = read(explain(auto(HARD)).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tier"], "premium");
+    let contributions = body["contributions"].as_array().unwrap();
+    let total: i64 = contributions
+        .iter()
+        .map(|c| c["points"].as_i64().unwrap())
+        .sum();
+    assert_eq!(body["score"].as_i64().unwrap(), (20 + total).clamp(0, 100));
+    assert!(contributions.iter().any(|c| c["signal"] == "proof"));
+    assert_eq!(
+        h.upstream_requests().await.len(),
+        before,
+        "no provider was called"
+    );
+
+    let (status, _, body) = read(
+        explain(json!({"model": "auto", "messages": []}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("messages"))
+    );
+    let anonymous = h
+        .http
+        .post(format!("{}/v1/router/explain", h.url))
+        .json(&auto("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -67,6 +67,27 @@ fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
     }
 }
 
+/// The `auto` alias: the tier is chosen per request by its score.
+fn auto_entry(gateway: &Gateway) -> ModelObject {
+    let mut extra = Extra::new();
+    extra.insert("type".into(), json!("alias"));
+    extra.insert(
+        "description".into(),
+        json!("Scores the conversation 0-100 and routes in the tier the score maps to."),
+    );
+    extra.insert(
+        "thresholds".into(),
+        json!({"standard_from": gateway.config.auto.standard_from, "premium_from": gateway.config.auto.premium_from}),
+    );
+    ModelObject {
+        id: crate::auto::AUTO.into(),
+        object: "model".into(),
+        created: CREATED,
+        owned_by: "model-router".into(),
+        extra,
+    }
+}
+
 /// `GET /v1/models`.
 pub async fn list(
     State(gateway): State<Arc<Gateway>>,
@@ -78,6 +99,7 @@ pub async fn list(
         .into_iter()
         .map(|t| tier_entry(&catalog, t))
         .collect();
+    data.push(auto_entry(&gateway));
     data.extend(catalog.models().iter().map(|m| model_entry(&gateway, m)));
     Ok(Json(ModelList {
         object: "list".into(),
@@ -95,6 +117,9 @@ pub async fn retrieve(
     let catalog = gateway.catalog.snapshot();
     if let Some(tier) = Tier::parse(&id) {
         return Ok(Json(tier_entry(&catalog, tier)));
+    }
+    if id == crate::auto::AUTO {
+        return Ok(Json(auto_entry(&gateway)));
     }
     let model = catalog.model(&id).ok_or(GatewayError::ModelNotFound(id))?;
     Ok(Json(model_entry(&gateway, model)))

@@ -71,6 +71,23 @@ async fn pinned_and_tier_requests_carry_no_auto_headers() {
 }
 
 #[tokio::test]
+async fn auto_is_listed_as_an_alias() {
+    let h = Harness::start().await;
+    let (status, _, entry) = read(h.get("/v1/models/auto").await).await;
+    assert_eq!((status, entry["type"].as_str()), (200, Some("alias")));
+    assert_eq!(
+        entry["thresholds"],
+        json!({"standard_from": 40, "premium_from": 70})
+    );
+    let (_, _, list) = read(h.get("/v1/models").await).await;
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "auto"));
+}
+
+#[tokio::test]
 async fn explain_scores_without_calling_a_provider() {
     let h = Harness::start().await;
     let before = h.upstream_requests().await.len();

@@ -5,9 +5,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openai::{
-    ChatCompletionChunk, ChatRequest, ChunkChoice, Delta, Extra, Message, ToolCall, ToolCallDelta,
-    Usage,
+    ChatCompletionChunk, ChatRequest, ChunkChoice, Content, ContentPart, Delta, Extra, Message,
+    Role, ToolCall, ToolCallDelta, Usage,
 };
+use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 
 use super::Unsupported;
@@ -31,6 +32,65 @@ pub fn asks(request: &ChatRequest, field: &str) -> bool {
         Some(Value::Object(m)) => !m.is_empty(),
         Some(_) => true,
     }
+}
+
+/// What a translating adapter accepts in the messages.
+pub struct MessageRules {
+    /// Whether an image URL can be carried.
+    pub image: fn(&str) -> bool,
+    /// Why other image URLs cannot.
+    pub image_refusal: &'static str,
+    /// Tool results must answer an earlier call (Gemini names results after their call).
+    pub results_need_call: bool,
+}
+
+/// Refuses, naming `messages`, what the translation of the messages would
+/// refuse, without building it: routing checks every candidate, and a long
+/// conversation should not be copied once per candidate to be checked.
+pub fn check_messages(request: &ChatRequest, rules: &MessageRules) -> Result<(), Unsupported> {
+    let mut calls: Vec<&str> = Vec::new();
+    for message in &request.messages {
+        match message.role {
+            Role::Function => {
+                return refuse(
+                    "messages",
+                    "legacy `function` messages are not supported; use `tool` messages",
+                )
+            }
+            Role::Tool => match message.tool_call_id.as_deref() {
+                None => return refuse("messages", "a `tool` message needs its `tool_call_id`"),
+                Some(id) if rules.results_need_call && !calls.contains(&id) => {
+                    return refuse(
+                        "messages",
+                        format!("tool result `{id}` answers no earlier tool call"),
+                    )
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+        for call in message.tool_calls.iter().flatten() {
+            calls.push(&call.id);
+            let text = call.function.arguments.trim();
+            if !text.is_empty() && serde_json::from_str::<IgnoredAny>(text).is_err() {
+                arguments(call)?;
+            }
+        }
+        if let Some(Content::Parts(parts)) = &message.content {
+            for part in parts {
+                match part {
+                    ContentPart::ImageUrl { image_url } if !(rules.image)(&image_url.url) => {
+                        return refuse("messages", rules.image_refusal)
+                    }
+                    ContentPart::InputAudio { .. } | ContentPart::File { .. } => {
+                        return refuse("messages", "only text and image parts can be carried here")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A tool call's arguments as JSON (none at all is `{}`); arguments that are

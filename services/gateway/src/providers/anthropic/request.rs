@@ -29,7 +29,9 @@ use catalog::Model;
 use openai::{ChatRequest, Content as OContent, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
-use crate::providers::translate::{arguments, asks, refuse, tool_output};
+use crate::providers::translate::{
+    arguments, asks, check_messages, refuse, tool_output, MessageRules,
+};
 use crate::providers::Unsupported;
 
 /// The name of the tool that carries JSON mode when the schema has none.
@@ -63,10 +65,14 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
             "Anthropic cannot combine tools with JSON mode",
         );
     }
-    for message in &request.messages {
-        blocks_of(message)?;
-    }
-    Ok(())
+    check_messages(
+        request,
+        &MessageRules {
+            image: |url| image_source(url).is_ok(),
+            image_refusal: "images must be base64 data URLs or http(s) URLs",
+            results_need_call: false,
+        },
+    )
 }
 
 /// The requested JSON mode as (tool name, input schema), if any.

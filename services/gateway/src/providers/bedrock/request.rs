@@ -27,7 +27,9 @@ use catalog::Model;
 use openai::{ChatRequest, Content, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
-use crate::providers::translate::{arguments, asks, refuse, tool_output};
+use crate::providers::translate::{
+    arguments, asks, check_messages, refuse, tool_output, MessageRules,
+};
 use crate::providers::Unsupported;
 
 /// Refuses what Converse cannot carry faithfully, naming the field.
@@ -59,7 +61,14 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
     if matches!(&request.tool_choice, Some(Value::String(s)) if s == "none") {
         return refuse("tool_choice", "Bedrock has no `none` tool choice");
     }
-    turns(request).map(|_| ())
+    check_messages(
+        request,
+        &MessageRules {
+            image: |url| image_format(url).is_some(),
+            image_refusal: "Bedrock takes images as base64 data URLs of png, jpeg, gif or webp",
+            results_need_call: false,
+        },
+    )
 }
 
 /// The Converse request for `request`. Call [`check`] first.
@@ -133,27 +142,27 @@ fn part(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
         ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
             Ok(ContentBlock::Text(text.clone()))
         }
-        ContentPart::ImageUrl { image_url } => {
-            let inline = image_url
-                .url
-                .strip_prefix("data:image/")
-                .and_then(|rest| rest.split_once(";base64,"))
-                .filter(|(format, _)| matches!(*format, "png" | "jpeg" | "gif" | "webp"));
-            match inline {
-                Some((format, data)) => Ok(ContentBlock::Image(ImageBlock {
-                    format: format.into(),
-                    source: ImageSource { bytes: data.into() },
-                })),
-                None => refuse(
-                    "messages",
-                    "Bedrock takes images as base64 data URLs of png, jpeg, gif or webp",
-                ),
-            }
-        }
+        ContentPart::ImageUrl { image_url } => match image_format(&image_url.url) {
+            Some((format, data)) => Ok(ContentBlock::Image(ImageBlock {
+                format: format.into(),
+                source: ImageSource { bytes: data.into() },
+            })),
+            None => refuse(
+                "messages",
+                "Bedrock takes images as base64 data URLs of png, jpeg, gif or webp",
+            ),
+        },
         ContentPart::InputAudio { .. } | ContentPart::File { .. } => {
             refuse("messages", "Bedrock takes text and image parts here")
         }
     }
+}
+
+/// The format and base64 data of an image data URL Bedrock can take.
+fn image_format(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:image/")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .filter(|(format, _)| matches!(*format, "png" | "jpeg" | "gif" | "webp"))
 }
 
 fn assistant_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {

@@ -32,7 +32,9 @@ use gemini::{
 use openai::{ChatRequest, Content as OContent, ContentPart, Message, Role};
 use serde_json::{json, Value};
 
-use crate::providers::translate::{arguments, asks, refuse, tool_output};
+use crate::providers::translate::{
+    arguments, asks, check_messages, refuse, tool_output, MessageRules,
+};
 use crate::providers::Unsupported;
 
 /// Refuses what Gemini cannot carry faithfully, naming the field.
@@ -57,7 +59,17 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
     if let Some(field) = refused.into_iter().find(|f| asks(request, f)) {
         return refuse(field, format!("Gemini does not support `{field}` here"));
     }
-    contents(request).map(|_| ())
+    check_messages(
+        request,
+        &MessageRules {
+            image: |url| {
+                url.strip_prefix("data:")
+                    .is_some_and(|rest| rest.contains(";base64,"))
+            },
+            image_refusal: "Gemini takes images as base64 data URLs",
+            results_need_call: true,
+        },
+    )
 }
 
 /// The Gemini request for `request`. Call [`check`] first.

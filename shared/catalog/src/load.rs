@@ -60,6 +60,7 @@ struct RawModel {
     input_per_mtok: Money,
     output_per_mtok: Money,
     cached_input_per_mtok: Option<Money>,
+    cache_write_per_mtok: Option<Money>,
     long_context: Option<RawLongContext>,
     quality: u8,
     coding: u8,
@@ -81,6 +82,7 @@ struct RawLongContext {
     input_per_mtok: Money,
     output_per_mtok: Money,
     cached_input_per_mtok: Option<Money>,
+    cache_write_per_mtok: Option<Money>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -206,6 +208,7 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
             m.input_per_mtok,
             m.output_per_mtok,
             m.cached_input_per_mtok,
+            m.cache_write_per_mtok,
         )?;
         let long_context = match m.long_context {
             None => None,
@@ -217,6 +220,7 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
                     lc.input_per_mtok,
                     lc.output_per_mtok,
                     lc.cached_input_per_mtok,
+                    lc.cache_write_per_mtok,
                 )?,
             )),
         };
@@ -265,11 +269,13 @@ fn rates(
     input: Money,
     output: Money,
     cached: Option<Money>,
+    cache_write: Option<Money>,
 ) -> Result<PricingRates, CatalogError> {
     for (name, price) in [
         ("input_per_mtok", Some(input)),
         ("output_per_mtok", Some(output)),
         ("cached_input_per_mtok", cached),
+        ("cache_write_per_mtok", cache_write),
     ] {
         if price.is_some_and(|p| p < Money::ZERO) {
             return Err(invalid(
@@ -282,6 +288,7 @@ fn rates(
         input: PricePerMTok(input),
         output: PricePerMTok(output),
         cached_input: cached.map(PricePerMTok),
+        cache_write: cache_write.map(PricePerMTok),
     })
 }
 
@@ -396,14 +403,15 @@ mod tests {
             input_tokens: 10_000,
             cached_input_tokens: 4_000,
             output_tokens: 1_000,
+            ..Default::default()
         };
         assert_eq!(gpt41.cost(&usage), money("0.022"));
 
         let pro = catalog.model("gemini-2.5-pro").unwrap();
         let short = TokenUsage {
             input_tokens: 200_000,
-            cached_input_tokens: 0,
             output_tokens: 1_000,
+            ..Default::default()
         };
         let long = TokenUsage {
             input_tokens: 200_001,
@@ -414,5 +422,27 @@ mod tests {
 
         let free = catalog.model("llama-3.3-70b-versatile").unwrap();
         assert_eq!(free.cost(&usage), Money::ZERO);
+    }
+
+    #[test]
+    fn cache_writes_bill_at_their_own_rate_or_the_input_rate() {
+        let catalog = Catalog::builtin();
+        // Sonnet: 10,000 in, of which 2,000 read from and 3,000 written to the cache, 100 out:
+        // 5,000×3 + 2,000×0.30 + 3,000×3.75 + 100×15 = 28,350 µ$.
+        let usage = TokenUsage {
+            input_tokens: 10_000,
+            cached_input_tokens: 2_000,
+            cache_write_input_tokens: 3_000,
+            output_tokens: 100,
+        };
+        let sonnet = catalog.model("claude-sonnet-4-6").unwrap();
+        assert_eq!(sonnet.cost(&usage), money("0.02835"));
+        // No cache-write price: writes cost what input costs.
+        let gpt41 = catalog.model("gpt-4.1").unwrap();
+        let plain = TokenUsage {
+            cache_write_input_tokens: 0,
+            ..usage
+        };
+        assert_eq!(gpt41.cost(&usage), gpt41.cost(&plain));
     }
 }

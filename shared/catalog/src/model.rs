@@ -119,6 +119,8 @@ pub struct PricingRates {
     pub output: PricePerMTok,
     /// Input tokens served from the provider's prompt cache; `input` when absent.
     pub cached_input: Option<PricePerMTok>,
+    /// Input tokens written to the prompt cache (Anthropic charges more); `input` when absent.
+    pub cache_write: Option<PricePerMTok>,
 }
 
 /// A model's prices, with an optional higher rate for long prompts.
@@ -137,6 +139,9 @@ pub struct TokenUsage {
     pub input_tokens: u64,
     /// The part of `input_tokens` read from the prompt cache.
     pub cached_input_tokens: u64,
+    /// The part of `input_tokens` written to the prompt cache.
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
 }
@@ -195,9 +200,13 @@ impl Model {
             _ => self.pricing.base,
         };
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let written = usage
+            .cache_write_input_tokens
+            .min(usage.input_tokens - cached);
         CostBuilder::default()
-            .add(usage.input_tokens - cached, rates.input)
+            .add(usage.input_tokens - cached - written, rates.input)
             .add(cached, rates.cached_input.unwrap_or(rates.input))
+            .add(written, rates.cache_write.unwrap_or(rates.input))
             .add(usage.output_tokens, rates.output)
             .total()
     }

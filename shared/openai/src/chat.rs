@@ -235,7 +235,19 @@ pub struct Usage {
     pub extra: Extra,
 }
 
+/// Where the usage reports prompt-cache writes (Anthropic's and Bedrock's
+/// cache-creation tokens); OpenAI has no such field.
+pub const CACHE_WRITE_TOKENS: &str = "cache_creation_input_tokens";
+
 impl Usage {
+    /// The part of `prompt_tokens` written to the provider's prompt cache.
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.extra
+            .get(CACHE_WRITE_TOKENS)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+
     /// Prompt tokens read from the provider's cache.
     pub fn cached_tokens(&self) -> u64 {
         self.prompt_tokens_details

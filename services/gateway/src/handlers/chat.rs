@@ -279,6 +279,7 @@ fn token_usage(usage: &Usage) -> TokenUsage {
     TokenUsage {
         input_tokens: usage.prompt_tokens,
         cached_input_tokens: usage.cached_tokens(),
+        cache_write_input_tokens: usage.cache_write_tokens(),
         output_tokens: usage.completion_tokens,
     }
 }
@@ -480,4 +481,28 @@ fn sse_event(chunk: &ChatCompletionChunk) -> Bytes {
     }
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::Catalog;
+
+    #[test]
+    fn cache_writes_reported_by_a_provider_are_billed_at_their_rate() {
+        // What the Anthropic adapter reports for 1,000 input tokens of which
+        // 600 were written to the prompt cache, and 10 output tokens.
+        let usage: Usage = serde_json::from_value(serde_json::json!({
+            "prompt_tokens": 1_000, "completion_tokens": 10, "total_tokens": 1_010,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "cache_creation_input_tokens": 600
+        }))
+        .unwrap();
+        let tokens = token_usage(&usage);
+        assert_eq!(tokens.cache_write_input_tokens, 600);
+        let catalog = Catalog::builtin();
+        let sonnet = catalog.model("claude-sonnet-4-6").unwrap();
+        // 400 × $3 + 600 × $3.75 + 10 × $15 per million = 3,600 µ$.
+        assert_eq!(sonnet.cost(&tokens).to_string(), "0.0036");
+    }
 }

@@ -10,7 +10,7 @@
 //! Usage: `prompt_tokens` = input + cache reads + cache writes, of which
 //! cache reads are `prompt_tokens_details.cached_tokens` (billed at the
 //! cached rate); cache writes are also reported as
-//! `cache_creation_input_tokens`. Thinking blocks are left out unless the
+//! `cache_creation_input_tokens` (billed at the model's cache-write rate). Thinking blocks are left out unless the
 //! request asked for thinking, then they come as `reasoning_content`.
 
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ pub fn usage(u: &AUsage) -> Usage {
     let prompt = u.input_tokens + cache_read + cache_write;
     let mut extra = Extra::new();
     if cache_write > 0 {
-        extra.insert("cache_creation_input_tokens".into(), cache_write.into());
+        extra.insert(openai::CACHE_WRITE_TOKENS.into(), cache_write.into());
     }
     Usage {
         prompt_tokens: prompt,

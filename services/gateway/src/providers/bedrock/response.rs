@@ -8,7 +8,8 @@
 //! | `guardrail_intervened`, `content_filtered` | `content_filter` |
 //!
 //! Usage: `prompt_tokens` = input + cache reads + cache writes (cache reads
-//! as `cached_tokens`), `completion_tokens` = output. Reasoning blocks are
+//! as `cached_tokens`, writes also as `cache_creation_input_tokens`),
+//! `completion_tokens` = output. Reasoning blocks are
 //! not content. A stream ends at its `metadata` event, which carries usage;
 //! an exception frame keeps its class (throttling is a 429, unavailability a
 //! 503, so retry rules apply).
@@ -41,7 +42,12 @@ fn finish_reason(stop_reason: &str) -> String {
 /// OpenAI usage from Converse's counts.
 pub fn usage(u: &TokenUsage) -> Usage {
     let cache_read = u.cache_read_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + cache_read + u.cache_write_input_tokens.unwrap_or(0);
+    let cache_write = u.cache_write_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + cache_read + cache_write;
+    let mut extra = Extra::new();
+    if cache_write > 0 {
+        extra.insert(openai::CACHE_WRITE_TOKENS.into(), cache_write.into());
+    }
     Usage {
         prompt_tokens: prompt,
         completion_tokens: u.output_tokens,
@@ -51,7 +57,7 @@ pub fn usage(u: &TokenUsage) -> Usage {
             extra: Extra::new(),
         }),
         completion_tokens_details: None,
-        extra: Extra::new(),
+        extra,
     }
 }
 

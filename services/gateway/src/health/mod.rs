@@ -141,15 +141,21 @@ impl Health {
                 }))
             }))
         });
-        {
-            let mut health = lock(&entry);
-            let seed = Speed::of_catalog(model);
-            if health.seed != seed {
-                health.seed = seed;
-                health.latency.reseed(seed);
-            }
-        }
         entry
+    }
+
+    /// Locks a model's health, first following a catalog change of its speed seed.
+    fn lock_fresh<'a>(
+        entry: &'a Arc<Mutex<ModelHealth>>,
+        model: &Model,
+    ) -> MutexGuard<'a, ModelHealth> {
+        let mut health = lock(entry);
+        let seed = Speed::of_catalog(model);
+        if health.seed != seed {
+            health.seed = seed;
+            health.latency.reseed(seed);
+        }
+        health
     }
 
     /// The believed speed of `model` now: observed, or the catalog's.
@@ -171,10 +177,11 @@ impl Health {
     pub fn admit(&self, model: &Model, expect: Expect) -> Result<Permit, Skip> {
         let entry = self.entry(model);
         let now = Instant::now();
+        let mut health = Self::lock_fresh(&entry, model);
         if !self.inner.breaker.enabled {
-            return Ok(self.permit(model, &entry, expect, Admission::Pass, Admission::Pass));
+            let (pass, provider) = (Admission::Pass, Admission::Pass);
+            return Ok(self.permit(model, &entry, &mut health, expect, pass, provider));
         }
-        let mut health = lock(&entry);
         let config = &self.inner.breaker;
         if health.breaker.state(now) == State::Closed
             && health.waiting.stalled(config.consecutive_failures, now)
@@ -212,10 +219,7 @@ impl Health {
                     retry_in,
                 })
             }
-            admission => {
-                drop(health);
-                Ok(self.permit(model, &entry, expect, admission, provider))
-            }
+            admission => Ok(self.permit(model, &entry, &mut health, expect, admission, provider)),
         }
     }
 
@@ -246,17 +250,19 @@ impl Health {
         f(health)
     }
 
+    /// A permit for an attempt at `model`, registered among those waiting
+    /// for a first byte; `health` is the model's, already locked.
     fn permit(
         &self,
         model: &Model,
         entry: &Arc<Mutex<ModelHealth>>,
+        health: &mut ModelHealth,
         expect: Expect,
         admission: Admission,
         provider_admission: Admission,
     ) -> Permit {
         let started = Instant::now();
         let id = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
-        let mut health = lock(entry);
         let speed = health.latency.speed(&self.inner.latency, started);
         let output = expect
             .output_tokens
@@ -270,7 +276,6 @@ impl Health {
         let patience_ms = (expected_ms * config.stall_factor).max(config.stall_min_ms as f64);
         let stalls_at = started + Duration::from_secs_f64(patience_ms.min(1e9) / 1000.0);
         health.waiting.enter(id, started, stalls_at);
-        drop(health);
         Permit {
             health: self.clone(),
             entry: Arc::clone(entry),

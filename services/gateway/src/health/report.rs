@@ -8,7 +8,7 @@ use catalog::{Model, ProviderId};
 use serde::Serialize;
 
 use super::breaker::State;
-use super::{lock, Health};
+use super::Health;
 
 /// A provider's breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +119,7 @@ impl Health {
 
     fn model_report(&self, model: &Model, now: Instant) -> ModelReport {
         let entry = self.entry(model);
-        let health = lock(&entry);
+        let health = Self::lock_fresh(&entry, model);
         let state = health.breaker.state(now);
         let (failure_rate, window_requests) = health.breaker.failure_rate(now);
         let speed = health.latency.speed(&self.inner.latency, now);

@@ -70,6 +70,14 @@ pub enum ProviderError {
     Interrupted(String),
 }
 
+/// A request the adapter's own check should have refused: not retryable
+/// elsewhere by nature, but reported as a protocol problem of this attempt.
+impl From<Unsupported> for ProviderError {
+    fn from(u: Unsupported) -> Self {
+        ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason))
+    }
+}
+
 impl ProviderError {
     /// Whether another candidate may succeed where this one failed.
     ///

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openai::{
     ChatCompletionChunk, ChatRequest, ChunkChoice, Content, ContentPart, Delta, Extra, Message,
-    Role, ToolCall, ToolCallDelta, Usage,
+    PromptTokensDetails, Role, ToolCall, ToolCallDelta, Usage,
 };
 use serde::de::IgnoredAny;
 use serde_json::{json, Value};
@@ -119,6 +119,29 @@ pub fn tool_output(message: &Message) -> (String, Option<Value>) {
         _ => None,
     };
     (text, object)
+}
+
+/// OpenAI usage from counts where cache reads and writes are reported apart
+/// from the other input (Anthropic, Bedrock): all three make up
+/// `prompt_tokens`, reads are `cached_tokens`, writes are reported as
+/// [`openai::CACHE_WRITE_TOKENS`] so they bill at the cache-write rate.
+pub fn usage(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Usage {
+    let prompt = input + cache_read + cache_write;
+    let mut extra = Extra::new();
+    if cache_write > 0 {
+        extra.insert(openai::CACHE_WRITE_TOKENS.into(), cache_write.into());
+    }
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: output,
+        total_tokens: prompt + output,
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: cache_read,
+            extra: Extra::new(),
+        }),
+        completion_tokens_details: None,
+        extra,
+    }
 }
 
 /// Seconds since the Unix epoch, for `created`.

@@ -59,8 +59,7 @@ impl Anthropic {
         request: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let body = request::translate(model, request, stream)
-            .map_err(|u| ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        let body = request::translate(model, request, stream)?;
         self.upstream
             .post(&self.url, self.headers.clone(), &body)
             .await

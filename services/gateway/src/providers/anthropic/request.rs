@@ -314,7 +314,7 @@ fn tool_choice_of(request: &ChatRequest) -> Option<ToolChoice> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{request, with};
+    use crate::providers::testing::{keys, request, with};
     use catalog::Catalog;
 
     fn out(value: Value) -> Value {
@@ -415,13 +415,7 @@ mod tests {
         let translated = out(with(
             json!({"seed": 3, "store": true, "parallel_tool_calls": true, "prefer": "cheap"}),
         ));
-        let keys: Vec<&str> = translated
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["max_tokens", "messages", "model"]);
+        assert_eq!(keys(&translated), ["max_tokens", "messages", "model"]);
     }
 
     #[test]

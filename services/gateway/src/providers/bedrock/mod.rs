@@ -82,8 +82,7 @@ impl Bedrock {
         method: &str,
     ) -> Result<reqwest::Response, ProviderError> {
         let protocol = |e: String| ProviderError::Protocol(e);
-        let body = request::translate(model, request)
-            .map_err(|u| protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        let body = request::translate(model, request)?;
         let body = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
         // As the AWS SDKs do: a model id's `:` travels percent-encoded.
         let id = model.provider_model_id.replace(':', "%3A");

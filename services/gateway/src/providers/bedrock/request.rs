@@ -234,7 +234,7 @@ fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{request, with};
+    use crate::providers::testing::{keys, request, with};
     use catalog::Catalog;
 
     fn out(value: Value) -> Value {
@@ -286,13 +286,7 @@ mod tests {
         let translated = out(with(
             json!({"seed": 1, "user": "u", "n": 1, "presence_penalty": 0}),
         ));
-        let keys: Vec<&str> = translated
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["inferenceConfig", "messages"]);
+        assert_eq!(keys(&translated), ["inferenceConfig", "messages"]);
     }
 
     #[test]

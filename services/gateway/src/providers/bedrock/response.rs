@@ -23,10 +23,10 @@ use bedrock::{
 };
 use openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, Delta, Extra, FunctionCall,
-    FunctionCallDelta, PromptTokensDetails, ToolCall, ToolCallDelta, Usage,
+    FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
 };
 
-use crate::providers::translate::{unix_now, Chunks};
+use crate::providers::translate::{self, unix_now, Chunks};
 use crate::providers::ProviderError;
 
 fn finish_reason(stop_reason: &str) -> String {
@@ -41,24 +41,12 @@ fn finish_reason(stop_reason: &str) -> String {
 
 /// OpenAI usage from Converse's counts.
 pub fn usage(u: &TokenUsage) -> Usage {
-    let cache_read = u.cache_read_input_tokens.unwrap_or(0);
-    let cache_write = u.cache_write_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + cache_read + cache_write;
-    let mut extra = Extra::new();
-    if cache_write > 0 {
-        extra.insert(openai::CACHE_WRITE_TOKENS.into(), cache_write.into());
-    }
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: cache_read,
-            extra: Extra::new(),
-        }),
-        completion_tokens_details: None,
-        extra,
-    }
+    translate::usage(
+        u.input_tokens,
+        u.cache_read_input_tokens.unwrap_or(0),
+        u.cache_write_input_tokens.unwrap_or(0),
+        u.output_tokens,
+    )
 }
 
 /// A whole response from `model`, with `id` as its completion id.

@@ -55,8 +55,7 @@ impl Google {
         request: &ChatRequest,
         method: &str,
     ) -> Result<reqwest::Response, ProviderError> {
-        let body = request::translate(model, request)
-            .map_err(|u| ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason)))?;
+        let body = request::translate(model, request)?;
         let url = self
             .models
             // `./`: a model id before a colon would otherwise parse as a URL scheme.

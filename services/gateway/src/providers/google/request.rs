@@ -293,7 +293,7 @@ fn tool_config_of(request: &ChatRequest) -> Option<ToolConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{request, with};
+    use crate::providers::testing::{keys, request, with};
     use catalog::Catalog;
 
     fn out(value: Value) -> Value {
@@ -368,13 +368,7 @@ mod tests {
         assert!(translated["generationConfig"]
             .get("candidateCount")
             .is_none());
-        let keys: Vec<&str> = translated
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["contents", "generationConfig"]);
+        assert_eq!(keys(&translated), ["contents", "generationConfig"]);
     }
 
     #[test]

@@ -43,6 +43,7 @@ bench: bench-tools
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
+	$(CARGO) bench -p gateway --bench embeddings
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

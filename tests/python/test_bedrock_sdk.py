@@ -119,3 +119,18 @@ def test_errors_carry_aws_error_codes(simulator):
         assert "crc" in repr(corrupt.value).lower() or "checksum" in repr(corrupt.value).lower(), repr(corrupt.value)
     finally:
         fault(simulator, None)
+
+
+def test_titan_embeddings_through_invoke_model(simulator):
+    """Titan V2's InvokeModel body and answer, as boto3 signs and reads them."""
+    c = client(simulator)
+    body = json.dumps({"inputText": "a model router", "dimensions": 256, "normalize": True})
+    response = c.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=body, contentType="application/json", accept="application/json")
+    answer = json.loads(response["body"].read())
+    assert len(answer["embedding"]) == 256
+    assert answer["embeddingsByType"]["float"] == answer["embedding"]
+    assert answer["inputTextTokenCount"] > 0
+    assert abs(sum(x * x for x in answer["embedding"]) ** 0.5 - 1.0) < 1e-4
+    with pytest.raises(ClientError) as bad:
+        c.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": "x", "dimensions": 300}))
+    assert bad.value.response["Error"]["Code"] == "ValidationException"

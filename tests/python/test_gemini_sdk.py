@@ -106,3 +106,17 @@ def test_errors_raise_the_sdks_own_classes(simulator):
     with pytest.raises(errors.ServerError) as down:
         unavailable.models.generate_content(model=MODEL, contents="hi")
     assert down.value.code == 503 and down.value.status == "UNAVAILABLE"
+
+
+def test_embed_content_batch_with_output_dimensionality(simulator):
+    """The SDK sends several contents as one `batchEmbedContents` call."""
+    c = client(simulator)
+    config = types.EmbedContentConfig(output_dimensionality=768)
+    response = c.models.embed_content(model="gemini-embedding-001", contents=["first text", "second text"], config=config)
+    assert len(response.embeddings) == 2
+    assert all(len(e.values) == 768 for e in response.embeddings)
+    assert response.embeddings[0].values != response.embeddings[1].values
+    again = c.models.embed_content(model="gemini-embedding-001", contents="second text", config=config)
+    assert again.embeddings[0].values == response.embeddings[1].values
+    with pytest.raises(errors.ClientError):
+        c.models.embed_content(model="gemini-embedding-001", contents="x", config=types.EmbedContentConfig(output_dimensionality=4096))

@@ -116,3 +116,45 @@ def test_simulator_speaks_each_openai_dialect(simulator, prefix, model):
     assert model in {m.id for m in sim.models.list()}
     with pytest.raises(openai.AuthenticationError):
         OpenAI(base_url=f"{simulator}{prefix}", api_key="wrong", max_retries=0).models.list()
+
+
+def test_embeddings_float_and_base64_agree(router):
+    """`embeddings.create` in both encodings: the SDK decodes base64 itself."""
+    import struct
+
+    inputs = ["the first document", "the second document", "a query"]
+    raw = client(router).embeddings.with_raw_response.create(model="embed-small", input=inputs, encoding_format="float")
+    floats = raw.parse()
+    assert floats.model == raw.headers["x-model-router-model"] == "text-embedding-3-small"
+    assert raw.headers["x-model-router-provider"] == "openai"
+    assert float(raw.headers["x-model-router-cost"]) > 0
+    assert [e.index for e in floats.data] == [0, 1, 2]
+    assert all(len(e.embedding) == 1536 for e in floats.data)
+    assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
+
+    encoded = client(router).embeddings.create(model="embed-small", input=inputs, encoding_format="base64")
+    for f, b in zip(floats.data, encoded.data):
+        # The SDK hands back base64 as a string when asked for it explicitly.
+        vector = b.embedding
+        if isinstance(vector, str):
+            import base64
+
+            raw_bytes = base64.b64decode(vector)
+            vector = list(struct.unpack(f"<{len(raw_bytes) // 4}f", raw_bytes))
+        as_f32 = [struct.unpack("<f", struct.pack("<f", x))[0] for x in f.embedding]
+        assert vector == as_f32
+
+    # Without encoding_format the SDK asks for base64 and decodes it to floats.
+    default = client(router).embeddings.create(model="embed-titan", input="a query", dimensions=256)
+    assert default.model == "titan-embed-text-v2"
+    assert len(default.data[0].embedding) == 256
+    norm = sum(x * x for x in default.data[0].embedding) ** 0.5
+    assert abs(norm - 1.0) < 1e-4
+
+
+def test_embeddings_errors_raise_the_sdk_exceptions(router):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client(router).embeddings.create(model="embed-titan", input="x", dimensions=4096)
+    assert bad.value.body["param"] == "dimensions"
+    with pytest.raises(openai.NotFoundError):
+        client(router).embeddings.create(model="embed-medium", input="x")

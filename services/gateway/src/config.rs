@@ -8,6 +8,7 @@ use catalog::ProviderId;
 use serde::Deserialize;
 
 pub use crate::auto::AutoConfig;
+pub use crate::embeddings::EmbeddingsConfig;
 pub use crate::health::breaker::BreakerConfig;
 pub use crate::health::latency::LatencyConfig;
 
@@ -27,6 +28,8 @@ pub struct GatewayConfig {
     pub latency: LatencyConfig,
     /// Tier thresholds of `model: "auto"` (`[gateway.auto]`).
     pub auto: AutoConfig,
+    /// Fan-out and size limits of `/v1/embeddings` (`[gateway.embeddings]`).
+    pub embeddings: EmbeddingsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +41,7 @@ impl Default for GatewayConfig {
             breaker: BreakerConfig::default(),
             latency: LatencyConfig::default(),
             auto: AutoConfig::default(),
+            embeddings: EmbeddingsConfig::default(),
         }
     }
 }

@@ -5,11 +5,10 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use catalog::Model;
 use openai::ErrorBody;
 use serde::Serialize;
 
-use crate::health::Skip;
+use crate::health::{Skip, Upstream};
 use crate::providers::ProviderError;
 
 /// One try at one model, as reported when every candidate failed.
@@ -32,10 +31,14 @@ pub struct Attempt {
 
 impl Attempt {
     /// An attempt that failed with `error` after `took`.
-    pub fn failed(model: &Model, error: &ProviderError, took: Duration) -> Attempt {
+    pub fn failed(
+        model: &(impl Upstream + ?Sized),
+        error: &ProviderError,
+        took: Duration,
+    ) -> Attempt {
         Attempt {
-            provider: model.provider.to_string(),
-            model: model.id.clone(),
+            provider: model.provider().to_string(),
+            model: model.id().to_owned(),
             status: error.status(),
             error: error.to_string(),
             latency_ms: took.as_millis() as u64,
@@ -44,10 +47,10 @@ impl Attempt {
     }
 
     /// A candidate passed over because its health said it would fail.
-    pub fn skipped(model: &Model, skip: Skip) -> Attempt {
+    pub fn skipped(model: &(impl Upstream + ?Sized), skip: Skip) -> Attempt {
         Attempt {
-            provider: model.provider.to_string(),
-            model: model.id.clone(),
+            provider: model.provider().to_string(),
+            model: model.id().to_owned(),
             status: None,
             error: format!(
                 "skipped: {}; next try in {} ms",
@@ -75,6 +78,8 @@ pub enum GatewayError {
     Unauthorized(String),
     #[error("The model `{0}` does not exist. Use a tier (economy, standard, premium) or a model id from GET /v1/models.")]
     ModelNotFound(String),
+    #[error("The embedding model `{0}` does not exist. Use embed-small, embed-large, embed-titan or an embedding model id from GET /v1/models.")]
+    EmbeddingModelNotFound(String),
     #[error("Request body is larger than the {0}-byte limit.")]
     PayloadTooLarge(usize),
     #[error("Unknown request URL: {0}.")]
@@ -120,7 +125,9 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            GatewayError::ModelNotFound(_)
+            | GatewayError::EmbeddingModelNotFound(_)
+            | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamRejected { status, .. } => {
@@ -152,7 +159,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => {
                 ("invalid_request_error", None, Some("invalid_api_key"))
             }
-            GatewayError::ModelNotFound(_) => (
+            GatewayError::ModelNotFound(_) | GatewayError::EmbeddingModelNotFound(_) => (
                 "invalid_request_error",
                 Some("model"),
                 Some("model_not_found"),

@@ -5,9 +5,11 @@
 //! candidates from the catalog (see [`routing`]), guards context windows
 //! (see [`guard`]), tries the candidates in order through provider adapters
 //! (see [`providers`]) and answers in OpenAI's shapes with routing headers.
+//! `/v1/embeddings` routes the `embed-*` aliases the same way (see [`embeddings`]).
 
 pub mod auto;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod guard;
 mod handlers;
@@ -77,6 +79,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let limit = gateway.config.body_limit_bytes;
     Router::new()
         .route("/v1/chat/completions", post(handlers::chat::completions))
+        .route("/v1/embeddings", post(handlers::embeddings::create))
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{id}", get(handlers::models::retrieve))
         .route("/v1/router/health", get(handlers::health::report))

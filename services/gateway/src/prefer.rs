@@ -10,12 +10,14 @@
 //! | `balanced` | highest 0.5·quality + 0.3·cheapness + 0.2·speed (default)           |
 //!
 //! Ties go to the cheaper model, then to the model id, so orders are stable.
+//! Embedding models are ranked the same way ([`rank`]) on their input price,
+//! with quality standing in for coding.
 
 use std::cmp::Ordering;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use catalog::Model;
+use catalog::{EmbeddingModel, Model};
 
 use crate::health::latency::Speed;
 
@@ -49,17 +51,56 @@ impl FromStr for Prefer {
     }
 }
 
-/// What an account pays per million blended tokens, in nano-dollars.
-fn price(model: &Model) -> i64 {
-    if model.free {
-        0
-    } else {
-        model.blended_price().nanos()
+/// What the orderings need to know of a model.
+pub trait Ranked {
+    /// The catalog id (the last tie-break).
+    fn id(&self) -> &str;
+    /// What an account pays per million tokens, in nano-dollars (0 when free).
+    fn price(&self) -> i64;
+    /// General quality, 0-100.
+    fn quality(&self) -> u8;
+    /// Coding score, 0-100.
+    fn coding(&self) -> u8;
+}
+
+/// Chat models are priced on a blended 3 input : 1 output mix.
+impl Ranked for Model {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn price(&self) -> i64 {
+        if self.free {
+            0
+        } else {
+            self.blended_price().nanos()
+        }
+    }
+    fn quality(&self) -> u8 {
+        self.quality
+    }
+    fn coding(&self) -> u8 {
+        self.coding
     }
 }
 
-/// Orders `candidates` best first for `prefer`; `speed` says how fast each
-/// model is believed to be now.
+/// Embedding models are priced on input alone and have no coding score.
+impl Ranked for EmbeddingModel {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn price(&self) -> i64 {
+        self.input_per_mtok.0.nanos()
+    }
+    fn quality(&self) -> u8 {
+        self.quality
+    }
+    fn coding(&self) -> u8 {
+        self.quality
+    }
+}
+
+/// Orders chat `candidates` best first for `prefer`; `speed` says how fast
+/// each model is believed to be now.
 pub fn order(
     prefer: Prefer,
     candidates: &mut [Arc<Model>],
@@ -67,40 +108,46 @@ pub fn order(
     speed: impl Fn(&Model) -> Speed,
 ) {
     let out = output_tokens.map_or(REFERENCE_OUTPUT_TOKENS, u64::from);
-    let expected_ms = |m: &Model, out: u64| speed(m).expected_ms(out);
-    let tie = |a: &Model, b: &Model| price(a).cmp(&price(b)).then_with(|| a.id.cmp(&b.id));
+    rank(prefer, candidates, |m| speed(m).expected_ms(out));
+}
+
+/// Orders `candidates` best first for `prefer`, given each one's expected
+/// milliseconds to answer.
+pub fn rank<M: Ranked>(prefer: Prefer, candidates: &mut [Arc<M>], expected_ms: impl Fn(&M) -> f64) {
+    let price = |m: &M| m.price();
+    let tie = |a: &M, b: &M| price(a).cmp(&price(b)).then_with(|| a.id().cmp(b.id()));
     match prefer {
         Prefer::Cheap => candidates.sort_by(|a, b| {
             price(a)
                 .cmp(&price(b))
-                .then(b.quality.cmp(&a.quality))
-                .then_with(|| a.id.cmp(&b.id))
+                .then(b.quality().cmp(&a.quality()))
+                .then_with(|| a.id().cmp(b.id()))
         }),
         Prefer::Fast => candidates.sort_by(|a, b| {
-            expected_ms(a, out)
-                .total_cmp(&expected_ms(b, out))
+            expected_ms(a)
+                .total_cmp(&expected_ms(b))
                 .then_with(|| tie(a, b))
         }),
         Prefer::Quality => {
-            candidates.sort_by(|a, b| b.quality.cmp(&a.quality).then_with(|| tie(a, b)))
+            candidates.sort_by(|a, b| b.quality().cmp(&a.quality()).then_with(|| tie(a, b)))
         }
         Prefer::Coding => candidates.sort_by(|a, b| {
-            b.coding
-                .cmp(&a.coding)
-                .then(b.quality.cmp(&a.quality))
+            b.coding()
+                .cmp(&a.coding())
+                .then(b.quality().cmp(&a.quality()))
                 .then_with(|| tie(a, b))
         }),
         Prefer::Balanced => {
             let cheapest = candidates.iter().map(|m| price(m)).min().unwrap_or(0) as f64;
             let fastest = candidates
                 .iter()
-                .map(|m| expected_ms(m, out))
+                .map(|m| expected_ms(m))
                 .fold(f64::INFINITY, f64::min);
-            let score = |m: &Model| {
-                let quality = f64::from(m.quality) / 100.0;
+            let score = |m: &M| {
+                let quality = f64::from(m.quality()) / 100.0;
                 let cheapness =
                     (cheapest + PRICE_FLOOR_NANOS) / (price(m) as f64 + PRICE_FLOOR_NANOS);
-                let quickness = fastest / expected_ms(m, out);
+                let quickness = fastest / expected_ms(m);
                 0.5 * quality + 0.3 * cheapness + 0.2 * quickness
             };
             candidates.sort_by(|a, b| {
@@ -152,7 +199,7 @@ mod tests {
             let models: Vec<_> = catalog.tier(tier).cloned().collect();
             let mut cheap = models.clone();
             order(Prefer::Cheap, &mut cheap, None, Speed::of_catalog);
-            assert!(cheap.windows(2).all(|w| price(&w[0]) <= price(&w[1])));
+            assert!(cheap.windows(2).all(|w| w[0].price() <= w[1].price()));
             let mut quality = models.clone();
             order(Prefer::Quality, &mut quality, None, Speed::of_catalog);
             assert!(quality.windows(2).all(|w| w[0].quality >= w[1].quality));

@@ -30,7 +30,7 @@ use crate::Simulator;
 /// Where the simulator serves Bedrock Runtime (boto3's `endpoint_url`).
 pub const PREFIX: &str = "/bedrock";
 
-fn error(status: u16, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: u16, message: impl Into<String>) -> Response {
     error_of(status, bedrock::error_type(status), message)
 }
 
@@ -65,6 +65,7 @@ pub(crate) async fn handle(
         return error_of(403, refusal.kind, refusal.message);
     }
     let stream = match method.as_str() {
+        "invoke" => return crate::embeddings::titan(&sim, &model, &headers, &body).await,
         "converse" => false,
         "converse-stream" => true,
         _ => return error(404, format!("Unknown operation: {method}")),
@@ -193,7 +194,7 @@ fn validate(sim: &Simulator, model: &str, request: &ConverseRequest) -> Option<R
     None
 }
 
-fn injected_error(status: u16) -> Response {
+pub(crate) fn injected_error(status: u16) -> Response {
     let message = match status {
         429 => "Too many requests, please wait before trying again.",
         503 => "Bedrock is unable to process your request.",

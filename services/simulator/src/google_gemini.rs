@@ -27,7 +27,7 @@ use crate::Simulator;
 /// Where the simulator serves Gemini (the SDK's `base_url`).
 pub const PREFIX: &str = "/google";
 
-fn error(status: u16, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: u16, message: impl Into<String>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, Json(ErrorResponse::new(status, message))).into_response()
 }
@@ -55,6 +55,10 @@ pub(crate) async fn handle(
         return error(404, format!("Method not found: {target}"));
     };
     let stream = match method {
+        "embedContent" | "batchEmbedContents" => {
+            let batch = method == "batchEmbedContents";
+            return crate::embeddings::gemini(&sim, model, batch, &headers, &body).await;
+        }
         "generateContent" => false,
         "streamGenerateContent" => true,
         other => return error(404, format!("Method not found: {other}")),
@@ -164,7 +168,7 @@ fn validate(
     None
 }
 
-fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
+pub(crate) fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
     let message = match status {
         429 => "Resource has been exhausted (e.g. check quota).",
         503 => "The model is overloaded. Please try again later.",

@@ -4,7 +4,8 @@
 //! per provider that mirrors the real base URL (`/openai/v1`, `/groq/openai/v1`,
 //! `/anthropic` for `/anthropic/v1/messages`, `/google` for
 //! `/google/v1beta/models/{model}:generateContent`, `/bedrock` for
-//! `/bedrock/model/{model}/converse`, ...). Replies are deterministic functions of the request, usage counts are
+//! `/bedrock/model/{model}/converse`, ...), embeddings included
+//! (`/openai/v1/embeddings`, Gemini `:batchEmbedContents`, Titan `/invoke`). Replies are deterministic functions of the request, usage counts are
 //! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
 //! `Retry-After`, streams cut after N chunks — can be set per provider and
 //! model through `/_sim/faults` or per request with the `x-sim-fault` header.
@@ -12,6 +13,7 @@
 mod anthropic_messages;
 mod bedrock_converse;
 mod dialect;
+mod embeddings;
 mod faults;
 mod generate;
 mod google_gemini;
@@ -111,6 +113,7 @@ pub fn router(sim: Arc<Simulator>) -> Router {
             &format!("{}/{{version}}/models/{{target}}", google_gemini::PREFIX),
             post(google_gemini::handle),
         )
+        .route("/openai/v1/embeddings", post(embeddings::openai))
         .route(
             &format!("{}/model/{{model}}/{{method}}", bedrock_converse::PREFIX),
             post(bedrock_converse::handle),

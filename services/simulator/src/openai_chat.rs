@@ -22,7 +22,7 @@ use crate::{Dialect, Simulator};
 
 type Ctx = State<(Arc<Simulator>, Dialect)>;
 
-fn error(
+pub(crate) fn error(
     status: StatusCode,
     kind: &str,
     message: impl Into<String>,
@@ -32,7 +32,7 @@ fn error(
     (status, Json(ErrorBody::new(kind, message, param, code))).into_response()
 }
 
-fn authorized(sim: &Simulator, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(sim: &Simulator, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", sim.config.api_key);
     headers
         .get(header::AUTHORIZATION)
@@ -70,7 +70,7 @@ pub(crate) async fn list_models(State((sim, dialect)): Ctx, headers: HeaderMap) 
     .into_response()
 }
 
-fn invalid_key() -> Response {
+pub(crate) fn invalid_key() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
         "invalid_request_error",
@@ -251,7 +251,7 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
     None
 }
 
-fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
+pub(crate) fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (kind, code, message) = match status.as_u16() {
         429 => (

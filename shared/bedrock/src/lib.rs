@@ -8,9 +8,13 @@
 //! event and whose payload is the JSON of one of the `*Event` types here.
 //!
 //! Reference: <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>.
+//! Titan embeddings (InvokeModel) are in the `titan` types.
 
 pub mod eventstream;
 pub mod sigv4;
+mod titan;
+
+pub use titan::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

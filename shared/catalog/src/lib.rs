@@ -1,5 +1,6 @@
 //! The model catalog: which providers and models exist, their tiers, prices,
-//! context windows, capabilities and scores.
+//! context windows, capabilities and scores, and the embedding models behind
+//! the `embed-*` aliases.
 //!
 //! The catalog is data, not code: `models.toml` ships with the project and a
 //! deployment may point `MODELROUTER_CATALOG` at its own file. A
@@ -7,10 +8,12 @@
 //! the file changes or on SIGHUP, so in-flight requests keep the snapshot
 //! they started with.
 
+mod embedding;
 mod handle;
 mod load;
 mod model;
 
+pub use embedding::{BatchLimits, DimensionPlan, EmbeddingAlias, EmbeddingModel, NativeDimensions};
 pub use handle::CatalogHandle;
 pub use load::CatalogError;
 pub use model::{

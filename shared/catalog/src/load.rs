@@ -11,6 +11,7 @@ use std::sync::Arc;
 use money::{Money, PricePerMTok};
 use serde::Deserialize;
 
+use crate::embedding::{BatchLimits, EmbeddingAlias, EmbeddingModel, NativeDimensions};
 use crate::model::{
     Capabilities, Catalog, LatencySeed, Model, Pricing, PricingRates, ProviderId, ProviderInfo,
     Tier,
@@ -39,6 +40,35 @@ struct RawCatalog {
     version: u32,
     providers: BTreeMap<ProviderId, RawProvider>,
     models: Vec<RawModel>,
+    #[serde(default)]
+    embedding_models: Vec<RawEmbeddingModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbeddingModel {
+    id: String,
+    provider: ProviderId,
+    provider_model_id: String,
+    aliases: Vec<EmbeddingAlias>,
+    dimensions: u32,
+    native_dimensions: Option<RawNativeDimensions>,
+    max_input_tokens: u32,
+    max_batch_inputs: u32,
+    max_batch_tokens: Option<u32>,
+    input_per_mtok: Money,
+    quality: u8,
+    #[serde(default)]
+    scores_note: Option<String>,
+    ttft_ms: u32,
+}
+
+/// `native_dimensions = { min = 1 }` or `native_dimensions = [256, 512, 1024]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNativeDimensions {
+    From { min: u32 },
+    OneOf(Vec<u32>),
 }
 
 #[derive(Deserialize)]
@@ -163,8 +193,12 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
         if m.id.trim().is_empty() {
             return Err(invalid(format!("models[{i}].id"), "must not be empty"));
         }
-        if Tier::parse(&m.id).is_some() || m.id == "auto" {
-            return Err(invalid(at("id"), "a tier name cannot be a model id"));
+        if Tier::parse(&m.id).is_some() || m.id == "auto" || EmbeddingAlias::parse(&m.id).is_some()
+        {
+            return Err(invalid(
+                at("id"),
+                "a tier or alias name cannot be a model id",
+            ));
         }
         if by_id.insert(m.id.clone(), i).is_some() {
             return Err(invalid(at("id"), "duplicate model id"));
@@ -256,10 +290,112 @@ fn build(raw: RawCatalog) -> Result<Catalog, CatalogError> {
     if models.is_empty() {
         return Err(invalid("models".into(), "the catalog has no models"));
     }
+    let mut embedding_models = Vec::with_capacity(raw.embedding_models.len());
+    for (i, m) in raw.embedding_models.into_iter().enumerate() {
+        let model = embedding_model(i, m, &providers, &by_id, &embedding_models)?;
+        embedding_models.push(Arc::new(model));
+    }
     Ok(Catalog {
         providers,
         models,
         by_id,
+        embedding_models,
+    })
+}
+
+fn embedding_model(
+    i: usize,
+    m: RawEmbeddingModel,
+    providers: &[ProviderInfo],
+    chat_ids: &HashMap<String, usize>,
+    earlier: &[Arc<EmbeddingModel>],
+) -> Result<EmbeddingModel, CatalogError> {
+    let at = |field: &str| format!("embedding_models[{i}] ({}).{field}", m.id);
+    let reserved =
+        Tier::parse(&m.id).is_some() || m.id == "auto" || EmbeddingAlias::parse(&m.id).is_some();
+    if m.id.trim().is_empty() || reserved {
+        return Err(invalid(
+            at("id"),
+            "must be a model id, not empty or an alias",
+        ));
+    }
+    if chat_ids.contains_key(&m.id) || earlier.iter().any(|e| e.id == m.id) {
+        return Err(invalid(at("id"), "duplicate model id"));
+    }
+    if !providers.iter().any(|p| p.id == m.provider) {
+        return Err(invalid(
+            at("provider"),
+            format!(
+                "provider `{}` has no [providers.{}] entry",
+                m.provider, m.provider
+            ),
+        ));
+    }
+    if m.provider_model_id.trim().is_empty() {
+        return Err(invalid(at("provider_model_id"), "must not be empty"));
+    }
+    if m.aliases.is_empty() {
+        return Err(invalid(at("aliases"), "name at least one alias"));
+    }
+    if m.dimensions == 0 {
+        return Err(invalid(at("dimensions"), "must be positive"));
+    }
+    let native_dimensions = match m.native_dimensions {
+        None => NativeDimensions::DefaultOnly,
+        Some(RawNativeDimensions::From { min }) if (1..=m.dimensions).contains(&min) => {
+            NativeDimensions::From { min }
+        }
+        Some(RawNativeDimensions::OneOf(sizes))
+            if !sizes.is_empty()
+                && sizes.windows(2).all(|w| w[0] < w[1])
+                && sizes.iter().all(|&s| (1..=m.dimensions).contains(&s)) =>
+        {
+            NativeDimensions::OneOf(sizes)
+        }
+        Some(_) => {
+            return Err(invalid(
+                at("native_dimensions"),
+                "must be { min = N } or ascending sizes, each from 1 to `dimensions`",
+            ))
+        }
+    };
+    if m.max_input_tokens == 0 {
+        return Err(invalid(at("max_input_tokens"), "must be positive"));
+    }
+    if m.max_batch_inputs == 0 {
+        return Err(invalid(at("max_batch_inputs"), "must be positive"));
+    }
+    if m.max_batch_tokens.is_some_and(|t| t < m.max_input_tokens) {
+        return Err(invalid(
+            at("max_batch_tokens"),
+            "must hold at least one input of max_input_tokens",
+        ));
+    }
+    if m.input_per_mtok < Money::ZERO {
+        return Err(invalid(at("input_per_mtok"), "a price cannot be negative"));
+    }
+    if m.quality > 100 {
+        return Err(invalid(at("quality"), "must be 0-100"));
+    }
+    if m.ttft_ms == 0 {
+        return Err(invalid(at("ttft_ms"), "must be positive"));
+    }
+    Ok(EmbeddingModel {
+        id: m.id,
+        provider: m.provider,
+        provider_model_id: m.provider_model_id,
+        aliases: m.aliases,
+        dimensions: m.dimensions,
+        native_dimensions,
+        max_input_tokens: m.max_input_tokens,
+        batch: BatchLimits {
+            max_inputs: m.max_batch_inputs,
+            max_tokens: m.max_batch_tokens,
+        },
+        input_per_mtok: PricePerMTok(m.input_per_mtok),
+        quality: m.quality,
+        scores_note: m.scores_note,
+        ttft_ms: m.ttft_ms,
     })
 }
 
@@ -392,6 +528,58 @@ mod tests {
             err.contains("models[0]") && err.contains("flavour"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bad_embedding_model_fields_are_named() {
+        let cases = [
+            (
+                "native_dimensions = [256, 512, 1024]",
+                "native_dimensions = [512, 256]",
+                "titan-embed-text-v2).native_dimensions",
+            ),
+            (
+                "native_dimensions = [256, 512, 1024]",
+                "native_dimensions = [256, 2048]",
+                "native_dimensions",
+            ),
+            (
+                "aliases = [\"embed-titan\", \"embed-small\"]",
+                "aliases = []",
+                "titan-embed-text-v2).aliases",
+            ),
+            (
+                "aliases = [\"embed-titan\", \"embed-small\"]",
+                "aliases = [\"embed-huge\"]",
+                "aliases",
+            ),
+            (
+                "id = \"titan-embed-text-v2\"",
+                "id = \"gpt-4.1\"",
+                "duplicate model id",
+            ),
+            (
+                "id = \"titan-embed-text-v2\"",
+                "id = \"embed-small\"",
+                "not empty or an alias",
+            ),
+            (
+                "max_batch_tokens = 300000",
+                "max_batch_tokens = 100",
+                "max_batch_tokens",
+            ),
+            (
+                "max_batch_inputs = 1\n",
+                "max_batch_inputs = 0\n",
+                "max_batch_inputs",
+            ),
+        ];
+        for (from, to, says) in cases {
+            let text = crate::BUILTIN_TOML.replacen(from, to, 1);
+            assert_ne!(text, crate::BUILTIN_TOML, "{from} not found");
+            let err = Catalog::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{to}: {err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use money::{CostBuilder, Money, PricePerMTok};
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::{EmbeddingAlias, EmbeddingModel};
+
 /// The seven upstream providers Model Router speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,6 +237,7 @@ pub struct Catalog {
     pub(crate) providers: Vec<ProviderInfo>,
     pub(crate) models: Vec<Arc<Model>>,
     pub(crate) by_id: HashMap<String, usize>,
+    pub(crate) embedding_models: Vec<Arc<EmbeddingModel>>,
 }
 
 impl Catalog {
@@ -256,5 +259,25 @@ impl Catalog {
     /// Provider entries.
     pub fn providers(&self) -> &[ProviderInfo] {
         &self.providers
+    }
+
+    /// Every embedding model, in file order.
+    pub fn embedding_models(&self) -> &[Arc<EmbeddingModel>] {
+        &self.embedding_models
+    }
+
+    /// The embedding model clients pin with `id`.
+    pub fn embedding_model(&self, id: &str) -> Option<&Arc<EmbeddingModel>> {
+        self.embedding_models.iter().find(|m| m.id == id)
+    }
+
+    /// The embedding models `alias` may route to, in file order.
+    pub fn embedding_alias(
+        &self,
+        alias: EmbeddingAlias,
+    ) -> impl Iterator<Item = &Arc<EmbeddingModel>> {
+        self.embedding_models
+            .iter()
+            .filter(move |m| m.serves(alias))
     }
 }

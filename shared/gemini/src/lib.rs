@@ -4,7 +4,11 @@
 //! of [`GenerateContentResponse`]s, one per SSE event. Unknown fields are kept
 //! in `extra` maps.
 //!
-//! Reference: <https://ai.google.dev/api/generate-content>.
+//! Reference: <https://ai.google.dev/api/generate-content>. Embeddings are
+//! in [`embed`].
+
+mod embed;
+pub use embed::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

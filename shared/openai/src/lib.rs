@@ -1,4 +1,4 @@
-//! OpenAI Chat Completions wire types.
+//! OpenAI Chat Completions and Embeddings wire types.
 //!
 //! These are Model Router's public API and the wire format of the OpenAI
 //! dialect providers (OpenAI, xAI, Groq, Cerebras). Every struct keeps the
@@ -6,10 +6,12 @@
 //! through the router without losing anything a newer client or provider adds.
 
 mod chat;
+mod embeddings;
 mod error;
 mod models;
 
 pub use chat::*;
+pub use embeddings::*;
 pub use error::{ErrorBody, ErrorObject};
 pub use models::{ModelList, ModelObject};
 

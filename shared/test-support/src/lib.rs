@@ -113,6 +113,17 @@ impl Harness {
             .expect("gateway reachable")
     }
 
+    /// `POST /v1/embeddings` with the harness key.
+    pub async fn embed(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/embeddings", self.url))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("gateway reachable")
+    }
+
     /// `GET` a gateway path with the harness key.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

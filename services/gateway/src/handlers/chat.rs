@@ -6,12 +6,11 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog::{Model, TokenUsage};
 use futures_util::stream::{self, StreamExt};
-use money::Money;
 use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
 
 use crate::error::{Attempt, GatewayError};
@@ -28,13 +27,8 @@ pub async fn explain(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<crate::auto::Explanation>, GatewayError> {
     super::authenticate(&gateway.keys, &request_headers)?;
-    let body = body.map_err(|rejection| {
-        GatewayError::invalid(
-            format!("Could not read the request body: {rejection}"),
-            None,
-        )
-    })?;
-    let request = parse(&body)?;
+    let body = super::body(&gateway, body)?;
+    let request: ChatRequest = super::parse(&body)?;
     validate(&request)?;
     Ok(Json(crate::auto::decide(&request, &gateway.config.auto)))
 }
@@ -46,16 +40,8 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
     super::authenticate(&gateway.keys, &request_headers)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes)
-        }
-        _ => GatewayError::invalid(
-            format!("Could not read the request body: {rejection}"),
-            None,
-        ),
-    })?;
-    let request = Arc::new(parse(&body)?);
+    let body = super::body(&gateway, body)?;
+    let request = Arc::new(super::parse::<ChatRequest>(&body)?);
     let prefer = validate(&request)?;
     let catalog = gateway.catalog.snapshot();
     let plan = routing::plan(&gateway, &catalog, &request, prefer)?;
@@ -104,37 +90,6 @@ fn auto_headers(response: &mut Response, decision: &crate::auto::Explanation) {
         headers::AUTO_SCORE,
         HeaderValue::from(u16::from(decision.score)),
     );
-}
-
-/// Parses the body. Path tracking costs time on every request, so it runs only
-/// on failure, to name the field or the position of what is wrong.
-fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-    serde_json::from_slice(body).map_err(|_| explain_parse_error(body))
-}
-
-fn explain_parse_error(body: &[u8]) -> GatewayError {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let error = match serde_path_to_error::deserialize::<_, ChatRequest>(&mut deserializer) {
-        Err(e) => e,
-        Ok(_) => match deserializer.end() {
-            Err(e) => {
-                return GatewayError::invalid(
-                    format!("The request body is not valid JSON: {e}"),
-                    None,
-                )
-            }
-            Ok(()) => return GatewayError::invalid("The request body could not be read.", None),
-        },
-    };
-    let path = error.path().to_string();
-    let inner = error.into_inner();
-    if inner.is_data() && path != "." {
-        GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
-    } else if inner.is_data() {
-        GatewayError::invalid(format!("Invalid request body: {inner}"), None)
-    } else {
-        GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
-    }
 }
 
 /// Checks ranges the providers would otherwise reject one by one, and reads `prefer`.
@@ -195,11 +150,11 @@ async fn attempt_all(
             stream: request.is_stream(),
             output_tokens: request.requested_output_tokens(),
         };
-        let permit = match gateway.health.admit(model, expect) {
+        let permit = match gateway.health.admit(model.as_ref(), expect) {
             Ok(permit) => permit,
             Err(skip) => {
                 sooner(skip.retry_in);
-                attempts.push(Attempt::skipped(model, skip));
+                attempts.push(Attempt::skipped(model.as_ref(), skip));
                 continue;
             }
         };
@@ -219,7 +174,7 @@ async fn attempt_all(
                 if let Some(wait) = error.retry_after() {
                     sooner(wait);
                 }
-                attempts.push(Attempt::failed(model, &error, started.elapsed()));
+                attempts.push(Attempt::failed(model.as_ref(), &error, started.elapsed()));
             }
         }
     }
@@ -284,22 +239,6 @@ fn token_usage(usage: &Usage) -> TokenUsage {
     }
 }
 
-/// The routing headers every successful response carries.
-fn routing_headers(response: &mut Response, model: &Model, attempts: usize, cost: Option<Money>) {
-    let headers = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    };
-    set(headers::MODEL, model.id.clone());
-    set(headers::PROVIDER, model.provider.to_string());
-    set(headers::ATTEMPTS, attempts.to_string());
-    if let Some(cost) = cost {
-        set(headers::COST, cost.to_string());
-    }
-}
-
 /// The client's response and the output tokens it reports.
 fn complete_response(
     model: &Model,
@@ -314,7 +253,7 @@ fn complete_response(
     let output_tokens = usage.completion_tokens;
     completion.model = model.id.clone();
     let mut response = Json(completion).into_response();
-    routing_headers(&mut response, model, attempts, Some(cost));
+    super::routing_headers(&mut response, model, attempts, Some(cost));
     Ok((response, output_tokens))
 }
 
@@ -358,7 +297,7 @@ fn relay_stream(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    routing_headers(&mut response, model, attempts, None);
+    super::routing_headers(&mut response, model.as_ref(), attempts, None);
     response
 }
 

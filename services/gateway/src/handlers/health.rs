@@ -10,16 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::GatewayError;
-use crate::health::Report;
+use crate::health::{Report, Upstream};
 use crate::Gateway;
 
 fn snapshot(gateway: &Gateway) -> Report {
     let catalog = gateway.catalog.snapshot();
-    let served = catalog
-        .models()
+    let chat = catalog.models().iter().map(|m| m.as_ref() as &dyn Upstream);
+    let embedding = catalog
+        .embedding_models()
         .iter()
-        .filter(|m| gateway.providers.get(m.provider).is_some())
-        .map(AsRef::as_ref);
+        .map(|m| m.as_ref() as &dyn Upstream);
+    let served = chat
+        .chain(embedding)
+        .filter(|m| gateway.providers.get(m.provider()).is_some());
     gateway.health.report(served)
 }
 

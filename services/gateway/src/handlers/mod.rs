@@ -1,13 +1,86 @@
 //! HTTP handlers of the public API.
 
 pub mod chat;
+pub mod embeddings;
 pub mod health;
 pub mod models;
 
-use axum::http::HeaderMap;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use money::Money;
+use serde::de::DeserializeOwned;
 
 use crate::error::GatewayError;
+use crate::health::Upstream;
 use crate::keys::KeyRing;
+use crate::{headers, Gateway};
+
+/// The request body, or the error a client should see when it could not be read.
+pub fn body(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Bytes, GatewayError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes)
+        }
+        _ => GatewayError::invalid(
+            format!("Could not read the request body: {rejection}"),
+            None,
+        ),
+    })
+}
+
+/// Parses a JSON body. Path tracking costs time on every request, so it runs
+/// only on failure, to name the field or the position of what is wrong.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+    serde_json::from_slice(body).map_err(|_| explain_parse_error::<T>(body))
+}
+
+fn explain_parse_error<T: DeserializeOwned>(body: &[u8]) -> GatewayError {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let error = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(e) => e,
+        Ok(_) => match deserializer.end() {
+            Err(e) => {
+                return GatewayError::invalid(
+                    format!("The request body is not valid JSON: {e}"),
+                    None,
+                )
+            }
+            Ok(()) => return GatewayError::invalid("The request body could not be read.", None),
+        },
+    };
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_data() && path != "." {
+        GatewayError::invalid(format!("Invalid value for `{path}`: {inner}"), Some(path))
+    } else if inner.is_data() {
+        GatewayError::invalid(format!("Invalid request body: {inner}"), None)
+    } else {
+        GatewayError::invalid(format!("The request body is not valid JSON: {inner}"), None)
+    }
+}
+
+/// The routing headers every successful response carries.
+pub fn routing_headers(
+    response: &mut Response,
+    model: &(impl Upstream + ?Sized),
+    attempts: usize,
+    cost: Option<Money>,
+) {
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(headers::MODEL, model.id().to_owned());
+    set(headers::PROVIDER, model.provider().to_string());
+    set(headers::ATTEMPTS, attempts.to_string());
+    if let Some(cost) = cost {
+        set(headers::COST, cost.to_string());
+    }
+}
 
 /// Checks `Authorization: Bearer mr_sk_…` against the key ring.
 pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<(), GatewayError> {

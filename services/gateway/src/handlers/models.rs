@@ -1,11 +1,12 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`: tiers and catalog models.
+//! `GET /v1/models` and `GET /v1/models/{id}`: tiers, `auto`, catalog
+//! models, the `embed-*` aliases and embedding models.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use catalog::{Catalog, Model, Tier};
+use catalog::{Catalog, EmbeddingAlias, EmbeddingModel, Model, Tier};
 use openai::{Extra, ModelList, ModelObject};
 use serde_json::json;
 
@@ -88,6 +89,57 @@ fn auto_entry(gateway: &Gateway) -> ModelObject {
     }
 }
 
+/// An `embed-*` alias and the models it may route to.
+fn embedding_alias_entry(catalog: &Catalog, alias: EmbeddingAlias) -> ModelObject {
+    let mut extra = Extra::new();
+    extra.insert("type".into(), json!("embedding_alias"));
+    extra.insert(
+        "models".into(),
+        json!(catalog
+            .embedding_alias(alias)
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>()),
+    );
+    ModelObject {
+        id: alias.to_string(),
+        object: "model".into(),
+        created: CREATED,
+        owned_by: "model-router".into(),
+        extra,
+    }
+}
+
+fn embedding_model_entry(gateway: &Gateway, model: &EmbeddingModel) -> ModelObject {
+    let mut extra = Extra::new();
+    extra.insert("type".into(), json!("embedding_model"));
+    extra.insert("provider".into(), json!(model.provider));
+    extra.insert("provider_model_id".into(), json!(model.provider_model_id));
+    extra.insert("aliases".into(), json!(model.aliases));
+    extra.insert("dimensions".into(), json!(model.dimensions));
+    extra.insert("native_dimensions".into(), json!(model.native_dimensions));
+    extra.insert("max_input_tokens".into(), json!(model.max_input_tokens));
+    extra.insert("batch".into(), json!(model.batch));
+    extra.insert(
+        "pricing".into(),
+        json!({"input_per_mtok": model.input_per_mtok.0}),
+    );
+    extra.insert("quality".into(), json!(model.quality));
+    if let Some(note) = &model.scores_note {
+        extra.insert("scores_note".into(), json!(note));
+    }
+    extra.insert(
+        "available".into(),
+        json!(gateway.providers.get(model.provider).is_some()),
+    );
+    ModelObject {
+        id: model.id.clone(),
+        object: "model".into(),
+        created: CREATED,
+        owned_by: model.provider.to_string(),
+        extra,
+    }
+}
+
 /// `GET /v1/models`.
 pub async fn list(
     State(gateway): State<Arc<Gateway>>,
@@ -101,6 +153,17 @@ pub async fn list(
         .collect();
     data.push(auto_entry(&gateway));
     data.extend(catalog.models().iter().map(|m| model_entry(&gateway, m)));
+    data.extend(
+        EmbeddingAlias::ALL
+            .into_iter()
+            .map(|a| embedding_alias_entry(&catalog, a)),
+    );
+    data.extend(
+        catalog
+            .embedding_models()
+            .iter()
+            .map(|m| embedding_model_entry(&gateway, m)),
+    );
     Ok(Json(ModelList {
         object: "list".into(),
         data,
@@ -120,6 +183,12 @@ pub async fn retrieve(
     }
     if id == crate::auto::AUTO {
         return Ok(Json(auto_entry(&gateway)));
+    }
+    if let Some(alias) = EmbeddingAlias::parse(&id) {
+        return Ok(Json(embedding_alias_entry(&catalog, alias)));
+    }
+    if let Some(model) = catalog.embedding_model(&id) {
+        return Ok(Json(embedding_model_entry(&gateway, model)));
     }
     let model = catalog.model(&id).ok_or(GatewayError::ModelNotFound(id))?;
     Ok(Json(model_entry(&gateway, model)))

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use catalog::{Model, ProviderId};
+use catalog::{EmbeddingModel, Model, ProviderId};
 
 use crate::providers::ProviderError;
 use breaker::{Admission, Breaker, BreakerConfig, State, Transition};
@@ -39,6 +39,53 @@ use stall::Waiting;
 /// Output assumed, for stall detection, of a whole response with no limit set:
 /// long enough that a legitimately long answer is not taken for a hang.
 const UNBOUNDED_OUTPUT_TOKENS: u32 = 4_096;
+
+/// What health is kept for: a chat model or an embedding model.
+pub trait Upstream {
+    /// The catalog id, which keys the model's health.
+    fn id(&self) -> &str;
+    /// Who serves it.
+    fn provider(&self) -> ProviderId;
+    /// Its speed before any traffic is observed.
+    fn seed(&self) -> Speed;
+    /// Output assumed, for stall detection, of a whole answer with no limit set.
+    fn unbounded_output_tokens(&self) -> u32;
+}
+
+impl Upstream for Model {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn provider(&self) -> ProviderId {
+        self.provider
+    }
+    fn seed(&self) -> Speed {
+        Speed::of_catalog(self)
+    }
+    fn unbounded_output_tokens(&self) -> u32 {
+        self.max_output_tokens.min(UNBOUNDED_OUTPUT_TOKENS)
+    }
+}
+
+/// An embedding call produces no tokens: its expected time is the catalog's
+/// time per call, which the observed time to first byte then replaces.
+impl Upstream for EmbeddingModel {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn provider(&self) -> ProviderId {
+        self.provider
+    }
+    fn seed(&self) -> Speed {
+        Speed {
+            ttft_ms: f64::from(self.ttft_ms),
+            output_tokens_per_s: f64::from(u32::MAX),
+        }
+    }
+    fn unbounded_output_tokens(&self) -> u32 {
+        0
+    }
+}
 
 /// Why an attempt was not made.
 #[derive(Debug, Clone)]
@@ -116,13 +163,13 @@ impl Health {
         }
     }
 
-    fn entry(&self, model: &Model) -> Arc<Mutex<ModelHealth>> {
+    fn entry(&self, model: &(impl Upstream + ?Sized)) -> Arc<Mutex<ModelHealth>> {
         let found = self
             .inner
             .models
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&model.id)
+            .get(model.id())
             .cloned();
         let entry = found.unwrap_or_else(|| {
             let mut models = self
@@ -130,12 +177,12 @@ impl Health {
                 .models
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(models.entry(model.id.clone()).or_insert_with(|| {
+            Arc::clone(models.entry(model.id().to_owned()).or_insert_with(|| {
                 Arc::new(Mutex::new(ModelHealth {
                     breaker: Breaker::new(&self.inner.breaker, Instant::now()),
                     cooling_until: None,
-                    seed: Speed::of_catalog(model),
-                    latency: Latency::new(Speed::of_catalog(model)),
+                    seed: model.seed(),
+                    latency: Latency::new(model.seed()),
                     counts: Counts::default(),
                     waiting: Waiting::default(),
                 }))
@@ -147,10 +194,10 @@ impl Health {
     /// Locks a model's health, first following a catalog change of its speed seed.
     fn lock_fresh<'a>(
         entry: &'a Arc<Mutex<ModelHealth>>,
-        model: &Model,
+        model: &(impl Upstream + ?Sized),
     ) -> MutexGuard<'a, ModelHealth> {
         let mut health = lock(entry);
-        let seed = Speed::of_catalog(model);
+        let seed = model.seed();
         if health.seed != seed {
             health.seed = seed;
             health.latency.reseed(seed);
@@ -159,22 +206,22 @@ impl Health {
     }
 
     /// The believed speed of `model` now: observed, or the catalog's.
-    pub fn speed(&self, model: &Model) -> Speed {
+    pub fn speed(&self, model: &(impl Upstream + ?Sized)) -> Speed {
         let models = self
             .inner
             .models
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match models.get(&model.id) {
+        match models.get(model.id()) {
             Some(entry) => lock(entry)
                 .latency
                 .speed(&self.inner.latency, Instant::now()),
-            None => Speed::of_catalog(model),
+            None => model.seed(),
         }
     }
 
     /// Whether an attempt at `model` may go out now.
-    pub fn admit(&self, model: &Model, expect: Expect) -> Result<Permit, Skip> {
+    pub fn admit(&self, model: &(impl Upstream + ?Sized), expect: Expect) -> Result<Permit, Skip> {
         let entry = self.entry(model);
         let now = Instant::now();
         let mut health = Self::lock_fresh(&entry, model);
@@ -187,8 +234,8 @@ impl Health {
             && health.waiting.stalled(config.consecutive_failures, now)
         {
             let transition = health.breaker.trip(config, now);
-            tracing::warn!(model = %model.id, waiting = health.waiting.len(), "attempts stalled");
-            log_transition(&model.id, Some(transition));
+            tracing::warn!(model = %model.id(), waiting = health.waiting.len(), "attempts stalled");
+            log_transition(model.id(), Some(transition));
         }
         if let Some(until) = health.cooling_until.filter(|&u| u > now) {
             health.counts.skipped += 1;
@@ -198,7 +245,7 @@ impl Health {
                 retry_in: until - now,
             });
         }
-        let provider = match self.admit_provider(model.provider, now) {
+        let provider = match self.admit_provider(model.provider(), now) {
             Ok(admission) => admission,
             Err(skip) => {
                 health.counts.skipped += 1;
@@ -206,13 +253,13 @@ impl Health {
             }
         };
         let (admission, transition) = health.breaker.admit(&self.inner.breaker, now);
-        log_transition(&model.id, transition);
+        log_transition(model.id(), transition);
         match admission {
             Admission::Reject(retry_in) => {
                 health.counts.skipped += 1;
                 drop(health);
                 if provider == Admission::Probe {
-                    self.with_provider(model.provider, |p| p.breaker.release());
+                    self.with_provider(model.provider(), |p| p.breaker.release());
                 }
                 Err(Skip {
                     reason: "circuit breaker open after repeated failures".into(),
@@ -254,7 +301,7 @@ impl Health {
     /// for a first byte; `health` is the model's, already locked.
     fn permit(
         &self,
-        model: &Model,
+        model: &(impl Upstream + ?Sized),
         entry: &Arc<Mutex<ModelHealth>>,
         health: &mut ModelHealth,
         expect: Expect,
@@ -266,7 +313,7 @@ impl Health {
         let speed = health.latency.speed(&self.inner.latency, started);
         let output = expect
             .output_tokens
-            .unwrap_or(model.max_output_tokens.min(UNBOUNDED_OUTPUT_TOKENS));
+            .unwrap_or(model.unbounded_output_tokens());
         let expected_ms = if expect.stream {
             speed.ttft_ms
         } else {
@@ -279,8 +326,8 @@ impl Health {
         Permit {
             health: self.clone(),
             entry: Arc::clone(entry),
-            model: model.id.clone(),
-            provider: model.provider,
+            model: model.id().to_owned(),
+            provider: model.provider(),
             admission,
             provider_admission,
             started,

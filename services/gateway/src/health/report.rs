@@ -4,11 +4,11 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use catalog::{Model, ProviderId};
+use catalog::ProviderId;
 use serde::Serialize;
 
 use super::breaker::State;
-use super::Health;
+use super::{Health, Upstream};
 
 /// A provider's breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -82,14 +82,14 @@ fn open_for(state: State, now: Instant) -> Option<u64> {
 
 impl Health {
     /// The health of `models` (and of their providers) now.
-    pub fn report<'a>(&self, models: impl IntoIterator<Item = &'a Model>) -> Report {
+    pub fn report<'a>(&self, models: impl IntoIterator<Item = &'a dyn Upstream>) -> Report {
         let now = Instant::now();
         let mut providers: Vec<ProviderId> = Vec::new();
         let models: Vec<ModelReport> = models
             .into_iter()
             .map(|model| {
-                if !providers.contains(&model.provider) {
-                    providers.push(model.provider);
+                if !providers.contains(&model.provider()) {
+                    providers.push(model.provider());
                 }
                 self.model_report(model, now)
             })
@@ -117,15 +117,15 @@ impl Health {
         }
     }
 
-    fn model_report(&self, model: &Model, now: Instant) -> ModelReport {
+    fn model_report(&self, model: &dyn Upstream, now: Instant) -> ModelReport {
         let entry = self.entry(model);
         let health = Self::lock_fresh(&entry, model);
         let state = health.breaker.state(now);
         let (failure_rate, window_requests) = health.breaker.failure_rate(now);
         let speed = health.latency.speed(&self.inner.latency, now);
         ModelReport {
-            model: model.id.clone(),
-            provider: model.provider,
+            model: model.id().to_owned(),
+            provider: model.provider(),
             state: state.name(),
             failure_rate,
             window_requests,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use ::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use async_trait::async_trait;
-use catalog::{Model, ProviderId};
+use catalog::{EmbeddingModel, Model, ProviderId};
 use futures_util::Stream;
 
 use crate::config::{GatewayConfig, ProviderSettings};
@@ -111,9 +111,74 @@ impl ProviderError {
     }
 }
 
+/// One input of an embedding call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedInput {
+    /// A text.
+    Text(String),
+    /// Token ids of the model's own tokenizer (OpenAI models only).
+    Tokens(Vec<u32>),
+}
+
+/// One embedding call, within the model's batch limits.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedCall<'a> {
+    /// The inputs, in order.
+    pub inputs: &'a [EmbedInput],
+    /// The vector size to ask for natively; the model's default when `None`.
+    pub dimensions: Option<u32>,
+    /// The client's end-user id, for providers that take one.
+    pub user: Option<&'a str>,
+}
+
+/// What an embedding call returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// One vector per input, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Input tokens as the provider billed them, when it says.
+    pub input_tokens: Option<u64>,
+}
+
+impl Embedded {
+    /// Checks that `vectors` has one vector per input of `call`.
+    pub fn expect(self, call: &EmbedCall<'_>) -> Result<Embedded, ProviderError> {
+        if self.vectors.len() == call.inputs.len() {
+            Ok(self)
+        } else {
+            Err(ProviderError::Protocol(format!(
+                "{} vectors for {} inputs",
+                self.vectors.len(),
+                call.inputs.len()
+            )))
+        }
+    }
+}
+
 /// One upstream API.
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// Refuses an embedding request this model cannot carry (`tokens`: the
+    /// input is token ids). Providers without an embeddings API refuse all.
+    fn check_embedding(&self, model: &EmbeddingModel, tokens: bool) -> Result<(), Unsupported> {
+        let _ = tokens;
+        Err(Unsupported {
+            param: "model",
+            reason: format!("provider {} has no embeddings API", model.provider),
+        })
+    }
+    /// Vectors for one call's inputs.
+    async fn embed(
+        &self,
+        model: &EmbeddingModel,
+        call: &EmbedCall<'_>,
+    ) -> Result<Embedded, ProviderError> {
+        let _ = call;
+        Err(ProviderError::Protocol(format!(
+            "provider {} has no embeddings API",
+            model.provider
+        )))
+    }
     /// Refuses a request this model cannot carry faithfully (before any network call).
     fn check(&self, model: &Model, request: &ChatRequest) -> Result<(), Unsupported>;
     /// A whole completion.

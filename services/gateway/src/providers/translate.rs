@@ -11,7 +11,7 @@ use openai::{
 use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 
-use super::Unsupported;
+use super::{EmbedInput, Unsupported};
 
 /// Refuses `param` for `reason`.
 pub fn refuse<T>(param: &'static str, reason: impl Into<String>) -> Result<T, Unsupported> {
@@ -145,6 +145,32 @@ pub fn usage(input: u64, cache_read: u64, cache_write: u64, output: u64) -> Usag
 }
 
 /// Seconds since the Unix epoch, for `created`.
+/// The text of an embedding input, for a model that embeds text only
+/// (token ids belong to OpenAI's tokenizers).
+pub fn embed_text<'a>(
+    model: &catalog::EmbeddingModel,
+    input: &'a EmbedInput,
+) -> Result<&'a str, Unsupported> {
+    match input {
+        EmbedInput::Text(text) => Ok(text),
+        EmbedInput::Tokens(_) => refuse(
+            "input",
+            format!(
+                "`{}` takes text; token-id input is accepted by OpenAI embedding models only",
+                model.id
+            ),
+        ),
+    }
+}
+
+/// Refuses token-id input for a model that embeds text only.
+pub fn check_text_only(model: &catalog::EmbeddingModel, tokens: bool) -> Result<(), Unsupported> {
+    match tokens {
+        true => embed_text(model, &EmbedInput::Tokens(Vec::new())).map(drop),
+        false => Ok(()),
+    }
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

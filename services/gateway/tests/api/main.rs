@@ -5,6 +5,7 @@ mod auto;
 mod bedrock;
 mod breakers;
 mod chat;
+mod embeddings;
 mod errors;
 mod gemini;
 mod guard;

@@ -4,7 +4,9 @@
 //! credentials. [`request`] translates the OpenAI request, [`response`]
 //! translates answers and event-stream frames back. Model ids come from the
 //! catalog, cross-region inference profiles (`us.` prefixes) included.
+//! [`embed`] serves Titan Text Embeddings V2 through InvokeModel.
 
+pub mod embed;
 pub mod request;
 pub mod response;
 
@@ -14,13 +16,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bedrock::eventstream::Decoder;
 use bedrock::sigv4::{self, Credentials};
-use catalog::{Model, ProviderId};
+use catalog::{EmbeddingModel, Model, ProviderId};
 use futures_util::stream::{self, StreamExt};
 use openai::{ChatCompletion, ChatRequest};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::upstream::{self, Upstream};
-use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
+use super::{ChunkStream, ConfigError, EmbedCall, Embedded, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
 use response::StreamTranslator;
 
@@ -81,11 +83,21 @@ impl Bedrock {
         request: &ChatRequest,
         method: &str,
     ) -> Result<reqwest::Response, ProviderError> {
-        let protocol = |e: String| ProviderError::Protocol(e);
         let body = request::translate(model, request)?;
-        let body = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
+        self.post(&model.provider_model_id, method, &body).await
+    }
+
+    /// POSTs `body` to `model/{model_id}/{method}`, SigV4-signed.
+    async fn post(
+        &self,
+        model_id: &str,
+        method: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let protocol = |e: String| ProviderError::Protocol(e);
+        let body = serde_json::to_vec(body).map_err(|e| protocol(e.to_string()))?;
         // As the AWS SDKs do: a model id's `:` travels percent-encoded.
-        let id = model.provider_model_id.replace(':', "%3A");
+        let id = model_id.replace(':', "%3A");
         let url = self
             .models
             .join(&format!("{id}/{method}"))
@@ -121,6 +133,34 @@ impl Bedrock {
 
 #[async_trait]
 impl Provider for Bedrock {
+    fn check_embedding(&self, model: &EmbeddingModel, tokens: bool) -> Result<(), Unsupported> {
+        super::translate::check_text_only(model, tokens)
+    }
+
+    /// Titan takes one text per InvokeModel call: the gateway's batching
+    /// sends one input per call, and this loop only serves a catalog that
+    /// allows more.
+    async fn embed(
+        &self,
+        model: &EmbeddingModel,
+        call: &EmbedCall<'_>,
+    ) -> Result<Embedded, ProviderError> {
+        let mut vectors = Vec::with_capacity(call.inputs.len());
+        let mut tokens = 0;
+        for input in call.inputs {
+            let body = embed::request(model, input, call.dimensions)?;
+            let response = self.post(&model.provider_model_id, "invoke", &body).await?;
+            let answer: bedrock::TitanEmbedResponse = self.upstream.json(response).await?;
+            tokens += answer.input_text_token_count;
+            vectors.push(answer.embedding);
+        }
+        Embedded {
+            vectors,
+            input_tokens: Some(tokens),
+        }
+        .expect(call)
+    }
+
     fn check(&self, _model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
         request::check(request)
     }

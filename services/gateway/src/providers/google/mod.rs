@@ -1,19 +1,21 @@
 //! The Gemini API adapter (`models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse`, key in `x-goog-api-key`). [`request`]
-//! translates the OpenAI request, [`response`] translates answers back.
+//! translates the OpenAI request, [`response`] translates answers back;
+//! [`embed`] serves embeddings through `:batchEmbedContents`.
 
+pub mod embed;
 pub mod request;
 pub mod response;
 
 use async_trait::async_trait;
-use catalog::{Model, ProviderId};
+use catalog::{EmbeddingModel, Model, ProviderId};
 use futures_util::stream::{self, StreamExt};
 use gemini::GenerateContentResponse;
 use openai::{ChatCompletion, ChatRequest};
 use reqwest::header::HeaderMap;
 
 use super::upstream::{self, Upstream};
-use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
+use super::{ChunkStream, ConfigError, EmbedCall, Embedded, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
 use response::StreamTranslator;
 
@@ -56,12 +58,22 @@ impl Google {
         method: &str,
     ) -> Result<reqwest::Response, ProviderError> {
         let body = request::translate(model, request)?;
+        self.post(&model.provider_model_id, method, &body).await
+    }
+
+    /// POSTs `body` to `models/{model_id}:{method}`.
+    async fn post(
+        &self,
+        model_id: &str,
+        method: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ProviderError> {
         let url = self
             .models
             // `./`: a model id before a colon would otherwise parse as a URL scheme.
-            .join(&format!("./{}:{method}", model.provider_model_id))
+            .join(&format!("./{model_id}:{method}"))
             .map_err(|e| ProviderError::Protocol(format!("model URL: {e}")))?;
-        self.upstream.post(&url, self.headers.clone(), &body).await
+        self.upstream.post(&url, self.headers.clone(), body).await
     }
 }
 
@@ -72,6 +84,22 @@ fn parse(data: &str) -> Result<GenerateContentResponse, ProviderError> {
 
 #[async_trait]
 impl Provider for Google {
+    fn check_embedding(&self, model: &EmbeddingModel, tokens: bool) -> Result<(), Unsupported> {
+        super::translate::check_text_only(model, tokens)
+    }
+
+    async fn embed(
+        &self,
+        model: &EmbeddingModel,
+        call: &EmbedCall<'_>,
+    ) -> Result<Embedded, ProviderError> {
+        let body = embed::request(model, call)?;
+        let response = self
+            .post(&model.provider_model_id, "batchEmbedContents", &body)
+            .await?;
+        embed::vectors(self.upstream.json(response).await?, call)
+    }
+
     fn check(&self, _model: &Model, request: &ChatRequest) -> Result<(), Unsupported> {
         request::check(request)
     }

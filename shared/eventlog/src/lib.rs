@@ -1,0 +1,139 @@
+//! The event log: an append-only, totally ordered record of events with
+//! durable consumers, and key-value buckets whose changes can be watched.
+//!
+//! Services see only the traits here. Two implementations:
+//! - [`nats::NatsLog`]: NATS JetStream. One stream (file storage) holds every
+//!   subject under the deployment's prefix; appends carry `Nats-Msg-Id`, so
+//!   the server drops a repeat within its duplicate window; consumers are
+//!   durable pull consumers with explicit acks; buckets are JetStream KV.
+//! - [`sqlite::SqliteLog`]: one SQLite file, for `modelrouter up`. The same
+//!   guarantees within one process: a unique message id, a stored cursor per
+//!   consumer, buckets with revisions and in-process watches.
+//!
+//! Delivery is at least once: a record not acked before a consumer stops is
+//! delivered again to the next consumer of that name. Consumers must make
+//! applying a record twice harmless (the ledger does, by event id).
+
+pub mod nats;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+/// Why an event-log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log could not be reached or refused the operation.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value is not what this build expects.
+    #[error("event log data: {0}")]
+    Data(String),
+}
+
+impl From<sqlx::Error> for LogError {
+    fn from(e: sqlx::Error) -> Self {
+        LogError::Unavailable(e.to_string())
+    }
+}
+
+/// Results of the event log.
+pub type Result<T> = std::result::Result<T, LogError>;
+
+/// One record of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its position: 1, 2, 3… in append order.
+    pub seq: u64,
+    /// The subject it was appended under (without the deployment prefix).
+    pub subject: String,
+    /// The bytes appended.
+    pub payload: Bytes,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's position.
+    pub seq: u64,
+    /// An earlier append had the same id: nothing was added.
+    pub duplicate: bool,
+}
+
+/// The log.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends `payload` under `subject`. `id` identifies the event: a
+    /// repeated append with the same id adds nothing (NATS: within its
+    /// duplicate window; consumers dedupe beyond it).
+    async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended>;
+
+    /// The durable consumer `name`: every record after the last one it acked.
+    async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>>;
+
+    /// Up to `limit` records from position `from` on, for replays.
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>>;
+
+    /// The position of the last record (0 when empty).
+    async fn last_seq(&self) -> Result<u64>;
+
+    /// The key-value bucket `name`, created when missing.
+    async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>>;
+}
+
+/// A durable consumer.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next record, waiting up to `wait`; `None` when none came.
+    async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>>;
+}
+
+/// A delivered record; [`Delivery::ack`] it once its effect is durable.
+pub struct Delivery {
+    /// The record.
+    pub record: Record,
+    acker: Box<dyn Ack>,
+}
+
+impl Delivery {
+    /// A delivery acked through `acker`.
+    pub fn new(record: Record, acker: Box<dyn Ack>) -> Delivery {
+        Delivery { record, acker }
+    }
+
+    /// Marks the record done for this consumer.
+    pub async fn ack(self) -> Result<()> {
+        self.acker.ack().await
+    }
+}
+
+/// How one implementation acks one delivery.
+#[async_trait]
+pub trait Ack: Send {
+    /// Acks.
+    async fn ack(self: Box<Self>) -> Result<()>;
+}
+
+/// A value in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Bytes,
+    /// Increases with every put to the bucket.
+    pub revision: u64,
+}
+
+/// A key-value bucket.
+#[async_trait]
+pub trait Bucket: Send + Sync {
+    /// Stores `value` under `key`; returns its revision.
+    async fn put(&self, key: &str, value: &[u8]) -> Result<u64>;
+    /// The current value of `key`.
+    async fn get(&self, key: &str) -> Result<Option<Entry>>;
+    /// Every key's current value, then every change as it happens.
+    async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>>;
+}

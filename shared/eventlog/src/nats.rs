@@ -1,0 +1,280 @@
+//! The event log on NATS JetStream.
+//!
+//! A deployment has a prefix (`mr` by default; tests use a unique one each):
+//! subjects are `{prefix}.{subject}`, the stream `{PREFIX}_EVENTS` (file
+//! storage, a 2-minute duplicate window) and buckets `{prefix}_{name}` (file
+//! storage, one revision kept per key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::{Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Record, Result};
+
+/// How long the server remembers message ids to drop repeated appends.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a delivered, unacked record waits before it is delivered again
+/// (also how long a restarted consumer may wait for what its predecessor
+/// had fetched but not acked).
+const ACK_WAIT: Duration = Duration::from_secs(5);
+/// Records a consumer fetches ahead of its acks.
+const PREFETCH: usize = 64;
+/// How long one JetStream request (an append's ack, a lookup) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+/// The log on a NATS server.
+pub struct NatsLog {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    prefix: String,
+}
+
+impl NatsLog {
+    /// Connects to `url` and creates the stream for `prefix` if missing.
+    pub async fn connect(url: &str, prefix: &str) -> Result<NatsLog> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(REQUEST_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(REQUEST_TIMEOUT);
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: stream_name(prefix),
+                subjects: vec![format!("{prefix}.>")],
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(NatsLog {
+            js,
+            stream,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// Deletes the stream and the named buckets (tests clean up with it).
+    pub async fn destroy(&self, buckets: &[&str]) -> Result<()> {
+        for bucket in buckets {
+            let _ = self
+                .js
+                .delete_stream(format!("KV_{}", self.bucket_name(bucket)))
+                .await;
+        }
+        self.js
+            .delete_stream(stream_name(&self.prefix))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn bucket_name(&self, name: &str) -> String {
+        format!("{}_{name}", self.prefix)
+    }
+
+    fn record(&self, subject: &str, seq: u64, payload: Bytes) -> Record {
+        let subject = subject
+            .strip_prefix(&self.prefix)
+            .and_then(|s| s.strip_prefix('.'))
+            .unwrap_or(subject);
+        Record {
+            seq,
+            subject: subject.to_owned(),
+            payload,
+        }
+    }
+}
+
+fn stream_name(prefix: &str) -> String {
+    format!("{}_EVENTS", prefix.to_uppercase())
+}
+
+#[async_trait]
+impl EventLog for NatsLog {
+    async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended> {
+        let publish = jetstream::context::Publish::build()
+            .payload(Bytes::copy_from_slice(payload))
+            .message_id(id);
+        let ack = self
+            .js
+            .send_publish(format!("{}.{subject}", self.prefix), publish)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        Ok(Appended {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {
+        let consumer: consumer::PullConsumer = self
+            .stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(PREFETCH)
+            .messages()
+            .await
+            .map_err(unavailable)?;
+        Ok(Box::new(NatsConsumer {
+            messages,
+            prefix: self.prefix.clone(),
+        }))
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
+        let last = self.last_seq().await?;
+        let mut records = Vec::new();
+        let mut seq = from.max(1);
+        while seq <= last && records.len() < limit {
+            let message = self
+                .stream
+                .get_raw_message(seq)
+                .await
+                .map_err(unavailable)?;
+            records.push(self.record(message.subject.as_str(), seq, message.payload));
+            seq += 1;
+        }
+        Ok(records)
+    }
+
+    async fn last_seq(&self) -> Result<u64> {
+        let mut stream = self
+            .js
+            .get_stream(stream_name(&self.prefix))
+            .await
+            .map_err(unavailable)?;
+        let info = stream.info().await.map_err(unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>> {
+        let bucket = self.bucket_name(name);
+        // The bucket's stream, created as the KV layer would. `create_key_value`
+        // itself sends fields NATS 2.9 (Debian's) refuses, so the stream is made
+        // here and opened as a bucket.
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let store = self.js.get_key_value(&bucket).await.map_err(unavailable)?;
+        Ok(Arc::new(NatsBucket { store }))
+    }
+}
+
+struct NatsConsumer {
+    messages: consumer::pull::Stream,
+    prefix: String,
+}
+
+struct NatsAck(jetstream::Message);
+
+#[async_trait]
+impl Ack for NatsAck {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        self.0.double_ack().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
+        let message = match tokio::time::timeout(wait, self.messages.next()).await {
+            Err(_) | Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(unavailable(e)),
+            Ok(Some(Ok(message))) => message,
+        };
+        let seq = message.info().map_err(unavailable)?.stream_sequence;
+        let subject = message.subject.as_str();
+        let subject = subject
+            .strip_prefix(&self.prefix)
+            .and_then(|s| s.strip_prefix('.'))
+            .unwrap_or(subject)
+            .to_owned();
+        let record = Record {
+            seq,
+            subject,
+            payload: message.payload.clone(),
+        };
+        Ok(Some(Delivery::new(record, Box::new(NatsAck(message)))))
+    }
+}
+
+struct NatsBucket {
+    store: kv::Store,
+}
+
+#[async_trait]
+impl Bucket for NatsBucket {
+    async fn put(&self, key: &str, value: &[u8]) -> Result<u64> {
+        self.store
+            .put(key, Bytes::copy_from_slice(value))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        let entry = self.store.entry(key).await.map_err(unavailable)?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| Entry {
+                key: e.key,
+                value: e.value,
+                revision: e.revision,
+            }))
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>> {
+        let watch = self
+            .store
+            .watch_with_history(">")
+            .await
+            .map_err(unavailable)?;
+        Ok(watch
+            .filter_map(|item| async move {
+                match item {
+                    Ok(e) if e.operation == kv::Operation::Put => Some(Ok(Entry {
+                        key: e.key,
+                        value: e.value,
+                        revision: e.revision,
+                    })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(unavailable(e))),
+                }
+            })
+            .boxed())
+    }
+}

@@ -1,0 +1,314 @@
+//! The embedded event log: one SQLite file (WAL, `synchronous = FULL`, so an
+//! append that returned survives a crash), for `modelrouter up`.
+//!
+//! Differences from JetStream, none visible to a correct consumer: message
+//! ids are remembered forever (not for a window); a consumer's acks are
+//! cumulative (acking record 7 acks everything before it, so consumers ack
+//! in order, as the ledger does); watches are in-process, which is all a
+//! single-process deployment has.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use tokio::sync::{broadcast, Notify};
+
+use crate::{Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Record, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log_records (
+    seq INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    msg_id TEXT NOT NULL UNIQUE,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kv_entries (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, revision INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE IF NOT EXISTS kv_revisions (bucket TEXT PRIMARY KEY, revision INTEGER NOT NULL);
+";
+
+/// Changes a watcher may fall behind by before it must watch again.
+const WATCH_BUFFER: usize = 4096;
+
+/// The log in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteLog {
+    pool: SqlitePool,
+    appended: Arc<Notify>,
+    buckets: Arc<Mutex<HashMap<String, Arc<SqliteBucket>>>>,
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteLog> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(SqliteLog {
+            pool,
+            appended: Arc::new(Notify::new()),
+            buckets: Arc::default(),
+        })
+    }
+}
+
+fn seq_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<Record> {
+    Ok(Record {
+        seq: seq_of(row.try_get("seq")?),
+        subject: row.try_get("subject")?,
+        payload: Bytes::from(row.try_get::<Vec<u8>, _>("payload")?),
+    })
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended> {
+        let inserted = sqlx::query(
+            "INSERT INTO log_records (subject, msg_id, payload) VALUES ($1, $2, $3)
+             ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
+        )
+        .bind(subject)
+        .bind(id)
+        .bind(payload)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            self.appended.notify_waiters();
+            return Ok(Appended {
+                seq: seq_of(row.try_get("seq")?),
+                duplicate: false,
+            });
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM log_records WHERE msg_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Appended {
+            seq: seq_of(seq),
+            duplicate: true,
+        })
+    }
+
+    async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {
+        sqlx::query(
+            "INSERT INTO log_consumers (name, acked) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        let acked: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Box::new(SqliteConsumer {
+            log: self.clone(),
+            name: name.to_owned(),
+            cursor: acked,
+        }))
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "SELECT seq, subject, payload FROM log_records WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn last_seq(&self) -> Result<u64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM log_records")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.map(seq_of).unwrap_or(0))
+    }
+
+    async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| LogError::Data("bucket table lock poisoned".into()))?;
+        let bucket = buckets.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(SqliteBucket {
+                pool: self.pool.clone(),
+                name: name.to_owned(),
+                changes: broadcast::channel(WATCH_BUFFER).0,
+            })
+        });
+        Ok(Arc::clone(bucket) as Arc<dyn Bucket>)
+    }
+}
+
+struct SqliteConsumer {
+    log: SqliteLog,
+    name: String,
+    cursor: i64,
+}
+
+#[async_trait]
+impl Consumer for SqliteConsumer {
+    async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the query, so an append in between still wakes us.
+            let appended = self.log.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let row = sqlx::query(
+                "SELECT seq, subject, payload FROM log_records WHERE seq > $1 ORDER BY seq LIMIT 1",
+            )
+            .bind(self.cursor)
+            .fetch_optional(&self.log.pool)
+            .await?;
+            if let Some(row) = row {
+                let record = record(&row)?;
+                self.cursor = i64::try_from(record.seq).unwrap_or(i64::MAX);
+                let ack = SqliteAck {
+                    pool: self.log.pool.clone(),
+                    name: self.name.clone(),
+                    seq: self.cursor,
+                };
+                return Ok(Some(Delivery::new(record, Box::new(ack))));
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+struct SqliteAck {
+    pool: SqlitePool,
+    name: String,
+    seq: i64,
+}
+
+#[async_trait]
+impl Ack for SqliteAck {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        sqlx::query("UPDATE log_consumers SET acked = MAX(acked, $1) WHERE name = $2")
+            .bind(self.seq)
+            .bind(&self.name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+struct SqliteBucket {
+    pool: SqlitePool,
+    name: String,
+    changes: broadcast::Sender<Entry>,
+}
+
+#[async_trait]
+impl Bucket for SqliteBucket {
+    async fn put(&self, key: &str, value: &[u8]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO kv_revisions (bucket, revision) VALUES ($1, 1)
+             ON CONFLICT (bucket) DO UPDATE SET revision = revision + 1 RETURNING revision",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO kv_entries (bucket, key, value, revision) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, revision = excluded.revision",
+        )
+        .bind(&self.name)
+        .bind(key)
+        .bind(value)
+        .bind(revision)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let revision = seq_of(revision);
+        // No watcher is fine: the value is stored.
+        let _ = self.changes.send(Entry {
+            key: key.to_owned(),
+            value: Bytes::copy_from_slice(value),
+            revision,
+        });
+        Ok(revision)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        let row =
+            sqlx::query("SELECT value, revision FROM kv_entries WHERE bucket = $1 AND key = $2")
+                .bind(&self.name)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            Ok(Entry {
+                key: key.to_owned(),
+                value: Bytes::from(row.try_get::<Vec<u8>, _>("value")?),
+                revision: seq_of(row.try_get("revision")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>> {
+        let changes = self.changes.subscribe();
+        let rows = sqlx::query(
+            "SELECT key, value, revision FROM kv_entries WHERE bucket = $1 ORDER BY revision",
+        )
+        .bind(&self.name)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut current = Vec::with_capacity(rows.len());
+        for row in &rows {
+            current.push(Ok(Entry {
+                key: row.try_get("key")?,
+                value: Bytes::from(row.try_get::<Vec<u8>, _>("value")?),
+                revision: seq_of(row.try_get("revision")?),
+            }));
+        }
+        let seen = current
+            .iter()
+            .filter_map(|e| e.as_ref().ok().map(|e| e.revision))
+            .max()
+            .unwrap_or(0);
+        let updates = stream::unfold(changes, |mut changes| async move {
+            match changes.recv().await {
+                Err(broadcast::error::RecvError::Closed) => None,
+                change => Some((change, changes)),
+            }
+        })
+        .filter_map(move |change| async move {
+            match change {
+                Ok(entry) if entry.revision <= seen => None,
+                Ok(entry) => Some(Ok(entry)),
+                Err(e) => Some(Err(LogError::Data(format!("watch: {e}; watch again")))),
+            }
+        });
+        Ok(stream::iter(current).chain(updates).boxed())
+    }
+}

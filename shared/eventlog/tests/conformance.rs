@@ -1,0 +1,157 @@
+//! One suite, run against both implementations: the real NATS server on
+//! this machine (a unique prefix per test, deleted afterwards) and a SQLite
+//! file in a fresh temporary directory.
+
+use std::time::Duration;
+
+use eventlog::nats::NatsLog;
+use eventlog::sqlite::SqliteLog;
+use eventlog::EventLog;
+use futures_util::StreamExt;
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn nats() -> NatsLog {
+    NatsLog::connect(NATS_URL, &prefix())
+        .await
+        .expect("NATS with JetStream on 127.0.0.1:4222 (see README)")
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn sqlite() -> (SqliteLog, TempDir) {
+    let dir = std::env::temp_dir().join(format!("eventlog-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = SqliteLog::open(&dir.join("events.db")).await.unwrap();
+    (log, TempDir(dir))
+}
+
+async fn appends_are_ordered_and_deduplicated_by_id(log: &dyn EventLog) {
+    let a = log.append("events.usage", "id-1", b"one").await.unwrap();
+    let again = log.append("events.usage", "id-1", b"one").await.unwrap();
+    let b = log.append("events.billing", "id-2", b"two").await.unwrap();
+    assert!(!a.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.seq, a.seq);
+    assert_eq!(b.seq, a.seq + 1);
+    assert_eq!(log.last_seq().await.unwrap(), b.seq);
+    let records = log.read(a.seq, 10).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].subject, "events.usage");
+    assert_eq!(&records[1].payload[..], b"two");
+    assert_eq!(log.read(b.seq, 10).await.unwrap().len(), 1);
+}
+
+async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn EventLog) {
+    for i in 1..=5 {
+        log.append("events.usage", &format!("e{i}"), format!("{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut first = log.consumer("ledger").await.unwrap();
+    for expected in ["1", "2", "3"] {
+        let d = first.next(WAIT).await.unwrap().expect("a record");
+        assert_eq!(&d.record.payload[..], expected.as_bytes());
+        d.ack().await.unwrap();
+    }
+    // Record 4 is delivered but never acked: the consumer "crashes".
+    let unacked = first.next(WAIT).await.unwrap().expect("record 4");
+    assert_eq!(&unacked.record.payload[..], b"4");
+    drop(unacked);
+    drop(first);
+    let mut second = log.consumer("ledger").await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(d) = second.next(WAIT).await.unwrap() {
+        seen.push(String::from_utf8(d.record.payload.to_vec()).unwrap());
+        d.ack().await.unwrap();
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, ["4", "5"]);
+    assert!(second
+        .next(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+    // Another consumer name starts from the beginning.
+    let mut other = log.consumer("exporter").await.unwrap();
+    let d = other.next(WAIT).await.unwrap().expect("record 1");
+    assert_eq!(&d.record.payload[..], b"1");
+}
+
+async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLog) {
+    let bucket = log.bucket("accounts").await.unwrap();
+    let r1 = bucket.put("acct-a", b"v1").await.unwrap();
+    let r2 = bucket.put("acct-b", b"w1").await.unwrap();
+    assert!(r2 > r1);
+    assert_eq!(
+        &bucket.get("acct-a").await.unwrap().unwrap().value[..],
+        b"v1"
+    );
+    assert!(bucket.get("acct-z").await.unwrap().is_none());
+    let mut watch = bucket.watch().await.unwrap();
+    let mut current = Vec::new();
+    for _ in 0..2 {
+        let e = tokio::time::timeout(WAIT, watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        current.push((e.key, e.value.to_vec()));
+    }
+    current.sort();
+    assert_eq!(
+        current,
+        [
+            ("acct-a".into(), b"v1".to_vec()),
+            ("acct-b".into(), b"w1".to_vec())
+        ]
+    );
+    let r3 = bucket.put("acct-a", b"v2").await.unwrap();
+    let e = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.key.as_str(), &e.value[..], e.revision),
+        ("acct-a", &b"v2"[..], r3)
+    );
+    assert_eq!(bucket.get("acct-a").await.unwrap().unwrap().revision, r3);
+}
+
+macro_rules! conformance {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn on_nats() {
+                let log = nats().await;
+                super::$name(&log).await;
+                log.destroy(&["accounts"]).await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                let (log, _dir) = sqlite().await;
+                super::$name(&log).await;
+            }
+        }
+    };
+}
+
+conformance!(appends_are_ordered_and_deduplicated_by_id);
+conformance!(consumers_resume_after_their_acks_and_redeliver_the_rest);
+conformance!(buckets_keep_the_latest_value_and_watches_see_changes);

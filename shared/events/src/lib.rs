@@ -1,0 +1,199 @@
+//! The domain events: the contract between Model Router's services.
+//!
+//! Every event travels in an [`Envelope`]: a unique id (the dedupe key on the
+//! log and in the ledger), the time it happened, its type and its schema
+//! version, then the body:
+//!
+//! ```json
+//! {"id": "…", "at": "2026-11-26T09:00:00Z", "type": "usage_recorded", "v": 1, "data": {…}}
+//! ```
+//!
+//! Rules that keep old logs readable forever:
+//! - a body type only ever gains optional fields within a version;
+//! - any other change is a new version, and [`Envelope::decode`] keeps
+//!   decoding every older one (upgrading it to the current shape);
+//! - an unknown type or a version newer than this build is an error, never a
+//!   silent skip: a ledger that skipped events would lose money.
+//!
+//! Golden files in `tests/fixtures` pin the JSON of every version.
+
+mod account;
+mod usage;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, DepositSettled};
+pub use usage::{
+    AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
+};
+
+/// The subjects events are published under (after a deployment's prefix).
+pub mod subjects {
+    /// Usage: one event per served request.
+    pub const USAGE: &str = "events.usage";
+    /// Accounts: opened, limits set.
+    pub const ACCOUNT: &str = "events.account";
+    /// Billing: grants and deposits.
+    pub const BILLING: &str = "events.billing";
+}
+
+/// Why bytes are not an event this build understands.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON, or not an envelope.
+    #[error("not an event envelope: {0}")]
+    Envelope(serde_json::Error),
+    /// The body does not match its type and version.
+    #[error("`{kind}` v{version} body: {source}")]
+    Body {
+        kind: String,
+        version: u16,
+        source: serde_json::Error,
+    },
+    /// A type or version this build does not know.
+    #[error("unknown event `{kind}` v{version}: written by a newer build?")]
+    Unknown { kind: String, version: u16 },
+}
+
+/// Every event, in its current version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A request was served (or failed) and is billed.
+    UsageRecorded(UsageRecorded),
+    /// An account was opened.
+    AccountOpened(AccountOpened),
+    /// Credits given without payment (demo credits, goodwill).
+    CreditsGranted(CreditsGranted),
+    /// A paid deposit: credits plus the fee.
+    DepositSettled(DepositSettled),
+    /// An account's daily spend limit changed.
+    DailyLimitSet(DailyLimitSet),
+}
+
+impl Event {
+    /// The type name and current version written for this event.
+    pub fn kind(&self) -> (&'static str, u16) {
+        match self {
+            Event::UsageRecorded(_) => ("usage_recorded", 1),
+            Event::AccountOpened(_) => ("account_opened", 1),
+            Event::CreditsGranted(_) => ("credits_granted", 1),
+            Event::DepositSettled(_) => ("deposit_settled", 1),
+            Event::DailyLimitSet(_) => ("daily_limit_set", 1),
+        }
+    }
+
+    /// The subject the event is published under.
+    pub fn subject(&self) -> &'static str {
+        match self {
+            Event::UsageRecorded(_) => subjects::USAGE,
+            Event::AccountOpened(_) | Event::DailyLimitSet(_) => subjects::ACCOUNT,
+            Event::CreditsGranted(_) | Event::DepositSettled(_) => subjects::BILLING,
+        }
+    }
+
+    /// The account the event concerns.
+    pub fn account(&self) -> AccountId {
+        match self {
+            Event::UsageRecorded(e) => e.account,
+            Event::AccountOpened(e) => e.account,
+            Event::CreditsGranted(e) => e.account,
+            Event::DepositSettled(e) => e.account,
+            Event::DailyLimitSet(e) => e.account,
+        }
+    }
+}
+
+/// An event with its identity and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Unique per event; publishing or applying it twice has one effect.
+    pub id: Uuid,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub event: Event,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    id: Uuid,
+    at: DateTime<Utc>,
+    #[serde(rename = "type")]
+    kind: String,
+    v: u16,
+    data: Value,
+}
+
+impl Envelope {
+    /// A new event, now, with a fresh id.
+    pub fn new(event: Event) -> Envelope {
+        Envelope {
+            id: Uuid::new_v4(),
+            at: Utc::now(),
+            event,
+        }
+    }
+
+    /// The JSON written to the log.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, v) = self.event.kind();
+        let data = match &self.event {
+            Event::UsageRecorded(e) => serde_json::to_value(e),
+            Event::AccountOpened(e) => serde_json::to_value(e),
+            Event::CreditsGranted(e) => serde_json::to_value(e),
+            Event::DepositSettled(e) => serde_json::to_value(e),
+            Event::DailyLimitSet(e) => serde_json::to_value(e),
+        }
+        .unwrap_or(Value::Null);
+        let wire = Wire {
+            id: self.id,
+            at: self.at,
+            kind: kind.to_owned(),
+            v,
+            data,
+        };
+        serde_json::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// Reads an envelope of any version this build knows.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EventError> {
+        let wire: Wire = serde_json::from_slice(bytes).map_err(EventError::Envelope)?;
+        let body = |source| EventError::Body {
+            kind: wire.kind.clone(),
+            version: wire.v,
+            source,
+        };
+        let data = wire.data.clone();
+        let event = match (wire.kind.as_str(), wire.v) {
+            ("usage_recorded", 1) => {
+                Event::UsageRecorded(serde_json::from_value(data).map_err(body)?)
+            }
+            ("account_opened", 1) => {
+                Event::AccountOpened(serde_json::from_value(data).map_err(body)?)
+            }
+            ("credits_granted", 1) => {
+                Event::CreditsGranted(serde_json::from_value(data).map_err(body)?)
+            }
+            ("deposit_settled", 1) => {
+                Event::DepositSettled(serde_json::from_value(data).map_err(body)?)
+            }
+            ("daily_limit_set", 1) => {
+                Event::DailyLimitSet(serde_json::from_value(data).map_err(body)?)
+            }
+            (kind, version) => {
+                return Err(EventError::Unknown {
+                    kind: kind.to_owned(),
+                    version,
+                })
+            }
+        };
+        Ok(Envelope {
+            id: wire.id,
+            at: wire.at,
+            event,
+        })
+    }
+}

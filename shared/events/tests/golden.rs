@@ -1,0 +1,56 @@
+//! Every version ever written keeps decoding, and re-encodes to the same JSON.
+
+use events::{Envelope, Event, EventError};
+
+const V1: &str = include_str!("fixtures/v1.jsonl");
+
+#[test]
+fn every_v1_event_decodes_and_round_trips() {
+    let mut kinds = Vec::new();
+    for line in V1.lines() {
+        let envelope = Envelope::decode(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        kinds.push(envelope.event.kind().0);
+        let again: serde_json::Value = serde_json::from_slice(&envelope.encode()).unwrap();
+        let original: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(again, original);
+    }
+    assert_eq!(
+        kinds,
+        [
+            "usage_recorded",
+            "account_opened",
+            "credits_granted",
+            "deposit_settled",
+            "daily_limit_set"
+        ]
+    );
+    let usage = Envelope::decode(V1.lines().next().unwrap().as_bytes()).unwrap();
+    let Event::UsageRecorded(usage) = usage.event else {
+        panic!("not usage")
+    };
+    assert_eq!(usage.cost.nanos(), 2_500_000);
+    assert_eq!(usage.attempts[0].status, Some(503));
+    assert_eq!(
+        usage.auto.unwrap().contributions[0],
+        ("code_blocks".to_owned(), 12)
+    );
+}
+
+#[test]
+fn unknown_types_and_future_versions_are_errors_not_skips() {
+    let future = V1.lines().nth(1).unwrap().replace("\"v\":1", "\"v\":9");
+    assert!(matches!(
+        Envelope::decode(future.as_bytes()),
+        Err(EventError::Unknown { version: 9, .. })
+    ));
+    let broken = V1.lines().nth(2).unwrap().replace("\"25\"", "\"twenty\"");
+    let err = Envelope::decode(broken.as_bytes()).unwrap_err().to_string();
+    assert!(
+        err.contains("credits_granted") && err.contains("v1"),
+        "{err}"
+    );
+    assert!(matches!(
+        Envelope::decode(b"{}"),
+        Err(EventError::Envelope(_))
+    ));
+}

@@ -62,7 +62,7 @@ pub enum EventError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A request was served (or failed) and is billed.
-    UsageRecorded(UsageRecorded),
+    UsageRecorded(Box<UsageRecorded>),
     /// An account was opened.
     AccountOpened(AccountOpened),
     /// Credits given without payment (demo credits, goodwill).

@@ -19,6 +19,7 @@
 
 mod account;
 mod usage;
+mod view;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,7 @@ pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, Depos
 pub use usage::{
     AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
 };
+pub use view::{AccountState, ACCOUNTS_BUCKET};
 
 /// The subjects events are published under (after a deployment's prefix).
 pub mod subjects {

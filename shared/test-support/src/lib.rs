@@ -1,6 +1,8 @@
 //! Integration-test helpers: start the real simulator and the real gateway
 //! on port 0, wired together as in production, and talk HTTP to them.
 
+pub mod backends;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

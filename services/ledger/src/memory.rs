@@ -1,0 +1,69 @@
+//! A scratch projection in memory, built by replaying the log with the same
+//! postings as the live ledger: what the store's tables must equal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use events::Envelope;
+use money::Money;
+
+use crate::postings::effects;
+
+/// One account's row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub balance: Money,
+    pub daily_limit: Option<Money>,
+    pub version: u64,
+}
+
+/// One journal line as stored: (book, account, debit, credit).
+pub type JournalLine = (String, String, Money, Money);
+
+/// Everything the ledger's tables hold, keyed as the tables are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    pub applied: BTreeSet<String>,
+    pub accounts: BTreeMap<String, Account>,
+    /// (account, day) → (spent, requests).
+    pub days: BTreeMap<(String, String), (Money, u64)>,
+    /// (event id, line) → line.
+    pub journal: BTreeMap<(String, i32), JournalLine>,
+}
+
+impl Projection {
+    /// Applies `envelope` unless its id was applied before.
+    pub fn apply(&mut self, envelope: &Envelope) {
+        let id = envelope.id.to_string();
+        if !self.applied.insert(id.clone()) {
+            return;
+        }
+        let e = effects(envelope);
+        let key = e.account.to_string();
+        for (n, line) in e.lines.iter().enumerate() {
+            self.journal.insert(
+                (id.clone(), n as i32),
+                (
+                    line.book.as_str().to_owned(),
+                    line.account.to_string(),
+                    line.debit,
+                    line.credit,
+                ),
+            );
+        }
+        let account = self.accounts.entry(key.clone()).or_default();
+        account.balance += e.balance_delta();
+        account.version += 1;
+        if let Some(name) = &e.name {
+            account.name = name.clone();
+        }
+        if let Some(limit) = e.limit {
+            account.daily_limit = limit;
+        }
+        if let Some(spent) = e.spend {
+            let day = self.days.entry((key, e.day.to_string())).or_default();
+            day.0 += spent;
+            day.1 += 1;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! What one event does to the books: a pure function from an event to its
+//! journal lines and projection changes, shared by the live ledger (which
+//! writes them to the store) and by reconciliation (which replays the log
+//! into memory and compares).
+//!
+//! The chart of accounts (`book`s), in nano-dollars:
+//!
+//! | book | kind | moves when |
+//! |---|---|---|
+//! | `cash` | asset | a deposit is paid: credits + fee |
+//! | `customer_credits` (per account) | liability | credits are granted or deposited (credit); usage spends them (debit) |
+//! | `fee_revenue` | revenue | the 4% deposit fee |
+//! | `grants` | expense | credits given without payment (demo credits) |
+//! | `provider_payable` | liability | usage billed at provider rates, owed to providers |
+//!
+//! Invariants: every event's lines debit and credit the same total; an
+//! account's balance is the credits minus the debits of its
+//! `customer_credits` lines; free usage has no lines (its cost is zero).
+
+use chrono::NaiveDate;
+use events::{AccountId, Envelope, Event, Outcome};
+use money::Money;
+
+/// A ledger book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Book {
+    Cash,
+    CustomerCredits,
+    FeeRevenue,
+    Grants,
+    ProviderPayable,
+}
+
+impl Book {
+    /// The name stored in the journal.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Book::Cash => "cash",
+            Book::CustomerCredits => "customer_credits",
+            Book::FeeRevenue => "fee_revenue",
+            Book::Grants => "grants",
+            Book::ProviderPayable => "provider_payable",
+        }
+    }
+}
+
+/// One journal line: a debit or a credit to a book (for `customer_credits`,
+/// the account's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub book: Book,
+    pub account: AccountId,
+    pub debit: Money,
+    pub credit: Money,
+    pub memo: String,
+}
+
+/// A served request, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub request_id: String,
+    pub model: String,
+    pub provider: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: Money,
+    pub total_ms: u64,
+    pub outcome: &'static str,
+}
+
+/// Everything one event changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effects {
+    pub account: AccountId,
+    /// The UTC day the event happened.
+    pub day: NaiveDate,
+    pub lines: Vec<Line>,
+    /// Spend on `day` (usage only).
+    pub spend: Option<Money>,
+    /// A new daily limit (`Some(None)` lifts it).
+    pub limit: Option<Option<Money>>,
+    /// A display name (account opened).
+    pub name: Option<String>,
+    /// The gateway and its sequence (usage only).
+    pub origin: Option<(String, u64)>,
+    pub request: Option<RequestRow>,
+}
+
+impl Effects {
+    /// What the event adds to the account's spendable balance.
+    pub fn balance_delta(&self) -> Money {
+        self.lines
+            .iter()
+            .filter(|l| l.book == Book::CustomerCredits && l.account == self.account)
+            .fold(Money::ZERO, |sum, l| sum + l.credit - l.debit)
+    }
+}
+
+fn line(book: Book, account: AccountId, debit: Money, credit: Money, memo: String) -> Line {
+    Line {
+        book,
+        account,
+        debit,
+        credit,
+        memo,
+    }
+}
+
+/// The effects of `envelope`.
+pub fn effects(envelope: &Envelope) -> Effects {
+    let event = &envelope.event;
+    let account = event.account();
+    let mut effects = Effects {
+        account,
+        day: envelope.at.date_naive(),
+        lines: Vec::new(),
+        spend: None,
+        limit: None,
+        name: None,
+        origin: None,
+        request: None,
+    };
+    let zero = Money::ZERO;
+    match event {
+        Event::UsageRecorded(u) => {
+            if u.cost != zero {
+                let memo = format!("{} {} via {}", u.request_id, u.model, u.provider);
+                effects.lines = vec![
+                    line(Book::CustomerCredits, account, u.cost, zero, memo.clone()),
+                    line(Book::ProviderPayable, account, zero, u.cost, memo),
+                ];
+            }
+            effects.spend = Some(u.cost);
+            effects.origin = Some((u.origin.gateway.clone(), u.origin.seq));
+            effects.request = Some(RequestRow {
+                request_id: u.request_id.clone(),
+                model: u.model.clone(),
+                provider: u.provider.clone(),
+                input_tokens: u.tokens.input,
+                output_tokens: u.tokens.output,
+                cost: u.cost,
+                total_ms: u.timings.total_ms,
+                outcome: match u.outcome {
+                    Outcome::Completed => "completed",
+                    Outcome::Interrupted => "interrupted",
+                    Outcome::ClientDisconnected => "client_disconnected",
+                },
+            });
+        }
+        Event::AccountOpened(o) => effects.name = Some(o.name.clone()),
+        Event::CreditsGranted(g) => {
+            let memo = format!("grant: {}", g.reason);
+            effects.lines = vec![
+                line(Book::Grants, account, g.amount, zero, memo.clone()),
+                line(Book::CustomerCredits, account, zero, g.amount, memo),
+            ];
+        }
+        Event::DepositSettled(d) => {
+            let memo = format!("deposit {}", d.payment);
+            effects.lines = vec![
+                line(Book::Cash, account, d.credits + d.fee, zero, memo.clone()),
+                line(
+                    Book::CustomerCredits,
+                    account,
+                    zero,
+                    d.credits,
+                    memo.clone(),
+                ),
+                line(Book::FeeRevenue, account, zero, d.fee, memo),
+            ];
+        }
+        Event::DailyLimitSet(l) => effects.limit = Some(l.limit),
+    }
+    effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{DepositSettled, Origin, Timings, Tokens, UsageRecorded};
+
+    fn usage(cost: &str) -> Envelope {
+        Envelope::new(Event::UsageRecorded(Box::new(UsageRecorded {
+            request_id: "req_1".into(),
+            account: AccountId(uuid::Uuid::nil()),
+            key: "k".into(),
+            kind: events::RequestKind::Chat,
+            model: "gpt-4.1".into(),
+            provider: "openai".into(),
+            tier: None,
+            auto: None,
+            tokens: Tokens::default(),
+            cost: cost.parse().unwrap(),
+            free: cost == "0",
+            attempts: Vec::new(),
+            timings: Timings::default(),
+            outcome: Outcome::Completed,
+            origin: Origin {
+                gateway: "g".into(),
+                seq: 1,
+            },
+        })))
+    }
+
+    #[test]
+    fn every_event_balances_and_moves_the_right_books() {
+        let account = AccountId(uuid::Uuid::nil());
+        let deposit = Envelope::new(Event::DepositSettled(DepositSettled {
+            account,
+            credits: "100".parse().unwrap(),
+            fee: "4".parse().unwrap(),
+            payment: "pi_1".into(),
+        }));
+        for envelope in [usage("0.0025"), usage("0"), deposit.clone()] {
+            let e = effects(&envelope);
+            let debits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.debit);
+            let credits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.credit);
+            assert_eq!(debits, credits);
+        }
+        assert_eq!(effects(&deposit).balance_delta().to_string(), "100");
+        assert_eq!(
+            effects(&usage("0.0025")).balance_delta().to_string(),
+            "-0.0025"
+        );
+        // Free usage: no lines, but counted as a request.
+        let free = effects(&usage("0"));
+        assert!(free.lines.is_empty());
+        assert_eq!(free.spend, Some(Money::ZERO));
+        assert!(free.request.is_some());
+    }
+}

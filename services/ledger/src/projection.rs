@@ -1,0 +1,201 @@
+//! The live projection in the store: applying one event is one transaction,
+//! keyed by the event id, so an event delivered or published twice changes
+//! the books once.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use events::{AccountId, AccountState, Envelope};
+use money::Money;
+use sqlx::Row;
+use store::Store;
+
+use crate::postings::{effects, Effects};
+use crate::LedgerError;
+
+fn nanos(m: Money) -> i64 {
+    m.nanos()
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Applies the event at log position `seq`; `false` if it was applied before.
+pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool, LedgerError> {
+    let e = effects(envelope);
+    let (kind, _) = envelope.event.kind();
+    let id = envelope.id.to_string();
+    let account = e.account.to_string();
+    let at = envelope.at.to_rfc3339();
+    let mut tx = store.pool.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO applied_events (event_id, seq, kind, account, at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(as_i64(seq))
+    .bind(kind)
+    .bind(&account)
+    .bind(&at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    for (n, line) in e.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(n as i32)
+        .bind(&at)
+        .bind(line.book.as_str())
+        .bind(line.account.to_string())
+        .bind(nanos(line.debit))
+        .bind(nanos(line.credit))
+        .bind(&line.memo)
+        .execute(&mut *tx)
+        .await?;
+    }
+    apply_account(&mut tx, &account, &e).await?;
+    if let Some(r) = &e.request {
+        sqlx::query(
+            "INSERT INTO requests (event_id, account, at, request_id, model, provider,
+                                   input_tokens, output_tokens, cost, total_ms, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&id)
+        .bind(&account)
+        .bind(&at)
+        .bind(&r.request_id)
+        .bind(&r.model)
+        .bind(&r.provider)
+        .bind(as_i64(r.input_tokens))
+        .bind(as_i64(r.output_tokens))
+        .bind(nanos(r.cost))
+        .bind(as_i64(r.total_ms))
+        .bind(r.outcome)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn apply_account(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &str,
+    e: &Effects,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "INSERT INTO balances (account, name, balance, daily_limit, version) VALUES ($1, '', 0, NULL, 0)
+         ON CONFLICT (account) DO NOTHING",
+    )
+    .bind(account)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE balances SET balance = balance + $1, version = version + 1 WHERE account = $2",
+    )
+    .bind(nanos(e.balance_delta()))
+    .bind(account)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(name) = &e.name {
+        sqlx::query("UPDATE balances SET name = $1 WHERE account = $2")
+            .bind(name)
+            .bind(account)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(limit) = e.limit {
+        sqlx::query("UPDATE balances SET daily_limit = $1 WHERE account = $2")
+            .bind(limit.map(nanos))
+            .bind(account)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(spent) = e.spend {
+        sqlx::query(
+            "INSERT INTO day_spend (account, day, spent, requests) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (account, day) DO UPDATE SET spent = day_spend.spent + $3, requests = day_spend.requests + 1",
+        )
+        .bind(account)
+        .bind(e.day.to_string())
+        .bind(nanos(spent))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some((gateway, seq)) = &e.origin {
+        sqlx::query(
+            "INSERT INTO origins (account, gateway, seq) VALUES ($1, $2, $3)
+             ON CONFLICT (account, gateway) DO UPDATE SET seq = CASE WHEN origins.seq > $3 THEN origins.seq ELSE $3 END",
+        )
+        .bind(account)
+        .bind(gateway)
+        .bind(as_i64(*seq))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The account's state for the gateways, with `today`'s spend.
+pub async fn state(
+    store: &Store,
+    account: AccountId,
+    today: NaiveDate,
+) -> Result<Option<AccountState>, LedgerError> {
+    let key = account.to_string();
+    let Some(row) =
+        sqlx::query("SELECT balance, daily_limit, version FROM balances WHERE account = $1")
+            .bind(&key)
+            .fetch_optional(&store.pool)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let spent: Option<i64> =
+        sqlx::query_scalar("SELECT spent FROM day_spend WHERE account = $1 AND day = $2")
+            .bind(&key)
+            .bind(today.to_string())
+            .fetch_optional(&store.pool)
+            .await?;
+    let origins = sqlx::query("SELECT gateway, seq FROM origins WHERE account = $1")
+        .bind(&key)
+        .fetch_all(&store.pool)
+        .await?;
+    let mut applied = BTreeMap::new();
+    for row in origins {
+        let seq: i64 = row.try_get("seq")?;
+        applied.insert(row.try_get("gateway")?, u64::try_from(seq).unwrap_or(0));
+    }
+    let limit: Option<i64> = row.try_get("daily_limit")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(Some(AccountState {
+        account,
+        balance: Money::from_nanos(row.try_get("balance")?),
+        day: today,
+        spent_today: Money::from_nanos(spent.unwrap_or(0)),
+        daily_limit: limit.map(Money::from_nanos),
+        version: u64::try_from(version).unwrap_or(0),
+        applied,
+    }))
+}
+
+/// Records an event this build cannot read, so it is never skipped silently.
+pub async fn reject(store: &Store, seq: u64, error: &str) -> Result<(), LedgerError> {
+    sqlx::query(
+        "INSERT INTO rejected_events (seq, error) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(as_i64(seq))
+    .bind(error)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The ledger against the real backends: NATS JetStream + PostgreSQL and
+//! the embedded SQLite pair, each isolated per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::EventLog;
+use events::{
+    AccountId, AccountState, CreditsGranted, DailyLimitSet, DepositSettled, Envelope, Event,
+    Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded, ACCOUNTS_BUCKET,
+};
+use ledger::reconcile::reconcile;
+use ledger::Ledger;
+use money::Money;
+use test_support::backends::Backends;
+
+fn usd(s: &str) -> Money {
+    s.parse().unwrap()
+}
+
+fn usage(account: AccountId, seq: u64, cost: Money) -> Envelope {
+    Envelope::new(Event::UsageRecorded(Box::new(UsageRecorded {
+        request_id: format!("req_{seq}"),
+        account,
+        key: "abcdef012345".into(),
+        kind: RequestKind::Chat,
+        model: "gpt-4.1".into(),
+        provider: "openai".into(),
+        tier: Some("standard".into()),
+        auto: None,
+        tokens: Tokens {
+            input: 100,
+            output: 10,
+            ..Default::default()
+        },
+        cost,
+        free: cost == Money::ZERO,
+        attempts: Vec::new(),
+        timings: Timings {
+            total_ms: 12,
+            first_byte_ms: None,
+        },
+        outcome: Outcome::Completed,
+        origin: Origin {
+            gateway: "gw-test".into(),
+            seq,
+        },
+    })))
+}
+
+async fn publish(log: &dyn EventLog, envelope: &Envelope) {
+    log.append(
+        envelope.event.subject(),
+        &envelope.id.to_string(),
+        &envelope.encode(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs a ledger until `count` records are consumed (bounded: 60 s).
+async fn fold(backends: &Backends, count: usize) {
+    let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
+        .await
+        .unwrap();
+    let mut consumer = backends
+        .log
+        .consumer(ledger::service::CONSUMER)
+        .await
+        .unwrap();
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ledger stalled at {seen}/{count}"
+        );
+        if ledger.step(consumer.as_mut()).await.unwrap() {
+            seen += 1;
+        }
+    }
+}
+
+async fn balance(backends: &Backends, account: AccountId) -> Money {
+    let state =
+        ledger::projection::state(&backends.store, account, chrono::Utc::now().date_naive())
+            .await
+            .unwrap()
+            .expect("account known");
+    state.balance
+}
+
+async fn exactly_once(backends: Backends) {
+    let account = AccountId::new();
+    publish(
+        &*backends.log,
+        &Envelope::new(Event::DepositSettled(DepositSettled {
+            account,
+            credits: usd("100"),
+            fee: usd("4"),
+            payment: "pi_1".into(),
+        })),
+    )
+    .await;
+    let mut spent = Money::ZERO;
+    let mut appended = 1;
+    for seq in 1..=50u64 {
+        let cost = Money::from_nanos(1_234_567 * seq as i64);
+        let event = usage(account, seq, cost);
+        spent += cost;
+        publish(&*backends.log, &event).await;
+        appended += 1;
+        if seq % 5 == 0 {
+            // The same append again (the log drops it) …
+            publish(&*backends.log, &event).await;
+            // … and the same event under another log id, as a spool replay
+            // after the log's duplicate window would be: the ledger drops it.
+            backends
+                .log
+                .append(
+                    event.event.subject(),
+                    &format!("replay-{}", event.id),
+                    &event.encode(),
+                )
+                .await
+                .unwrap();
+            appended += 1;
+        }
+    }
+    fold(&backends, appended).await;
+    assert_eq!(balance(&backends, account).await, usd("100") - spent);
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+        .fetch_one(&backends.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(requests, 50);
+    let (debits, credits): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(SUM(debit) AS BIGINT), CAST(SUM(credit) AS BIGINT) FROM journal",
+    )
+    .fetch_one(&backends.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(debits, credits, "the journal balances");
+    assert_eq!(debits, usd("104").nanos() + spent.nanos());
+    // The gateways' view.
+    let bucket = backends.log.bucket(ACCOUNTS_BUCKET).await.unwrap();
+    let entry = bucket
+        .get(&account.to_string())
+        .await
+        .unwrap()
+        .expect("state published");
+    let state: AccountState = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(state.balance, usd("100") - spent);
+    assert_eq!(state.spent_today, spent);
+    assert_eq!(state.applied["gw-test"], 50);
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
+async fn killed_mid_stream(backends: Backends) {
+    let account = AccountId::new();
+    publish(
+        &*backends.log,
+        &Envelope::new(Event::CreditsGranted(CreditsGranted {
+            account,
+            amount: usd("25"),
+            reason: "demo credits".into(),
+        })),
+    )
+    .await;
+    let mut spent = Money::ZERO;
+    for seq in 1..=200u64 {
+        let cost = Money::from_nanos(999_999 + seq as i64);
+        spent += cost;
+        publish(&*backends.log, &usage(account, seq, cost)).await;
+    }
+    // A ledger runs, and is killed (its task aborted) part-way through.
+    let ledger = Arc::new(
+        Ledger::new(Arc::clone(&backends.log), backends.store.clone())
+            .await
+            .unwrap(),
+    );
+    let running = {
+        let ledger = Arc::clone(&ledger);
+        tokio::spawn(async move { ledger.run(std::future::pending()).await })
+    };
+    let store = backends.store.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap_or(0);
+        if applied >= 60 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ledger did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert!(partial < 201, "killed before the end ({partial} applied)");
+    // A new ledger picks up; whatever the old one had fetched but not acked comes again.
+    let fresh = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
+        .await
+        .unwrap();
+    let mut consumer = backends
+        .log
+        .consumer(ledger::service::CONSUMER)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        fresh.step(consumer.as_mut()).await.unwrap();
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        if applied == 201 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resumed ledger stalled at {applied}"
+        );
+    }
+    assert_eq!(balance(&backends, account).await, usd("25") - spent);
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
+async fn reconcile_finds_a_corrupted_row(backends: Backends) {
+    let account = AccountId::new();
+    for event in [
+        Event::CreditsGranted(CreditsGranted {
+            account,
+            amount: usd("10"),
+            reason: "demo credits".into(),
+        }),
+        Event::DailyLimitSet(DailyLimitSet {
+            account,
+            limit: Some(usd("5")),
+        }),
+    ] {
+        publish(&*backends.log, &Envelope::new(event)).await;
+    }
+    publish(&*backends.log, &usage(account, 1, usd("0.5"))).await;
+    fold(&backends, 3).await;
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    sqlx::query("UPDATE balances SET balance = balance + 1 WHERE account = $1")
+        .bind(account.to_string())
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE journal SET credit = credit + 7 WHERE book = 'provider_payable'")
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    let differences = reconcile(&*backends.log, &backends.store).await.unwrap();
+    assert_eq!(differences.len(), 2, "{differences:#?}");
+    assert!(differences[0].starts_with("account") && differences[0].contains(&account.to_string()));
+    assert!(differences[1].starts_with("journal line"));
+    // The CSV export carries every journal line.
+    let mut csv = Vec::new();
+    let today = chrono::Utc::now().date_naive();
+    let rows = ledger::export::export(&backends.store, today, today, &mut csv)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with(ledger::export::HEADER));
+    assert!(csv.contains(",grants,") && csv.contains(",10,0,grant: demo credits"));
+    backends.cleanup().await;
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_nats_and_postgres() {
+                super::$name(test_support::backends::Backends::distributed().await).await;
+            }
+
+            #[tokio::test]
+            async fn embedded() {
+                super::$name(test_support::backends::Backends::embedded().await).await;
+            }
+        }
+    };
+}
+
+on_both!(exactly_once);
+on_both!(killed_mid_stream);
+on_both!(reconcile_finds_a_corrupted_row);
+
+/// A million small charges through the ledger's postings: the balance is
+/// exactly the deposit minus the sum of the charges, with no drift.
+#[test]
+fn a_million_small_charges_leave_no_rounding_drift() {
+    let account = AccountId::new();
+    let mut projection = ledger::memory::Projection::default();
+    projection.apply(&Envelope::new(Event::CreditsGranted(CreditsGranted {
+        account,
+        amount: usd("1000"),
+        reason: "test".into(),
+    })));
+    let price = money::PricePerMTok(usd("0.15"));
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut exact: i128 = 0;
+    for seq in 1..=1_000_000u64 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let tokens = 1 + state % 997;
+        let cost = money::CostBuilder::default().add(tokens, price).total();
+        // 0.15 $/M = 150 nano-dollars a token, exactly.
+        assert_eq!(cost.nanos() as u64, tokens * 150);
+        exact += i128::from(cost.nanos());
+        let envelope = usage(account, seq, cost);
+        let effects = ledger::postings::effects(&envelope);
+        projection
+            .accounts
+            .entry(account.to_string())
+            .or_default()
+            .balance += effects.balance_delta();
+    }
+    let balance = projection.accounts[&account.to_string()].balance;
+    assert_eq!(i128::from(balance.nanos()), 1_000 * 1_000_000_000 - exact);
+}

@@ -1,0 +1,143 @@
+//! Where projections live: PostgreSQL (distributed) or SQLite (embedded),
+//! behind one sqlx `AnyPool`, with the schema from `migrations/`.
+//!
+//! Queries are written once for both: `$1`-style parameters in order of
+//! first use (SQLite binds them by position too), `ON CONFLICT` upserts,
+//! and only integer, text and byte columns (ids and times as text, amounts
+//! as integer nano-dollars).
+
+use std::str::FromStr;
+use std::sync::Once;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `postgres://…` nor `sqlite:…`.
+    #[error("database URL `{0}`: use postgres://… or sqlite:path")]
+    Url(String),
+    /// The database refused or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed; the database is as before it.
+    #[error("migration {version} ({name}): {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+}
+
+/// Which database a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A pool and what is behind it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The pool; queries are portable between the backends (see above).
+    pub pool: AnyPool,
+    /// The database kind.
+    pub backend: Backend,
+}
+
+/// One migration: its number, name and SQL per backend.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "ledger",
+    postgres: include_str!("../../../migrations/postgres/0001_ledger.sql"),
+    sqlite: include_str!("../../../migrations/sqlite/0001_ledger.sql"),
+}];
+
+static DRIVERS: Once = Once::new();
+
+impl Store {
+    /// Connects to `url` (`postgres://…`, or `sqlite:path`, created if missing).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let max = match backend {
+            Backend::Postgres => 8,
+            // One writer at a time is all SQLite does; more connections only wait.
+            Backend::Sqlite => 1,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies every migration not yet applied, each in its own
+    /// transaction; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut applied = Vec::new();
+        for m in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(m.version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let sql = match self.backend {
+                Backend::Postgres => m.postgres,
+                Backend::Sqlite => m.sqlite,
+            };
+            let failed = |source| StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                source,
+            };
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            tracing::info!(version = m.version, name = m.name, "migration applied");
+            applied.push(m.version);
+        }
+        Ok(applied)
+    }
+}

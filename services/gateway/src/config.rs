@@ -7,6 +7,7 @@ use std::time::Duration;
 use catalog::ProviderId;
 use serde::Deserialize;
 
+pub use crate::accounts::AccountsConfig;
 pub use crate::auto::AutoConfig;
 pub use crate::embeddings::EmbeddingsConfig;
 pub use crate::health::breaker::BreakerConfig;
@@ -30,6 +31,8 @@ pub struct GatewayConfig {
     pub auto: AutoConfig,
     /// Fan-out and size limits of `/v1/embeddings` (`[gateway.embeddings]`).
     pub embeddings: EmbeddingsConfig,
+    /// Credit enforcement: the free-model rate limit (`[gateway.accounts]`).
+    pub accounts: AccountsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +45,7 @@ impl Default for GatewayConfig {
             latency: LatencyConfig::default(),
             auto: AutoConfig::default(),
             embeddings: EmbeddingsConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }

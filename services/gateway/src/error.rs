@@ -93,6 +93,18 @@ pub enum GatewayError {
         provider: String,
         message: String,
     },
+    /// The account has no credit and no free model can serve the request.
+    #[error("{0}")]
+    InsufficientCredits(String),
+    /// The account reached its daily spend limit.
+    #[error("The daily spend limit of ${limit} is reached; it resets at 00:00 UTC.")]
+    DailyLimitExceeded {
+        limit: money::Money,
+        retry_after_s: u64,
+    },
+    /// An account without credit sent more free-model requests than allowed.
+    #[error("Free models are limited to {per_minute} requests per minute for accounts without credit; add credit or retry later.")]
+    FreeRateLimited { per_minute: u32, retry_after_s: u64 },
     /// Every candidate failed with a retryable error.
     #[error("Every candidate failed: {}", summarize(.attempts))]
     AllCandidatesFailed {
@@ -130,6 +142,10 @@ impl GatewayError {
             | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
+            GatewayError::DailyLimitExceeded { .. } | GatewayError::FreeRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::UpstreamRejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -176,6 +192,15 @@ impl GatewayError {
             GatewayError::UpstreamRejected { .. } => {
                 ("invalid_request_error", None, Some("upstream_rejected"))
             }
+            GatewayError::InsufficientCredits(_) => {
+                ("insufficient_quota", None, Some("insufficient_credits"))
+            }
+            GatewayError::DailyLimitExceeded { .. } => {
+                ("rate_limit_error", None, Some("daily_limit_exceeded"))
+            }
+            GatewayError::FreeRateLimited { .. } => {
+                ("rate_limit_error", None, Some("rate_limit_exceeded"))
+            }
             GatewayError::AllCandidatesFailed { .. } => (
                 "service_unavailable_error",
                 None,
@@ -195,7 +220,11 @@ impl IntoResponse for GatewayError {
             kind
         };
         let mut body = ErrorBody::new(kind, self.to_string(), param, code);
-        let mut retry_after = None;
+        let mut retry_after = match &self {
+            GatewayError::DailyLimitExceeded { retry_after_s, .. }
+            | GatewayError::FreeRateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
         if let GatewayError::AllCandidatesFailed {
             attempts,
             retry_after_s,

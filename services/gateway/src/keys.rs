@@ -4,9 +4,10 @@
 //! fast digest is as safe as a slow password hash here and keeps the request
 //! path free of argon2's deliberate cost.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::RwLock;
 
+use events::AccountId;
 use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
 
@@ -33,29 +34,46 @@ pub fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The set of keys the gateway accepts.
+/// Who is calling: the account a key belongs to, and which key it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account that pays.
+    pub account: AccountId,
+    /// The key's id: the first 12 hex characters of its digest (never the key).
+    pub key: String,
+}
+
+/// The keys the gateway accepts, each with its account.
 #[derive(Default)]
 pub struct KeyRing {
-    digests: RwLock<HashSet<[u8; 32]>>,
+    digests: RwLock<HashMap<[u8; 32], AccountId>>,
 }
 
 impl KeyRing {
-    /// Accepts the key with this hex digest; `false` if it is not a SHA-256 hex digest.
-    pub fn insert_digest(&self, digest: &str) -> bool {
+    /// Accepts the key with this hex digest for `account`; `false` if it is
+    /// not a SHA-256 hex digest.
+    pub fn insert_digest(&self, digest: &str, account: AccountId) -> bool {
         let mut raw = [0u8; 32];
         if hex::decode_to_slice(digest, &mut raw).is_err() {
             return false;
         }
-        self.digests.write().map(|mut set| set.insert(raw)).is_ok()
+        self.digests
+            .write()
+            .map(|mut map| map.insert(raw, account))
+            .is_ok()
     }
 
-    /// Whether `key` is accepted.
-    pub fn verify(&self, key: &str) -> bool {
-        is_well_formed(key)
-            && self
-                .digests
-                .read()
-                .is_ok_and(|set| set.contains(&<[u8; 32]>::from(Sha256::digest(key.as_bytes()))))
+    /// The caller `key` stands for, if it is accepted.
+    pub fn verify(&self, key: &str) -> Option<Caller> {
+        if !is_well_formed(key) {
+            return None;
+        }
+        let digest = <[u8; 32]>::from(Sha256::digest(key.as_bytes()));
+        let account = *self.digests.read().ok()?.get(&digest)?;
+        Some(Caller {
+            account,
+            key: hex::encode(&digest[..6]),
+        })
     }
 }
 
@@ -69,12 +87,15 @@ mod tests {
         let key = generate_key();
         assert!(is_well_formed(&key));
         assert_eq!(key.len(), KEY_PREFIX.len() + RANDOM_CHARS);
-        assert!(!ring.verify(&key));
-        assert!(ring.insert_digest(&digest(&key)));
-        assert!(ring.verify(&key));
-        assert!(!ring.insert_digest("not hex"));
-        assert!(!ring.verify(&generate_key()));
-        assert!(!ring.verify("mr_sk_short"));
+        let account = AccountId::new();
+        assert!(ring.verify(&key).is_none());
+        assert!(ring.insert_digest(&digest(&key), account));
+        let caller = ring.verify(&key).unwrap();
+        assert_eq!(caller.account, account);
+        assert_eq!(caller.key, digest(&key)[..12]);
+        assert!(!ring.insert_digest("not hex", account));
+        assert!(ring.verify(&generate_key()).is_none());
+        assert!(ring.verify("mr_sk_short").is_none());
         assert_ne!(generate_key(), generate_key());
     }
 }

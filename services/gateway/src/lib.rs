@@ -7,6 +7,7 @@
 //! (see [`providers`]) and answers in OpenAI's shapes with routing headers.
 //! `/v1/embeddings` routes the `embed-*` aliases the same way (see [`embeddings`]).
 
+pub mod accounts;
 pub mod auto;
 pub mod config;
 pub mod embeddings;
@@ -20,6 +21,7 @@ pub mod prefer;
 pub mod providers;
 pub mod routing;
 pub mod sse;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -50,6 +52,18 @@ pub struct Gateway {
     pub tokens: tokens::TokenCounter,
     /// Breakers, cool-downs and observed speed per model and provider.
     pub health: health::Health,
+    /// Usage publishing and account enforcement; `None` runs without a
+    /// ledger (no billing, nothing refused for credit).
+    pub events: Option<Events>,
+}
+
+/// The gateway's link to the event backbone.
+#[derive(Clone)]
+pub struct Events {
+    /// Publishes usage events.
+    pub publisher: Arc<usage::Publisher>,
+    /// The ledger's account states plus this gateway's unapplied spend.
+    pub accounts: Arc<accounts::Accounts>,
 }
 
 impl Gateway {
@@ -58,6 +72,16 @@ impl Gateway {
         config: GatewayConfig,
         catalog: Arc<CatalogHandle>,
         keys: Arc<KeyRing>,
+    ) -> Result<Arc<Self>, providers::ConfigError> {
+        Gateway::with_events(config, catalog, keys, None)
+    }
+
+    /// A gateway that records usage and enforces credit through `events`.
+    pub fn with_events(
+        config: GatewayConfig,
+        catalog: Arc<CatalogHandle>,
+        keys: Arc<KeyRing>,
+        events: Option<Events>,
     ) -> Result<Arc<Self>, providers::ConfigError> {
         let providers = Registry::from_config(&config)?;
         let tokens = tokens::TokenCounter::default();
@@ -70,9 +94,69 @@ impl Gateway {
             providers,
             keys,
             tokens,
+            events,
         }))
     }
+
+    /// What `caller` may use now (everything when there is no ledger).
+    pub fn allowance(&self, caller: &keys::Caller) -> Result<accounts::Allowance, GatewayError> {
+        match &self.events {
+            Some(events) => events
+                .accounts
+                .allowance(caller.account, chrono::Utc::now()),
+            None => Ok(accounts::Allowance { paid: true }),
+        }
+    }
+
+    /// Keeps only the models `allowance` permits: without credit, free ones,
+    /// under the free-use rate limit; none left → 402.
+    pub fn restrict<M: AsRef<catalog::Model>>(
+        &self,
+        caller: &keys::Caller,
+        allowance: accounts::Allowance,
+        candidates: &mut Vec<M>,
+    ) -> Result<(), GatewayError> {
+        if allowance.paid {
+            return Ok(());
+        }
+        candidates.retain(|m| m.as_ref().free);
+        if candidates.is_empty() {
+            return Err(GatewayError::InsufficientCredits(
+                "The account has no credit left and no free model can serve this request. Add credit, or use a tier with free models (economy).".into(),
+            ));
+        }
+        match &self.events {
+            Some(events) => events.accounts.admit_free(caller.account),
+            None => Ok(()),
+        }
+    }
+
+    /// The usage recorder of one request, when usage is recorded.
+    pub fn recording(
+        &self,
+        caller: &keys::Caller,
+        request_id: &RequestId,
+        kind: ::events::RequestKind,
+        tier: Option<String>,
+        auto: Option<::events::AutoDecision>,
+    ) -> Option<usage::Recording> {
+        let events = self.events.as_ref()?;
+        Some(usage::Recording {
+            publisher: Arc::clone(&events.publisher),
+            accounts: Arc::clone(&events.accounts),
+            caller: caller.clone(),
+            request_id: request_id.0.clone(),
+            started: request_id.1,
+            kind,
+            tier,
+            auto,
+        })
+    }
 }
+
+/// The request's `X-Request-Id` and when it arrived.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String, pub std::time::Instant);
 
 /// The public API routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -100,9 +184,13 @@ async fn unknown_route(request: Request) -> Response {
         .into_response()
 }
 
-/// Gives every response an `X-Request-Id`.
-async fn request_id(request: Request, next: Next) -> Response {
+/// Gives every request an id (handlers read it as [`RequestId`]) and every
+/// response its `X-Request-Id`.
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+    request
+        .extensions_mut()
+        .insert(RequestId(id.clone(), std::time::Instant::now()));
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(headers::REQUEST_ID, value);

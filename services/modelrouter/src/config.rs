@@ -62,6 +62,15 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Simulator settings.
     pub simulator: SimulatorConfig,
+    /// The event log: `nats://host:port` (distributed), or none for the
+    /// embedded SQLite log in `data_dir`.
+    pub event_log: Option<String>,
+    /// The prefix of this deployment's NATS subjects, stream and buckets.
+    pub nats_prefix: String,
+    /// The ledger's database: `postgres://…`, or none for SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// This gateway's id in usage events; a fresh random one per start when unset.
+    pub gateway_id: Option<String>,
 }
 
 impl Default for Config {
@@ -77,6 +86,10 @@ impl Default for Config {
                 chunk_delay_ms: 15,
                 ..SimulatorConfig::default()
             },
+            event_log: None,
+            nats_prefix: "mr".into(),
+            database_url: None,
+            gateway_id: None,
         }
     }
 }
@@ -147,6 +160,18 @@ impl Config {
                     })
                 }
             };
+        }
+        if let Some(v) = present("MODELROUTER_EVENT_LOG") {
+            self.event_log = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_NATS_PREFIX") {
+            self.nats_prefix = v;
+        }
+        if let Some(v) = present("MODELROUTER_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_GATEWAY_ID") {
+            self.gateway_id = Some(v);
         }
         if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
             self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;

@@ -1,5 +1,6 @@
 //! `modelrouter`: one binary for every Model Router service.
 
+mod backbone;
 mod config;
 mod serve;
 
@@ -35,6 +36,16 @@ enum Command {
     Up,
     /// The gateway alone, against the providers configured by environment or file.
     Gateway,
+    /// The ledger alone (no subcommand), or its tools.
+    Ledger {
+        #[command(subcommand)]
+        command: Option<LedgerCommand>,
+    },
+    /// Applies the ledger store's migrations.
+    Migrate,
+    /// Replays the whole event log into a scratch projection and compares it
+    /// with the ledger; prints every difference and fails if there is one.
+    Reconcile,
     /// The provider simulator alone.
     Simulator {
         /// Address to listen on.
@@ -50,6 +61,20 @@ enum Command {
     /// shipped set if no path) and prints accuracy, under/over-routing and
     /// the confusion matrix.
     Evaluate { path: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Writes the journal lines of UTC days FROM to TO (inclusive) as CSV.
+    Export {
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// A file to write; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +111,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up => serve::up(config).await,
             Command::Gateway => serve::gateway(config).await,
+            Command::Ledger { command: None } => serve::ledger(config).await,
+            Command::Ledger {
+                command: Some(LedgerCommand::Export { from, to, out }),
+            } => serve::export(config, from, to, out).await,
+            Command::Migrate => serve::migrate(config).await,
+            Command::Reconcile => serve::reconcile(config).await,
             Command::Simulator { listen } => serve::simulator(config, listen).await,
             Command::Catalog {
                 command: CatalogCommand::Check { path },

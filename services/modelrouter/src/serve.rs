@@ -9,11 +9,14 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use axum::Router;
 use catalog::{Catalog, CatalogHandle, ProviderId};
+use events::AccountId;
 use gateway::keys::{self, KeyRing};
 use gateway::Gateway;
+use ledger::Ledger;
 use simulator::Simulator;
 use tokio::net::TcpListener;
 
+use crate::backbone;
 use crate::config::{Config, SimulatorMode};
 
 /// Anything that stops a service from starting.
@@ -54,13 +57,27 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         let sim = Simulator::new(config.simulator.clone(), Arc::clone(&catalog));
         app = app.nest(SIM_MOUNT, simulator::router(sim));
     }
-    let (keys, new_key) = load_keys(&config.data_dir)?;
-    let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
+    let log = backbone::open_log(&config).await?;
+    let store = backbone::open_store(&config).await?;
+    let ledger = Arc::new(Ledger::new(Arc::clone(&log), store).await?);
+    let ledger_task = {
+        let ledger = Arc::clone(&ledger);
+        tokio::spawn(async move { ledger.run(std::future::pending()).await })
+    };
+    let account = backbone::local_account(&config, log.as_ref(), simulate).await?;
+    let (keys, new_key) = load_keys(&config.data_dir, account)?;
+    let events = backbone::gateway_events(&config, Arc::clone(&log)).await?;
+    let publisher = Arc::clone(&events.publisher);
+    let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, Some(events))?;
     let app = app.merge(gateway::router(gateway));
 
     let mut banner = vec![format!("Model Router listening on http://{addr}")];
     if simulate {
         banner.push(format!("No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}"));
+        banner.push(format!(
+            "Account {account} holds ${} of demo credits (simulator mode)",
+            backbone::DEMO_CREDITS
+        ));
     }
     let keys_file = config.data_dir.join(KEYS_FILE);
     match &new_key {
@@ -77,13 +94,27 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         )),
     }
     print_banner(&banner);
-    serve(listener, app).await
+    let served = serve(listener, app).await;
+    publisher.shutdown().await;
+    ledger_task.abort();
+    served
 }
 
 /// `modelrouter gateway`: the gateway alone.
 pub async fn gateway(config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
-    let (keys, new_key) = load_keys(&config.data_dir)?;
+    let events = match &config.event_log {
+        Some(_) => {
+            let log = backbone::open_log(&config).await?;
+            Some(backbone::gateway_events(&config, log).await?)
+        }
+        None => {
+            tracing::warn!("no event log configured (MODELROUTER_EVENT_LOG): usage is not recorded and credit is not enforced");
+            None
+        }
+    };
+    let account = AccountId(uuid::Uuid::nil());
+    let (keys, new_key) = load_keys(&config.data_dir, account)?;
     let configured: Vec<String> = config
         .gateway
         .providers
@@ -94,7 +125,8 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     if configured.is_empty() {
         tracing::warn!("no provider API key is set: every request will fail with 503 until one is");
     }
-    let gateway = Gateway::new(config.gateway.clone(), catalog, keys)?;
+    let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
+    let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
     let listener = bind(config.listen).await?;
     let mut banner = vec![format!(
         "Model Router gateway listening on http://{} (providers: {})",
@@ -105,7 +137,73 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         banner.push(format!("API key (shown once): {key}"));
     }
     print_banner(&banner);
-    serve(listener, gateway::router(gateway)).await
+    let served = serve(listener, gateway::router(gateway)).await;
+    if let Some(publisher) = publisher {
+        publisher.shutdown().await;
+    }
+    served
+}
+
+/// `modelrouter ledger`: the ledger alone, until interrupted.
+pub async fn ledger(config: Config) -> Result<(), BoxError> {
+    let log = backbone::open_log(&config).await?;
+    let store = backbone::open_store(&config).await?;
+    let ledger = Ledger::new(log, store).await?;
+    print_banner(&["Model Router ledger folding events (Ctrl-C stops it)".to_owned()]);
+    ledger.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// `modelrouter migrate`: applies the store's migrations.
+pub async fn migrate(config: Config) -> Result<(), BoxError> {
+    let url = config.database_url.clone();
+    backbone::open_store(&config).await?;
+    println!(
+        "migrations applied to {}",
+        url.unwrap_or_else(|| "the embedded store".into())
+    );
+    Ok(())
+}
+
+/// `modelrouter reconcile`: replays the log and compares; an error if anything differs.
+pub async fn reconcile(config: Config) -> Result<(), BoxError> {
+    let log = backbone::open_log(&config).await?;
+    let store = backbone::open_store(&config).await?;
+    let differences = ledger::reconcile::reconcile(log.as_ref(), &store).await?;
+    if differences.is_empty() {
+        println!(
+            "the ledger matches the event log (through record {})",
+            log.last_seq().await?
+        );
+        return Ok(());
+    }
+    for difference in &differences {
+        println!("{difference}");
+    }
+    Err(format!(
+        "{} differences between the ledger and the event log",
+        differences.len()
+    )
+    .into())
+}
+
+/// `modelrouter ledger export`: the journal of `from`..=`to` as CSV.
+pub async fn export(
+    config: Config,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    out: Option<PathBuf>,
+) -> Result<(), BoxError> {
+    let store = backbone::open_store(&config).await?;
+    let mut buffer = Vec::new();
+    let rows = ledger::export::export(&store, from, to, &mut buffer).await?;
+    match out {
+        Some(path) => std::fs::write(&path, &buffer)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => std::io::stdout().write_all(&buffer)?,
+    }
+    tracing::info!(rows, "journal exported");
+    Ok(())
 }
 
 /// `modelrouter simulator`: the provider simulator alone.
@@ -186,9 +284,15 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BoxError> {
         .map_err(|e| format!("cannot listen on {addr}: {e}").into())
 }
 
-/// The key ring from the data dir. On first start (no stored key) a key is
-/// created — `MODELROUTER_BOOTSTRAP_KEY` if set — and returned to be shown once.
-fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError> {
+/// The key ring from the data dir: one line per key, its digest and its
+/// account (lines from before accounts existed, a digest alone, belong to
+/// `account`). On first start (no stored key) a key is created —
+/// `MODELROUTER_BOOTSTRAP_KEY` if set — for `account`, and returned to be
+/// shown once.
+fn load_keys(
+    data_dir: &Path,
+    account: AccountId,
+) -> Result<(Arc<KeyRing>, Option<String>), BoxError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(KEYS_FILE);
@@ -198,11 +302,25 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
         Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
     };
     let ring = Arc::new(KeyRing::default());
-    let mut digests: Vec<&str> = stored
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let mut digests = Vec::new();
+    for line in stored.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut parts = line.split_whitespace();
+        let digest = parts.next().unwrap_or_default();
+        let owner = match parts.next() {
+            Some(id) => id
+                .parse()
+                .map_err(|_| format!("{}: `{id}` is not an account id", path.display()))?,
+            None => account,
+        };
+        if !ring.insert_digest(digest, owner) {
+            return Err(format!(
+                "{} holds a line that is not a key digest: `{digest}`",
+                path.display()
+            )
+            .into());
+        }
+        digests.push(digest.to_owned());
+    }
     let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
         .ok()
         .filter(|k| !k.is_empty());
@@ -211,34 +329,24 @@ fn load_keys(data_dir: &Path) -> Result<(Arc<KeyRing>, Option<String>), BoxError
             return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
         }
     }
-    let mut new_key = None;
     let bootstrap_digest = bootstrap.as_deref().map(keys::digest);
-    if digests.is_empty()
+    let needed = digests.is_empty()
         || bootstrap_digest
-            .as_deref()
-            .is_some_and(|d| !digests.contains(&d))
-    {
-        let key = bootstrap.unwrap_or_else(keys::generate_key);
-        let digest = keys::digest(&key);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        writeln!(file, "{digest}")?;
-        file.sync_all()?;
-        ring.insert_digest(&digest);
-        new_key = Some(key);
+            .as_ref()
+            .is_some_and(|d| !digests.contains(d));
+    if !needed {
+        return Ok((ring, None));
     }
-    for digest in digests.drain(..) {
-        if !ring.insert_digest(digest) {
-            return Err(format!(
-                "{} holds a line that is not a key digest: `{digest}`",
-                path.display()
-            )
-            .into());
-        }
-    }
-    Ok((ring, new_key))
+    let key = bootstrap.unwrap_or_else(keys::generate_key);
+    let digest = keys::digest(&key);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    writeln!(file, "{digest} {account}")?;
+    file.sync_all()?;
+    ring.insert_digest(&digest, account);
+    Ok((ring, Some(key)))
 }
 
 async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {

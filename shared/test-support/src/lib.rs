@@ -23,6 +23,10 @@ pub struct Options {
     pub gateway: GatewayConfig,
     /// Providers left unconfigured (as if their key were missing).
     pub without: Vec<ProviderId>,
+    /// The account the harness key belongs to.
+    pub account: events::AccountId,
+    /// Usage publishing and credit enforcement (`None`: no ledger).
+    pub events: Option<gateway::Events>,
 }
 
 /// A running simulator and gateway.
@@ -33,6 +37,8 @@ pub struct Harness {
     pub sim_url: String,
     /// A valid API key.
     pub key: String,
+    /// The key's account.
+    pub account: events::AccountId,
     /// The gateway's state, for white-box checks.
     pub gateway: Arc<Gateway>,
     /// A client for both.
@@ -85,8 +91,9 @@ impl Harness {
         }
         let key = keys::generate_key();
         let ring = Arc::new(KeyRing::default());
-        ring.insert_digest(&keys::digest(&key));
-        let gateway = Gateway::new(config, catalog, ring).expect("gateway builds");
+        ring.insert_digest(&keys::digest(&key), options.account);
+        let gateway =
+            Gateway::with_events(config, catalog, ring, options.events).expect("gateway builds");
         let (listener, url) = listen().await;
         let app = gateway::router(Arc::clone(&gateway));
         tokio::spawn(async move { axum_serve(listener, app).await });
@@ -99,6 +106,7 @@ impl Harness {
             url,
             sim_url,
             key,
+            account: options.account,
             gateway,
             http,
         }

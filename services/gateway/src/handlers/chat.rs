@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use catalog::{Model, TokenUsage};
 use futures_util::stream::{self, StreamExt};
 use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
@@ -17,7 +17,10 @@ use crate::error::{Attempt, GatewayError};
 use crate::health::{Expect, Permit};
 use crate::prefer::Prefer;
 use crate::providers::{ChunkStream, Provider, ProviderError};
-use crate::{headers, routing, Gateway};
+use crate::usage::{Recording, Served};
+use crate::{headers, routing, Gateway, RequestId};
+use events::Outcome;
+use money::Money;
 
 /// `POST /v1/router/explain` (or `GET` with a body): what `model: "auto"`
 /// would decide for this chat request, and why, without calling a provider.
@@ -36,21 +39,41 @@ pub async fn explain(
 /// The handler.
 pub async fn completions(
     State(gateway): State<Arc<Gateway>>,
+    Extension(request_id): Extension<RequestId>,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
-    super::authenticate(&gateway.keys, &request_headers)?;
+    let caller = super::authenticate(&gateway.keys, &request_headers)?;
+    let allowance = gateway.allowance(&caller)?;
     let body = super::body(&gateway, body)?;
     let request = Arc::new(super::parse::<ChatRequest>(&body)?);
     let prefer = validate(&request)?;
     let catalog = gateway.catalog.snapshot();
     let plan = routing::plan(&gateway, &catalog, &request, prefer)?;
-    let candidates = plan.candidates;
+    let mut candidates = plan.candidates;
+    gateway.restrict(&caller, allowance, &mut candidates)?;
+    let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));
+    let auto = plan.auto.as_ref().map(|d| events::AutoDecision {
+        score: d.score,
+        tier: d.tier.to_string(),
+        contributions: d
+            .contributions
+            .iter()
+            .map(|c| (c.signal.to_owned(), c.points))
+            .collect(),
+    });
+    let recording = gateway.recording(
+        &caller,
+        &request_id,
+        events::RequestKind::Chat,
+        tier.map(|t| t.to_string()),
+        auto,
+    );
     let deadline = gateway.config.total_timeout();
     let mut attempts = Vec::new();
     let outcome = tokio::time::timeout(
         deadline,
-        attempt_all(&gateway, &candidates, &request, &mut attempts),
+        attempt_all(&gateway, &candidates, &request, &mut attempts, recording),
     )
     .await;
     let result = outcome.unwrap_or_else(|_| {
@@ -137,6 +160,7 @@ async fn attempt_all(
     candidates: &[Arc<Model>],
     request: &Arc<ChatRequest>,
     attempts: &mut Vec<Attempt>,
+    recording: Option<Recording>,
 ) -> Result<Response, GatewayError> {
     let mut retry_after: Option<Duration> = None;
     let mut sooner = |wait: Duration| {
@@ -160,7 +184,18 @@ async fn attempt_all(
         };
         let started = permit.started();
         let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
-        match attempt(gateway, provider.as_ref(), model, request, permit, tries).await {
+        let record = recording.clone().map(|r| (r, attempts.clone()));
+        match attempt(
+            gateway,
+            provider.as_ref(),
+            model,
+            request,
+            permit,
+            tries,
+            record,
+        )
+        .await
+        {
             Ok(response) => return Ok(response),
             Err(error) => {
                 tracing::warn!(provider = %model.provider, model = %model.id, %error, "attempt failed");
@@ -192,6 +227,7 @@ async fn attempt(
     request: &Arc<ChatRequest>,
     mut permit: Permit,
     tries: usize,
+    record: Option<(Recording, Vec<Attempt>)>,
 ) -> Result<Response, ProviderError> {
     if request.is_stream() {
         let first = match provider.stream(model, request).await {
@@ -207,8 +243,9 @@ async fn attempt(
         return match first {
             Ok((first, rest)) => {
                 permit.first_byte();
+                let upstream = stream::once(async move { Ok(first) }).chain(rest).boxed();
                 Ok(relay_stream(
-                    gateway, model, request, first, rest, permit, tries,
+                    gateway, model, request, upstream, permit, tries, record,
                 ))
             }
             Err(error) => {
@@ -219,14 +256,50 @@ async fn attempt(
     }
     let answer = provider.complete(model, request).await;
     match answer.and_then(|completion| complete_response(model, completion, tries)) {
-        Ok((response, output_tokens)) => {
-            permit.succeeded_whole(output_tokens);
+        Ok((response, tokens, cost)) => {
+            permit.succeeded_whole(tokens.output_tokens);
+            if let Some((recording, attempts)) = record {
+                recording.record(served(
+                    model,
+                    tokens,
+                    cost,
+                    &attempts,
+                    Outcome::Completed,
+                    None,
+                ));
+            }
             Ok(response)
         }
         Err(error) => {
             permit.failed(&error);
             Err(error)
         }
+    }
+}
+
+/// The billing facts of a response served by `model`.
+fn served<'a>(
+    model: &'a Model,
+    tokens: TokenUsage,
+    cost: Money,
+    attempts: &'a [Attempt],
+    outcome: Outcome,
+    first_byte: Option<Duration>,
+) -> Served<'a> {
+    Served {
+        model: &model.id,
+        provider: model.provider,
+        free: model.free,
+        tokens: events::Tokens {
+            input: tokens.input_tokens,
+            cached_input: tokens.cached_input_tokens,
+            cache_write_input: tokens.cache_write_input_tokens,
+            output: tokens.output_tokens,
+        },
+        cost,
+        attempts,
+        outcome,
+        first_byte,
     }
 }
 
@@ -239,22 +312,22 @@ fn token_usage(usage: &Usage) -> TokenUsage {
     }
 }
 
-/// The client's response and the output tokens it reports.
+/// The client's response, the tokens it reports and their cost.
 fn complete_response(
     model: &Model,
     mut completion: openai::ChatCompletion,
     attempts: usize,
-) -> Result<(Response, u64), ProviderError> {
+) -> Result<(Response, TokenUsage, Money), ProviderError> {
     let usage = completion
         .usage
         .as_ref()
         .ok_or_else(|| ProviderError::Protocol("the completion has no usage".into()))?;
-    let cost = model.cost(&token_usage(usage));
-    let output_tokens = usage.completion_tokens;
+    let tokens = token_usage(usage);
+    let cost = model.cost(&tokens);
     completion.model = model.id.clone();
     let mut response = Json(completion).into_response();
     super::routing_headers(&mut response, model, attempts, Some(cost));
-    Ok((response, output_tokens))
+    Ok((response, tokens, cost))
 }
 
 /// Relays an upstream stream as OpenAI SSE: chunks with our model id, then one
@@ -264,16 +337,17 @@ fn relay_stream(
     gateway: &Arc<Gateway>,
     model: &Arc<Model>,
     request: &Arc<ChatRequest>,
-    first: ChatCompletionChunk,
-    rest: ChunkStream,
+    upstream: ChunkStream,
     permit: Permit,
     attempts: usize,
+    record: Option<(Recording, Vec<Attempt>)>,
 ) -> Response {
     let ttft = permit.started().elapsed();
     let state = Relay {
+        record,
         permit: Some(permit),
         ttft,
-        upstream: stream::once(async move { Ok(first) }).chain(rest).boxed(),
+        upstream,
         gateway: Arc::clone(gateway),
         request: Arc::clone(request),
         model: Arc::clone(model),
@@ -302,6 +376,8 @@ fn relay_stream(
 }
 
 struct Relay {
+    /// Records the usage once the stream ends, however it ends.
+    record: Option<(Recording, Vec<Attempt>)>,
     upstream: ChunkStream,
     gateway: Arc<Gateway>,
     request: Arc<ChatRequest>,
@@ -352,7 +428,7 @@ impl Relay {
                         Some("upstream_stream_error"),
                     );
                     // What was generated is owed: the usage so far, then the error.
-                    let mut out = self.usage_event().to_vec();
+                    let mut out = self.usage_event(Outcome::Interrupted).to_vec();
                     out.extend_from_slice(b"data: ");
                     out.extend_from_slice(&serde_json::to_vec(&body).unwrap_or_default());
                     out.extend_from_slice(b"\n\n");
@@ -368,7 +444,7 @@ impl Relay {
 
     /// The usage chunk and `[DONE]`.
     fn finish(&mut self) -> Bytes {
-        let usage_event = self.usage_event();
+        let usage_event = self.usage_event(Outcome::Completed);
         let mut out = usage_event.to_vec();
         out.extend_from_slice(b"data: [DONE]\n\n");
         Bytes::from(out)
@@ -377,22 +453,12 @@ impl Relay {
     /// The usage chunk, with `usage.cost`. A provider that sent no usage (or
     /// broke off before it) is billed on our own o200k count of the prompt and
     /// of what it streamed. Settles a permit still open as a success.
-    fn usage_event(&mut self) -> Bytes {
-        let mut usage = self.usage.take().unwrap_or_else(|| {
-            let counter = &self.gateway.tokens;
-            let completion = counter.count_text(&self.generated);
-            let prompt = counter.count(&tokens::Prompt::of(&self.request));
-            Usage {
-                prompt_tokens: prompt,
-                completion_tokens: completion,
-                total_tokens: prompt + completion,
-                ..Default::default()
-            }
-        });
+    fn usage_event(&mut self, outcome: Outcome) -> Bytes {
+        let mut usage = self.final_usage();
         if let Some(permit) = self.permit.take() {
             permit.succeeded_stream(self.ttft, usage.completion_tokens);
         }
-        let cost = self.model.cost(&token_usage(&usage));
+        let cost = self.bill(&usage, outcome);
         usage
             .extra
             .insert("cost".into(), serde_json::Value::String(cost.to_string()));
@@ -409,6 +475,50 @@ impl Relay {
         chunk.choices.clear();
         chunk.usage = Some(usage);
         sse_event(&chunk)
+    }
+
+    /// Records the usage (once) and returns its cost.
+    fn bill(&mut self, usage: &Usage, outcome: Outcome) -> Money {
+        let tokens = token_usage(usage);
+        let cost = self.model.cost(&tokens);
+        if let Some((recording, attempts)) = self.record.take() {
+            let first_byte = Some(self.ttft);
+            recording.record(served(
+                &self.model,
+                tokens,
+                cost,
+                &attempts,
+                outcome,
+                first_byte,
+            ));
+        }
+        cost
+    }
+
+    /// The provider's usage, or, if it sent none (or broke off before it),
+    /// our own o200k count of the prompt and of what it streamed.
+    fn final_usage(&mut self) -> Usage {
+        self.usage.take().unwrap_or_else(|| {
+            let counter = &self.gateway.tokens;
+            let completion = counter.count_text(&self.generated);
+            let prompt = counter.count(&tokens::Prompt::of(&self.request));
+            Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+                ..Default::default()
+            }
+        })
+    }
+}
+
+/// A client that leaves mid-stream is billed for what was generated.
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            let usage = self.final_usage();
+            self.bill(&usage, Outcome::ClientDisconnected);
+        }
     }
 }
 

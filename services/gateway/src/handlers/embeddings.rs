@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use openai::{
     Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
     EmbeddingVector, EncodingFormat,
@@ -18,15 +18,23 @@ use crate::embeddings::{self, vector, Candidate, Failure, Inputs, Vectors};
 use crate::error::{Attempt, GatewayError};
 use crate::prefer::Prefer;
 use crate::providers::EmbedInput;
-use crate::Gateway;
+use crate::usage::Served;
+use crate::{Gateway, RequestId};
+use events::{Outcome, RequestKind, Tokens};
 
 /// The handler.
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
+    Extension(request_id): Extension<RequestId>,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GatewayError> {
-    super::authenticate(&gateway.keys, &request_headers)?;
+    let caller = super::authenticate(&gateway.keys, &request_headers)?;
+    if !gateway.allowance(&caller)?.paid {
+        return Err(GatewayError::InsufficientCredits(
+            "The account has no credit left; embedding models are all paid. Add credit.".into(),
+        ));
+    }
     let body = super::body(&gateway, body)?;
     let request: EmbeddingRequest = super::parse(&body)?;
     let prefer = prefer_of(&request)?;
@@ -61,6 +69,24 @@ pub async fn create(
         }
     };
     let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
+    let model = candidate.model.as_ref();
+    let cost = model.cost(vectors.input_tokens);
+    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, None, None);
+    if let Some(recording) = recording {
+        recording.record(Served {
+            model: &model.id,
+            provider: model.provider,
+            free: false,
+            tokens: Tokens {
+                input: vectors.input_tokens,
+                ..Default::default()
+            },
+            cost,
+            attempts: &attempts,
+            outcome: Outcome::Completed,
+            first_byte: None,
+        });
+    }
     Ok(respond(&candidate, vectors, format, tries))
 }
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::GatewayError;
 use crate::health::Upstream;
-use crate::keys::KeyRing;
+use crate::keys::{Caller, KeyRing};
 use crate::{headers, Gateway};
 
 /// The request body, or the error a client should see when it could not be read.
@@ -83,7 +83,7 @@ pub fn routing_headers(
 }
 
 /// Checks `Authorization: Bearer mr_sk_…` against the key ring.
-pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<(), GatewayError> {
+pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, GatewayError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Err(GatewayError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.".into(),
@@ -95,8 +95,8 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<(), GatewayEr
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or_default();
-    if keys.verify(key) {
-        return Ok(());
+    if let Some(caller) = keys.verify(key) {
+        return Ok(caller);
     }
     Err(GatewayError::Unauthorized(format!(
         "Incorrect API key provided: {}.",

@@ -1,0 +1,290 @@
+//! Credit and daily-limit enforcement from the ledger's account states.
+//!
+//! The ledger publishes each account's state (balance, today's spend, daily
+//! limit, and per gateway the last of its events included) to the
+//! `accounts` bucket; every gateway watches it. On top of the latest state a
+//! gateway adds its own spend the state does not include yet (its events
+//! with a later sequence), so one gateway never overshoots by more than the
+//! request in flight. Other gateways' unapplied spend is unknown to it: with
+//! N gateways the worst-case overshoot of a limit or a balance is what the
+//! other N−1 serve between publishing and the ledger's next state
+//! (its fold lag), plus each gateway's requests already in flight.
+//!
+//! Rules, per request:
+//! - daily limit reached (today's spend ≥ limit) → 429 `daily_limit_exceeded`,
+//!   `Retry-After` to the next UTC midnight; it applies to free models too;
+//! - no credit left (balance ≤ 0) → paid models are skipped; free models
+//!   (Groq, Cerebras) still serve, under a per-account rate limit
+//!   (`gateway.accounts.free_requests_per_minute`);
+//! - an account the ledger has not published yet has no credit.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use eventlog::Bucket;
+use events::{AccountId, AccountState};
+use futures_util::StreamExt;
+use money::Money;
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// Enforcement settings (`[gateway.accounts]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Requests per minute an account may send to free models (default 60).
+    pub free_requests_per_minute: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            free_requests_per_minute: 60,
+        }
+    }
+}
+
+/// What an account may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Paid models may be used.
+    pub paid: bool,
+}
+
+#[derive(Default)]
+struct View {
+    state: Option<AccountState>,
+    /// This gateway's spend not yet in `state`: (its sequence, cost, UTC day).
+    pending: VecDeque<(u64, Money, NaiveDate)>,
+    /// Start times of recent free-model requests, for the rate limit.
+    free_requests: VecDeque<Instant>,
+}
+
+/// The account views of one gateway.
+pub struct Accounts {
+    gateway: String,
+    config: AccountsConfig,
+    views: Mutex<HashMap<AccountId, View>>,
+}
+
+impl Accounts {
+    /// Views for the gateway `gateway` (its id in usage events' origins).
+    pub fn new(gateway: String, config: AccountsConfig) -> Arc<Accounts> {
+        Arc::new(Accounts {
+            gateway,
+            config,
+            views: Mutex::default(),
+        })
+    }
+
+    fn with_view<T>(&self, account: AccountId, f: impl FnOnce(&mut View) -> T) -> T {
+        let mut views = self
+            .views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(views.entry(account).or_default())
+    }
+
+    /// Takes a state the ledger published (an older version is ignored).
+    pub fn apply(&self, state: AccountState) {
+        let included = state.applied.get(&self.gateway).copied().unwrap_or(0);
+        self.with_view(state.account, |view| {
+            if view
+                .state
+                .as_ref()
+                .is_some_and(|s| s.version > state.version)
+            {
+                return;
+            }
+            view.pending.retain(|&(seq, _, _)| seq > included);
+            view.state = Some(state);
+        });
+    }
+
+    /// Counts this gateway's own spend until the ledger's state includes it.
+    pub fn charge(&self, account: AccountId, seq: u64, cost: Money, day: NaiveDate) {
+        self.with_view(account, |view| view.pending.push_back((seq, cost, day)));
+    }
+
+    /// Whether `account` may send a request now, and to which models.
+    pub fn allowance(
+        &self,
+        account: AccountId,
+        now: DateTime<Utc>,
+    ) -> Result<Allowance, GatewayError> {
+        let today = now.date_naive();
+        self.with_view(account, |view| {
+            let pending_total = view.pending.iter().fold(Money::ZERO, |s, p| s + p.1);
+            let pending_today = view
+                .pending
+                .iter()
+                .filter(|p| p.2 == today)
+                .fold(Money::ZERO, |s, p| s + p.1);
+            let Some(state) = &view.state else {
+                return Ok(Allowance { paid: false });
+            };
+            let spent = if state.day == today {
+                state.spent_today + pending_today
+            } else {
+                pending_today
+            };
+            if let Some(limit) = state.daily_limit.filter(|&l| spent >= l) {
+                return Err(GatewayError::DailyLimitExceeded {
+                    limit,
+                    retry_after_s: until_midnight(now),
+                });
+            }
+            Ok(Allowance {
+                paid: state.balance - pending_total > Money::ZERO,
+            })
+        })
+    }
+
+    /// Admits one free-model request under the per-account rate limit.
+    pub fn admit_free(&self, account: AccountId) -> Result<(), GatewayError> {
+        let per_minute = self.config.free_requests_per_minute as usize;
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        self.with_view(account, |view| {
+            while view
+                .free_requests
+                .front()
+                .is_some_and(|&t| now.duration_since(t) >= window)
+            {
+                view.free_requests.pop_front();
+            }
+            if view.free_requests.len() >= per_minute {
+                let oldest = view.free_requests.front().copied().unwrap_or(now);
+                let wait = window.saturating_sub(now.duration_since(oldest));
+                return Err(GatewayError::FreeRateLimited {
+                    per_minute: self.config.free_requests_per_minute,
+                    retry_after_s: wait.as_secs().max(1),
+                });
+            }
+            view.free_requests.push_back(now);
+            Ok(())
+        })
+    }
+
+    /// Follows `bucket` for as long as the runtime runs, re-watching after errors.
+    pub fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) {
+        let accounts = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match bucket.watch().await {
+                    Ok(mut changes) => {
+                        while let Some(change) = changes.next().await {
+                            match change.map(|e| serde_json::from_slice::<AccountState>(&e.value)) {
+                                Ok(Ok(state)) => accounts.apply(state),
+                                Ok(Err(e)) => {
+                                    tracing::error!(error = %e, "unreadable account state")
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "account watch broke; watching again");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot watch account states; retrying"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+/// Seconds until the next UTC midnight (at least 1).
+fn until_midnight(now: DateTime<Utc>) -> u64 {
+    let tomorrow = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    tomorrow.map_or(86_400, |t| (t - now).num_seconds().max(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn state(
+        account: AccountId,
+        balance: &str,
+        spent: &str,
+        limit: Option<&str>,
+        version: u64,
+        applied: u64,
+    ) -> AccountState {
+        AccountState {
+            account,
+            balance: balance.parse().unwrap(),
+            day: Utc::now().date_naive(),
+            spent_today: spent.parse().unwrap(),
+            daily_limit: limit.map(|l| l.parse().unwrap()),
+            version,
+            applied: BTreeMap::from([("gw".to_owned(), applied)]),
+        }
+    }
+
+    #[test]
+    fn own_unapplied_spend_counts_until_the_ledger_includes_it() {
+        let accounts = Accounts::new("gw".into(), AccountsConfig::default());
+        let a = AccountId::new();
+        let now = Utc::now();
+        assert_eq!(
+            accounts.allowance(a, now).unwrap(),
+            Allowance { paid: false }
+        );
+        accounts.apply(state(a, "1", "0", Some("2"), 1, 0));
+        assert!(accounts.allowance(a, now).unwrap().paid);
+        // Two requests of $0.60 served here, not yet in the state.
+        accounts.charge(a, 1, "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, 2, "0.6".parse().unwrap(), now.date_naive());
+        assert!(
+            !accounts.allowance(a, now).unwrap().paid,
+            "balance 1 - 1.2 pending"
+        );
+        // The ledger includes the first: balance 0.4, pending 0.6.
+        accounts.apply(state(a, "0.4", "0.6", Some("2"), 2, 1));
+        assert!(!accounts.allowance(a, now).unwrap().paid);
+        // An older state arriving late changes nothing.
+        accounts.apply(state(a, "5", "0", Some("2"), 1, 0));
+        assert!(!accounts.allowance(a, now).unwrap().paid);
+        // Spend reaches the limit: refused with the time to midnight.
+        accounts.apply(state(a, "10", "1.5", Some("2"), 3, 1));
+        let err = accounts.allowance(a, now).unwrap_err();
+        match err {
+            GatewayError::DailyLimitExceeded { retry_after_s, .. } => {
+                assert!((1..=86_400).contains(&retry_after_s))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn free_requests_are_rate_limited_per_account() {
+        let accounts = Accounts::new(
+            "gw".into(),
+            AccountsConfig {
+                free_requests_per_minute: 3,
+            },
+        );
+        let (a, b) = (AccountId::new(), AccountId::new());
+        for _ in 0..3 {
+            accounts.admit_free(a).unwrap();
+        }
+        assert!(matches!(
+            accounts.admit_free(a),
+            Err(GatewayError::FreeRateLimited {
+                retry_after_s: 1..=60,
+                ..
+            })
+        ));
+        accounts.admit_free(b).unwrap();
+    }
+}

@@ -169,6 +169,21 @@ impl Accounts {
         })
     }
 
+    /// Waits (at most `within`) until the ledger's state of `account` is
+    /// here; `false` if it did not come.
+    pub async fn wait_for(&self, account: AccountId, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.with_view(account, |view| view.state.is_some()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Follows `bucket` for as long as the runtime runs, re-watching after errors.
     pub fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) {
         let accounts = Arc::clone(self);

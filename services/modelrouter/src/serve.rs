@@ -68,6 +68,10 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let (keys, new_key) = load_keys(&config.data_dir, account)?;
     let events = backbone::gateway_events(&config, Arc::clone(&log)).await?;
     let publisher = Arc::clone(&events.publisher);
+    // Serve once the account's credit is known, so the first request sees it.
+    if !events.accounts.wait_for(account, Duration::from_secs(10)).await {
+        tracing::warn!(%account, "the ledger has not published the account yet; paid models wait for it");
+    }
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, Some(events))?;
     let app = app.merge(gateway::router(gateway));
 

@@ -22,6 +22,77 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// A NATS server of a test's own (JetStream, file storage in a temporary
+/// directory), which the test may stop and start again; killed on drop.
+pub struct OwnNats {
+    pub url: String,
+    port: u16,
+    dir: TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    /// Starts `/usr/sbin/nats-server` on a free port and waits until it accepts connections.
+    pub async fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut nats = OwnNats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir: TempDir::new(),
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("/usr/sbin/nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -107,11 +178,16 @@ pub struct Backends {
 impl Backends {
     /// NATS JetStream and PostgreSQL, as distributed deployments run.
     pub async fn distributed() -> Backends {
+        Backends::distributed_on(NATS_URL).await
+    }
+
+    /// The same on the NATS server at `url` (a test's own server).
+    pub async fn distributed_on(url: &str) -> Backends {
         let prefix = unique("t");
         let nats = Arc::new(
-            NatsLog::connect(NATS_URL, &prefix)
+            NatsLog::connect(url, &prefix)
                 .await
-                .expect("NATS with JetStream on 127.0.0.1:4222 (see README)"),
+                .expect("NATS with JetStream (see README)"),
         );
         let db = TestDb::new().await;
         let store = Store::connect(&db.url).await.expect("test database");
@@ -150,5 +226,79 @@ impl Backends {
             let _ = nats.destroy(&["accounts"]).await;
         }
         self.store.pool.close().await;
+    }
+}
+
+impl Backends {
+    /// The gateway's link to this backbone, as gateway `id` (its spool in `dir`).
+    pub async fn gateway_events(&self, id: &str) -> gateway::Events {
+        let spool = self.dir.0.join(format!("usage-{id}.spool"));
+        let publisher =
+            gateway::usage::Publisher::start(Arc::clone(&self.log), &spool, id.to_owned())
+                .expect("usage spool");
+        let accounts = gateway::accounts::Accounts::new(id.to_owned(), Default::default());
+        accounts.follow(
+            self.log
+                .bucket(events::ACCOUNTS_BUCKET)
+                .await
+                .expect("accounts bucket"),
+        );
+        gateway::Events {
+            publisher,
+            accounts,
+        }
+    }
+
+    /// A ledger folding this backbone's events until the task is aborted.
+    pub async fn spawn_ledger(&self) -> tokio::task::JoinHandle<()> {
+        let ledger = ledger::Ledger::new(Arc::clone(&self.log), self.store.clone())
+            .await
+            .expect("ledger starts");
+        tokio::spawn(async move { ledger.run(std::future::pending()).await })
+    }
+
+    /// Appends `event` as a service would.
+    pub async fn publish(&self, event: events::Event) {
+        let envelope = events::Envelope::new(event);
+        self.log
+            .append(
+                envelope.event.subject(),
+                &envelope.id.to_string(),
+                &envelope.encode(),
+            )
+            .await
+            .expect("append");
+    }
+
+    /// Usage events the ledger has applied.
+    pub async fn usage_applied(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM applied_events WHERE kind = 'usage_recorded'")
+            .fetch_one(&self.store.pool)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Waits (at most `within`) until the ledger has applied `n` usage events.
+    pub async fn wait_usage(&self, n: i64, within: std::time::Duration) -> i64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let applied = self.usage_applied().await;
+            if applied >= n || tokio::time::Instant::now() >= deadline {
+                return applied;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The account's balance in the ledger's store.
+    pub async fn balance(&self, account: events::AccountId) -> Option<money::Money> {
+        let nanos: Option<i64> =
+            sqlx::query_scalar("SELECT balance FROM balances WHERE account = $1")
+                .bind(account.to_string())
+                .fetch_optional(&self.store.pool)
+                .await
+                .ok()
+                .flatten();
+        nanos.map(money::Money::from_nanos)
     }
 }

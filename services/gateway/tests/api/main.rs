@@ -3,6 +3,7 @@
 mod anthropic;
 mod auto;
 mod bedrock;
+mod billing;
 mod breakers;
 mod chat;
 mod embeddings;

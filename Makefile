@@ -44,6 +44,7 @@ bench: bench-tools
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
 	$(CARGO) bench -p gateway --bench embeddings
+	$(CARGO) bench -p ledger --bench fold
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

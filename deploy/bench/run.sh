@@ -23,6 +23,22 @@ GW=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
     MODELROUTER_LISTEN=127.0.0.1:0 MODELROUTER_DATA_DIR="$WORK/data" MODELROUTER_BOOTSTRAP_KEY="$KEY"
   start gw "$BIN" gateway)
 
+# The same gateway publishing a usage event per request to NATS (a server of
+# this run's own), with a ledger folding them and enforcing credit.
+NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+/usr/sbin/nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >/dev/null 2>&1 &
+echo $! >"$WORK/nats.pid"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+export MODELROUTER_EVENT_LOG="nats://127.0.0.1:$NATS_PORT" MODELROUTER_NATS_PREFIX=bench
+(export MODELROUTER_DATA_DIR="$WORK/ledger" MODELROUTER_LOG=warn; "$BIN" ledger >"$WORK/ledger.out" 2>"$WORK/ledger.err" & echo $! >"$WORK/ledger.pid")
+# Keys of `modelrouter gateway` belong to the nil account until the control plane exists.
+MODELROUTER_DATA_DIR="$WORK/ledger" "$BIN" grant --account 00000000-0000-0000-0000-000000000000 --amount 1000000 >/dev/null
+GWE=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
+  export OPENAI_API_KEY=sim-key OPENAI_BASE_URL="$SIM/openai/v1" MODELROUTER_LOG=warn \
+    MODELROUTER_LISTEN=127.0.0.1:0 MODELROUTER_DATA_DIR="$WORK/data-events" MODELROUTER_BOOTSTRAP_KEY="$KEY"
+  start gwe "$BIN" gateway)
+unset MODELROUTER_EVENT_LOG MODELROUTER_NATS_PREFIX
+
 # Prints "rps p50_ms p99_ms non_2xx" for one wrk run.
 measure() {
   local url=$1 key=$2
@@ -59,6 +75,8 @@ read -r D_RPS D_P50 D_P99 D_ERR < <(measure "$SIM/openai/v1/chat/completions" si
 read -r G_RPS G_P50 G_P99 G_ERR < <(measure "$GW/v1/chat/completions" "$KEY")
 read -r DL_P50 DL_P99 DL_ERR < <(latency "$SIM/openai/v1/chat/completions" sim-key)
 read -r GL_P50 GL_P99 GL_ERR < <(latency "$GW/v1/chat/completions" "$KEY")
+read -r E_RPS E_P50 E_P99 E_ERR < <(measure "$GWE/v1/chat/completions" "$KEY")
+read -r EL_P50 EL_P99 EL_ERR < <(latency "$GWE/v1/chat/completions" "$KEY")
 
 echo
 echo "Data plane, $CONNS connections, ${SECONDS_PER_RUN}s per run, $(nproc) cores shared by load generator, simulator and gateway"
@@ -66,10 +84,14 @@ echo "Saturation (wrk, closed loop):"
 printf "  %-22s %10s %10s %10s %8s\n" "" "req/s" "p50 ms" "p99 ms" "non-2xx"
 printf "  %-22s %10s %10s %10s %8s\n" "simulator direct" "$D_RPS" "$D_P50" "$D_P99" "$D_ERR"
 printf "  %-22s %10s %10s %10s %8s\n" "through the gateway" "$G_RPS" "$G_P50" "$G_P99" "$G_ERR"
+printf "  %-22s %10s %10s %10s %8s\n" "gateway + usage events" "$E_RPS" "$E_P50" "$E_P99" "$E_ERR"
 echo "Fixed rate $RATE req/s (oha):"
 printf "  %-22s %10s %10s %8s\n" "" "p50 ms" "p99 ms" "non-200"
 printf "  %-22s %10s %10s %8s\n" "simulator direct" "$DL_P50" "$DL_P99" "$DL_ERR"
 printf "  %-22s %10s %10s %8s\n" "through the gateway" "$GL_P50" "$GL_P99" "$GL_ERR"
+printf "  %-22s %10s %10s %8s\n" "gateway + usage events" "$EL_P50" "$EL_P99" "$EL_ERR"
 awk -v dr="$D_RPS" -v gr="$G_RPS" -v dp="$DL_P50" -v gp="$GL_P50" -v dq="$DL_P99" -v gq="$GL_P99" 'BEGIN {
   printf "Ratios: gateway/direct req/s at saturation %.2f; added at fixed rate: p50 %.3f ms, p99 %.3f ms\n", gr/dr, gp-dp, gq-dq }'
-if [ "$D_ERR$G_ERR$DL_ERR$GL_ERR" != 0000 ]; then echo "FAILED: error responses during the run" >&2; exit 1; fi
+awk -v gr="$G_RPS" -v er="$E_RPS" -v gp="$GL_P50" -v ep="$EL_P50" 'BEGIN {
+  printf "Usage events: req/s with/without %.3f; p50 added at fixed rate %.3f ms\n", er/gr, ep-gp }'
+if [ "$D_ERR$G_ERR$DL_ERR$GL_ERR$E_ERR$EL_ERR" != 000000 ]; then echo "FAILED: error responses during the run" >&2; exit 1; fi

@@ -21,14 +21,27 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Applies the event at log position `seq`; `false` if it was applied before.
+/// Applies the event at log position `seq` in its own transaction; `false`
+/// if it was applied before.
 pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool, LedgerError> {
+    let mut tx = store.pool.begin().await?;
+    let applied = apply_in(&mut tx, seq, envelope).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Applies the event within `tx` (the caller commits); `false` if it was
+/// applied before, in which case nothing was written.
+pub async fn apply_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    seq: u64,
+    envelope: &Envelope,
+) -> Result<bool, LedgerError> {
     let e = effects(envelope);
     let (kind, _) = envelope.event.kind();
     let id = envelope.id.to_string();
     let account = e.account.to_string();
     let at = envelope.at.to_rfc3339();
-    let mut tx = store.pool.begin().await?;
     let fresh = sqlx::query(
         "INSERT INTO applied_events (event_id, seq, kind, account, at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (event_id) DO NOTHING",
@@ -38,12 +51,11 @@ pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool,
     .bind(kind)
     .bind(&account)
     .bind(&at)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1;
     if !fresh {
-        tx.rollback().await?;
         return Ok(false);
     }
     for (n, line) in e.lines.iter().enumerate() {
@@ -59,10 +71,10 @@ pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool,
         .bind(nanos(line.debit))
         .bind(nanos(line.credit))
         .bind(&line.memo)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    apply_account(&mut tx, &account, &e).await?;
+    apply_account(tx, &account, &e).await?;
     if let Some(r) = &e.request {
         sqlx::query(
             "INSERT INTO requests (event_id, account, at, request_id, model, provider,
@@ -80,10 +92,9 @@ pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool,
         .bind(nanos(r.cost))
         .bind(as_i64(r.total_ms))
         .bind(r.outcome)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -189,13 +200,17 @@ pub async fn state(
 }
 
 /// Records an event this build cannot read, so it is never skipped silently.
-pub async fn reject(store: &Store, seq: u64, error: &str) -> Result<(), LedgerError> {
+pub async fn reject(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    seq: u64,
+    error: &str,
+) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO rejected_events (seq, error) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
     )
     .bind(as_i64(seq))
     .bind(error)
-    .execute(&store.pool)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }

@@ -75,9 +75,7 @@ async fn fold(backends: &Backends, count: usize) {
             tokio::time::Instant::now() < deadline,
             "ledger stalled at {seen}/{count}"
         );
-        if ledger.step(consumer.as_mut()).await.unwrap() {
-            seen += 1;
-        }
+        seen += ledger.step(consumer.as_mut()).await.unwrap();
     }
 }
 
@@ -172,12 +170,20 @@ async fn killed_mid_stream(backends: Backends) {
     )
     .await;
     let mut spent = Money::ZERO;
-    for seq in 1..=200u64 {
-        let cost = Money::from_nanos(999_999 + seq as i64);
-        spent += cost;
-        publish(&*backends.log, &usage(account, seq, cost)).await;
-    }
-    // A ledger runs, and is killed (its task aborted) part-way through.
+    let mut seq = 0u64;
+    let mut wave = |n: usize| {
+        (0..n)
+            .map(|_| {
+                seq += 1;
+                let cost = Money::from_nanos(999_999 + seq as i64);
+                spent += cost;
+                usage(account, seq, cost)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, second, third) = (wave(100), wave(100), wave(100));
+    // A ledger runs through the first wave, and is killed (its task
+    // aborted) while the second is arriving.
     let ledger = Arc::new(
         Ledger::new(Arc::clone(&backends.log), backends.store.clone())
             .await
@@ -187,29 +193,38 @@ async fn killed_mid_stream(backends: Backends) {
         let ledger = Arc::clone(&ledger);
         tokio::spawn(async move { ledger.run(std::future::pending()).await })
     };
+    for event in &first {
+        publish(&*backends.log, event).await;
+    }
     let store = backends.store.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
+    let applied = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM applied_events")
             .fetch_one(&store.pool)
             .await
-            .unwrap_or(0);
-        if applied >= 60 {
-            break;
-        }
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while applied().await < 101 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "ledger did not start"
+            "ledger did not fold"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    running.abort();
+    for (i, event) in second.iter().enumerate() {
+        publish(&*backends.log, event).await;
+        if i == 50 {
+            running.abort();
+        }
+    }
     let _ = running.await;
-    let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-    assert!(partial < 201, "killed before the end ({partial} applied)");
+    for event in &third {
+        publish(&*backends.log, event).await;
+    }
+    assert!(
+        applied().await < 301,
+        "the first ledger was killed before the end"
+    );
     // A new ledger picks up; whatever the old one had fetched but not acked comes again.
     let fresh = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await
@@ -220,20 +235,14 @@ async fn killed_mid_stream(backends: Backends) {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    while applied().await < 301 {
         fresh.step(consumer.as_mut()).await.unwrap();
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        if applied == 201 {
-            break;
-        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "resumed ledger stalled at {applied}"
+            "resumed ledger stalled"
         );
     }
+    assert_eq!(applied().await, 301);
     assert_eq!(balance(&backends, account).await, usd("25") - spent);
     assert!(reconcile(&*backends.log, &backends.store)
         .await

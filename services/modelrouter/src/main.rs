@@ -43,6 +43,18 @@ enum Command {
     },
     /// Applies the ledger store's migrations.
     Migrate,
+    /// Grants credits to an account (an operator's tool until the control plane).
+    Grant {
+        /// The account id.
+        #[arg(long)]
+        account: String,
+        /// USD, as a decimal (`25`, `0.50`).
+        #[arg(long)]
+        amount: String,
+        /// Why, for the journal.
+        #[arg(long, default_value = "operator grant")]
+        reason: String,
+    },
     /// Replays the whole event log into a scratch projection and compares it
     /// with the ledger; prints every difference and fails if there is one.
     Reconcile,
@@ -116,6 +128,11 @@ fn main() -> ExitCode {
                 command: Some(LedgerCommand::Export { from, to, out }),
             } => serve::export(config, from, to, out).await,
             Command::Migrate => serve::migrate(config).await,
+            Command::Grant {
+                account,
+                amount,
+                reason,
+            } => serve::grant(config, &account, &amount, reason).await,
             Command::Reconcile => serve::reconcile(config).await,
             Command::Simulator { listen } => serve::simulator(config, listen).await,
             Command::Catalog {

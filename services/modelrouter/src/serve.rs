@@ -69,7 +69,11 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let events = backbone::gateway_events(&config, Arc::clone(&log)).await?;
     let publisher = Arc::clone(&events.publisher);
     // Serve once the account's credit is known, so the first request sees it.
-    if !events.accounts.wait_for(account, Duration::from_secs(10)).await {
+    if !events
+        .accounts
+        .wait_for(account, Duration::from_secs(10))
+        .await
+    {
         tracing::warn!(%account, "the ledger has not published the account yet; paid models wait for it");
     }
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, Some(events))?;
@@ -155,6 +159,42 @@ pub async fn ledger(config: Config) -> Result<(), BoxError> {
     let ledger = Ledger::new(log, store).await?;
     print_banner(&["Model Router ledger folding events (Ctrl-C stops it)".to_owned()]);
     ledger.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// `modelrouter grant`: publishes a `credits_granted` event.
+pub async fn grant(
+    config: Config,
+    account: &str,
+    amount: &str,
+    reason: String,
+) -> Result<(), BoxError> {
+    let account: AccountId = account
+        .parse()
+        .map_err(|e| format!("--account `{account}`: {e}"))?;
+    let amount: money::Money = amount
+        .parse()
+        .map_err(|e| format!("--amount `{amount}`: {e}"))?;
+    if amount <= money::Money::ZERO {
+        return Err("--amount must be positive".into());
+    }
+    let log = backbone::open_log(&config).await?;
+    let envelope = events::Envelope::new(events::Event::CreditsGranted(events::CreditsGranted {
+        account,
+        amount,
+        reason,
+    }));
+    let appended = log
+        .append(
+            envelope.event.subject(),
+            &envelope.id.to_string(),
+            &envelope.encode(),
+        )
+        .await?;
+    println!(
+        "granted ${amount} to {account} (event {}, log record {})",
+        envelope.id, appended.seq
+    );
     Ok(())
 }
 

@@ -113,7 +113,7 @@ impl Delivery {
 
 /// How one implementation acks one delivery.
 #[async_trait]
-pub trait Ack: Send {
+pub trait Ack: Send + Sync {
     /// Acks.
     async fn ack(self: Box<Self>) -> Result<()>;
 }

@@ -95,12 +95,13 @@ impl Ledger {
     /// publishes the touched accounts' states, then acks in order.
     async fn handle(&self, batch: Vec<Delivery>) -> Result<(), LedgerError> {
         let mut touched = BTreeSet::new();
+        let mut changes = projection::AccountChanges::default();
         let mut tx = self.store.pool.begin().await?;
         for delivery in &batch {
             let seq = delivery.record.seq;
             match Envelope::decode(&delivery.record.payload) {
                 Ok(envelope) => {
-                    if !projection::apply_in(&mut tx, seq, &envelope).await? {
+                    if !projection::apply_in(&mut tx, seq, &envelope, &mut changes).await? {
                         tracing::debug!(seq, id = %envelope.id, "event already applied");
                     }
                     touched.insert(envelope.event.account());
@@ -111,6 +112,7 @@ impl Ledger {
                 }
             }
         }
+        changes.write(&mut tx).await?;
         tx.commit().await?;
         let today = Utc::now().date_naive();
         for account in touched {

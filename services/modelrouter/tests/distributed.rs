@@ -1,0 +1,238 @@
+//! The distributed deployment as separate processes: a simulator, a ledger
+//! and two gateways on the machine's NATS (a unique prefix) and a fresh
+//! PostgreSQL database, sharing one account's daily limit; then
+//! `reconcile` and `ledger export` as an operator would run them.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use events::{AccountId, DailyLimitSet, Envelope, Event};
+use money::Money;
+use test_support::backends::{TestDb, NATS_URL};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const KEY: &str = "mr_sk_distributedTestKey0123456789abcdefghij";
+const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
+
+/// Environment shared by every process of the deployment.
+struct Deployment {
+    prefix: String,
+    database: String,
+    dir: test_support::backends::TempDir,
+}
+
+impl Deployment {
+    fn command(&self, args: &[&str], data: &str) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("MODELROUTER_EVENT_LOG", NATS_URL)
+            .env("MODELROUTER_NATS_PREFIX", &self.prefix)
+            .env("MODELROUTER_DATABASE_URL", &self.database)
+            .env("MODELROUTER_DATA_DIR", self.dir.0.join(data))
+            .env("MODELROUTER_LOG", "warn")
+            .env_remove("MODELROUTER_CONFIG")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for var in [
+            "OPENAI_API_KEY",
+            "XAI_API_KEY",
+            "GROQ_API_KEY",
+            "CEREBRAS_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+        ] {
+            command.env_remove(var);
+        }
+        command
+    }
+
+    /// Starts a long-running process and waits (bounded) for a banner line.
+    async fn start(&self, mut command: Command, until: &str) -> (Child, String) {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = command.spawn().expect("modelrouter starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut found = String::new();
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(until) {
+                    found = line;
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("banner within 60 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        (child, found)
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String) {
+        let output = self
+            .command(args, "tools")
+            .output()
+            .await
+            .expect("modelrouter runs");
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    }
+}
+
+fn url_in(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("a URL in the banner")
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .to_owned()
+}
+
+async fn chat(http: &reqwest::Client, url: &str, n: usize) -> (u16, Option<Money>) {
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": format!("Limit test {n}")}]}))
+        .send()
+        .await
+        .expect("gateway reachable");
+    let cost = response
+        .headers()
+        .get("x-model-router-cost")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (response.status().as_u16(), cost)
+}
+
+#[tokio::test]
+async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
+    let db = TestDb::new().await;
+    let deployment = Deployment {
+        prefix: format!("d{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        database: db.url.clone(),
+        dir: test_support::backends::TempDir::new(),
+    };
+    let mut sim_command = deployment.command(&["simulator", "--listen", "127.0.0.1:0"], "sim");
+    sim_command.env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0");
+    let (_sim, line) = deployment.start(sim_command, "listening").await;
+    let sim = url_in(&line);
+    let (_ledger, _) = deployment
+        .start(deployment.command(&["ledger"], "ledger"), "ledger")
+        .await;
+    // `modelrouter gateway` keys belong to the nil account.
+    let account = AccountId(uuid::Uuid::nil());
+    let (ok, text) = deployment
+        .run(&["grant", "--account", &account.to_string(), "--amount", "10"])
+        .await;
+    assert!(ok, "{text}");
+    let limit: Money = "0.01".parse().unwrap();
+    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
+        .await
+        .unwrap();
+    let envelope = Envelope::new(Event::DailyLimitSet(DailyLimitSet {
+        account,
+        limit: Some(limit),
+    }));
+    eventlog::EventLog::append(
+        &log,
+        envelope.event.subject(),
+        &envelope.id.to_string(),
+        &envelope.encode(),
+    )
+    .await
+    .unwrap();
+
+    let mut gateways = Vec::new();
+    for id in ["gw-1", "gw-2"] {
+        let mut command = deployment.command(&["gateway"], id);
+        command
+            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+            .env("MODELROUTER_BOOTSTRAP_KEY", KEY)
+            .env("MODELROUTER_GATEWAY_ID", id)
+            .env("OPENAI_API_KEY", "sim-key")
+            .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"));
+        let (child, line) = deployment.start(command, "listening").await;
+        gateways.push((child, url_in(&line)));
+    }
+    let http = reqwest::Client::new();
+    // Wait until both gateways see the credit (bounded).
+    for (_, url) in &gateways {
+        let mut served = false;
+        for _ in 0..300 {
+            if chat(&http, url, 0).await.0 == 200 {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "{url} never saw the account's credit");
+    }
+    let until_refused = |url: String| {
+        let http = http.clone();
+        async move {
+            let mut spent = Money::ZERO;
+            for n in 1..2_000 {
+                match chat(&http, &url, n).await {
+                    (200, Some(cost)) => spent += cost,
+                    (429, _) => return spent,
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            panic!("{url} never refused");
+        }
+    };
+    let (a, b) = tokio::join!(
+        until_refused(gateways[0].1.clone()),
+        until_refused(gateways[1].1.clone())
+    );
+    let store = store::Store::connect(&db.url).await.unwrap();
+    // The two probes above cost too; the books have everything.
+    let mut spent_in_books = 0i64;
+    for _ in 0..600 {
+        let (day_total,): (i64,) =
+            sqlx::query_as("SELECT CAST(COALESCE(SUM(spent), 0) AS BIGINT) FROM day_spend")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        spent_in_books = day_total;
+        if Money::from_nanos(day_total) >= a + b {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = Money::from_nanos(spent_in_books);
+    eprintln!(
+        "two gateway processes: limit {limit}, spent {total} ({:.1}% over)",
+        (total - limit).nanos() as f64 * 100.0 / limit.nanos() as f64
+    );
+    assert!(total >= limit);
+    assert!(total >= a + b);
+
+    let (ok, text) = deployment.run(&["reconcile"]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("matches"), "{text}");
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (ok, csv) = deployment
+        .run(&["ledger", "export", "--from", &today, "--to", &today])
+        .await;
+    assert!(ok, "{csv}");
+    assert!(csv.starts_with("at,event_id,line,book,account,debit,credit,memo"));
+    assert!(
+        csv.lines()
+            .filter(|l| l.contains(",provider_payable,"))
+            .count()
+            >= 2
+    );
+
+    sqlx::query("UPDATE day_spend SET spent = spent + 1")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let (ok, text) = deployment.run(&["reconcile"]).await;
+    assert!(!ok, "a corrupted day total must fail reconciliation");
+    assert!(text.contains("day total"), "{text}");
+    let _ = log.destroy(&["accounts"]).await;
+}

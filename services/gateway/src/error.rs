@@ -63,6 +63,23 @@ impl Attempt {
     }
 }
 
+/// The soonest moment any candidate passed over or rate limited accepts
+/// requests again: the `Retry-After` of an all-candidates-failed answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Soonest(Option<Duration>);
+
+impl Soonest {
+    /// Notes that one candidate accepts requests again after `wait`.
+    pub fn note(&mut self, wait: Duration) {
+        self.0 = Some(self.0.map_or(wait, |w| w.min(wait)));
+    }
+
+    /// Whole seconds, at least 1, if anything was noted.
+    pub fn seconds(self) -> Option<u64> {
+        self.0.map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
 /// Why the gateway refused or could not serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -8,10 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use events::{
-    AccountId, CreditsGranted, Envelope, Event, Origin, Outcome, RequestKind, Timings, Tokens,
-    UsageRecorded,
-};
+use events::{AccountId, CreditsGranted, Envelope, Event};
 use ledger::Ledger;
 use money::Money;
 use test_support::backends::Backends;
@@ -19,33 +16,7 @@ use test_support::backends::Backends;
 const EVENTS: u64 = 5_000;
 
 fn usage(account: AccountId, seq: u64) -> Envelope {
-    Envelope::new(Event::UsageRecorded(Box::new(UsageRecorded {
-        request_id: format!("req_{seq}"),
-        account,
-        key: "abcdef012345".into(),
-        kind: RequestKind::Chat,
-        model: "gpt-4.1-mini".into(),
-        provider: "openai".into(),
-        tier: None,
-        auto: None,
-        tokens: Tokens {
-            input: 40,
-            output: 16,
-            ..Default::default()
-        },
-        cost: Money::from_nanos(41_600),
-        free: false,
-        attempts: Vec::new(),
-        timings: Timings {
-            total_ms: 1,
-            first_byte_ms: None,
-        },
-        outcome: Outcome::Completed,
-        origin: Origin {
-            gateway: "bench".into(),
-            seq,
-        },
-    })))
+    test_support::backends::usage_event(account, seq, Money::from_nanos(41_600))
 }
 
 async fn fold(name: &str, backends: Backends) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use eventlog::EventLog;
 use events::{
     AccountId, AccountState, CreditsGranted, DailyLimitSet, DepositSettled, Envelope, Event,
-    Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded, ACCOUNTS_BUCKET,
+    ACCOUNTS_BUCKET,
 };
 use ledger::reconcile::reconcile;
 use ledger::Ledger;
@@ -19,33 +19,7 @@ fn usd(s: &str) -> Money {
 }
 
 fn usage(account: AccountId, seq: u64, cost: Money) -> Envelope {
-    Envelope::new(Event::UsageRecorded(Box::new(UsageRecorded {
-        request_id: format!("req_{seq}"),
-        account,
-        key: "abcdef012345".into(),
-        kind: RequestKind::Chat,
-        model: "gpt-4.1".into(),
-        provider: "openai".into(),
-        tier: Some("standard".into()),
-        auto: None,
-        tokens: Tokens {
-            input: 100,
-            output: 10,
-            ..Default::default()
-        },
-        cost,
-        free: cost == Money::ZERO,
-        attempts: Vec::new(),
-        timings: Timings {
-            total_ms: 12,
-            first_byte_ms: None,
-        },
-        outcome: Outcome::Completed,
-        origin: Origin {
-            gateway: "gw-test".into(),
-            seq,
-        },
-    })))
+    test_support::backends::usage_event(account, seq, cost)
 }
 
 async fn publish(log: &dyn EventLog, envelope: &Envelope) {

@@ -302,3 +302,36 @@ impl Backends {
         nanos.map(money::Money::from_nanos)
     }
 }
+
+/// A paid chat `usage_recorded` event of `account` costing `cost`, served by
+/// gateway `gw-test` as its `seq`-th event.
+pub fn usage_event(account: events::AccountId, seq: u64, cost: money::Money) -> events::Envelope {
+    use events::{Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded};
+    events::Envelope::new(events::Event::UsageRecorded(Box::new(UsageRecorded {
+        request_id: format!("req_{seq}"),
+        account,
+        key: "abcdef012345".into(),
+        kind: RequestKind::Chat,
+        model: "gpt-4.1".into(),
+        provider: "openai".into(),
+        tier: Some("standard".into()),
+        auto: None,
+        tokens: Tokens {
+            input: 100,
+            output: 10,
+            ..Default::default()
+        },
+        cost,
+        free: cost == money::Money::ZERO,
+        attempts: Vec::new(),
+        timings: Timings {
+            total_ms: 12,
+            first_byte_ms: None,
+        },
+        outcome: Outcome::Completed,
+        origin: Origin {
+            gateway: "gw-test".into(),
+            seq,
+        },
+    })))
+}

@@ -13,7 +13,7 @@ use catalog::{Model, TokenUsage};
 use futures_util::stream::{self, StreamExt};
 use openai::{ChatCompletionChunk, ChatRequest, ErrorBody, Usage};
 
-use crate::error::{Attempt, GatewayError};
+use crate::error::{Attempt, GatewayError, Soonest};
 use crate::health::{Expect, Permit};
 use crate::prefer::Prefer;
 use crate::providers::{ChunkStream, Provider, ProviderError};
@@ -162,10 +162,7 @@ async fn attempt_all(
     attempts: &mut Vec<Attempt>,
     recording: Option<Recording>,
 ) -> Result<Response, GatewayError> {
-    let mut retry_after: Option<Duration> = None;
-    let mut sooner = |wait: Duration| {
-        retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
-    };
+    let mut soonest = Soonest::default();
     for model in candidates {
         let Some(provider) = gateway.providers.get(model.provider) else {
             continue;
@@ -177,7 +174,7 @@ async fn attempt_all(
         let permit = match gateway.health.admit(model.as_ref(), expect) {
             Ok(permit) => permit,
             Err(skip) => {
-                sooner(skip.retry_in);
+                soonest.note(skip.retry_in);
                 attempts.push(Attempt::skipped(model.as_ref(), skip));
                 continue;
             }
@@ -207,7 +204,7 @@ async fn attempt_all(
                     });
                 }
                 if let Some(wait) = error.retry_after() {
-                    sooner(wait);
+                    soonest.note(wait);
                 }
                 attempts.push(Attempt::failed(model.as_ref(), &error, started.elapsed()));
             }
@@ -215,7 +212,7 @@ async fn attempt_all(
     }
     Err(GatewayError::AllCandidatesFailed {
         attempts: std::mem::take(attempts),
-        retry_after_s: retry_after.map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
+        retry_after_s: soonest.seconds(),
     })
 }
 

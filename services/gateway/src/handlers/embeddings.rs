@@ -15,7 +15,7 @@ use openai::{
 };
 
 use crate::embeddings::{self, vector, Candidate, Failure, Inputs, Vectors};
-use crate::error::{Attempt, GatewayError};
+use crate::error::{Attempt, GatewayError, Soonest};
 use crate::prefer::Prefer;
 use crate::providers::EmbedInput;
 use crate::usage::Served;
@@ -163,7 +163,7 @@ async fn attempt_all(
     inputs: &Inputs,
     attempts: &mut Vec<Attempt>,
 ) -> Result<(Candidate, Vectors), GatewayError> {
-    let mut retry_in = None;
+    let mut soonest = Soonest::default();
     for candidate in candidates {
         let model = candidate.model.as_ref();
         let Some(provider) = gateway.providers.get(model.provider) else {
@@ -173,9 +173,7 @@ async fn attempt_all(
         match embeddings::embed_all(gateway, provider.as_ref(), candidate, inputs).await {
             Ok(vectors) => return Ok((candidate.clone(), vectors)),
             Err(Failure::Skipped(skip)) => {
-                retry_in = Some(
-                    retry_in.map_or(skip.retry_in, |r: std::time::Duration| r.min(skip.retry_in)),
-                );
+                soonest.note(skip.retry_in);
                 attempts.push(Attempt::skipped(model, skip));
             }
             Err(Failure::Failed(error)) => {
@@ -188,7 +186,7 @@ async fn attempt_all(
                     });
                 }
                 if let Some(wait) = error.retry_after() {
-                    retry_in = Some(retry_in.map_or(wait, |r: std::time::Duration| r.min(wait)));
+                    soonest.note(wait);
                 }
                 attempts.push(Attempt::failed(model, &error, started.elapsed()));
             }
@@ -196,7 +194,7 @@ async fn attempt_all(
     }
     Err(GatewayError::AllCandidatesFailed {
         attempts: std::mem::take(attempts),
-        retry_after_s: retry_in.map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
+        retry_after_s: soonest.seconds(),
     })
 }
 

@@ -1,12 +1,13 @@
 # Model Router: the two commands are `make run` and `make test`.
 # Everything they need is installed here, idempotently.
 
+SHELL      := /bin/bash
 CARGO      ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint unit python-test python-deps bench bench-tools
+.PHONY: run test lint unit python-test python-deps bench bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
@@ -19,8 +20,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: backing-services
 	$(CARGO) test --workspace
+
+## PostgreSQL (127.0.0.1:5432) and NATS with JetStream (127.0.0.1:4222), which
+## every machine runs; started here only if they are not answering.
+backing-services:
+	@(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+	@for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && exit 0; sleep 0.2; done; echo "PostgreSQL or NATS did not come up" >&2; exit 1
 
 python-test: python-deps
 	$(CARGO) build -p modelrouter

@@ -38,6 +38,15 @@ GWE=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
     MODELROUTER_LISTEN=127.0.0.1:0 MODELROUTER_DATA_DIR="$WORK/data-events" MODELROUTER_BOOTSTRAP_KEY="$KEY"
   start gwe "$BIN" gateway)
 unset MODELROUTER_EVENT_LOG MODELROUTER_NATS_PREFIX
+# Once the gateway sees the credit, stop the ledger: it runs on other machines
+# in a deployment, and here it would take the 2 shared cores from the gateway.
+for _ in $(seq 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$HERE/chat.lua")" "$GWE/v1/chat/completions")
+  [ "$code" = 200 ] && break; sleep 0.1
+done
+[ "$code" = 200 ] || { echo "the gateway never saw the granted credit" >&2; exit 1; }
+stop ledger
 
 # Prints "rps p50_ms p99_ms non_2xx" for one wrk run.
 measure() {

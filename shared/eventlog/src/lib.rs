@@ -64,6 +64,15 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// One record to append.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub subject: &'a str,
+    /// The event's id (the dedupe key).
+    pub id: &'a str,
+    pub payload: &'a [u8],
+}
+
 /// The log.
 #[async_trait]
 pub trait EventLog: Send + Sync {
@@ -71,6 +80,18 @@ pub trait EventLog: Send + Sync {
     /// repeated append with the same id adds nothing (NATS: within its
     /// duplicate window; consumers dedupe beyond it).
     async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended>;
+
+    /// Appends several records, in order, sharing the round trips where the
+    /// implementation can (NATS pipelines the acks, SQLite uses one
+    /// transaction); an error means some may have been appended, which a
+    /// retry with the same ids makes harmless.
+    async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
+        let mut appended = Vec::with_capacity(items.len());
+        for item in items {
+            appended.push(self.append(item.subject, item.id, item.payload).await?);
+        }
+        Ok(appended)
+    }
 
     /// The durable consumer `name`: every record after the last one it acked.
     async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>>;

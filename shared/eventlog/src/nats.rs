@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use crate::{Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Record, Result};
+use crate::{
+    Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Outgoing, Record, Result,
+};
 
 /// How long the server remembers message ids to drop repeated appends.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -117,6 +119,30 @@ impl EventLog for NatsLog {
             seq: ack.sequence,
             duplicate: ack.duplicate,
         })
+    }
+
+    async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
+        let mut pending = Vec::with_capacity(items.len());
+        for item in items {
+            let publish = jetstream::context::Publish::build()
+                .payload(Bytes::copy_from_slice(item.payload))
+                .message_id(item.id);
+            let ack = self
+                .js
+                .send_publish(format!("{}.{}", self.prefix, item.subject), publish)
+                .await
+                .map_err(unavailable)?;
+            pending.push(ack);
+        }
+        let mut appended = Vec::with_capacity(pending.len());
+        for ack in pending {
+            let ack = ack.await.map_err(unavailable)?;
+            appended.push(Appended {
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            });
+        }
+        Ok(appended)
     }
 
     async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {

@@ -21,7 +21,9 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use tokio::sync::{broadcast, Notify};
 
-use crate::{Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Record, Result};
+use crate::{
+    Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Outgoing, Record, Result,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log_records (
@@ -83,33 +85,57 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<Record> {
     })
 }
 
+/// Appends one record within `conn`, or finds the earlier one with its id.
+async fn append_on(conn: &mut sqlx::SqliteConnection, item: Outgoing<'_>) -> Result<Appended> {
+    let inserted = sqlx::query(
+        "INSERT INTO log_records (subject, msg_id, payload) VALUES ($1, $2, $3)
+         ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
+    )
+    .bind(item.subject)
+    .bind(item.id)
+    .bind(item.payload)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok(Appended {
+            seq: seq_of(row.try_get("seq")?),
+            duplicate: false,
+        });
+    }
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM log_records WHERE msg_id = $1")
+        .bind(item.id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Appended {
+        seq: seq_of(seq),
+        duplicate: true,
+    })
+}
+
 #[async_trait]
 impl EventLog for SqliteLog {
     async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended> {
-        let inserted = sqlx::query(
-            "INSERT INTO log_records (subject, msg_id, payload) VALUES ($1, $2, $3)
-             ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
-        )
-        .bind(subject)
-        .bind(id)
-        .bind(payload)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = inserted {
-            self.appended.notify_waiters();
-            return Ok(Appended {
-                seq: seq_of(row.try_get("seq")?),
-                duplicate: false,
-            });
+        let item = Outgoing {
+            subject,
+            id,
+            payload,
+        };
+        self.append_batch(&[item])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Data("an append returned nothing".into()))
+    }
+
+    async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
+        let mut tx = self.pool.begin().await?;
+        let mut appended = Vec::with_capacity(items.len());
+        for &item in items {
+            appended.push(append_on(&mut tx, item).await?);
         }
-        let seq: i64 = sqlx::query_scalar("SELECT seq FROM log_records WHERE msg_id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Appended {
-            seq: seq_of(seq),
-            duplicate: true,
-        })
+        tx.commit().await?;
+        self.appended.notify_waiters();
+        Ok(appended)
     }
 
     async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {

@@ -50,6 +50,22 @@ async fn appends_are_ordered_and_deduplicated_by_id(log: &dyn EventLog) {
     assert_eq!(records[0].subject, "events.usage");
     assert_eq!(&records[1].payload[..], b"two");
     assert_eq!(log.read(b.seq, 10).await.unwrap().len(), 1);
+    // A batch: in order, repeats (inside it or of earlier appends) add nothing.
+    let item = |id: &'static str| eventlog::Outgoing {
+        subject: "events.usage",
+        id,
+        payload: id.as_bytes(),
+    };
+    let batch = log
+        .append_batch(&[item("id-3"), item("id-1"), item("id-4"), item("id-3")])
+        .await
+        .unwrap();
+    let seqs: Vec<(u64, bool)> = batch.iter().map(|a| (a.seq, a.duplicate)).collect();
+    assert_eq!(
+        seqs,
+        [(b.seq + 1, false), (a.seq, true), (b.seq + 2, false), (b.seq + 1, true)]
+    );
+    assert_eq!(log.last_seq().await.unwrap(), b.seq + 2);
 }
 
 async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn EventLog) {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventlog::EventLog;
+use eventlog::{EventLog, Outgoing};
 use events::{Envelope, Origin};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -146,41 +146,60 @@ impl Worker {
         }
     }
 
+    /// Publishes a batch in order: consecutive events go to the log in one
+    /// pipelined append; a flush waits for what came before it.
     async fn handle(&mut self, batch: Vec<Command>) {
-        let mut to_spool = Vec::new();
+        let mut events = Vec::new();
         for command in batch {
             match command {
-                Command::Publish(envelope) => {
-                    if self.spool.pending() == 0
-                        && to_spool.is_empty()
-                        && self.append(&envelope).await
-                    {
-                        continue;
-                    }
-                    to_spool.push(envelope.encode());
-                }
+                Command::Publish(envelope) => events.push(envelope),
                 Command::Flush(done) => {
-                    self.write_spool(&mut to_spool);
+                    self.deliver(std::mem::take(&mut events)).await;
                     let _ = done.send(());
                 }
             }
         }
-        self.write_spool(&mut to_spool);
+        self.deliver(events).await;
     }
 
-    /// Whether the log took `envelope` in time.
-    async fn append(&self, envelope: &Envelope) -> bool {
-        let id = envelope.id.to_string();
-        let payload = envelope.encode();
-        let append = self.log.append(envelope.event.subject(), &id, &payload);
-        match tokio::time::timeout(APPEND_TIMEOUT, append).await {
+    /// Appends `events` to the log, or spools them (when the spool is not
+    /// empty, so order is kept, or when the log does not take them).
+    async fn deliver(&mut self, events: Vec<Envelope>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.spool.pending() == 0 && self.append(&events).await {
+            return;
+        }
+        let mut lines: Vec<Vec<u8>> = events.iter().map(Envelope::encode).collect();
+        self.write_spool(&mut lines);
+    }
+
+    /// Whether the log took all of `events` in time.
+    async fn append(&self, events: &[Envelope]) -> bool {
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let payloads: Vec<Vec<u8>> = events.iter().map(Envelope::encode).collect();
+        let items: Vec<Outgoing<'_>> = events
+            .iter()
+            .zip(&ids)
+            .zip(&payloads)
+            .map(|((e, id), payload)| Outgoing {
+                subject: e.event.subject(),
+                id,
+                payload,
+            })
+            .collect();
+        match tokio::time::timeout(APPEND_TIMEOUT, self.log.append_batch(&items)).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "event log refused a usage event; spooling");
+                tracing::warn!(error = %e, events = events.len(), "event log refused usage events; spooling");
                 false
             }
             Err(_) => {
-                tracing::warn!("event log did not answer in time; spooling usage events");
+                tracing::warn!(
+                    events = events.len(),
+                    "event log did not answer in time; spooling usage events"
+                );
                 false
             }
         }
@@ -207,15 +226,17 @@ impl Worker {
                 return;
             }
         };
+        let mut events = Vec::with_capacity(lines.len());
         for line in &lines {
-            let envelope = match Envelope::decode(line) {
-                Ok(envelope) => envelope,
+            match Envelope::decode(line) {
+                Ok(envelope) => events.push(envelope),
                 Err(e) => {
-                    tracing::error!(error = %e, "unreadable line in the usage spool; kept out of the log");
-                    continue;
+                    tracing::error!(error = %e, "unreadable line in the usage spool; kept out of the log")
                 }
-            };
-            if !self.append(&envelope).await {
+            }
+        }
+        for chunk in events.chunks(BATCH) {
+            if !self.append(chunk).await {
                 return;
             }
         }

@@ -18,7 +18,7 @@
 //!   (`gateway.accounts.free_requests_per_minute`);
 //! - an account the ledger has not published yet has no credit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,12 @@ pub struct Allowance {
 #[derive(Default)]
 struct View {
     state: Option<AccountState>,
-    /// This gateway's spend not yet in `state`: (its sequence, cost, UTC day).
+    /// This gateway's spend not yet in `state`: (its sequence, cost, UTC
+    /// day), in sequence order, with running sums so a check costs the same
+    /// however far the ledger lags.
     pending: VecDeque<(u64, Money, NaiveDate)>,
+    pending_total: Money,
+    pending_by_day: BTreeMap<NaiveDate, Money>,
     /// Start times of recent free-model requests, for the rate limit.
     free_requests: VecDeque<Instant>,
 }
@@ -99,14 +103,30 @@ impl Accounts {
             {
                 return;
             }
-            view.pending.retain(|&(seq, _, _)| seq > included);
+            while let Some(&(seq, cost, day)) = view.pending.front() {
+                if seq > included {
+                    break;
+                }
+                view.pending.pop_front();
+                view.pending_total = view.pending_total - cost;
+                if let Some(sum) = view.pending_by_day.get_mut(&day) {
+                    *sum = *sum - cost;
+                    if *sum == Money::ZERO {
+                        view.pending_by_day.remove(&day);
+                    }
+                }
+            }
             view.state = Some(state);
         });
     }
 
     /// Counts this gateway's own spend until the ledger's state includes it.
     pub fn charge(&self, account: AccountId, seq: u64, cost: Money, day: NaiveDate) {
-        self.with_view(account, |view| view.pending.push_back((seq, cost, day)));
+        self.with_view(account, |view| {
+            view.pending.push_back((seq, cost, day));
+            view.pending_total += cost;
+            *view.pending_by_day.entry(day).or_default() += cost;
+        });
     }
 
     /// Whether `account` may send a request now, and to which models.
@@ -117,12 +137,8 @@ impl Accounts {
     ) -> Result<Allowance, GatewayError> {
         let today = now.date_naive();
         self.with_view(account, |view| {
-            let pending_total = view.pending.iter().fold(Money::ZERO, |s, p| s + p.1);
-            let pending_today = view
-                .pending
-                .iter()
-                .filter(|p| p.2 == today)
-                .fold(Money::ZERO, |s, p| s + p.1);
+            let pending_total = view.pending_total;
+            let pending_today = view.pending_by_day.get(&today).copied().unwrap_or_default();
             let Some(state) = &view.state else {
                 return Ok(Allowance { paid: false });
             };
@@ -244,6 +260,25 @@ mod tests {
             version,
             applied: BTreeMap::from([("gw".to_owned(), applied)]),
         }
+    }
+
+    #[test]
+    fn a_long_ledger_lag_keeps_exact_sums() {
+        let accounts = Accounts::new("gw".into(), AccountsConfig::default());
+        let a = AccountId::new();
+        let now = Utc::now();
+        accounts.apply(state(a, "100", "0", None, 1, 0));
+        for seq in 1..=100_000 {
+            accounts.charge(a, seq, Money::from_nanos(1_000), now.date_naive());
+        }
+        // $100 - 100,000 × $0.000001 = $99.9 left.
+        assert!(accounts.allowance(a, now).unwrap().paid);
+        accounts.apply(state(a, "99.95", "0.05", None, 2, 50_000));
+        accounts.with_view(a, |view| {
+            assert_eq!(view.pending.len(), 50_000);
+            assert_eq!(view.pending_total, Money::from_nanos(50_000_000));
+            assert_eq!(view.pending_by_day[&now.date_naive()], view.pending_total);
+        });
     }
 
     #[test]

@@ -63,7 +63,12 @@ async fn appends_are_ordered_and_deduplicated_by_id(log: &dyn EventLog) {
     let seqs: Vec<(u64, bool)> = batch.iter().map(|a| (a.seq, a.duplicate)).collect();
     assert_eq!(
         seqs,
-        [(b.seq + 1, false), (a.seq, true), (b.seq + 2, false), (b.seq + 1, true)]
+        [
+            (b.seq + 1, false),
+            (a.seq, true),
+            (b.seq + 2, false),
+            (b.seq + 1, true)
+        ]
     );
     assert_eq!(log.last_seq().await.unwrap(), b.seq + 2);
 }

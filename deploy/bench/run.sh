@@ -80,11 +80,18 @@ PY
 }
 sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$HERE/chat.lua" >"$WORK/body.json"
 
+# CPU seconds a process has used (user + system), from /proc.
+cpu_s() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / tck }' "/proc/$(cat "$WORK/$1.pid")/stat"; }
+
 read -r D_RPS D_P50 D_P99 D_ERR < <(measure "$SIM/openai/v1/chat/completions" sim-key)
+G_CPU0=$(cpu_s gw)
 read -r G_RPS G_P50 G_P99 G_ERR < <(measure "$GW/v1/chat/completions" "$KEY")
+G_CPU1=$(cpu_s gw)
 read -r DL_P50 DL_P99 DL_ERR < <(latency "$SIM/openai/v1/chat/completions" sim-key)
 read -r GL_P50 GL_P99 GL_ERR < <(latency "$GW/v1/chat/completions" "$KEY")
+E_CPU0=$(cpu_s gwe); N_CPU0=$(cpu_s nats)
 read -r E_RPS E_P50 E_P99 E_ERR < <(measure "$GWE/v1/chat/completions" "$KEY")
+E_CPU1=$(cpu_s gwe); N_CPU1=$(cpu_s nats)
 read -r EL_P50 EL_P99 EL_ERR < <(latency "$GWE/v1/chat/completions" "$KEY")
 
 echo
@@ -101,6 +108,10 @@ printf "  %-22s %10s %10s %8s\n" "through the gateway" "$GL_P50" "$GL_P99" "$GL_
 printf "  %-22s %10s %10s %8s\n" "gateway + usage events" "$EL_P50" "$EL_P99" "$EL_ERR"
 awk -v dr="$D_RPS" -v gr="$G_RPS" -v dp="$DL_P50" -v gp="$GL_P50" -v dq="$DL_P99" -v gq="$GL_P99" 'BEGIN {
   printf "Ratios: gateway/direct req/s at saturation %.2f; added at fixed rate: p50 %.3f ms, p99 %.3f ms\n", gr/dr, gp-dp, gq-dq }'
-awk -v gr="$G_RPS" -v er="$E_RPS" -v gp="$GL_P50" -v ep="$EL_P50" 'BEGIN {
-  printf "Usage events: req/s with/without %.3f; p50 added at fixed rate %.3f ms\n", er/gr, ep-gp }'
+# Warm-up (2 s) and measured run both count: CPU over all their requests.
+awk -v gr="$G_RPS" -v er="$E_RPS" -v gp="$GL_P50" -v ep="$EL_P50" -v s="$SECONDS_PER_RUN" \
+    -v g0="$G_CPU0" -v g1="$G_CPU1" -v e0="$E_CPU0" -v e1="$E_CPU1" -v n0="$N_CPU0" -v n1="$N_CPU1" 'BEGIN {
+  gu = (g1-g0)*1e6/(gr*(s+2)); eu = (e1-e0)*1e6/(er*(s+2)); nu = (n1-n0)*1e6/(er*(s+2))
+  printf "Usage events: req/s with/without %.3f; p50 added at fixed rate %.3f ms\n", er/gr, ep-gp
+  printf "Gateway CPU per request: %.1f us without events, %.1f us with (x%.3f); NATS server %.1f us per event\n", gu, eu, eu/gu, nu }'
 if [ "$D_ERR$G_ERR$DL_ERR$GL_ERR$E_ERR$EL_ERR" != 000000 ]; then echo "FAILED: error responses during the run" >&2; exit 1; fi

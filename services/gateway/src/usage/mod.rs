@@ -2,7 +2,8 @@
 //! request path.
 //!
 //! A request hands its event to [`Publisher::record`], which only queues it.
-//! One background task appends queued events to the event log, in order.
+//! One background task appends queued events to the event log, in order,
+//! in batches (gathered for up to 5 ms) of up to 512.
 //! When the log does not take an event (down, or slower than
 //! `APPEND_TIMEOUT`), that event and every later one go to the [`spool`]
 //! file instead (fsync'd), and the task replays the spool, oldest first,
@@ -34,6 +35,8 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
 const REPLAY_EVERY: Duration = Duration::from_millis(500);
 /// Events taken from the queue per round.
 const BATCH: usize = 512;
+/// How long a round waits for more events after the first.
+const LINGER: Duration = Duration::from_millis(5);
 
 enum Command {
     Publish(Envelope),
@@ -133,10 +136,13 @@ impl Worker {
                 command = commands.recv() => {
                     let Some(first) = command else { return };
                     let mut batch = vec![first];
+                    // Linger briefly: one append of many events costs the log
+                    // and this process far less than many appends of one.
+                    let until = tokio::time::Instant::now() + LINGER;
                     while batch.len() < BATCH {
-                        match commands.try_recv() {
-                            Ok(command) => batch.push(command),
-                            Err(_) => break,
+                        match tokio::time::timeout_at(until, commands.recv()).await {
+                            Ok(Some(command)) => batch.push(command),
+                            Ok(None) | Err(_) => break,
                         }
                     }
                     self.handle(batch).await;

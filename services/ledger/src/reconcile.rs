@@ -26,9 +26,11 @@ pub async fn replay(log: &dyn EventLog) -> Result<(Projection, Vec<String>), Led
         let Some(last) = records.last() else { break };
         from = last.seq + 1;
         for record in &records {
-            match Envelope::decode(&record.payload) {
-                Ok(envelope) => projection.apply(&envelope),
-                Err(e) => unreadable.push(format!("log record {}: {e}", record.seq)),
+            for decoded in Envelope::decode_all(&record.payload) {
+                match decoded {
+                    Ok(envelope) => projection.apply(&envelope),
+                    Err(e) => unreadable.push(format!("log record {}: {e}", record.seq)),
+                }
             }
         }
     }

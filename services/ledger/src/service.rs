@@ -1,7 +1,8 @@
 //! The ledger service: a durable consumer that folds every event into the
 //! store and publishes the account's state for the gateways.
 //!
-//! Per batch of the records available (up to 256), in order: decode and
+//! A record holds one event or a publisher's batch of them. Per batch of
+//! the records available (up to 256), in order: decode and
 //! apply them in one transaction (a repeat changes nothing); publish the
 //! touched accounts' states to the `accounts` bucket; ack. A crash anywhere
 //! before the acks means the records come again, and applying them again
@@ -99,16 +100,18 @@ impl Ledger {
         let mut tx = self.store.pool.begin().await?;
         for delivery in &batch {
             let seq = delivery.record.seq;
-            match Envelope::decode(&delivery.record.payload) {
-                Ok(envelope) => {
-                    if !projection::apply_in(&mut tx, seq, &envelope, &mut changes).await? {
-                        tracing::debug!(seq, id = %envelope.id, "event already applied");
+            for decoded in Envelope::decode_all(&delivery.record.payload) {
+                match decoded {
+                    Ok(envelope) => {
+                        if !projection::apply_in(&mut tx, seq, &envelope, &mut changes).await? {
+                            tracing::debug!(seq, id = %envelope.id, "event already applied");
+                        }
+                        touched.insert(envelope.event.account());
                     }
-                    touched.insert(envelope.event.account());
-                }
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "unreadable event stored in rejected_events");
-                    projection::reject(&mut tx, seq, &e.to_string()).await?;
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "unreadable event stored in rejected_events");
+                        projection::reject(&mut tx, seq, &e.to_string()).await?;
+                    }
                 }
             }
         }

@@ -99,13 +99,31 @@ async fn exactly_once(backends: Backends) {
             appended += 1;
         }
     }
+    // A publisher's batch record whose append timed out although it landed,
+    // sent again regrouped with a new event: only the new one counts.
+    let (earlier, later) = (
+        usage(account, 1_001, usd("0.01")),
+        usage(account, 1_002, usd("0.02")),
+    );
+    spent += usd("0.03");
+    for (id, batch) in [
+        ("batch-1", vec![earlier.clone()]),
+        ("batch-2", vec![earlier.clone(), later.clone()]),
+    ] {
+        backends
+            .log
+            .append("events.usage", id, &Envelope::encode_all(&batch))
+            .await
+            .unwrap();
+        appended += 1;
+    }
     fold(&backends, appended).await;
     assert_eq!(balance(&backends, account).await, usd("100") - spent);
     let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
         .fetch_one(&backends.store.pool)
         .await
         .unwrap();
-    assert_eq!(requests, 50);
+    assert_eq!(requests, 52);
     let (debits, credits): (i64, i64) = sqlx::query_as(
         "SELECT CAST(SUM(debit) AS BIGINT), CAST(SUM(credit) AS BIGINT) FROM journal",
     )
@@ -124,7 +142,7 @@ async fn exactly_once(backends: Backends) {
     let state: AccountState = serde_json::from_slice(&entry.value).unwrap();
     assert_eq!(state.balance, usd("100") - spent);
     assert_eq!(state.spent_today, spent);
-    assert_eq!(state.applied["gw-test"], 50);
+    assert_eq!(state.applied["gw-test"], 1_002);
     assert!(reconcile(&*backends.log, &backends.store)
         .await
         .unwrap()

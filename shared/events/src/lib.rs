@@ -163,6 +163,41 @@ impl Envelope {
     /// Reads an envelope of any version this build knows.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, EventError> {
         let wire: Wire = serde_json::from_slice(bytes).map_err(EventError::Envelope)?;
+        Envelope::from_wire(wire)
+    }
+
+    /// Several envelopes as one log record: a JSON array of them. Publishers
+    /// batch this way so the log handles one record per batch, not per event.
+    pub fn encode_all(envelopes: &[Envelope]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(envelopes.len() * 512 + 2);
+        out.push(b'[');
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&envelope.encode());
+        }
+        out.push(b']');
+        out
+    }
+
+    /// Every envelope of a log record: one envelope, or an array of them
+    /// (see [`Envelope::encode_all`]), each decoded on its own.
+    pub fn decode_all(bytes: &[u8]) -> Vec<Result<Envelope, EventError>> {
+        let starts_array = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'[');
+        if !starts_array {
+            return vec![Envelope::decode(bytes)];
+        }
+        match serde_json::from_slice::<Vec<Wire>>(bytes) {
+            Ok(wires) => wires.into_iter().map(Envelope::from_wire).collect(),
+            Err(e) => vec![Err(EventError::Envelope(e))],
+        }
+    }
+
+    fn from_wire(wire: Wire) -> Result<Envelope, EventError> {
         let body = |source| EventError::Body {
             kind: wire.kind.clone(),
             version: wire.v,

@@ -54,3 +54,29 @@ fn unknown_types_and_future_versions_are_errors_not_skips() {
         Err(EventError::Envelope(_))
     ));
 }
+
+#[test]
+fn a_batch_record_holds_envelopes_that_decode_one_by_one() {
+    let envelopes: Vec<Envelope> = V1
+        .lines()
+        .map(|l| Envelope::decode(l.as_bytes()).unwrap())
+        .collect();
+    let batch = Envelope::encode_all(&envelopes);
+    let decoded: Vec<Envelope> = Envelope::decode_all(&batch)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(decoded, envelopes);
+    // A single envelope is a record too.
+    assert_eq!(
+        Envelope::decode_all(V1.lines().next().unwrap().as_bytes()).len(),
+        1
+    );
+    // One bad body spoils only itself.
+    let bad = String::from_utf8(batch)
+        .unwrap()
+        .replacen("\"25\"", "\"x\"", 1);
+    let results = Envelope::decode_all(bad.as_bytes());
+    assert_eq!(results.len(), 5);
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+}

@@ -181,21 +181,23 @@ impl Worker {
         self.write_spool(&mut lines);
     }
 
-    /// Whether the log took all of `events` in time.
+    /// Whether the log took all of `events` in time. They travel as one
+    /// record (a JSON array) whose id derives from theirs, so sending the
+    /// same batch again is dropped by the log; a batch cut differently on a
+    /// spool replay is a new record, and the ledger drops its events by id.
     async fn append(&self, events: &[Envelope]) -> bool {
-        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
-        let payloads: Vec<Vec<u8>> = events.iter().map(Envelope::encode).collect();
-        let items: Vec<Outgoing<'_>> = events
-            .iter()
-            .zip(&ids)
-            .zip(&payloads)
-            .map(|((e, id), payload)| Outgoing {
-                subject: e.event.subject(),
-                id,
-                payload,
-            })
-            .collect();
-        match tokio::time::timeout(APPEND_TIMEOUT, self.log.append_batch(&items)).await {
+        let Some(first) = events.first() else {
+            return true;
+        };
+        let ids: Vec<u8> = events.iter().flat_map(|e| *e.id.as_bytes()).collect();
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &ids).to_string();
+        let payload = Envelope::encode_all(events);
+        let record = Outgoing {
+            subject: first.event.subject(),
+            id: &id,
+            payload: &payload,
+        };
+        match tokio::time::timeout(APPEND_TIMEOUT, self.log.append_batch(&[record])).await {
             Ok(Ok(_)) => true,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, events = events.len(), "event log refused usage events; spooling");

@@ -8,7 +8,7 @@ use axum::Json;
 use openai::ErrorBody;
 use serde::Serialize;
 
-use crate::health::{Skip, Upstream};
+use crate::health::{Monitored, Skip};
 use crate::providers::ProviderError;
 
 /// One try at one model, as reported when every candidate failed.
@@ -32,7 +32,7 @@ pub struct Attempt {
 impl Attempt {
     /// An attempt that failed with `error` after `took`.
     pub fn failed(
-        model: &(impl Upstream + ?Sized),
+        model: &(impl Monitored + ?Sized),
         error: &ProviderError,
         took: Duration,
     ) -> Attempt {
@@ -47,7 +47,7 @@ impl Attempt {
     }
 
     /// A candidate passed over because its health said it would fail.
-    pub fn skipped(model: &(impl Upstream + ?Sized), skip: Skip) -> Attempt {
+    pub fn skipped(model: &(impl Monitored + ?Sized), skip: Skip) -> Attempt {
         Attempt {
             provider: model.provider().to_string(),
             model: model.id().to_owned(),

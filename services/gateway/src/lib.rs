@@ -131,16 +131,17 @@ impl Gateway {
         }
     }
 
-    /// The usage recorder of one request, when usage is recorded.
+    /// The usage recorder of one request, when usage is recorded; `routing`
+    /// (the tier and `auto`'s decision) is only worked out then.
     pub fn recording(
         &self,
         caller: &keys::Caller,
         request_id: &RequestId,
         kind: ::events::RequestKind,
-        tier: Option<String>,
-        auto: Option<::events::AutoDecision>,
+        routing: impl FnOnce() -> (Option<String>, Option<::events::AutoDecision>),
     ) -> Option<usage::Recording> {
         let events = self.events.as_ref()?;
+        let (tier, auto) = routing();
         Some(usage::Recording {
             publisher: Arc::clone(&events.publisher),
             accounts: Arc::clone(&events.accounts),

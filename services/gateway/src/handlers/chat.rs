@@ -52,23 +52,19 @@ pub async fn completions(
     let plan = routing::plan(&gateway, &catalog, &request, prefer)?;
     let mut candidates = plan.candidates;
     gateway.restrict(&caller, allowance, &mut candidates)?;
-    let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));
-    let auto = plan.auto.as_ref().map(|d| events::AutoDecision {
-        score: d.score,
-        tier: d.tier.to_string(),
-        contributions: d
-            .contributions
-            .iter()
-            .map(|c| (c.signal.to_owned(), c.points))
-            .collect(),
+    let recording = gateway.recording(&caller, &request_id, events::RequestKind::Chat, || {
+        let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));
+        let auto = plan.auto.as_ref().map(|d| events::AutoDecision {
+            score: d.score,
+            tier: d.tier.to_string(),
+            contributions: d
+                .contributions
+                .iter()
+                .map(|c| (c.signal.to_owned(), c.points))
+                .collect(),
+        });
+        (tier.map(|t| t.to_string()), auto)
     });
-    let recording = gateway.recording(
-        &caller,
-        &request_id,
-        events::RequestKind::Chat,
-        tier.map(|t| t.to_string()),
-        auto,
-    );
     let deadline = gateway.config.total_timeout();
     let mut attempts = Vec::new();
     let outcome = tokio::time::timeout(

@@ -21,6 +21,7 @@ use crate::providers::EmbedInput;
 use crate::usage::Served;
 use crate::{Gateway, RequestId};
 use events::{Outcome, RequestKind, Tokens};
+use money::Money;
 
 /// The handler.
 pub async fn create(
@@ -71,7 +72,9 @@ pub async fn create(
     let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
     let model = candidate.model.as_ref();
     let cost = model.cost(vectors.input_tokens);
-    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, None, None);
+    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
+        (None, None)
+    });
     if let Some(recording) = recording {
         recording.record(Served {
             model: &model.id,
@@ -87,7 +90,7 @@ pub async fn create(
             first_byte: None,
         });
     }
-    Ok(respond(&candidate, vectors, format, tries))
+    Ok(respond(&candidate, vectors, format, tries, cost))
 }
 
 /// `prefer`, `quality` when absent: a static order, so an alias keeps
@@ -203,6 +206,7 @@ fn respond(
     vectors: Vectors,
     format: EncodingFormat,
     tries: usize,
+    cost: Money,
 ) -> Response {
     let model = candidate.model.as_ref();
     let data = vectors
@@ -218,7 +222,6 @@ fn respond(
             },
         })
         .collect();
-    let cost = model.cost(vectors.input_tokens);
     let mut response = Json(EmbeddingResponse {
         object: "list".into(),
         data,

@@ -10,16 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::GatewayError;
-use crate::health::{Report, Upstream};
+use crate::health::{Monitored, Report};
 use crate::Gateway;
 
 fn snapshot(gateway: &Gateway) -> Report {
     let catalog = gateway.catalog.snapshot();
-    let chat = catalog.models().iter().map(|m| m.as_ref() as &dyn Upstream);
+    let chat = catalog
+        .models()
+        .iter()
+        .map(|m| m.as_ref() as &dyn Monitored);
     let embedding = catalog
         .embedding_models()
         .iter()
-        .map(|m| m.as_ref() as &dyn Upstream);
+        .map(|m| m.as_ref() as &dyn Monitored);
     let served = chat
         .chain(embedding)
         .filter(|m| gateway.providers.get(m.provider()).is_some());

@@ -13,7 +13,7 @@ use money::Money;
 use serde::de::DeserializeOwned;
 
 use crate::error::GatewayError;
-use crate::health::Upstream;
+use crate::health::Monitored;
 use crate::keys::{Caller, KeyRing};
 use crate::{headers, Gateway};
 
@@ -64,7 +64,7 @@ fn explain_parse_error<T: DeserializeOwned>(body: &[u8]) -> GatewayError {
 /// The routing headers every successful response carries.
 pub fn routing_headers(
     response: &mut Response,
-    model: &(impl Upstream + ?Sized),
+    model: &(impl Monitored + ?Sized),
     attempts: usize,
     cost: Option<Money>,
 ) {

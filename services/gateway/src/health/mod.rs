@@ -41,7 +41,7 @@ use stall::Waiting;
 const UNBOUNDED_OUTPUT_TOKENS: u32 = 4_096;
 
 /// What health is kept for: a chat model or an embedding model.
-pub trait Upstream {
+pub trait Monitored {
     /// The catalog id, which keys the model's health.
     fn id(&self) -> &str;
     /// Who serves it.
@@ -52,7 +52,7 @@ pub trait Upstream {
     fn unbounded_output_tokens(&self) -> u32;
 }
 
-impl Upstream for Model {
+impl Monitored for Model {
     fn id(&self) -> &str {
         &self.id
     }
@@ -69,7 +69,7 @@ impl Upstream for Model {
 
 /// An embedding call produces no tokens: its expected time is the catalog's
 /// time per call, which the observed time to first byte then replaces.
-impl Upstream for EmbeddingModel {
+impl Monitored for EmbeddingModel {
     fn id(&self) -> &str {
         &self.id
     }
@@ -163,7 +163,7 @@ impl Health {
         }
     }
 
-    fn entry(&self, model: &(impl Upstream + ?Sized)) -> Arc<Mutex<ModelHealth>> {
+    fn entry(&self, model: &(impl Monitored + ?Sized)) -> Arc<Mutex<ModelHealth>> {
         let found = self
             .inner
             .models
@@ -194,7 +194,7 @@ impl Health {
     /// Locks a model's health, first following a catalog change of its speed seed.
     fn lock_fresh<'a>(
         entry: &'a Arc<Mutex<ModelHealth>>,
-        model: &(impl Upstream + ?Sized),
+        model: &(impl Monitored + ?Sized),
     ) -> MutexGuard<'a, ModelHealth> {
         let mut health = lock(entry);
         let seed = model.seed();
@@ -206,7 +206,7 @@ impl Health {
     }
 
     /// The believed speed of `model` now: observed, or the catalog's.
-    pub fn speed(&self, model: &(impl Upstream + ?Sized)) -> Speed {
+    pub fn speed(&self, model: &(impl Monitored + ?Sized)) -> Speed {
         let models = self
             .inner
             .models
@@ -221,7 +221,7 @@ impl Health {
     }
 
     /// Whether an attempt at `model` may go out now.
-    pub fn admit(&self, model: &(impl Upstream + ?Sized), expect: Expect) -> Result<Permit, Skip> {
+    pub fn admit(&self, model: &(impl Monitored + ?Sized), expect: Expect) -> Result<Permit, Skip> {
         let entry = self.entry(model);
         let now = Instant::now();
         let mut health = Self::lock_fresh(&entry, model);
@@ -301,7 +301,7 @@ impl Health {
     /// for a first byte; `health` is the model's, already locked.
     fn permit(
         &self,
-        model: &(impl Upstream + ?Sized),
+        model: &(impl Monitored + ?Sized),
         entry: &Arc<Mutex<ModelHealth>>,
         health: &mut ModelHealth,
         expect: Expect,

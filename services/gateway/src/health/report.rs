@@ -8,7 +8,7 @@ use catalog::ProviderId;
 use serde::Serialize;
 
 use super::breaker::State;
-use super::{Health, Upstream};
+use super::{Health, Monitored};
 
 /// A provider's breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +82,7 @@ fn open_for(state: State, now: Instant) -> Option<u64> {
 
 impl Health {
     /// The health of `models` (and of their providers) now.
-    pub fn report<'a>(&self, models: impl IntoIterator<Item = &'a dyn Upstream>) -> Report {
+    pub fn report<'a>(&self, models: impl IntoIterator<Item = &'a dyn Monitored>) -> Report {
         let now = Instant::now();
         let mut providers: Vec<ProviderId> = Vec::new();
         let models: Vec<ModelReport> = models
@@ -117,7 +117,7 @@ impl Health {
         }
     }
 
-    fn model_report(&self, model: &dyn Upstream, now: Instant) -> ModelReport {
+    fn model_report(&self, model: &dyn Monitored, now: Instant) -> ModelReport {
         let entry = self.entry(model);
         let health = Self::lock_fresh(&entry, model);
         let state = health.breaker.state(now);

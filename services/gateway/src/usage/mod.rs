@@ -85,11 +85,6 @@ impl Publisher {
         }
     }
 
-    /// This gateway's id.
-    pub fn gateway(&self) -> &str {
-        &self.gateway
-    }
-
     /// Queues `envelope`; never waits.
     pub fn record(&self, envelope: Envelope) {
         if self.queue.send(Command::Publish(envelope)).is_err() {

@@ -7,7 +7,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint unit python-test python-deps bench bench-tools backing-services
+.PHONY: run test lint unit python-test python-deps browser-deps bench bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
@@ -30,11 +30,15 @@ backing-services:
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 	@for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && exit 0; sleep 0.2; done; echo "PostgreSQL or NATS did not come up" >&2; exit 1
 
-python-test: python-deps
+python-test: python-deps browser-deps
 	$(CARGO) build -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python
 
 python-deps: $(VENV)/.installed
+
+## Debian's Chromium, which the dashboard's browser test drives through Playwright.
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 $(VENV)/.installed: tests/python/requirements.txt
 	python3 -c 'import venv, ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv)

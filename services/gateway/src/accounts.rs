@@ -23,9 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use eventlog::Bucket;
+use eventlog::{Bucket, LogError};
 use events::{AccountId, AccountState};
-use futures_util::StreamExt;
 use money::Money;
 use serde::Deserialize;
 
@@ -200,31 +199,19 @@ impl Accounts {
         }
     }
 
-    /// Follows `bucket` for as long as the runtime runs, re-watching after errors.
-    pub fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) {
+    /// Follows the ledger's `accounts` bucket: returns once every current
+    /// state is in, then keeps following.
+    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
         let accounts = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                match bucket.watch().await {
-                    Ok(mut changes) => {
-                        while let Some(change) = changes.next().await {
-                            match change.map(|e| serde_json::from_slice::<AccountState>(&e.value)) {
-                                Ok(Ok(state)) => accounts.apply(state),
-                                Ok(Err(e)) => {
-                                    tracing::error!(error = %e, "unreadable account state")
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "account watch broke; watching again");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot watch account states; retrying"),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        crate::follow::follow(
+            bucket,
+            "account states",
+            move |entry| match serde_json::from_slice::<AccountState>(&entry.value) {
+                Ok(state) => accounts.apply(state),
+                Err(e) => tracing::error!(error = %e, "unreadable account state"),
+            },
+        )
+        .await
     }
 }
 

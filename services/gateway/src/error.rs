@@ -113,6 +113,9 @@ pub enum GatewayError {
     /// The account has no credit and no free model can serve the request.
     #[error("{0}")]
     InsufficientCredits(String),
+    /// Every candidate's provider is blocked by the account.
+    #[error("{0}")]
+    ProviderBlocked(String),
     /// The account reached its daily spend limit.
     #[error("The daily spend limit of ${limit} is reached; it resets at 00:00 UTC.")]
     DailyLimitExceeded {
@@ -160,6 +163,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
+            GatewayError::ProviderBlocked(_) => StatusCode::FORBIDDEN,
             GatewayError::DailyLimitExceeded { .. } | GatewayError::FreeRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -211,6 +215,9 @@ impl GatewayError {
             }
             GatewayError::InsufficientCredits(_) => {
                 ("insufficient_quota", None, Some("insufficient_credits"))
+            }
+            GatewayError::ProviderBlocked(_) => {
+                ("permission_error", Some("model"), Some("provider_blocked"))
             }
             GatewayError::DailyLimitExceeded { .. } => {
                 ("rate_limit_error", None, Some("daily_limit_exceeded"))

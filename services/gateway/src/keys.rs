@@ -1,38 +1,19 @@
-//! API keys: `mr_sk_` followed by 40 random base62 characters.
+//! The API keys a gateway accepts, each with its account.
 //!
-//! Only SHA-256 digests are held. A key carries 238 bits of randomness, so a
-//! fast digest is as safe as a slow password hash here and keeps the request
-//! path free of argon2's deliberate cost.
+//! Keys are held only as keyed digests (see the `auth` crate for why a
+//! keyed hash and not a password hash). The ring starts from the keys in the
+//! data dir (a gateway without a control plane) and follows the `keys`
+//! bucket the control plane maintains, so an issued key works and a revoked
+//! one stops on every gateway as soon as the change is watched here.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use events::AccountId;
-use rand::distributions::{Alphanumeric, DistString};
-use sha2::{Digest, Sha256};
+use auth::KeyHasher;
+use eventlog::{Bucket, LogError};
+use events::{AccountId, KeyView};
 
-/// The prefix every Model Router secret key starts with.
-pub const KEY_PREFIX: &str = "mr_sk_";
-const RANDOM_CHARS: usize = 40;
-
-/// A fresh random API key.
-pub fn generate_key() -> String {
-    format!(
-        "{KEY_PREFIX}{}",
-        Alphanumeric.sample_string(&mut rand::rngs::OsRng, RANDOM_CHARS)
-    )
-}
-
-/// Whether `key` has the shape of a Model Router key.
-pub fn is_well_formed(key: &str) -> bool {
-    key.strip_prefix(KEY_PREFIX)
-        .is_some_and(|rest| rest.len() >= 32 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// The digest stored for `key`, hex-encoded.
-pub fn digest(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
+pub use auth::{generate_key, is_well_formed, KEY_PREFIX};
 
 /// Who is calling: the account a key belongs to, and which key it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,23 +25,54 @@ pub struct Caller {
 }
 
 /// The keys the gateway accepts, each with its account.
-#[derive(Default)]
 pub struct KeyRing {
+    hasher: KeyHasher,
     digests: RwLock<HashMap<[u8; 32], AccountId>>,
 }
 
+impl Default for KeyRing {
+    /// A ring with a random secret: only keys inserted through it work.
+    fn default() -> Self {
+        KeyRing::new(KeyHasher::random())
+    }
+}
+
 impl KeyRing {
-    /// Accepts the key with this hex digest for `account`; `false` if it is
-    /// not a SHA-256 hex digest.
-    pub fn insert_digest(&self, digest: &str, account: AccountId) -> bool {
-        let mut raw = [0u8; 32];
-        if hex::decode_to_slice(digest, &mut raw).is_err() {
-            return false;
+    /// An empty ring hashing keys with `hasher`.
+    pub fn new(hasher: KeyHasher) -> KeyRing {
+        KeyRing {
+            hasher,
+            digests: RwLock::default(),
         }
-        self.digests
-            .write()
-            .map(|mut map| map.insert(raw, account))
-            .is_ok()
+    }
+
+    /// The hex digest this ring stores for `key`.
+    pub fn digest(&self, key: &str) -> String {
+        self.hasher.digest_hex(key)
+    }
+
+    /// Accepts `key` for `account`.
+    pub fn insert_key(&self, key: &str, account: AccountId) {
+        self.insert_digest(&self.digest(key), account);
+    }
+
+    /// Accepts the key with this hex digest for `account`; `false` if it is
+    /// not a hex digest.
+    pub fn insert_digest(&self, digest: &str, account: AccountId) -> bool {
+        let Some(raw) = raw_digest(digest) else {
+            return false;
+        };
+        if let Ok(mut map) = self.digests.write() {
+            map.insert(raw, account);
+        }
+        true
+    }
+
+    /// Stops accepting the key with this hex digest.
+    pub fn remove_digest(&self, digest: &str) {
+        if let (Some(raw), Ok(mut map)) = (raw_digest(digest), self.digests.write()) {
+            map.remove(&raw);
+        }
     }
 
     /// The caller `key` stands for, if it is accepted.
@@ -68,13 +80,35 @@ impl KeyRing {
         if !is_well_formed(key) {
             return None;
         }
-        let digest = <[u8; 32]>::from(Sha256::digest(key.as_bytes()));
+        let digest = self.hasher.digest(key);
         let account = *self.digests.read().ok()?.get(&digest)?;
         Some(Caller {
             account,
             key: hex::encode(&digest[..6]),
         })
     }
+
+    /// Follows the control plane's `keys` bucket (digest → [`KeyView`]):
+    /// returns once every current key is in, then keeps following.
+    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
+        let ring = Arc::clone(self);
+        crate::follow::follow(bucket, "keys", move |entry| {
+            match serde_json::from_slice::<KeyView>(&entry.value) {
+                Ok(view) if view.revoked => ring.remove_digest(&entry.key),
+                Ok(view) => {
+                    ring.insert_digest(&entry.key, view.account);
+                }
+                Err(e) => tracing::error!(error = %e, "unreadable key view"),
+            }
+        })
+        .await
+    }
+}
+
+fn raw_digest(digest: &str) -> Option<[u8; 32]> {
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(digest, &mut raw).ok()?;
+    Some(raw)
 }
 
 #[cfg(test)]
@@ -82,20 +116,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_keys_verify_and_others_do_not() {
+    fn inserted_keys_verify_until_removed() {
         let ring = KeyRing::default();
         let key = generate_key();
-        assert!(is_well_formed(&key));
-        assert_eq!(key.len(), KEY_PREFIX.len() + RANDOM_CHARS);
         let account = AccountId::new();
         assert!(ring.verify(&key).is_none());
-        assert!(ring.insert_digest(&digest(&key), account));
+        assert!(ring.insert_digest(&ring.digest(&key), account));
         let caller = ring.verify(&key).unwrap();
         assert_eq!(caller.account, account);
-        assert_eq!(caller.key, digest(&key)[..12]);
+        assert_eq!(caller.key, ring.digest(&key)[..12]);
         assert!(!ring.insert_digest("not hex", account));
         assert!(ring.verify(&generate_key()).is_none());
         assert!(ring.verify("mr_sk_short").is_none());
-        assert_ne!(generate_key(), generate_key());
+        ring.remove_digest(&ring.digest(&key));
+        assert!(ring.verify(&key).is_none());
     }
 }

@@ -12,11 +12,13 @@ pub mod auto;
 pub mod config;
 pub mod embeddings;
 pub mod error;
+pub mod follow;
 pub mod guard;
 mod handlers;
 pub mod headers;
 pub mod health;
 pub mod keys;
+pub mod policies;
 pub mod prefer;
 pub mod providers;
 pub mod routing;
@@ -48,6 +50,8 @@ pub struct Gateway {
     pub providers: Registry,
     /// Accepted API keys.
     pub keys: Arc<KeyRing>,
+    /// Providers each account blocked.
+    pub policies: Arc<policies::Policies>,
     /// Token counting for the guard.
     pub tokens: tokens::TokenCounter,
     /// Breakers, cool-downs and observed speed per model and provider.
@@ -93,6 +97,7 @@ impl Gateway {
             catalog,
             providers,
             keys,
+            policies: Arc::default(),
             tokens,
             events,
         }))

@@ -59,6 +59,8 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRow {
     pub request_id: String,
+    /// The id of the API key that made it.
+    pub key: String,
     pub model: String,
     pub provider: String,
     pub input_tokens: u64,
@@ -134,6 +136,7 @@ pub fn effects(envelope: &Envelope) -> Effects {
             effects.origin = Some((u.origin.gateway.clone(), u.origin.seq));
             effects.request = Some(RequestRow {
                 request_id: u.request_id.clone(),
+                key: u.key.clone(),
                 model: u.model.clone(),
                 provider: u.provider.clone(),
                 input_tokens: u.tokens.input,
@@ -170,6 +173,14 @@ pub fn effects(envelope: &Envelope) -> Effects {
             ];
         }
         Event::DailyLimitSet(l) => effects.limit = Some(l.limit),
+        // Access events move no money; the control plane folds them.
+        Event::MemberInvited(_)
+        | Event::MemberJoined(_)
+        | Event::MemberRoleSet(_)
+        | Event::KeyIssued(_)
+        | Event::KeyRevoked(_)
+        | Event::ProviderBlocked(_)
+        | Event::ProviderUnblocked(_) => {}
     }
     effects
 }

@@ -120,6 +120,9 @@ pub async fn apply_in(
     envelope: &Envelope,
     changes: &mut AccountChanges,
 ) -> Result<bool, LedgerError> {
+    if envelope.event.subject() == events::subjects::ACCESS {
+        return Ok(false);
+    }
     let e = effects(envelope);
     let (kind, _) = envelope.event.kind();
     let id = envelope.id.to_string();
@@ -161,8 +164,8 @@ pub async fn apply_in(
     if let Some(r) = &e.request {
         sqlx::query(
             "INSERT INTO requests (event_id, account, at, request_id, model, provider,
-                                   input_tokens, output_tokens, cost, total_ms, outcome)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                   input_tokens, output_tokens, cost, total_ms, outcome, key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
         .bind(&account)
@@ -175,6 +178,7 @@ pub async fn apply_in(
         .bind(nanos(r.cost))
         .bind(as_i64(r.total_ms))
         .bind(r.outcome)
+        .bind(&r.key)
         .execute(&mut **tx)
         .await?;
     }

@@ -5,18 +5,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use control_plane::{Circuits, ControlPlane, Secrets};
 use eventlog::nats::NatsLog;
 use eventlog::sqlite::SqliteLog;
 use eventlog::EventLog;
-use events::{AccountId, AccountOpened, CreditsGranted, Envelope, Event, ACCOUNTS_BUCKET};
+use events::{ACCOUNTS_BUCKET, KEYS_BUCKET, POLICIES_BUCKET};
 use gateway::accounts::Accounts;
 use gateway::usage::Publisher;
+use gateway::Gateway;
 use store::Store;
 
 use crate::config::Config;
 use crate::serve::BoxError;
 
-/// Demo credits granted to the first account in simulator mode.
+/// Demo credits granted to every new account in simulator mode.
 pub const DEMO_CREDITS: &str = "25";
 
 /// The configured event log.
@@ -75,61 +77,91 @@ pub async fn gateway_events(
     let publisher = Publisher::start(Arc::clone(&log), &spool, id.clone())
         .map_err(|e| format!("usage spool {}: {e}", spool.display()))?;
     let accounts = Accounts::new(id, config.gateway.accounts.clone());
-    accounts.follow(log.bucket(ACCOUNTS_BUCKET).await?);
+    accounts.follow(log.bucket(ACCOUNTS_BUCKET).await?).await?;
     Ok(gateway::Events {
         publisher,
         accounts,
     })
 }
 
-/// The account of this installation's keys, created on first start (with
-/// demo credits in simulator mode). Publishing is idempotent: the events'
-/// ids derive from the account, so a restart changes nothing.
-pub async fn local_account(
+/// A secret from the configuration, or else from `data_dir/secrets/NAME`,
+/// generated there (readable by the owner only) on first use.
+pub fn secret(
     config: &Config,
-    log: &dyn EventLog,
-    demo_credits: bool,
-) -> Result<AccountId, BoxError> {
-    let path = config.data_dir.join("account");
-    let account = match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|e| format!("{} does not hold an account id: {e}", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let account = AccountId::new();
-            std::fs::write(&path, format!("{account}\n"))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            account
+    name: &str,
+    configured: Option<&String>,
+) -> Result<Vec<u8>, BoxError> {
+    if let Some(value) = configured {
+        if value.len() < 32 {
+            return Err(format!("the {name} secret must be at least 32 bytes").into());
         }
+        return Ok(value.clone().into_bytes());
+    }
+    let dir = config.data_dir.join("secrets");
+    create_dir(&dir)?;
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => return Err(format!("{} is shorter than 32 bytes", path.display()).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
-    };
-    let mut events = vec![(
-        "opened",
-        Event::AccountOpened(AccountOpened {
-            account,
-            name: "local".into(),
-        }),
-    )];
-    if demo_credits {
-        events.push((
-            "demo-credits",
-            Event::CreditsGranted(CreditsGranted {
-                account,
-                amount: DEMO_CREDITS.parse()?,
-                reason: "demo credits (simulator mode)".into(),
-            }),
-        ));
     }
-    for (what, event) in events {
-        let mut envelope = Envelope::new(event);
-        envelope.id = uuid::Uuid::new_v5(&account.0, what.as_bytes());
-        log.append(
-            envelope.event.subject(),
-            &envelope.id.to_string(),
-            &envelope.encode(),
-        )
+    let value = auth::random_secret_hex();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, value.as_bytes())?;
+    file.sync_all()?;
+    Ok(value.into_bytes())
+}
+
+/// The key hasher every gateway and the control plane of a deployment share.
+pub fn key_hasher(config: &Config) -> Result<auth::KeyHasher, BoxError> {
+    let secret = secret(config, "key-hash", config.key_hash_secret.as_ref())?;
+    Ok(auth::KeyHasher::new(&secret)?)
+}
+
+/// Makes `gateway` follow the control plane's keys and provider blocks.
+pub async fn follow_access(log: &dyn EventLog, gateway: &Gateway) -> Result<(), BoxError> {
+    gateway.keys.follow(log.bucket(KEYS_BUCKET).await?).await?;
+    gateway
+        .policies
+        .follow(log.bucket(POLICIES_BUCKET).await?)
         .await?;
+    Ok(())
+}
+
+/// Circuit states read from the gateway running in the same process.
+struct GatewayCircuits(Arc<Gateway>);
+
+impl Circuits for GatewayCircuits {
+    fn state(&self, _provider: catalog::ProviderId, model: &str) -> &'static str {
+        self.0.health.circuit(model)
     }
-    Ok(account)
+}
+
+/// The control plane on `log` and `store`; `beside` is the gateway of the
+/// same process, whose circuit states the models page shows.
+pub async fn control_plane(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    store: Store,
+    catalog: Arc<catalog::CatalogHandle>,
+    beside: Option<Arc<Gateway>>,
+    demo_credits: bool,
+) -> Result<Arc<ControlPlane>, BoxError> {
+    let mut settings = config.control_plane.clone();
+    if demo_credits && settings.demo_credits.is_none() {
+        settings.demo_credits = Some(DEMO_CREDITS.to_owned());
+    }
+    let secrets = Secrets {
+        key_hash: secret(config, "key-hash", config.key_hash_secret.as_ref())?,
+        session: secret(config, "session", config.session_secret.as_ref())?,
+    };
+    let circuits = beside.map(|g| Arc::new(GatewayCircuits(g)) as Arc<dyn Circuits>);
+    Ok(ControlPlane::start(settings, secrets, log, store, catalog, circuits).await?)
 }

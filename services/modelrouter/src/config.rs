@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use catalog::ProviderId;
+use control_plane::ControlPlaneConfig;
 use gateway::GatewayConfig;
 use serde::Deserialize;
 use simulator::SimulatorConfig;
@@ -71,6 +72,18 @@ pub struct Config {
     pub database_url: Option<String>,
     /// This gateway's id in usage events; a fresh random one per start when unset.
     pub gateway_id: Option<String>,
+    /// Dashboard and admin API settings.
+    pub control_plane: ControlPlaneConfig,
+    /// API keys are stored as HMAC-SHA256 under this secret (at least 32
+    /// bytes); every gateway and the control plane of a deployment must share
+    /// it. Unset: generated once into `data_dir/secrets/`.
+    pub key_hash_secret: Option<String>,
+    /// Dashboard sessions are signed with this (at least 32 bytes). Unset:
+    /// generated once into `data_dir/secrets/`.
+    pub session_secret: Option<String>,
+    /// The email of the first account's user, created by `modelrouter up` on
+    /// a fresh installation.
+    pub first_user_email: String,
 }
 
 impl Default for Config {
@@ -90,6 +103,10 @@ impl Default for Config {
             nats_prefix: "mr".into(),
             database_url: None,
             gateway_id: None,
+            control_plane: ControlPlaneConfig::default(),
+            key_hash_secret: None,
+            session_secret: None,
+            first_user_email: "admin@localhost".into(),
         }
     }
 }
@@ -172,6 +189,22 @@ impl Config {
         }
         if let Some(v) = present("MODELROUTER_GATEWAY_ID") {
             self.gateway_id = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_KEY_HASH_SECRET") {
+            self.key_hash_secret = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_SESSION_SECRET") {
+            self.session_secret = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_FIRST_USER_EMAIL") {
+            self.first_user_email = v;
+        }
+        if let Some(v) = present("MODELROUTER_SESSION_TTL_S") {
+            self.control_plane.session_ttl_s = parse("MODELROUTER_SESSION_TTL_S", &v)?;
+        }
+        if let Some(v) = present("MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE") {
+            self.control_plane.auth_attempts_per_minute =
+                parse("MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE", &v)?;
         }
         if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
             self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;

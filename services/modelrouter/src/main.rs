@@ -36,6 +36,8 @@ enum Command {
     Up,
     /// The gateway alone, against the providers configured by environment or file.
     Gateway,
+    /// The control plane alone: dashboard and JSON admin API.
+    ControlPlane,
     /// The ledger alone (no subcommand), or its tools.
     Ledger {
         #[command(subcommand)]
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up => serve::up(config).await,
             Command::Gateway => serve::gateway(config).await,
+            Command::ControlPlane => serve::control_plane(config).await,
             Command::Ledger { command: None } => serve::ledger(config).await,
             Command::Ledger {
                 command: Some(LedgerCommand::Export { from, to, out }),

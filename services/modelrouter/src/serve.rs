@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,46 +59,84 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     }
     let log = backbone::open_log(&config).await?;
     let store = backbone::open_store(&config).await?;
-    let ledger = Arc::new(Ledger::new(Arc::clone(&log), store).await?);
+    let ledger = Arc::new(Ledger::new(Arc::clone(&log), store.clone()).await?);
     let ledger_task = {
         let ledger = Arc::clone(&ledger);
         tokio::spawn(async move { ledger.run(std::future::pending()).await })
     };
-    let account = backbone::local_account(&config, log.as_ref(), simulate).await?;
-    let (keys, new_key) = load_keys(&config.data_dir, account)?;
+    let keys = Arc::new(KeyRing::new(backbone::key_hasher(&config)?));
     let events = backbone::gateway_events(&config, Arc::clone(&log)).await?;
     let publisher = Arc::clone(&events.publisher);
-    // Serve once the account's credit is known, so the first request sees it.
-    if !events
-        .accounts
-        .wait_for(account, Duration::from_secs(10))
-        .await
-    {
-        tracing::warn!(%account, "the ledger has not published the account yet; paid models wait for it");
+    let accounts = Arc::clone(&events.accounts);
+    let gateway = Gateway::with_events(
+        config.gateway.clone(),
+        Arc::clone(&catalog),
+        keys,
+        Some(events),
+    )?;
+    backbone::follow_access(log.as_ref(), &gateway).await?;
+    let control_plane = backbone::control_plane(
+        &config,
+        Arc::clone(&log),
+        store,
+        catalog,
+        Some(Arc::clone(&gateway)),
+        simulate,
+    )
+    .await?;
+    let first = control_plane
+        .first_account(&config.first_user_email)
+        .await?;
+    if let Some((_, _, key)) = &first {
+        // Serve once the gateway knows the key and the account's credit, so
+        // the first request works.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let caller = loop {
+            match gateway.keys.verify(&key.key) {
+                Some(caller) => break Some(caller),
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                None => break None,
+            }
+        };
+        let known = match caller {
+            Some(caller) => {
+                accounts
+                    .wait_for(caller.account, Duration::from_secs(10))
+                    .await
+            }
+            None => false,
+        };
+        if !known {
+            tracing::warn!("the first account is not known to the gateway yet; it will be shortly");
+        }
     }
-    let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, Some(events))?;
-    let app = app.merge(gateway::router(gateway));
+    let app = app
+        .merge(gateway::router(gateway))
+        .merge(control_plane::router(control_plane));
 
     let mut banner = vec![format!("Model Router listening on http://{addr}")];
     if simulate {
         banner.push(format!("No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}"));
         banner.push(format!(
-            "Account {account} holds ${} of demo credits (simulator mode)",
+            "New accounts get ${} of demo credits (simulator mode)",
             backbone::DEMO_CREDITS
         ));
     }
-    let keys_file = config.data_dir.join(KEYS_FILE);
-    match &new_key {
-        Some(key) => {
+    match &first {
+        Some((email, password, key)) => {
             banner.push(format!(
-                "API key (shown once, stored hashed in {}): {key}",
-                keys_file.display()
+                "Dashboard: http://{addr}/login  email {email}  password {password}  (shown once; change it by creating your own user)"
             ));
-            banner.push(format!("Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"));
+            banner.push(format!(
+                "API key of the first account (shown once, stored as a keyed hash): {}",
+                key.key
+            ));
+            banner.push(format!("Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'", key.key));
         }
         None => banner.push(format!(
-            "Using the API keys stored in {}",
-            keys_file.display()
+            "Using the existing accounts and keys: log in at http://{addr}/login"
         )),
     }
     print_banner(&banner);
@@ -122,7 +160,7 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         }
     };
     let account = AccountId(uuid::Uuid::nil());
-    let (keys, new_key) = load_keys(&config.data_dir, account)?;
+    let (keys, new_key) = load_keys(&config, account)?;
     let configured: Vec<String> = config
         .gateway
         .providers
@@ -135,6 +173,10 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     }
     let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
+    if config.event_log.is_some() {
+        let log = backbone::open_log(&config).await?;
+        backbone::follow_access(log.as_ref(), &gateway).await?;
+    }
     let listener = bind(config.listen).await?;
     let mut banner = vec![format!(
         "Model Router gateway listening on http://{} (providers: {})",
@@ -150,6 +192,23 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         publisher.shutdown().await;
     }
     served
+}
+
+/// `modelrouter control-plane`: the dashboard and admin API alone.
+pub async fn control_plane(config: Config) -> Result<(), BoxError> {
+    let catalog = open_catalog(&config)?;
+    let log = backbone::open_log(&config).await?;
+    let store = backbone::open_store(&config).await?;
+    if config.key_hash_secret.is_none() {
+        tracing::warn!("MODELROUTER_KEY_HASH_SECRET is not set: keys are hashed with a secret from the data dir, which the gateways must share");
+    }
+    let cp = backbone::control_plane(&config, log, store, catalog, None, false).await?;
+    let listener = bind(config.listen).await?;
+    print_banner(&[format!(
+        "Model Router control plane listening on http://{} (dashboard at /login, admin API at /api/v1)",
+        listener.local_addr()?
+    )]);
+    serve(listener, control_plane::router(cp)).await
 }
 
 /// `modelrouter ledger`: the ledger alone, until interrupted.
@@ -334,9 +393,10 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BoxError> {
 /// `MODELROUTER_BOOTSTRAP_KEY` if set — for `account`, and returned to be
 /// shown once.
 fn load_keys(
-    data_dir: &Path,
+    config: &Config,
     account: AccountId,
 ) -> Result<(Arc<KeyRing>, Option<String>), BoxError> {
+    let data_dir = config.data_dir.as_path();
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(KEYS_FILE);
@@ -345,7 +405,7 @@ fn load_keys(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
     };
-    let ring = Arc::new(KeyRing::default());
+    let ring = Arc::new(KeyRing::new(backbone::key_hasher(config)?));
     let mut digests = Vec::new();
     for line in stored.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let mut parts = line.split_whitespace();
@@ -373,7 +433,7 @@ fn load_keys(
             return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
         }
     }
-    let bootstrap_digest = bootstrap.as_deref().map(keys::digest);
+    let bootstrap_digest = bootstrap.as_deref().map(|k| ring.digest(k));
     let needed = digests.is_empty()
         || bootstrap_digest
             .as_ref()
@@ -382,7 +442,7 @@ fn load_keys(
         return Ok((ring, None));
     }
     let key = bootstrap.unwrap_or_else(keys::generate_key);
-    let digest = keys::digest(&key);
+    let digest = ring.digest(&key);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -400,9 +460,13 @@ async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The control plane rate-limits sign-up and login per client address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 

@@ -118,13 +118,56 @@ async fn up_serves_the_simulator_prints_a_key_once_and_keeps_it() {
             .0,
         401
     );
+    // The first account's user, printed once, logs in and owns the key.
+    let line = first
+        .banner
+        .lines()
+        .find(|l| l.starts_with("Dashboard:"))
+        .expect("the first account's credentials");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |label: &str| words[words.iter().position(|w| *w == label).unwrap() + 1];
+    let (email, password) = (after("email"), after("password"));
+    assert_eq!(email, "admin@localhost");
+    let browser = test_support::dashboard::Browser::new(&first.url);
+    let login = browser
+        .post("/login", &[("email", email), ("password", password)])
+        .await;
+    assert_eq!(login.status, 303, "{}", login.body);
+    let (status, keys) = browser
+        .api(reqwest::Method::GET, "/api/v1/keys", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        keys["keys"][0]["last_four"].as_str(),
+        Some(&key[key.len() - 4..]),
+        "the printed key belongs to the first account"
+    );
     first.child.kill().await.unwrap();
 
-    let stored = std::fs::read_to_string(data.join("api-keys")).unwrap();
-    assert!(!stored.contains(&key), "only a digest is stored");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&key),
+                "{} holds the plaintext key",
+                path.display()
+            );
+            assert!(
+                !text.contains(password),
+                "{} holds the plaintext password",
+                path.display()
+            );
+        }
+    }
 
     let mut second = up(&data, &[]).await;
     assert_eq!(second.printed_key, None, "the key is shown once");
+    assert!(
+        !second.banner.contains("password"),
+        "the password is shown once"
+    );
     assert_eq!(chat_status(&second.url, &key).await.0, 200);
     second.child.kill().await.unwrap();
     std::fs::remove_dir_all(&data).ok();

@@ -236,3 +236,114 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     assert!(text.contains("day total"), "{text}");
     let _ = log.destroy(&["accounts"]).await;
 }
+
+/// Whether `key` gets `status` from the gateway at `url`.
+async fn answers(http: &reqwest::Client, url: &str, key: &str, status: u16) -> bool {
+    http.post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == status)
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_within_a_second() {
+    let db = TestDb::new().await;
+    let deployment = Deployment {
+        prefix: format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        database: db.url.clone(),
+        dir: test_support::backends::TempDir::new(),
+    };
+    let secret = test_support::dashboard::KEY_HASH_SECRET;
+    let mut sim_command = deployment.command(&["simulator", "--listen", "127.0.0.1:0"], "sim");
+    sim_command.env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0");
+    let (_sim, line) = deployment.start(sim_command, "listening").await;
+    let sim = url_in(&line);
+    let (_ledger, _) = deployment
+        .start(deployment.command(&["ledger"], "ledger"), "ledger")
+        .await;
+    let mut cp_command = deployment.command(&["control-plane"], "cp");
+    cp_command
+        .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+        .env("MODELROUTER_KEY_HASH_SECRET", secret)
+        .env(
+            "MODELROUTER_SESSION_SECRET",
+            test_support::dashboard::SESSION_SECRET,
+        );
+    let (_cp, line) = deployment.start(cp_command, "listening").await;
+    let cp = url_in(&line);
+    let mut gateways = Vec::new();
+    for id in ["gw-a", "gw-b"] {
+        let mut command = deployment.command(&["gateway"], id);
+        command
+            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+            .env("MODELROUTER_KEY_HASH_SECRET", secret)
+            .env("MODELROUTER_GATEWAY_ID", id)
+            .env("OPENAI_API_KEY", "sim-key")
+            .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"));
+        let (child, line) = deployment.start(command, "listening").await;
+        gateways.push((child, url_in(&line)));
+    }
+
+    let browser = test_support::dashboard::Browser::new(&cp);
+    browser.sign_up("ops@example.com", "Ops").await;
+    let (status, created) = browser
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(serde_json::json!({"name": "svc"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, session) = browser
+        .api(reqwest::Method::GET, "/api/v1/session", None)
+        .await;
+    let account = session["account"].as_str().unwrap().to_owned();
+    let (ok, text) = deployment
+        .run(&["grant", "--account", &account, "--amount", "10"])
+        .await;
+    assert!(ok, "{text}");
+    let http = reqwest::Client::new();
+    for (_, url) in &gateways {
+        let mut served = false;
+        for _ in 0..500 {
+            if answers(&http, url, &key, 200).await {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "{url} never accepted the issued key");
+    }
+
+    let (status, _) = browser
+        .api(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let revoked_at = std::time::Instant::now();
+    let stops = |url: String| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            while revoked_at.elapsed() < Duration::from_secs(5) {
+                if answers(&http, &url, &key, 401).await {
+                    return Some(revoked_at.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            None
+        }
+    };
+    let (a, b) = tokio::join!(stops(gateways[0].1.clone()), stops(gateways[1].1.clone()));
+    eprintln!("revoked key refused after {a:?} and {b:?}");
+    for took in [a, b] {
+        let took = took.expect("the revoked key is refused");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
+        .await
+        .unwrap();
+    let _ = log.destroy(&["accounts", "keys", "policies"]).await;
+}

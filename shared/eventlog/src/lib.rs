@@ -155,6 +155,9 @@ pub trait Bucket: Send + Sync {
     async fn put(&self, key: &str, value: &[u8]) -> Result<u64>;
     /// The current value of `key`.
     async fn get(&self, key: &str) -> Result<Option<Entry>>;
+    /// Every key's current value, now: for a follower that must start
+    /// complete (a gateway must not refuse a valid key while it catches up).
+    async fn snapshot(&self) -> Result<Vec<Entry>>;
     /// Every key's current value, then every change as it happens.
     async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>>;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::{
     Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Outgoing, Record, Result,
@@ -281,6 +281,20 @@ impl Bucket for NatsBucket {
                 value: e.value,
                 revision: e.revision,
             }))
+    }
+
+    async fn snapshot(&self) -> Result<Vec<Entry>> {
+        let keys: Vec<String> = match self.store.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(entry) = self.get(&key).await? {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>> {

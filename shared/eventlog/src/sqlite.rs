@@ -301,6 +301,24 @@ impl Bucket for SqliteBucket {
         .transpose()
     }
 
+    async fn snapshot(&self) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT key, value, revision FROM kv_entries WHERE bucket = $1 ORDER BY revision",
+        )
+        .bind(&self.name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Entry {
+                    key: row.try_get("key")?,
+                    value: Bytes::from(row.try_get::<Vec<u8>, _>("value")?),
+                    revision: seq_of(row.try_get("revision")?),
+                })
+            })
+            .collect()
+    }
+
     async fn watch(&self) -> Result<BoxStream<'static, Result<Entry>>> {
         let changes = self.changes.subscribe();
         let rows = sqlx::query(

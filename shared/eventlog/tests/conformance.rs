@@ -150,6 +150,23 @@ async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLo
         ("acct-a", &b"v2"[..], r3)
     );
     assert_eq!(bucket.get("acct-a").await.unwrap().unwrap().revision, r3);
+    let mut snapshot: Vec<_> = bucket
+        .snapshot()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key, e.value.to_vec(), e.revision))
+        .collect();
+    snapshot.sort();
+    assert_eq!(
+        snapshot,
+        [
+            ("acct-a".into(), b"v2".to_vec(), r3),
+            ("acct-b".into(), b"w1".to_vec(), r2)
+        ]
+    );
+    let empty = log.bucket("nothing-here").await.unwrap();
+    assert!(empty.snapshot().await.unwrap().is_empty());
 }
 
 macro_rules! conformance {

@@ -17,6 +17,7 @@
 //!
 //! Golden files in `tests/fixtures` pin the JSON of every version.
 
+mod access;
 mod account;
 mod usage;
 mod view;
@@ -26,6 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use access::{
+    KeyIssued, KeyRevoked, KeyView, MemberInvited, MemberJoined, MemberRoleSet, PolicyView,
+    ProviderBlock, Role, UserId, KEYS_BUCKET, POLICIES_BUCKET,
+};
 pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, DepositSettled};
 pub use usage::{
     AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
@@ -40,6 +45,8 @@ pub mod subjects {
     pub const ACCOUNT: &str = "events.account";
     /// Billing: grants and deposits.
     pub const BILLING: &str = "events.billing";
+    /// Access: members, API keys, provider blocks.
+    pub const ACCESS: &str = "events.access";
 }
 
 /// Why bytes are not an event this build understands.
@@ -73,6 +80,40 @@ pub enum Event {
     DepositSettled(DepositSettled),
     /// An account's daily spend limit changed.
     DailyLimitSet(DailyLimitSet),
+    /// A user was invited to an account.
+    MemberInvited(MemberInvited),
+    /// A user joined an account.
+    MemberJoined(MemberJoined),
+    /// A member's role changed.
+    MemberRoleSet(MemberRoleSet),
+    /// An API key was created.
+    KeyIssued(KeyIssued),
+    /// An API key was revoked.
+    KeyRevoked(KeyRevoked),
+    /// The account's requests skip a provider.
+    ProviderBlocked(ProviderBlock),
+    /// The account's requests may use a provider again.
+    ProviderUnblocked(ProviderBlock),
+}
+
+/// Applies `$body` to the event's body, whatever its type.
+macro_rules! each_body {
+    ($event:expr, $e:ident => $body:expr) => {
+        match $event {
+            Event::UsageRecorded($e) => $body,
+            Event::AccountOpened($e) => $body,
+            Event::CreditsGranted($e) => $body,
+            Event::DepositSettled($e) => $body,
+            Event::DailyLimitSet($e) => $body,
+            Event::MemberInvited($e) => $body,
+            Event::MemberJoined($e) => $body,
+            Event::MemberRoleSet($e) => $body,
+            Event::KeyIssued($e) => $body,
+            Event::KeyRevoked($e) => $body,
+            Event::ProviderBlocked($e) => $body,
+            Event::ProviderUnblocked($e) => $body,
+        }
+    };
 }
 
 impl Event {
@@ -84,6 +125,13 @@ impl Event {
             Event::CreditsGranted(_) => ("credits_granted", 1),
             Event::DepositSettled(_) => ("deposit_settled", 1),
             Event::DailyLimitSet(_) => ("daily_limit_set", 1),
+            Event::MemberInvited(_) => ("member_invited", 1),
+            Event::MemberJoined(_) => ("member_joined", 1),
+            Event::MemberRoleSet(_) => ("member_role_set", 1),
+            Event::KeyIssued(_) => ("key_issued", 1),
+            Event::KeyRevoked(_) => ("key_revoked", 1),
+            Event::ProviderBlocked(_) => ("provider_blocked", 1),
+            Event::ProviderUnblocked(_) => ("provider_unblocked", 1),
         }
     }
 
@@ -93,18 +141,19 @@ impl Event {
             Event::UsageRecorded(_) => subjects::USAGE,
             Event::AccountOpened(_) | Event::DailyLimitSet(_) => subjects::ACCOUNT,
             Event::CreditsGranted(_) | Event::DepositSettled(_) => subjects::BILLING,
+            Event::MemberInvited(_)
+            | Event::MemberJoined(_)
+            | Event::MemberRoleSet(_)
+            | Event::KeyIssued(_)
+            | Event::KeyRevoked(_)
+            | Event::ProviderBlocked(_)
+            | Event::ProviderUnblocked(_) => subjects::ACCESS,
         }
     }
 
     /// The account the event concerns.
     pub fn account(&self) -> AccountId {
-        match self {
-            Event::UsageRecorded(e) => e.account,
-            Event::AccountOpened(e) => e.account,
-            Event::CreditsGranted(e) => e.account,
-            Event::DepositSettled(e) => e.account,
-            Event::DailyLimitSet(e) => e.account,
-        }
+        each_body!(self, e => e.account)
     }
 }
 
@@ -119,7 +168,20 @@ pub struct Envelope {
     pub event: Event,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The envelope as written: borrows the body, so encoding copies nothing.
+#[derive(Serialize)]
+struct WireOut<'a, T> {
+    id: Uuid,
+    at: DateTime<Utc>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    v: u16,
+    data: &'a T,
+}
+
+/// The envelope as read: the body stays a `Value` until its type and
+/// version say what it is.
+#[derive(Deserialize)]
 struct Wire {
     id: Uuid,
     at: DateTime<Utc>,
@@ -141,23 +203,28 @@ impl Envelope {
 
     /// The JSON written to the log.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the JSON of this envelope to `out`. The body is serialized
+    /// straight into the envelope (no intermediate `Value`): this runs once
+    /// per served request.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, v) = self.event.kind();
-        let data = match &self.event {
-            Event::UsageRecorded(e) => serde_json::to_value(e),
-            Event::AccountOpened(e) => serde_json::to_value(e),
-            Event::CreditsGranted(e) => serde_json::to_value(e),
-            Event::DepositSettled(e) => serde_json::to_value(e),
-            Event::DailyLimitSet(e) => serde_json::to_value(e),
+        let (id, at) = (self.id, self.at);
+        let written = each_body!(&self.event, data => serde_json::to_writer(
+            &mut *out,
+            &WireOut { id, at, kind, v, data }
+        ));
+        if let Err(e) = written {
+            // Cannot happen (no body has a non-string map key, and a Vec
+            // does not fail); if it ever did, readers must see an unreadable
+            // record, which the ledger keeps as rejected, not a gap.
+            let marker = serde_json::json!({ "unencodable_event": id, "error": e.to_string() });
+            out.extend_from_slice(marker.to_string().as_bytes());
         }
-        .unwrap_or(Value::Null);
-        let wire = Wire {
-            id: self.id,
-            at: self.at,
-            kind: kind.to_owned(),
-            v,
-            data,
-        };
-        serde_json::to_vec(&wire).unwrap_or_default()
     }
 
     /// Reads an envelope of any version this build knows.
@@ -175,7 +242,7 @@ impl Envelope {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&envelope.encode());
+            envelope.encode_into(&mut out);
         }
         out.push(b']');
         out
@@ -219,6 +286,23 @@ impl Envelope {
             }
             ("daily_limit_set", 1) => {
                 Event::DailyLimitSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("member_invited", 1) => {
+                Event::MemberInvited(serde_json::from_value(data).map_err(body)?)
+            }
+            ("member_joined", 1) => {
+                Event::MemberJoined(serde_json::from_value(data).map_err(body)?)
+            }
+            ("member_role_set", 1) => {
+                Event::MemberRoleSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("key_issued", 1) => Event::KeyIssued(serde_json::from_value(data).map_err(body)?),
+            ("key_revoked", 1) => Event::KeyRevoked(serde_json::from_value(data).map_err(body)?),
+            ("provider_blocked", 1) => {
+                Event::ProviderBlocked(serde_json::from_value(data).map_err(body)?)
+            }
+            ("provider_unblocked", 1) => {
+                Event::ProviderUnblocked(serde_json::from_value(data).map_err(body)?)
             }
             (kind, version) => {
                 return Err(EventError::Unknown {

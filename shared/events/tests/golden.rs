@@ -21,7 +21,14 @@ fn every_v1_event_decodes_and_round_trips() {
             "account_opened",
             "credits_granted",
             "deposit_settled",
-            "daily_limit_set"
+            "daily_limit_set",
+            "member_invited",
+            "member_joined",
+            "member_role_set",
+            "key_issued",
+            "key_revoked",
+            "provider_blocked",
+            "provider_unblocked"
         ]
     );
     let usage = Envelope::decode(V1.lines().next().unwrap().as_bytes()).unwrap();

@@ -54,12 +54,20 @@ struct Migration {
     sqlite: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger",
-    postgres: include_str!("../../../migrations/postgres/0001_ledger.sql"),
-    sqlite: include_str!("../../../migrations/sqlite/0001_ledger.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger",
+        postgres: include_str!("../../../migrations/postgres/0001_ledger.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0001_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "control_plane",
+        postgres: include_str!("../../../migrations/postgres/0002_control_plane.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0002_control_plane.sql"),
+    },
+];
 
 static DRIVERS: Once = Once::new();
 

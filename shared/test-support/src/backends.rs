@@ -223,7 +223,7 @@ impl Backends {
     /// Deletes the NATS stream and buckets (call at the end of a test).
     pub async fn cleanup(self) {
         if let Some(nats) = &self.nats {
-            let _ = nats.destroy(&["accounts"]).await;
+            let _ = nats.destroy(&["accounts", "keys", "policies"]).await;
         }
         self.store.pool.close().await;
     }
@@ -237,12 +237,15 @@ impl Backends {
             gateway::usage::Publisher::start(Arc::clone(&self.log), &spool, id.to_owned())
                 .expect("usage spool");
         let accounts = gateway::accounts::Accounts::new(id.to_owned(), Default::default());
-        accounts.follow(
-            self.log
-                .bucket(events::ACCOUNTS_BUCKET)
-                .await
-                .expect("accounts bucket"),
-        );
+        accounts
+            .follow(
+                self.log
+                    .bucket(events::ACCOUNTS_BUCKET)
+                    .await
+                    .expect("accounts bucket"),
+            )
+            .await
+            .expect("account states load");
         gateway::Events {
             publisher,
             accounts,

@@ -2,6 +2,7 @@
 //! on port 0, wired together as in production, and talk HTTP to them.
 
 pub mod backends;
+pub mod dashboard;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Options {
     pub account: events::AccountId,
     /// Usage publishing and credit enforcement (`None`: no ledger).
     pub events: Option<gateway::Events>,
+    /// The key ring (the harness key is added to it); a fresh one when `None`.
+    pub keys: Option<Arc<KeyRing>>,
 }
 
 /// A running simulator and gateway.
@@ -90,8 +93,8 @@ impl Harness {
             settings.simulated(url, &key, &sim_config.aws_access_key_id);
         }
         let key = keys::generate_key();
-        let ring = Arc::new(KeyRing::default());
-        ring.insert_digest(&keys::digest(&key), options.account);
+        let ring = options.keys.unwrap_or_default();
+        ring.insert_key(&key, options.account);
         let gateway =
             Gateway::with_events(config, catalog, ring, options.events).expect("gateway builds");
         let (listener, url) = listen().await;

@@ -51,6 +51,9 @@ pub async fn completions(
     let catalog = gateway.catalog.snapshot();
     let plan = routing::plan(&gateway, &catalog, &request, prefer)?;
     let mut candidates = plan.candidates;
+    gateway
+        .policies
+        .filter(caller.account, &mut candidates, |m| m.provider)?;
     gateway.restrict(&caller, allowance, &mut candidates)?;
     let recording = gateway.recording(&caller, &request_id, events::RequestKind::Chat, || {
         let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));

@@ -42,7 +42,10 @@ pub async fn create(
     let format = request.encoding_format.unwrap_or_default();
     let inputs = inputs(&gateway, request.input, request.dimensions, request.user)?;
     let catalog = gateway.catalog.snapshot();
-    let candidates = embeddings::plan(&gateway, &catalog, &request.model, &inputs, prefer)?;
+    let mut candidates = embeddings::plan(&gateway, &catalog, &request.model, &inputs, prefer)?;
+    gateway
+        .policies
+        .filter(caller.account, &mut candidates, |c| c.model.provider)?;
     let mut attempts = Vec::new();
     let deadline = gateway.config.total_timeout();
     let outcome = tokio::time::timeout(

@@ -205,6 +205,18 @@ impl Health {
         health
     }
 
+    /// The breaker state of the model `id` (`closed` until it is first used).
+    pub fn circuit(&self, id: &str) -> &'static str {
+        let entry = self
+            .inner
+            .models
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
+        entry.map_or("closed", |e| lock(&e).breaker.state(Instant::now()).name())
+    }
+
     /// The believed speed of `model` now: observed, or the catalog's.
     pub fn speed(&self, model: &(impl Monitored + ?Sized)) -> Speed {
         let models = self

@@ -1,0 +1,214 @@
+//! The JSON admin API under `/api/v1`: the dashboard's operations for
+//! automation. Authenticated by an admin key (`Authorization: Bearer
+//! mr_ak_…`) or a session cookie plus `X-CSRF-Token`; errors use the
+//! OpenAI-style envelope `{"error": {"message", "type", "param", "code"}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use catalog::ProviderId;
+use events::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, CpError};
+use crate::extract::{ApiCaller, Csrf};
+use crate::ControlPlane;
+
+type Reply = Result<Response, ApiError>;
+
+fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, CpError> {
+    json.map(|Json(v)| v).map_err(|e| {
+        CpError::BadInput(format!(
+            "The JSON body could not be read: {}",
+            e.body_text()
+        ))
+    })
+}
+
+/// The API's routes.
+pub fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/api/v1/session", get(session))
+        .route("/api/v1/usage", get(usage))
+        .route("/api/v1/keys", get(list_keys).post(create_key))
+        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/providers", get(list_providers))
+        .route("/api/v1/providers/{id}", put(set_block))
+        .route("/api/v1/limits", get(limits).put(set_limit))
+        .route("/api/v1/models", get(models))
+        .route("/api/v1/members", get(members))
+        .route("/api/v1/members/{user}", put(set_role))
+        .route("/api/v1/invitations", axum::routing::post(invite))
+}
+
+async fn session(ApiCaller(m): ApiCaller, csrf: Csrf) -> Json<Value> {
+    Json(json!({
+        "user": m.user, "email": m.email, "account": m.account,
+        "account_name": m.account_name, "role": m.role, "csrf_token": csrf.0,
+    }))
+}
+
+async fn usage(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    let usage = cp.usage_of(m.account).await?;
+    let days = cp.days_of(m.account, 14).await?;
+    let recent = cp.recent_of(m.account, 50).await?;
+    let mut out = json!({
+        "spent_today": usage.spent_today, "daily_limit": usage.daily_limit,
+        "requests_today": usage.requests_today, "days": days, "recent": recent,
+    });
+    if m.role == Role::Owner {
+        out["balance"] = json!(usage.balance);
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn list_keys(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    Ok(Json(json!({ "keys": cp.keys_of(m.account).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+async fn create_key(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    json: Result<Json<NewKeyBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    let key = cp.issue_key(&m, &b.name, b.admin).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": key.id, "name": key.name, "key": key.key, "admin": key.admin })),
+    )
+        .into_response())
+}
+
+async fn revoke_key(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(id): Path<String>,
+) -> Reply {
+    cp.revoke_key(&m, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_providers(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    let blocked = cp.blocked_of(m.account).await?;
+    let providers: Vec<Value> = ProviderId::ALL
+        .iter()
+        .map(|p| json!({ "id": p.as_str(), "blocked": blocked.iter().any(|b| b == p.as_str()) }))
+        .collect();
+    Ok(Json(json!({ "providers": providers })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockBody {
+    blocked: bool,
+}
+
+async fn set_block(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(id): Path<String>,
+    json: Result<Json<BlockBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    cp.set_block(&m, &id, b.blocked).await?;
+    Ok(Json(json!({ "id": id, "blocked": b.blocked })).into_response())
+}
+
+async fn limits(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    let usage = cp.usage_of(m.account).await?;
+    Ok(
+        Json(json!({ "daily_limit": usage.daily_limit, "spent_today": usage.spent_today }))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitBody {
+    /// USD as a decimal string; null lifts the limit.
+    daily_limit: Option<String>,
+}
+
+async fn set_limit(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    json: Result<Json<LimitBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    let limit = crate::pages::parse_limit(b.daily_limit.as_deref().unwrap_or(""))?;
+    cp.set_limit(&m, limit).await?;
+    Ok(Json(json!({ "daily_limit": limit })).into_response())
+}
+
+async fn models(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    let blocked = cp.blocked_of(m.account).await?;
+    Ok(Json(json!({ "models": cp.model_rows(&blocked) })).into_response())
+}
+
+async fn members(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    m.require_owner()?;
+    Ok(Json(json!({
+        "members": cp.members_of(m.account).await?,
+        "pending_invitations": cp.pending_invitations(m.account).await?,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+async fn set_role(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(user): Path<String>,
+    json: Result<Json<RoleBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    let role: Role = b.role.parse().map_err(CpError::BadInput)?;
+    let user = user
+        .parse()
+        .map(events::UserId)
+        .map_err(|_| CpError::NotFound)?;
+    cp.set_role(&m, user, role).await?;
+    Ok(Json(json!({ "user": user, "role": role })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    email: String,
+    role: String,
+}
+
+async fn invite(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    json: Result<Json<InviteBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    let role: Role = b.role.parse().map_err(CpError::BadInput)?;
+    let token = cp.invite(&m, &b.email, role).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "invitation_path": format!("/invite/{token}"), "token": token })),
+    )
+        .into_response())
+}

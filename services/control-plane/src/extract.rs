@@ -1,0 +1,150 @@
+//! Request extractors and the cookie middleware shared by pages and API.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::header::COOKIE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::{ApiError, CpError, PageError};
+use crate::ops::Member;
+use crate::session::{self, CSRF_COOKIE, SESSION_COOKIE};
+use crate::ControlPlane;
+
+/// The client's address (from the connection), for rate limits.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// This browser's CSRF token (the cookie middleware guarantees one).
+pub struct Csrf(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Csrf {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Csrf(
+            session::cookie(&parts.headers, CSRF_COOKIE)
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+/// Refuses a form whose CSRF token is not this browser's.
+pub fn check_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), CpError> {
+    if session::csrf_matches(headers, submitted) {
+        Ok(())
+    } else {
+        Err(CpError::Csrf)
+    }
+}
+
+async fn session_member(cp: &ControlPlane, headers: &HeaderMap) -> Result<Member, CpError> {
+    let claims = cp.sessions.read(headers).ok_or(CpError::Unauthenticated)?;
+    cp.member(claims.sub, claims.acct)
+        .await?
+        .ok_or(CpError::Unauthenticated)
+}
+
+/// A logged-in member (pages): otherwise a redirect to the login page.
+pub struct Signed(pub Member);
+
+impl FromRequestParts<Arc<ControlPlane>> for Signed {
+    type Rejection = PageError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Signed(session_member(cp, &parts.headers).await?))
+    }
+}
+
+/// The caller of the JSON API: an admin key (`Authorization: Bearer
+/// mr_ak_…`, acting as an owner of its account) or a session cookie, which
+/// must send the CSRF token in `X-CSRF-Token` for anything but reads.
+pub struct ApiCaller(pub Member);
+
+impl FromRequestParts<Arc<ControlPlane>> for ApiCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(key) = bearer {
+            return match cp.admin_key_member(key.trim()).await? {
+                Some(member) => Ok(ApiCaller(member)),
+                None => Err(ApiError(CpError::Unauthenticated)),
+            };
+        }
+        let member = session_member(cp, &parts.headers).await?;
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            let token = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            check_csrf(&parts.headers, token)?;
+        }
+        Ok(ApiCaller(member))
+    }
+}
+
+/// Gives every browser a CSRF cookie, and re-issues a session past half its
+/// life (rotation), unless the response ends or replaces the session.
+pub async fn cookies(
+    State(cp): State<Arc<ControlPlane>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let (_, new_csrf) = cp.sessions.csrf(request.headers());
+    if let Some(set) = &new_csrf {
+        // Let this request's handlers see the token they must put in forms.
+        let pair = set
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let merged = match request.headers().get(COOKIE).and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing}; {pair}"),
+            None => pair,
+        };
+        if let Ok(value) = HeaderValue::from_str(&merged) {
+            request.headers_mut().insert(COOKIE, value);
+        }
+    }
+    let rotation = cp
+        .sessions
+        .read(request.headers())
+        .filter(|claims| cp.sessions.needs_rotation(claims))
+        .map(|claims| cp.sessions.issue(claims.sub, claims.acct));
+    let mut response = next.run(request).await;
+    let replaces_session = response
+        .headers()
+        .get_all(axum::http::header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.starts_with(SESSION_COOKIE)));
+    let rotation = rotation.filter(|_| !replaces_session);
+    session::set_cookies(response.headers_mut(), new_csrf.into_iter().chain(rotation));
+    response
+}

@@ -1,0 +1,125 @@
+//! The control plane: sign-up and login, members and invitations, API keys,
+//! provider blocks and daily limits, as askama-rendered pages (from
+//! `web-templates/`) and a JSON admin API with the same operations.
+//!
+//! Every change is an event on the log (see [`ops`]); the [`projector`]
+//! folds them into this service's tables and into the `keys` and `policies`
+//! buckets that every gateway follows. Balances, spend and requests come
+//! from the ledger's projection in the same store.
+
+pub mod api;
+mod chart;
+pub mod config;
+pub mod error;
+mod extract;
+mod limiter;
+pub mod ops;
+pub mod pages;
+pub mod passwords;
+pub mod projector;
+mod queries;
+pub mod session;
+
+use std::sync::Arc;
+
+use auth::KeyHasher;
+use axum::Router;
+use catalog::{CatalogHandle, ProviderId};
+use eventlog::EventLog;
+use money::Money;
+use store::Store;
+
+pub use config::ControlPlaneConfig;
+pub use error::CpError;
+
+/// The prefix of admin-API keys (API keys start with `mr_sk_`).
+pub const ADMIN_KEY_PREFIX: &str = "mr_ak_";
+
+/// The state of each model's circuit breaker, where the control plane runs
+/// beside a gateway (`modelrouter up`).
+pub trait Circuits: Send + Sync {
+    /// `closed`, `open` or `half-open`.
+    fn state(&self, provider: ProviderId, model: &str) -> &'static str;
+}
+
+/// The secrets shared with the gateways (key hash) and kept to itself (sessions).
+pub struct Secrets {
+    /// Keys are stored as HMAC-SHA256 under this.
+    pub key_hash: Vec<u8>,
+    /// Session tokens are signed with this.
+    pub session: Vec<u8>,
+}
+
+/// Everything a control-plane request needs.
+pub struct ControlPlane {
+    log: Arc<dyn EventLog>,
+    store: Store,
+    projector: Arc<projector::Projector>,
+    keys: KeyHasher,
+    sessions: session::Sessions,
+    passwords: passwords::Passwords,
+    limiter: limiter::AttemptLimiter,
+    catalog: Arc<CatalogHandle>,
+    circuits: Option<Arc<dyn Circuits>>,
+    demo_credits: Option<Money>,
+}
+
+impl ControlPlane {
+    /// A control plane on `log` and `store` (migrated), its projector
+    /// following the log in the background.
+    pub async fn start(
+        config: ControlPlaneConfig,
+        secrets: Secrets,
+        log: Arc<dyn EventLog>,
+        store: Store,
+        catalog: Arc<CatalogHandle>,
+        circuits: Option<Arc<dyn Circuits>>,
+    ) -> Result<Arc<ControlPlane>, CpError> {
+        let keys = KeyHasher::new(&secrets.key_hash)
+            .map_err(|e| CpError::Internal(format!("key-hash secret: {e}")))?;
+        if secrets.session.len() < 32 {
+            return Err(CpError::Internal(
+                "the session secret must be at least 32 bytes".into(),
+            ));
+        }
+        let demo_credits = match &config.demo_credits {
+            Some(text) => Some(text.parse::<Money>().map_err(|e| {
+                CpError::Internal(format!("control_plane.demo_credits `{text}`: {e}"))
+            })?),
+            None => None,
+        };
+        let projector = Arc::new(projector::Projector::new(log.as_ref(), store.clone()).await?);
+        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
+        Ok(Arc::new(ControlPlane {
+            sessions: session::Sessions::new(
+                &secrets.session,
+                config.session_ttl_s,
+                config.secure_cookies,
+            ),
+            passwords: passwords::Passwords::new(
+                config.argon2_memory_kib,
+                config.argon2_iterations,
+                config.argon2_parallelism,
+            )?,
+            limiter: limiter::AttemptLimiter::new(config.auth_attempts_per_minute),
+            log,
+            store,
+            projector,
+            keys,
+            catalog,
+            circuits,
+            demo_credits,
+        }))
+    }
+}
+
+/// The dashboard's pages and the JSON admin API.
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    pages::routes()
+        .merge(api::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&cp),
+            extract::cookies,
+        ))
+        .with_state(cp)
+}

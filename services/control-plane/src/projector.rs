@@ -1,0 +1,252 @@
+//! Folds access events (and account openings) into the control plane's
+//! tables, and publishes what gateways need into the `keys` and `policies`
+//! buckets.
+//!
+//! A change is appended to the event log first, then applied here at once
+//! by the request that made it (so the next page shows it); the projector's
+//! durable consumer applies every event as well, which covers a crash
+//! between the two and other control-plane replicas. Applying is idempotent
+//! by event id, and the bucket values are whole states, so a repeat
+//! rewrites the same value.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::{Bucket, EventLog};
+use events::{AccountId, Envelope, Event, KeyView, PolicyView, KEYS_BUCKET, POLICIES_BUCKET};
+use sqlx::Row;
+use store::Store;
+
+use crate::error::CpError;
+
+/// The projector's durable consumer name.
+const CONSUMER: &str = "control-plane";
+
+/// The control plane's projection and the buckets it feeds.
+pub struct Projector {
+    store: Store,
+    keys: Arc<dyn Bucket>,
+    policies: Arc<dyn Bucket>,
+}
+
+impl Projector {
+    /// A projector writing `store` and `log`'s buckets.
+    pub async fn new(log: &dyn EventLog, store: Store) -> Result<Projector, CpError> {
+        Ok(Projector {
+            store,
+            keys: log.bucket(KEYS_BUCKET).await?,
+            policies: log.bucket(POLICIES_BUCKET).await?,
+        })
+    }
+
+    /// Applies `envelope` if it is the control plane's and not yet applied,
+    /// then republishes the views it touches.
+    pub async fn apply(&self, envelope: &Envelope) -> Result<(), CpError> {
+        let at = envelope.at.to_rfc3339();
+        let mut tx = self.store.pool.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO access_applied (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(envelope.id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if fresh {
+            fold(&mut tx, &envelope.event, &at).await?;
+        }
+        tx.commit().await?;
+        self.publish(&envelope.event).await
+    }
+
+    async fn publish(&self, event: &Event) -> Result<(), CpError> {
+        match event {
+            Event::KeyIssued(k) if !k.admin => self.publish_key(&k.digest).await,
+            Event::KeyRevoked(k) => self.publish_key(&k.digest).await,
+            Event::ProviderBlocked(b) | Event::ProviderUnblocked(b) => {
+                self.publish_policy(b.account).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn publish_key(&self, digest: &str) -> Result<(), CpError> {
+        let row = sqlx::query(
+            "SELECT id, account, revoked_at FROM api_keys WHERE digest = $1 AND kind = 'api'",
+        )
+        .bind(digest)
+        .fetch_optional(&self.store.pool)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let account: String = row.try_get("account")?;
+        let view = KeyView {
+            account: account
+                .parse()
+                .map_err(|e| CpError::Internal(format!("api_keys.account: {e}")))?,
+            key: row.try_get("id")?,
+            revoked: row.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+        };
+        let bytes = serde_json::to_vec(&view).map_err(|e| CpError::Internal(e.to_string()))?;
+        self.keys.put(digest, &bytes).await?;
+        Ok(())
+    }
+
+    async fn publish_policy(&self, account: AccountId) -> Result<(), CpError> {
+        let blocked: Vec<String> = sqlx::query_scalar(
+            "SELECT provider FROM provider_blocks WHERE account = $1 ORDER BY provider",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        let bytes = serde_json::to_vec(&PolicyView { blocked })
+            .map_err(|e| CpError::Internal(e.to_string()))?;
+        self.policies.put(&account.to_string(), &bytes).await?;
+        Ok(())
+    }
+
+    /// Applies every event of `log` as it arrives, until `stop` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        log: Arc<dyn EventLog>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            let consumer = tokio::select! {
+                _ = &mut stop => return,
+                c = log.consumer(CONSUMER) => c,
+            };
+            let mut consumer = match consumer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control plane cannot consume the event log; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = &mut stop => return,
+                    n = consumer.next(Duration::from_secs(1)) => n,
+                };
+                let delivery = match next {
+                    Ok(Some(d)) => d,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control plane consumer broke; reconnecting");
+                        break;
+                    }
+                };
+                if !self.apply_record(&delivery.record.payload).await {
+                    // Not acked: delivered again after the log's ack wait.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(error = %e, "ack failed; the record will be applied again (harmless)");
+                }
+            }
+        }
+    }
+
+    /// Applies a log record's events; `false` if it must be retried.
+    async fn apply_record(&self, payload: &[u8]) -> bool {
+        for decoded in Envelope::decode_all(payload) {
+            let envelope = match decoded {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "control plane cannot read an event; skipping it here (the ledger keeps it)");
+                    continue;
+                }
+            };
+            if !concerns_us(&envelope.event) {
+                continue;
+            }
+            if let Err(e) = self.apply(&envelope).await {
+                tracing::warn!(error = %e, "applying an access event failed; will retry");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn concerns_us(event: &Event) -> bool {
+    matches!(event, Event::AccountOpened(_)) || event.subject() == events::subjects::ACCESS
+}
+
+async fn fold(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    event: &Event,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    let query = |sql| sqlx::query::<sqlx::Any>(sql);
+    match event {
+        Event::AccountOpened(o) => {
+            query("INSERT INTO accounts (id, name, opened_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                .bind(o.account.to_string()).bind(&o.name).bind(at)
+                .execute(&mut **tx).await?;
+        }
+        Event::MemberInvited(i) => {
+            query(
+                "INSERT INTO invitations (id, account, email, role, token_digest, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(i.invitation.to_string())
+            .bind(i.account.to_string())
+            .bind(&i.email)
+            .bind(i.role.as_str())
+            .bind(&i.token_digest)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Event::MemberJoined(j) => {
+            query("INSERT INTO members (account, user_id, email, role, joined_at) VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (account, user_id) DO UPDATE SET role = excluded.role")
+                .bind(j.account.to_string()).bind(j.user.to_string()).bind(&j.email).bind(j.role.as_str()).bind(at)
+                .execute(&mut **tx).await?;
+            if let Some(invitation) = j.invitation {
+                query("UPDATE invitations SET accepted_by = $2 WHERE id = $1")
+                    .bind(invitation.to_string())
+                    .bind(j.user.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Event::MemberRoleSet(r) => {
+            query("UPDATE members SET role = $3 WHERE account = $1 AND user_id = $2")
+                .bind(r.account.to_string())
+                .bind(r.user.to_string())
+                .bind(r.role.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Event::KeyIssued(k) => {
+            query("INSERT INTO api_keys (id, account, name, digest, prefix, last_four, kind, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
+                .bind(&k.key).bind(k.account.to_string()).bind(&k.name).bind(&k.digest)
+                .bind(&k.prefix).bind(&k.last_four).bind(if k.admin { "admin" } else { "api" }).bind(at)
+                .execute(&mut **tx).await?;
+        }
+        Event::KeyRevoked(k) => {
+            query("UPDATE api_keys SET revoked_at = $3 WHERE account = $1 AND id = $2 AND revoked_at IS NULL")
+                .bind(k.account.to_string()).bind(&k.key).bind(at)
+                .execute(&mut **tx).await?;
+        }
+        Event::ProviderBlocked(b) => {
+            query("INSERT INTO provider_blocks (account, provider) VALUES ($1, $2) ON CONFLICT (account, provider) DO NOTHING")
+                .bind(b.account.to_string()).bind(&b.provider)
+                .execute(&mut **tx).await?;
+        }
+        Event::ProviderUnblocked(b) => {
+            query("DELETE FROM provider_blocks WHERE account = $1 AND provider = $2")
+                .bind(b.account.to_string())
+                .bind(&b.provider)
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Reads for pages and the API, every one scoped to the caller's account.
+
+use chrono::{Duration, NaiveDate, Utc};
+use events::AccountId;
+use money::Money;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::chart::Day;
+use crate::error::CpError;
+use crate::ControlPlane;
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Serialize)]
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub last_four: String,
+    pub kind: String,
+    pub created_at: String,
+    pub last_used: Option<String>,
+    pub revoked: bool,
+}
+
+/// One served request.
+#[derive(Debug, Serialize)]
+pub struct RequestRow {
+    pub at: String,
+    pub request_id: String,
+    pub model: String,
+    pub provider: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// USD.
+    pub cost: Money,
+    pub total_ms: i64,
+    pub outcome: String,
+}
+
+/// A member as listed.
+#[derive(Debug, Serialize)]
+pub struct MemberRow {
+    pub user: String,
+    pub email: String,
+    pub role: String,
+    pub joined_at: String,
+}
+
+/// The ledger's figures for an account today.
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub balance: Money,
+    pub spent_today: Money,
+    pub daily_limit: Option<Money>,
+    pub requests_today: u64,
+}
+
+/// A day of usage.
+#[derive(Debug, Serialize)]
+pub struct DayRow {
+    pub day: NaiveDate,
+    pub requests: u64,
+    pub spent: Money,
+}
+
+/// Shows a stored RFC 3339 time as `YYYY-MM-DD HH:MM:SS`.
+pub fn short_time(at: &str) -> String {
+    at.get(..19).unwrap_or(at).replace('T', " ")
+}
+
+impl ControlPlane {
+    pub(crate) async fn keys_of(&self, account: AccountId) -> Result<Vec<KeyRow>, CpError> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.name, k.prefix, k.last_four, k.kind, k.created_at, k.revoked_at,
+                    (SELECT MAX(r.at) FROM requests r WHERE r.account = k.account AND r.key_id = k.id) AS last_used
+             FROM api_keys k WHERE k.account = $1 ORDER BY k.created_at DESC, k.id",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    prefix: r.try_get("prefix")?,
+                    last_four: r.try_get("last_four")?,
+                    kind: r.try_get("kind")?,
+                    created_at: short_time(&r.try_get::<String, _>("created_at")?),
+                    last_used: r
+                        .try_get::<Option<String>, _>("last_used")?
+                        .map(|t| short_time(&t)),
+                    revoked: r.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn blocked_of(&self, account: AccountId) -> Result<Vec<String>, CpError> {
+        Ok(sqlx::query_scalar(
+            "SELECT provider FROM provider_blocks WHERE account = $1 ORDER BY provider",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.store.pool)
+        .await?)
+    }
+
+    pub(crate) async fn usage_of(&self, account: AccountId) -> Result<Usage, CpError> {
+        let today = Utc::now().date_naive();
+        let state = ledger::projection::state(&self.store, account, today).await?;
+        let requests: Option<i64> =
+            sqlx::query_scalar("SELECT requests FROM day_spend WHERE account = $1 AND day = $2")
+                .bind(account.to_string())
+                .bind(today.to_string())
+                .fetch_optional(&self.store.pool)
+                .await?;
+        Ok(match state {
+            Some(s) => Usage {
+                balance: s.balance,
+                spent_today: s.spent_today,
+                daily_limit: s.daily_limit,
+                requests_today: requests.unwrap_or(0).max(0) as u64,
+            },
+            None => Usage {
+                balance: Money::ZERO,
+                spent_today: Money::ZERO,
+                daily_limit: None,
+                requests_today: 0,
+            },
+        })
+    }
+
+    pub(crate) async fn days_of(
+        &self,
+        account: AccountId,
+        days: i64,
+    ) -> Result<Vec<DayRow>, CpError> {
+        let today = Utc::now().date_naive();
+        let first = today - Duration::days(days - 1);
+        let rows = sqlx::query(
+            "SELECT day, spent, requests FROM day_spend WHERE account = $1 AND day >= $2 ORDER BY day",
+        )
+        .bind(account.to_string())
+        .bind(first.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        let mut out: Vec<DayRow> = (0..days)
+            .map(|i| DayRow {
+                day: first + Duration::days(i),
+                requests: 0,
+                spent: Money::ZERO,
+            })
+            .collect();
+        for r in rows {
+            let day: NaiveDate = r
+                .try_get::<String, _>("day")?
+                .parse()
+                .map_err(|e: chrono::ParseError| CpError::Internal(e.to_string()))?;
+            if let Some(slot) = out.iter_mut().find(|d| d.day == day) {
+                slot.requests = r.try_get::<i64, _>("requests")?.max(0) as u64;
+                slot.spent = Money::from_nanos(r.try_get("spent")?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn recent_of(
+        &self,
+        account: AccountId,
+        limit: i64,
+    ) -> Result<Vec<RequestRow>, CpError> {
+        let rows = sqlx::query(
+            "SELECT at, request_id, model, provider, input_tokens, output_tokens, cost, total_ms, outcome
+             FROM requests WHERE account = $1 ORDER BY at DESC, event_id LIMIT $2",
+        )
+        .bind(account.to_string())
+        .bind(limit)
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RequestRow {
+                    at: short_time(&r.try_get::<String, _>("at")?),
+                    request_id: r.try_get("request_id")?,
+                    model: r.try_get("model")?,
+                    provider: r.try_get("provider")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    cost: Money::from_nanos(r.try_get("cost")?),
+                    total_ms: r.try_get("total_ms")?,
+                    outcome: r.try_get("outcome")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn members_of(&self, account: AccountId) -> Result<Vec<MemberRow>, CpError> {
+        let rows = sqlx::query(
+            "SELECT user_id, email, role, joined_at FROM members WHERE account = $1 ORDER BY joined_at, email",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MemberRow {
+                    user: r.try_get("user_id")?,
+                    email: r.try_get("email")?,
+                    role: r.try_get("role")?,
+                    joined_at: short_time(&r.try_get::<String, _>("joined_at")?),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn pending_invitations(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<String>, CpError> {
+        let rows = sqlx::query(
+            "SELECT email, role FROM invitations WHERE account = $1 AND accepted_by IS NULL ORDER BY created_at",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(format!(
+                    "{} as {}",
+                    r.try_get::<String, _>("email")?,
+                    r.try_get::<String, _>("role")?
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Chart days from usage days.
+pub fn chart_days(days: &[DayRow]) -> Vec<Day> {
+    days.iter()
+        .map(|d| Day {
+            label: d.day.format("%m-%d").to_string(),
+            requests: d.requests,
+            spent_nanos: d.spent.nanos(),
+        })
+        .collect()
+}

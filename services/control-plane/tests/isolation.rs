@@ -1,0 +1,236 @@
+//! Tenant isolation: account B, through every page and every admin-API
+//! route, can neither read nor change anything of account A's. Run on NATS
+//! and PostgreSQL, as a multi-tenant deployment runs.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use test_support::backends::Backends;
+use test_support::dashboard::{fast_config, Stack};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_b_cannot_read_or_change_account_a() {
+    let stack = Stack::start(Backends::distributed().await, fast_config()).await;
+    let a = stack.browser();
+    a.sign_up("alice@a.example", "Alpha Corp").await;
+    let a_key = a.create_key("alpha-secret-name").await;
+    let (_, admin) = a
+        .api(
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"name": "alpha-admin", "admin": true})),
+        )
+        .await;
+    let a_admin = admin["key"].as_str().unwrap().to_owned();
+    a.post(
+        "/members/invite",
+        &[("email", "invitee@a.example"), ("role", "member")],
+    )
+    .await;
+    a.post("/providers/xai", &[("blocked", "true")]).await;
+    a.post("/limits", &[("daily_limit", "7.77")]).await;
+    let mut request_id = String::new();
+    for _ in 0..200 {
+        let r = stack
+            .gateway
+            .http
+            .post(format!("{}/v1/chat/completions", stack.gateway.url))
+            .bearer_auth(&a_key)
+            .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!request_id.is_empty(), "A's key works");
+    let (_, a_keys) = a.api(Method::GET, "/api/v1/keys", None).await;
+    let a_key_ids: Vec<String> = a_keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    let (_, a_session) = a.api(Method::GET, "/api/v1/session", None).await;
+    let a_user = a_session["user"].as_str().unwrap().to_owned();
+    let a_account = a_session["account"].as_str().unwrap().to_owned();
+    // A's traces that must never show to B.
+    let secrets = [
+        "alice@a.example",
+        "Alpha Corp",
+        "alpha-secret-name",
+        "alpha-admin",
+        "invitee@a.example",
+        "7.77",
+        &request_id,
+        &a_user,
+        &a_account,
+    ];
+
+    let b = stack.browser();
+    b.sign_up("bob@b.example", "Beta Ltd").await;
+    let (_, b_admin) = b
+        .api(
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"name": "beta-admin", "admin": true})),
+        )
+        .await;
+    let b_admin = b_admin["key"].as_str().unwrap().to_owned();
+
+    // Every page.
+    for path in [
+        "/dashboard",
+        "/keys",
+        "/providers",
+        "/limits",
+        "/models",
+        "/members",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        for secret in &secrets {
+            assert!(!page.body.contains(secret), "{path} shows A's {secret}");
+        }
+    }
+    assert!(
+        !b.get("/providers").await.body.contains("blocked</span>"),
+        "A's block is not B's"
+    );
+    // Every form, aimed at A's things.
+    for id in &a_key_ids {
+        assert_eq!(b.post(&format!("/keys/{id}/revoke"), &[]).await.status, 404);
+    }
+    assert_eq!(
+        b.post(&format!("/members/{a_user}/role"), &[("role", "member")])
+            .await
+            .status,
+        404
+    );
+    // Every API route, by session and by B's admin key.
+    let reads = [
+        "/api/v1/session",
+        "/api/v1/usage",
+        "/api/v1/keys",
+        "/api/v1/providers",
+        "/api/v1/limits",
+        "/api/v1/models",
+        "/api/v1/members",
+    ];
+    for path in reads {
+        let (status, body) = b.api(Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}");
+        let by_key = b
+            .http
+            .get(format!("{}{path}", stack.url))
+            .bearer_auth(&b_admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_key.status(), 200, "{path} by admin key");
+        let by_key = by_key.text().await.unwrap();
+        for secret in &secrets {
+            assert!(
+                !body.to_string().contains(secret),
+                "{path} shows A's {secret}"
+            );
+            assert!(
+                !by_key.contains(secret),
+                "{path} (admin key) shows A's {secret}"
+            );
+        }
+    }
+    for id in &a_key_ids {
+        assert_eq!(
+            b.api(Method::DELETE, &format!("/api/v1/keys/{id}"), None)
+                .await
+                .0,
+            404
+        );
+        let by_key = b
+            .http
+            .delete(format!("{}/api/v1/keys/{id}", stack.url))
+            .bearer_auth(&b_admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_key.status(), 404);
+    }
+    assert_eq!(
+        b.api(
+            Method::PUT,
+            &format!("/api/v1/members/{a_user}"),
+            Some(json!({"role": "owner"}))
+        )
+        .await
+        .0,
+        404
+    );
+    // B's own changes stay B's.
+    b.api(
+        Method::PUT,
+        "/api/v1/providers/groq",
+        Some(json!({"blocked": true})),
+    )
+    .await;
+    b.api(
+        Method::PUT,
+        "/api/v1/limits",
+        Some(json!({"daily_limit": "1"})),
+    )
+    .await;
+    // A's admin key cannot act as B, and is refused on the gateway.
+    let refused = stack
+        .gateway
+        .http
+        .post(format!("{}/v1/chat/completions", stack.gateway.url))
+        .bearer_auth(&a_admin)
+        .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "admin keys do not call models");
+
+    // A is untouched.
+    let (_, keys) = a.api(Method::GET, "/api/v1/keys", None).await;
+    assert!(keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["revoked"] == false));
+    let (_, providers) = a.api(Method::GET, "/api/v1/providers", None).await;
+    let blocked: Vec<&str> = providers["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["blocked"] == true)
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(blocked, ["xai"]);
+    let (_, members) = a.api(Method::GET, "/api/v1/members", None).await;
+    assert_eq!(members["members"].as_array().unwrap().len(), 1);
+    let limit = async || a.api(Method::GET, "/api/v1/limits", None).await.1["daily_limit"].clone();
+    for _ in 0..100 {
+        if limit().await == json!("7.77") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(limit().await, json!("7.77"));
+    let still = stack
+        .gateway
+        .http
+        .post(format!("{}/v1/chat/completions", stack.gateway.url))
+        .bearer_auth(&a_key)
+        .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+    assert_ne!(still.headers()["x-model-router-provider"], "xai");
+    stack.stop().await;
+}

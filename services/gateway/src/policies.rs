@@ -1,0 +1,105 @@
+//! Per-account routing policies: the providers an account has blocked.
+//!
+//! The control plane keeps one [`PolicyView`] per account in the `policies`
+//! bucket; every gateway follows it, so a block applies to the account's
+//! next request on every gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use catalog::ProviderId;
+use eventlog::{Bucket, LogError};
+use events::{AccountId, PolicyView};
+
+use crate::error::GatewayError;
+
+/// The policies of every account this gateway has heard of.
+#[derive(Default)]
+pub struct Policies {
+    blocked: RwLock<HashMap<AccountId, Vec<ProviderId>>>,
+}
+
+impl Policies {
+    /// Takes an account's policy (providers this build does not know are ignored).
+    pub fn apply(&self, account: AccountId, view: &PolicyView) {
+        let blocked: Vec<ProviderId> = view.blocked.iter().filter_map(|p| p.parse().ok()).collect();
+        if let Ok(mut map) = self.blocked.write() {
+            if blocked.is_empty() {
+                map.remove(&account);
+            } else {
+                map.insert(account, blocked);
+            }
+        }
+    }
+
+    /// Drops the candidates whose provider `account` blocked; 403 when that
+    /// leaves none.
+    pub fn filter<C>(
+        &self,
+        account: AccountId,
+        candidates: &mut Vec<C>,
+        provider: impl Fn(&C) -> ProviderId,
+    ) -> Result<(), GatewayError> {
+        let Ok(map) = self.blocked.read() else {
+            return Ok(());
+        };
+        let Some(blocked) = map.get(&account) else {
+            return Ok(());
+        };
+        let before: Vec<ProviderId> = candidates.iter().map(&provider).collect();
+        candidates.retain(|c| !blocked.contains(&provider(c)));
+        if candidates.is_empty() && !before.is_empty() {
+            let mut names: Vec<String> = before.iter().map(ToString::to_string).collect();
+            names.dedup();
+            return Err(GatewayError::ProviderBlocked(format!(
+                "Every candidate for this request is from a provider your account blocked ({}). Unblock one on the dashboard's Providers page, or choose another model.",
+                names.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Follows the control plane's `policies` bucket: returns once every
+    /// current policy is in, then keeps following.
+    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
+        let policies = Arc::clone(self);
+        crate::follow::follow(bucket, "policies", move |entry| {
+            let account = entry.key.parse::<AccountId>();
+            let view = serde_json::from_slice::<PolicyView>(&entry.value);
+            match (account, view) {
+                (Ok(account), Ok(view)) => policies.apply(account, &view),
+                _ => tracing::error!(key = %entry.key, "unreadable policy"),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_providers_are_skipped_and_all_blocked_is_403() {
+        let policies = Policies::default();
+        let (a, b) = (AccountId::new(), AccountId::new());
+        policies.apply(
+            a,
+            &PolicyView {
+                blocked: vec!["openai".into(), "no-such-provider".into()],
+            },
+        );
+        let mut mixed = vec![ProviderId::Openai, ProviderId::Groq];
+        policies.filter(a, &mut mixed, |p| *p).unwrap();
+        assert_eq!(mixed, [ProviderId::Groq]);
+        let mut only_openai = vec![ProviderId::Openai];
+        let err = policies.filter(a, &mut only_openai, |p| *p).unwrap_err();
+        assert!(matches!(err, GatewayError::ProviderBlocked(m) if m.contains("openai")));
+        let mut other_account = vec![ProviderId::Openai];
+        policies.filter(b, &mut other_account, |p| *p).unwrap();
+        policies.apply(a, &PolicyView::default());
+        let mut unblocked = vec![ProviderId::Openai];
+        policies.filter(a, &mut unblocked, |p| *p).unwrap();
+        assert_eq!(unblocked.len(), 1);
+    }
+}

@@ -1,0 +1,153 @@
+//! Access events: who belongs to an account, which API keys it holds and
+//! which providers it has blocked. The control plane writes them; gateways
+//! follow their projections (the `keys` and `policies` buckets).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::AccountId;
+
+/// A person who can log in to the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a member may do in an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including billing and members.
+    Owner,
+    /// Keys, providers, limits and usage; not billing, not members.
+    Member,
+}
+
+impl Role {
+    /// The name used on the wire and in forms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Role::Owner),
+            "member" => Ok(Role::Member),
+            other => Err(format!("unknown role `{other}`: use owner or member")),
+        }
+    }
+}
+
+/// `member_invited`: an owner invited `email`; the invitation's token is
+/// known only to the link's recipient (the event holds its digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInvited {
+    pub account: AccountId,
+    pub invitation: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub by: UserId,
+    /// SHA-256 of the link's 256-bit random token, hex.
+    pub token_digest: String,
+}
+
+/// `member_joined`: a user became a member (the account's creator, or an
+/// invitee accepting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberJoined {
+    pub account: AccountId,
+    pub user: UserId,
+    pub email: String,
+    pub role: Role,
+    /// The invitation accepted; `None` for the account's creator.
+    #[serde(default)]
+    pub invitation: Option<Uuid>,
+}
+
+/// `member_role_set`: an owner changed a member's role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRoleSet {
+    pub account: AccountId,
+    pub user: UserId,
+    pub role: Role,
+    pub by: UserId,
+}
+
+/// `key_issued`: an API key was created. Only its keyed digest travels; the
+/// plaintext was shown once to its creator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyIssued {
+    pub account: AccountId,
+    /// The key's id: the first 12 hex characters of `digest`.
+    pub key: String,
+    /// HMAC-SHA256 of the key under the deployment's key-hash secret, hex.
+    pub digest: String,
+    pub name: String,
+    /// The key's first characters and last four, to recognise it by.
+    pub prefix: String,
+    pub last_four: String,
+    /// Who created it (`None` for the key `modelrouter up` creates).
+    #[serde(default)]
+    pub by: Option<UserId>,
+    /// An admin key calls the JSON admin API, not the gateway.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `key_revoked`: the key stops working on every gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevoked {
+    pub account: AccountId,
+    pub key: String,
+    /// Its digest, so a follower needs no lookup to forget it.
+    pub digest: String,
+    #[serde(default)]
+    pub by: Option<UserId>,
+}
+
+/// `provider_blocked` / `provider_unblocked`: the account's requests skip
+/// (or again use) every model of `provider`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderBlock {
+    pub account: AccountId,
+    /// A provider id of the catalog (`openai`, `groq`, …).
+    pub provider: String,
+    #[serde(default)]
+    pub by: Option<UserId>,
+}
+
+/// The bucket of API keys the gateways accept, under their digest.
+pub const KEYS_BUCKET: &str = "keys";
+
+/// A key as gateways see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub account: AccountId,
+    pub key: String,
+    /// A revoked key is refused.
+    pub revoked: bool,
+}
+
+/// The bucket of per-account routing policies, under the account id.
+pub const POLICIES_BUCKET: &str = "policies";
+
+/// An account's routing policy as gateways see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// Provider ids the account's requests never go to.
+    pub blocked: Vec<String>,
+}

@@ -1,0 +1,286 @@
+//! The control plane for tests: a whole stack (simulator, gateway, ledger,
+//! control plane) on one backbone, and a cookie-keeping browser-like client
+//! that fills in CSRF tokens the way the dashboard's forms do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_plane::{ControlPlane, ControlPlaneConfig, Secrets};
+use gateway::keys::KeyRing;
+use reqwest::cookie::{CookieStore, Jar};
+use tokio::net::TcpListener;
+
+use crate::backends::Backends;
+use crate::{Harness, Options};
+
+/// The secret every test stack hashes keys under.
+pub const KEY_HASH_SECRET: &str = "test-key-hash-secret-of-at-least-32-bytes";
+/// The secret every test stack signs sessions with.
+pub const SESSION_SECRET: &str = "test-session-secret-of-at-least-32-bytes!";
+
+/// Settings that make tests fast: cheap argon2 (the production parameters
+/// are the defaults) and generous attempt limits.
+pub fn fast_config() -> ControlPlaneConfig {
+    ControlPlaneConfig {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        auth_attempts_per_minute: 1000,
+        demo_credits: Some("25".into()),
+        ..ControlPlaneConfig::default()
+    }
+}
+
+/// Simulator, gateway (following keys and blocks), ledger and control plane.
+pub struct Stack {
+    /// The gateway (its harness key belongs to no dashboard account).
+    pub gateway: Harness,
+    /// The control plane's base URL.
+    pub url: String,
+    pub control_plane: Arc<ControlPlane>,
+    pub backends: Backends,
+    ledger: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// A stack on `backends` with `config`.
+    pub async fn start(backends: Backends, config: ControlPlaneConfig) -> Stack {
+        backends.store.migrate().await.expect("migrations");
+        let ledger = backends.spawn_ledger().await;
+        let ring = Arc::new(KeyRing::new(
+            auth::KeyHasher::new(KEY_HASH_SECRET.as_bytes()).expect("secret"),
+        ));
+        let events = backends.gateway_events("gw-test").await;
+        let gateway = Harness::start_with(Options {
+            events: Some(events),
+            keys: Some(ring),
+            ..Options::default()
+        })
+        .await;
+        follow_access(&backends, &gateway.gateway).await;
+        let control_plane = ControlPlane::start(
+            config,
+            Secrets {
+                key_hash: KEY_HASH_SECRET.as_bytes().to_vec(),
+                session: SESSION_SECRET.as_bytes().to_vec(),
+            },
+            Arc::clone(&backends.log),
+            backends.store.clone(),
+            Arc::clone(&gateway.gateway.catalog),
+            None,
+        )
+        .await
+        .expect("control plane starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = control_plane::router(Arc::clone(&control_plane));
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
+        });
+        Stack {
+            gateway,
+            url,
+            control_plane,
+            backends,
+            ledger,
+        }
+    }
+
+    /// A new browser on the dashboard.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.url)
+    }
+
+    /// Stops the ledger and deletes the backbone's NATS stream and buckets.
+    pub async fn stop(self) {
+        self.ledger.abort();
+        self.backends.cleanup().await;
+    }
+}
+
+/// Makes a gateway follow the keys and blocks of `backends`.
+pub async fn follow_access(backends: &Backends, gateway: &gateway::Gateway) {
+    let keys = backends
+        .log
+        .bucket(events::KEYS_BUCKET)
+        .await
+        .expect("keys bucket");
+    gateway.keys.follow(keys).await.expect("keys load");
+    let policies = backends
+        .log
+        .bucket(events::POLICIES_BUCKET)
+        .await
+        .expect("policies bucket");
+    gateway
+        .policies
+        .follow(policies)
+        .await
+        .expect("policies load");
+}
+
+/// A page as a browser received it.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub body: String,
+    /// Where a redirect points.
+    pub location: Option<String>,
+    /// The `Set-Cookie` values of the response.
+    pub set_cookies: Vec<String>,
+}
+
+/// A client that keeps cookies, does not follow redirects, and sends the
+/// CSRF token with forms (unless told not to).
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+    jar: Arc<Jar>,
+}
+
+impl Browser {
+    /// A browser with no cookies yet.
+    pub fn new(base: &str) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(Arc::clone(&jar))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Browser {
+            http,
+            base: base.to_owned(),
+            jar,
+        }
+    }
+
+    /// The value of cookie `name`, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = self.base.parse().ok()?;
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// This browser's CSRF token (fetched with a page when it has none).
+    pub async fn csrf(&self) -> String {
+        if self.cookie("mr_csrf").is_none() {
+            self.get("/login").await;
+        }
+        self.cookie("mr_csrf")
+            .expect("the dashboard sets a CSRF cookie")
+    }
+
+    async fn page(response: reqwest::Response) -> Page {
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let set_cookies = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let body = response.text().await.unwrap_or_default();
+        Page {
+            status,
+            body,
+            location,
+            set_cookies,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Page {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("control plane reachable");
+        Browser::page(response).await
+    }
+
+    /// Posts a form with this browser's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf", &csrf));
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts a form exactly as given (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(fields)
+            .send()
+            .await
+            .expect("control plane reachable");
+        Browser::page(response).await
+    }
+
+    /// Signs up and lands logged in; panics if that fails.
+    pub async fn sign_up(&self, email: &str, account: &str) {
+        let page = self
+            .post(
+                "/signup",
+                &[
+                    ("email", email),
+                    ("password", "correct horse battery staple"),
+                    ("account_name", account),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 303, "sign-up failed: {}", page.body);
+    }
+
+    /// Creates an API key on the keys page and returns its plaintext.
+    pub async fn create_key(&self, name: &str) -> String {
+        let page = self.post("/keys", &[("name", name)]).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let start = page
+            .body
+            .find("id=\"new-key\">")
+            .expect("the new key is shown")
+            + 13;
+        page.body[start..]
+            .split('<')
+            .next()
+            .expect("key text")
+            .to_owned()
+    }
+
+    /// Calls the JSON admin API with this browser's session and CSRF token.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let csrf = self.csrf().await;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-csrf-token", csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("control plane reachable");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+}

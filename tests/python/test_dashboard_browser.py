@@ -61,7 +61,12 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
     shot(page, "01-signup")
     page.click("button[type=submit]")
     page.wait_for_url(f"{url}/dashboard")
-    assert page.locator("#balance").inner_text() == "$25"
+
+    def credited():
+        page.reload()
+        return page.locator("#balance").inner_text() == "$25"
+
+    assert until(credited), "the demo credits reach the dashboard"
     shot(page, "02-dashboard-new")
 
     page.goto(f"{url}/keys")

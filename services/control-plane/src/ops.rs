@@ -486,11 +486,12 @@ impl ControlPlane {
     }
 
     /// On a fresh installation, the first account: a user with a random
-    /// password owning an account and its first API key, returned to be
-    /// printed once. `None` when a user exists already.
+    /// password owning an account and its first API key (`key`, or a new
+    /// one), returned to be printed once. `None` when a user exists already.
     pub async fn first_account(
         &self,
         email_raw: &str,
+        key: Option<String>,
     ) -> Result<Option<(String, String, NewKey)>, CpError> {
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.store.pool)
@@ -498,13 +499,16 @@ impl ControlPlane {
         if users > 0 {
             return Ok(None);
         }
-        let password = auth::random_secret_hex()[..20].to_owned();
-        let (user, account) = self.sign_up(email_raw, password.clone(), "default").await?;
-        let key = match std::env::var("MODELROUTER_BOOTSTRAP_KEY").ok().filter(|k| !k.is_empty()) {
+        let key = match key {
             Some(k) if auth::is_well_formed(&k) => k,
-            Some(_) => return Err(CpError::BadInput("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into())),
+            Some(_) => return Err(CpError::BadInput(
+                "the first API key must look like mr_sk_ followed by at least 32 letters or digits"
+                    .into(),
+            )),
             None => auth::generate_key(),
         };
+        let password = auth::random_secret_hex()[..20].to_owned();
+        let (user, account) = self.sign_up(email_raw, password.clone(), "default").await?;
         let key = self
             .issue_key_for(account, Some(user), "first key".into(), key, false)
             .await?;

@@ -137,7 +137,12 @@ impl Projector {
                         break;
                     }
                 };
-                if !self.apply_record(&delivery.record.payload).await {
+                // Usage records are most of the log and none of ours: skip
+                // them without decoding.
+                let subject = delivery.record.subject.as_str();
+                let ours =
+                    subject == events::subjects::ACCESS || subject == events::subjects::ACCOUNT;
+                if ours && !self.apply_record(&delivery.record.payload).await {
                     // Not acked: delivered again after the log's ack wait.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 use test_support::backends::Backends;
-use test_support::dashboard::{fast_config, Browser, Stack};
+use test_support::dashboard::{fast_config, Stack};
 
 fn chat_body(model: &str) -> serde_json::Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]})

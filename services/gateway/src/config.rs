@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     pub embeddings: EmbeddingsConfig,
     /// Credit enforcement: the free-model rate limit (`[gateway.accounts]`).
     pub accounts: AccountsConfig,
+    /// How long the usage publisher gathers events into one log append
+    /// (default 5 ms): longer means fewer, larger appends.
+    pub usage_linger_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -46,6 +49,7 @@ impl Default for GatewayConfig {
             auto: AutoConfig::default(),
             embeddings: EmbeddingsConfig::default(),
             accounts: AccountsConfig::default(),
+            usage_linger_ms: crate::usage::DEFAULT_LINGER.as_millis() as u64,
         }
     }
 }

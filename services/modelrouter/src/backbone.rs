@@ -74,7 +74,8 @@ pub async fn gateway_events(
         .clone()
         .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     let spool = config.data_dir.join(format!("usage-{id}.spool"));
-    let publisher = Publisher::start(Arc::clone(&log), &spool, id.clone())
+    let linger = std::time::Duration::from_millis(config.gateway.usage_linger_ms);
+    let publisher = Publisher::start(Arc::clone(&log), &spool, id.clone(), linger)
         .map_err(|e| format!("usage spool {}: {e}", spool.display()))?;
     let accounts = Accounts::new(id, config.gateway.accounts.clone());
     accounts.follow(log.bucket(ACCOUNTS_BUCKET).await?).await?;

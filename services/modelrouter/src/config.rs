@@ -190,6 +190,9 @@ impl Config {
         if let Some(v) = present("MODELROUTER_GATEWAY_ID") {
             self.gateway_id = Some(v);
         }
+        if let Some(v) = present("MODELROUTER_USAGE_LINGER_MS") {
+            self.gateway.usage_linger_ms = parse("MODELROUTER_USAGE_LINGER_MS", &v)?;
+        }
         if let Some(v) = present("MODELROUTER_KEY_HASH_SECRET") {
             self.key_hash_secret = Some(v);
         }

@@ -84,8 +84,11 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         simulate,
     )
     .await?;
+    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     let first = control_plane
-        .first_account(&config.first_user_email)
+        .first_account(&config.first_user_email, bootstrap)
         .await?;
     if let Some((_, _, key)) = &first {
         // Serve once the gateway knows the key and the account's credit, so

@@ -19,6 +19,8 @@
 
 mod access;
 mod account;
+mod json;
+mod time;
 mod usage;
 mod view;
 
@@ -172,6 +174,7 @@ pub struct Envelope {
 #[derive(Serialize)]
 struct WireOut<'a, T> {
     id: Uuid,
+    #[serde(serialize_with = "time::serialize")]
     at: DateTime<Utc>,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -214,6 +217,15 @@ impl Envelope {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let (kind, v) = self.event.kind();
         let (id, at) = (self.id, self.at);
+        if let Event::UsageRecorded(usage) = &self.event {
+            let mut w = json::JsonWriter(out);
+            w.raw(b"{\"id\":").uuid(id).raw(b",\"at\":");
+            time::write_quoted(&at, w.0);
+            w.raw(b",\"type\":\"usage_recorded\",\"v\":1,\"data\":");
+            usage.write_json(&mut w);
+            w.raw(b"}");
+            return;
+        }
         let written = each_body!(&self.event, data => serde_json::to_writer(
             &mut *out,
             &WireOut { id, at, kind, v, data }

@@ -113,8 +113,16 @@ impl fmt::Display for Money {
         if frac == 0 {
             return write!(f, "{sign}{whole}");
         }
-        let frac = format!("{frac:09}");
-        write!(f, "{sign}{whole}.{}", frac.trim_end_matches('0'))
+        let mut digits = [b'0'; 9];
+        let mut rest = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        // `frac` is not 0, so at least one digit is not a trailing zero.
+        let len = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        let digits = std::str::from_utf8(&digits[..len]).unwrap_or("0");
+        write!(f, "{sign}{whole}.{digits}")
     }
 }
 

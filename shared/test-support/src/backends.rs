@@ -233,9 +233,13 @@ impl Backends {
     /// The gateway's link to this backbone, as gateway `id` (its spool in `dir`).
     pub async fn gateway_events(&self, id: &str) -> gateway::Events {
         let spool = self.dir.0.join(format!("usage-{id}.spool"));
-        let publisher =
-            gateway::usage::Publisher::start(Arc::clone(&self.log), &spool, id.to_owned())
-                .expect("usage spool");
+        let publisher = gateway::usage::Publisher::start(
+            Arc::clone(&self.log),
+            &spool,
+            id.to_owned(),
+            gateway::usage::DEFAULT_LINGER,
+        )
+        .expect("usage spool");
         let accounts = gateway::accounts::Accounts::new(id.to_owned(), Default::default());
         accounts
             .follow(

@@ -3,7 +3,8 @@
 //!
 //! A request hands its event to [`Publisher::record`], which only queues it.
 //! One background task appends queued events to the event log, in order,
-//! in batches (gathered for up to 5 ms) of up to 512.
+//! in batches (gathered for `gateway.usage_linger_ms`, 5 ms by default) of
+//! up to 512.
 //! When the log does not take an event (down, or slower than
 //! `APPEND_TIMEOUT`), that event and every later one go to the [`spool`]
 //! file instead (fsync'd), and the task replays the spool, oldest first,
@@ -35,8 +36,8 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
 const REPLAY_EVERY: Duration = Duration::from_millis(500);
 /// Events taken from the queue per round.
 const BATCH: usize = 512;
-/// How long a round waits for more events after the first.
-const LINGER: Duration = Duration::from_millis(5);
+/// How long a round waits for more events after the first, by default.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 
 enum Command {
     Publish(Envelope),
@@ -53,16 +54,19 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Starts the publishing task for `log`, spooling to `spool_path`.
+    /// Starts the publishing task for `log`, spooling to `spool_path`,
+    /// gathering each batch for `linger`.
     pub fn start(
         log: Arc<dyn EventLog>,
         spool_path: &Path,
         gateway: String,
+        linger: Duration,
     ) -> std::io::Result<Arc<Publisher>> {
         let spool = Spool::open(spool_path)?;
         let spooled = Arc::new(AtomicU64::new(spool.pending()));
         let (queue, commands) = mpsc::unbounded_channel();
         let worker = Worker {
+            linger,
             log,
             spool,
             spooled: Arc::clone(&spooled),
@@ -117,6 +121,7 @@ impl Publisher {
 }
 
 struct Worker {
+    linger: Duration,
     log: Arc<dyn EventLog>,
     spool: Spool,
     spooled: Arc<AtomicU64>,
@@ -135,7 +140,7 @@ impl Worker {
                     // events costs the log and this process far less than many
                     // appends of one, and sleeping (rather than receiving each
                     // event as it comes) spares a task wake-up per request.
-                    tokio::time::sleep(LINGER).await;
+                    tokio::time::sleep(self.linger).await;
                     while batch.len() < BATCH {
                         match commands.try_recv() {
                             Ok(command) => batch.push(command),
@@ -186,8 +191,7 @@ impl Worker {
         let Some(first) = events.first() else {
             return true;
         };
-        let ids: Vec<u8> = events.iter().flat_map(|e| *e.id.as_bytes()).collect();
-        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &ids).to_string();
+        let id = batch_id(events).to_string();
         let payload = Envelope::encode_all(events);
         let record = Outgoing {
             subject: first.event.subject(),
@@ -254,6 +258,19 @@ impl Worker {
         );
         self.spooled.store(self.spool.pending(), Ordering::Relaxed);
     }
+}
+
+/// The id of a batch record: a fold of its events' ids, in order, so the
+/// same batch sent again has the same id (and the log drops it). Event ids
+/// are random v4 UUIDs; the fold of a different batch matching is as
+/// unlikely as two random ids matching. A fold, not a hash: this runs for
+/// every append.
+fn batch_id(events: &[Envelope]) -> uuid::Uuid {
+    let folded = events.iter().fold(
+        0x6d72_6261_7463_6800_u128 ^ events.len() as u128,
+        |acc, e| acc.rotate_left(29) ^ e.id.as_u128(),
+    );
+    uuid::Uuid::from_u128(folded)
 }
 
 /// What one request needs to record its usage when it is served.
@@ -325,8 +342,10 @@ impl Recording {
             outcome: served.outcome,
             origin,
         };
-        let mut envelope = Envelope::new(events::Event::UsageRecorded(Box::new(event)));
-        envelope.at = now;
-        self.publisher.record(envelope);
+        self.publisher.record(Envelope {
+            id: uuid::Uuid::new_v4(),
+            at: now,
+            event: events::Event::UsageRecorded(Box::new(event)),
+        });
     }
 }

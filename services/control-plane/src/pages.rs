@@ -83,6 +83,15 @@ fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T, CpError> {
         .map_err(|e| CpError::BadInput(format!("The form could not be read: {}", e.body_text())))
 }
 
+/// Marks a response that shows a secret once: not to be cached or kept.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
@@ -359,17 +368,12 @@ async fn create_key(
         .issue_key(&member, &f.name, f.admin.as_deref() == Some("on"))
         .await?;
     let keys = cp.keys_of(member.account).await?;
-    let mut response = html(&KeysPage {
+    let response = html(&KeysPage {
         nav: Nav::new(&member, csrf, "keys"),
         keys,
         new_key: Some(new_key),
     });
-    // The plaintext key must not linger in caches or history.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    Ok(no_store(response))
 }
 
 async fn revoke_key(
@@ -737,12 +741,8 @@ async fn invite(
     check_csrf(&headers, &f.csrf)?;
     let token = cp.invite(&member, &f.email, role(&f.role)?).await?;
     let link = format!("{}/invite/{token}", origin(&headers));
-    let mut response = members_view(&cp, &member, csrf, Some(link)).await?;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    let response = members_view(&cp, &member, csrf, Some(link)).await?;
+    Ok(no_store(response))
 }
 
 async fn set_role(

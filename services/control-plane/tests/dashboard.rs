@@ -9,22 +9,6 @@ use serde_json::json;
 use test_support::backends::Backends;
 use test_support::dashboard::{fast_config, Stack};
 
-fn chat_body(model: &str) -> serde_json::Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]})
-}
-
-async fn chat(stack: &Stack, key: &str, model: &str) -> reqwest::Response {
-    stack
-        .gateway
-        .http
-        .post(format!("{}/v1/chat/completions", stack.gateway.url))
-        .bearer_auth(key)
-        .json(&chat_body(model))
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Polls `check` every 10 ms until it holds or `within` passes; the time it took.
 async fn within(within: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -70,11 +54,11 @@ async fn sign_up_key_call_see_cost_revoke() {
 
     // The gateway learns the key (it follows the keys bucket) and bills the account.
     let ok = within(Duration::from_secs(5), async || {
-        chat(&stack, &key, "gpt-4.1-mini").await.status() == 200
+        stack.chat(&key, "gpt-4.1-mini").await.status() == 200
     })
     .await;
     assert!(ok.is_some(), "the new key works on the gateway");
-    let response = chat(&stack, &key, "gpt-4.1-mini").await;
+    let response = stack.chat(&key, "gpt-4.1-mini").await;
     let cost = response.headers()["x-model-router-cost"]
         .to_str()
         .unwrap()
@@ -107,7 +91,7 @@ async fn sign_up_key_call_see_cost_revoke() {
     let revoked = browser.post(&format!("/keys/{id}/revoke"), &[]).await;
     assert_eq!(revoked.status, 303, "{}", revoked.body);
     let took = within(Duration::from_secs(1), async || {
-        chat(&stack, &key, "economy").await.status() == 401
+        stack.chat(&key, "economy").await.status() == 401
     })
     .await;
     assert!(took.is_some(), "a revoked key stops within 1 s");
@@ -339,11 +323,11 @@ async fn a_block_makes_routing_skip_the_provider() {
     browser.sign_up("bea@example.com", "Bea").await;
     let key = browser.create_key("k").await;
     within(Duration::from_secs(5), async || {
-        chat(&stack, &key, "economy").await.status() == 200
+        stack.chat(&key, "economy").await.status() == 200
     })
     .await;
     let provider_of = async |model: &str| {
-        let r = chat(&stack, &key, model).await;
+        let r = stack.chat(&key, model).await;
         (
             r.status().as_u16(),
             r.headers()
@@ -374,7 +358,7 @@ async fn a_block_makes_routing_skip_the_provider() {
         .unwrap()
         .id
         .clone();
-    let response = chat(&stack, &key, &model).await;
+    let response = stack.chat(&key, &model).await;
     assert_eq!(response.status(), 403);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "provider_blocked");
@@ -387,7 +371,7 @@ async fn a_block_makes_routing_skip_the_provider() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(chat(&stack, &key, &model).await.status(), 200);
+    assert_eq!(stack.chat(&key, &model).await.status(), 200);
     let (status, body) = browser
         .api(
             Method::PUT,
@@ -410,7 +394,7 @@ async fn a_daily_limit_answers_429_once_reached() {
     browser.sign_up("lin@example.com", "Lin").await;
     let key = browser.create_key("k").await;
     within(Duration::from_secs(5), async || {
-        chat(&stack, &key, "gpt-4.1-mini").await.status() == 200
+        stack.chat(&key, "gpt-4.1-mini").await.status() == 200
     })
     .await;
     let bad = browser
@@ -424,11 +408,11 @@ async fn a_daily_limit_answers_429_once_reached() {
         .await;
     assert_eq!(page.status, 303);
     let refused = within(Duration::from_secs(5), async || {
-        chat(&stack, &key, "gpt-4.1-mini").await.status() == 429
+        stack.chat(&key, "gpt-4.1-mini").await.status() == 429
     })
     .await;
     assert!(refused.is_some(), "429 at the limit");
-    let response = chat(&stack, &key, "gpt-4.1-mini").await;
+    let response = stack.chat(&key, "gpt-4.1-mini").await;
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "daily_limit_exceeded");
@@ -436,7 +420,7 @@ async fn a_daily_limit_answers_429_once_reached() {
     // Lifting it (empty) serves again.
     browser.post("/limits", &[("daily_limit", "")]).await;
     let served = within(Duration::from_secs(5), async || {
-        chat(&stack, &key, "gpt-4.1-mini").await.status() == 200
+        stack.chat(&key, "gpt-4.1-mini").await.status() == 200
     })
     .await;
     assert!(served.is_some());

@@ -32,15 +32,7 @@ async fn account_b_cannot_read_or_change_account_a() {
     a.post("/limits", &[("daily_limit", "7.77")]).await;
     let mut request_id = String::new();
     for _ in 0..200 {
-        let r = stack
-            .gateway
-            .http
-            .post(format!("{}/v1/chat/completions", stack.gateway.url))
-            .bearer_auth(&a_key)
-            .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
+        let r = stack.chat(&a_key, "economy").await;
         if r.status() == 200 {
             request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
             break;
@@ -184,15 +176,7 @@ async fn account_b_cannot_read_or_change_account_a() {
     )
     .await;
     // A's admin key cannot act as B, and is refused on the gateway.
-    let refused = stack
-        .gateway
-        .http
-        .post(format!("{}/v1/chat/completions", stack.gateway.url))
-        .bearer_auth(&a_admin)
-        .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let refused = stack.chat(&a_admin, "economy").await;
     assert_eq!(refused.status(), 401, "admin keys do not call models");
 
     // A is untouched.
@@ -221,15 +205,7 @@ async fn account_b_cannot_read_or_change_account_a() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(limit().await, json!("7.77"));
-    let still = stack
-        .gateway
-        .http
-        .post(format!("{}/v1/chat/completions", stack.gateway.url))
-        .bearer_auth(&a_key)
-        .json(&json!({"model": "economy", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let still = stack.chat(&a_key, "economy").await;
     assert_eq!(still.status(), 200);
     assert_ne!(still.headers()["x-model-router-provider"], "xai");
     stack.stop().await;

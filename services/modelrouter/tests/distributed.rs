@@ -71,6 +71,29 @@ impl Deployment {
         (child, found)
     }
 
+    /// Starts a `modelrouter gateway` per id, on the simulator at `sim`, with
+    /// `env` added; returns each process with its URL.
+    async fn gateways(
+        &self,
+        ids: &[&str],
+        sim: &str,
+        env: &[(&str, &str)],
+    ) -> Vec<(Child, String)> {
+        let mut gateways = Vec::new();
+        for id in ids {
+            let mut command = self.command(&["gateway"], id);
+            command
+                .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+                .env("MODELROUTER_GATEWAY_ID", id)
+                .env("OPENAI_API_KEY", "sim-key")
+                .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"))
+                .envs(env.iter().copied());
+            let (child, line) = self.start(command, "listening").await;
+            gateways.push((child, url_in(&line)));
+        }
+        gateways
+    }
+
     async fn run(&self, args: &[&str]) -> (bool, String) {
         let output = self
             .command(args, "tools")
@@ -145,18 +168,13 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     .await
     .unwrap();
 
-    let mut gateways = Vec::new();
-    for id in ["gw-1", "gw-2"] {
-        let mut command = deployment.command(&["gateway"], id);
-        command
-            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
-            .env("MODELROUTER_BOOTSTRAP_KEY", KEY)
-            .env("MODELROUTER_GATEWAY_ID", id)
-            .env("OPENAI_API_KEY", "sim-key")
-            .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"));
-        let (child, line) = deployment.start(command, "listening").await;
-        gateways.push((child, url_in(&line)));
-    }
+    let gateways = deployment
+        .gateways(
+            &["gw-1", "gw-2"],
+            &sim,
+            &[("MODELROUTER_BOOTSTRAP_KEY", KEY)],
+        )
+        .await;
     let http = reqwest::Client::new();
     // Wait until both gateways see the credit (bounded).
     for (_, url) in &gateways {
@@ -273,18 +291,13 @@ async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_withi
         );
     let (_cp, line) = deployment.start(cp_command, "listening").await;
     let cp = url_in(&line);
-    let mut gateways = Vec::new();
-    for id in ["gw-a", "gw-b"] {
-        let mut command = deployment.command(&["gateway"], id);
-        command
-            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
-            .env("MODELROUTER_KEY_HASH_SECRET", secret)
-            .env("MODELROUTER_GATEWAY_ID", id)
-            .env("OPENAI_API_KEY", "sim-key")
-            .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"));
-        let (child, line) = deployment.start(command, "listening").await;
-        gateways.push((child, url_in(&line)));
-    }
+    let gateways = deployment
+        .gateways(
+            &["gw-a", "gw-b"],
+            &sim,
+            &[("MODELROUTER_KEY_HASH_SECRET", secret)],
+        )
+        .await;
 
     let browser = test_support::dashboard::Browser::new(&cp);
     browser.sign_up("ops@example.com", "Ops").await;

@@ -89,6 +89,19 @@ impl Stack {
         }
     }
 
+    /// `POST /v1/chat/completions` on the gateway with `key`, asking `model`
+    /// for a short answer.
+    pub async fn chat(&self, key: &str, model: &str) -> reqwest::Response {
+        self.gateway
+            .http
+            .post(format!("{}/v1/chat/completions", self.gateway.url))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]}))
+            .send()
+            .await
+            .expect("gateway reachable")
+    }
+
     /// A new browser on the dashboard.
     pub fn browser(&self) -> Browser {
         Browser::new(&self.url)

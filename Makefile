@@ -47,11 +47,12 @@ $(VENV)/.installed: tests/python/requirements.txt
 	touch $@
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
-## circuit breakers, and the criterion benches (context-window guard, stream translation, auto scoring).
+## circuit breakers, the usage-event publish cost in instructions (callgrind), and the criterion benches (context-window guard, stream translation, auto scoring).
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/publish_cost.sh
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
@@ -60,4 +61,5 @@ bench: bench-tools
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
 	command -v oha >/dev/null || $(CARGO) install oha --locked --version 1.16.0

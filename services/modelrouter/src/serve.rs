@@ -87,6 +87,12 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
         .ok()
         .filter(|k| !k.is_empty());
+    if bootstrap
+        .as_deref()
+        .is_some_and(|k| !keys::is_well_formed(k))
+    {
+        return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
+    }
     let first = control_plane
         .first_account(&config.first_user_email, bootstrap)
         .await?;
@@ -139,7 +145,8 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             banner.push(format!("Try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"model\":\"economy\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'", key.key));
         }
         None => banner.push(format!(
-            "Using the existing accounts and keys: log in at http://{addr}/login"
+            "Using the API keys and accounts stored in {}: log in at http://{addr}/login",
+            config.data_dir.display()
         )),
     }
     print_banner(&banner);

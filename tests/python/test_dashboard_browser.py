@@ -77,12 +77,14 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
     shot(page, "03-key-created")
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(model="standard", messages=MESSAGES)
+    # A paid tier, so the request has a cost to find on the dashboard.
+    raw = client.chat.completions.with_raw_response.create(model="premium", messages=MESSAGES)
     completion = raw.parse()
     provider = raw.headers["x-model-router-provider"]
     cost = raw.headers["x-model-router-cost"]
     assert completion.choices[0].message.content
-    stream = client.chat.completions.create(model="standard", messages=MESSAGES, stream=True)
+    assert float(cost) > 0
+    stream = client.chat.completions.create(model="premium", messages=MESSAGES, stream=True)
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
     streamed_id = chunks[0].id
@@ -114,7 +116,7 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
     row = page.locator("#providers tr", has_text=f"({provider})")
     assert "blocked" in row.inner_text()
     shot(page, "08-provider-blocked")
-    raw = client.chat.completions.with_raw_response.create(model="standard", messages=MESSAGES)
+    raw = client.chat.completions.with_raw_response.create(model="premium", messages=MESSAGES)
     assert raw.headers["x-model-router-provider"] != provider, "the next request skips the blocked provider"
 
     page.goto(f"{url}/keys")

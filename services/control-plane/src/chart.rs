@@ -18,8 +18,10 @@ const PAD: f64 = 30.0;
 
 /// The chart of `days`, oldest first.
 pub fn svg(days: &[Day]) -> String {
-    let max_requests = days.iter().map(|d| d.requests).max().unwrap_or(0).max(1) as f64;
-    let max_spent = days.iter().map(|d| d.spent_nanos).max().unwrap_or(0).max(1) as f64;
+    let most_requests = days.iter().map(|d| d.requests).max().unwrap_or(0);
+    let most_spent = days.iter().map(|d| d.spent_nanos).max().unwrap_or(0).max(0);
+    let max_requests = most_requests.max(1) as f64;
+    let max_spent = most_spent.max(1) as f64;
     let slot = (WIDTH - 2.0 * PAD) / days.len().max(1) as f64;
     let plot = HEIGHT - 2.0 * PAD;
     let mut out = format!(
@@ -64,8 +66,8 @@ pub fn svg(days: &[Day]) -> String {
     let _ = write!(
         out,
         r##"<text x="{PAD}" y="16">bars: requests (max {}) · line: spend (max ${})</text></svg>"##,
-        max_requests as u64,
-        money::Money::from_nanos(max_spent as i64)
+        most_requests,
+        money::Money::from_nanos(most_spent)
     );
     out
 }

@@ -92,7 +92,7 @@ count() {
   # Instructions in the API-key check: HMAC-SHA256, which valgrind runs in
   # software where the CPU has SHA instructions natively.
   callgrind_annotate --inclusive=yes "$dump" 2>/dev/null \
-    | awk '/gateway::keys::KeyRing::verify \[/ { gsub(",", "", $1); print $1; exit }' >"$WORK/$name.keycheck"
+    | awk '/gateway::keys::KeyRing::verify \[/ && !done { gsub(",", "", $1); print $1; done = 1 }' >"$WORK/$name.keycheck"
   # BENCH_KEEP=dir keeps the profiles, for callgrind_annotate.
   [ -n "${BENCH_KEEP:-}" ] && mkdir -p "$BENCH_KEEP" && cp "$dump" "$BENCH_KEEP/$name.callgrind"
   echo "$ir $bad"

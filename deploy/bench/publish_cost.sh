@@ -8,7 +8,7 @@
 #   MODELROUTER_BIN  the release binary (set by `make bench`)
 #   BENCH_REQUESTS   requests per measured run (default 2000)
 #   BENCH_KEEP       a directory to keep the two callgrind profiles in
-#   BENCH_SCALED_LINGER_MS  the usage linger of the third run (default 60)
+#   BENCH_SCALED_LINGER_MS  the usage linger of the third run (default 150)
 # Callgrind runs the gateway ~20× slower, so with the default 5 ms linger its
 # usage publisher gathers fewer events per append than at full speed (about 8
 # against 30-45 in the load test). The third run lengthens the linger so the
@@ -129,7 +129,7 @@ credited() {
   echo "the gateway never saw the granted credit" >&2; exit 1
 }
 GWE=$(start_counted events)
-GWS=$(start_counted scaled "${BENCH_SCALED_LINGER_MS:-60}")
+GWS=$(start_counted scaled "${BENCH_SCALED_LINGER_MS:-150}")
 credited "$GWE"; credited "$GWS"
 stop ledger   # the ledger's own work is not the gateway's publish cost
 read -r EVENTS_IR EVENTS_BAD < <(count events "$GWE")
@@ -141,7 +141,7 @@ stop scaled
 echo
 echo "Gateway instructions per request (callgrind, $REQUESTS requests, 8 concurrent):"
 awk -v p="$PLAIN_IR" -v e="$EVENTS_IR" -v s="$SCALED_IR" -v n="$REQUESTS" \
-    -v eb="$(cat "$WORK/events.batches")" -v sb="$(cat "$WORK/scaled.batches")" -v sl="${BENCH_SCALED_LINGER_MS:-60}" 'BEGIN {
+    -v eb="$(cat "$WORK/events.batches")" -v sb="$(cat "$WORK/scaled.batches")" -v sl="${BENCH_SCALED_LINGER_MS:-150}" 'BEGIN {
   printf "  without events:                     %7.0f\n", p/n
   printf "  usage events, linger 5 ms:          %7.0f  x%.3f (+%.0f per request; %.1f events per append)\n", e/n, e/p, (e-p)/n, (eb > 0 ? (n+0)/eb : 0)
   printf "  usage events, linger %2d ms:         %7.0f  x%.3f (+%.0f per request; %.1f events per append)\n", sl, s/n, s/p, (s-p)/n, (sb > 0 ? (n+0)/sb : 0) }'

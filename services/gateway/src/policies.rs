@@ -46,16 +46,17 @@ impl Policies {
         let Some(blocked) = map.get(&account) else {
             return Ok(());
         };
-        let before: Vec<ProviderId> = candidates.iter().map(&provider).collect();
-        candidates.retain(|c| !blocked.contains(&provider(c)));
-        if candidates.is_empty() && !before.is_empty() {
-            let mut names: Vec<String> = before.iter().map(ToString::to_string).collect();
+        if !candidates.is_empty() && candidates.iter().all(|c| blocked.contains(&provider(c))) {
+            let mut names: Vec<String> =
+                candidates.iter().map(|c| provider(c).to_string()).collect();
+            names.sort();
             names.dedup();
             return Err(GatewayError::ProviderBlocked(format!(
                 "Every candidate for this request is from a provider your account blocked ({}). Unblock one on the dashboard's Providers page, or choose another model.",
                 names.join(", ")
             )));
         }
+        candidates.retain(|c| !blocked.contains(&provider(c)));
         Ok(())
     }
 

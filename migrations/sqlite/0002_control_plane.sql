@@ -13,6 +13,9 @@ CREATE TABLE users (
     email TEXT NOT NULL UNIQUE,
     -- argon2id in PHC string form (parameters included).
     password_hash TEXT NOT NULL,
+    -- Sessions carry the epoch they were issued in; logging out bumps it,
+    -- which ends every session of the user.
+    session_epoch BIGINT NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL
 );
 

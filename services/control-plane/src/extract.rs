@@ -57,6 +57,7 @@ async fn session_member(cp: &ControlPlane, headers: &HeaderMap) -> Result<Member
     let claims = cp.sessions.read(headers).ok_or(CpError::Unauthenticated)?;
     cp.member(claims.sub, claims.acct)
         .await?
+        .filter(|m| m.session_epoch == claims.ep)
         .ok_or(CpError::Unauthenticated)
 }
 
@@ -137,7 +138,7 @@ pub async fn cookies(
         .sessions
         .read(request.headers())
         .filter(|claims| cp.sessions.needs_rotation(claims))
-        .map(|claims| cp.sessions.issue(claims.sub, claims.acct));
+        .map(|claims| cp.sessions.issue(claims.sub, claims.acct, claims.ep));
     let mut response = next.run(request).await;
     let replaces_session = response
         .headers()

@@ -23,6 +23,8 @@ pub struct Member {
     pub account: AccountId,
     pub account_name: String,
     pub role: Role,
+    /// The user's session epoch (see `session`).
+    pub session_epoch: i64,
 }
 
 impl Member {
@@ -210,7 +212,8 @@ impl ControlPlane {
         account: AccountId,
     ) -> Result<Option<Member>, CpError> {
         let row = sqlx::query(
-            "SELECT m.email, m.role, a.name FROM members m JOIN accounts a ON a.id = m.account
+            "SELECT m.email, m.role, a.name, u.session_epoch FROM members m
+             JOIN accounts a ON a.id = m.account JOIN users u ON u.id = m.user_id
              WHERE m.account = $1 AND m.user_id = $2",
         )
         .bind(account.to_string())
@@ -225,6 +228,7 @@ impl ControlPlane {
             account,
             account_name: row.try_get("name")?,
             role: role.parse().map_err(CpError::Internal)?,
+            session_epoch: row.try_get("session_epoch")?,
         }))
     }
 
@@ -430,6 +434,25 @@ impl ControlPlane {
         Ok((user, account))
     }
 
+    /// The session epoch of `user` (0 for an unknown user).
+    pub async fn session_epoch(&self, user: UserId) -> Result<i64, CpError> {
+        let epoch: Option<i64> =
+            sqlx::query_scalar("SELECT session_epoch FROM users WHERE id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&self.store.pool)
+                .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    /// Ends every session of `user` (logout).
+    pub async fn end_sessions(&self, user: UserId) -> Result<(), CpError> {
+        sqlx::query("UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1")
+            .bind(user.to_string())
+            .execute(&self.store.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Changes a member's role; the last owner cannot step down.
     pub async fn set_role(&self, owner: &Member, user: UserId, role: Role) -> Result<(), CpError> {
         owner.require_owner()?;
@@ -482,6 +505,7 @@ impl ControlPlane {
             account,
             account_name: row.try_get("name")?,
             role: Role::Owner,
+            session_epoch: 0,
         }))
     }
 

@@ -154,15 +154,19 @@ async fn signup_page(Csrf(csrf): Csrf) -> Response {
     })
 }
 
-fn logged_in(
+async fn logged_in(
     cp: &ControlPlane,
     user: events::UserId,
     account: events::AccountId,
     to: &str,
-) -> Response {
+) -> Page {
+    let epoch = cp.session_epoch(user).await?;
     let mut response = see_other(to);
-    set_cookies(response.headers_mut(), [cp.sessions.issue(user, account)]);
-    response
+    set_cookies(
+        response.headers_mut(),
+        [cp.sessions.issue(user, account, epoch)],
+    );
+    Ok(response)
 }
 
 async fn signup(
@@ -176,7 +180,7 @@ async fn signup(
     check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.sign_up(&f.email, f.password, &f.account_name).await {
-        Ok((user, account)) => Ok(logged_in(&cp, user, account, "/dashboard")),
+        Ok((user, account)) => logged_in(&cp, user, account, "/dashboard").await,
         Err(e @ (CpError::BadInput(_) | CpError::Conflict(_))) => {
             let status = if matches!(e, CpError::Conflict(_)) {
                 StatusCode::CONFLICT
@@ -255,7 +259,7 @@ async fn login(
     check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.log_in(&f.email, f.password).await {
-        Ok((user, account)) => Ok(logged_in(&cp, user, account, safe_next(&f.next))),
+        Ok((user, account)) => logged_in(&cp, user, account, safe_next(&f.next)).await,
         Err(CpError::BadInput(message)) => Ok((
             StatusCode::UNAUTHORIZED,
             html(&LoginPage {
@@ -282,6 +286,9 @@ async fn logout(
     submitted: Result<Form<CsrfForm>, FormRejection>,
 ) -> Page {
     check_csrf(&headers, &form(submitted)?.csrf)?;
+    if let Some(claims) = cp.sessions.read(&headers) {
+        cp.end_sessions(claims.sub).await?;
+    }
     let mut response = see_other("/login");
     set_cookies(response.headers_mut(), [cp.sessions.clear()]);
     Ok(response)
@@ -825,7 +832,7 @@ async fn accept_invitation(
 ) -> Page {
     check_csrf(&headers, &form(submitted)?.csrf)?;
     let account = cp.accept(&token, member.user, &member.email).await?;
-    Ok(logged_in(&cp, member.user, account, "/dashboard"))
+    logged_in(&cp, member.user, account, "/dashboard").await
 }
 
 #[derive(Deserialize)]
@@ -848,7 +855,7 @@ async fn join_by_invitation(
     check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.join(&token, f.password).await {
-        Ok((user, account)) => Ok(logged_in(&cp, user, account, "/dashboard")),
+        Ok((user, account)) => logged_in(&cp, user, account, "/dashboard").await,
         Err(e @ (CpError::BadInput(_) | CpError::Conflict(_))) => {
             invite_view(&cp, &headers, csrf, token, Some(e.to_string())).await
         }

@@ -7,7 +7,9 @@
 //! is re-issued with a fresh expiry (rotation), so an active user stays in
 //! and an idle one is logged out. The JWT names the user and account; the
 //! member's role is read from the database on every request, so a role
-//! change or removal applies at once.
+//! change or removal applies at once. Logging out bumps the user's session
+//! epoch, which every session token carries: all of that user's sessions
+//! end, including a copied cookie.
 //!
 //! Every form carries a CSRF token: the value of the `mr_csrf` cookie
 //! (random, HttpOnly, SameSite=Strict), which another site can neither read
@@ -38,6 +40,8 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// The user's session epoch when issued; a logout bumps it.
+    pub ep: i64,
 }
 
 /// Issues and checks session tokens.
@@ -59,14 +63,16 @@ impl Sessions {
         }
     }
 
-    /// A `Set-Cookie` value logging `user` in to `account`.
-    pub fn issue(&self, user: UserId, account: AccountId) -> HeaderValue {
+    /// A `Set-Cookie` value logging `user` in to `account`, in the user's
+    /// current session `epoch`.
+    pub fn issue(&self, user: UserId, account: AccountId, epoch: i64) -> HeaderValue {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user,
             acct: account,
             iat: now,
             exp: now + self.ttl_s,
+            ep: epoch,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default();
@@ -162,7 +168,7 @@ mod tests {
     fn sessions_round_trip_and_expire() {
         let sessions = Sessions::new(b"0123456789abcdef0123456789abcdef", 3600, false);
         let (user, account) = (UserId(uuid::Uuid::new_v4()), AccountId::new());
-        let set = sessions.issue(user, account);
+        let set = sessions.issue(user, account, 0);
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
         let pair = set.split(';').next().unwrap();
@@ -176,7 +182,7 @@ mod tests {
             "forged signature"
         );
         let expired = Sessions::new(b"0123456789abcdef0123456789abcdef", 0, false);
-        let set = expired.issue(user, account);
+        let set = expired.issue(user, account, 0);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
         assert!(expired.read(&headers_with(&pair)).is_none(), "expired");

@@ -265,8 +265,37 @@ async fn password_rules_and_session_expiry_and_rotation() {
         .await;
     assert_eq!(login.status, 303);
     assert_eq!(browser.get("/dashboard").await.status, 200);
+    // A second browser of the same user, and a copy of the first's cookie.
+    let other = stack.browser();
+    let login = other
+        .post(
+            "/login",
+            &[
+                ("email", "dot@example.com"),
+                ("password", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_eq!(login.status, 303);
+    let copied = browser.cookie("mr_session").unwrap();
     assert_eq!(browser.post("/logout", &[]).await.status, 303);
     assert_eq!(browser.get("/dashboard").await.status, 303);
+    assert_eq!(
+        other.get("/dashboard").await.location.as_deref(),
+        Some("/login"),
+        "logout ends every session of the user"
+    );
+    let replay = reqwest::Client::new()
+        .get(format!("{}/dashboard", stack.url))
+        .header("cookie", format!("mr_session={copied}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.url().path(),
+        "/login",
+        "a copied cookie is dead after logout"
+    );
     stack.stop().await;
 }
 

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::error::{CpError, PageError};
 use crate::extract::{check_csrf, ClientIp, Csrf, Signed};
 use crate::ops::{Member, NewKey};
-use crate::queries::{chart_days, KeyRow, MemberRow, RequestRow};
+use crate::queries::{chart_days, KeyRow, MemberRow, MembershipRow, RequestRow};
 use crate::session::set_cookies;
 use crate::ControlPlane;
 
@@ -104,6 +104,8 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/dashboard", get(dashboard))
+        .route("/accounts", get(accounts_page))
+        .route("/accounts/{id}/switch", post(switch_account))
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
         .route("/providers", get(providers_page))
@@ -327,6 +329,45 @@ async fn dashboard(
         chart: crate::chart::svg(&chart_days(&days)),
         recent,
     }))
+}
+
+// ----- accounts (a user may belong to several) -----
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    nav: Nav,
+    accounts: Vec<MembershipRow>,
+}
+
+async fn accounts_page(
+    State(cp): State<Arc<ControlPlane>>,
+    Signed(member): Signed,
+    csrf: Csrf,
+) -> Page {
+    let accounts = cp.memberships_of(member.user, member.account).await?;
+    Ok(html(&AccountsPage {
+        nav: Nav::new(&member, csrf, "accounts"),
+        accounts,
+    }))
+}
+
+/// Re-issues the session for another account of the same user; 404 when
+/// the user is not a member of it.
+async fn switch_account(
+    State(cp): State<Arc<ControlPlane>>,
+    Signed(member): Signed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    submitted: Result<Form<CsrfForm>, FormRejection>,
+) -> Page {
+    check_csrf(&headers, &form(submitted)?.csrf)?;
+    let account: events::AccountId = id.parse().map_err(|_| CpError::NotFound)?;
+    let target = cp
+        .member(member.user, account)
+        .await?
+        .ok_or(CpError::NotFound)?;
+    logged_in(&cp, target.user, target.account, "/dashboard").await
 }
 
 // ----- keys -----

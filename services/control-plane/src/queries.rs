@@ -47,6 +47,15 @@ pub struct MemberRow {
     pub joined_at: String,
 }
 
+/// An account a user belongs to.
+#[derive(Debug, Serialize)]
+pub struct MembershipRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub current: bool,
+}
+
 /// The ledger's figures for an account today.
 #[derive(Debug, Serialize)]
 pub struct Usage {
@@ -92,6 +101,31 @@ impl ControlPlane {
                         .try_get::<Option<String>, _>("last_used")?
                         .map(|t| short_time(&t)),
                     revoked: r.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn memberships_of(
+        &self,
+        user: events::UserId,
+        current: AccountId,
+    ) -> Result<Vec<MembershipRow>, CpError> {
+        let rows = sqlx::query(
+            "SELECT m.account, m.role, a.name FROM members m JOIN accounts a ON a.id = m.account
+             WHERE m.user_id = $1 ORDER BY m.joined_at, a.name",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("account")?;
+                Ok(MembershipRow {
+                    current: id == current.to_string(),
+                    id,
+                    name: r.try_get("name")?,
+                    role: r.try_get("role")?,
                 })
             })
             .collect()

@@ -559,3 +559,68 @@ async fn invited_members_join_with_the_role_they_were_given() {
     assert_eq!(status, 409, "{body}");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_in_two_accounts_accepts_an_invitation_and_switches() {
+    let stack = Stack::start(Backends::embedded().await, fast_config()).await;
+    let olga = stack.browser();
+    olga.sign_up("olga@example.com", "Olga team").await;
+    let bea = stack.browser();
+    bea.sign_up("bea@example.com", "Bea own").await;
+    let carl = stack.browser();
+    carl.sign_up("carl@example.com", "Carl own").await;
+    let (_, carl_session) = carl.api(Method::GET, "/api/v1/session", None).await;
+    let carl_account = carl_session["account"].as_str().unwrap().to_owned();
+
+    let (status, invited) = olga
+        .api(
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"email": "bea@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let path = invited["invitation_path"].as_str().unwrap().to_owned();
+    // Signed in already: the page offers to accept.
+    let page = bea.get(&path).await;
+    assert!(page.body.contains("Accept the invitation"), "{}", page.body);
+    assert_eq!(bea.post(&path, &[]).await.status, 303);
+    assert!(bea.get("/dashboard").await.body.contains("Olga team"));
+    // Someone else cannot use an invitation made for Bea.
+    let (_, again) = olga
+        .api(
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"email": "bea@example.com", "role": "member"})),
+        )
+        .await;
+    let other_path = again["invitation_path"].as_str().unwrap().to_owned();
+    assert_eq!(carl.post(&other_path, &[]).await.status, 403);
+
+    let accounts = bea.get("/accounts").await.body;
+    assert!(accounts.contains("Olga team") && accounts.contains("Bea own"));
+    let (_, own) = bea.api(Method::GET, "/api/v1/session", None).await;
+    assert_eq!(own["account_name"], "Olga team");
+    let bea_own = accounts
+        .split("/accounts/")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        bea.post(&format!("/accounts/{bea_own}/switch"), &[])
+            .await
+            .status,
+        303
+    );
+    let dashboard = bea.get("/dashboard").await.body;
+    assert!(dashboard.contains("Bea own") && dashboard.contains("(owner)"));
+    assert_eq!(
+        bea.post(&format!("/accounts/{carl_account}/switch"), &[])
+            .await
+            .status,
+        404,
+        "no switching into an account one is not a member of"
+    );
+    stack.stop().await;
+}

@@ -77,6 +77,7 @@ async fn account_b_cannot_read_or_change_account_a() {
     // Every page.
     for path in [
         "/dashboard",
+        "/accounts",
         "/keys",
         "/providers",
         "/limits",
@@ -99,6 +100,12 @@ async fn account_b_cannot_read_or_change_account_a() {
     }
     assert_eq!(
         b.post(&format!("/members/{a_user}/role"), &[("role", "member")])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        b.post(&format!("/accounts/{a_account}/switch"), &[])
             .await
             .status,
         404

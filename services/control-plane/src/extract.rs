@@ -3,12 +3,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::Form;
 
 use crate::error::{ApiError, CpError, PageError};
 use crate::ops::Member;
@@ -41,6 +42,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Csrf {
                 .unwrap_or_default()
                 .to_owned(),
         ))
+    }
+}
+
+/// A dashboard form: it carries the CSRF token it was rendered with.
+pub trait CsrfForm {
+    /// The submitted token.
+    fn csrf(&self) -> &str;
+}
+
+/// A posted form that passed the CSRF check: the one way pages take forms,
+/// so no handler can forget the check.
+pub struct CheckedForm<T>(pub T);
+
+impl<S, T> FromRequest<S> for CheckedForm<T>
+where
+    S: Send + Sync,
+    T: CsrfForm + serde::de::DeserializeOwned,
+{
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let Form(form) = Form::<T>::from_request(request, state).await.map_err(|e| {
+            CpError::BadInput(format!("The form could not be read: {}", e.body_text()))
+        })?;
+        check_csrf(&headers, form.csrf())?;
+        Ok(CheckedForm(form))
     }
 }
 

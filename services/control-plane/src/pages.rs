@@ -6,19 +6,18 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use catalog::ProviderId;
 use events::Role;
 use money::Money;
 use serde::Deserialize;
 
 use crate::error::{CpError, PageError};
-use crate::extract::{check_csrf, ClientIp, Csrf, Signed};
+use crate::extract::{CheckedForm, ClientIp, Csrf, CsrfForm, Signed};
 use crate::ops::{Member, NewKey};
 use crate::queries::{chart_days, KeyRow, MemberRow, MembershipRow, RequestRow};
 use crate::session::set_cookies;
@@ -75,12 +74,6 @@ impl Nav {
             error: None,
         }
     }
-}
-
-/// Parses a form, or explains why it cannot be.
-fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T, CpError> {
-    form.map(|Form(f)| f)
-        .map_err(|e| CpError::BadInput(format!("The form could not be read: {}", e.body_text())))
 }
 
 /// Marks a response that shows a secret once: not to be cached or kept.
@@ -174,12 +167,9 @@ async fn logged_in(
 async fn signup(
     State(cp): State<Arc<ControlPlane>>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
     Csrf(csrf): Csrf,
-    submitted: Result<Form<SignupForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<SignupForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.sign_up(&f.email, f.password, &f.account_name).await {
         Ok((user, account)) => logged_in(&cp, user, account, "/dashboard").await,
@@ -232,6 +222,60 @@ struct LoginForm {
     next: String,
 }
 
+impl CsrfForm for SignupForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for LoginForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for KeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for BlockForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for LimitForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for InviteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for RoleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for JoinForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Only local paths are followed after login (no open redirect).
 fn safe_next(next: &str) -> &str {
     if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
@@ -253,12 +297,9 @@ async fn login_page(Csrf(csrf): Csrf, Query(q): Query<NextQuery>) -> Response {
 async fn login(
     State(cp): State<Arc<ControlPlane>>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
     Csrf(csrf): Csrf,
-    submitted: Result<Form<LoginForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<LoginForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.log_in(&f.email, f.password).await {
         Ok((user, account)) => logged_in(&cp, user, account, safe_next(&f.next)).await,
@@ -277,7 +318,7 @@ async fn login(
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
@@ -285,9 +326,8 @@ struct CsrfForm {
 async fn logout(
     State(cp): State<Arc<ControlPlane>>,
     headers: HeaderMap,
-    submitted: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfOnly>,
 ) -> Page {
-    check_csrf(&headers, &form(submitted)?.csrf)?;
     if let Some(claims) = cp.sessions.read(&headers) {
         cp.end_sessions(claims.sub).await?;
     }
@@ -358,10 +398,8 @@ async fn switch_account(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    submitted: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfOnly>,
 ) -> Page {
-    check_csrf(&headers, &form(submitted)?.csrf)?;
     let account: events::AccountId = id.parse().map_err(|_| CpError::NotFound)?;
     let target = cp
         .member(member.user, account)
@@ -406,12 +444,9 @@ async fn keys_page(
 async fn create_key(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
-    headers: HeaderMap,
     csrf: Csrf,
-    submitted: Result<Form<KeyForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<KeyForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     let new_key = cp
         .issue_key(&member, &f.name, f.admin.as_deref() == Some("on"))
         .await?;
@@ -428,10 +463,8 @@ async fn revoke_key(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    submitted: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfOnly>,
 ) -> Page {
-    check_csrf(&headers, &form(submitted)?.csrf)?;
     cp.revoke_key(&member, &id).await?;
     Ok(see_other("/keys"))
 }
@@ -515,11 +548,8 @@ async fn set_block(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
     Path(provider): Path<String>,
-    headers: HeaderMap,
-    submitted: Result<Form<BlockForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<BlockForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     let blocked = match f.blocked.as_str() {
         "true" => true,
         "false" => false,
@@ -589,12 +619,9 @@ async fn limits_page(
 async fn set_limit(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
-    headers: HeaderMap,
     csrf: Csrf,
-    submitted: Result<Form<LimitForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<LimitForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     match parse_limit(&f.daily_limit) {
         Ok(limit) => {
             cp.set_limit(&member, limit).await?;
@@ -783,10 +810,8 @@ async fn invite(
     Signed(member): Signed,
     headers: HeaderMap,
     csrf: Csrf,
-    submitted: Result<Form<InviteForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<InviteForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     let token = cp.invite(&member, &f.email, role(&f.role)?).await?;
     let link = format!("{}/invite/{token}", origin(&headers));
     let response = members_view(&cp, &member, csrf, Some(link)).await?;
@@ -797,11 +822,8 @@ async fn set_role(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
     Path(user): Path<String>,
-    headers: HeaderMap,
-    submitted: Result<Form<RoleForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<RoleForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     let user = user
         .parse()
         .map(events::UserId)
@@ -868,10 +890,8 @@ async fn accept_invitation(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    submitted: Result<Form<CsrfForm>, FormRejection>,
+    _: CheckedForm<CsrfOnly>,
 ) -> Page {
-    check_csrf(&headers, &form(submitted)?.csrf)?;
     let account = cp.accept(&token, member.user, &member.email).await?;
     logged_in(&cp, member.user, account, "/dashboard").await
 }
@@ -890,10 +910,8 @@ async fn join_by_invitation(
     Path(token): Path<String>,
     headers: HeaderMap,
     csrf: Csrf,
-    submitted: Result<Form<JoinForm>, FormRejection>,
+    CheckedForm(f): CheckedForm<JoinForm>,
 ) -> Page {
-    let f = form(submitted)?;
-    check_csrf(&headers, &f.csrf)?;
     cp.limiter.attempt(ip)?;
     match cp.join(&token, f.password).await {
         Ok((user, account)) => logged_in(&cp, user, account, "/dashboard").await,

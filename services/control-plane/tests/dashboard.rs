@@ -203,23 +203,10 @@ async fn password_rules_and_session_expiry_and_rotation() {
 
     // Wrong password: a clear message, no session.
     let other = stack.browser();
-    let wrong = other
-        .post(
-            "/login",
-            &[
-                ("email", "dot@example.com"),
-                ("password", "not the password"),
-            ],
-        )
-        .await;
+    let wrong = other.log_in("dot@example.com", "not the password").await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("email or password is not right"));
-    let unknown = other
-        .post(
-            "/login",
-            &[("email", "nobody@example.com"), ("password", "whatever123")],
-        )
-        .await;
+    let unknown = other.log_in("nobody@example.com", "whatever123").await;
     assert_eq!(unknown.status, 401, "unknown users get the same answer");
 
     // Past half its life, a used session is re-issued.
@@ -255,26 +242,14 @@ async fn password_rules_and_session_expiry_and_rotation() {
     );
     // Logging in again works, and logging out ends it.
     let login = browser
-        .post(
-            "/login",
-            &[
-                ("email", "dot@example.com"),
-                ("password", "correct horse battery staple"),
-            ],
-        )
+        .log_in("dot@example.com", "correct horse battery staple")
         .await;
     assert_eq!(login.status, 303);
     assert_eq!(browser.get("/dashboard").await.status, 200);
     // A second browser of the same user, and a copy of the first's cookie.
     let other = stack.browser();
     let login = other
-        .post(
-            "/login",
-            &[
-                ("email", "dot@example.com"),
-                ("password", "correct horse battery staple"),
-            ],
-        )
+        .log_in("dot@example.com", "correct horse battery staple")
         .await;
     assert_eq!(login.status, 303);
     let copied = browser.cookie("mr_session").unwrap();
@@ -306,26 +281,10 @@ async fn login_and_sign_up_are_rate_limited() {
     let stack = Stack::start(Backends::embedded().await, config).await;
     let browser = stack.browser();
     for _ in 0..3 {
-        let page = browser
-            .post(
-                "/login",
-                &[
-                    ("email", "x@example.com"),
-                    ("password", "guess guess guess"),
-                ],
-            )
-            .await;
+        let page = browser.log_in("x@example.com", "guess guess guess").await;
         assert_eq!(page.status, 401);
     }
-    let limited = browser
-        .post(
-            "/login",
-            &[
-                ("email", "x@example.com"),
-                ("password", "guess guess guess"),
-            ],
-        )
-        .await;
+    let limited = browser.log_in("x@example.com", "guess guess guess").await;
     assert_eq!(limited.status, 429);
     assert!(limited.body.contains("Too many attempts"));
     let signup = browser

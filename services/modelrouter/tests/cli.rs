@@ -129,9 +129,7 @@ async fn up_serves_the_simulator_prints_a_key_once_and_keeps_it() {
     let (email, password) = (after("email"), after("password"));
     assert_eq!(email, "admin@localhost");
     let browser = test_support::dashboard::Browser::new(&first.url);
-    let login = browser
-        .post("/login", &[("email", email), ("password", password)])
-        .await;
+    let login = browser.log_in(email, password).await;
     assert_eq!(login.status, 303, "{}", login.body);
     let (status, keys) = browser
         .api(reqwest::Method::GET, "/api/v1/keys", None)

@@ -260,6 +260,12 @@ impl Browser {
         assert_eq!(page.status, 303, "sign-up failed: {}", page.body);
     }
 
+    /// Posts the login form.
+    pub async fn log_in(&self, email: &str, password: &str) -> Page {
+        self.post("/login", &[("email", email), ("password", password)])
+            .await
+    }
+
     /// Creates an API key on the keys page and returns its plaintext.
     pub async fn create_key(&self, name: &str) -> String {
         let page = self.post("/keys", &[("name", name)]).await;

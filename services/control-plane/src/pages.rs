@@ -222,59 +222,19 @@ struct LoginForm {
     next: String,
 }
 
-impl CsrfForm for SignupForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
+/// Every form below carries its `csrf` field.
+macro_rules! csrf_forms {
+    ($($form:ty),*) => {$(
+        impl CsrfForm for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
 }
-
-impl CsrfForm for LoginForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for KeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for BlockForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for LimitForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for InviteForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for RoleForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for JoinForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_forms!(
+    SignupForm, LoginForm, CsrfOnly, KeyForm, BlockForm, LimitForm, InviteForm, RoleForm, JoinForm
+);
 
 /// Only local paths are followed after login (no open redirect).
 fn safe_next(next: &str) -> &str {

@@ -1,11 +1,12 @@
 //! Credit and daily-limit enforcement from the ledger's account states.
 //!
 //! The ledger publishes each account's state (balance, today's spend, daily
-//! limit, and per gateway the last of its events included) to the
-//! `accounts` bucket; every gateway watches it. On top of the latest state a
-//! gateway adds its own spend the state does not include yet (its events
-//! with a later sequence), so one gateway never overshoots by more than the
-//! request in flight. Other gateways' unapplied spend is unknown to it: with
+//! limit, and per gateway process how many of its events are included) to
+//! the `accounts` bucket; every gateway watches it. On top of the latest
+//! state a gateway adds its own spend the state does not include yet (its
+//! events after the first that many, in the order it wrote them, which is
+//! the order the ledger applies them), so one gateway never overshoots by
+//! more than the requests in flight. Other gateways' unapplied spend is unknown to it: with
 //! N gateways the worst-case overshoot of a limit or a balance is what the
 //! other N−1 serve between publishing and the ledger's next state
 //! (its fold lag), plus each gateway's requests already in flight.
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use eventlog::{Bucket, LogError};
+use eventlog::LogError;
 use events::{AccountId, AccountState};
 use money::Money;
 use serde::Deserialize;
@@ -56,28 +57,30 @@ pub struct Allowance {
 #[derive(Default)]
 struct View {
     state: Option<AccountState>,
-    /// This gateway's spend not yet in `state`: (its sequence, cost, UTC
-    /// day), in sequence order, with running sums so a check costs the same
-    /// however far the ledger lags.
-    pending: VecDeque<(u64, Money, NaiveDate)>,
+    /// This process's events the latest state includes.
+    included: u64,
+    /// This process's spend not yet in `state`: (cost, UTC day), in the
+    /// order written, with running sums so a check costs the same however
+    /// far the ledger lags.
+    pending: VecDeque<(Money, NaiveDate)>,
     pending_total: Money,
     pending_by_day: BTreeMap<NaiveDate, Money>,
     /// Start times of recent free-model requests, for the rate limit.
     free_requests: VecDeque<Instant>,
 }
 
-/// The account views of one gateway.
+/// The account views of one gateway process.
 pub struct Accounts {
-    gateway: String,
+    instance: String,
     config: AccountsConfig,
     views: Mutex<HashMap<AccountId, View>>,
 }
 
 impl Accounts {
-    /// Views for the gateway `gateway` (its id in usage events' origins).
-    pub fn new(gateway: String, config: AccountsConfig) -> Arc<Accounts> {
+    /// Views for the gateway process `instance` (its usage events' origin instance).
+    pub fn new(instance: String, config: AccountsConfig) -> Arc<Accounts> {
         Arc::new(Accounts {
-            gateway,
+            instance,
             config,
             views: Mutex::default(),
         })
@@ -93,7 +96,11 @@ impl Accounts {
 
     /// Takes a state the ledger published (an older version is ignored).
     pub fn apply(&self, state: AccountState) {
-        let included = state.applied.get(&self.gateway).copied().unwrap_or(0);
+        let included = state
+            .applied_events
+            .get(&self.instance)
+            .copied()
+            .unwrap_or(0);
         self.with_view(state.account, |view| {
             if view
                 .state
@@ -102,11 +109,11 @@ impl Accounts {
             {
                 return;
             }
-            while let Some(&(seq, cost, day)) = view.pending.front() {
-                if seq > included {
+            while view.included < included {
+                let Some((cost, day)) = view.pending.pop_front() else {
                     break;
-                }
-                view.pending.pop_front();
+                };
+                view.included += 1;
                 view.pending_total = view.pending_total - cost;
                 if let Some(sum) = view.pending_by_day.get_mut(&day) {
                     *sum = *sum - cost;
@@ -115,14 +122,17 @@ impl Accounts {
                     }
                 }
             }
+            view.included = view.included.max(included);
             view.state = Some(state);
         });
     }
 
-    /// Counts this gateway's own spend until the ledger's state includes it.
-    pub fn charge(&self, account: AccountId, seq: u64, cost: Money, day: NaiveDate) {
+    /// Counts one of this process's events (every event, free and failed
+    /// ones too, since the ledger counts them all) until the ledger's state
+    /// includes it.
+    pub fn charge(&self, account: AccountId, cost: Money, day: NaiveDate) {
         self.with_view(account, |view| {
-            view.pending.push_back((seq, cost, day));
+            view.pending.push_back((cost, day));
             view.pending_total += cost;
             *view.pending_by_day.entry(day).or_default() += cost;
         });
@@ -201,16 +211,14 @@ impl Accounts {
 
     /// Follows the ledger's `accounts` bucket: returns once every current
     /// state is in, then keeps following.
-    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
+    pub async fn follow(self: &Arc<Self>, source: crate::follow::Source) -> Result<(), LogError> {
         let accounts = Arc::clone(self);
-        crate::follow::follow(
-            bucket,
-            "account states",
-            move |entry| match serde_json::from_slice::<AccountState>(&entry.value) {
+        crate::follow::follow(source, move |entry| {
+            match serde_json::from_slice::<AccountState>(&entry.value) {
                 Ok(state) => accounts.apply(state),
                 Err(e) => tracing::error!(error = %e, "unreadable account state"),
-            },
-        )
+            }
+        })
         .await
     }
 }
@@ -245,7 +253,8 @@ mod tests {
             spent_today: spent.parse().unwrap(),
             daily_limit: limit.map(|l| l.parse().unwrap()),
             version,
-            applied: BTreeMap::from([("gw".to_owned(), applied)]),
+            applied: BTreeMap::new(),
+            applied_events: BTreeMap::from([("gw".to_owned(), applied)]),
         }
     }
 
@@ -255,8 +264,8 @@ mod tests {
         let a = AccountId::new();
         let now = Utc::now();
         accounts.apply(state(a, "100", "0", None, 1, 0));
-        for seq in 1..=100_000 {
-            accounts.charge(a, seq, Money::from_nanos(1_000), now.date_naive());
+        for _ in 1..=100_000 {
+            accounts.charge(a, Money::from_nanos(1_000), now.date_naive());
         }
         // $100 - 100,000 × $0.000001 = $99.9 left.
         assert!(accounts.allowance(a, now).unwrap().paid);
@@ -280,8 +289,8 @@ mod tests {
         accounts.apply(state(a, "1", "0", Some("2"), 1, 0));
         assert!(accounts.allowance(a, now).unwrap().paid);
         // Two requests of $0.60 served here, not yet in the state.
-        accounts.charge(a, 1, "0.6".parse().unwrap(), now.date_naive());
-        accounts.charge(a, 2, "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, "0.6".parse().unwrap(), now.date_naive());
         assert!(
             !accounts.allowance(a, now).unwrap().paid,
             "balance 1 - 1.2 pending"

@@ -109,6 +109,8 @@ pub enum GatewayError {
         status: u16,
         provider: String,
         message: String,
+        /// Every attempt, the refused one last (recorded, not shown).
+        attempts: Vec<Attempt>,
     },
     /// The account has no credit and no free model can serve the request.
     #[error("{0}")]
@@ -125,6 +127,9 @@ pub enum GatewayError {
     /// An account without credit sent more free-model requests than allowed.
     #[error("Free models are limited to {per_minute} requests per minute for accounts without credit; add credit or retry later.")]
     FreeRateLimited { per_minute: u32, retry_after_s: u64 },
+    /// The gateway itself failed (a bug); the log has the details.
+    #[error("The gateway failed to handle the request ({0}); please retry.")]
+    Internal(String),
     /// Every candidate failed with a retryable error.
     #[error("Every candidate failed: {}", summarize(.attempts))]
     AllCandidatesFailed {
@@ -142,6 +147,15 @@ fn summarize(attempts: &[Attempt]) -> String {
 }
 
 impl GatewayError {
+    /// The provider attempts behind a failure (none for refusals before any).
+    pub fn attempts(&self) -> &[Attempt] {
+        match self {
+            GatewayError::AllCandidatesFailed { attempts, .. }
+            | GatewayError::UpstreamRejected { attempts, .. } => attempts,
+            _ => &[],
+        }
+    }
+
     /// A 400 naming the request field at fault.
     pub fn invalid(message: impl Into<String>, param: impl Into<Option<String>>) -> Self {
         GatewayError::InvalidRequest {
@@ -162,6 +176,7 @@ impl GatewayError {
             | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
             GatewayError::ProviderBlocked(_) => StatusCode::FORBIDDEN,
             GatewayError::DailyLimitExceeded { .. } | GatewayError::FreeRateLimited { .. } => {
@@ -213,6 +228,7 @@ impl GatewayError {
             GatewayError::UpstreamRejected { .. } => {
                 ("invalid_request_error", None, Some("upstream_rejected"))
             }
+            GatewayError::Internal(_) => ("server_error", None, Some("internal_error")),
             GatewayError::InsufficientCredits(_) => {
                 ("insufficient_quota", None, Some("insufficient_credits"))
             }

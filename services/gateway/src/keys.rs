@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use auth::KeyHasher;
-use eventlog::{Bucket, LogError};
+use eventlog::LogError;
 use events::{AccountId, KeyView};
 
 pub use auth::{generate_key, is_well_formed, KEY_PREFIX};
@@ -90,9 +90,9 @@ impl KeyRing {
 
     /// Follows the control plane's `keys` bucket (digest → [`KeyView`]):
     /// returns once every current key is in, then keeps following.
-    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
+    pub async fn follow(self: &Arc<Self>, source: crate::follow::Source) -> Result<(), LogError> {
         let ring = Arc::clone(self);
-        crate::follow::follow(bucket, "keys", move |entry| {
+        crate::follow::follow(source, move |entry| {
             match serde_json::from_slice::<KeyView>(&entry.value) {
                 Ok(view) if view.revoked => ring.remove_digest(&entry.key),
                 Ok(view) => {

@@ -12,6 +12,7 @@ pub mod auto;
 pub mod config;
 pub mod embeddings;
 pub mod error;
+pub mod files;
 pub mod follow;
 pub mod guard;
 mod handlers;
@@ -59,6 +60,9 @@ pub struct Gateway {
     /// Usage publishing and account enforcement; `None` runs without a
     /// ledger (no billing, nothing refused for credit).
     pub events: Option<Events>,
+    /// Requests' provider work, which runs detached from the client's
+    /// connection (see [`Gateway::detached`]); a shutdown waits for it.
+    pub inflight: tokio_util::task::TaskTracker,
 }
 
 /// The gateway's link to the event backbone.
@@ -100,6 +104,7 @@ impl Gateway {
             policies: Arc::default(),
             tokens,
             events,
+            inflight: tokio_util::task::TaskTracker::new(),
         }))
     }
 
@@ -136,27 +141,70 @@ impl Gateway {
         }
     }
 
-    /// The usage recorder of one request, when usage is recorded; `routing`
-    /// (the tier and `auto`'s decision) is only worked out then.
+    /// The usage recorder of one request whose first provider attempt is
+    /// about to start (it takes the request's origin number now), when usage
+    /// is recorded; `routing` (the tier and `auto`'s decision) is only
+    /// worked out then.
     pub fn recording(
         &self,
         caller: &keys::Caller,
         request_id: &RequestId,
         kind: ::events::RequestKind,
         routing: impl FnOnce() -> (Option<String>, Option<::events::AutoDecision>),
-    ) -> Option<usage::Recording> {
+    ) -> Option<Arc<usage::Recording>> {
         let events = self.events.as_ref()?;
         let (tier, auto) = routing();
-        Some(usage::Recording {
-            publisher: Arc::clone(&events.publisher),
-            accounts: Arc::clone(&events.accounts),
-            caller: caller.clone(),
-            request_id: request_id.0.clone(),
-            started: request_id.1,
-            kind,
-            tier,
-            auto,
-        })
+        Some(usage::Recording::start(
+            Arc::clone(&events.publisher),
+            Arc::clone(&events.accounts),
+            usage::Routed {
+                caller: caller.clone(),
+                request_id: request_id.0.clone(),
+                started: request_id.1,
+                kind,
+                tier,
+                auto,
+            },
+        ))
+    }
+
+    /// Runs a request's provider work detached from the client's
+    /// connection and waits for it. A client that hangs up drops this
+    /// future, not the work: the provider call (which the platform pays for)
+    /// runs to its end, bounded by the request's deadline, and is billed;
+    /// `recording` learns the client left. Shutdown waits for such work.
+    pub async fn detached<T: Send + 'static>(
+        &self,
+        recording: Option<&Arc<usage::Recording>>,
+        work: impl std::future::Future<Output = Result<T, GatewayError>> + Send + 'static,
+    ) -> Result<T, GatewayError> {
+        let guard = recording.map(|r| r.client().guard());
+        let result = match self.inflight.spawn(work).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "a request's provider work failed");
+                Err(GatewayError::Internal("the provider work stopped".into()))
+            }
+        };
+        if let Some(guard) = guard {
+            guard.disarm();
+        }
+        result
+    }
+
+    /// Waits (at most `within`) for detached provider work to finish, so
+    /// its usage is recorded before the process exits.
+    pub async fn drain(&self, within: std::time::Duration) {
+        self.inflight.close();
+        if tokio::time::timeout(within, self.inflight.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                requests = self.inflight.len(),
+                "shutting down with provider calls still running; their numbers will show as gaps"
+            );
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use catalog::ProviderId;
-use eventlog::{Bucket, LogError};
+use eventlog::LogError;
 use events::{AccountId, PolicyView};
 
 use crate::error::GatewayError;
@@ -62,9 +62,9 @@ impl Policies {
 
     /// Follows the control plane's `policies` bucket: returns once every
     /// current policy is in, then keeps following.
-    pub async fn follow(self: &Arc<Self>, bucket: Arc<dyn Bucket>) -> Result<(), LogError> {
+    pub async fn follow(self: &Arc<Self>, source: crate::follow::Source) -> Result<(), LogError> {
         let policies = Arc::clone(self);
-        crate::follow::follow(bucket, "policies", move |entry| {
+        crate::follow::follow(source, move |entry| {
             let account = entry.key.parse::<AccountId>();
             let view = serde_json::from_slice::<PolicyView>(&entry.value);
             match (account, view) {

@@ -5,10 +5,12 @@
 //! replaying the log ([`reconcile`]).
 
 pub mod export;
+pub mod gaps;
 pub mod memory;
 pub mod postings;
 pub mod projection;
 pub mod reconcile;
+pub mod sequences;
 pub mod service;
 
 pub use service::Ledger;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use events::Envelope;
 use money::Money;
 
-use crate::postings::effects;
+use crate::postings::{effects, Effects};
 
 /// One account's row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,16 +29,21 @@ pub struct Projection {
     pub days: BTreeMap<(String, String), (Money, u64)>,
     /// (event id, line) → line.
     pub journal: BTreeMap<(String, i32), JournalLine>,
+    /// (account, gateway process) → its usage events.
+    pub instances: BTreeMap<(String, String), u64>,
+    /// Gateway → (highest number of its sequence, events).
+    pub sequences: BTreeMap<String, (u64, u64)>,
 }
 
 impl Projection {
-    /// Applies `envelope` unless its id was applied before.
-    pub fn apply(&mut self, envelope: &Envelope) {
+    /// Applies `envelope` unless its id was applied before (or the ledger
+    /// applies no such event); its effects when it was applied now.
+    pub fn apply(&mut self, envelope: &Envelope) -> Option<Effects> {
+        let e = effects(envelope)?;
         let id = envelope.id.to_string();
         if !self.applied.insert(id.clone()) {
-            return;
+            return None;
         }
-        let e = effects(envelope);
         let key = e.account.to_string();
         for (n, line) in e.lines.iter().enumerate() {
             self.journal.insert(
@@ -60,10 +65,22 @@ impl Projection {
         if let Some(limit) = e.limit {
             account.daily_limit = limit;
         }
+        if let Some(instance) = &e.instance {
+            *self
+                .instances
+                .entry((key.clone(), instance.clone()))
+                .or_default() += 1;
+        }
+        if let Some((gateway, seq)) = &e.origin {
+            let sequence = self.sequences.entry(gateway.clone()).or_default();
+            sequence.0 = sequence.0.max(*seq);
+            sequence.1 += 1;
+        }
         if let Some(spent) = e.spend {
             let day = self.days.entry((key, e.day.to_string())).or_default();
             day.0 += spent;
             day.1 += 1;
         }
+        Some(e)
     }
 }

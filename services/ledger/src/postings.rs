@@ -55,7 +55,7 @@ pub struct Line {
     pub memo: String,
 }
 
-/// A served request, as the dashboard lists it.
+/// A request, as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRow {
     pub request_id: String,
@@ -77,7 +77,7 @@ pub struct Effects {
     /// The UTC day the event happened.
     pub day: NaiveDate,
     pub lines: Vec<Line>,
-    /// Spend on `day` (usage only).
+    /// Spend on `day` (usage a provider answered).
     pub spend: Option<Money>,
     /// A new daily limit (`Some(None)` lifts it).
     pub limit: Option<Option<Money>>,
@@ -85,6 +85,8 @@ pub struct Effects {
     pub name: Option<String>,
     /// The gateway and its sequence (usage only).
     pub origin: Option<(String, u64)>,
+    /// The gateway process (usage from v2 on).
+    pub instance: Option<String>,
     pub request: Option<RequestRow>,
 }
 
@@ -108,9 +110,15 @@ fn line(book: Book, account: AccountId, debit: Money, credit: Money, memo: Strin
     }
 }
 
-/// The effects of `envelope`.
-pub fn effects(envelope: &Envelope) -> Effects {
+/// The effects of `envelope` on the ledger; `None` for events the ledger
+/// does not apply at all (access events: the control plane folds them).
+/// The live ledger and reconciliation both go through here, so they apply
+/// exactly the same events.
+pub fn effects(envelope: &Envelope) -> Option<Effects> {
     let event = &envelope.event;
+    if event.subject() == events::subjects::ACCESS {
+        return None;
+    }
     let account = event.account();
     let mut effects = Effects {
         account,
@@ -120,6 +128,7 @@ pub fn effects(envelope: &Envelope) -> Effects {
         limit: None,
         name: None,
         origin: None,
+        instance: None,
         request: None,
     };
     let zero = Money::ZERO;
@@ -132,8 +141,11 @@ pub fn effects(envelope: &Envelope) -> Effects {
                     line(Book::ProviderPayable, account, zero, u.cost, memo),
                 ];
             }
-            effects.spend = Some(u.cost);
+            if u.outcome != Outcome::Failed {
+                effects.spend = Some(u.cost);
+            }
             effects.origin = Some((u.origin.gateway.clone(), u.origin.seq));
+            effects.instance.clone_from(&u.origin.instance);
             effects.request = Some(RequestRow {
                 request_id: u.request_id.clone(),
                 key: u.key.clone(),
@@ -147,6 +159,7 @@ pub fn effects(envelope: &Envelope) -> Effects {
                     Outcome::Completed => "completed",
                     Outcome::Interrupted => "interrupted",
                     Outcome::ClientDisconnected => "client_disconnected",
+                    Outcome::Failed => "failed",
                 },
             });
         }
@@ -173,16 +186,15 @@ pub fn effects(envelope: &Envelope) -> Effects {
             ];
         }
         Event::DailyLimitSet(l) => effects.limit = Some(l.limit),
-        // Access events move no money; the control plane folds them.
         Event::MemberInvited(_)
         | Event::MemberJoined(_)
         | Event::MemberRoleSet(_)
         | Event::KeyIssued(_)
         | Event::KeyRevoked(_)
         | Event::ProviderBlocked(_)
-        | Event::ProviderUnblocked(_) => {}
+        | Event::ProviderUnblocked(_) => return None,
     }
-    effects
+    Some(effects)
 }
 
 #[cfg(test)]
@@ -209,6 +221,7 @@ mod tests {
             origin: Origin {
                 gateway: "g".into(),
                 seq: 1,
+                instance: None,
             },
         })))
     }
@@ -223,18 +236,40 @@ mod tests {
             payment: "pi_1".into(),
         }));
         for envelope in [usage("0.0025"), usage("0"), deposit.clone()] {
-            let e = effects(&envelope);
+            let e = effects(&envelope).unwrap();
             let debits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.debit);
             let credits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.credit);
             assert_eq!(debits, credits);
         }
-        assert_eq!(effects(&deposit).balance_delta().to_string(), "100");
         assert_eq!(
-            effects(&usage("0.0025")).balance_delta().to_string(),
+            effects(&deposit).unwrap().balance_delta().to_string(),
+            "100"
+        );
+        assert_eq!(
+            effects(&usage("0.0025"))
+                .unwrap()
+                .balance_delta()
+                .to_string(),
             "-0.0025"
         );
+        // Access events are the control plane's: the ledger applies none.
+        let key = Envelope::new(Event::KeyRevoked(events::KeyRevoked {
+            account,
+            key: "k".into(),
+            digest: "d".into(),
+            by: None,
+        }));
+        assert!(effects(&key).is_none());
+        // A failed request is listed, moves nothing and is not spend.
+        let mut failed = usage("0");
+        if let Event::UsageRecorded(u) = &mut failed.event {
+            u.outcome = Outcome::Failed;
+        }
+        let failed = effects(&failed).unwrap();
+        assert!(failed.lines.is_empty() && failed.spend.is_none());
+        assert_eq!(failed.request.unwrap().outcome, "failed");
         // Free usage: no lines, but counted as a request.
-        let free = effects(&usage("0"));
+        let free = effects(&usage("0")).unwrap();
         assert!(free.lines.is_empty());
         assert_eq!(free.spend, Some(Money::ZERO));
         assert!(free.request.is_some());

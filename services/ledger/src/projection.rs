@@ -51,10 +51,14 @@ pub struct AccountChanges {
     accounts: BTreeMap<String, Change>,
     days: BTreeMap<(String, String), (Money, i64)>,
     origins: BTreeMap<(String, String), u64>,
+    /// (account, gateway process) → (events, latest time).
+    instances: BTreeMap<(String, String), (i64, String)>,
+    /// gateway → (highest number, events, latest time).
+    sequences: BTreeMap<String, (u64, i64, String)>,
 }
 
 impl AccountChanges {
-    fn add(&mut self, e: &Effects) {
+    fn add(&mut self, e: &Effects, at: &str) {
         let account = e.account.to_string();
         let change = self.accounts.entry(account.clone()).or_default();
         change.delta += e.balance_delta();
@@ -73,7 +77,19 @@ impl AccountChanges {
             day.0 += spent;
             day.1 += 1;
         }
+        if let Some(instance) = &e.instance {
+            let count = self
+                .instances
+                .entry((account.clone(), instance.clone()))
+                .or_default();
+            count.0 += 1;
+            count.1 = count.1.clone().max(at.to_owned());
+        }
         if let Some((gateway, seq)) = &e.origin {
+            let sequence = self.sequences.entry(gateway.clone()).or_default();
+            sequence.0 = sequence.0.max(*seq);
+            sequence.1 += 1;
+            sequence.2 = sequence.2.clone().max(at.to_owned());
             let last = self.origins.entry((account, gateway.clone())).or_default();
             *last = (*last).max(*seq);
         }
@@ -93,6 +109,34 @@ impl AccountChanges {
             .bind(day)
             .bind(nanos(*spent))
             .bind(*requests)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for ((account, instance), (events, at)) in &self.instances {
+            sqlx::query(
+                "INSERT INTO origin_instances (account, instance, events, last_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account, instance) DO UPDATE SET events = origin_instances.events + $3,
+                     last_at = CASE WHEN origin_instances.last_at > $4 THEN origin_instances.last_at ELSE $4 END",
+            )
+            .bind(account)
+            .bind(instance)
+            .bind(*events)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (gateway, (max, events, at)) in &self.sequences {
+            sqlx::query(
+                "INSERT INTO gateway_sequences (gateway, max_seq, events, last_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (gateway) DO UPDATE SET
+                     max_seq = CASE WHEN gateway_sequences.max_seq > $2 THEN gateway_sequences.max_seq ELSE $2 END,
+                     events = gateway_sequences.events + $3,
+                     last_at = CASE WHEN gateway_sequences.last_at > $4 THEN gateway_sequences.last_at ELSE $4 END",
+            )
+            .bind(gateway)
+            .bind(as_i64(*max))
+            .bind(*events)
+            .bind(at)
             .execute(&mut **tx)
             .await?;
         }
@@ -120,10 +164,9 @@ pub async fn apply_in(
     envelope: &Envelope,
     changes: &mut AccountChanges,
 ) -> Result<bool, LedgerError> {
-    if envelope.event.subject() == events::subjects::ACCESS {
+    let Some(e) = effects(envelope) else {
         return Ok(false);
-    }
-    let e = effects(envelope);
+    };
     let (kind, _) = envelope.event.kind();
     let id = envelope.id.to_string();
     let account = e.account.to_string();
@@ -160,12 +203,14 @@ pub async fn apply_in(
         .execute(&mut **tx)
         .await?;
     }
-    changes.add(&e);
+    changes.add(&e, &at);
     if let Some(r) = &e.request {
+        let (gateway, origin_seq) = e.origin.clone().unwrap_or_default();
         sqlx::query(
             "INSERT INTO requests (event_id, account, at, request_id, model, provider,
-                                   input_tokens, output_tokens, cost, total_ms, outcome, key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                   input_tokens, output_tokens, cost, total_ms, outcome, key_id,
+                                   gateway, origin_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&account)
@@ -179,6 +224,8 @@ pub async fn apply_in(
         .bind(as_i64(r.total_ms))
         .bind(r.outcome)
         .bind(&r.key)
+        .bind(gateway)
+        .bind(as_i64(origin_seq))
         .execute(&mut **tx)
         .await?;
     }
@@ -246,6 +293,19 @@ pub async fn state(
         let seq: i64 = row.try_get("seq")?;
         applied.insert(row.try_get("gateway")?, u64::try_from(seq).unwrap_or(0));
     }
+    let recent = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let instances = sqlx::query(
+        "SELECT instance, events FROM origin_instances WHERE account = $1 AND last_at > $2",
+    )
+    .bind(&key)
+    .bind(&recent)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut applied_events = BTreeMap::new();
+    for row in instances {
+        let events: i64 = row.try_get("events")?;
+        applied_events.insert(row.try_get("instance")?, u64::try_from(events).unwrap_or(0));
+    }
     let limit: Option<i64> = row.try_get("daily_limit")?;
     let version: i64 = row.try_get("version")?;
     Ok(Some(AccountState {
@@ -256,6 +316,7 @@ pub async fn state(
         daily_limit: limit.map(Money::from_nanos),
         version: u64::try_from(version).unwrap_or(0),
         applied,
+        applied_events,
     }))
 }
 

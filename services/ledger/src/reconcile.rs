@@ -1,24 +1,161 @@
 //! Reconciliation: replay the whole log into a scratch [`Projection`] and
-//! compare every balance, day total and journal line with the live store.
+//! compare every applied event, balance, day total, journal line and usage
+//! origin count with the live store; and look for usage that never reached
+//! the log: gaps in the gateways' sequences (see [`crate::gaps`]) and
+//! gateways whose journal still holds events the log has not taken.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 
+use chrono::{DateTime, Utc};
 use eventlog::EventLog;
-use events::Envelope;
+use events::{Envelope, GatewayStatus, GATEWAYS_BUCKET};
 use money::Money;
 use sqlx::Row;
 use store::Store;
 
+use crate::gaps::{self, Gap, SeqRanges};
 use crate::memory::{Account, Projection};
 use crate::LedgerError;
+
+/// How long a request may run before its number, if still without an event,
+/// counts as lost: the gateway's default total deadline (300 s) plus a
+/// minute for the event to travel.
+pub const DEFAULT_GRACE: chrono::Duration = chrono::Duration::minutes(6);
+/// A gateway that has not reported for this long has stopped.
+const STOPPED_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+
+/// What reconciliation found.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// The last log record replayed.
+    pub through: u64,
+    /// Every difference between the books the log implies and the store.
+    pub differences: Vec<String>,
+    /// Per gateway, numbers without an event whose requests must have ended.
+    pub lost: BTreeMap<String, Vec<Gap>>,
+    /// Per gateway, numbers without an event whose requests may still run.
+    pub in_flight: BTreeMap<String, Vec<Gap>>,
+    /// Gateways whose journal held events the log had not taken when they
+    /// last reported, and whether they have stopped since.
+    pub journals: Vec<(GatewayStatus, bool)>,
+}
+
+impl Audit {
+    /// Nothing differs, nothing is lost and no stopped gateway holds usage.
+    pub fn is_clean(&self) -> bool {
+        self.differences.is_empty()
+            && self.lost.is_empty()
+            && !self.journals.iter().any(|(_, stopped)| *stopped)
+    }
+}
+
+impl fmt::Display for Audit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for difference in &self.differences {
+            writeln!(f, "{difference}")?;
+        }
+        for (gateway, gaps) in &self.lost {
+            let missing: u64 = gaps.iter().map(Gap::len).sum();
+            writeln!(
+                f,
+                "gateway {gateway}: {missing} usage events lost (numbered, never in the log): {}",
+                gaps::describe(gaps)
+            )?;
+        }
+        for (gateway, gaps) in &self.in_flight {
+            let missing: u64 = gaps.iter().map(Gap::len).sum();
+            writeln!(
+                f,
+                "gateway {gateway}: {missing} usage events not in the log yet, their requests may still run: {}",
+                gaps::describe(gaps)
+            )?;
+        }
+        for (status, stopped) in &self.journals {
+            let state = if *stopped {
+                "stopped with"
+            } else {
+                "running, with"
+            };
+            writeln!(
+                f,
+                "gateway {}: {state} {} usage events ({} bytes) in its journal not yet in the log (data dir {}, reported {})",
+                status.gateway,
+                status.journal_events,
+                status.journal_bytes,
+                status.data_dir,
+                status.seen_at.to_rfc3339()
+            )?;
+            if *stopped {
+                writeln!(
+                    f,
+                    "  start a gateway on that data dir to send them (any gateway started there takes the journal over)"
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays the log and compares (see [`Audit`]); `grace` is how long a
+/// request may run (see [`DEFAULT_GRACE`]).
+pub async fn audit(
+    log: &dyn EventLog,
+    store: &Store,
+    grace: chrono::Duration,
+) -> Result<Audit, LedgerError> {
+    let through = log.last_seq().await?;
+    let (expected, sequences, mut differences) = replay(log).await?;
+    let live = load(store).await?;
+    compare_books(&expected, &live, &mut differences);
+    let now = Utc::now();
+    let mut audit = Audit {
+        through,
+        differences,
+        ..Audit::default()
+    };
+    for (gateway, seen) in &sequences {
+        let (lost, in_flight): (Vec<Gap>, Vec<Gap>) =
+            seen.gaps().into_iter().partition(|g| g.settled(now, grace));
+        if !lost.is_empty() {
+            audit.lost.insert(gateway.clone(), lost);
+        }
+        if !in_flight.is_empty() {
+            audit.in_flight.insert(gateway.clone(), in_flight);
+        }
+    }
+    audit.journals = journals(log, now).await?;
+    Ok(audit)
+}
+
+/// Gateways reporting usage in their journal that the log has not taken.
+async fn journals(
+    log: &dyn EventLog,
+    now: DateTime<Utc>,
+) -> Result<Vec<(GatewayStatus, bool)>, LedgerError> {
+    let mut found = Vec::new();
+    for entry in log.bucket(GATEWAYS_BUCKET).await?.snapshot().await? {
+        let Ok(status) = serde_json::from_slice::<GatewayStatus>(&entry.value) else {
+            continue;
+        };
+        if status.journal_events > 0 || status.set_aside > 0 || status.lost > 0 {
+            let stopped = now - status.seen_at > STOPPED_AFTER;
+            found.push((status, stopped));
+        }
+    }
+    Ok(found)
+}
 
 /// Records read from the log per batch.
 const BATCH: usize = 1_000;
 
-/// Replays every event from the start of `log`.
-pub async fn replay(log: &dyn EventLog) -> Result<(Projection, Vec<String>), LedgerError> {
+/// Replays every event from the start of `log`: the books it implies, the
+/// numbers seen of each gateway's sequence, and the records it could not read.
+pub async fn replay(
+    log: &dyn EventLog,
+) -> Result<(Projection, BTreeMap<String, SeqRanges>, Vec<String>), LedgerError> {
     let mut projection = Projection::default();
+    let mut sequences: BTreeMap<String, SeqRanges> = BTreeMap::new();
     let mut unreadable = Vec::new();
     let mut from = 1;
     loop {
@@ -28,13 +165,21 @@ pub async fn replay(log: &dyn EventLog) -> Result<(Projection, Vec<String>), Led
         for record in &records {
             for decoded in Envelope::decode_all(&record.payload) {
                 match decoded {
-                    Ok(envelope) => projection.apply(&envelope),
+                    Ok(envelope) => {
+                        let applied = projection.apply(&envelope);
+                        if let Some((gateway, seq)) = applied.and_then(|e| e.origin) {
+                            sequences
+                                .entry(gateway)
+                                .or_default()
+                                .insert(seq, envelope.at);
+                        }
+                    }
                     Err(e) => unreadable.push(format!("log record {}: {e}", record.seq)),
                 }
             }
         }
     }
-    Ok((projection, unreadable))
+    Ok((projection, sequences, unreadable))
 }
 
 /// The store's tables, read into the same shape.
@@ -89,33 +234,68 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
             ),
         );
     }
+    for row in sqlx::query("SELECT account, instance, events FROM origin_instances")
+        .fetch_all(&store.pool)
+        .await?
+    {
+        let events: i64 = row.try_get("events")?;
+        p.instances.insert(
+            (row.try_get("account")?, row.try_get("instance")?),
+            u64::try_from(events).unwrap_or(0),
+        );
+    }
+    for row in sqlx::query("SELECT gateway, max_seq, events FROM gateway_sequences")
+        .fetch_all(&store.pool)
+        .await?
+    {
+        let max: i64 = row.try_get("max_seq")?;
+        let events: i64 = row.try_get("events")?;
+        p.sequences.insert(
+            row.try_get("gateway")?,
+            (
+                u64::try_from(max).unwrap_or(0),
+                u64::try_from(events).unwrap_or(0),
+            ),
+        );
+    }
     Ok(p)
 }
 
 /// Every difference between what the log implies and what the store holds.
 pub async fn reconcile(log: &dyn EventLog, store: &Store) -> Result<Vec<String>, LedgerError> {
-    let (expected, mut differences) = replay(log).await?;
+    let (expected, _, mut differences) = replay(log).await?;
     let live = load(store).await?;
+    compare_books(&expected, &live, &mut differences);
+    Ok(differences)
+}
+
+fn compare_books(expected: &Projection, live: &Projection, differences: &mut Vec<String>) {
     compare(
         "event applied",
         &expected.applied.iter().map(|i| (i.clone(), ())).collect(),
         &live.applied.iter().map(|i| (i.clone(), ())).collect(),
-        &mut differences,
+        differences,
     );
-    compare(
-        "account",
-        &expected.accounts,
-        &live.accounts,
-        &mut differences,
-    );
-    compare("day total", &expected.days, &live.days, &mut differences);
+    compare("account", &expected.accounts, &live.accounts, differences);
+    compare("day total", &expected.days, &live.days, differences);
     compare(
         "journal line",
         &expected.journal,
         &live.journal,
-        &mut differences,
+        differences,
     );
-    Ok(differences)
+    compare(
+        "gateway process usage count",
+        &expected.instances,
+        &live.instances,
+        differences,
+    );
+    compare(
+        "gateway sequence (highest, events)",
+        &expected.sequences,
+        &live.sequences,
+        differences,
+    );
 }
 
 fn compare<K: Ord + Debug, V: PartialEq + Debug>(

@@ -21,7 +21,7 @@ use eventlog::{Bucket, Consumer, Delivery, EventLog};
 use events::{Envelope, ACCOUNTS_BUCKET};
 use store::Store;
 
-use crate::{projection, LedgerError};
+use crate::{projection, sequences, LedgerError};
 
 /// The durable consumer's name.
 pub const CONSUMER: &str = "ledger";
@@ -51,18 +51,34 @@ impl Ledger {
         })
     }
 
-    /// Folds events until `stop` completes; survives log and store outages.
+    /// Folds events until `stop` completes, and checks every minute for
+    /// lost usage (see [`crate::sequences`]); survives log and store outages.
     pub async fn run(&self, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            let result = tokio::select! {
-                _ = &mut stop => return,
-                result = self.follow() => result,
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "ledger interrupted; retrying");
-                tokio::time::sleep(BACKOFF).await;
+        let folding = async {
+            loop {
+                if let Err(e) = self.follow().await {
+                    tracing::warn!(error = %e, "ledger interrupted; retrying");
+                    tokio::time::sleep(BACKOFF).await;
+                }
             }
+        };
+        let checking = async {
+            let mut check = sequences::Check::default();
+            let mut every = tokio::time::interval(sequences::EVERY);
+            loop {
+                every.tick().await;
+                let found = check
+                    .run(&self.store, Utc::now(), crate::reconcile::DEFAULT_GRACE)
+                    .await;
+                if let Err(e) = found {
+                    tracing::warn!(error = %e, "cannot check the gateways' sequences");
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop => {}
+            _ = folding => {}
+            _ = checking => {}
         }
     }
 

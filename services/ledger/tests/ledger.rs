@@ -334,7 +334,7 @@ fn a_million_small_charges_leave_no_rounding_drift() {
         assert_eq!(cost.nanos() as u64, tokens * 150);
         exact += i128::from(cost.nanos());
         let envelope = usage(account, seq, cost);
-        let effects = ledger::postings::effects(&envelope);
+        let effects = ledger::postings::effects(&envelope).expect("usage moves the books");
         projection
             .accounts
             .entry(account.to_string())

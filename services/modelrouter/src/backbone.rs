@@ -11,6 +11,7 @@ use eventlog::sqlite::SqliteLog;
 use eventlog::EventLog;
 use events::{ACCOUNTS_BUCKET, KEYS_BUCKET, POLICIES_BUCKET};
 use gateway::accounts::Accounts;
+use gateway::follow::Source;
 use gateway::usage::Publisher;
 use gateway::Gateway;
 use store::Store;
@@ -21,13 +22,25 @@ use crate::serve::BoxError;
 /// Demo credits granted to every new account in simulator mode.
 pub const DEMO_CREDITS: &str = "25";
 
+/// How a service opens the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The log must answer now (ledger, control plane, operator commands).
+    Now,
+    /// Connect in the background: a gateway starts and serves while the
+    /// log is down, journaling usage until it is back.
+    Eventually,
+}
+
 /// The configured event log.
-pub async fn open_log(config: &Config) -> Result<Arc<dyn EventLog>, BoxError> {
+pub async fn open_log(config: &Config, reach: Reach) -> Result<Arc<dyn EventLog>, BoxError> {
     match &config.event_log {
         Some(url) if url.starts_with("nats://") => {
-            let log = NatsLog::connect(url, &config.nats_prefix)
-                .await
-                .map_err(|e| format!("event log {url}: {e}"))?;
+            let log = match reach {
+                Reach::Now => NatsLog::connect(url, &config.nats_prefix).await,
+                Reach::Eventually => NatsLog::lazy(url, &config.nats_prefix).await,
+            }
+            .map_err(|e| format!("event log {url}: {e}"))?;
             Ok(Arc::new(log))
         }
         Some(other) => Err(format!(
@@ -60,25 +73,31 @@ pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
 }
 
 fn create_dir(dir: &Path) -> Result<(), BoxError> {
-    std::fs::create_dir_all(dir)
+    gateway::files::create_private_dir(dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()).into())
 }
 
-/// The gateway's publisher and account views on `log`.
+/// The gateway's publisher (its usage journal in the data dir) and account
+/// views on `log`.
 pub async fn gateway_events(
     config: &Config,
     log: Arc<dyn EventLog>,
 ) -> Result<gateway::Events, BoxError> {
-    let id = config
-        .gateway_id
-        .clone()
-        .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    let spool = config.data_dir.join(format!("usage-{id}.spool"));
+    create_dir(&config.data_dir)?;
     let linger = std::time::Duration::from_millis(config.gateway.usage_linger_ms);
-    let publisher = Publisher::start(Arc::clone(&log), &spool, id.clone(), linger)
-        .map_err(|e| format!("usage spool {}: {e}", spool.display()))?;
-    let accounts = Accounts::new(id, config.gateway.accounts.clone());
-    accounts.follow(log.bucket(ACCOUNTS_BUCKET).await?).await?;
+    let publisher = Publisher::start(
+        Arc::clone(&log),
+        &config.data_dir,
+        config.gateway_id.as_deref(),
+        linger,
+    )?;
+    let accounts = Accounts::new(
+        publisher.instance().to_owned(),
+        config.gateway.accounts.clone(),
+    );
+    accounts
+        .follow(Source::new(log, ACCOUNTS_BUCKET, Some(&config.data_dir)))
+        .await?;
     Ok(gateway::Events {
         publisher,
         accounts,
@@ -126,12 +145,21 @@ pub fn key_hasher(config: &Config) -> Result<auth::KeyHasher, BoxError> {
     Ok(auth::KeyHasher::new(&secret)?)
 }
 
-/// Makes `gateway` follow the control plane's keys and provider blocks.
-pub async fn follow_access(log: &dyn EventLog, gateway: &Gateway) -> Result<(), BoxError> {
-    gateway.keys.follow(log.bucket(KEYS_BUCKET).await?).await?;
+/// Makes `gateway` follow the control plane's keys and provider blocks
+/// (from the copies in the data dir while the log is unreachable).
+pub async fn follow_access(
+    config: &Config,
+    log: &Arc<dyn EventLog>,
+    gateway: &Gateway,
+) -> Result<(), BoxError> {
+    let dir = Some(config.data_dir.as_path());
+    gateway
+        .keys
+        .follow(Source::new(Arc::clone(log), KEYS_BUCKET, dir))
+        .await?;
     gateway
         .policies
-        .follow(log.bucket(POLICIES_BUCKET).await?)
+        .follow(Source::new(Arc::clone(log), POLICIES_BUCKET, dir))
         .await?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use ledger::Ledger;
 use simulator::Simulator;
 use tokio::net::TcpListener;
 
-use crate::backbone;
+use crate::backbone::{self, Reach};
 use crate::config::{Config, SimulatorMode};
 
 /// Anything that stops a service from starting.
@@ -57,7 +57,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         let sim = Simulator::new(config.simulator.clone(), Arc::clone(&catalog));
         app = app.nest(SIM_MOUNT, simulator::router(sim));
     }
-    let log = backbone::open_log(&config).await?;
+    let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     let ledger = Arc::new(Ledger::new(Arc::clone(&log), store.clone()).await?);
     let ledger_task = {
@@ -74,7 +74,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         keys,
         Some(events),
     )?;
-    backbone::follow_access(log.as_ref(), &gateway).await?;
+    backbone::follow_access(&config, &log, &gateway).await?;
     let control_plane = backbone::control_plane(
         &config,
         Arc::clone(&log),
@@ -121,6 +121,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             tracing::warn!("the first account is not known to the gateway yet; it will be shortly");
         }
     }
+    let drain = Arc::clone(&gateway);
     let app = app
         .merge(gateway::router(gateway))
         .merge(control_plane::router(control_plane));
@@ -151,6 +152,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     }
     print_banner(&banner);
     let served = serve(listener, app).await;
+    drain.drain(config.gateway.total_timeout()).await;
     publisher.shutdown().await;
     ledger_task.abort();
     served
@@ -159,15 +161,16 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
 /// `modelrouter gateway`: the gateway alone.
 pub async fn gateway(config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
-    let events = match &config.event_log {
-        Some(_) => {
-            let log = backbone::open_log(&config).await?;
-            Some(backbone::gateway_events(&config, log).await?)
-        }
+    let log = match &config.event_log {
+        Some(_) => Some(backbone::open_log(&config, Reach::Eventually).await?),
         None => {
             tracing::warn!("no event log configured (MODELROUTER_EVENT_LOG): usage is not recorded and credit is not enforced");
             None
         }
+    };
+    let events = match &log {
+        Some(log) => Some(backbone::gateway_events(&config, Arc::clone(log)).await?),
+        None => None,
     };
     let account = AccountId(uuid::Uuid::nil());
     let (keys, new_key) = load_keys(&config, account)?;
@@ -183,9 +186,8 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     }
     let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
-    if config.event_log.is_some() {
-        let log = backbone::open_log(&config).await?;
-        backbone::follow_access(log.as_ref(), &gateway).await?;
+    if let Some(log) = &log {
+        backbone::follow_access(&config, log, &gateway).await?;
     }
     let listener = bind(config.listen).await?;
     let mut banner = vec![format!(
@@ -193,11 +195,19 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         listener.local_addr()?,
         configured.join(", ")
     )];
+    if let Some(publisher) = &publisher {
+        banner.push(format!(
+            "Gateway id {} (usage journal in {})",
+            publisher.gateway(),
+            config.data_dir.join("usage").display()
+        ));
+    }
     if let Some(key) = new_key {
         banner.push(format!("API key (shown once): {key}"));
     }
     print_banner(&banner);
-    let served = serve(listener, gateway::router(gateway)).await;
+    let served = serve(listener, gateway::router(Arc::clone(&gateway))).await;
+    gateway.drain(config.gateway.total_timeout()).await;
     if let Some(publisher) = publisher {
         publisher.shutdown().await;
     }
@@ -207,7 +217,7 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
 /// `modelrouter control-plane`: the dashboard and admin API alone.
 pub async fn control_plane(config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
-    let log = backbone::open_log(&config).await?;
+    let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     if config.key_hash_secret.is_none() {
         tracing::warn!("MODELROUTER_KEY_HASH_SECRET is not set: keys are hashed with a secret from the data dir, which the gateways must share");
@@ -223,7 +233,7 @@ pub async fn control_plane(config: Config) -> Result<(), BoxError> {
 
 /// `modelrouter ledger`: the ledger alone, until interrupted.
 pub async fn ledger(config: Config) -> Result<(), BoxError> {
-    let log = backbone::open_log(&config).await?;
+    let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     let ledger = Ledger::new(log, store).await?;
     print_banner(&["Model Router ledger folding events (Ctrl-C stops it)".to_owned()]);
@@ -247,7 +257,7 @@ pub async fn grant(
     if amount <= money::Money::ZERO {
         return Err("--amount must be positive".into());
     }
-    let log = backbone::open_log(&config).await?;
+    let log = backbone::open_log(&config, Reach::Now).await?;
     let envelope = events::Envelope::new(events::Event::CreditsGranted(events::CreditsGranted {
         account,
         amount,
@@ -278,24 +288,42 @@ pub async fn migrate(config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `modelrouter reconcile`: replays the log and compares; an error if anything differs.
+/// `modelrouter reconcile`: replays the log and compares the books, looks
+/// for lost usage (gaps in the gateways' sequences) and for usage still in
+/// gateways' journals (reported by running gateways, or left in this data
+/// dir); an error if anything is wrong.
 pub async fn reconcile(config: Config) -> Result<(), BoxError> {
-    let log = backbone::open_log(&config).await?;
+    let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
-    let differences = ledger::reconcile::reconcile(log.as_ref(), &store).await?;
-    if differences.is_empty() {
+    let audit =
+        ledger::reconcile::audit(log.as_ref(), &store, ledger::reconcile::DEFAULT_GRACE).await?;
+    let left = gateway::usage::journal::left_behind(&config.data_dir)?;
+    print!("{audit}");
+    for journal in &left {
         println!(
-            "the ledger matches the event log (through record {})",
-            log.last_seq().await?
+            "gateway {}: its journal in {} holds {} usage events ({} bytes) and no gateway runs on it: start a gateway on this data dir to send them",
+            journal.gateway,
+            config.data_dir.display(),
+            journal.events,
+            journal.bytes
+        );
+    }
+    if audit.is_clean() && left.is_empty() {
+        println!(
+            "the ledger matches the event log (through record {}); no usage is missing",
+            audit.through
         );
         return Ok(());
     }
-    for difference in &differences {
-        println!("{difference}");
-    }
+    let lost: u64 = audit
+        .lost
+        .values()
+        .flat_map(|gaps| gaps.iter().map(ledger::gaps::Gap::len))
+        .sum();
     Err(format!(
-        "{} differences between the ledger and the event log",
-        differences.len()
+        "{} differences between the ledger and the event log, {lost} usage events lost, {} journals holding usage not in the log",
+        audit.differences.len(),
+        audit.journals.iter().filter(|(_, stopped)| *stopped).count() + left.len()
     )
     .into())
 }

@@ -82,8 +82,8 @@ pub(crate) async fn handle(
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(status) = fault.status {
-        return injected_error(status, fault.retry_after_s);
+    if let Some(response) = fault.error(injected_error) {
+        return response;
     }
     let ask = ask_of(&request);
     let reply = generate::reply(&ask, &request.model, 0);
@@ -190,7 +190,7 @@ fn tool_pairing(request: &MessagesRequest) -> Option<String> {
     None
 }
 
-fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
+fn injected_error(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = match status.as_u16() {
         429 => "Number of request tokens has exceeded your per-minute rate limit",
@@ -199,7 +199,7 @@ fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
         400 => "The request was rejected by the simulated provider.",
         _ => "Internal server error",
     };
-    crate::faults::with_retry_after(error(status, message), retry_after_s)
+    error(status, message)
 }
 
 /// The texts of a turn: text blocks and textual tool results.

@@ -90,8 +90,8 @@ pub(crate) async fn handle(
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(status) = fault.status {
-        return crate::faults::with_retry_after(injected_error(status), fault.retry_after_s);
+    if let Some(response) = fault.error(injected_error) {
+        return response;
     }
     let ask = ask_of(&request);
     let reply = generate::reply(&ask, &model, 0);

@@ -158,8 +158,8 @@ pub(crate) async fn openai(
         Ok(f) => f,
         Err(message) => return openai_invalid(message, None),
     };
-    if let Some(status) = fault.status {
-        return openai_chat::injected_error(status, fault.retry_after_s);
+    if let Some(response) = fault.error(openai_chat::injected_error) {
+        return response;
     }
     let dims = request.dimensions.unwrap_or(model.dimensions);
     let format = request.encoding_format.unwrap_or_default();
@@ -316,8 +316,8 @@ pub(crate) async fn gemini(
         Ok(f) => f,
         Err(message) => return google_gemini::error(400, message),
     };
-    if let Some(status) = fault.status {
-        return google_gemini::injected_error(status, fault.retry_after_s);
+    if let Some(response) = fault.error(google_gemini::injected_error) {
+        return response;
     }
     let mut embeddings: Vec<gemini::ContentEmbedding> = vectors
         .into_iter()
@@ -374,11 +374,8 @@ pub(crate) async fn titan(
         Ok(f) => f,
         Err(message) => return bedrock_converse::error(400, message),
     };
-    if let Some(status) = fault.status {
-        return crate::faults::with_retry_after(
-            bedrock_converse::injected_error(status),
-            fault.retry_after_s,
-        );
+    if let Some(response) = fault.error(bedrock_converse::injected_error) {
+        return response;
     }
     let embedding = vector(
         &model,

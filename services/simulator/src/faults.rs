@@ -22,6 +22,10 @@ pub struct Fault {
     /// Answer with this HTTP status and the provider's error body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// With `status`: answer with this raw body (`text/html`) instead of the
+    /// provider's error envelope, as a proxy in front of a provider does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// With a 429 (or 503): the `Retry-After` header, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
@@ -104,6 +108,31 @@ impl FaultTable {
             }
         }
         Ok(Some(fault))
+    }
+}
+
+impl Fault {
+    /// The injected error response, if the fault has a status: its raw
+    /// `body` when set, else the provider's own error from `envelope`.
+    pub(crate) fn error(
+        &self,
+        envelope: impl FnOnce(u16) -> axum::response::Response,
+    ) -> Option<axum::response::Response> {
+        let status = self.status?;
+        let response = match &self.body {
+            Some(body) => {
+                use axum::response::IntoResponse;
+                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                (
+                    code,
+                    [(axum::http::header::CONTENT_TYPE, "text/html")],
+                    body.clone(),
+                )
+                    .into_response()
+            }
+            None => envelope(status),
+        };
+        Some(with_retry_after(response, self.retry_after_s))
     }
 }
 

@@ -78,8 +78,8 @@ pub(crate) async fn handle(
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(status) = fault.status {
-        return injected_error(status, fault.retry_after_s);
+    if let Some(response) = fault.error(injected_error) {
+        return response;
     }
     let ask = ask_of(&request);
     let config = request.generation_config.clone().unwrap_or_default();
@@ -168,14 +168,14 @@ fn validate(
     None
 }
 
-pub(crate) fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
+pub(crate) fn injected_error(status: u16) -> Response {
     let message = match status {
         429 => "Resource has been exhausted (e.g. check quota).",
         503 => "The model is overloaded. Please try again later.",
         400 => "The request was rejected by the simulated provider.",
         _ => "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
     };
-    crate::faults::with_retry_after(error(status, message), retry_after_s)
+    error(status, message)
 }
 
 fn texts(content: &Content) -> impl Iterator<Item = &str> {

@@ -120,8 +120,8 @@ pub(crate) async fn handle(
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(status) = fault.status {
-        return injected_error(status, fault.retry_after_s);
+    if let Some(response) = fault.error(injected_error) {
+        return response;
     }
     let n = request.n.unwrap_or(1);
     let ask = Ask::of_openai(&request);
@@ -251,7 +251,7 @@ fn validate(sim: &Simulator, dialect: Dialect, request: &ChatRequest) -> Option<
     None
 }
 
-pub(crate) fn injected_error(status: u16, retry_after_s: Option<u64>) -> Response {
+pub(crate) fn injected_error(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (kind, code, message) = match status.as_u16() {
         429 => (
@@ -280,10 +280,7 @@ pub(crate) fn injected_error(status: u16, retry_after_s: Option<u64>) -> Respons
             "The server had an error while processing your request.",
         ),
     };
-    crate::faults::with_retry_after(
-        error(status, kind, message, None, Some(code)),
-        retry_after_s,
-    )
+    error(status, kind, message, None, Some(code))
 }
 
 fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {

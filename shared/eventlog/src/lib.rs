@@ -33,6 +33,9 @@ pub enum LogError {
     /// A stored value is not what this build expects.
     #[error("event log data: {0}")]
     Data(String),
+    /// A record over [`EventLog::max_record_bytes`]: refused before sending.
+    #[error("a record of {bytes} bytes is over the event log's limit of {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl From<sqlx::Error> for LogError {
@@ -104,6 +107,12 @@ pub trait EventLog: Send + Sync {
 
     /// The key-value bucket `name`, created when missing.
     async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>>;
+
+    /// The largest payload one record may carry (NATS: the server's
+    /// advertised `max_payload` less room for headers). Publishers size their
+    /// batches by it: a record over it is refused, and on NATS the server
+    /// drops the connection too.
+    fn max_record_bytes(&self) -> usize;
 }
 
 /// A durable consumer.

@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
 
 use crate::{
     Ack, Appended, Bucket, Consumer, Delivery, Entry, EventLog, LogError, Outgoing, Record, Result,
@@ -27,6 +28,12 @@ const ACK_WAIT: Duration = Duration::from_secs(5);
 const PREFETCH: usize = 64;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Room left in the server's `max_payload` for a record's headers
+/// (`Nats-Msg-Id` and the protocol line).
+const HEADER_ROOM: usize = 4 * 1024;
+/// The payload limit assumed before the server has told its own: the
+/// smallest `max_payload` a NATS server is commonly run with.
+const UNKNOWN_MAX_PAYLOAD: usize = 64 * 1024;
 
 fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
@@ -34,36 +41,81 @@ fn unavailable(e: impl std::fmt::Display) -> LogError {
 
 /// The log on a NATS server.
 pub struct NatsLog {
+    client: async_nats::Client,
     js: jetstream::Context,
-    stream: stream::Stream,
+    /// Created (or found) on first use, so a log can be opened while the
+    /// server is down.
+    stream: OnceCell<stream::Stream>,
     prefix: String,
 }
 
 impl NatsLog {
-    /// Connects to `url` and creates the stream for `prefix` if missing.
+    /// Connects to `url` and creates the stream for `prefix` if missing;
+    /// fails when the server cannot be reached.
     pub async fn connect(url: &str, prefix: &str) -> Result<NatsLog> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(REQUEST_TIMEOUT)
             .connect(url)
             .await
             .map_err(unavailable)?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(REQUEST_TIMEOUT);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: stream_name(prefix),
-                subjects: vec![format!("{prefix}.>")],
-                storage: stream::StorageType::File,
-                duplicate_window: DUPLICATE_WINDOW,
-                ..Default::default()
-            })
+        let log = NatsLog::on(client, prefix);
+        log.stream().await?;
+        Ok(log)
+    }
+
+    /// A log on `url` that connects in the background and keeps
+    /// reconnecting: every operation fails while the server is unreachable
+    /// and works once it is back. A gateway opens its log this way, so it
+    /// starts and serves (spooling usage) during an outage.
+    pub async fn lazy(url: &str, prefix: &str) -> Result<NatsLog> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(REQUEST_TIMEOUT)
+            .retry_on_initial_connect()
+            .connect(url)
             .await
             .map_err(unavailable)?;
-        Ok(NatsLog {
+        Ok(NatsLog::on(client, prefix))
+    }
+
+    fn on(client: async_nats::Client, prefix: &str) -> NatsLog {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(REQUEST_TIMEOUT);
+        NatsLog {
+            client,
             js,
-            stream,
+            stream: OnceCell::new(),
             prefix: prefix.to_owned(),
-        })
+        }
+    }
+
+    /// The deployment's stream, created when missing.
+    async fn stream(&self) -> Result<&stream::Stream> {
+        self.stream
+            .get_or_try_init(|| async {
+                self.js
+                    .get_or_create_stream(stream::Config {
+                        name: stream_name(&self.prefix),
+                        subjects: vec![format!("{}.>", self.prefix)],
+                        storage: stream::StorageType::File,
+                        duplicate_window: DUPLICATE_WINDOW,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(unavailable)
+            })
+            .await
+    }
+
+    /// Refuses a payload the server would refuse (and drop the connection for).
+    fn check_size(&self, payload: &[u8]) -> Result<()> {
+        let limit = self.max_record_bytes();
+        if payload.len() > limit {
+            return Err(LogError::TooLarge {
+                bytes: payload.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Deletes the stream and the named buckets (tests clean up with it).
@@ -105,6 +157,8 @@ fn stream_name(prefix: &str) -> String {
 #[async_trait]
 impl EventLog for NatsLog {
     async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended> {
+        self.check_size(payload)?;
+        self.stream().await?;
         let publish = jetstream::context::Publish::build()
             .payload(Bytes::copy_from_slice(payload))
             .message_id(id);
@@ -122,6 +176,10 @@ impl EventLog for NatsLog {
     }
 
     async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
+        for item in items {
+            self.check_size(item.payload)?;
+        }
+        self.stream().await?;
         let mut pending = Vec::with_capacity(items.len());
         for item in items {
             let publish = jetstream::context::Publish::build()
@@ -147,7 +205,8 @@ impl EventLog for NatsLog {
 
     async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {
         let consumer: consumer::PullConsumer = self
-            .stream
+            .stream()
+            .await?
             .get_or_create_consumer(
                 name,
                 consumer::pull::Config {
@@ -173,14 +232,11 @@ impl EventLog for NatsLog {
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         let last = self.last_seq().await?;
+        let stream = self.stream().await?;
         let mut records = Vec::new();
         let mut seq = from.max(1);
         while seq <= last && records.len() < limit {
-            let message = self
-                .stream
-                .get_raw_message(seq)
-                .await
-                .map_err(unavailable)?;
+            let message = stream.get_raw_message(seq).await.map_err(unavailable)?;
             records.push(self.record(message.subject.as_str(), seq, message.payload));
             seq += 1;
         }
@@ -218,6 +274,16 @@ impl EventLog for NatsLog {
             .map_err(unavailable)?;
         let store = self.js.get_key_value(&bucket).await.map_err(unavailable)?;
         Ok(Arc::new(NatsBucket { store }))
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        let advertised = self.client.server_info().max_payload;
+        let max_payload = if advertised == 0 {
+            UNKNOWN_MAX_PAYLOAD
+        } else {
+            advertised
+        };
+        max_payload - HEADER_ROOM.min(max_payload / 4)
     }
 }
 

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS kv_revisions (bucket TEXT PRIMARY KEY, revision INTEG
 
 /// Changes a watcher may fall behind by before it must watch again.
 const WATCH_BUFFER: usize = 4096;
+/// The largest record this log takes: SQLite itself allows far more, but
+/// a bound keeps every publisher's batches (and memory) in the same range
+/// on both logs.
+const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
 
 /// The log in one SQLite file.
 #[derive(Clone)]
@@ -87,6 +91,12 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<Record> {
 
 /// Appends one record within `conn`, or finds the earlier one with its id.
 async fn append_on(conn: &mut sqlx::SqliteConnection, item: Outgoing<'_>) -> Result<Appended> {
+    if item.payload.len() > MAX_RECORD_BYTES {
+        return Err(LogError::TooLarge {
+            bytes: item.payload.len(),
+            limit: MAX_RECORD_BYTES,
+        });
+    }
     let inserted = sqlx::query(
         "INSERT INTO log_records (subject, msg_id, payload) VALUES ($1, $2, $3)
          ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
@@ -187,6 +197,10 @@ impl EventLog for SqliteLog {
             })
         });
         Ok(Arc::clone(bucket) as Arc<dyn Bucket>)
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        MAX_RECORD_BYTES
     }
 }
 

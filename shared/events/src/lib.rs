@@ -35,9 +35,10 @@ pub use access::{
 };
 pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, DepositSettled};
 pub use usage::{
-    AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
+    cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
+    MAX_ERROR_CHARS, SLIMMEST,
 };
-pub use view::{AccountState, ACCOUNTS_BUCKET};
+pub use view::{AccountState, GatewayStatus, ACCOUNTS_BUCKET, GATEWAYS_BUCKET};
 
 /// The subjects events are published under (after a deployment's prefix).
 pub mod subjects {
@@ -122,7 +123,7 @@ impl Event {
     /// The type name and current version written for this event.
     pub fn kind(&self) -> (&'static str, u16) {
         match self {
-            Event::UsageRecorded(_) => ("usage_recorded", 1),
+            Event::UsageRecorded(_) => ("usage_recorded", 2),
             Event::AccountOpened(_) => ("account_opened", 1),
             Event::CreditsGranted(_) => ("credits_granted", 1),
             Event::DepositSettled(_) => ("deposit_settled", 1),
@@ -221,7 +222,7 @@ impl Envelope {
             let mut w = json::JsonWriter(out);
             w.raw(b"{\"id\":").uuid(id).raw(b",\"at\":");
             time::write_quoted(&at, w.0);
-            w.raw(b",\"type\":\"usage_recorded\",\"v\":1,\"data\":");
+            w.raw(b",\"type\":\"usage_recorded\",\"v\":2,\"data\":");
             usage.write_json(&mut w);
             w.raw(b"}");
             return;
@@ -284,7 +285,8 @@ impl Envelope {
         };
         let data = wire.data.clone();
         let event = match (wire.kind.as_str(), wire.v) {
-            ("usage_recorded", 1) => {
+            // v1 bodies are v2 bodies without its additions.
+            ("usage_recorded", 1 | 2) => {
                 Event::UsageRecorded(serde_json::from_value(data).map_err(body)?)
             }
             ("account_opened", 1) => {

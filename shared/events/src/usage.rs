@@ -1,4 +1,9 @@
 //! `usage_recorded`: one per request the gateway served or tried to serve.
+//!
+//! Version 2 added the `failed` outcome (a numbered request no provider
+//! answered: every request that reached a provider attempt has an event,
+//! so a missing number means a lost event) and the origin's `instance`.
+//! A version 1 body is a valid version 2 body.
 
 use money::Money;
 use serde::{Deserialize, Serialize};
@@ -104,10 +109,61 @@ impl UsageRecorded {
             Outcome::Completed => b"},\"outcome\":\"completed\"" as &[u8],
             Outcome::Interrupted => b"},\"outcome\":\"interrupted\"",
             Outcome::ClientDisconnected => b"},\"outcome\":\"client_disconnected\"",
+            Outcome::Failed => b"},\"outcome\":\"failed\"",
         });
+        // The origin comes last, gateway then seq: the gateway's journal
+        // reads the sequence back from there without parsing the event.
         w.raw(b",\"origin\":{\"gateway\":")
             .str(&self.origin.gateway);
-        w.raw(b",\"seq\":").u64(self.origin.seq).raw(b"}}");
+        w.raw(b",\"seq\":").u64(self.origin.seq);
+        if let Some(instance) = &self.origin.instance {
+            w.raw(b",\"instance\":").str(instance);
+        }
+        w.raw(b"}}");
+    }
+
+    /// Drops detail billing does not need, step by step (`level` 1 to
+    /// [`SLIMMEST`]): attempts' error texts, then `auto`'s signal list, then
+    /// every attempt but the last. For an event log whose records are
+    /// smaller than this event; tokens, cost and origin always stay.
+    pub fn slim(&mut self, level: u8) {
+        if level >= 1 {
+            for attempt in &mut self.attempts {
+                attempt.error = cap(&attempt.error, 40);
+            }
+        }
+        if level >= 2 {
+            if let Some(auto) = &mut self.auto {
+                auto.contributions.clear();
+            }
+        }
+        if level >= 3 {
+            let keep = self.attempts.len().saturating_sub(1);
+            self.attempts.drain(..keep);
+            for attempt in &mut self.attempts {
+                attempt.error.clear();
+            }
+        }
+    }
+}
+
+/// The last slimming level of [`UsageRecorded::slim`].
+pub const SLIMMEST: u8 = 3;
+
+/// The most characters of an upstream error an attempt keeps: enough to
+/// say what went wrong, small enough that an HTML error page from a proxy
+/// does not make the event kilobytes long.
+pub const MAX_ERROR_CHARS: usize = 300;
+
+/// `text` cut to at most `chars` characters, marked with `…` when cut.
+pub fn cap(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        None => text.to_owned(),
+        Some((end, _)) => {
+            let mut out = text[..end].to_owned();
+            out.push('…');
+            out
+        }
     }
 }
 
@@ -176,17 +232,26 @@ pub enum Outcome {
     Completed,
     /// The provider's stream broke off; what was generated is billed.
     Interrupted,
-    /// The client hung up mid-stream; what was generated is billed.
+    /// The client hung up before the answer was complete; what the provider
+    /// generated is billed (a whole response in full, a stream what was
+    /// streamed).
     ClientDisconnected,
+    /// No candidate answered: nothing is billed (v2).
+    Failed,
 }
 
 /// Where an event came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
-    /// The gateway process's id (stable across its restarts when configured).
+    /// The gateway's id, stable across its restarts on one data dir.
     pub gateway: String,
-    /// 1, 2, 3… per gateway, in publish order.
+    /// 1, 2, 3… per gateway, taken when the request's first attempt was
+    /// about to start; a number without an event is a lost event.
     pub seq: u64,
+    /// The gateway process (one run of `gateway`), so a gateway can tell
+    /// which of its own events an account state includes (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 #[cfg(test)]
@@ -240,16 +305,45 @@ mod tests {
                 total_ms: i * 3,
                 first_byte_ms: i.is_multiple_of(2).then_some(i),
             },
-            outcome: match i % 3 {
+            outcome: match i % 4 {
                 0 => Outcome::Completed,
                 1 => Outcome::Interrupted,
+                2 => Outcome::Failed,
                 _ => Outcome::ClientDisconnected,
             },
             origin: Origin {
                 gateway: pick(i + 3),
                 seq: i,
+                instance: i.is_multiple_of(3).then(|| pick(i + 1)),
             },
         }
+    }
+
+    #[test]
+    fn slimming_keeps_the_bill_and_drops_detail() {
+        let mut event = sample(5);
+        event.attempts = (0..3)
+            .map(|n| AttemptRecord {
+                provider: "openai".into(),
+                model: format!("m{n}"),
+                status: Some(502),
+                error: "<html>".repeat(500),
+                latency_ms: 1,
+                skipped: false,
+            })
+            .collect();
+        let before = (event.tokens, event.cost, event.origin.clone());
+        let mut sizes = Vec::new();
+        for level in 1..=SLIMMEST {
+            event.slim(level);
+            sizes.push(serde_json::to_vec(&event).unwrap().len());
+        }
+        assert!(sizes.windows(2).all(|w| w[1] <= w[0]), "{sizes:?}");
+        assert_eq!(event.attempts.len(), 1);
+        assert_eq!(event.attempts[0].model, "m2");
+        assert_eq!((event.tokens, event.cost, event.origin), before);
+        assert_eq!(cap("abcdef", 3), "abc…");
+        assert_eq!(cap("ünï", 3), "ünï");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use money::Money;
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +28,40 @@ pub struct AccountState {
     pub daily_limit: Option<Money>,
     /// Bumped by every change.
     pub version: u64,
-    /// Per gateway, the highest of its origin sequences already included:
-    /// a gateway adds only its own later spend on top of this state.
+    /// Per gateway, the highest of its origin sequences already included.
     #[serde(default)]
     pub applied: BTreeMap<String, u64>,
+    /// Per gateway process (origin instance, recently active), how many of
+    /// its events are included. A process writes its events in order and
+    /// the ledger applies them in that order, so a gateway adds exactly its
+    /// events after the first this many on top of the state.
+    #[serde(default)]
+    pub applied_events: BTreeMap<String, u64>,
+}
+
+/// The bucket gateways publish their status to, under their id.
+pub const GATEWAYS_BUCKET: &str = "gateways";
+
+/// A gateway's usage journal, as it last reported it (every few seconds
+/// while it can reach the log): what operators and `reconcile` need to see
+/// usage that has not reached the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    pub gateway: String,
+    /// The reporting process.
+    pub instance: String,
+    pub started_at: DateTime<Utc>,
+    /// When this report was made.
+    pub seen_at: DateTime<Utc>,
+    /// The next origin sequence number it will give.
+    pub next_seq: u64,
+    /// Usage events in its journal that the log has not taken yet.
+    pub journal_events: u64,
+    pub journal_bytes: u64,
+    /// Events the log refused even slimmed, kept in the journal's `rejected.jsonl`.
+    pub set_aside: u64,
+    /// Events neither the journal nor memory could keep.
+    pub lost: u64,
+    /// Where its journal is.
+    pub data_dir: String,
 }

@@ -67,6 +67,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0002_control_plane.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0002_control_plane.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage_origins",
+        postgres: include_str!("../../../migrations/postgres/0003_usage_origins.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0003_usage_origins.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

@@ -230,24 +230,23 @@ impl Backends {
 }
 
 impl Backends {
-    /// The gateway's link to this backbone, as gateway `id` (its spool in `dir`).
+    /// The gateway's link to this backbone, as gateway `id` (its journal in `dir`).
     pub async fn gateway_events(&self, id: &str) -> gateway::Events {
-        let spool = self.dir.0.join(format!("usage-{id}.spool"));
         let publisher = gateway::usage::Publisher::start(
             Arc::clone(&self.log),
-            &spool,
-            id.to_owned(),
+            &self.dir.0,
+            Some(id),
             gateway::usage::DEFAULT_LINGER,
         )
-        .expect("usage spool");
-        let accounts = gateway::accounts::Accounts::new(id.to_owned(), Default::default());
+        .expect("usage journal");
+        let accounts =
+            gateway::accounts::Accounts::new(publisher.instance().to_owned(), Default::default());
         accounts
-            .follow(
-                self.log
-                    .bucket(events::ACCOUNTS_BUCKET)
-                    .await
-                    .expect("accounts bucket"),
-            )
+            .follow(gateway::follow::Source::new(
+                Arc::clone(&self.log),
+                events::ACCOUNTS_BUCKET,
+                None,
+            ))
             .await
             .expect("account states load");
         gateway::Events {
@@ -339,6 +338,7 @@ pub fn usage_event(account: events::AccountId, seq: u64, cost: money::Money) -> 
         origin: Origin {
             gateway: "gw-test".into(),
             seq,
+            instance: None,
         },
     })))
 }

@@ -116,20 +116,15 @@ impl Stack {
 
 /// Makes a gateway follow the keys and blocks of `backends`.
 pub async fn follow_access(backends: &Backends, gateway: &gateway::Gateway) {
-    let keys = backends
-        .log
-        .bucket(events::KEYS_BUCKET)
+    let source = |bucket| gateway::follow::Source::new(Arc::clone(&backends.log), bucket, None);
+    gateway
+        .keys
+        .follow(source(events::KEYS_BUCKET))
         .await
-        .expect("keys bucket");
-    gateway.keys.follow(keys).await.expect("keys load");
-    let policies = backends
-        .log
-        .bucket(events::POLICIES_BUCKET)
-        .await
-        .expect("policies bucket");
+        .expect("keys load");
     gateway
         .policies
-        .follow(policies)
+        .follow(source(events::POLICIES_BUCKET))
         .await
         .expect("policies load");
 }

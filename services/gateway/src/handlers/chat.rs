@@ -68,11 +68,40 @@ pub async fn completions(
         });
         (tier.map(|t| t.to_string()), auto)
     });
+    let work = dispatch(
+        Arc::clone(&gateway),
+        candidates,
+        Arc::clone(&request),
+        recording.clone(),
+    );
+    let result = gateway.detached(recording.as_ref(), work).await;
+    result.map(|mut response| {
+        if let Some(decision) = &plan.auto {
+            auto_headers(&mut response, decision);
+        }
+        response
+    })
+}
+
+/// Tries the candidates within the request's total deadline; a request no
+/// candidate answered is recorded as failed.
+async fn dispatch(
+    gateway: Arc<Gateway>,
+    candidates: Vec<Arc<Model>>,
+    request: Arc<ChatRequest>,
+    recording: Option<Arc<Recording>>,
+) -> Result<Response, GatewayError> {
     let deadline = gateway.config.total_timeout();
     let mut attempts = Vec::new();
     let outcome = tokio::time::timeout(
         deadline,
-        attempt_all(&gateway, &candidates, &request, &mut attempts, recording),
+        attempt_all(
+            &gateway,
+            &candidates,
+            &request,
+            &mut attempts,
+            recording.clone(),
+        ),
     )
     .await;
     let result = outcome.unwrap_or_else(|_| {
@@ -93,12 +122,10 @@ pub async fn completions(
             retry_after_s: None,
         })
     });
-    result.map(|mut response| {
-        if let Some(decision) = &plan.auto {
-            auto_headers(&mut response, decision);
-        }
-        response
-    })
+    if let (Err(error), Some(recording)) = (&result, &recording) {
+        recording.fail(error.attempts());
+    }
+    result
 }
 
 /// `X-Model-Router-Auto-Tier` and `-Auto-Score` on an auto-routed response.
@@ -159,7 +186,7 @@ async fn attempt_all(
     candidates: &[Arc<Model>],
     request: &Arc<ChatRequest>,
     attempts: &mut Vec<Attempt>,
-    recording: Option<Recording>,
+    recording: Option<Arc<Recording>>,
 ) -> Result<Response, GatewayError> {
     let mut soonest = Soonest::default();
     for model in candidates {
@@ -196,10 +223,12 @@ async fn attempt_all(
             Err(error) => {
                 tracing::warn!(provider = %model.provider, model = %model.id, %error, "attempt failed");
                 if !error.retryable() {
+                    attempts.push(Attempt::failed(model.as_ref(), &error, started.elapsed()));
                     return Err(GatewayError::UpstreamRejected {
                         status: error.status().unwrap_or(502),
                         provider: model.provider.to_string(),
                         message: error.to_string(),
+                        attempts: std::mem::take(attempts),
                     });
                 }
                 if let Some(wait) = error.retry_after() {
@@ -223,7 +252,7 @@ async fn attempt(
     request: &Arc<ChatRequest>,
     mut permit: Permit,
     tries: usize,
-    record: Option<(Recording, Vec<Attempt>)>,
+    record: Option<(Arc<Recording>, Vec<Attempt>)>,
 ) -> Result<Response, ProviderError> {
     if request.is_stream() {
         let first = match provider.stream(model, request).await {
@@ -239,9 +268,8 @@ async fn attempt(
         return match first {
             Ok((first, rest)) => {
                 permit.first_byte();
-                let upstream = stream::once(async move { Ok(first) }).chain(rest).boxed();
                 Ok(relay_stream(
-                    gateway, model, request, upstream, permit, tries, record,
+                    gateway, model, request, first, rest, permit, tries, record,
                 ))
             }
             Err(error) => {
@@ -284,7 +312,7 @@ fn served<'a>(
 ) -> Served<'a> {
     Served {
         model: &model.id,
-        provider: model.provider,
+        provider: model.provider.as_str(),
         free: model.free,
         tokens: events::Tokens {
             input: tokens.input_tokens,
@@ -329,20 +357,23 @@ fn complete_response(
 /// Relays an upstream stream as OpenAI SSE: chunks with our model id, then one
 /// usage chunk (with `usage.cost`, the exact USD cost), then `[DONE]`. A failure
 /// after the first chunk ends the stream with an OpenAI-style error event.
+#[allow(clippy::too_many_arguments)]
 fn relay_stream(
     gateway: &Arc<Gateway>,
     model: &Arc<Model>,
     request: &Arc<ChatRequest>,
+    first: ChatCompletionChunk,
     upstream: ChunkStream,
     permit: Permit,
     attempts: usize,
-    record: Option<(Recording, Vec<Attempt>)>,
+    record: Option<(Arc<Recording>, Vec<Attempt>)>,
 ) -> Response {
     let ttft = permit.started().elapsed();
     let state = Relay {
         record,
         permit: Some(permit),
         ttft,
+        first: Some(first),
         upstream,
         gateway: Arc::clone(gateway),
         request: Arc::clone(request),
@@ -373,7 +404,9 @@ fn relay_stream(
 
 struct Relay {
     /// Records the usage once the stream ends, however it ends.
-    record: Option<(Recording, Vec<Attempt>)>,
+    record: Option<(Arc<Recording>, Vec<Attempt>)>,
+    /// The first chunk, received while choosing the candidate, not yet sent.
+    first: Option<ChatCompletionChunk>,
     upstream: ChunkStream,
     gateway: Arc<Gateway>,
     request: Arc<ChatRequest>,
@@ -393,21 +426,13 @@ struct Relay {
 impl Relay {
     async fn step(&mut self) -> Bytes {
         loop {
-            match self.upstream.next().await {
-                Some(Ok(mut chunk)) => {
-                    chunk.model = self.model.id.clone();
-                    if let Some(usage) = chunk.usage.take() {
-                        self.usage = Some(usage);
-                    }
-                    for choice in &chunk.choices {
-                        if let Some(text) = &choice.delta.content {
-                            self.generated.push_str(text);
-                        }
-                    }
-                    let skip = chunk.choices.is_empty();
-                    let event = (!skip).then(|| sse_event(&chunk));
-                    self.last = Some(chunk);
-                    if let Some(event) = event {
+            let next = match self.first.take() {
+                Some(first) => Some(Ok(first)),
+                None => self.upstream.next().await,
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    if let Some(event) = self.take_in(chunk) {
                         return event;
                     }
                 }
@@ -436,6 +461,22 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Notes a chunk's usage and text; its SSE event, unless it carries no choices.
+    fn take_in(&mut self, mut chunk: ChatCompletionChunk) -> Option<Bytes> {
+        chunk.model = self.model.id.clone();
+        if let Some(usage) = chunk.usage.take() {
+            self.usage = Some(usage);
+        }
+        for choice in &chunk.choices {
+            if let Some(text) = &choice.delta.content {
+                self.generated.push_str(text);
+            }
+        }
+        let event = (!chunk.choices.is_empty()).then(|| sse_event(&chunk));
+        self.last = Some(chunk);
+        event
     }
 
     /// The usage chunk and `[DONE]`.
@@ -508,10 +549,14 @@ impl Relay {
     }
 }
 
-/// A client that leaves mid-stream is billed for what was generated.
+/// A client that leaves mid-stream, or before its first chunk, is billed
+/// for what was generated.
 impl Drop for Relay {
     fn drop(&mut self) {
         if self.record.is_some() {
+            if let Some(first) = self.first.take() {
+                self.take_in(first);
+            }
             let usage = self.final_usage();
             self.bill(&usage, Outcome::ClientDisconnected);
         }

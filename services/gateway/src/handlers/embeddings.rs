@@ -18,7 +18,7 @@ use crate::embeddings::{self, vector, Candidate, Failure, Inputs, Vectors};
 use crate::error::{Attempt, GatewayError, Soonest};
 use crate::prefer::Prefer;
 use crate::providers::EmbedInput;
-use crate::usage::Served;
+use crate::usage::{Recording, Served};
 use crate::{Gateway, RequestId};
 use events::{Outcome, RequestKind, Tokens};
 use money::Money;
@@ -46,6 +46,22 @@ pub async fn create(
     gateway
         .policies
         .filter(caller.account, &mut candidates, |c| c.model.provider)?;
+    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
+        (None, None)
+    });
+    let work = dispatch(Arc::clone(&gateway), candidates, inputs, recording.clone());
+    let (candidate, vectors, tries, cost) = gateway.detached(recording.as_ref(), work).await?;
+    Ok(respond(&candidate, vectors, format, tries, cost))
+}
+
+/// Embeds with the first candidate that can within the request's total
+/// deadline, and records the usage (or the failure).
+async fn dispatch(
+    gateway: Arc<Gateway>,
+    candidates: Vec<Candidate>,
+    inputs: Inputs,
+    recording: Option<Arc<Recording>>,
+) -> Result<(Candidate, Vectors, usize, Money), GatewayError> {
     let mut attempts = Vec::new();
     let deadline = gateway.config.total_timeout();
     let outcome = tokio::time::timeout(
@@ -53,35 +69,42 @@ pub async fn create(
         attempt_all(&gateway, &candidates, &inputs, &mut attempts),
     )
     .await;
-    let (candidate, vectors) = match outcome {
-        Ok(result) => result?,
+    let result = match outcome {
+        Ok(result) => result,
         Err(_) => {
+            let spent: u64 = attempts.iter().map(|a| a.latency_ms).sum();
             if let Some(c) = candidates.get(attempts.len()) {
                 attempts.push(Attempt {
                     provider: c.model.provider.to_string(),
                     model: c.model.id.clone(),
                     status: None,
                     error: format!("total deadline of {} ms expired", deadline.as_millis()),
-                    latency_ms: deadline.as_millis() as u64,
+                    latency_ms: (deadline.as_millis() as u64).saturating_sub(spent),
                     skipped: false,
                 });
             }
-            return Err(GatewayError::AllCandidatesFailed {
-                attempts,
+            Err(GatewayError::AllCandidatesFailed {
+                attempts: std::mem::take(&mut attempts),
                 retry_after_s: None,
-            });
+            })
+        }
+    };
+    let (candidate, vectors) = match result {
+        Ok(found) => found,
+        Err(error) => {
+            if let Some(recording) = &recording {
+                recording.fail(error.attempts());
+            }
+            return Err(error);
         }
     };
     let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
     let model = candidate.model.as_ref();
     let cost = model.cost(vectors.input_tokens);
-    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
-        (None, None)
-    });
-    if let Some(recording) = recording {
+    if let Some(recording) = &recording {
         recording.record(Served {
             model: &model.id,
-            provider: model.provider,
+            provider: model.provider.as_str(),
             free: false,
             tokens: Tokens {
                 input: vectors.input_tokens,
@@ -93,7 +116,7 @@ pub async fn create(
             first_byte: None,
         });
     }
-    Ok(respond(&candidate, vectors, format, tries, cost))
+    Ok((candidate, vectors, tries, cost))
 }
 
 /// `prefer`, `quality` when absent: a static order, so an alias keeps
@@ -185,10 +208,12 @@ async fn attempt_all(
             Err(Failure::Failed(error)) => {
                 tracing::warn!(provider = %model.provider, model = %model.id, %error, "embedding attempt failed");
                 if !error.retryable() {
+                    attempts.push(Attempt::failed(model, &error, started.elapsed()));
                     return Err(GatewayError::UpstreamRejected {
                         status: error.status().unwrap_or(502),
                         provider: model.provider.to_string(),
                         message: error.to_string(),
+                        attempts: std::mem::take(attempts),
                     });
                 }
                 if let Some(wait) = error.retry_after() {

@@ -250,10 +250,10 @@ async fn usage_survives_the_event_log_going_down_mid_load() {
     let publisher = &h.gateway.events.as_ref().unwrap().publisher;
     publisher.flush().await;
     let deadline = tokio::time::Instant::now() + SETTLE;
-    while publisher.spooled() > 0 && tokio::time::Instant::now() < deadline {
+    while publisher.pending() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(publisher.spooled(), 0, "the spool never drained");
+    assert_eq!(publisher.pending(), 0, "the journal never drained");
     assert_eq!(backends.wait_usage(served, SETTLE).await, served);
     // Nothing more arrives: exactly one entry per request served.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -290,6 +290,76 @@ async fn reconcile_finds_a_corrupted_row(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// Numbers of a gateway's sequence without an event: lost once a later
+/// event is older than the grace, in flight before that; `reconcile` and the
+/// ledger's own check both say so.
+async fn lost_usage_shows_as_a_gap(backends: Backends) {
+    let account = AccountId::new();
+    publish(
+        &*backends.log,
+        &Envelope::new(Event::CreditsGranted(CreditsGranted {
+            account,
+            amount: usd("10"),
+            reason: "test".into(),
+        })),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    for (seq, age) in [(1, 10), (2, 10), (4, 10), (7, 0)] {
+        let mut event = usage(account, seq, usd("0.01"));
+        event.at = now - chrono::Duration::minutes(age);
+        publish(&*backends.log, &event).await;
+    }
+    fold(&backends, 5).await;
+    let grace = ledger::reconcile::DEFAULT_GRACE;
+    let audit = ledger::reconcile::audit(&*backends.log, &backends.store, grace)
+        .await
+        .unwrap();
+    assert!(audit.differences.is_empty(), "{audit}");
+    let runs = |gaps: &[ledger::gaps::Gap]| -> Vec<(u64, u64)> {
+        gaps.iter().map(|g| (g.first, g.last)).collect()
+    };
+    assert_eq!(runs(&audit.lost["gw-test"]), [(3, 3)]);
+    assert_eq!(runs(&audit.in_flight["gw-test"]), [(5, 6)]);
+    assert!(!audit.is_clean());
+    let report = audit.to_string();
+    assert!(
+        report.contains("gateway gw-test: 1 usage events lost"),
+        "{report}"
+    );
+    // The ledger's running check: nothing is settled at first; a grace
+    // later every number up to the noted 7 must have its event.
+    let mut check = ledger::sequences::Check::default();
+    assert!(check
+        .run(&backends.store, now, grace)
+        .await
+        .unwrap()
+        .is_empty());
+    let found = check
+        .run(
+            &backends.store,
+            now + grace + chrono::Duration::minutes(1),
+            grace,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        [ledger::sequences::Finding {
+            gateway: "gw-test".into(),
+            verified: 2,
+            missing: 3,
+        }]
+    );
+    let (missing,): (i64,) =
+        sqlx::query_as("SELECT missing FROM gateway_sequences WHERE gateway = 'gw-test'")
+            .fetch_one(&backends.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(missing, 3);
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -309,6 +379,7 @@ macro_rules! on_both {
 on_both!(exactly_once);
 on_both!(killed_mid_stream);
 on_both!(reconcile_finds_a_corrupted_row);
+on_both!(lost_usage_shows_as_a_gap);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

@@ -3,148 +3,21 @@
 //! PostgreSQL database, sharing one account's daily limit; then
 //! `reconcile` and `ledger export` as an operator would run them.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use events::{AccountId, DailyLimitSet, Envelope, Event};
 use money::Money;
 use test_support::backends::{TestDb, NATS_URL};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use test_support::deployment::{chat, Deployment};
 
-const KEY: &str = "mr_sk_distributedTestKey0123456789abcdefghij";
 const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
-
-/// Environment shared by every process of the deployment.
-struct Deployment {
-    prefix: String,
-    database: String,
-    dir: test_support::backends::TempDir,
-}
-
-impl Deployment {
-    fn command(&self, args: &[&str], data: &str) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("MODELROUTER_EVENT_LOG", NATS_URL)
-            .env("MODELROUTER_NATS_PREFIX", &self.prefix)
-            .env("MODELROUTER_DATABASE_URL", &self.database)
-            .env("MODELROUTER_DATA_DIR", self.dir.0.join(data))
-            .env("MODELROUTER_LOG", "warn")
-            .env_remove("MODELROUTER_CONFIG")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        for var in [
-            "OPENAI_API_KEY",
-            "XAI_API_KEY",
-            "GROQ_API_KEY",
-            "CEREBRAS_API_KEY",
-            "ANTHROPIC_API_KEY",
-            "GEMINI_API_KEY",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_ACCESS_KEY_ID",
-        ] {
-            command.env_remove(var);
-        }
-        command
-    }
-
-    /// Starts a long-running process and waits (bounded) for a banner line.
-    async fn start(&self, mut command: Command, until: &str) -> (Child, String) {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = command.spawn().expect("modelrouter starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut found = String::new();
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains(until) {
-                    found = line;
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), read)
-            .await
-            .expect("banner within 60 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (child, found)
-    }
-
-    /// Starts a `modelrouter gateway` per id, on the simulator at `sim`, with
-    /// `env` added; returns each process with its URL.
-    async fn gateways(
-        &self,
-        ids: &[&str],
-        sim: &str,
-        env: &[(&str, &str)],
-    ) -> Vec<(Child, String)> {
-        let mut gateways = Vec::new();
-        for id in ids {
-            let mut command = self.command(&["gateway"], id);
-            command
-                .env("MODELROUTER_LISTEN", "127.0.0.1:0")
-                .env("MODELROUTER_GATEWAY_ID", id)
-                .env("OPENAI_API_KEY", "sim-key")
-                .env("OPENAI_BASE_URL", format!("{sim}/openai/v1"))
-                .envs(env.iter().copied());
-            let (child, line) = self.start(command, "listening").await;
-            gateways.push((child, url_in(&line)));
-        }
-        gateways
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String) {
-        let output = self
-            .command(args, "tools")
-            .output()
-            .await
-            .expect("modelrouter runs");
-        let text = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status.success(), text)
-    }
-}
-
-fn url_in(line: &str) -> String {
-    line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("a URL in the banner")
-        .trim_end_matches(|c: char| !c.is_ascii_digit())
-        .to_owned()
-}
-
-async fn chat(http: &reqwest::Client, url: &str, n: usize) -> (u16, Option<Money>) {
-    let response = http
-        .post(format!("{url}/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&serde_json::json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": format!("Limit test {n}")}]}))
-        .send()
-        .await
-        .expect("gateway reachable");
-    let cost = response
-        .headers()
-        .get("x-model-router-cost")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    (response.status().as_u16(), cost)
-}
 
 #[tokio::test]
 async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     let db = TestDb::new().await;
-    let deployment = Deployment {
-        prefix: format!("d{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-        database: db.url.clone(),
-        dir: test_support::backends::TempDir::new(),
-    };
-    let mut sim_command = deployment.command(&["simulator", "--listen", "127.0.0.1:0"], "sim");
-    sim_command.env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0");
-    let (_sim, line) = deployment.start(sim_command, "listening").await;
-    let sim = url_in(&line);
-    let (_ledger, _) = deployment
-        .start(deployment.command(&["ledger"], "ledger"), "ledger")
-        .await;
+    let deployment = Deployment::new(BIN, NATS_URL, &db.url);
+    let (_sim, sim) = deployment.simulator().await;
+    let _ledger = deployment.ledger().await;
     // `modelrouter gateway` keys belong to the nil account.
     let account = AccountId(uuid::Uuid::nil());
     let (ok, text) = deployment
@@ -168,13 +41,7 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     .await
     .unwrap();
 
-    let gateways = deployment
-        .gateways(
-            &["gw-1", "gw-2"],
-            &sim,
-            &[("MODELROUTER_BOOTSTRAP_KEY", KEY)],
-        )
-        .await;
+    let gateways = deployment.gateways(&["gw-1", "gw-2"], &sim, &[]).await;
     let http = reqwest::Client::new();
     // Wait until both gateways see the credit (bounded).
     for (_, url) in &gateways {
@@ -268,19 +135,10 @@ async fn answers(http: &reqwest::Client, url: &str, key: &str, status: u16) -> b
 #[tokio::test]
 async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_within_a_second() {
     let db = TestDb::new().await;
-    let deployment = Deployment {
-        prefix: format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-        database: db.url.clone(),
-        dir: test_support::backends::TempDir::new(),
-    };
+    let deployment = Deployment::new(BIN, NATS_URL, &db.url);
     let secret = test_support::dashboard::KEY_HASH_SECRET;
-    let mut sim_command = deployment.command(&["simulator", "--listen", "127.0.0.1:0"], "sim");
-    sim_command.env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0");
-    let (_sim, line) = deployment.start(sim_command, "listening").await;
-    let sim = url_in(&line);
-    let (_ledger, _) = deployment
-        .start(deployment.command(&["ledger"], "ledger"), "ledger")
-        .await;
+    let (_sim, sim) = deployment.simulator().await;
+    let _ledger = deployment.ledger().await;
     let mut cp_command = deployment.command(&["control-plane"], "cp");
     cp_command
         .env("MODELROUTER_LISTEN", "127.0.0.1:0")
@@ -290,7 +148,7 @@ async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_withi
             test_support::dashboard::SESSION_SECRET,
         );
     let (_cp, line) = deployment.start(cp_command, "listening").await;
-    let cp = url_in(&line);
+    let cp = test_support::deployment::url_in(&line);
     let gateways = deployment
         .gateways(
             &["gw-a", "gw-b"],

@@ -28,12 +28,23 @@ pub struct OwnNats {
     pub url: String,
     port: u16,
     dir: TempDir,
+    /// The largest message the server accepts, when not NATS's default (1 MiB).
+    max_payload: Option<usize>,
     child: Option<std::process::Child>,
 }
 
 impl OwnNats {
     /// Starts `/usr/sbin/nats-server` on a free port and waits until it accepts connections.
     pub async fn start() -> OwnNats {
+        OwnNats::start_with(None).await
+    }
+
+    /// The same, refusing messages over `max_payload` bytes.
+    pub async fn with_max_payload(max_payload: usize) -> OwnNats {
+        OwnNats::start_with(Some(max_payload)).await
+    }
+
+    async fn start_with(max_payload: Option<usize>) -> OwnNats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -42,13 +53,14 @@ impl OwnNats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             dir: TempDir::new(),
+            max_payload,
             child: None,
         };
         nats.restart().await;
         nats
     }
 
-    /// Kills the server (as a crash would).
+    /// Kills the server (SIGKILL, as a crash would).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -59,7 +71,8 @@ impl OwnNats {
     /// Starts the server again on the same port and storage.
     pub async fn restart(&mut self) {
         self.stop();
-        let child = std::process::Command::new("/usr/sbin/nats-server")
+        let mut command = std::process::Command::new("/usr/sbin/nats-server");
+        command
             .args([
                 "-js",
                 "-a",
@@ -68,7 +81,13 @@ impl OwnNats {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.dir.0)
+            .arg(self.dir.0.join("store"));
+        if let Some(bytes) = self.max_payload {
+            let config = self.dir.0.join("nats.conf");
+            std::fs::write(&config, format!("max_payload: {bytes}\n")).expect("nats config");
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

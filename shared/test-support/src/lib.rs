@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod dashboard;
+pub mod deployment;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,13 +13,13 @@ use test_support::{sse_data, Harness, Options};
 
 use crate::{ask, header, read};
 
-const SETTLE: Duration = Duration::from_secs(60);
+pub(crate) const SETTLE: Duration = Duration::from_secs(60);
 
-fn usd(s: &str) -> Money {
+pub(crate) fn usd(s: &str) -> Money {
     s.parse().unwrap()
 }
 
-async fn gateway_on(backends: &Backends, account: AccountId, id: &str) -> Harness {
+pub(crate) async fn gateway_on(backends: &Backends, account: AccountId, id: &str) -> Harness {
     Harness::start_with(Options {
         account,
         events: Some(backends.gateway_events(id).await),
@@ -28,7 +28,7 @@ async fn gateway_on(backends: &Backends, account: AccountId, id: &str) -> Harnes
     .await
 }
 
-async fn grant(backends: &Backends, account: AccountId, amount: &str) {
+pub(crate) async fn grant(backends: &Backends, account: AccountId, amount: &str) {
     backends
         .publish(Event::CreditsGranted(CreditsGranted {
             account,
@@ -39,7 +39,7 @@ async fn grant(backends: &Backends, account: AccountId, amount: &str) {
 }
 
 /// Waits until the gateway sees credit on the account.
-async fn wait_credit(h: &Harness) {
+pub(crate) async fn wait_credit(h: &Harness) {
     let events = h.gateway.events.as_ref().expect("events");
     for _ in 0..1_000 {
         if events
@@ -55,7 +55,7 @@ async fn wait_credit(h: &Harness) {
 }
 
 /// A paid chat request (gpt-4.1: tiers hold free models too); its cost from the header.
-async fn paid_chat(h: &Harness, n: usize) -> Money {
+pub(crate) async fn paid_chat(h: &Harness, n: usize) -> Money {
     let response = h
         .chat(&ask("gpt-4.1", &format!("Question {n} about routers")))
         .await;

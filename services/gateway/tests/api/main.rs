@@ -15,6 +15,7 @@ mod reload;
 mod routing;
 mod streaming;
 mod timeouts;
+mod usage_faults;
 
 use reqwest::Response;
 use serde_json::Value;

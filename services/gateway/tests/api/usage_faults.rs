@@ -1,0 +1,215 @@
+//! Usage under faults: events bigger than the log's records, a log whose
+//! server takes only small messages and goes away mid-load, clients that
+//! hang up before their answer, requests no provider answers. Every served
+//! request must reach the books exactly once, and every numbered request
+//! must have its event (no gaps).
+
+use std::time::Duration;
+
+use events::{AccountId, Envelope, Event};
+use money::Money;
+use serde_json::json;
+use test_support::backends::{Backends, OwnNats};
+use test_support::{Harness, Options};
+
+use crate::billing::{gateway_on, grant, paid_chat, usd, wait_credit, SETTLE};
+use crate::{ask, header};
+
+/// Every usage event in the log, and the largest record's size.
+async fn logged_usage(backends: &Backends) -> (Vec<events::UsageRecorded>, usize) {
+    let records = backends.log.read(1, 100_000).await.unwrap();
+    let largest = records.iter().map(|r| r.payload.len()).max().unwrap_or(0);
+    let usage = records
+        .iter()
+        .flat_map(|r| Envelope::decode_all(&r.payload))
+        .filter_map(|e| match e.ok()?.event {
+            Event::UsageRecorded(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    (usage, largest)
+}
+
+async fn assert_clean(backends: &Backends) {
+    let audit = ledger::reconcile::audit(
+        &*backends.log,
+        &backends.store,
+        ledger::reconcile::DEFAULT_GRACE,
+    )
+    .await
+    .unwrap();
+    assert!(
+        audit.is_clean() && audit.in_flight.is_empty(),
+        "reconcile: {audit}"
+    );
+}
+
+#[tokio::test]
+async fn events_larger_than_the_logs_records_are_slimmed_and_every_request_is_billed_once() {
+    // A server that takes at most 1,536-byte messages, with events of about
+    // 2 KB: three failed attempts each carrying a proxy's HTML error page.
+    let mut nats = OwnNats::with_max_payload(1536).await;
+    let backends = Backends::distributed_on(&nats.url).await;
+    let ledger = backends.spawn_ledger().await;
+    let account = AccountId::new();
+    grant(&backends, account, "10").await;
+    let mut options = Options {
+        account,
+        events: Some(backends.gateway_events("gw-big").await),
+        ..Default::default()
+    };
+    options.gateway.breaker.enabled = false;
+    let h = Harness::start_with(options).await;
+    wait_credit(&h).await;
+    let page = format!(
+        "<html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
+        "<p>The upstream proxy could not reach the model server.</p>".repeat(40)
+    );
+    for provider in ["anthropic", "openai", "google"] {
+        h.fault(json!({"provider": provider, "status": 502, "body": page}))
+            .await;
+    }
+    // Lowest quality in premium: grok-4 answers after the three others failed.
+    let premium = |n: usize| {
+        json!({"model": "premium", "prefer": "quality",
+               "messages": [{"role": "user", "content": format!("Question {n}")}]})
+    };
+    let mut spent = Money::ZERO;
+    let mut served = 0;
+    for n in 0..150 {
+        if n == 50 {
+            nats.stop();
+        }
+        if n == 100 {
+            nats.restart().await;
+        }
+        let response = h.chat(&premium(n)).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-model-router-provider"), "xai");
+        assert_eq!(header(&response, "x-model-router-attempts"), "4");
+        spent += header(&response, "x-model-router-cost")
+            .parse::<Money>()
+            .unwrap();
+        served += 1;
+    }
+    assert_eq!(backends.wait_usage(served, SETTLE).await, served);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        backends.usage_applied().await,
+        served,
+        "billed exactly once"
+    );
+    assert_eq!(backends.balance(account).await, Some(usd("10") - spent));
+    let publisher = &h.gateway.events.as_ref().unwrap().publisher;
+    assert_eq!(publisher.pending(), 0);
+    assert_eq!(publisher.set_aside(), 0);
+    let (usage, largest) = logged_usage(&backends).await;
+    assert!(largest <= 1536, "a record of {largest} bytes");
+    // Slimmed: the error texts were cut, the bill kept.
+    assert!(usage
+        .iter()
+        .all(|u| u.cost > Money::ZERO && u.tokens.input > 0));
+    assert!(usage
+        .iter()
+        .all(|u| u.attempts.iter().all(|a| a.error.chars().count() <= 41)));
+    assert_clean(&backends).await;
+    ledger.abort();
+    backends.cleanup().await;
+}
+
+#[tokio::test]
+async fn clients_that_hang_up_before_the_answer_are_billed_for_it() {
+    let backends = Backends::distributed().await;
+    let ledger = backends.spawn_ledger().await;
+    let account = AccountId::new();
+    grant(&backends, account, "10").await;
+    let h = gateway_on(&backends, account, "gw-a").await;
+    wait_credit(&h).await;
+    h.fault(json!({"provider": "openai", "model": "gpt-4.1", "latency_ms": 1500}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    for n in 0..7 {
+        let mut request = ask("gpt-4.1", &format!("A question I will not wait for ({n})"));
+        // Two of them streams, which leave before the first chunk.
+        request["stream"] = json!(n >= 5);
+        let sent = impatient
+            .post(format!("{}/v1/chat/completions", h.url))
+            .bearer_auth(&h.key)
+            .json(&request)
+            .send()
+            .await;
+        assert!(sent.is_err(), "the client gave up before the answer");
+    }
+    assert_eq!(backends.wait_usage(7, SETTLE).await, 7);
+    let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT outcome, output_tokens, cost, request_id FROM requests ORDER BY origin_seq",
+    )
+    .fetch_all(&backends.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    for (n, (outcome, output, cost, _)) in rows.iter().enumerate() {
+        assert_eq!(outcome, "client_disconnected");
+        assert!(*cost > 0, "{rows:?}");
+        // A whole answer is billed in full; a stream that nobody read is
+        // closed at its first chunk (the provider stops generating) and
+        // billed for its prompt and what had come.
+        if n < 5 {
+            assert!(*output > 0, "{rows:?}");
+        }
+    }
+    assert_eq!(
+        h.upstream_requests()
+            .await
+            .iter()
+            .filter(|r| r["body"]["model"] == "gpt-4.1")
+            .count(),
+        7,
+        "every provider call was made and billed"
+    );
+    assert_clean(&backends).await;
+    ledger.abort();
+    backends.cleanup().await;
+}
+
+#[tokio::test]
+async fn requests_no_provider_answered_are_recorded_so_the_sequence_has_no_gaps() {
+    let backends = Backends::distributed().await;
+    let ledger = backends.spawn_ledger().await;
+    let account = AccountId::new();
+    grant(&backends, account, "10").await;
+    let h = gateway_on(&backends, account, "gw-a").await;
+    wait_credit(&h).await;
+    h.fault(json!({"provider": "openai", "model": "gpt-4.1", "status": 503, "times": 1}))
+        .await;
+    let failed = h.chat(&ask("gpt-4.1", "one")).await;
+    assert_eq!(failed.status(), 503);
+    h.fault(json!({"provider": "openai", "model": "gpt-4.1", "status": 400, "times": 1}))
+        .await;
+    let rejected = h.chat(&ask("gpt-4.1", "two")).await;
+    assert_eq!(rejected.status(), 400);
+    let spent = paid_chat(&h, 3).await;
+    assert_eq!(backends.wait_usage(3, SETTLE).await, 3);
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT outcome, cost, origin_seq FROM requests ORDER BY origin_seq")
+            .fetch_all(&backends.store.pool)
+            .await
+            .unwrap();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "completed"]);
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [1, 2, 3]);
+    let (requests, spent_today): (i64, i64) =
+        sqlx::query_as("SELECT requests, spent FROM day_spend WHERE account = $1")
+            .bind(account.to_string())
+            .fetch_one(&backends.store.pool)
+            .await
+            .unwrap();
+    assert_eq!((requests, Money::from_nanos(spent_today)), (1, spent));
+    assert_eq!(backends.balance(account).await, Some(usd("10") - spent));
+    assert_clean(&backends).await;
+    ledger.abort();
+    backends.cleanup().await;
+}

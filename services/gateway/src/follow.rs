@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// How long a starting gateway waits for the log before it falls back to
 /// the copy on disk.
-const STARTUP_WAIT: Duration = Duration::from_secs(5);
+const STARTUP_WAIT: Duration = Duration::from_secs(2);
 /// The pause before watching again after the log failed.
 const RETRY: Duration = Duration::from_secs(1);
 /// How often a changed view is written to disk.

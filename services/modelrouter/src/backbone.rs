@@ -153,14 +153,16 @@ pub async fn follow_access(
     gateway: &Gateway,
 ) -> Result<(), BoxError> {
     let dir = Some(config.data_dir.as_path());
-    gateway
-        .keys
-        .follow(Source::new(Arc::clone(log), KEYS_BUCKET, dir))
-        .await?;
-    gateway
-        .policies
-        .follow(Source::new(Arc::clone(log), POLICIES_BUCKET, dir))
-        .await?;
+    let (keys, policies) = tokio::join!(
+        gateway
+            .keys
+            .follow(Source::new(Arc::clone(log), KEYS_BUCKET, dir)),
+        gateway
+            .policies
+            .follow(Source::new(Arc::clone(log), POLICIES_BUCKET, dir)),
+    );
+    keys?;
+    policies?;
     Ok(())
 }
 

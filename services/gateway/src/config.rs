@@ -19,6 +19,10 @@ pub use crate::health::latency::LatencyConfig;
 pub struct GatewayConfig {
     /// Largest accepted request body (default 32 MiB: a 1M-token prompt fits).
     pub body_limit_bytes: usize,
+    /// Memory for request bodies being read or held at once (default
+    /// 512 MiB): each request takes its declared length (the body limit when
+    /// it declares none); beyond it requests get 503 `server_busy`.
+    pub body_memory_bytes: usize,
     /// Deadline for one request across all fallback attempts (default 300 s).
     pub total_timeout_ms: u64,
     /// Per-provider connection settings; a provider without an API key is not used.
@@ -42,6 +46,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             body_limit_bytes: 32 << 20,
+            body_memory_bytes: 512 << 20,
             total_timeout_ms: 300_000,
             providers: BTreeMap::new(),
             breaker: BreakerConfig::default(),

@@ -93,13 +93,19 @@ pub enum GatewayError {
     ContextLengthExceeded(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("The model `{0}` does not exist. Use a tier (economy, standard, premium) or a model id from GET /v1/models.")]
+    #[error("The model `{}` does not exist. Use a tier (economy, standard, premium) or a model id from GET /v1/models.", echo(.0))]
     ModelNotFound(String),
-    #[error("The embedding model `{0}` does not exist. Use embed-small, embed-large, embed-titan or an embedding model id from GET /v1/models.")]
+    #[error("The embedding model `{}` does not exist. Use embed-small, embed-large, embed-titan or an embedding model id from GET /v1/models.", echo(.0))]
     EmbeddingModelNotFound(String),
     #[error("Request body is larger than the {0}-byte limit.")]
     PayloadTooLarge(usize),
-    #[error("Unknown request URL: {0}.")]
+    /// The body did not arrive within the server's body read timeout.
+    #[error("The request body did not arrive in time.")]
+    RequestTimeout,
+    /// The memory for request bodies in flight is spent.
+    #[error("The gateway is busy reading other requests; retry in a second.")]
+    Busy,
+    #[error("Unknown request URL: {}.", echo(.0))]
     UnknownRoute(String),
     #[error("{0}")]
     NoProvider(String),
@@ -136,6 +142,17 @@ pub enum GatewayError {
         attempts: Vec<Attempt>,
         retry_after_s: Option<u64>,
     },
+}
+
+/// The most characters of a client's own input an error message repeats
+/// (a model name, a path): enough to recognise it, never a megabyte back.
+pub const ECHO_CHARS: usize = 200;
+/// The most characters of any error message.
+const MESSAGE_CHARS: usize = 2_000;
+
+/// A client's input as an error message repeats it: cut to [`ECHO_CHARS`].
+pub fn echo(input: &str) -> String {
+    events::cap(input, ECHO_CHARS)
 }
 
 fn summarize(attempts: &[Attempt]) -> String {
@@ -175,6 +192,8 @@ impl GatewayError {
             | GatewayError::EmbeddingModelNotFound(_)
             | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
@@ -219,6 +238,10 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => {
                 ("invalid_request_error", None, Some("request_too_large"))
             }
+            GatewayError::RequestTimeout => {
+                ("invalid_request_error", None, Some("request_timeout"))
+            }
+            GatewayError::Busy => ("service_unavailable_error", None, Some("server_busy")),
             GatewayError::UnknownRoute(_) => ("invalid_request_error", None, Some("unknown_url")),
             GatewayError::NoProvider(_) => (
                 "service_unavailable_error",
@@ -259,10 +282,13 @@ impl IntoResponse for GatewayError {
         } else {
             kind
         };
-        let mut body = ErrorBody::new(kind, self.to_string(), param, code);
+        let message = events::cap(&self.to_string(), MESSAGE_CHARS);
+        let param = param.map(|p| events::cap(p, ECHO_CHARS));
+        let mut body = ErrorBody::new(kind, message, param.as_deref(), code);
         let mut retry_after = match &self {
             GatewayError::DailyLimitExceeded { retry_after_s, .. }
             | GatewayError::FreeRateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            GatewayError::Busy => Some(1),
             _ => None,
         };
         if let GatewayError::AllCandidatesFailed {

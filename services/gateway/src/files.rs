@@ -15,6 +15,27 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Makes an existing file or directory the owner's only (0600 / 0700),
+/// for files created by earlier versions or by libraries (SQLite's).
+pub fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mode = if metadata.is_dir() { 0o700 } else { 0o600 };
+        if metadata.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Options that create a file readable and writable by the owner only.
 pub fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();

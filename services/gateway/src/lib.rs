@@ -23,6 +23,7 @@ pub mod policies;
 pub mod prefer;
 pub mod providers;
 pub mod routing;
+pub mod server;
 pub mod sse;
 pub mod usage;
 
@@ -63,6 +64,8 @@ pub struct Gateway {
     /// Requests' provider work, which runs detached from the client's
     /// connection (see [`Gateway::detached`]); a shutdown waits for it.
     pub inflight: tokio_util::task::TaskTracker,
+    /// Memory for request bodies in flight, in KiB (see `body_memory_bytes`).
+    body_memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway's link to the event backbone.
@@ -95,6 +98,7 @@ impl Gateway {
         let tokens = tokens::TokenCounter::default();
         tokens.warm_up();
         let health = health::Health::new(config.breaker.clone(), config.latency.clone());
+        let config_body_memory = config.body_memory_bytes;
         Ok(Arc::new(Gateway {
             health,
             config,
@@ -105,7 +109,21 @@ impl Gateway {
             tokens,
             events,
             inflight: tokio_util::task::TaskTracker::new(),
+            body_memory: Arc::new(tokio::sync::Semaphore::new(
+                (config_body_memory / 1024).max(1),
+            )),
         }))
+    }
+
+    /// Takes `bytes` of the memory for request bodies, or refuses (503).
+    pub fn body_memory(
+        &self,
+        bytes: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.body_memory)
+            .try_acquire_many_owned(kib)
+            .map_err(|_| GatewayError::Busy)
     }
 
     /// What `caller` may use now (everything when there is no ledger).

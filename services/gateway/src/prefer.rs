@@ -46,7 +46,10 @@ impl FromStr for Prefer {
             "balanced" => Ok(Prefer::Balanced),
             "quality" => Ok(Prefer::Quality),
             "coding" => Ok(Prefer::Coding),
-            other => Err(format!("Invalid value for `prefer`: `{other}`. Use one of cheap, fast, balanced, quality, coding.")),
+            other => Err(format!(
+                "Invalid value for `prefer`: `{}`. Use one of cheap, fast, balanced, quality, coding.",
+                crate::error::echo(other)
+            )),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (NATS, or SQLite in the data dir), the ledger's store (PostgreSQL, or
 //! SQLite in the data dir), and the gateway's link to them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use control_plane::{Circuits, ControlPlane, Secrets};
@@ -53,6 +53,7 @@ pub async fn open_log(config: &Config, reach: Reach) -> Result<Arc<dyn EventLog>
             let log = SqliteLog::open(&path)
                 .await
                 .map_err(|e| format!("embedded event log {}: {e}", path.display()))?;
+            restrict_database(&path)?;
             Ok(Arc::new(log))
         }
     }
@@ -69,12 +70,27 @@ pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
     };
     let store = Store::connect(&url).await?;
     store.migrate().await?;
+    if config.database_url.is_none() {
+        restrict_database(&config.data_dir.join("ledger.db"))?;
+    }
     Ok(store)
 }
 
+/// Creates the data dir (0700), or makes an existing one the owner's only.
 fn create_dir(dir: &Path) -> Result<(), BoxError> {
     gateway::files::create_private_dir(dir)
+        .and_then(|()| gateway::files::restrict(dir))
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()).into())
+}
+
+/// A SQLite database and its WAL files, the owner's only (0600).
+fn restrict_database(path: &Path) -> Result<(), BoxError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        gateway::files::restrict(&file)
+            .map_err(|e| format!("cannot restrict {}: {e}", file.display()))?;
+    }
+    Ok(())
 }
 
 /// The gateway's publisher (its usage journal in the data dir) and account

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use catalog::ProviderId;
 use control_plane::ControlPlaneConfig;
+use gateway::server::ServerConfig;
 use gateway::GatewayConfig;
 use serde::Deserialize;
 use simulator::SimulatorConfig;
@@ -59,6 +60,8 @@ pub struct Config {
     pub catalog_poll_ms: u64,
     /// Simulator use in embedded mode.
     pub simulator_mode: SimulatorMode,
+    /// How clients may send requests: header and body read timeouts.
+    pub server: ServerConfig,
     /// Gateway settings, including per-provider connection settings.
     pub gateway: GatewayConfig,
     /// Simulator settings.
@@ -94,6 +97,7 @@ impl Default for Config {
             catalog: None,
             catalog_poll_ms: 2_000,
             simulator_mode: SimulatorMode::Auto,
+            server: ServerConfig::default(),
             gateway: GatewayConfig::default(),
             simulator: SimulatorConfig {
                 chunk_delay_ms: 15,

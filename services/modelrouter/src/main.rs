@@ -98,6 +98,13 @@ enum CatalogCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything this process creates (databases, journals, secrets, saved
+    // views) is for its own user only: files 0600, directories 0700.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; no memory is involved.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let filter = std::env::var("MODELROUTER_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use catalog::{Catalog, CatalogHandle, ProviderId};
 use events::AccountId;
@@ -151,7 +150,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         )),
     }
     print_banner(&banner);
-    let served = serve(listener, app).await;
+    let served = serve(&config, listener, app).await;
     drain.drain(config.gateway.total_timeout()).await;
     publisher.shutdown().await;
     ledger_task.abort();
@@ -206,7 +205,7 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         banner.push(format!("API key (shown once): {key}"));
     }
     print_banner(&banner);
-    let served = serve(listener, gateway::router(Arc::clone(&gateway))).await;
+    let served = serve(&config, listener, gateway::router(Arc::clone(&gateway))).await;
     gateway.drain(config.gateway.total_timeout()).await;
     if let Some(publisher) = publisher {
         publisher.shutdown().await;
@@ -228,7 +227,7 @@ pub async fn control_plane(config: Config) -> Result<(), BoxError> {
         "Model Router control plane listening on http://{} (dashboard at /login, admin API at /api/v1)",
         listener.local_addr()?
     )]);
-    serve(listener, control_plane::router(cp)).await
+    serve(&config, listener, control_plane::router(cp)).await
 }
 
 /// `modelrouter ledger`: the ledger alone, until interrupted.
@@ -362,11 +361,8 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
         }
     }
     print_banner(&banner);
-    serve(
-        listener,
-        simulator::router(Simulator::new(config.simulator, catalog)),
-    )
-    .await
+    let app = simulator::router(Simulator::new(config.simulator.clone(), catalog));
+    serve(&config, listener, app).await
 }
 
 /// `modelrouter evaluate`.
@@ -491,20 +487,8 @@ fn load_keys(
     Ok((ring, Some(key)))
 }
 
-async fn serve(listener: TcpListener, app: Router) -> Result<(), BoxError> {
-    // Responses are written whole; Nagle's algorithm would only delay the last segment.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    // The control plane rate-limits sign-up and login per client address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+async fn serve(config: &Config, listener: TcpListener, app: Router) -> Result<(), BoxError> {
+    gateway::server::serve(listener, app, &config.server, shutdown_signal()).await?;
     Ok(())
 }
 

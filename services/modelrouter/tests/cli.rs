@@ -142,6 +142,31 @@ async fn up_serves_the_simulator_prints_a_key_once_and_keeps_it() {
     );
     first.child.kill().await.unwrap();
 
+    // Only the service's user may read what it keeps: files 0600, dirs 0700.
+    fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            if path.is_dir() {
+                walk(&path, out);
+            }
+            out.push((path, mode));
+        }
+    }
+    let mut modes = Vec::new();
+    walk(&data, &mut modes);
+    assert!(modes.iter().any(|(p, _)| p.ends_with("ledger.db")));
+    assert!(modes
+        .iter()
+        .any(|(p, _)| p.extension().is_some_and(|e| e == "wal")));
+    for (path, mode) in &modes {
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(root, 0o700, "the data dir itself");
+
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {

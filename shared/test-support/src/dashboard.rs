@@ -73,13 +73,7 @@ impl Stack {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let app = control_plane::router(Arc::clone(&control_plane));
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await;
-        });
+        tokio::spawn(crate::serve(listener, app, Default::default()));
         Stack {
             gateway,
             url,

@@ -31,6 +31,8 @@ pub struct Options {
     pub events: Option<gateway::Events>,
     /// The key ring (the harness key is added to it); a fresh one when `None`.
     pub keys: Option<Arc<KeyRing>>,
+    /// How clients may send requests (timeouts).
+    pub server: gateway::server::ServerConfig,
 }
 
 /// A running simulator and gateway.
@@ -71,7 +73,7 @@ impl Harness {
         let sim_config = SimulatorConfig::default();
         let (sim_listener, sim_url) = listen().await;
         let sim = simulator::router(Simulator::new(sim_config.clone(), Arc::clone(&catalog)));
-        tokio::spawn(async move { axum_serve(sim_listener, sim).await });
+        tokio::spawn(serve(sim_listener, sim, Default::default()));
 
         let mut config = options.gateway;
         for provider in ProviderId::ALL {
@@ -100,7 +102,7 @@ impl Harness {
             Gateway::with_events(config, catalog, ring, options.events).expect("gateway builds");
         let (listener, url) = listen().await;
         let app = gateway::router(Arc::clone(&gateway));
-        tokio::spawn(async move { axum_serve(listener, app).await });
+        tokio::spawn(serve(listener, app, options.server));
 
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
@@ -209,8 +211,13 @@ impl Harness {
     }
 }
 
-async fn axum_serve(listener: TcpListener, app: axum::Router) {
-    let _ = axum::serve(listener, app).await;
+/// Serves `app` as the services do (the gateway's server, with its timeouts).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    config: gateway::server::ServerConfig,
+) {
+    let _ = gateway::server::serve(listener, app, &config, std::future::pending()).await;
 }
 
 /// Reads an SSE body into its `data` payloads.

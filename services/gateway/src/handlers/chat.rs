@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -27,11 +26,11 @@ use money::Money;
 pub async fn explain(
     State(gateway): State<Arc<Gateway>>,
     request_headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<crate::auto::Explanation>, GatewayError> {
     super::authenticate(&gateway.keys, &request_headers)?;
-    let body = super::body(&gateway, body)?;
-    let request: ChatRequest = super::parse(&body)?;
+    let body = super::read_body(&gateway, &request_headers, body).await?;
+    let request: ChatRequest = super::parse(&body.bytes)?;
     validate(&request)?;
     Ok(Json(crate::auto::decide(&request, &gateway.config.auto)))
 }
@@ -41,12 +40,12 @@ pub async fn completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
     request_headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, GatewayError> {
     let caller = super::authenticate(&gateway.keys, &request_headers)?;
     let allowance = gateway.allowance(&caller)?;
-    let body = super::body(&gateway, body)?;
-    let request = Arc::new(super::parse::<ChatRequest>(&body)?);
+    let body = super::read_body(&gateway, &request_headers, body).await?;
+    let request = Arc::new(super::parse::<ChatRequest>(&body.bytes)?);
     let prefer = validate(&request)?;
     let catalog = gateway.catalog.snapshot();
     let plan = routing::plan(&gateway, &catalog, &request, prefer)?;

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -28,7 +26,7 @@ pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
     request_headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, GatewayError> {
     let caller = super::authenticate(&gateway.keys, &request_headers)?;
     if !gateway.allowance(&caller)?.paid {
@@ -36,8 +34,8 @@ pub async fn create(
             "The account has no credit left; embedding models are all paid. Add credit.".into(),
         ));
     }
-    let body = super::body(&gateway, body)?;
-    let request: EmbeddingRequest = super::parse(&body)?;
+    let body = super::read_body(&gateway, &request_headers, body).await?;
+    let request: EmbeddingRequest = super::parse(&body.bytes)?;
     let prefer = prefer_of(&request)?;
     let format = request.encoding_format.unwrap_or_default();
     let inputs = inputs(&gateway, request.input, request.dimensions, request.user)?;

@@ -6,8 +6,7 @@ pub mod health;
 pub mod models;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use money::Money;
 use serde::de::DeserializeOwned;
@@ -17,17 +16,50 @@ use crate::health::Monitored;
 use crate::keys::{Caller, KeyRing};
 use crate::{headers, Gateway};
 
-/// The request body, or the error a client should see when it could not be read.
-pub fn body(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Bytes, GatewayError> {
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            GatewayError::PayloadTooLarge(gateway.config.body_limit_bytes)
+/// A request body read whole, and its share of the gateway's body memory
+/// (held while the body is).
+pub struct ReadBody {
+    pub bytes: Bytes,
+    _memory: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Reads the body of an authenticated request: refused at once when its
+/// declared length is over the limit or the gateway's memory for bodies in
+/// flight is spent (503, retry in a second); 408 when it does not arrive
+/// in time (see `server`).
+pub async fn read_body(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<ReadBody, GatewayError> {
+    let limit = gateway.config.body_limit_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::PayloadTooLarge(limit));
+    }
+    let memory = gateway.body_memory(declared.unwrap_or(limit))?;
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(ReadBody {
+            bytes,
+            _memory: memory,
+        }),
+        Err(e) => {
+            let inner = e.into_inner();
+            if crate::server::timed_out(inner.as_ref()) {
+                Err(GatewayError::RequestTimeout)
+            } else if inner.is::<http_body_util::LengthLimitError>() {
+                Err(GatewayError::PayloadTooLarge(limit))
+            } else {
+                Err(GatewayError::invalid(
+                    format!("Could not read the request body: {inner}"),
+                    None,
+                ))
+            }
         }
-        _ => GatewayError::invalid(
-            format!("Could not read the request body: {rejection}"),
-            None,
-        ),
-    })
+    }
 }
 
 /// Parses a JSON body. Path tracking costs time on every request, so it runs

@@ -165,3 +165,26 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
         .unwrap()
         .contains("GET /v1/chat/completions"));
 }
+
+#[tokio::test]
+async fn errors_repeat_at_most_200_characters_of_the_clients_input() {
+    let h = Harness::start().await;
+    let huge = "m".repeat(1 << 20);
+    let (status, _, body) = read(h.chat(&ask(&huge, "hi")).await).await;
+    assert_eq!(status, 404);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 400, "{} characters", message.len());
+    assert!(
+        message.contains(&format!("`{}…`", "m".repeat(200))),
+        "{message}"
+    );
+    let mut request = ask("economy", "hi");
+    request["prefer"] = serde_json::json!("p".repeat(100_000));
+    let (status, _, body) = read(h.chat(&request).await).await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().len() < 400);
+    let path = format!("/v1/{}", "x".repeat(50_000));
+    let (status, _, body) = read(h.get(&path).await).await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].as_str().unwrap().len() < 400);
+}

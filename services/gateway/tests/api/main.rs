@@ -1,5 +1,6 @@
 //! Integration tests: the real gateway and simulator on port 0, spoken to over HTTP.
 
+mod abuse;
 mod anthropic;
 mod auto;
 mod bedrock;

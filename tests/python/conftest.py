@@ -41,8 +41,9 @@ def _start(args, env_extra, until):
 
 
 @pytest.fixture(scope="session")
-def router():
-    """`modelrouter up` in simulator mode, with a known API key."""
+def up():
+    """`modelrouter up` in simulator mode, with a known API key: (url, key,
+    the operator's admin key printed on first start)."""
     key = "mr_sk_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     with tempfile.TemporaryDirectory() as data:
         env = {
@@ -51,12 +52,26 @@ def router():
             "MODELROUTER_BOOTSTRAP_KEY": key,
             "MODELROUTER_SIM_CHUNK_DELAY_MS": "0",
         }
-        proc, url, _ = _start(["up"], env, lambda line: line.startswith("API key") or line.startswith("Using"))
+        proc, url, banner = _start(["up"], env, lambda line: line.startswith("API key") or line.startswith("Using"))
+        admin = re.search(r"mr_ak_[A-Za-z0-9]+", banner)
         try:
-            yield url, key
+            yield url, key, admin.group(0) if admin else None
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def router(up):
+    """The running `up`: (url, API key)."""
+    url, key, _ = up
+    return url, key
+
+
+@pytest.fixture(scope="session")
+def operator_key(up):
+    """The operator's admin key: the simulator's controls under /sim/_sim."""
+    return up[2]
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,11 @@ def client(router, **kwargs):
     return OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, **kwargs)
 
 
-def sim_admin(router, method, body=None):
+def sim_admin(router, operator_key, method, body=None):
     url, _ = router
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}/sim/_sim/faults", data=data, method=method, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json", "authorization": f"Bearer {operator_key}"}
+    request = urllib.request.Request(f"{url}/sim/_sim/faults", data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
 
@@ -86,23 +87,23 @@ def test_errors_raise_the_sdk_exception_classes(router):
         OpenAI(base_url=f"{url}/v1", api_key="mr_sk_" + "x" * 40, max_retries=0).models.list()
 
 
-def test_outages_raise_rate_limit_and_server_errors(router):
+def test_outages_raise_rate_limit_and_server_errors(router, operator_key):
     providers = ["openai", "xai", "groq", "cerebras", "anthropic", "google", "bedrock"]
     try:
         for provider in providers:
-            sim_admin(router, "POST", {"provider": provider, "status": 503})
+            sim_admin(router, operator_key, "POST", {"provider": provider, "status": 503})
         with pytest.raises(openai.InternalServerError) as e:
             client(router).chat.completions.create(model="economy", messages=MESSAGES)
         assert e.value.status_code == 503
         assert len(e.value.body["attempts"]) == 11
         # Last: a 429 with Retry-After leaves each model alone for that long.
         for provider in providers:
-            sim_admin(router, "POST", {"provider": provider, "status": 429, "retry_after_s": 2})
+            sim_admin(router, operator_key, "POST", {"provider": provider, "status": 429, "retry_after_s": 2})
         with pytest.raises(openai.RateLimitError) as e:
             client(router).chat.completions.create(model="economy", messages=MESSAGES)
         assert e.value.response.headers["retry-after"] == "2"
     finally:
-        sim_admin(router, "DELETE")
+        sim_admin(router, operator_key, "DELETE")
 
 
 @pytest.mark.parametrize("prefix,model", [("/openai/v1", "gpt-4.1"), ("/xai/v1", "grok-3"), ("/groq/openai/v1", "llama-3.3-70b-versatile"), ("/cerebras/v1", "llama3.1-8b")])

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, CpError};
-use crate::extract::{ApiCaller, Csrf};
+use crate::extract::{ApiCaller, Csrf, Https};
 use crate::ControlPlane;
 
 type Reply = Result<Response, ApiError>;
@@ -43,8 +43,17 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .route("/api/v1/limits", get(limits).put(set_limit))
         .route("/api/v1/models", get(models))
         .route("/api/v1/members", get(members))
-        .route("/api/v1/members/{user}", put(set_role))
+        .route(
+            "/api/v1/members/{user}",
+            put(set_role).delete(remove_member),
+        )
         .route("/api/v1/invitations", axum::routing::post(invite))
+        .route(
+            "/api/v1/invitations/{id}",
+            axum::routing::delete(withdraw_invitation),
+        )
+        .route("/api/v1/password", put(change_password))
+        .route("/api/v1/operator", get(operator))
 }
 
 async fn session(ApiCaller(m): ApiCaller, csrf: Csrf) -> Json<Value> {
@@ -211,4 +220,64 @@ async fn invite(
         Json(json!({ "invitation_path": format!("/invite/{token}"), "token": token })),
     )
         .into_response())
+}
+
+async fn remove_member(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(user): Path<String>,
+) -> Reply {
+    let user = user
+        .parse()
+        .map(events::UserId)
+        .map_err(|_| CpError::NotFound)?;
+    cp.remove_member(&m, user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn withdraw_invitation(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(id): Path<String>,
+) -> Reply {
+    cp.withdraw_invitation(&m, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+/// Changes the calling user's password (with a session, not an admin key:
+/// a key is not the person). Every other session of the user ends; this
+/// one is re-issued.
+async fn change_password(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Https(https): Https,
+    csrf: Csrf,
+    json: Result<Json<PasswordBody>, JsonRejection>,
+) -> Reply {
+    if m.via_admin_key {
+        return Err(CpError::Forbidden(
+            "Change a password with a session (log in), not an admin key.".into(),
+        )
+        .into());
+    }
+    let b = body(json)?;
+    let epoch = cp.change_password(m.user, b.current, b.new).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    crate::session::set_cookies(
+        response.headers_mut(),
+        [cp.sessions.issue(m.user, m.account, epoch, &csrf.0, https)],
+    );
+    Ok(response)
+}
+
+async fn operator(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    m.require_operator()?;
+    Ok(Json(cp.operator_view().await?).into_response())
 }

@@ -17,12 +17,22 @@ pub struct ControlPlaneConfig {
     pub argon2_parallelism: u32,
     /// Sign-up and login attempts per client address per minute (default 10).
     pub auth_attempts_per_minute: u32,
-    /// Mark cookies `Secure` (default false: `modelrouter up` serves plain
-    /// HTTP on localhost; set it behind TLS).
+    /// Always mark cookies `Secure` (default false: they are marked when a
+    /// trusted proxy says the request came over HTTPS; set it when TLS ends
+    /// at a proxy that does not say so).
     pub secure_cookies: bool,
     /// Demo credits (USD) granted to every new account; `modelrouter up`
     /// sets it in simulator mode. Default none.
     pub demo_credits: Option<String>,
+    /// How long an invitation link works, in seconds (default 7 days).
+    pub invitation_ttl_s: u64,
+    /// Emails of users who operate the deployment (the `/operator` page);
+    /// the first user `modelrouter up` creates is one too.
+    pub operators: Vec<String>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed: the client address for rate limits,
+    /// and HTTPS for `Secure` cookies. Default none: the peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -35,6 +45,9 @@ impl Default for ControlPlaneConfig {
             auth_attempts_per_minute: 10,
             secure_cookies: false,
             demo_credits: None,
+            invitation_ttl_s: 7 * 86_400,
+            operators: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -16,18 +16,39 @@ use crate::ops::Member;
 use crate::session::{self, CSRF_COOKIE, SESSION_COOKIE};
 use crate::ControlPlane;
 
-/// The client's address (from the connection), for rate limits.
+/// The client: its address for rate limits, and whether it came over HTTPS
+/// (from the connection, or from a trusted proxy's headers).
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// The client as the connection and trusted proxies say.
+fn client(cp: &ControlPlane, parts: &Parts) -> crate::proxies::Client {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    cp.proxies.client(peer, &parts.headers)
+}
+
+impl FromRequestParts<Arc<ControlPlane>> for ClientIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client(cp, parts).ip))
+    }
+}
+
+/// Whether the request came over HTTPS (its cookies are then `Secure`).
+pub struct Https(pub bool);
+
+impl FromRequestParts<Arc<ControlPlane>> for Https {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Https(client(cp, parts).https))
     }
 }
 
@@ -55,26 +76,29 @@ pub trait CsrfForm {
 /// so no handler can forget the check.
 pub struct CheckedForm<T>(pub T);
 
-impl<S, T> FromRequest<S> for CheckedForm<T>
+impl<T> FromRequest<Arc<ControlPlane>> for CheckedForm<T>
 where
-    S: Send + Sync,
     T: CsrfForm + serde::de::DeserializeOwned,
 {
     type Rejection = PageError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        request: Request,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
-        let Form(form) = Form::<T>::from_request(request, state).await.map_err(|e| {
+        let Form(form) = Form::<T>::from_request(request, cp).await.map_err(|e| {
             CpError::BadInput(format!("The form could not be read: {}", e.body_text()))
         })?;
-        check_csrf(&headers, form.csrf())?;
+        check_csrf(cp, &headers, form.csrf())?;
         Ok(CheckedForm(form))
     }
 }
 
-/// Refuses a form whose CSRF token is not this browser's.
-pub fn check_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), CpError> {
-    if session::csrf_matches(headers, submitted) {
+/// Refuses a form whose CSRF token is not this browser's (or not the one
+/// its session was issued with).
+pub fn check_csrf(cp: &ControlPlane, headers: &HeaderMap, submitted: &str) -> Result<(), CpError> {
+    if cp.sessions.csrf_ok(headers, submitted) {
         Ok(())
     } else {
         Err(CpError::Csrf)
@@ -131,7 +155,7 @@ impl FromRequestParts<Arc<ControlPlane>> for ApiCaller {
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            check_csrf(&parts.headers, token)?;
+            check_csrf(cp, &parts.headers, token)?;
         }
         Ok(ApiCaller(member))
     }
@@ -141,10 +165,13 @@ impl FromRequestParts<Arc<ControlPlane>> for ApiCaller {
 /// life (rotation), unless the response ends or replaces the session.
 pub async fn cookies(
     State(cp): State<Arc<ControlPlane>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    let (_, new_csrf) = cp.sessions.csrf(request.headers());
+    let (parts, body) = request.into_parts();
+    let https = client(&cp, &parts).https;
+    let mut request = Request::from_parts(parts, body);
+    let (_, new_csrf) = cp.sessions.csrf(request.headers(), https);
     if let Some(set) = &new_csrf {
         // Let this request's handlers see the token they must put in forms.
         let pair = set
@@ -166,7 +193,7 @@ pub async fn cookies(
         .sessions
         .read(request.headers())
         .filter(|claims| cp.sessions.needs_rotation(claims))
-        .map(|claims| cp.sessions.issue(claims.sub, claims.acct, claims.ep));
+        .map(|claims| cp.sessions.reissue(&claims, https));
     let mut response = next.run(request).await;
     let replaces_session = response
         .headers()

@@ -13,10 +13,12 @@ pub mod config;
 pub mod error;
 mod extract;
 mod limiter;
+pub mod operator;
 pub mod ops;
 pub mod pages;
 pub mod passwords;
 pub mod projector;
+mod proxies;
 mod queries;
 pub mod session;
 
@@ -31,6 +33,11 @@ use store::Store;
 
 pub use config::ControlPlaneConfig;
 pub use error::CpError;
+
+/// A user's input as a message repeats it: at most 200 characters.
+pub fn echo(input: &str) -> String {
+    events::cap(input, 200)
+}
 
 /// The prefix of admin-API keys (API keys start with `mr_sk_`).
 pub const ADMIN_KEY_PREFIX: &str = "mr_ak_";
@@ -59,9 +66,14 @@ pub struct ControlPlane {
     sessions: session::Sessions,
     passwords: passwords::Passwords,
     limiter: limiter::AttemptLimiter,
+    logins: ops::LoginBackoff,
+    proxies: proxies::TrustedProxies,
     catalog: Arc<CatalogHandle>,
     circuits: Option<Arc<dyn Circuits>>,
     demo_credits: Option<Money>,
+    invitation_ttl_s: u64,
+    /// Operators' emails from the configuration (lowercase).
+    operators: Vec<String>,
 }
 
 impl ControlPlane {
@@ -88,6 +100,8 @@ impl ControlPlane {
             })?),
             None => None,
         };
+        let proxies = proxies::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| CpError::Internal(format!("control_plane.trusted_proxies: {e}")))?;
         let projector = Arc::new(projector::Projector::new(log.as_ref(), store.clone()).await?);
         tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
         Ok(Arc::new(ControlPlane {
@@ -102,6 +116,14 @@ impl ControlPlane {
                 config.argon2_parallelism,
             )?,
             limiter: limiter::AttemptLimiter::new(config.auth_attempts_per_minute),
+            logins: ops::LoginBackoff::default(),
+            proxies,
+            invitation_ttl_s: config.invitation_ttl_s,
+            operators: config
+                .operators
+                .iter()
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect(),
             log,
             store,
             projector,
@@ -121,5 +143,6 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             Arc::clone(&cp),
             extract::cookies,
         ))
+        .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(cp)
 }

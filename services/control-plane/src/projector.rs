@@ -194,8 +194,8 @@ async fn fold(
         }
         Event::MemberInvited(i) => {
             query(
-                "INSERT INTO invitations (id, account, email, role, token_digest, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO invitations (id, account, email, role, token_digest, created_at, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
             )
             .bind(i.invitation.to_string())
             .bind(i.account.to_string())
@@ -203,8 +203,24 @@ async fn fold(
             .bind(i.role.as_str())
             .bind(&i.token_digest)
             .bind(at)
+            .bind(i.expires_at.map(|t| t.to_rfc3339()))
             .execute(&mut **tx)
             .await?;
+        }
+        Event::InvitationWithdrawn(w) => {
+            query("UPDATE invitations SET withdrawn_at = $3 WHERE account = $1 AND id = $2 AND withdrawn_at IS NULL")
+                .bind(w.account.to_string())
+                .bind(w.invitation.to_string())
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Event::MemberRemoved(r) => {
+            query("DELETE FROM members WHERE account = $1 AND user_id = $2")
+                .bind(r.account.to_string())
+                .bind(r.user.to_string())
+                .execute(&mut **tx)
+                .await?;
         }
         Event::MemberJoined(j) => {
             query("INSERT INTO members (account, user_id, email, role, joined_at) VALUES ($1, $2, $3, $4, $5)
@@ -228,10 +244,11 @@ async fn fold(
                 .await?;
         }
         Event::KeyIssued(k) => {
-            query("INSERT INTO api_keys (id, account, name, digest, prefix, last_four, kind, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING")
+            query("INSERT INTO api_keys (id, account, name, digest, prefix, last_four, kind, created_at, created_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING")
                 .bind(&k.key).bind(k.account.to_string()).bind(&k.name).bind(&k.digest)
                 .bind(&k.prefix).bind(&k.last_four).bind(if k.admin { "admin" } else { "api" }).bind(at)
+                .bind(k.by.map(|u| u.to_string()))
                 .execute(&mut **tx).await?;
         }
         Event::KeyRevoked(k) => {

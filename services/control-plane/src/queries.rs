@@ -19,8 +19,20 @@ pub struct KeyRow {
     pub last_four: String,
     pub kind: String,
     pub created_at: String,
+    /// The email of the member who created it (empty when unknown or gone).
+    pub created_by: String,
     pub last_used: Option<String>,
     pub revoked: bool,
+}
+
+/// An open invitation as listed to owners.
+#[derive(Debug, Serialize)]
+pub struct InvitationRow {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
 }
 
 /// One served request.
@@ -82,8 +94,10 @@ impl ControlPlane {
     pub(crate) async fn keys_of(&self, account: AccountId) -> Result<Vec<KeyRow>, CpError> {
         let rows = sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.last_four, k.kind, k.created_at, k.revoked_at,
+                    COALESCE(u.email, '') AS created_by,
                     (SELECT MAX(r.at) FROM requests r WHERE r.account = k.account AND r.key_id = k.id) AS last_used
-             FROM api_keys k WHERE k.account = $1 ORDER BY k.created_at DESC, k.id",
+             FROM api_keys k LEFT JOIN users u ON u.id = k.created_by
+             WHERE k.account = $1 ORDER BY k.created_at DESC, k.id",
         )
         .bind(account.to_string())
         .fetch_all(&self.store.pool)
@@ -97,6 +111,7 @@ impl ControlPlane {
                     last_four: r.try_get("last_four")?,
                     kind: r.try_get("kind")?,
                     created_at: short_time(&r.try_get::<String, _>("created_at")?),
+                    created_by: r.try_get("created_by")?,
                     last_used: r
                         .try_get::<Option<String>, _>("last_used")?
                         .map(|t| short_time(&t)),
@@ -251,20 +266,28 @@ impl ControlPlane {
     pub(crate) async fn pending_invitations(
         &self,
         account: AccountId,
-    ) -> Result<Vec<String>, CpError> {
+    ) -> Result<Vec<InvitationRow>, CpError> {
         let rows = sqlx::query(
-            "SELECT email, role FROM invitations WHERE account = $1 AND accepted_by IS NULL ORDER BY created_at",
+            "SELECT id, email, role, created_at, expires_at FROM invitations
+             WHERE account = $1 AND accepted_by IS NULL AND withdrawn_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $2)
+             ORDER BY created_at",
         )
         .bind(account.to_string())
+        .bind(Utc::now().to_rfc3339())
         .fetch_all(&self.store.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(format!(
-                    "{} as {}",
-                    r.try_get::<String, _>("email")?,
-                    r.try_get::<String, _>("role")?
-                ))
+                Ok(InvitationRow {
+                    id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    role: r.try_get("role")?,
+                    created_at: short_time(&r.try_get::<String, _>("created_at")?),
+                    expires_at: r
+                        .try_get::<Option<String>, _>("expires_at")?
+                        .map(|t| short_time(&t)),
+                })
             })
             .collect()
     }

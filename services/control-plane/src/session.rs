@@ -14,8 +14,14 @@
 //! Every form carries a CSRF token: the value of the `mr_csrf` cookie
 //! (random, HttpOnly, SameSite=Strict), which another site can neither read
 //! nor set. A POST whose form token differs from the cookie is refused
-//! (double-submit). The JSON API takes the same token in `X-CSRF-Token`
-//! when it is called with a session cookie.
+//! (double-submit). A session is bound to the CSRF cookie it was issued
+//! with (a digest of it is in the token), so a cookie planted from a
+//! sibling domain does not pass for the logged-in user's. The JSON API
+//! takes the same token in `X-CSRF-Token` when it is called with a
+//! session cookie.
+//!
+//! Cookies are marked `Secure` when the request came over HTTPS (as a
+//! trusted proxy says; see `proxies`) or when configured to always be.
 
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
@@ -42,6 +48,9 @@ pub struct Claims {
     pub exp: i64,
     /// The user's session epoch when issued; a logout bumps it.
     pub ep: i64,
+    /// The digest of the CSRF token the session is bound to.
+    #[serde(default)]
+    pub cb: Option<String>,
 }
 
 /// Issues and checks session tokens.
@@ -64,8 +73,15 @@ impl Sessions {
     }
 
     /// A `Set-Cookie` value logging `user` in to `account`, in the user's
-    /// current session `epoch`.
-    pub fn issue(&self, user: UserId, account: AccountId, epoch: i64) -> HeaderValue {
+    /// current session `epoch`, bound to the browser's CSRF token `csrf`.
+    pub fn issue(
+        &self,
+        user: UserId,
+        account: AccountId,
+        epoch: i64,
+        csrf: &str,
+        https: bool,
+    ) -> HeaderValue {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user,
@@ -73,15 +89,41 @@ impl Sessions {
             iat: now,
             exp: now + self.ttl_s,
             ep: epoch,
+            cb: Some(binding(csrf)),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default();
-        self.cookie(SESSION_COOKIE, &token, self.ttl_s, "Lax")
+        self.cookie(SESSION_COOKIE, &token, self.ttl_s, "Lax", https)
+    }
+
+    /// The same session with a fresh expiry (rotation).
+    pub fn reissue(&self, claims: &Claims, https: bool) -> HeaderValue {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            iat: now,
+            exp: now + self.ttl_s,
+            ..claims.clone()
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
+        self.cookie(SESSION_COOKIE, &token, self.ttl_s, "Lax", https)
     }
 
     /// A `Set-Cookie` value ending the session.
-    pub fn clear(&self) -> HeaderValue {
-        self.cookie(SESSION_COOKIE, "", 0, "Lax")
+    pub fn clear(&self, https: bool) -> HeaderValue {
+        self.cookie(SESSION_COOKIE, "", 0, "Lax", https)
+    }
+
+    /// Whether `submitted` is this browser's CSRF token and, when a session
+    /// is present, the one that session was issued with.
+    pub fn csrf_ok(&self, headers: &HeaderMap, submitted: &str) -> bool {
+        if !csrf_matches(headers, submitted) {
+            return false;
+        }
+        match self.read(headers).and_then(|claims| claims.cb) {
+            Some(bound) => bound == binding(submitted),
+            None => true,
+        }
     }
 
     /// The valid, unexpired session in `headers`, if any.
@@ -101,24 +143,38 @@ impl Sessions {
     }
 
     /// The CSRF token of this browser, and a `Set-Cookie` when it is new.
-    pub fn csrf(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    pub fn csrf(&self, headers: &HeaderMap, https: bool) -> (String, Option<HeaderValue>) {
         match cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 64) {
             Some(token) => (token.to_owned(), None),
             None => {
                 let token = hex::encode(rand::random::<[u8; 32]>());
-                let set = self.cookie(CSRF_COOKIE, &token, 30 * 86_400, "Strict");
+                let set = self.cookie(CSRF_COOKIE, &token, 30 * 86_400, "Strict", https);
                 (token, Some(set))
             }
         }
     }
 
-    fn cookie(&self, name: &str, value: &str, max_age: i64, same_site: &str) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
+    fn cookie(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: i64,
+        same_site: &str,
+        https: bool,
+    ) -> HeaderValue {
+        let secure = if self.secure || https { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
             "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
         ))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
+}
+
+/// What a session keeps of its CSRF token: a digest, so the token (which
+/// the session cookie does not protect) cannot be read back from it.
+fn binding(csrf: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(csrf.as_bytes())[..16])
 }
 
 /// Whether `submitted` is this browser's CSRF token (constant time).
@@ -168,9 +224,15 @@ mod tests {
     fn sessions_round_trip_and_expire() {
         let sessions = Sessions::new(b"0123456789abcdef0123456789abcdef", 3600, false);
         let (user, account) = (UserId(uuid::Uuid::new_v4()), AccountId::new());
-        let set = sessions.issue(user, account, 0);
+        let set = sessions.issue(user, account, 0, "token", false);
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"));
+        assert!(!set.contains("Secure"));
+        assert!(sessions
+            .issue(user, account, 0, "token", true)
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
         let pair = set.split(';').next().unwrap();
         let claims = sessions.read(&headers_with(pair)).unwrap();
         assert_eq!((claims.sub, claims.acct), (user, account));
@@ -182,7 +244,7 @@ mod tests {
             "forged signature"
         );
         let expired = Sessions::new(b"0123456789abcdef0123456789abcdef", 0, false);
-        let set = expired.issue(user, account, 0);
+        let set = expired.issue(user, account, 0, "token", false);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
         assert!(expired.read(&headers_with(&pair)).is_none(), "expired");
@@ -191,13 +253,28 @@ mod tests {
     #[test]
     fn csrf_is_double_submit() {
         let sessions = Sessions::new(b"0123456789abcdef0123456789abcdef", 3600, false);
-        let (token, set) = sessions.csrf(&HeaderMap::new());
+        let (token, set) = sessions.csrf(&HeaderMap::new(), false);
         assert!(set.is_some());
         let headers = headers_with(&format!("{CSRF_COOKIE}={token}; other=1"));
-        assert_eq!(sessions.csrf(&headers), (token.clone(), None));
+        assert_eq!(sessions.csrf(&headers, false), (token.clone(), None));
         assert!(csrf_matches(&headers, &token));
         assert!(!csrf_matches(&headers, &token.replace(&token[..1], "z")));
         assert!(!csrf_matches(&headers, ""));
         assert!(!csrf_matches(&HeaderMap::new(), &token));
+        // A session bound to one token refuses another browser cookie's.
+        let (user, account) = (UserId(uuid::Uuid::new_v4()), AccountId::new());
+        let session = sessions.issue(user, account, 0, &token, false);
+        let pair = session
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bound = headers_with(&format!("{pair}; {CSRF_COOKIE}={token}"));
+        assert!(sessions.csrf_ok(&bound, &token));
+        let planted = "b".repeat(64);
+        let tossed = headers_with(&format!("{pair}; {CSRF_COOKIE}={planted}"));
+        assert!(!sessions.csrf_ok(&tossed, &planted));
     }
 }

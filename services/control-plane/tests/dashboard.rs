@@ -188,8 +188,39 @@ async fn password_rules_and_session_expiry_and_rotation() {
         assert_eq!(page.status, 400);
         assert!(page.body.contains(why), "{}", page.body);
     }
+    for (password, why) in [
+        ("aaaaaaaaaaaa", "repeated pattern"),
+        ("Password123", "most commonly used"),
+        ("dot2026!!!", "with digits"),
+    ] {
+        let page = browser
+            .post(
+                "/signup",
+                &[
+                    ("email", "dot@example.com"),
+                    ("password", password),
+                    ("account_name", "Dot"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 400, "{password}");
+        assert!(page.body.contains(why), "{}", page.body);
+    }
     browser.sign_up("dot@example.com", "Dot").await;
-    let again = browser
+    // Signing up with a registered email answers exactly as a new sign-up
+    // does (no enumeration), and opens nothing without that user's password.
+    let stranger = stack.browser();
+    let new_email = stranger
+        .post(
+            "/signup",
+            &[
+                ("email", "fresh@example.com"),
+                ("password", "another long one"),
+                ("account_name", "x"),
+            ],
+        )
+        .await;
+    let taken = stranger
         .post(
             "/signup",
             &[
@@ -199,7 +230,48 @@ async fn password_rules_and_session_expiry_and_rotation() {
             ],
         )
         .await;
-    assert_eq!(again.status, 409, "one user per email, case-insensitively");
+    assert_eq!(
+        (taken.status, &taken.location),
+        (new_email.status, &new_email.location)
+    );
+    assert_eq!(taken.status, 303);
+    assert_eq!(
+        stranger
+            .log_in("dot@example.com", "another long one")
+            .await
+            .status,
+        401,
+        "one user per email, case-insensitively; the password was not changed"
+    );
+    let (_, accounts) = browser.api(Method::GET, "/api/v1/session", None).await;
+    assert_eq!(accounts["email"], "dot@example.com");
+    let memberships: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members m JOIN users u ON u.id = m.user_id WHERE u.email = 'dot@example.com'",
+    )
+    .fetch_one(&stack.backends.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(memberships, 1, "no account opened for a wrong password");
+    // With the user's own password, sign-up adds an account to that user.
+    let owner_again = stack.browser();
+    let added = owner_again
+        .post(
+            "/signup",
+            &[
+                ("email", "dot@example.com"),
+                ("password", test_support::dashboard::PASSWORD),
+                ("account_name", "Dot's second"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 303);
+    let memberships: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members m JOIN users u ON u.id = m.user_id WHERE u.email = 'dot@example.com'",
+    )
+    .fetch_one(&stack.backends.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(memberships, 2);
 
     // Wrong password: a clear message, no session.
     let other = stack.browser();

@@ -189,6 +189,8 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
         Event::MemberInvited(_)
         | Event::MemberJoined(_)
         | Event::MemberRoleSet(_)
+        | Event::MemberRemoved(_)
+        | Event::InvitationWithdrawn(_)
         | Event::KeyIssued(_)
         | Event::KeyRevoked(_)
         | Event::ProviderBlocked(_)

@@ -182,6 +182,37 @@ pub async fn follow_access(
     Ok(())
 }
 
+/// The simulator's controls in `up`: only with an operator's admin key.
+pub struct Operators(pub Arc<ControlPlane>);
+
+impl simulator::ControlAccess for Operators {
+    fn check<'a>(
+        &'a self,
+        headers: &'a axum::http::HeaderMap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::http::StatusCode> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let key = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let Some(key) = key else {
+                return axum::http::StatusCode::UNAUTHORIZED;
+            };
+            match self.0.admin_key_member(key).await {
+                Ok(Some(member)) if member.operator => axum::http::StatusCode::OK,
+                Ok(Some(_)) => axum::http::StatusCode::FORBIDDEN,
+                Ok(None) => axum::http::StatusCode::UNAUTHORIZED,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot check a simulator control key");
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        })
+    }
+}
+
 /// Circuit states read from the gateway running in the same process.
 struct GatewayCircuits(Arc<Gateway>);
 

@@ -87,6 +87,10 @@ pub struct Config {
     /// The email of the first account's user, created by `modelrouter up` on
     /// a fresh installation.
     pub first_user_email: String,
+    /// The address users reach the dashboard at, for links the service
+    /// prints or sends (password resets, payment pages); `http://` + `listen`
+    /// when unset.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             key_hash_secret: None,
             session_secret: None,
             first_user_email: "admin@localhost".into(),
+            public_url: None,
         }
     }
 }
@@ -203,6 +208,16 @@ impl Config {
         if let Some(v) = present("MODELROUTER_SESSION_SECRET") {
             self.session_secret = Some(v);
         }
+        if let Some(v) = present("MODELROUTER_PUBLIC_URL") {
+            self.public_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = present("MODELROUTER_OPERATORS") {
+            self.control_plane.operators = v.split(',').map(|e| e.trim().to_owned()).collect();
+        }
+        if let Some(v) = present("MODELROUTER_TRUSTED_PROXIES") {
+            self.control_plane.trusted_proxies =
+                v.split(',').map(|e| e.trim().to_owned()).collect();
+        }
         if let Some(v) = present("MODELROUTER_FIRST_USER_EMAIL") {
             self.first_user_email = v;
         }
@@ -250,6 +265,13 @@ impl Config {
             bedrock.region = region.or(bedrock.region.take());
         }
         Ok(())
+    }
+
+    /// The dashboard's address for links (see `public_url`).
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// Whether any provider has an API key.

@@ -60,6 +60,11 @@ enum Command {
     /// Replays the whole event log into a scratch projection and compares it
     /// with the ledger; prints every difference and fails if there is one.
     Reconcile,
+    /// Dashboard users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// The provider simulator alone.
     Simulator {
         /// Address to listen on.
@@ -89,6 +94,12 @@ enum LedgerCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Prints a one-time link (valid for an hour) that sets EMAIL's password.
+    ResetPassword { email: String },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +155,9 @@ fn main() -> ExitCode {
                 reason,
             } => serve::grant(config, &account, &amount, reason).await,
             Command::Reconcile => serve::reconcile(config).await,
+            Command::User {
+                command: UserCommand::ResetPassword { email },
+            } => serve::reset_password(config, &email).await,
             Command::Simulator { listen } => serve::simulator(config, listen).await,
             Command::Catalog {
                 command: CatalogCommand::Check { path },

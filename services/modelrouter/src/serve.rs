@@ -36,7 +36,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         SimulatorMode::Off => false,
         SimulatorMode::Auto => !config.has_provider_keys(),
     };
-    let mut app = Router::new();
+    let mut sim = None;
     if simulate {
         for provider in ProviderId::ALL {
             let Some(path) = simulator::base_path(provider) else {
@@ -53,8 +53,10 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
                     &config.simulator.aws_access_key_id,
                 );
         }
-        let sim = Simulator::new(config.simulator.clone(), Arc::clone(&catalog));
-        app = app.nest(SIM_MOUNT, simulator::router(sim));
+        sim = Some(Simulator::new(
+            config.simulator.clone(),
+            Arc::clone(&catalog),
+        ));
     }
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
@@ -95,7 +97,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let first = control_plane
         .first_account(&config.first_user_email, bootstrap)
         .await?;
-    if let Some((_, _, key)) = &first {
+    if let Some(control_plane::ops::FirstAccount { key, .. }) = &first {
         // Serve once the gateway knows the key and the account's credit, so
         // the first request works.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -121,6 +123,11 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         }
     }
     let drain = Arc::clone(&gateway);
+    let mut app = Router::new();
+    if let Some(sim) = sim {
+        let operators = Arc::new(backbone::Operators(Arc::clone(&control_plane)));
+        app = app.nest(SIM_MOUNT, simulator::guarded_router(sim, Some(operators)));
+    }
     let app = app
         .merge(gateway::router(gateway))
         .merge(control_plane::router(control_plane));
@@ -134,10 +141,16 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         ));
     }
     match &first {
-        Some((email, password, key)) => {
+        Some(first) => {
             banner.push(format!(
-                "Dashboard: http://{addr}/login  email {email}  password {password}  (shown once; change it by creating your own user)"
+                "Dashboard: http://{addr}/login  email {}  password {}  (shown once; you choose your own at first login)",
+                first.email, first.password
             ));
+            banner.push(format!(
+                "Operator admin key (shown once; the admin API, and the simulator's /sim/_sim controls): {}",
+                first.admin_key.key
+            ));
+            let key = &first.key;
             banner.push(format!(
                 "API key of the first account (shown once, stored as a keyed hash): {}",
                 key.key
@@ -325,6 +338,17 @@ pub async fn reconcile(config: Config) -> Result<(), BoxError> {
         audit.journals.iter().filter(|(_, stopped)| *stopped).count() + left.len()
     )
     .into())
+}
+
+/// `modelrouter user reset-password`: prints a one-time link for the user.
+pub async fn reset_password(config: Config, email: &str) -> Result<(), BoxError> {
+    let store = backbone::open_store(&config).await?;
+    let token = control_plane::ops::create_password_reset(&store, email).await?;
+    println!(
+        "Password reset link for {email} (works once, for an hour): {}/reset/{token}",
+        config.public_url()
+    );
+    Ok(())
 }
 
 /// `modelrouter ledger export`: the journal of `from`..=`to` as CSV.

@@ -131,15 +131,92 @@ async fn up_serves_the_simulator_prints_a_key_once_and_keeps_it() {
     let browser = test_support::dashboard::Browser::new(&first.url);
     let login = browser.log_in(email, password).await;
     assert_eq!(login.status, 303, "{}", login.body);
+    assert_eq!(
+        login.location.as_deref(),
+        Some("/account/password"),
+        "a printed password must be changed at first login"
+    );
     let (status, keys) = browser
         .api(reqwest::Method::GET, "/api/v1/keys", None)
         .await;
     assert_eq!(status, 200);
+    let api_key = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "api")
+        .unwrap();
     assert_eq!(
-        keys["keys"][0]["last_four"].as_str(),
+        api_key["last_four"].as_str(),
         Some(&key[key.len() - 4..]),
         "the printed key belongs to the first account"
     );
+    assert_eq!(api_key["created_by"], "admin@localhost");
+    // The simulator's controls: the operator's printed admin key only.
+    let admin_key = first
+        .banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mr_ak_"))
+        .expect("the operator's admin key is printed")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let requests = format!("{}/sim/_sim/requests", first.url);
+    assert_eq!(http.get(&requests).send().await.unwrap().status(), 401);
+    let faults = format!("{}/sim/_sim/faults", first.url);
+    let anonymous_fault = http
+        .post(&faults)
+        .json(&serde_json::json!({"provider": "groq", "status": 500}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous_fault.status(),
+        401,
+        "no one breaks providers anonymously"
+    );
+    assert_eq!(
+        http.get(&requests)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "an API key is not an operator's admin key"
+    );
+    let seen = http
+        .get(&requests)
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), 200);
+    // A tenant's own admin key does not open them either.
+    let tenant = test_support::dashboard::Browser::new(&first.url);
+    tenant.sign_up("tenant@example.com", "Tenant").await;
+    let (status, created) = tenant
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(serde_json::json!({"name": "automation", "admin": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let tenant_admin = created["key"].as_str().unwrap();
+    assert_eq!(
+        http.get(&requests)
+            .bearer_auth(tenant_admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // The operator page is the operator's.
+    assert_eq!(tenant.get("/operator").await.status, 403);
+    let operator = browser.get("/operator").await;
+    assert_eq!(operator.status, 200, "{}", operator.body);
+    assert!(operator.body.contains("id=\"gateways\""));
     first.child.kill().await.unwrap();
 
     // Only the service's user may read what it keeps: files 0600, dirs 0700.

@@ -95,7 +95,24 @@ impl Simulator {
 
 /// The simulator's HTTP routes, to serve alone or nest under a prefix.
 pub fn router(sim: Arc<Simulator>) -> Router {
-    let mut router = Router::new()
+    guarded_router(sim, None)
+}
+
+/// Who may use the simulator's controls (`/_sim/faults`, `/_sim/requests`:
+/// they break providers for everyone and show every prompt). The simulator
+/// alone leaves them open for tests on one machine; `modelrouter up`, where
+/// anyone may sign up, allows only the deployment's operators.
+pub trait ControlAccess: Send + Sync {
+    /// `OK` to go on; `UNAUTHORIZED` or `FORBIDDEN` to refuse.
+    fn check<'a>(
+        &'a self,
+        headers: &'a axum::http::HeaderMap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::http::StatusCode> + Send + 'a>>;
+}
+
+/// The simulator's routes, its controls behind `access` when given.
+pub fn guarded_router(sim: Arc<Simulator>, access: Option<Arc<dyn ControlAccess>>) -> Router {
+    let mut controls = Router::new()
         .route(
             "/_sim/faults",
             get(faults::list).post(faults::set).delete(faults::clear),
@@ -104,6 +121,24 @@ pub fn router(sim: Arc<Simulator>) -> Router {
             "/_sim/requests",
             get(recorder::list).delete(recorder::clear),
         );
+    if let Some(access) = access {
+        controls = controls.route_layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let access = Arc::clone(&access);
+                async move {
+                    match access.check(request.headers()).await {
+                        axum::http::StatusCode::OK => next.run(request).await,
+                        refused => {
+                            use axum::response::IntoResponse;
+                            let message = "The simulator's controls need an operator's admin key: Authorization: Bearer mr_ak_…";
+                            (refused, axum::Json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "operator_required"}}))).into_response()
+                        }
+                    }
+                }
+            },
+        ));
+    }
+    let mut router = controls.with_state(Arc::clone(&sim));
     router = router
         .route(
             &format!("{}/v1/messages", anthropic_messages::PREFIX),

@@ -63,6 +63,28 @@ pub struct MemberInvited {
     pub by: UserId,
     /// SHA-256 of the link's 256-bit random token, hex.
     pub token_digest: String,
+    /// After this the link no longer works (absent: it never expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `invitation_withdrawn`: an owner withdrew an open invitation; its link
+/// stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationWithdrawn {
+    pub account: AccountId,
+    pub invitation: Uuid,
+    pub by: UserId,
+}
+
+/// `member_removed`: an owner removed a member. Their sessions in the
+/// account end at once (roles are read on every request) and the API keys
+/// they created are revoked by their own `key_revoked` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRemoved {
+    pub account: AccountId,
+    pub user: UserId,
+    pub by: UserId,
 }
 
 /// `member_joined`: a user became a member (the account's creator, or an

@@ -30,8 +30,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use access::{
-    KeyIssued, KeyRevoked, KeyView, MemberInvited, MemberJoined, MemberRoleSet, PolicyView,
-    ProviderBlock, Role, UserId, KEYS_BUCKET, POLICIES_BUCKET,
+    InvitationWithdrawn, KeyIssued, KeyRevoked, KeyView, MemberInvited, MemberJoined,
+    MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId, KEYS_BUCKET,
+    POLICIES_BUCKET,
 };
 pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, DepositSettled};
 pub use usage::{
@@ -89,6 +90,10 @@ pub enum Event {
     MemberJoined(MemberJoined),
     /// A member's role changed.
     MemberRoleSet(MemberRoleSet),
+    /// A member was removed from an account.
+    MemberRemoved(MemberRemoved),
+    /// An open invitation was withdrawn.
+    InvitationWithdrawn(InvitationWithdrawn),
     /// An API key was created.
     KeyIssued(KeyIssued),
     /// An API key was revoked.
@@ -111,6 +116,8 @@ macro_rules! each_body {
             Event::MemberInvited($e) => $body,
             Event::MemberJoined($e) => $body,
             Event::MemberRoleSet($e) => $body,
+            Event::MemberRemoved($e) => $body,
+            Event::InvitationWithdrawn($e) => $body,
             Event::KeyIssued($e) => $body,
             Event::KeyRevoked($e) => $body,
             Event::ProviderBlocked($e) => $body,
@@ -131,6 +138,8 @@ impl Event {
             Event::MemberInvited(_) => ("member_invited", 1),
             Event::MemberJoined(_) => ("member_joined", 1),
             Event::MemberRoleSet(_) => ("member_role_set", 1),
+            Event::MemberRemoved(_) => ("member_removed", 1),
+            Event::InvitationWithdrawn(_) => ("invitation_withdrawn", 1),
             Event::KeyIssued(_) => ("key_issued", 1),
             Event::KeyRevoked(_) => ("key_revoked", 1),
             Event::ProviderBlocked(_) => ("provider_blocked", 1),
@@ -147,6 +156,8 @@ impl Event {
             Event::MemberInvited(_)
             | Event::MemberJoined(_)
             | Event::MemberRoleSet(_)
+            | Event::MemberRemoved(_)
+            | Event::InvitationWithdrawn(_)
             | Event::KeyIssued(_)
             | Event::KeyRevoked(_)
             | Event::ProviderBlocked(_)
@@ -309,6 +320,12 @@ impl Envelope {
             }
             ("member_role_set", 1) => {
                 Event::MemberRoleSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("member_removed", 1) => {
+                Event::MemberRemoved(serde_json::from_value(data).map_err(body)?)
+            }
+            ("invitation_withdrawn", 1) => {
+                Event::InvitationWithdrawn(serde_json::from_value(data).map_err(body)?)
             }
             ("key_issued", 1) => Event::KeyIssued(serde_json::from_value(data).map_err(body)?),
             ("key_revoked", 1) => Event::KeyRevoked(serde_json::from_value(data).map_err(body)?),

@@ -46,7 +46,9 @@ fn every_v1_event_decodes_and_round_trips() {
             "key_issued",
             "key_revoked",
             "provider_blocked",
-            "provider_unblocked"
+            "provider_unblocked",
+            "member_removed",
+            "invitation_withdrawn"
         ]
     );
     let usage = Envelope::decode(V1.lines().next().unwrap().as_bytes()).unwrap();

@@ -73,6 +73,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0003_usage_origins.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0003_usage_origins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "access_lifecycle",
+        postgres: include_str!("../../../migrations/postgres/0004_access_lifecycle.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0004_access_lifecycle.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

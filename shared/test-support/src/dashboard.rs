@@ -134,6 +134,9 @@ pub struct Page {
     pub set_cookies: Vec<String>,
 }
 
+/// The password [`Browser::sign_up`] uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 /// A client that keeps cookies, does not follow redirects, and sends the
 /// CSRF token with forms (unless told not to).
 pub struct Browser {
@@ -145,8 +148,22 @@ pub struct Browser {
 impl Browser {
     /// A browser with no cookies yet.
     pub fn new(base: &str) -> Browser {
+        Browser::with_headers(base, &[])
+    }
+
+    /// A browser sending `headers` with every request (as a proxy in front
+    /// of the dashboard would add them).
+    pub fn with_headers(base: &str, headers: &[(&'static str, &str)]) -> Browser {
         let jar = Arc::new(Jar::default());
+        let mut defaults = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            defaults.insert(
+                *name,
+                reqwest::header::HeaderValue::from_str(value).expect("header value"),
+            );
+        }
         let http = reqwest::Client::builder()
+            .default_headers(defaults)
             .cookie_provider(Arc::clone(&jar))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -234,19 +251,30 @@ impl Browser {
         Browser::page(response).await
     }
 
-    /// Signs up and lands logged in; panics if that fails.
+    /// Signs up (with [`PASSWORD`]) and logs in; panics if either fails.
     pub async fn sign_up(&self, email: &str, account: &str) {
         let page = self
             .post(
                 "/signup",
                 &[
                     ("email", email),
-                    ("password", "correct horse battery staple"),
+                    ("password", PASSWORD),
                     ("account_name", account),
                 ],
             )
             .await;
         assert_eq!(page.status, 303, "sign-up failed: {}", page.body);
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/login?notice=signed_up"),
+            "sign-up leads to the login"
+        );
+        let login = self.log_in(email, PASSWORD).await;
+        assert_eq!(
+            login.status, 303,
+            "login after sign-up failed: {}",
+            login.body
+        );
     }
 
     /// Posts the login form.

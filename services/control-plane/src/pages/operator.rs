@@ -1,0 +1,31 @@
+//! `/operator`: the deployment's health for its operators (see `operator`).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::State;
+
+use super::{html, Nav, Page};
+use crate::extract::{Csrf, Signed};
+use crate::operator::OperatorView;
+use crate::ControlPlane;
+
+#[derive(Template)]
+#[template(path = "operator.html")]
+struct OperatorPage {
+    nav: Nav,
+    view: OperatorView,
+}
+
+pub(super) async fn operator_page(
+    State(cp): State<Arc<ControlPlane>>,
+    Signed(member): Signed,
+    csrf: Csrf,
+) -> Page {
+    member.require_operator()?;
+    let view = cp.operator_view().await?;
+    Ok(html(&OperatorPage {
+        nav: Nav::new(&member, csrf, "operator"),
+        view,
+    }))
+}

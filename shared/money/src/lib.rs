@@ -28,6 +28,9 @@ pub enum MoneyError {
     /// The amount does not fit in 64 bits of nano-dollars (about 9.2 billion USD).
     #[error("`{0}` is too large")]
     Overflow(String),
+    /// An amount in cents with a fraction of a cent.
+    #[error("`{0}` has a fraction of a cent; use at most two decimals")]
+    FractionOfCent(String),
 }
 
 /// An amount of US dollars, stored as whole nano-dollars.
@@ -46,6 +49,55 @@ impl Money {
     /// The amount in nano-dollars.
     pub const fn nanos(self) -> i64 {
         self.0
+    }
+}
+
+/// Nano-dollars in one cent.
+pub const NANOS_PER_CENT: i64 = NANOS_PER_USD / 100;
+
+/// An amount in whole US cents: what card payments move (Stripe's unit for
+/// USD). Deposits and their fee are decided in cents, then booked as
+/// [`Money`].
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Cents(pub i64);
+
+impl Cents {
+    /// The same amount in nano-dollars.
+    pub const fn money(self) -> Money {
+        Money(self.0 * NANOS_PER_CENT)
+    }
+
+    /// Reads `12.34`, `$12.34`, `5` or `5.5` (at most two decimals).
+    pub fn parse_usd(text: &str) -> Result<Cents, MoneyError> {
+        let trimmed = text.trim().trim_start_matches('$').trim();
+        let money: Money = trimmed.parse()?;
+        if money.0 % NANOS_PER_CENT != 0 {
+            return Err(MoneyError::FractionOfCent(trimmed.to_owned()));
+        }
+        Ok(Cents(money.0 / NANOS_PER_CENT))
+    }
+}
+
+impl fmt::Display for Cents {
+    /// As dollars with two decimals: `12.34`, `-0.40`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl Money {
+    /// The amount in whole cents, if it is one.
+    pub const fn cents(self) -> Option<Cents> {
+        if self.0 % NANOS_PER_CENT == 0 {
+            Some(Cents(self.0 / NANOS_PER_CENT))
+        } else {
+            None
+        }
     }
 }
 
@@ -169,6 +221,21 @@ impl CostBuilder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cents_parse_print_and_convert_exactly() {
+        use super::{Cents, Money};
+        assert_eq!(Cents::parse_usd("12.34"), Ok(Cents(1234)));
+        assert_eq!(Cents::parse_usd(" $5 "), Ok(Cents(500)));
+        assert_eq!(Cents::parse_usd("5.5"), Ok(Cents(550)));
+        assert!(Cents::parse_usd("5.555").is_err());
+        assert!(Cents::parse_usd("five").is_err());
+        assert_eq!(Cents(40).to_string(), "0.40");
+        assert_eq!(Cents(-1234).to_string(), "-12.34");
+        assert_eq!(Cents(1234).money().to_string(), "12.34");
+        assert_eq!("0.4".parse::<Money>().unwrap().cents(), Some(Cents(40)));
+        assert_eq!("0.001".parse::<Money>().unwrap().cents(), None);
+    }
+
     use super::*;
 
     fn usd(s: &str) -> Money {

@@ -7,8 +7,10 @@
 pub mod export;
 pub mod gaps;
 pub mod memory;
+pub mod payments;
 pub mod postings;
 pub mod projection;
+pub mod recharge;
 pub mod reconcile;
 pub mod sequences;
 pub mod service;

@@ -7,6 +7,7 @@ use events::Envelope;
 use money::Money;
 
 use crate::postings::{effects, Effects};
+use crate::recharge::Recharge;
 
 /// One account's row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +34,10 @@ pub struct Projection {
     pub instances: BTreeMap<(String, String), u64>,
     /// Gateway → (highest number of its sequence, events).
     pub sequences: BTreeMap<String, (u64, u64)>,
+    /// Account → auto-recharge (accounts that ever set one up).
+    pub recharges: BTreeMap<String, Recharge>,
+    /// Payment → (account, credits, fee, recharge).
+    pub deposits: BTreeMap<String, (String, Money, Money, Option<String>)>,
 }
 
 impl Projection {
@@ -75,6 +80,20 @@ impl Projection {
             let sequence = self.sequences.entry(gateway.clone()).or_default();
             sequence.0 = sequence.0.max(*seq);
             sequence.1 += 1;
+        }
+        if let events::Event::DepositSettled(d) = &envelope.event {
+            self.deposits.entry(d.payment.clone()).or_insert((
+                key.clone(),
+                d.credits,
+                d.fee,
+                d.recharge.map(|r| r.to_string()),
+            ));
+        }
+        let balance = self.accounts[&key].balance;
+        let recharge = self.recharges.entry(key.clone()).or_default();
+        recharge.apply(envelope, balance);
+        if recharge.is_default() {
+            self.recharges.remove(&key);
         }
         if let Some(spent) = e.spend {
             let day = self.days.entry((key, e.day.to_string())).or_default();

@@ -7,9 +7,9 @@
 //!
 //! | book | kind | moves when |
 //! |---|---|---|
-//! | `cash` | asset | a deposit is paid: credits + fee |
-//! | `customer_credits` (per account) | liability | credits are granted or deposited (credit); usage spends them (debit) |
-//! | `fee_revenue` | revenue | the 4% deposit fee |
+//! | `cash` | asset | a deposit is paid: credits + fee (debit); refunded or disputed away (credit) |
+//! | `customer_credits` (per account) | liability | credits are granted or deposited (credit); usage spends them, refunds and disputes take them back (debit) |
+//! | `fee_revenue` | revenue | the 4% deposit fee (credit); its share of a refund or dispute (debit) |
 //! | `grants` | expense | credits given without payment (demo credits) |
 //! | `provider_payable` | liability | usage billed at provider rates, owed to providers |
 //!
@@ -172,7 +172,10 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
             ];
         }
         Event::DepositSettled(d) => {
-            let memo = format!("deposit {}", d.payment);
+            let memo = match d.recharge {
+                Some(_) => format!("auto-recharge {}", d.payment),
+                None => format!("deposit {}", d.payment),
+            };
             effects.lines = vec![
                 line(Book::Cash, account, d.credits + d.fee, zero, memo.clone()),
                 line(
@@ -185,6 +188,48 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
                 line(Book::FeeRevenue, account, zero, d.fee, memo),
             ];
         }
+        Event::DepositReversed(r) => {
+            let memo = format!(
+                "{} of deposit {} ({})",
+                match r.reason {
+                    events::Reversal::Refund => "refund",
+                    events::Reversal::Dispute => "dispute",
+                },
+                r.payment,
+                r.reference
+            );
+            effects.lines = vec![
+                line(
+                    Book::CustomerCredits,
+                    account,
+                    r.credits,
+                    zero,
+                    memo.clone(),
+                ),
+                line(Book::FeeRevenue, account, r.fee, zero, memo.clone()),
+                line(Book::Cash, account, zero, r.credits + r.fee, memo),
+            ];
+        }
+        Event::DepositReinstated(r) => {
+            let memo = format!("dispute won: deposit {} ({})", r.payment, r.reference);
+            effects.lines = vec![
+                line(Book::Cash, account, r.credits + r.fee, zero, memo.clone()),
+                line(
+                    Book::CustomerCredits,
+                    account,
+                    zero,
+                    r.credits,
+                    memo.clone(),
+                ),
+                line(Book::FeeRevenue, account, zero, r.fee, memo),
+            ];
+        }
+        // Settings the ledger keeps (auto-recharge); no money moves.
+        Event::PaymentCustomerSet(_)
+        | Event::CardSaved(_)
+        | Event::CardRemoved(_)
+        | Event::AutoRechargeSet(_)
+        | Event::RechargeDeclined(_) => {}
         Event::DailyLimitSet(l) => effects.limit = Some(l.limit),
         Event::MemberInvited(_)
         | Event::MemberJoined(_)
@@ -199,15 +244,16 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
     Some(effects)
 }
 
+/// Events for the ledger's own unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use events::{DepositSettled, Origin, Timings, Tokens, UsageRecorded};
+pub(crate) mod tests_support {
+    use events::{AccountId, Envelope, Event, Origin, Outcome, Timings, Tokens, UsageRecorded};
 
-    fn usage(cost: &str) -> Envelope {
+    /// A chat usage event of `account` costing `cost`.
+    pub fn usage(account: AccountId, cost: &str) -> Envelope {
         Envelope::new(Event::UsageRecorded(Box::new(UsageRecorded {
             request_id: "req_1".into(),
-            account: AccountId(uuid::Uuid::nil()),
+            account,
             key: "k".into(),
             kind: events::RequestKind::Chat,
             model: "gpt-4.1".into(),
@@ -227,6 +273,16 @@ mod tests {
             },
         })))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::DepositSettled;
+
+    fn usage(cost: &str) -> Envelope {
+        super::tests_support::usage(AccountId(uuid::Uuid::nil()), cost)
+    }
 
     #[test]
     fn every_event_balances_and_moves_the_right_books() {
@@ -236,8 +292,26 @@ mod tests {
             credits: "100".parse().unwrap(),
             fee: "4".parse().unwrap(),
             payment: "pi_1".into(),
+            recharge: None,
         }));
-        for envelope in [usage("0.0025"), usage("0"), deposit.clone()] {
+        let refund = Envelope::new(Event::DepositReversed(events::DepositReversed {
+            account,
+            payment: "pi_1".into(),
+            reference: "ch_1:refunded:5200".into(),
+            credits: "50".parse().unwrap(),
+            fee: "2".parse().unwrap(),
+            reason: events::Reversal::Refund,
+        }));
+        let won = Envelope::new(Event::DepositReinstated(events::DepositReinstated {
+            account,
+            payment: "pi_1".into(),
+            reference: "dp_1".into(),
+            credits: "50".parse().unwrap(),
+            fee: "2".parse().unwrap(),
+        }));
+        assert_eq!(effects(&refund).unwrap().balance_delta().to_string(), "-50");
+        assert_eq!(effects(&won).unwrap().balance_delta().to_string(), "50");
+        for envelope in [usage("0.0025"), usage("0"), deposit.clone(), refund, won] {
             let e = effects(&envelope).unwrap();
             let debits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.debit);
             let credits = e.lines.iter().fold(Money::ZERO, |s, l| s + l.credit);

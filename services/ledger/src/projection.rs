@@ -15,6 +15,7 @@ use sqlx::Row;
 use store::Store;
 
 use crate::postings::{effects, Effects};
+use crate::recharge::Recharge;
 use crate::LedgerError;
 
 fn nanos(m: Money) -> i64 {
@@ -55,6 +56,15 @@ pub struct AccountChanges {
     instances: BTreeMap<(String, String), (i64, String)>,
     /// gateway → (highest number, events, latest time).
     sequences: BTreeMap<String, (u64, i64, String)>,
+    /// Auto-recharge states of the accounts touched, as loaded and folded,
+    /// and whether they changed.
+    recharges: BTreeMap<String, (Recharge, bool)>,
+    /// Balances before the batch of the accounts whose auto-recharge is on.
+    balances: BTreeMap<String, Money>,
+    /// Recharges this batch started: (account, recharge).
+    pub started: Vec<(AccountId, uuid::Uuid)>,
+    /// Deposits this batch settled: (payment, account, credits, fee, recharge, at).
+    deposits: Vec<(String, String, Money, Money, Option<String>, String)>,
 }
 
 impl AccountChanges {
@@ -95,8 +105,76 @@ impl AccountChanges {
         }
     }
 
+    /// Folds the event into its account's auto-recharge (loaded once per
+    /// batch), with the balance after it; notes a recharge it starts.
+    async fn recharge(
+        &mut self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        envelope: &Envelope,
+    ) -> Result<(), LedgerError> {
+        let account = envelope.event.account();
+        let key = account.to_string();
+        if !self.recharges.contains_key(&key) {
+            let loaded = crate::recharge::load(&mut **tx, &key).await?;
+            self.recharges.insert(key.clone(), (loaded, false));
+        }
+        let settings = matches!(
+            envelope.event,
+            events::Event::PaymentCustomerSet(_)
+                | events::Event::CardSaved(_)
+                | events::Event::CardRemoved(_)
+                | events::Event::AutoRechargeSet(_)
+                | events::Event::RechargeDeclined(_)
+                | events::Event::DepositSettled(_)
+        );
+        let Some((state, _)) = self.recharges.get(&key) else {
+            return Ok(());
+        };
+        if !settings && !state.enabled {
+            return Ok(());
+        }
+        if !self.balances.contains_key(&key) {
+            let base: Option<i64> =
+                sqlx::query_scalar("SELECT balance FROM balances WHERE account = $1")
+                    .bind(&key)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            self.balances
+                .insert(key.clone(), Money::from_nanos(base.unwrap_or(0)));
+        }
+        let balance =
+            self.balances[&key] + self.accounts.get(&key).map_or(Money::ZERO, |c| c.delta);
+        if let Some((state, dirty)) = self.recharges.get_mut(&key) {
+            let before = state.clone();
+            if let Some(started) = state.apply(envelope, balance) {
+                self.started.push((account, started));
+            }
+            *dirty |= *state != before;
+        }
+        Ok(())
+    }
+
     /// Writes the sums: one statement per account, day and origin touched.
     pub async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), LedgerError> {
+        for (account, (state, dirty)) in &self.recharges {
+            if *dirty {
+                crate::recharge::store(&mut **tx, account, state).await?;
+            }
+        }
+        for (payment, account, credits, fee, recharge, at) in &self.deposits {
+            sqlx::query(
+                "INSERT INTO deposits (payment, account, credits, fee, recharge, at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (payment) DO NOTHING",
+            )
+            .bind(payment)
+            .bind(account)
+            .bind(nanos(*credits))
+            .bind(nanos(*fee))
+            .bind(recharge)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
         for (account, change) in &self.accounts {
             write_account(tx, account, change).await?;
         }
@@ -204,6 +282,17 @@ pub async fn apply_in(
         .await?;
     }
     changes.add(&e, &at);
+    if let events::Event::DepositSettled(d) = &envelope.event {
+        changes.deposits.push((
+            d.payment.clone(),
+            account.clone(),
+            d.credits,
+            d.fee,
+            d.recharge.map(|r| r.to_string()),
+            at.clone(),
+        ));
+    }
+    changes.recharge(tx, envelope).await?;
     if let Some(r) = &e.request {
         let (gateway, origin_seq) = e.origin.clone().unwrap_or_default();
         sqlx::query(

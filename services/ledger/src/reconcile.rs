@@ -244,6 +244,30 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
             u64::try_from(events).unwrap_or(0),
         );
     }
+    for row in sqlx::query("SELECT account FROM auto_recharge")
+        .fetch_all(&store.pool)
+        .await?
+    {
+        let account: String = row.try_get("account")?;
+        let state = crate::recharge::load(&store.pool, &account).await?;
+        if !state.is_default() {
+            p.recharges.insert(account, state);
+        }
+    }
+    for row in sqlx::query("SELECT payment, account, credits, fee, recharge FROM deposits")
+        .fetch_all(&store.pool)
+        .await?
+    {
+        p.deposits.insert(
+            row.try_get("payment")?,
+            (
+                row.try_get("account")?,
+                Money::from_nanos(row.try_get("credits")?),
+                Money::from_nanos(row.try_get("fee")?),
+                row.try_get("recharge")?,
+            ),
+        );
+    }
     for row in sqlx::query("SELECT gateway, max_seq, events FROM gateway_sequences")
         .fetch_all(&store.pool)
         .await?
@@ -296,6 +320,13 @@ fn compare_books(expected: &Projection, live: &Projection, differences: &mut Vec
         &live.sequences,
         differences,
     );
+    compare(
+        "auto-recharge",
+        &expected.recharges,
+        &live.recharges,
+        differences,
+    );
+    compare("deposit", &expected.deposits, &live.deposits, differences);
 }
 
 fn compare<K: Ord + Debug, V: PartialEq + Debug>(

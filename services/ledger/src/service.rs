@@ -31,12 +31,19 @@ const POLL: Duration = Duration::from_millis(500);
 const BATCH: usize = 256;
 /// The pause before reconnecting after the log or the store failed.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// How often recharges in flight are looked at (besides right after a batch
+/// starts one): the ones a crash or a Stripe outage left uncharged.
+const RECHARGE_SCAN: Duration = Duration::from_secs(5);
 
 /// A running ledger's connections.
 pub struct Ledger {
     log: Arc<dyn EventLog>,
     store: Store,
     accounts: Arc<dyn Bucket>,
+    /// Charges auto-recharges; `None` when card payments are not configured.
+    charger: Option<crate::payments::Charger>,
+    /// Woken when a batch starts a recharge.
+    recharges: tokio::sync::Notify,
 }
 
 impl Ledger {
@@ -48,7 +55,15 @@ impl Ledger {
             log,
             store,
             accounts,
+            charger: None,
+            recharges: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The ledger also charges auto-recharges, with `charger`.
+    pub fn with_charger(mut self, charger: crate::payments::Charger) -> Ledger {
+        self.charger = Some(charger);
+        self
     }
 
     /// Folds events until `stop` completes, and checks every minute for
@@ -75,10 +90,26 @@ impl Ledger {
                 }
             }
         };
+        let charging = async {
+            let Some(charger) = &self.charger else {
+                return std::future::pending().await;
+            };
+            let mut every = tokio::time::interval(RECHARGE_SCAN);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = self.recharges.notified() => {}
+                }
+                if let Err(e) = charger.drive().await {
+                    tracing::warn!(error = %e, "cannot charge auto-recharges now");
+                }
+            }
+        };
         tokio::select! {
             _ = stop => {}
             _ = folding => {}
             _ = checking => {}
+            _ = charging => {}
         }
     }
 
@@ -131,8 +162,12 @@ impl Ledger {
                 }
             }
         }
+        let started = !changes.started.is_empty();
         changes.write(&mut tx).await?;
         tx.commit().await?;
+        if started {
+            self.recharges.notify_one();
+        }
         let today = Utc::now().date_naive();
         for account in touched {
             if let Some(state) = projection::state(&self.store, account, today).await? {

@@ -71,6 +71,7 @@ async fn exactly_once(backends: Backends) {
             credits: usd("100"),
             fee: usd("4"),
             payment: "pi_1".into(),
+            recharge: None,
         })),
     )
     .await;

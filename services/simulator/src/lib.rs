@@ -9,6 +9,8 @@
 //! exact (the o200k tokenizer), and faults — error statuses, latency, 429s with
 //! `Retry-After`, streams cut after N chunks — can be set per provider and
 //! model through `/_sim/faults` or per request with the `x-sim-fault` header.
+// Stripe's objects are written as large `json!` literals.
+#![recursion_limit = "256"]
 
 mod anthropic_messages;
 mod bedrock_converse;
@@ -20,6 +22,7 @@ mod google_gemini;
 mod openai_chat;
 mod recorder;
 mod sse;
+pub mod stripe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +66,8 @@ pub struct Simulator {
     faults: faults::FaultTable,
     recorder: recorder::Recorder,
     tokens: tokens::TokenCounter,
+    /// Stripe's stand-in (card deposits).
+    pub stripe: stripe::Stripe,
 }
 
 impl Simulator {
@@ -74,6 +79,7 @@ impl Simulator {
             faults: Default::default(),
             recorder: Default::default(),
             tokens: Default::default(),
+            stripe: Default::default(),
         })
     }
 
@@ -120,7 +126,8 @@ pub fn guarded_router(sim: Arc<Simulator>, access: Option<Arc<dyn ControlAccess>
         .route(
             "/_sim/requests",
             get(recorder::list).delete(recorder::clear),
-        );
+        )
+        .merge(stripe::controls());
     if let Some(access) = access {
         controls = controls.route_layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
@@ -138,7 +145,9 @@ pub fn guarded_router(sim: Arc<Simulator>, access: Option<Arc<dyn ControlAccess>
             },
         ));
     }
-    let mut router = controls.with_state(Arc::clone(&sim));
+    let mut router = controls
+        .merge(stripe::routes())
+        .with_state(Arc::clone(&sim));
     router = router
         .route(
             &format!("{}/v1/messages", anthropic_messages::PREFIX),

@@ -34,7 +34,11 @@ pub use access::{
     MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId, KEYS_BUCKET,
     POLICIES_BUCKET,
 };
-pub use account::{AccountId, AccountOpened, CreditsGranted, DailyLimitSet, DepositSettled};
+pub use account::{
+    billing_event_id, deposit_event_id, recharge_id, AccountId, AccountOpened, AutoRechargeSet,
+    CardRemoved, CardSaved, CreditsGranted, DailyLimitSet, DepositReinstated, DepositReversed,
+    DepositSettled, PaymentCustomerSet, RechargeDeclined, Reversal,
+};
 pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
     MAX_ERROR_CHARS, SLIMMEST,
@@ -82,6 +86,20 @@ pub enum Event {
     CreditsGranted(CreditsGranted),
     /// A paid deposit: credits plus the fee.
     DepositSettled(DepositSettled),
+    /// A deposit refunded or disputed, in part or whole.
+    DepositReversed(DepositReversed),
+    /// A disputed deposit's funds returned.
+    DepositReinstated(DepositReinstated),
+    /// The account's customer at the payment provider.
+    PaymentCustomerSet(PaymentCustomerSet),
+    /// A card saved for auto-recharge.
+    CardSaved(CardSaved),
+    /// The saved card removed.
+    CardRemoved(CardRemoved),
+    /// Auto-recharge settings.
+    AutoRechargeSet(AutoRechargeSet),
+    /// An auto-recharge's charge refused.
+    RechargeDeclined(RechargeDeclined),
     /// An account's daily spend limit changed.
     DailyLimitSet(DailyLimitSet),
     /// A user was invited to an account.
@@ -112,6 +130,13 @@ macro_rules! each_body {
             Event::AccountOpened($e) => $body,
             Event::CreditsGranted($e) => $body,
             Event::DepositSettled($e) => $body,
+            Event::DepositReversed($e) => $body,
+            Event::DepositReinstated($e) => $body,
+            Event::PaymentCustomerSet($e) => $body,
+            Event::CardSaved($e) => $body,
+            Event::CardRemoved($e) => $body,
+            Event::AutoRechargeSet($e) => $body,
+            Event::RechargeDeclined($e) => $body,
             Event::DailyLimitSet($e) => $body,
             Event::MemberInvited($e) => $body,
             Event::MemberJoined($e) => $body,
@@ -134,6 +159,13 @@ impl Event {
             Event::AccountOpened(_) => ("account_opened", 1),
             Event::CreditsGranted(_) => ("credits_granted", 1),
             Event::DepositSettled(_) => ("deposit_settled", 1),
+            Event::DepositReversed(_) => ("deposit_reversed", 1),
+            Event::DepositReinstated(_) => ("deposit_reinstated", 1),
+            Event::PaymentCustomerSet(_) => ("payment_customer_set", 1),
+            Event::CardSaved(_) => ("card_saved", 1),
+            Event::CardRemoved(_) => ("card_removed", 1),
+            Event::AutoRechargeSet(_) => ("auto_recharge_set", 1),
+            Event::RechargeDeclined(_) => ("recharge_declined", 1),
             Event::DailyLimitSet(_) => ("daily_limit_set", 1),
             Event::MemberInvited(_) => ("member_invited", 1),
             Event::MemberJoined(_) => ("member_joined", 1),
@@ -152,7 +184,15 @@ impl Event {
         match self {
             Event::UsageRecorded(_) => subjects::USAGE,
             Event::AccountOpened(_) | Event::DailyLimitSet(_) => subjects::ACCOUNT,
-            Event::CreditsGranted(_) | Event::DepositSettled(_) => subjects::BILLING,
+            Event::CreditsGranted(_)
+            | Event::DepositSettled(_)
+            | Event::DepositReversed(_)
+            | Event::DepositReinstated(_)
+            | Event::PaymentCustomerSet(_)
+            | Event::CardSaved(_)
+            | Event::CardRemoved(_)
+            | Event::AutoRechargeSet(_)
+            | Event::RechargeDeclined(_) => subjects::BILLING,
             Event::MemberInvited(_)
             | Event::MemberJoined(_)
             | Event::MemberRoleSet(_)
@@ -308,6 +348,23 @@ impl Envelope {
             }
             ("deposit_settled", 1) => {
                 Event::DepositSettled(serde_json::from_value(data).map_err(body)?)
+            }
+            ("deposit_reversed", 1) => {
+                Event::DepositReversed(serde_json::from_value(data).map_err(body)?)
+            }
+            ("deposit_reinstated", 1) => {
+                Event::DepositReinstated(serde_json::from_value(data).map_err(body)?)
+            }
+            ("payment_customer_set", 1) => {
+                Event::PaymentCustomerSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("card_saved", 1) => Event::CardSaved(serde_json::from_value(data).map_err(body)?),
+            ("card_removed", 1) => Event::CardRemoved(serde_json::from_value(data).map_err(body)?),
+            ("auto_recharge_set", 1) => {
+                Event::AutoRechargeSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("recharge_declined", 1) => {
+                Event::RechargeDeclined(serde_json::from_value(data).map_err(body)?)
             }
             ("daily_limit_set", 1) => {
                 Event::DailyLimitSet(serde_json::from_value(data).map_err(body)?)

@@ -48,7 +48,14 @@ fn every_v1_event_decodes_and_round_trips() {
             "provider_blocked",
             "provider_unblocked",
             "member_removed",
-            "invitation_withdrawn"
+            "invitation_withdrawn",
+            "deposit_reversed",
+            "deposit_reinstated",
+            "payment_customer_set",
+            "card_saved",
+            "card_removed",
+            "auto_recharge_set",
+            "recharge_declined"
         ]
     );
     let usage = Envelope::decode(V1.lines().next().unwrap().as_bytes()).unwrap();

@@ -135,7 +135,8 @@ impl Stripe {
             .ok_or(PaymentsError::NotConfigured)?;
         let mut builder = ClientBuilder::new(key).timeout(Duration::from_secs(30));
         if let Some(base) = &config.api_base {
-            builder = builder.url(base.trim_end_matches('/'));
+            // The client appends `v1/...` to the base as given.
+            builder = builder.url(format!("{}/", base.trim_end_matches('/')));
         }
         Ok(Stripe {
             client: builder.build()?,

@@ -79,6 +79,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0004_access_lifecycle.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0004_access_lifecycle.sql"),
     },
+    Migration {
+        version: 5,
+        name: "billing",
+        postgres: include_str!("../../../migrations/postgres/0005_billing.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0005_billing.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

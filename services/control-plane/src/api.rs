@@ -54,6 +54,13 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         )
         .route("/api/v1/password", put(change_password))
         .route("/api/v1/operator", get(operator))
+        .route("/api/v1/billing", get(billing))
+        .route("/api/v1/billing/deposits", axum::routing::post(deposit))
+        .route("/api/v1/billing/auto-recharge", put(set_auto_recharge))
+        .route("/api/v1/billing/card", axum::routing::delete(remove_card))
+        .route("/api/v1/billing/journal.csv", get(journal_csv))
+        .route("/api/v1/credits", get(credits))
+        .route("/stripe/webhook", axum::routing::post(stripe_webhook))
 }
 
 async fn session(ApiCaller(m): ApiCaller, csrf: Csrf) -> Json<Value> {
@@ -280,4 +287,145 @@ async fn change_password(
 async fn operator(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
     m.require_operator()?;
     Ok(Json(cp.operator_view().await?).into_response())
+}
+
+async fn billing(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    m.require_owner()?;
+    let usage = cp.usage_of(m.account).await?;
+    let limits = cp.deposit_limits();
+    Ok(Json(json!({
+        "balance": usage.balance,
+        "payments": cp.takes_payments(),
+        "deposit_limits": {"min": limits.min.money(), "max": limits.max.money()},
+        "fee_percent": payments::deposit::FEE_PERCENT,
+        "auto_recharge": cp.auto_recharge_of(m.account).await?,
+        "history": cp.history_of(m.account).await?,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepositBody {
+    /// USD as a decimal string.
+    amount: String,
+}
+
+/// Starts a deposit: the Checkout page to send the payer to, and the amounts.
+async fn deposit(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    json: Result<Json<DepositBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    let (deposit, checkout) = cp.start_deposit(&m, &b.amount).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "checkout_url": checkout.url, "session": checkout.session,
+            "credits": deposit.credits.money(), "fee": deposit.fee.money(), "total": deposit.total().money(),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoRechargeBody {
+    enabled: bool,
+    threshold: String,
+    amount: String,
+}
+
+async fn set_auto_recharge(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    json: Result<Json<AutoRechargeBody>, JsonRejection>,
+) -> Reply {
+    let b = body(json)?;
+    cp.set_auto_recharge(&m, b.enabled, &b.threshold, &b.amount)
+        .await?;
+    Ok(Json(cp.auto_recharge_of(m.account).await?).into_response())
+}
+
+async fn remove_card(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    cp.remove_card(&m).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: String,
+    to: String,
+}
+
+async fn journal_csv(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    axum::extract::Query(range): axum::extract::Query<RangeQuery>,
+) -> Reply {
+    m.require_owner()?;
+    let (from, to) = crate::pages::billing::day_range(&range.from, &range.to)?;
+    let csv = cp.journal_csv(m.account, from, to).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        csv,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/credits`, callable with the account's own API key (as
+/// OpenRouter's `/credits`), an admin key or a session: the balance, today's
+/// spend and the daily limit.
+async fn credits(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: axum::http::HeaderMap,
+    caller: Result<ApiCaller, ApiError>,
+) -> Reply {
+    let account = match caller {
+        Ok(ApiCaller(m)) => m.account,
+        Err(refused) => {
+            let key = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match key {
+                Some(key) => cp.api_key_account(key).await?.ok_or(refused)?,
+                None => return Err(refused),
+            }
+        }
+    };
+    let usage = cp.usage_of(account).await?;
+    Ok(Json(json!({
+        "balance": usage.balance, "spent_today": usage.spent_today,
+        "daily_limit": usage.daily_limit, "requests_today": usage.requests_today,
+    }))
+    .into_response())
+}
+
+/// `POST /stripe/webhook`: Stripe's events. 400 for a bad signature or body
+/// (nothing recorded), 503 when it must be sent again, 200 once recorded.
+async fn stripe_webhook(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: axum::http::HeaderMap,
+    payload: axum::body::Bytes,
+) -> Response {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    match cp.stripe_webhook(&payload, signature).await {
+        Ok(()) => (StatusCode::OK, Json(json!({"received": true}))).into_response(),
+        Err(e) => {
+            use crate::billing::WebhookError;
+            let status = match &e {
+                WebhookError::Signature(_) | WebhookError::Unreadable(_) => StatusCode::BAD_REQUEST,
+                WebhookError::NotConfigured | WebhookError::Retry(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            tracing::warn!(error = %e, %status, "stripe webhook not taken");
+            (status, Json(json!({"error": {"message": e.to_string()}}))).into_response()
+        }
+    }
 }

@@ -31,6 +31,9 @@ pub enum CpError {
     /// The change conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A service this needs is not configured or not reachable; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The event log could not take the change; nothing changed.
     #[error("The event log is unavailable, so nothing was changed. Try again shortly.")]
     Log(#[from] eventlog::LogError),
@@ -54,7 +57,7 @@ impl CpError {
             CpError::NotFound => StatusCode::NOT_FOUND,
             CpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             CpError::Conflict(_) => StatusCode::CONFLICT,
-            CpError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CpError::Log(_) | CpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CpError::Store(_) | CpError::Ledger(_) | CpError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -71,6 +74,7 @@ impl CpError {
             CpError::RateLimited(_) => "rate_limited",
             CpError::Conflict(_) => "conflict",
             CpError::Log(_) => "event_log_unavailable",
+            CpError::Unavailable(_) => "unavailable",
             CpError::Store(_) | CpError::Ledger(_) | CpError::Internal(_) => "internal_error",
         }
     }

@@ -8,6 +8,7 @@
 //! from the ledger's projection in the same store.
 
 pub mod api;
+pub mod billing;
 mod chart;
 pub mod config;
 pub mod error;
@@ -74,6 +75,8 @@ pub struct ControlPlane {
     invitation_ttl_s: u64,
     /// Operators' emails from the configuration (lowercase).
     operators: Vec<String>,
+    /// Card payments; `None` when not configured.
+    payments: Option<billing::Payments>,
 }
 
 impl ControlPlane {
@@ -86,6 +89,7 @@ impl ControlPlane {
         store: Store,
         catalog: Arc<CatalogHandle>,
         circuits: Option<Arc<dyn Circuits>>,
+        payments: Option<billing::Payments>,
     ) -> Result<Arc<ControlPlane>, CpError> {
         let keys = KeyHasher::new(&secrets.key_hash)
             .map_err(|e| CpError::Internal(format!("key-hash secret: {e}")))?;
@@ -99,7 +103,8 @@ impl ControlPlane {
                 CpError::Internal(format!("control_plane.demo_credits `{text}`: {e}"))
             })?),
             None => None,
-        };
+        }
+        .filter(|amount| *amount > Money::ZERO);
         let proxies = proxies::TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| CpError::Internal(format!("control_plane.trusted_proxies: {e}")))?;
         let projector = Arc::new(projector::Projector::new(log.as_ref(), store.clone()).await?);
@@ -124,6 +129,7 @@ impl ControlPlane {
                 .iter()
                 .map(|e| e.trim().to_ascii_lowercase())
                 .collect(),
+            payments,
             log,
             store,
             projector,

@@ -13,9 +13,12 @@ use crate::LedgerError;
 /// The CSV header.
 pub const HEADER: &str = "at,event_id,line,book,account,debit,credit,memo";
 
-/// Writes the journal lines of UTC days `from` to `to` (both included).
+/// Writes the journal lines of UTC days `from` to `to` (both included),
+/// of every account or of `account` only (its own events' lines, the
+/// platform's books included, as a customer's statement shows them).
 pub async fn export(
     store: &Store,
+    account: Option<&str>,
     from: NaiveDate,
     to: NaiveDate,
     out: &mut impl Write,
@@ -23,10 +26,11 @@ pub async fn export(
     let end = to.succ_opt().unwrap_or(to);
     let rows = sqlx::query(
         "SELECT at, event_id, line, book, account, debit, credit, memo FROM journal
-         WHERE at >= $1 AND at < $2 ORDER BY at, event_id, line",
+         WHERE at >= $1 AND at < $2 AND ($3 = '' OR account = $3) ORDER BY at, event_id, line",
     )
     .bind(from.to_string())
     .bind(end.to_string())
+    .bind(account.unwrap_or(""))
     .fetch_all(&store.pool)
     .await?;
     let io = |e: std::io::Error| LedgerError::Data(format!("writing CSV: {e}"));

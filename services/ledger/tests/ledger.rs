@@ -281,7 +281,7 @@ async fn reconcile_finds_a_corrupted_row(backends: Backends) {
     // The CSV export carries every journal line.
     let mut csv = Vec::new();
     let today = chrono::Utc::now().date_naive();
-    let rows = ledger::export::export(&backends.store, today, today, &mut csv)
+    let rows = ledger::export::export(&backends.store, None, today, today, &mut csv)
         .await
         .unwrap();
     assert_eq!(rows, 4);

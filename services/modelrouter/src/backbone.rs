@@ -241,5 +241,46 @@ pub async fn control_plane(
         session: secret(config, "session", config.session_secret.as_ref())?,
     };
     let circuits = beside.map(|g| Arc::new(GatewayCircuits(g)) as Arc<dyn Circuits>);
-    Ok(ControlPlane::start(settings, secrets, log, store, catalog, circuits).await?)
+    let payments = match stripe(config)? {
+        Some(stripe) => Some(control_plane::billing::Payments {
+            stripe,
+            webhook_secrets: config.stripe.webhook_secrets.clone(),
+            public_url: config.public_url(),
+            limits: payments::Limits::default(),
+        }),
+        None => {
+            tracing::warn!("card payments are off: no Stripe secret key (STRIPE_SECRET_KEY)");
+            None
+        }
+    };
+    Ok(ControlPlane::start(settings, secrets, log, store, catalog, circuits, payments).await?)
+}
+
+/// The Stripe client of the configuration; `None` without a secret key.
+pub fn stripe(config: &Config) -> Result<Option<payments::stripe::Stripe>, BoxError> {
+    match payments::stripe::Stripe::new(&config.stripe) {
+        Ok(stripe) => Ok(Some(stripe)),
+        Err(payments::stripe::PaymentsError::NotConfigured) => Ok(None),
+        Err(e) => Err(format!("stripe: {e}").into()),
+    }
+}
+
+/// The ledger on `log` and `store`, charging auto-recharges when Stripe is configured.
+pub async fn ledger(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    store: Store,
+) -> Result<ledger::Ledger, BoxError> {
+    let ledger = ledger::Ledger::new(Arc::clone(&log), store.clone()).await?;
+    Ok(match stripe(config)? {
+        Some(stripe) => ledger.with_charger(ledger::payments::Charger::new(
+            stripe,
+            log,
+            store,
+            chrono::Duration::seconds(
+                i64::try_from(config.ledger.recharge_retry_s).unwrap_or(i64::MAX / 2),
+            ),
+        )),
+        None => ledger,
+    })
 }

@@ -9,6 +9,7 @@ use catalog::ProviderId;
 use control_plane::ControlPlaneConfig;
 use gateway::server::ServerConfig;
 use gateway::GatewayConfig;
+use payments::stripe::StripeConfig;
 use serde::Deserialize;
 use simulator::SimulatorConfig;
 
@@ -91,6 +92,26 @@ pub struct Config {
     /// prints or sends (password resets, payment pages); `http://` + `listen`
     /// when unset.
     pub public_url: Option<String>,
+    /// Card payments (`[stripe]`).
+    pub stripe: StripeConfig,
+    /// Ledger settings (`[ledger]`).
+    pub ledger: LedgerConfig,
+}
+
+/// Ledger settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// How long after a declined auto-recharge the next may start (default 1 h).
+    pub recharge_retry_s: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            recharge_retry_s: 3_600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -116,6 +137,8 @@ impl Default for Config {
             session_secret: None,
             first_user_email: "admin@localhost".into(),
             public_url: None,
+            stripe: StripeConfig::default(),
+            ledger: LedgerConfig::default(),
         }
     }
 }
@@ -207,6 +230,21 @@ impl Config {
         }
         if let Some(v) = present("MODELROUTER_SESSION_SECRET") {
             self.session_secret = Some(v);
+        }
+        if let Some(v) = present("STRIPE_SECRET_KEY") {
+            self.stripe.secret_key = Some(v);
+        }
+        if let Some(v) = present("STRIPE_WEBHOOK_SECRET") {
+            self.stripe.webhook_secrets = v.split(',').map(|s| s.trim().to_owned()).collect();
+        }
+        if let Some(v) = present("STRIPE_API_BASE") {
+            self.stripe.api_base = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_DEMO_CREDITS") {
+            self.control_plane.demo_credits = Some(v);
+        }
+        if let Some(v) = present("MODELROUTER_RECHARGE_RETRY_S") {
+            self.ledger.recharge_retry_s = parse("MODELROUTER_RECHARGE_RETRY_S", &v)?;
         }
         if let Some(v) = present("MODELROUTER_PUBLIC_URL") {
             self.public_url = Some(v.trim_end_matches('/').to_owned());

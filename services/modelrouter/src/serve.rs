@@ -11,7 +11,6 @@ use catalog::{Catalog, CatalogHandle, ProviderId};
 use events::AccountId;
 use gateway::keys::{self, KeyRing};
 use gateway::Gateway;
-use ledger::Ledger;
 use simulator::Simulator;
 use tokio::net::TcpListener;
 
@@ -31,6 +30,9 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
     let listener = bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    config
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let simulate = match config.simulator_mode {
         SimulatorMode::On => true,
         SimulatorMode::Off => false,
@@ -60,7 +62,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     }
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
-    let ledger = Arc::new(Ledger::new(Arc::clone(&log), store.clone()).await?);
+    let ledger = Arc::new(backbone::ledger(&config, Arc::clone(&log), store.clone()).await?);
     let ledger_task = {
         let ledger = Arc::clone(&ledger);
         tokio::spawn(async move { ledger.run(std::future::pending()).await })
@@ -125,6 +127,12 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let drain = Arc::clone(&gateway);
     let mut app = Router::new();
     if let Some(sim) = sim {
+        if config.stripe.api_base.as_deref() == Some(&format!("http://{addr}{SIM_MOUNT}/stripe")) {
+            for secret in config.stripe.webhook_secrets.iter().take(1) {
+                sim.stripe
+                    .add_endpoint(&format!("http://{addr}/stripe/webhook"), secret);
+            }
+        }
         let operators = Arc::new(backbone::Operators(Arc::clone(&control_plane)));
         app = app.nest(SIM_MOUNT, simulator::guarded_router(sim, Some(operators)));
     }
@@ -227,18 +235,21 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
 }
 
 /// `modelrouter control-plane`: the dashboard and admin API alone.
-pub async fn control_plane(config: Config) -> Result<(), BoxError> {
+pub async fn control_plane(mut config: Config) -> Result<(), BoxError> {
     let catalog = open_catalog(&config)?;
+    let listener = bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    config
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     if config.key_hash_secret.is_none() {
         tracing::warn!("MODELROUTER_KEY_HASH_SECRET is not set: keys are hashed with a secret from the data dir, which the gateways must share");
     }
     let cp = backbone::control_plane(&config, log, store, catalog, None, false).await?;
-    let listener = bind(config.listen).await?;
     print_banner(&[format!(
-        "Model Router control plane listening on http://{} (dashboard at /login, admin API at /api/v1)",
-        listener.local_addr()?
+        "Model Router control plane listening on http://{addr} (dashboard at /login, admin API at /api/v1, Stripe webhooks at /stripe/webhook)"
     )]);
     serve(&config, listener, control_plane::router(cp)).await
 }
@@ -247,7 +258,7 @@ pub async fn control_plane(config: Config) -> Result<(), BoxError> {
 pub async fn ledger(config: Config) -> Result<(), BoxError> {
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
-    let ledger = Ledger::new(log, store).await?;
+    let ledger = backbone::ledger(&config, log, store).await?;
     print_banner(&["Model Router ledger folding events (Ctrl-C stops it)".to_owned()]);
     ledger.run(shutdown_signal()).await;
     Ok(())
@@ -360,7 +371,7 @@ pub async fn export(
 ) -> Result<(), BoxError> {
     let store = backbone::open_store(&config).await?;
     let mut buffer = Vec::new();
-    let rows = ledger::export::export(&store, from, to, &mut buffer).await?;
+    let rows = ledger::export::export(&store, None, from, to, &mut buffer).await?;
     match out {
         Some(path) => std::fs::write(&path, &buffer)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?,

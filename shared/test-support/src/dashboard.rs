@@ -44,6 +44,15 @@ pub struct Stack {
 impl Stack {
     /// A stack on `backends` with `config`.
     pub async fn start(backends: Backends, config: ControlPlaneConfig) -> Stack {
+        Stack::start_with_payments(backends, config, None).await
+    }
+
+    /// The same, taking card payments through `payments`.
+    pub async fn start_with_payments(
+        backends: Backends,
+        config: ControlPlaneConfig,
+        payments: Option<control_plane::billing::Payments>,
+    ) -> Stack {
         backends.store.migrate().await.expect("migrations");
         let ledger = backends.spawn_ledger().await;
         let ring = Arc::new(KeyRing::new(
@@ -67,6 +76,7 @@ impl Stack {
             backends.store.clone(),
             Arc::clone(&gateway.gateway.catalog),
             None,
+            payments,
         )
         .await
         .expect("control plane starts");

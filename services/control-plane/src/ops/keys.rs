@@ -115,6 +115,21 @@ impl ControlPlane {
         Ok(rows.len())
     }
 
+    /// The account of a live API key (`mr_sk_…`), for reads a key may make
+    /// of its own account (`/api/v1/credits`).
+    pub async fn api_key_account(&self, key: &str) -> Result<Option<AccountId>, CpError> {
+        if !auth::is_well_formed(key) {
+            return Ok(None);
+        }
+        let account: Option<String> = sqlx::query_scalar(
+            "SELECT account FROM api_keys WHERE digest = $1 AND kind = 'api' AND revoked_at IS NULL",
+        )
+        .bind(self.keys.digest_hex(key))
+        .fetch_optional(&self.store.pool)
+        .await?;
+        Ok(account.and_then(|a| a.parse().ok()))
+    }
+
     /// Who an admin key acts as: its creator, with the role they hold in
     /// the key's account now. `None` for an unknown or revoked key, one
     /// whose creator is no longer a member, or one made before creators

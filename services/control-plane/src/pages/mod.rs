@@ -33,6 +33,7 @@ macro_rules! csrf_forms {
 }
 
 mod auth;
+pub mod billing;
 mod dashboard;
 mod keys;
 mod members;
@@ -177,6 +178,13 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         )
         .route("/invite/{token}/signup", post(members::join_by_invitation))
         .route("/operator", get(operator::operator_page))
+        .route("/billing", get(billing::billing_page))
+        .route("/billing/deposit", post(billing::review_deposit))
+        .route("/billing/deposit/pay", post(billing::pay_deposit))
+        .route("/billing/card", post(billing::save_card))
+        .route("/billing/card/remove", post(billing::remove_card))
+        .route("/billing/auto-recharge", post(billing::set_auto_recharge))
+        .route("/billing/journal.csv", get(billing::journal_csv))
 }
 
 /// Headers every dashboard response carries: no framing (clickjacking), no

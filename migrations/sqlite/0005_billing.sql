@@ -26,6 +26,8 @@ CREATE TABLE auto_recharge (
     brand TEXT,
     last4 TEXT,
     in_flight TEXT,
+    -- The credits the recharge in flight buys, fixed when it starts.
+    charging BIGINT NOT NULL DEFAULT 0,
     declines BIGINT NOT NULL,
     retry_at TEXT,
     last_decline TEXT

@@ -343,9 +343,10 @@ async fn set_auto_recharge(
     json: Result<Json<AutoRechargeBody>, JsonRejection>,
 ) -> Reply {
     let b = body(json)?;
-    cp.set_auto_recharge(&m, b.enabled, &b.threshold, &b.amount)
+    let settings = cp
+        .set_auto_recharge(&m, b.enabled, &b.threshold, &b.amount)
         .await?;
-    Ok(Json(cp.auto_recharge_of(m.account).await?).into_response())
+    Ok(Json(settings).into_response())
 }
 
 async fn remove_card(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {

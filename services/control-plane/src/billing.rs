@@ -195,13 +195,14 @@ impl ControlPlane {
 
     /// Sets auto-recharge (owners): on needs a saved card; the amount is a
     /// deposit's (within the limits); the threshold a non-negative amount.
+    /// The settings as they are once the ledger folds the change.
     pub async fn set_auto_recharge(
         &self,
         member: &Member,
         enabled: bool,
         threshold: &str,
         amount: &str,
-    ) -> Result<(), CpError> {
+    ) -> Result<AutoRecharge, CpError> {
         member.require_owner()?;
         let threshold = Cents::parse_usd(threshold)
             .ok()
@@ -213,7 +214,8 @@ impl ControlPlane {
                 ))
             })?;
         let deposit = self.deposit_of(amount)?;
-        if enabled && self.auto_recharge_of(member.account).await?.card.is_none() {
+        let current = self.auto_recharge_of(member.account).await?;
+        if enabled && current.card.is_none() {
             return Err(CpError::BadInput(
                 "Save a card first: auto-recharge charges it.".into(),
             ));
@@ -225,7 +227,14 @@ impl ControlPlane {
             amount: deposit.credits.money(),
         }))
         .await?;
-        Ok(())
+        // As the ledger's fold will have it (settings forgive declines).
+        Ok(AutoRecharge {
+            enabled,
+            threshold: threshold.money(),
+            amount: deposit.credits.money(),
+            declines: 0,
+            ..current
+        })
     }
 
     /// Takes a webhook: verified, turned into events, appended; only then Ok.

@@ -98,7 +98,7 @@ impl Charger {
 
     async fn in_flight(&self) -> Result<Vec<InFlight>, LedgerError> {
         let rows = sqlx::query(
-            "SELECT account, in_flight, customer, payment_method, amount FROM auto_recharge
+            "SELECT account, in_flight, customer, payment_method, charging FROM auto_recharge
              WHERE in_flight IS NOT NULL",
         )
         .fetch_all(&self.store.pool)
@@ -121,7 +121,7 @@ impl Charger {
                 recharge,
                 customer,
                 payment_method,
-                amount: Money::from_nanos(row.try_get("amount")?),
+                amount: Money::from_nanos(row.try_get("charging")?),
             });
         }
         Ok(out)

@@ -32,6 +32,10 @@ pub struct Recharge {
     pub brand: Option<String>,
     pub last4: Option<String>,
     pub in_flight: Option<Uuid>,
+    /// The credits the recharge in flight buys, fixed when it starts: a
+    /// charge sent again after a crash must be the same request, whatever
+    /// the settings say meanwhile.
+    pub charging: Money,
     pub declines: u32,
     pub retry_at: Option<DateTime<Utc>>,
     /// The last decline's code and message, for the billing page.
@@ -65,6 +69,7 @@ impl Recharge {
             }
             Event::RechargeDeclined(d) if self.in_flight == Some(d.recharge) => {
                 self.in_flight = None;
+                self.charging = Money::ZERO;
                 self.declines += 1;
                 self.retry_at = d.retry_at;
                 self.last_decline = Some(format!("{}: {}", d.code, d.message));
@@ -74,6 +79,7 @@ impl Recharge {
             }
             Event::DepositSettled(d) if d.recharge.is_some() && d.recharge == self.in_flight => {
                 self.in_flight = None;
+                self.charging = Money::ZERO;
                 self.declines = 0;
                 self.retry_at = None;
             }
@@ -103,6 +109,7 @@ impl Recharge {
         }
         let recharge = events::recharge_id(envelope.id);
         self.in_flight = Some(recharge);
+        self.charging = self.amount;
         Some(recharge)
     }
 
@@ -121,7 +128,7 @@ pub async fn load<'c>(
     use sqlx::Row;
     let row = sqlx::query(
         "SELECT enabled, threshold, amount, customer, payment_method, brand, last4, in_flight,
-                declines, retry_at, last_decline FROM auto_recharge WHERE account = $1",
+                charging, declines, retry_at, last_decline FROM auto_recharge WHERE account = $1",
     )
     .bind(account)
     .fetch_optional(db)
@@ -142,6 +149,7 @@ pub async fn load<'c>(
         brand: row.try_get("brand")?,
         last4: row.try_get("last4")?,
         in_flight: in_flight.and_then(|id| id.parse().ok()),
+        charging: Money::from_nanos(row.try_get("charging")?),
         declines: u32::try_from(declines).unwrap_or(0),
         retry_at: retry_at.and_then(|t| {
             DateTime::parse_from_rfc3339(&t)
@@ -160,11 +168,11 @@ pub async fn store<'c>(
 ) -> Result<(), crate::LedgerError> {
     sqlx::query(
         "INSERT INTO auto_recharge (account, enabled, threshold, amount, customer, payment_method, brand,
-                                    last4, in_flight, declines, retry_at, last_decline)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                    last4, in_flight, declines, retry_at, last_decline, charging)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (account) DO UPDATE SET enabled = $2, threshold = $3, amount = $4, customer = $5,
              payment_method = $6, brand = $7, last4 = $8, in_flight = $9, declines = $10,
-             retry_at = $11, last_decline = $12",
+             retry_at = $11, last_decline = $12, charging = $13",
     )
     .bind(account)
     .bind(i64::from(r.enabled))
@@ -178,6 +186,7 @@ pub async fn store<'c>(
     .bind(i64::from(r.declines))
     .bind(r.retry_at.map(|t| t.to_rfc3339()))
     .bind(&r.last_decline)
+    .bind(r.charging.nanos())
     .execute(db)
     .await?;
     Ok(())
@@ -303,5 +312,38 @@ mod tests {
         );
         assert_eq!(r.declines, 0);
         assert!(r.apply(&usage(account), usd("0.9")).is_some());
+    }
+
+    #[test]
+    fn a_recharge_in_flight_keeps_its_amount_when_the_settings_change() {
+        let account = AccountId::new();
+        let mut r = set_up(account);
+        let started = r.apply(&usage(account), usd("4"));
+        assert!(started.is_some());
+        assert_eq!(r.charging, usd("20"));
+        r.apply(
+            &envelope(Event::AutoRechargeSet(AutoRechargeSet {
+                account,
+                enabled: true,
+                threshold: usd("5"),
+                amount: usd("50"),
+            })),
+            usd("4"),
+        );
+        assert_eq!(r.in_flight, started, "still the same recharge");
+        assert_eq!(r.charging, usd("20"), "charged as it started");
+        r.apply(
+            &envelope(Event::DepositSettled(DepositSettled {
+                account,
+                credits: usd("20"),
+                fee: usd("0.8"),
+                payment: "pi_1".into(),
+                recharge: started,
+            })),
+            usd("24"),
+        );
+        assert_eq!(r.charging, Money::ZERO);
+        assert!(r.apply(&usage(account), usd("4.5")).is_some());
+        assert_eq!(r.charging, usd("50"), "the next one buys the new amount");
     }
 }

@@ -203,19 +203,36 @@ impl EventLog for NatsLog {
         Ok(appended)
     }
 
+    /// The durable consumer `name`, delivering in log order from its first
+    /// unacked record. JetStream alone would not: records a crashed reader
+    /// was sent but never acked come back only after the ack wait, behind
+    /// newer ones, and readers whose decisions depend on order (the
+    /// ledger's auto-recharge, the control plane's projection) would then
+    /// see another history than the log's. So each opening starts the
+    /// consumer afresh at its ack floor.
     async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {
-        let consumer: consumer::PullConsumer = self
-            .stream()
-            .await?
-            .get_or_create_consumer(
-                name,
-                consumer::pull::Config {
-                    durable_name: Some(name.to_owned()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    ..Default::default()
-                },
-            )
+        let stream = self.stream().await?;
+        let floor = match stream.consumer_info(name).await {
+            Ok(info) => Some(info.ack_floor.stream_sequence),
+            Err(_) => None,
+        };
+        if floor.is_some() {
+            stream.delete_consumer(name).await.map_err(unavailable)?;
+        }
+        let deliver_policy = match floor {
+            Some(acked) if acked > 0 => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: acked + 1,
+            },
+            _ => consumer::DeliverPolicy::All,
+        };
+        let consumer: consumer::PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                deliver_policy,
+                ..Default::default()
+            })
             .await
             .map_err(unavailable)?;
         let messages = consumer
@@ -227,6 +244,7 @@ impl EventLog for NatsLog {
         Ok(Box::new(NatsConsumer {
             messages,
             prefix: self.prefix.clone(),
+            next_seq: 0,
         }))
     }
 
@@ -290,6 +308,10 @@ impl EventLog for NatsLog {
 struct NatsConsumer {
     messages: consumer::pull::Stream,
     prefix: String,
+    /// The lowest position not yet delivered by this opening: anything
+    /// below it is a redelivery of a record this reader already holds
+    /// (slow to ack), which it must not see twice or out of order.
+    next_seq: u64,
 }
 
 struct NatsAck(jetstream::Message);
@@ -304,12 +326,19 @@ impl Ack for NatsAck {
 #[async_trait]
 impl Consumer for NatsConsumer {
     async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
-        let message = match tokio::time::timeout(wait, self.messages.next()).await {
-            Err(_) | Ok(None) => return Ok(None),
-            Ok(Some(Err(e))) => return Err(unavailable(e)),
-            Ok(Some(Ok(message))) => message,
+        let deadline = tokio::time::Instant::now() + wait;
+        let (message, seq) = loop {
+            let message = match tokio::time::timeout_at(deadline, self.messages.next()).await {
+                Err(_) | Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(unavailable(e)),
+                Ok(Some(Ok(message))) => message,
+            };
+            let seq = message.info().map_err(unavailable)?.stream_sequence;
+            if seq >= self.next_seq {
+                self.next_seq = seq + 1;
+                break (message, seq);
+            }
         };
-        let seq = message.info().map_err(unavailable)?.stream_sequence;
         let subject = message.subject.as_str();
         let subject = subject
             .strip_prefix(&self.prefix)

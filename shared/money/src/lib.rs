@@ -101,6 +101,19 @@ impl Money {
     }
 }
 
+impl Money {
+    /// For people: at least two decimals (`10.00`, `9.9995`, `-0.40`),
+    /// exact beyond them.
+    pub fn usd(self) -> String {
+        let exact = self.to_string();
+        match exact.split_once('.') {
+            None => format!("{exact}.00"),
+            Some((_, frac)) if frac.len() == 1 => format!("{exact}0"),
+            Some(_) => exact,
+        }
+    }
+}
+
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
@@ -216,6 +229,21 @@ impl CostBuilder {
     pub fn total(self) -> Money {
         let nanos = (self.micro_nanos + 999_999).div_euclid(1_000_000);
         Money(i64::try_from(nanos).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod usd_tests {
+    use super::*;
+
+    #[test]
+    fn usd_shows_cents_and_keeps_precision() {
+        let usd = |s: &str| s.parse::<Money>().unwrap().usd();
+        assert_eq!(usd("10"), "10.00");
+        assert_eq!(usd("0.4"), "0.40");
+        assert_eq!(usd("-0.4"), "-0.40");
+        assert_eq!(usd("9.9995"), "9.9995");
+        assert_eq!(usd("0"), "0.00");
     }
 }
 

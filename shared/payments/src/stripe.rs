@@ -112,7 +112,8 @@ pub struct Reversal {
     pub status: String,
 }
 
-/// The Stripe client.
+/// The Stripe client (cheap to clone: clones share connections).
+#[derive(Clone)]
 pub struct Stripe {
     client: Client,
 }

@@ -276,9 +276,26 @@ impl Backends {
 
     /// A ledger folding this backbone's events until the task is aborted.
     pub async fn spawn_ledger(&self) -> tokio::task::JoinHandle<()> {
-        let ledger = ledger::Ledger::new(Arc::clone(&self.log), self.store.clone())
+        self.spawn_ledger_charging(None).await
+    }
+
+    /// The same, charging auto-recharges through `stripe` (a decline may be
+    /// retried at once).
+    pub async fn spawn_ledger_charging(
+        &self,
+        stripe: Option<payments::stripe::Stripe>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut ledger = ledger::Ledger::new(Arc::clone(&self.log), self.store.clone())
             .await
             .expect("ledger starts");
+        if let Some(stripe) = stripe {
+            ledger = ledger.with_charger(ledger::payments::Charger::new(
+                stripe,
+                Arc::clone(&self.log),
+                self.store.clone(),
+                chrono::Duration::zero(),
+            ));
+        }
         tokio::spawn(async move { ledger.run(std::future::pending()).await })
     }
 

@@ -41,20 +41,24 @@ pub struct Stack {
     ledger: tokio::task::JoinHandle<()>,
 }
 
+/// The webhook secret a Stripe-taking test stack verifies with.
+pub const WEBHOOK_SECRET: &str = "whsec_test_stack";
+
 impl Stack {
-    /// A stack on `backends` with `config`.
+    /// A stack on `backends` with `config`, taking no card payments.
     pub async fn start(backends: Backends, config: ControlPlaneConfig) -> Stack {
-        Stack::start_with_payments(backends, config, None).await
+        Stack::start_inner(backends, config, false).await
     }
 
-    /// The same, taking card payments through `payments`.
-    pub async fn start_with_payments(
-        backends: Backends,
-        config: ControlPlaneConfig,
-        payments: Option<control_plane::billing::Payments>,
-    ) -> Stack {
+    /// The same, taking card payments through the simulator's Stripe: its
+    /// webhooks come to the control plane, and the ledger charges
+    /// auto-recharges there (retrying a decline at once).
+    pub async fn start_with_stripe(backends: Backends, config: ControlPlaneConfig) -> Stack {
+        Stack::start_inner(backends, config, true).await
+    }
+
+    async fn start_inner(backends: Backends, config: ControlPlaneConfig, stripe: bool) -> Stack {
         backends.store.migrate().await.expect("migrations");
-        let ledger = backends.spawn_ledger().await;
         let ring = Arc::new(KeyRing::new(
             auth::KeyHasher::new(KEY_HASH_SECRET.as_bytes()).expect("secret"),
         ));
@@ -66,6 +70,26 @@ impl Stack {
         })
         .await;
         follow_access(&backends, &gateway.gateway).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let stripe = stripe.then(|| stripe_client(&gateway.sim_url));
+        let ledger = backends.spawn_ledger_charging(stripe.clone()).await;
+        let payments = stripe.map(|stripe| control_plane::billing::Payments {
+            stripe,
+            webhook_secrets: vec![WEBHOOK_SECRET.into()],
+            public_url: url.clone(),
+            limits: payments::Limits::default(),
+        });
+        if payments.is_some() {
+            let registered = gateway
+                .http
+                .post(format!("{}/_sim/stripe/webhook_endpoints", gateway.sim_url))
+                .json(&serde_json::json!({"url": format!("{url}/stripe/webhook"), "secret": WEBHOOK_SECRET}))
+                .send()
+                .await
+                .expect("simulator reachable");
+            assert!(registered.status().is_success());
+        }
         let control_plane = ControlPlane::start(
             config,
             Secrets {
@@ -80,8 +104,6 @@ impl Stack {
         )
         .await
         .expect("control plane starts");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let app = control_plane::router(Arc::clone(&control_plane));
         tokio::spawn(crate::serve(listener, app, Default::default()));
         Stack {
@@ -116,6 +138,16 @@ impl Stack {
         self.ledger.abort();
         self.backends.cleanup().await;
     }
+}
+
+/// A Stripe client talking to the simulator at `sim_url`.
+pub fn stripe_client(sim_url: &str) -> payments::stripe::Stripe {
+    payments::stripe::Stripe::new(&payments::stripe::StripeConfig {
+        secret_key: Some(simulator::stripe::SECRET_KEY.into()),
+        webhook_secrets: vec![WEBHOOK_SECRET.into()],
+        api_base: Some(format!("{sim_url}/stripe")),
+    })
+    .expect("stripe client")
 }
 
 /// Makes a gateway follow the keys and blocks of `backends`.

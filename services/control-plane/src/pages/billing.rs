@@ -201,7 +201,7 @@ pub(super) async fn set_auto_recharge(
         .set_auto_recharge(&member, enabled, &f.threshold, &f.amount)
         .await
     {
-        Ok(()) => Ok(see_other("/billing")),
+        Ok(_) => Ok(see_other("/billing")),
         Err(e @ CpError::BadInput(_)) => {
             Ok(view(&cp, &member, csrf, None, Some(e.to_string())).await?)
         }

@@ -1,6 +1,7 @@
 //! The API endpoints of the simulated Stripe.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -46,9 +47,12 @@ fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut store = stripe.store();
-    if let Some((status, body)) = key.as_ref().and_then(|k| store.idempotent.get(k)) {
-        let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-        let mut response = (status, Json(body.clone())).into_response();
+    if let Some((status, body)) = key.as_ref().and_then(|k| store.idempotent.get(k)).cloned() {
+        if let Some(key) = &key {
+            *store.replays.entry(key.clone()).or_default() += 1;
+        }
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut response = (status, Json(body)).into_response();
         response.headers_mut().insert(
             "idempotent-replayed",
             axum::http::HeaderValue::from_static("true"),
@@ -433,7 +437,20 @@ pub(super) async fn create_intent(
             None => Ok((StatusCode::OK, intent)),
         }
     });
-    webhooks::emit_all(&sim, to_send);
+    // The charge is made; its answer and its events may be slow to come (a
+    // test kills the caller meanwhile to show a retried charge is the same
+    // charge). The events go out even if the caller is gone.
+    let delay = sim.stripe.intent_latency();
+    if delay.is_zero() {
+        webhooks::emit_all(&sim, to_send);
+    } else {
+        let later = Arc::clone(&sim);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            webhooks::emit_all(&later, to_send);
+        });
+        tokio::time::sleep(delay).await;
+    }
     response
 }
 
@@ -635,4 +652,26 @@ pub(super) async fn close_dispute(
     };
     webhooks::emit_all(&sim, vec![("charge.dispute.closed", dispute.clone(), None)]);
     Json(dispute).into_response()
+}
+
+#[derive(Deserialize)]
+pub(super) struct Latency {
+    ms: u64,
+}
+
+/// `POST /_sim/stripe/latency`: how long creating a PaymentIntent takes to
+/// answer (after the charge is made).
+pub(super) async fn set_latency(
+    State(sim): State<Arc<Simulator>>,
+    Json(latency): Json<Latency>,
+) -> StatusCode {
+    sim.stripe
+        .set_intent_latency(Duration::from_millis(latency.ms));
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /_sim/stripe/idempotency`: each idempotency key answered again from
+/// its first response, and how many times.
+pub(super) async fn replays(State(sim): State<Arc<Simulator>>) -> Json<Value> {
+    Json(json!(sim.stripe.store().replays))
 }

@@ -74,6 +74,8 @@ struct Store {
     cards: HashMap<String, String>,
     /// Idempotency key → the response first given.
     idempotent: HashMap<String, (u16, Value)>,
+    /// Idempotency key → how many times that response was given again.
+    replays: std::collections::BTreeMap<String, u64>,
 }
 
 /// The simulated Stripe account.
@@ -85,6 +87,8 @@ pub struct Stripe {
     http: reqwest::Client,
     /// Waits before each retry of a failed webhook delivery.
     retries: Vec<Duration>,
+    /// How long a PaymentIntent's creation takes to answer.
+    intent_latency: Mutex<Duration>,
 }
 
 impl Default for Stripe {
@@ -110,7 +114,22 @@ impl Stripe {
                 .iter()
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
+            intent_latency: Mutex::default(),
         }
+    }
+
+    fn intent_latency(&self) -> Duration {
+        *self
+            .intent_latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_intent_latency(&self, latency: Duration) {
+        *self
+            .intent_latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = latency;
     }
 
     /// Sends every later event to `url`, signed with `secret`.
@@ -251,4 +270,6 @@ pub fn controls() -> Router<std::sync::Arc<crate::Simulator>> {
         .route("/_sim/stripe/deliveries", get(webhooks::deliveries))
         .route("/_sim/stripe/disputes", post(api::open_dispute))
         .route("/_sim/stripe/disputes/{id}/close", post(api::close_dispute))
+        .route("/_sim/stripe/latency", post(api::set_latency))
+        .route("/_sim/stripe/idempotency", get(api::replays))
 }

@@ -33,6 +33,8 @@ pub struct Delivery {
     pub attempt: usize,
     /// The endpoint's answer; `None` when it could not be reached.
     pub status: Option<u16>,
+    /// The event as sent (unsigned), so a test can replay it.
+    pub payload: String,
 }
 
 /// Sends each `(type, object, previous attributes)` as an event.
@@ -95,6 +97,7 @@ async fn deliver(sim: &Simulator, url: &str, secret: &str, payload: &str, id: &s
                 url: url.to_owned(),
                 attempt: attempt + 1,
                 status,
+                payload: payload.to_owned(),
             });
         if status.is_some_and(|s| (200..300).contains(&s)) {
             return;

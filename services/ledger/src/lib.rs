@@ -14,6 +14,7 @@ pub mod recharge;
 pub mod reconcile;
 pub mod sequences;
 pub mod service;
+pub mod settlement;
 
 pub use service::Ledger;
 

@@ -38,6 +38,10 @@ pub struct Projection {
     pub recharges: BTreeMap<String, Recharge>,
     /// Payment → (account, credits, fee, recharge).
     pub deposits: BTreeMap<String, (String, Money, Money, Option<String>)>,
+    /// Payment → the money (credits and fee) paid back on it: refunds and
+    /// disputes, less disputes won. Only the replay keeps it (for matching
+    /// against Stripe); the store has it in the journal.
+    pub returned: BTreeMap<String, Money>,
 }
 
 impl Projection {
@@ -88,6 +92,16 @@ impl Projection {
                 d.fee,
                 d.recharge.map(|r| r.to_string()),
             ));
+        }
+        match &envelope.event {
+            events::Event::DepositReversed(r) => {
+                *self.returned.entry(r.payment.clone()).or_default() += r.credits + r.fee;
+            }
+            events::Event::DepositReinstated(r) => {
+                let returned = self.returned.entry(r.payment.clone()).or_default();
+                *returned = *returned - (r.credits + r.fee);
+            }
+            _ => {}
         }
         let balance = self.accounts[&key].balance;
         let recharge = self.recharges.entry(key.clone()).or_default();

@@ -39,6 +39,8 @@ pub struct Audit {
     /// Gateways whose journal held events the log had not taken when they
     /// last reported, and whether they have stopped since.
     pub journals: Vec<(GatewayStatus, bool)>,
+    /// The books the log implies (to match against Stripe).
+    pub books: Projection,
 }
 
 impl Audit {
@@ -112,6 +114,7 @@ pub async fn audit(
     let mut audit = Audit {
         through,
         differences,
+        books: expected,
         ..Audit::default()
     };
     for (gateway, seen) in &sequences {

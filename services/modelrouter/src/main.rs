@@ -59,7 +59,12 @@ enum Command {
     },
     /// Replays the whole event log into a scratch projection and compares it
     /// with the ledger; prints every difference and fails if there is one.
-    Reconcile,
+    Reconcile {
+        /// Also match every settled deposit, auto-recharge, refund and
+        /// dispute with Stripe's records, both ways (needs STRIPE_SECRET_KEY).
+        #[arg(long)]
+        stripe: bool,
+    },
     /// Dashboard users.
     User {
         #[command(subcommand)]
@@ -154,7 +159,7 @@ fn main() -> ExitCode {
                 amount,
                 reason,
             } => serve::grant(config, &account, &amount, reason).await,
-            Command::Reconcile => serve::reconcile(config).await,
+            Command::Reconcile { stripe } => serve::reconcile(config, stripe).await,
             Command::User {
                 command: UserCommand::ResetPassword { email },
             } => serve::reset_password(config, &email).await,

@@ -59,6 +59,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             config.simulator.clone(),
             Arc::clone(&catalog),
         ));
+        simulate_stripe(&mut config, addr)?;
     }
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
@@ -127,7 +128,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let drain = Arc::clone(&gateway);
     let mut app = Router::new();
     if let Some(sim) = sim {
-        if config.stripe.api_base.as_deref() == Some(&format!("http://{addr}{SIM_MOUNT}/stripe")) {
+        if config.stripe.api_base.as_deref() == Some(&simulated_stripe(addr)) {
             for secret in config.stripe.webhook_secrets.iter().take(1) {
                 sim.stripe
                     .add_endpoint(&format!("http://{addr}/stripe/webhook"), secret);
@@ -143,10 +144,22 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let mut banner = vec![format!("Model Router listening on http://{addr}")];
     if simulate {
         banner.push(format!("No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}"));
-        banner.push(format!(
-            "New accounts get ${} of demo credits (simulator mode)",
-            backbone::DEMO_CREDITS
-        ));
+        let demo = config
+            .control_plane
+            .demo_credits
+            .clone()
+            .unwrap_or_else(|| backbone::DEMO_CREDITS.to_owned());
+        if demo
+            .parse::<money::Money>()
+            .is_ok_and(|d| d > money::Money::ZERO)
+        {
+            banner.push(format!(
+                "New accounts get ${demo} of demo credits (simulator mode)"
+            ));
+        }
+    }
+    if config.stripe.api_base.as_deref() == Some(&simulated_stripe(addr)) {
+        banner.push(format!("Card payments go to the simulator's Stripe: add credits at http://{addr}/billing with test card 4242 4242 4242 4242"));
     }
     match &first {
         Some(first) => {
@@ -311,17 +324,54 @@ pub async fn migrate(config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Where `up` serves the simulator's Stripe.
+fn simulated_stripe(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}{SIM_MOUNT}/stripe")
+}
+
+/// Without a Stripe key of its own, `up` in simulator mode takes card
+/// payments through the simulator's Stripe (test cards, hosted Checkout,
+/// signed webhooks back to this process), so a deposit works end to end
+/// with no setup. The webhook secret is generated once into the data dir.
+fn simulate_stripe(config: &mut Config, addr: std::net::SocketAddr) -> Result<(), BoxError> {
+    if config.stripe.secret_key.is_some() {
+        return Ok(());
+    }
+    let secret = backbone::secret(config, "stripe-webhook", None)?;
+    config.stripe.secret_key = Some(simulator::stripe::SECRET_KEY.to_owned());
+    config.stripe.api_base = Some(simulated_stripe(addr));
+    config.stripe.webhook_secrets = vec![format!("whsec_{}", String::from_utf8_lossy(&secret))];
+    Ok(())
+}
+
 /// `modelrouter reconcile`: replays the log and compares the books, looks
 /// for lost usage (gaps in the gateways' sequences) and for usage still in
 /// gateways' journals (reported by running gateways, or left in this data
-/// dir); an error if anything is wrong.
-pub async fn reconcile(config: Config) -> Result<(), BoxError> {
+/// dir); with `stripe`, matches the card payments with Stripe's records too;
+/// an error if anything is wrong.
+pub async fn reconcile(config: Config, stripe: bool) -> Result<(), BoxError> {
+    let stripe = match stripe {
+        true => Some(backbone::stripe(&config)?.ok_or(
+            "reconcile --stripe needs Stripe's secret key (STRIPE_SECRET_KEY, or [stripe] secret_key)",
+        )?),
+        false => None,
+    };
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     let audit =
         ledger::reconcile::audit(log.as_ref(), &store, ledger::reconcile::DEFAULT_GRACE).await?;
     let left = gateway::usage::journal::left_behind(&config.data_dir)?;
     print!("{audit}");
+    let settlement = match &stripe {
+        Some(stripe) => {
+            let records = ledger::settlement::StripeRecords::fetch(stripe).await?;
+            let settlement = ledger::settlement::compare(&audit.books, &records);
+            print!("{settlement}");
+            Some(settlement)
+        }
+        None => None,
+    };
+    let stripe_differs = settlement.map_or(0, |s| s.unmatched.len());
     for journal in &left {
         println!(
             "gateway {}: its journal in {} holds {} usage events ({} bytes) and no gateway runs on it: start a gateway on this data dir to send them",
@@ -331,7 +381,7 @@ pub async fn reconcile(config: Config) -> Result<(), BoxError> {
             journal.bytes
         );
     }
-    if audit.is_clean() && left.is_empty() {
+    if audit.is_clean() && left.is_empty() && stripe_differs == 0 {
         println!(
             "the ledger matches the event log (through record {}); no usage is missing",
             audit.through
@@ -344,7 +394,7 @@ pub async fn reconcile(config: Config) -> Result<(), BoxError> {
         .flat_map(|gaps| gaps.iter().map(ledger::gaps::Gap::len))
         .sum();
     Err(format!(
-        "{} differences between the ledger and the event log, {lost} usage events lost, {} journals holding usage not in the log",
+        "{} differences between the ledger and the event log, {lost} usage events lost, {} journals holding usage not in the log, {stripe_differs} card payments differing from Stripe",
         audit.differences.len(),
         audit.journals.iter().filter(|(_, stopped)| *stopped).count() + left.len()
     )

@@ -1,85 +1,16 @@
 //! The `modelrouter` binary, run as a user would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("mr-cli-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use test_support::deployment::{temp_dir, Up};
 
-struct Up {
-    child: Child,
-    url: String,
-    printed_key: Option<String>,
-    banner: String,
-}
-
-/// Starts `modelrouter up` on a free port and reads its banner (bounded: 60 s).
+/// Starts `modelrouter up` on a free port with `env`.
 async fn up(data_dir: &Path, env: &[(&str, &str)]) -> Up {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_modelrouter"));
-    command
-        .arg("up")
-        .env("MODELROUTER_LISTEN", "127.0.0.1:0")
-        .env("MODELROUTER_DATA_DIR", data_dir)
-        .env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0")
-        .env_remove("MODELROUTER_BOOTSTRAP_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    for var in [
-        "OPENAI_API_KEY",
-        "XAI_API_KEY",
-        "GROQ_API_KEY",
-        "CEREBRAS_API_KEY",
-        "MODELROUTER_CONFIG",
-    ] {
-        command.env_remove(var);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("modelrouter starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    let read = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("API key") || line.starts_with("Using the API keys") {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("banner within 60 s");
-    // Keep draining stdout, as a terminal would.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    let printed_key = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("mr_sk_"))
-        .map(str::to_owned);
-    Up {
-        child,
-        url,
-        printed_key,
-        banner,
-    }
+    test_support::deployment::up(env!("CARGO_BIN_EXE_modelrouter"), data_dir, env).await
 }
 
 async fn chat_status(url: &str, key: &str) -> (u16, String) {

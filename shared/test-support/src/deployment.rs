@@ -2,7 +2,7 @@
 //! binary under test, passed in by the test), each with its own data dir,
 //! on one NATS server and one PostgreSQL database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -201,4 +201,95 @@ pub async fn terminate(child: &mut Child) {
 pub async fn kill9(child: &mut Child) {
     let _ = child.start_kill();
     let _ = child.wait().await;
+}
+
+/// A fresh directory under the system's temp dir, named for `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("mr-cli-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `modelrouter up`.
+pub struct Up {
+    pub child: Child,
+    /// Its base URL.
+    pub url: String,
+    /// The API key printed on first start.
+    pub printed_key: Option<String>,
+    /// Everything printed up to the key line.
+    pub banner: String,
+}
+
+impl Up {
+    /// The operator's admin key printed on first start.
+    pub fn operator_key(&self) -> Option<String> {
+        self.banner
+            .split_whitespace()
+            .find(|w| w.starts_with("mr_ak_"))
+            .map(str::to_owned)
+    }
+}
+
+/// Starts `bin up` on a free port with its data in `data_dir` and `env`
+/// added, and reads its banner (bounded: 60 s).
+pub async fn up(bin: &str, data_dir: &Path, env: &[(&str, &str)]) -> Up {
+    let mut command = Command::new(bin);
+    command
+        .arg("up")
+        .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+        .env("MODELROUTER_DATA_DIR", data_dir)
+        .env("MODELROUTER_SIM_CHUNK_DELAY_MS", "0")
+        .env_remove("MODELROUTER_BOOTSTRAP_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for var in [
+        "OPENAI_API_KEY",
+        "XAI_API_KEY",
+        "GROQ_API_KEY",
+        "CEREBRAS_API_KEY",
+        "MODELROUTER_CONFIG",
+    ] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("modelrouter starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("API key") || line.starts_with("Using the API keys") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("banner within 60 s");
+    // Keep draining stdout, as a terminal would.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let printed_key = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mr_sk_"))
+        .map(str::to_owned);
+    Up {
+        child,
+        url,
+        printed_key,
+        banner,
+    }
 }

@@ -68,6 +68,10 @@ struct Counters {
     set_aside: AtomicU64,
     /// Lines lost: neither journal nor memory could keep them.
     lost: AtomicU64,
+    /// Shutting down: the worker closes the segment being written once it
+    /// has sent it, so a clean stop leaves no sent lines in the journal
+    /// (which `reconcile` would count as usage left behind).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Journals usage events and publishes them to the log.
@@ -195,6 +199,7 @@ impl Publisher {
     /// Sends what it can within a few seconds, saves the sequence, stops.
     /// What the log has not taken stays in the journal for the next start.
     pub async fn shutdown(&self) {
+        self.counters.closing.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + SHUTDOWN_WAIT;
         loop {
             self.flush().await;
@@ -300,7 +305,7 @@ impl Worker {
     /// there may be more, `Ok(false)` when caught up, `Err` when the log
     /// did not take it (retried later from the same place).
     async fn step(&mut self) -> Result<bool, ()> {
-        let current = self.journal.current();
+        let mut current = self.journal.current();
         if self.reading.is_none() {
             let first = self
                 .journal
@@ -315,9 +320,16 @@ impl Worker {
         let Some(at) = self.reading else {
             return Ok(false);
         };
-        if at.segment == current.number && at.offset >= journal::SEGMENT_BYTES {
+        let full = at.offset >= journal::SEGMENT_BYTES;
+        let closing = self.counters.closing.load(Ordering::Relaxed)
+            && at.offset > 0
+            && self.journal.size(at.segment) == at.offset;
+        if at.segment == current.number && (full || closing) {
             match self.journal.rotate() {
-                Ok(old) => self.sealed = Some(old),
+                Ok(old) => {
+                    self.sealed = Some(old);
+                    current = self.journal.current();
+                }
                 Err(e) => tracing::error!(error = %e, "cannot start a new journal segment"),
             }
         }

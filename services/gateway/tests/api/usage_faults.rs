@@ -213,3 +213,44 @@ async fn requests_no_provider_answered_are_recorded_so_the_sequence_has_no_gaps(
     ledger.abort();
     backends.cleanup().await;
 }
+
+/// Complete lines in the `.wal` segments of gateway `id`'s journal.
+fn journal_lines(backends: &Backends, id: &str) -> usize {
+    let dir = backends.dir.0.join("usage").join(id);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            bytes.iter().filter(|&&b| b == b'\n').count()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_no_sent_usage_in_the_journal() {
+    let backends = Backends::embedded().await;
+    let ledger = backends.spawn_ledger().await;
+    let account = AccountId::new();
+    grant(&backends, account, "10").await;
+    let h = gateway_on(&backends, account, "gw-stop").await;
+    wait_credit(&h).await;
+    for n in 0..5 {
+        paid_chat(&h, n).await;
+    }
+    let events = h.gateway.events.as_ref().expect("events");
+    events.publisher.flush().await;
+    assert_eq!(events.publisher.pending(), 0);
+    assert_eq!(
+        journal_lines(&backends, "gw-stop"),
+        5,
+        "sent, still in the open segment"
+    );
+    h.gateway.drain(Duration::from_secs(5)).await;
+    events.publisher.shutdown().await;
+    // What is left would be counted by `reconcile` as usage not in the log.
+    assert_eq!(journal_lines(&backends, "gw-stop"), 0);
+    ledger.abort();
+    backends.cleanup().await;
+}

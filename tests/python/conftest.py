@@ -83,3 +83,27 @@ def simulator():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def paying_up():
+    """`modelrouter up` in simulator mode without demo credits, so every
+    cent comes from a card payment through the simulated Stripe: (url, the
+    operator's admin key, the Stripe webhook secret it generated)."""
+    with tempfile.TemporaryDirectory() as data:
+        env = {
+            "MODELROUTER_LISTEN": "127.0.0.1:0",
+            "MODELROUTER_DATA_DIR": data,
+            "MODELROUTER_SIM_CHUNK_DELAY_MS": "0",
+            "MODELROUTER_DEMO_CREDITS": "0",
+            "MODELROUTER_RECHARGE_RETRY_S": "0",
+        }
+        proc, url, banner = _start(["up"], env, lambda line: line.startswith("API key") or line.startswith("Using"))
+        admin = re.search(r"mr_ak_[A-Za-z0-9]+", banner)
+        with open(os.path.join(data, "secrets", "stripe-webhook")) as f:
+            webhook_secret = "whsec_" + f.read().strip()
+        try:
+            yield url, admin.group(0) if admin else None, webhook_secret
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

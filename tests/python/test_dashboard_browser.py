@@ -69,7 +69,7 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
 
     def credited():
         page.reload()
-        return page.locator("#balance").inner_text() == "$25"
+        return page.locator("#balance").inner_text() == "$25.00"
 
     assert until(credited), "the demo credits reach the dashboard"
     shot(page, "02-dashboard-new")

@@ -341,7 +341,9 @@ impl ControlPlane {
                 refunded,
                 before,
             } => {
-                let deposit = self.deposit(&payment_intent).await?;
+                let Some(deposit) = self.deposit(payments, &payment_intent).await? else {
+                    return Ok(Vec::new());
+                };
                 let reference = format!("{charge}:refunded:{}", refunded.0);
                 let (credits, fee) = deposit.split_step(before, refunded);
                 vec![envelope(
@@ -361,7 +363,9 @@ impl ControlPlane {
                 payment_intent,
                 amount,
             } => {
-                let deposit = self.deposit(&payment_intent).await?;
+                let Some(deposit) = self.deposit(payments, &payment_intent).await? else {
+                    return Ok(Vec::new());
+                };
                 let (credits, fee) = deposit.split_step(Cents(0), amount);
                 vec![envelope(
                     events::billing_event_id("dispute", &dispute),
@@ -381,7 +385,9 @@ impl ControlPlane {
                 amount,
                 won: true,
             } => {
-                let deposit = self.deposit(&payment_intent).await?;
+                let Some(deposit) = self.deposit(payments, &payment_intent).await? else {
+                    return Ok(Vec::new());
+                };
                 let (credits, fee) = deposit.split_step(Cents(0), amount);
                 vec![envelope(
                     events::billing_event_id("dispute_won", &dispute),
@@ -401,28 +407,48 @@ impl ControlPlane {
         })
     }
 
-    /// The settled deposit of `payment`, as the ledger folded it.
-    async fn deposit(&self, payment: &str) -> Result<SettledDeposit, WebhookError> {
+    /// The settled deposit of `payment`, as the ledger folded it; `None`
+    /// for a payment the router did not make (another product's, on the
+    /// same Stripe account), whose refunds and disputes are not ours.
+    async fn deposit(
+        &self,
+        payments: &Payments,
+        payment: &str,
+    ) -> Result<Option<SettledDeposit>, WebhookError> {
         let row = sqlx::query("SELECT account, credits, fee FROM deposits WHERE payment = $1")
             .bind(payment)
             .fetch_optional(&self.store.pool)
             .await
-            .map_err(|e| WebhookError::Retry(e.to_string()))?
-            .ok_or_else(|| {
-                WebhookError::Retry(format!(
+            .map_err(|e| WebhookError::Retry(e.to_string()))?;
+        let Some(row) = row else {
+            let ours = payments
+                .stripe
+                .intent_account(payment)
+                .await
+                .map_err(|e| WebhookError::Retry(e.to_string()))?;
+            return match ours {
+                None => {
+                    tracing::info!(
+                        payment,
+                        "refund or dispute of a payment the router did not make: ignored"
+                    );
+                    Ok(None)
+                }
+                Some(_) => Err(WebhookError::Retry(format!(
                     "no settled deposit for {payment} yet; Stripe will send this again"
-                ))
-            })?;
+                ))),
+            };
+        };
         let get = |r: Result<i64, sqlx::Error>| r.map_err(|e| WebhookError::Retry(e.to_string()));
         let account: String = row
             .try_get("account")
             .map_err(|e| WebhookError::Retry(e.to_string()))?;
         let cents = |nanos: i64| Money::from_nanos(nanos).cents().unwrap_or_default();
-        Ok(SettledDeposit {
+        Ok(Some(SettledDeposit {
             account: parse_account(&account)?,
             credits: cents(get(row.try_get("credits"))?),
             fee: cents(get(row.try_get("fee"))?),
-        })
+        }))
     }
 }
 

@@ -466,9 +466,10 @@ async fn refunds_and_disputes_take_back_exactly_what_was_paid() {
         .unwrap();
     wait_for_balance(&alice, after_spend - usd("20")).await;
     assert!(balance(&alice).await < Money::ZERO);
-    // A negative balance stops spending.
+    // A negative balance stops spending; free models still serve.
     let refused = stack.chat(&key, "premium").await;
     assert_eq!(refused.status(), 402);
+    assert_eq!(stack.chat(&key, "llama3.1-8b").await.status(), 200);
     // Won: the credits and fee come back.
     let closed = reqwest::Client::new()
         .post(format!(
@@ -819,5 +820,66 @@ async fn three_declines_in_a_row_turn_auto_recharge_off() {
     let (status, set) = set_auto_recharge(&alice, "50", "10").await;
     assert_eq!(status, 200);
     assert_eq!(set["declines"], 0);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payments_the_router_did_not_make_are_acknowledged_and_left_alone() {
+    // Another product on the same Stripe account sells something through
+    // Checkout, then refunds it: the router answers 2xx (or Stripe would
+    // retry for days) and books nothing.
+    let stack = stripe_stack().await;
+    let alice = owner(&stack, "alice@example.com").await;
+    let sim = &stack.gateway.sim_url;
+    let http = reqwest::Client::new();
+    let post = |path: &str, form: Vec<(&str, &str)>| {
+        http.post(format!("{sim}/stripe/v1/{path}"))
+            .bearer_auth(simulator::stripe::SECRET_KEY)
+            .form(&form)
+            .send()
+    };
+    let session: Value = post(
+        "checkout/sessions",
+        vec![
+            ("mode", "payment"),
+            ("line_items[0][price_data][currency]", "usd"),
+            ("line_items[0][price_data][unit_amount]", "2500"),
+            ("line_items[0][price_data][product_data][name]", "T-shirt"),
+            ("line_items[0][quantity]", "1"),
+            ("success_url", "https://shop.example.com/thanks"),
+            ("metadata[order]", "42"),
+        ],
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        pay_on_checkout(session["url"].as_str().unwrap(), PAYS).await,
+        303
+    );
+    let paid = stripe_api(
+        &stack,
+        &format!("checkout/sessions/{}", session["id"].as_str().unwrap()),
+    )
+    .await;
+    let intent = paid["payment_intent"].as_str().unwrap();
+    let refund = post("refunds", vec![("payment_intent", intent)])
+        .await
+        .unwrap();
+    assert_eq!(refund.status(), 200);
+    let answered = eventually(Duration::from_secs(20), async || {
+        let all = deliveries(&stack).await;
+        all.iter().any(|d| d["type"] == "charge.refunded") && all.iter().all(|d| d["status"] == 200)
+    })
+    .await;
+    assert!(answered, "{:#?}", deliveries(&stack).await);
+    let deposits: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deposits")
+        .fetch_one(&stack.backends.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(deposits, 0);
+    assert_eq!(balance(&alice).await, Money::ZERO);
     stack.stop().await;
 }

@@ -38,7 +38,7 @@ async fn sign_up_key_call_see_cost_revoke() {
             .get("/dashboard")
             .await
             .body
-            .contains("id=\"balance\">$25<")
+            .contains("id=\"balance\">$25.00<")
     })
     .await;
     assert!(credited.is_some(), "demo credits shown to the owner");

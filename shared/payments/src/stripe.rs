@@ -19,7 +19,7 @@ use stripe_checkout::CheckoutSessionMode;
 use stripe_core::customer::CreateCustomer;
 use stripe_core::dispute::ListDispute;
 use stripe_core::payment_intent::{
-    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent,
+    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
 };
 use stripe_core::refund::ListRefund;
 use stripe_core::setup_intent::RetrieveSetupIntent;
@@ -231,6 +231,18 @@ impl Stripe {
             .send(&self.client)
             .await?;
         checkout(session.id.to_string(), session.url)
+    }
+
+    /// The account a PaymentIntent was made for (its `account` metadata);
+    /// `None` for payments the router did not make.
+    pub async fn intent_account(
+        &self,
+        payment_intent: &str,
+    ) -> Result<Option<String>, PaymentsError> {
+        let intent = RetrievePaymentIntent::new(payment_intent)
+            .send(&self.client)
+            .await?;
+        Ok(intent.metadata.get("account").cloned())
     }
 
     /// The card a completed setup saved.

@@ -151,6 +151,15 @@ impl StripeEvent {
         let object = &self.data.object;
         match self.kind.as_str() {
             "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+                // Sessions the router did not make (other products on the
+                // same Stripe account) are acknowledged and left alone.
+                let ours = matches!(
+                    object["metadata"]["kind"].as_str(),
+                    Some("deposit" | "save_card")
+                );
+                if !ours {
+                    return Ok(Notice::Ignored);
+                }
                 match object["mode"].as_str() {
                     Some("payment") => self.deposit_paid(),
                     Some("setup") if self.kind == "checkout.session.completed" => {
@@ -285,7 +294,7 @@ mod tests {
     fn a_paid_deposit_session_reads_its_amounts_and_refuses_mismatches() {
         let session = json!({"id": "cs_1", "object": "checkout.session", "mode": "payment",
             "payment_status": "paid", "payment_intent": "pi_1", "amount_total": 1040, "currency": "usd",
-            "client_reference_id": "acct", "metadata": {"account": "acct", "credits_cents": "1000", "fee_cents": "40"}});
+            "client_reference_id": "acct", "metadata": {"account": "acct", "kind": "deposit", "credits_cents": "1000", "fee_cents": "40"}});
         assert_eq!(
             event("checkout.session.completed", session.clone(), None).notice(),
             Ok(Notice::DepositPaid {
@@ -302,6 +311,13 @@ mod tests {
         assert_eq!(
             event("checkout.session.completed", unpaid, None).notice(),
             Ok(Notice::Ignored)
+        );
+        let mut foreign = session.clone();
+        foreign["metadata"] = json!({"order": "42"});
+        assert_eq!(
+            event("checkout.session.completed", foreign, None).notice(),
+            Ok(Notice::Ignored),
+            "a session another product made is not a deposit"
         );
         let mut short = session;
         short["amount_total"] = json!(1000);

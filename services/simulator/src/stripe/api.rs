@@ -281,6 +281,16 @@ fn page(objects: &[Value], page: &Page, url: &str) -> Reply {
     .into_response()
 }
 
+pub(super) async fn list_customers(
+    State(sim): State<Arc<Simulator>>,
+    headers: HeaderMap,
+    Query(p): Query<Page>,
+) -> Reply {
+    read(&sim, &headers, |store| {
+        page(&store.customers.0, &p, "/v1/customers")
+    })
+}
+
 pub(super) async fn list_sessions(
     State(sim): State<Arc<Simulator>>,
     headers: HeaderMap,

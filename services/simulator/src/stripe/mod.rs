@@ -226,7 +226,10 @@ fn new_id(prefix: &str) -> String {
 /// The routes under `/stripe`, and the controls under `/_sim/stripe`.
 pub fn routes() -> Router<std::sync::Arc<crate::Simulator>> {
     Router::new()
-        .route("/stripe/v1/customers", post(api::create_customer))
+        .route(
+            "/stripe/v1/customers",
+            post(api::create_customer).get(api::list_customers),
+        )
         .route("/stripe/v1/customers/{id}", get(api::retrieve_customer))
         .route(
             "/stripe/v1/checkout/sessions",

@@ -33,8 +33,10 @@ pub struct Delivery {
     pub attempt: usize,
     /// The endpoint's answer; `None` when it could not be reached.
     pub status: Option<u16>,
-    /// The event as sent (unsigned), so a test can replay it.
+    /// The event as sent, so a test can replay it.
     pub payload: String,
+    /// Its `Stripe-Signature` header.
+    pub signature: String,
 }
 
 /// Sends each `(type, object, previous attributes)` as an event.
@@ -82,7 +84,7 @@ async fn deliver(sim: &Simulator, url: &str, secret: &str, payload: &str, id: &s
             .http
             .post(url)
             .header("content-type", "application/json; charset=utf-8")
-            .header("stripe-signature", signature)
+            .header("stripe-signature", &signature)
             .body(payload.to_owned())
             .send()
             .await;
@@ -98,6 +100,7 @@ async fn deliver(sim: &Simulator, url: &str, secret: &str, payload: &str, id: &s
                 attempt: attempt + 1,
                 status,
                 payload: payload.to_owned(),
+                signature: signature.clone(),
             });
         if status.is_some_and(|s| (200..300).contains(&s)) {
             return;

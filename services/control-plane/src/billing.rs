@@ -565,14 +565,20 @@ impl ControlPlane {
             merged.push(HistoryRow {
                 at: format!("{date} (day)"),
                 kind: "usage".into(),
-                detail: format!("{requests} requests"),
+                detail: match requests {
+                    1 => "1 request".to_owned(),
+                    n => format!("{n} requests"),
+                },
                 credits: Money::ZERO - Money::from_nanos(day.try_get("spent")?),
                 fee: Money::ZERO,
                 balance: Money::ZERO,
             });
         }
-        // Usage rows ("YYYY-MM-DD (day)") sort after that day's events.
-        merged.sort_by(|a, b| a.at.cmp(&b.at));
+        // A day's usage total comes after that day's events.
+        merged.sort_by(|a, b| {
+            let key = |r: &HistoryRow| (r.at.get(..10).map(str::to_owned), r.kind == "usage");
+            key(a).cmp(&key(b)).then_with(|| a.at.cmp(&b.at))
+        });
         let mut balance = Money::ZERO;
         for row in &mut merged {
             balance += row.credits;

@@ -753,6 +753,21 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
         "{billing}"
     );
     assert_eq!(billing["auto_recharge"]["charging"], false);
+    assert_eq!(
+        kinds.last(),
+        Some(&"usage"),
+        "the day's usage total comes after its events"
+    );
+    let last = billing["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["balance"], billing["balance"],
+        "the running balance ends at the balance"
+    );
 
     // Raising the threshold over the balance: the next request recharges again, once.
     let (status, _) = set_auto_recharge(&alice, "25", "10").await;

@@ -29,7 +29,7 @@ fn dollars(cents: i64) -> String {
 
 fn page_with(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Stripe (simulated)</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{title} · Stripe (simulated)</title>\
 <style>body{{font:15px system-ui,sans-serif;max-width:480px;margin:3rem auto;color:#1d2330}}\
 table{{width:100%;border-collapse:collapse}}td{{padding:.3rem 0;border-bottom:1px solid #dde3ea}}\
 .num{{text-align:right}}input{{font:inherit;width:100%;padding:.4rem;margin:.4rem 0}}\

@@ -15,7 +15,9 @@
 //! `secret`) registers where events go; `POST /_sim/stripe/disputes`
 //! (`payment_intent`) opens a dispute and `POST
 //! /_sim/stripe/disputes/{id}/close` (`status`: won or lost) closes it;
-//! `GET /_sim/stripe/deliveries` lists webhook attempts.
+//! `GET /_sim/stripe/deliveries` lists webhook attempts; `POST
+//! /_sim/stripe/latency` (`ms`) delays PaymentIntents' answers and events
+//! (after charging); `GET /_sim/stripe/idempotency` counts replayed keys.
 
 mod api;
 mod checkout;

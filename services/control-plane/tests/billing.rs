@@ -4,7 +4,7 @@
 //! declines; and the webhook endpoint under attack: unsigned, stale,
 //! tampered, replayed, duplicated and out-of-order deliveries.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control_plane::ControlPlaneConfig;
 use money::Money;
@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use test_support::backends::Backends;
 use test_support::dashboard::{fast_config, Browser, Stack, WEBHOOK_SECRET};
+use test_support::eventually;
 
 const PAYS: &str = "4242 4242 4242 4242";
 const SAVES_THEN_DECLINES: &str = "4000 0000 0000 0341";
@@ -25,19 +26,13 @@ fn paying_config() -> ControlPlaneConfig {
     }
 }
 
-async fn stripe_stack() -> Stack {
-    Stack::start_with_stripe(Backends::embedded().await, paying_config()).await
+/// The simulated Stripe's API base, as the stack's clients are given it.
+fn stripe_base(stack: &Stack) -> String {
+    format!("{}/stripe", stack.gateway.sim_url)
 }
 
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+async fn stripe_stack() -> Stack {
+    Stack::start_with_stripe(Backends::embedded().await, paying_config()).await
 }
 
 fn usd(text: &str) -> Money {
@@ -68,67 +63,16 @@ async fn wait_for_balance(browser: &Browser, expected: Money) {
     );
 }
 
-/// Pays (or saves a card) on the hosted Checkout page with `card`; the
-/// page's status.
-async fn pay_on_checkout(checkout_url: &str, card: &str) -> u16 {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(checkout_url)
-        .form(&[("card", card)])
-        .send()
-        .await
-        .expect("checkout page reachable")
-        .status()
-        .as_u16()
-}
-
-/// Deposits `amount` through the API and Checkout; the PaymentIntent id.
+/// Deposits `amount` paid with `card`; the PaymentIntent id.
 async fn deposit(stack: &Stack, browser: &Browser, amount: &str, card: &str) -> String {
-    let (status, started) = browser
-        .api(
-            Method::POST,
-            "/api/v1/billing/deposits",
-            Some(json!({ "amount": amount })),
-        )
-        .await;
-    assert_eq!(status, 201, "{started}");
-    let url = started["checkout_url"].as_str().expect("checkout url");
-    assert_eq!(pay_on_checkout(url, card).await, 303);
-    let session = started["session"].as_str().expect("session").to_owned();
-    let session: Value = stripe_api(stack, &format!("checkout/sessions/{session}")).await;
+    let session = browser.deposit(amount, card).await;
+    let session =
+        test_support::stripe::get(&stripe_base(stack), &format!("checkout/sessions/{session}"))
+            .await;
     session["payment_intent"]
         .as_str()
         .expect("a paid session has its PaymentIntent")
         .to_owned()
-}
-
-/// Saves `card` through the dashboard's form and Checkout (setup mode).
-async fn save_card(browser: &Browser, card: &str) {
-    let page = browser.post("/billing/card", &[]).await;
-    assert_eq!(page.status, 303, "{}", page.body);
-    let checkout = page.location.expect("sent to Checkout");
-    assert_eq!(pay_on_checkout(&checkout, card).await, 303);
-    let saved = eventually(Duration::from_secs(20), async || {
-        let (_, billing) = browser.api(Method::GET, "/api/v1/billing", None).await;
-        billing["auto_recharge"]["card"].is_string()
-    })
-    .await;
-    assert!(saved, "the saved card never showed");
-}
-
-/// `GET /v1/{path}` on the simulator's Stripe with the secret key.
-async fn stripe_api(stack: &Stack, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/stripe/v1/{path}", stack.gateway.sim_url))
-        .bearer_auth(simulator::stripe::SECRET_KEY)
-        .send()
-        .await
-        .expect("simulator reachable")
-        .json()
-        .await
-        .expect("json")
 }
 
 /// Every webhook delivery the simulator attempted, oldest first.
@@ -208,8 +152,8 @@ async fn a_deposit_paid_at_checkout_adds_its_credits_and_books_the_fee() {
     assert!(hosted.contains("Pay $10.40"), "{hosted}");
 
     // A declined card pays nothing and leaves the page open.
-    assert_eq!(pay_on_checkout(&checkout, DECLINED).await, 402);
-    assert_eq!(pay_on_checkout(&checkout, PAYS).await, 303);
+    assert_eq!(test_support::stripe::pay(&checkout, DECLINED).await, 402);
+    assert_eq!(test_support::stripe::pay(&checkout, PAYS).await, 303);
     wait_for_balance(&alice, usd("10")).await;
 
     let (_, billing) = alice.api(Method::GET, "/api/v1/billing", None).await;
@@ -278,7 +222,7 @@ async fn deposits_outside_the_rules_are_refused_before_stripe_is_called() {
         .await;
     assert_eq!(status, 400);
     // Nothing reached Stripe: no Checkout Session was made.
-    let sessions = stripe_api(&stack, "checkout/sessions").await;
+    let sessions = test_support::stripe::get(&stripe_base(&stack), "checkout/sessions").await;
     assert_eq!(
         sessions["data"].as_array().map(Vec::len),
         Some(0),
@@ -689,18 +633,6 @@ async fn set_auto_recharge(browser: &Browser, threshold: &str, amount: &str) -> 
         .await
 }
 
-/// PaymentIntents the ledger made for recharges (not Checkout's).
-async fn recharge_intents(stack: &Stack) -> Vec<Value> {
-    let list = stripe_api(stack, "payment_intents?limit=100").await;
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["metadata"]["kind"] == "recharge")
-        .cloned()
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_recharge_charges_the_card_once_per_crossing() {
     let stack = stripe_stack().await;
@@ -713,7 +645,7 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
         .unwrap()
         .contains("Save a card"));
     deposit(&stack, &alice, "10", PAYS).await;
-    save_card(&alice, PAYS).await;
+    alice.save_card(PAYS).await;
     let (status, _) = set_auto_recharge(&alice, "10", "4").await;
     assert_eq!(status, 400);
     let (status, _) = set_auto_recharge(&alice, "-1", "10").await;
@@ -722,7 +654,9 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
     assert_eq!(status, 200, "{set}");
     assert_eq!(set["enabled"], true);
     wait_for_balance(&alice, usd("10")).await;
-    assert!(recharge_intents(&stack).await.is_empty());
+    assert!(test_support::stripe::recharge_intents(&stripe_base(&stack))
+        .await
+        .is_empty());
 
     // Twelve requests at once take the balance under $10: one recharge.
     let key = alice.create_key("spend").await;
@@ -736,7 +670,7 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
     .await;
     assert!(recharged, "no recharge: balance {}", balance(&alice).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let intents = recharge_intents(&stack).await;
+    let intents = test_support::stripe::recharge_intents(&stripe_base(&stack)).await;
     assert_eq!(intents.len(), 1, "{intents:?}");
     assert_eq!(intents[0]["amount"], 1040, "$10 and the 4% fee");
     assert_eq!(intents[0]["status"], "succeeded");
@@ -774,7 +708,11 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
     assert_eq!(status, 200);
     assert_eq!(stack.chat(&key, "premium").await.status(), 200);
     let again = eventually(Duration::from_secs(20), async || {
-        recharge_intents(&stack).await.len() == 2 && balance(&alice).await > usd("29")
+        test_support::stripe::recharge_intents(&stripe_base(&stack))
+            .await
+            .len()
+            == 2
+            && balance(&alice).await > usd("29")
     })
     .await;
     assert!(again, "second crossing did not recharge");
@@ -797,7 +735,7 @@ async fn three_declines_in_a_row_turn_auto_recharge_off() {
     let stack = stripe_stack().await;
     let alice = owner(&stack, "alice@example.com").await;
     deposit(&stack, &alice, "10", PAYS).await;
-    save_card(&alice, SAVES_THEN_DECLINES).await;
+    alice.save_card(SAVES_THEN_DECLINES).await;
     let (status, _) = set_auto_recharge(&alice, "50", "10").await;
     assert_eq!(status, 200);
     wait_for_balance(&alice, usd("10")).await;
@@ -823,7 +761,9 @@ async fn three_declines_in_a_row_turn_auto_recharge_off() {
         "{auto}"
     );
     assert_eq!(
-        recharge_intents(&stack).await.len(),
+        test_support::stripe::recharge_intents(&stripe_base(&stack))
+            .await
+            .len(),
         3,
         "the fourth request charged nothing"
     );
@@ -871,11 +811,11 @@ async fn payments_the_router_did_not_make_are_acknowledged_and_left_alone() {
     .await
     .unwrap();
     assert_eq!(
-        pay_on_checkout(session["url"].as_str().unwrap(), PAYS).await,
+        test_support::stripe::pay(session["url"].as_str().unwrap(), PAYS).await,
         303
     );
-    let paid = stripe_api(
-        &stack,
+    let paid = test_support::stripe::get(
+        &stripe_base(&stack),
         &format!("checkout/sessions/{}", session["id"].as_str().unwrap()),
     )
     .await;

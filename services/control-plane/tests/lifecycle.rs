@@ -4,25 +4,14 @@
 //! login, guessing one account's password from many addresses, planted
 //! CSRF cookies, framing. Against a real stack, over HTTP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control_plane::ControlPlaneConfig;
 use reqwest::Method;
 use serde_json::json;
 use test_support::backends::Backends;
 use test_support::dashboard::{fast_config, Browser, Stack, PASSWORD};
-
-/// Polls `check` every 10 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
+use test_support::eventually;
 
 /// `owner` invites `email` as `role`; the invited person joins in a new browser.
 async fn join(stack: &Stack, owner: &Browser, email: &str, role: &str) -> Browser {

@@ -7,26 +7,16 @@
 //! books must make `reconcile` fail and name it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use test_support::dashboard::{Browser, PASSWORD};
 use test_support::deployment::{temp_dir, up, Up};
+use test_support::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
-
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
 
 /// Runs `modelrouter` with `args` on the data dir; success and output.
 async fn run(data: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
@@ -52,24 +42,6 @@ async fn chat(url: &str, key: &str, model: &str) -> u16 {
         .send()
         .await
         .map_or(0, |r| r.status().as_u16())
-}
-
-async fn pay(checkout: &str, card: &str) {
-    let paid = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(checkout)
-        .form(&[("card", card)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        paid.status(),
-        303,
-        "{}",
-        paid.text().await.unwrap_or_default()
-    );
 }
 
 async fn history_kinds(owner: &Browser) -> Vec<String> {
@@ -156,31 +128,10 @@ async fn a_day_of_use(running: &Up) -> Browser {
     // and won, a saved card and one auto-recharge.
     let mut intents = Vec::new();
     for amount in ["10", "25"] {
-        let (status, started) = owner
-            .api(
-                Method::POST,
-                "/api/v1/billing/deposits",
-                Some(json!({ "amount": amount })),
-            )
-            .await;
-        assert_eq!(status, 201, "{started}");
-        pay(
-            started["checkout_url"].as_str().unwrap(),
-            "4242 4242 4242 4242",
-        )
-        .await;
-        let session: Value = http
-            .get(format!(
-                "{url}/sim/stripe/v1/checkout/sessions/{}",
-                started["session"].as_str().unwrap()
-            ))
-            .bearer_auth(simulator::stripe::SECRET_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let session = owner.deposit(amount, "4242 4242 4242 4242").await;
+        let stripe = format!("{url}/sim/stripe");
+        let session =
+            test_support::stripe::get(&stripe, &format!("checkout/sessions/{session}")).await;
         intents.push(session["payment_intent"].as_str().unwrap().to_owned());
     }
     let settled = eventually(Duration::from_secs(30), async || {
@@ -227,18 +178,7 @@ async fn a_day_of_use(running: &Up) -> Browser {
         .await
         .unwrap();
     assert_eq!(closed.status(), 200);
-    let card = owner.post("/billing/card", &[]).await;
-    pay(
-        card.location.as_deref().expect("to Checkout"),
-        "5555 5555 5555 4444",
-    )
-    .await;
-    let saved = eventually(Duration::from_secs(30), async || {
-        let (_, billing) = owner.api(Method::GET, "/api/v1/billing", None).await;
-        billing["auto_recharge"]["card"].is_string()
-    })
-    .await;
-    assert!(saved, "the card is saved");
+    owner.save_card("5555 5555 5555 4444").await;
     let (status, _) = owner
         .api(
             Method::PUT,

@@ -6,7 +6,7 @@
 //! must charge the card exactly once and credit it exactly once, and
 //! `reconcile` must find the books clean.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use money::Money;
 use reqwest::Method;
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use test_support::backends::{TestDb, NATS_URL};
 use test_support::dashboard::{Browser, KEY_HASH_SECRET, SESSION_SECRET};
 use test_support::deployment::{kill9, url_in, Deployment};
+use test_support::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
 const WEBHOOK_SECRET: &str = "whsec_recharge_test";
@@ -32,64 +33,12 @@ fn stripe_env(sim: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 async fn balance(browser: &Browser) -> Money {
     let (_, credits) = browser.api(Method::GET, "/api/v1/credits", None).await;
     credits["balance"]
         .as_str()
         .and_then(|b| b.parse().ok())
         .unwrap_or_else(|| panic!("no balance in {credits}"))
-}
-
-async fn checkout(url: &str, card: &str) {
-    let paid = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(url)
-        .form(&[("card", card)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        paid.status(),
-        303,
-        "{}",
-        paid.text().await.unwrap_or_default()
-    );
-}
-
-async fn stripe_get(sim: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{sim}/stripe/v1/{path}"))
-        .bearer_auth(simulator::stripe::SECRET_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// The recharge PaymentIntents at Stripe.
-async fn recharges_at_stripe(sim: &str) -> Vec<Value> {
-    stripe_get(sim, "payment_intents?limit=100").await["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["metadata"]["kind"] == "recharge")
-        .cloned()
-        .collect()
 }
 
 #[tokio::test]
@@ -131,25 +80,8 @@ async fn each_crossing_charges_once_while_the_ledger_is_killed() {
     // An owner deposits $10, saves a card and turns auto-recharge on.
     let owner = Browser::new(&cp);
     owner.sign_up("finance@example.com", "Finance").await;
-    let (status, started) = owner
-        .api(
-            Method::POST,
-            "/api/v1/billing/deposits",
-            Some(json!({"amount": "10"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{started}");
-    checkout(
-        started["checkout_url"].as_str().unwrap(),
-        "4242424242424242",
-    )
-    .await;
-    let card = owner.post("/billing/card", &[]).await;
-    checkout(
-        card.location.as_deref().expect("to Checkout"),
-        "4242424242424242",
-    )
-    .await;
+    owner.deposit("10", "4242424242424242").await;
+    owner.save_card("4242424242424242").await;
     let ready = eventually(Duration::from_secs(30), async || {
         let (_, billing) = owner.api(Method::GET, "/api/v1/billing", None).await;
         billing["auto_recharge"]["card"].is_string() && billing["balance"] == "10"
@@ -194,7 +126,10 @@ async fn each_crossing_charges_once_while_the_ledger_is_killed() {
         kill9(&mut ledger).await;
         ledger = deployment.start(ledger_command(), "ledger").await.0;
         let paid = eventually(Duration::from_secs(60), async || {
-            recharges_at_stripe(&sim).await.len() > crossing
+            test_support::stripe::recharge_intents(&format!("{sim}/stripe"))
+                .await
+                .len()
+                > crossing
                 && balance(&owner).await > now + Money::from_nanos(9 * 1_000_000_000)
         })
         .await;
@@ -203,7 +138,7 @@ async fn each_crossing_charges_once_while_the_ledger_is_killed() {
     set_latency(&http, &sim, 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let intents = recharges_at_stripe(&sim).await;
+    let intents = test_support::stripe::recharge_intents(&format!("{sim}/stripe")).await;
     assert_eq!(intents.len(), 5, "one charge per crossing: {intents:#?}");
     assert!(intents
         .iter()

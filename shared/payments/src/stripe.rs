@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use money::Cents;
 use serde::Deserialize;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
@@ -334,80 +335,52 @@ impl Stripe {
 
     /// Every succeeded PaymentIntent (for reconciliation).
     pub async fn paid_intents(&self) -> Result<Vec<PaidIntent>, PaymentsError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut request = ListPaymentIntent::new().limit(100);
-            if let Some(after) = &after {
-                request = request.starting_after(after.as_str());
-            }
-            let page = request.send(&self.client).await?;
-            for intent in &page.data {
-                if intent.status.as_str() == "succeeded" {
-                    out.push(PaidIntent {
-                        id: intent.id.to_string(),
-                        amount: Cents(intent.amount),
-                        metadata: intent.metadata.clone(),
-                    });
-                }
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.to_string()),
-                _ => return Ok(out),
-            }
-        }
+        let pages = ListPaymentIntent::new().limit(PAGE).paginate();
+        let intents: Vec<_> = pages.stream(&self.client).try_collect().await?;
+        Ok(intents
+            .into_iter()
+            .filter(|intent| intent.status.as_str() == "succeeded")
+            .map(|intent| PaidIntent {
+                id: intent.id.to_string(),
+                amount: Cents(intent.amount),
+                metadata: intent.metadata,
+            })
+            .collect())
     }
 
     /// Every refund (for reconciliation).
     pub async fn refunds(&self) -> Result<Vec<Reversal>, PaymentsError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut request = ListRefund::new().limit(100);
-            if let Some(after) = &after {
-                request = request.starting_after(after.as_str());
-            }
-            let page = request.send(&self.client).await?;
-            for refund in &page.data {
-                out.push(Reversal {
-                    id: refund.id.to_string(),
-                    payment_intent: refund.payment_intent.as_ref().map(|p| p.id().to_string()),
-                    amount: Cents(refund.amount),
-                    status: refund.status.clone().unwrap_or_default(),
-                });
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.to_string()),
-                _ => return Ok(out),
-            }
-        }
+        let pages = ListRefund::new().limit(PAGE).paginate();
+        let refunds: Vec<_> = pages.stream(&self.client).try_collect().await?;
+        Ok(refunds
+            .into_iter()
+            .map(|refund| Reversal {
+                id: refund.id.to_string(),
+                payment_intent: refund.payment_intent.as_ref().map(|p| p.id().to_string()),
+                amount: Cents(refund.amount),
+                status: refund.status.unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Every dispute (for reconciliation).
     pub async fn disputes(&self) -> Result<Vec<Reversal>, PaymentsError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut request = ListDispute::new().limit(100);
-            if let Some(after) = &after {
-                request = request.starting_after(after.as_str());
-            }
-            let page = request.send(&self.client).await?;
-            for dispute in &page.data {
-                out.push(Reversal {
-                    id: dispute.id.to_string(),
-                    payment_intent: dispute.payment_intent.as_ref().map(|p| p.id().to_string()),
-                    amount: Cents(dispute.amount),
-                    status: dispute.status.as_str().to_owned(),
-                });
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.to_string()),
-                _ => return Ok(out),
-            }
-        }
+        let pages = ListDispute::new().limit(PAGE).paginate();
+        let disputes: Vec<_> = pages.stream(&self.client).try_collect().await?;
+        Ok(disputes
+            .into_iter()
+            .map(|dispute| Reversal {
+                id: dispute.id.to_string(),
+                payment_intent: dispute.payment_intent.as_ref().map(|p| p.id().to_string()),
+                amount: Cents(dispute.amount),
+                status: dispute.status.as_str().to_owned(),
+            })
+            .collect())
     }
 }
+
+/// Objects per page when listing (Stripe's maximum).
+const PAGE: i64 = 100;
 
 fn checkout(session: String, url: Option<String>) -> Result<Checkout, PaymentsError> {
     let url = url.ok_or_else(|| {

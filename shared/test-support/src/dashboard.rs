@@ -341,6 +341,39 @@ impl Browser {
             .to_owned()
     }
 
+    /// Starts a deposit of `amount` through the admin API and pays it on the
+    /// hosted Checkout page with `card`; the Checkout Session's id.
+    pub async fn deposit(&self, amount: &str, card: &str) -> String {
+        let (status, started) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/billing/deposits",
+                Some(serde_json::json!({ "amount": amount })),
+            )
+            .await;
+        assert_eq!(status, 201, "{started}");
+        let checkout = started["checkout_url"].as_str().expect("checkout url");
+        assert_eq!(crate::stripe::pay(checkout, card).await, 303, "paid");
+        started["session"].as_str().expect("session").to_owned()
+    }
+
+    /// Saves `card` through the billing page and Checkout (setup mode);
+    /// returns once `/api/v1/billing` shows it (within 30 s).
+    pub async fn save_card(&self, card: &str) {
+        let page = self.post("/billing/card", &[]).await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        let checkout = page.location.expect("sent to Checkout");
+        assert_eq!(crate::stripe::pay(&checkout, card).await, 303, "saved");
+        let shown = crate::eventually(Duration::from_secs(30), async || {
+            let (_, billing) = self
+                .api(reqwest::Method::GET, "/api/v1/billing", None)
+                .await;
+            billing["auto_recharge"]["card"].is_string()
+        })
+        .await;
+        assert!(shown, "the saved card never showed");
+    }
+
     /// Calls the JSON admin API with this browser's session and CSRF token.
     pub async fn api(
         &self,

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod dashboard;
 pub mod deployment;
+pub mod stripe;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,18 @@ pub struct Harness {
     pub gateway: Arc<Gateway>,
     /// A client for both.
     pub http: reqwest::Client,
+}
+
+/// Polls `check` every 20 ms until it holds (`true`) or `within` passes (`false`).
+pub async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 async fn listen() -> (TcpListener, String) {

@@ -142,16 +142,6 @@ pub(super) async fn create_customer(
     })
 }
 
-pub(super) async fn retrieve_customer(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.customers.get(&id), "customer", &id)
-    })
-}
-
 /// Where the hosted page of a session is: this simulator, as the caller reached it.
 fn page_url(headers: &HeaderMap, uri: &OriginalUri, id: &str) -> String {
     let host = headers
@@ -244,16 +234,6 @@ pub(super) async fn create_session(
     })
 }
 
-pub(super) async fn retrieve_session(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.sessions.get(&id), "checkout.session", &id)
-    })
-}
-
 #[derive(Deserialize)]
 pub(super) struct Page {
     limit: Option<usize>,
@@ -281,54 +261,31 @@ fn page(objects: &[Value], page: &Page, url: &str) -> Reply {
     .into_response()
 }
 
-pub(super) async fn list_customers(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Query(p): Query<Page>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        page(&store.customers.0, &p, "/v1/customers")
-    })
+/// `GET` of one object of a kind by its id (404 in Stripe's envelope, named
+/// `object`, when there is none).
+pub(super) fn retrieve(
+    kind: fn(&Store) -> &super::Kind,
+    object: &'static str,
+) -> axum::routing::MethodRouter<Arc<Simulator>> {
+    axum::routing::get(
+        move |State(sim): State<Arc<Simulator>>, headers: HeaderMap, Path(id): Path<String>| async move {
+            read(&sim, &headers, |store| {
+                found(kind(store).get(&id), object, &id)
+            })
+        },
+    )
 }
 
-pub(super) async fn list_sessions(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Query(p): Query<Page>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        page(&store.sessions.0, &p, "/v1/checkout/sessions")
-    })
-}
-
-pub(super) async fn list_intents(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Query(p): Query<Page>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        page(&store.intents.0, &p, "/v1/payment_intents")
-    })
-}
-
-pub(super) async fn list_refunds(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Query(p): Query<Page>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        page(&store.refunds.0, &p, "/v1/refunds")
-    })
-}
-
-pub(super) async fn list_disputes(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Query(p): Query<Page>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        page(&store.disputes.0, &p, "/v1/disputes")
-    })
+/// `GET` of a list: the objects of one kind, paged as Stripe pages them.
+pub(super) fn list(
+    kind: fn(&Store) -> &super::Kind,
+    url: &'static str,
+) -> axum::routing::MethodRouter<Arc<Simulator>> {
+    axum::routing::get(
+        move |State(sim): State<Arc<Simulator>>, headers: HeaderMap, Query(p): Query<Page>| async move {
+            read(&sim, &headers, |store| page(&kind(store).0, &p, url))
+        },
+    )
 }
 
 /// A PaymentIntent confirmed now with the card `payment_method`: paid (with
@@ -464,36 +421,6 @@ pub(super) async fn create_intent(
     response
 }
 
-pub(super) async fn retrieve_intent(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.intents.get(&id), "payment_intent", &id)
-    })
-}
-
-pub(super) async fn retrieve_setup_intent(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.setup_intents.get(&id), "setup_intent", &id)
-    })
-}
-
-pub(super) async fn retrieve_method(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.methods.get(&id), "payment_method", &id)
-    })
-}
-
 pub(super) async fn detach_method(
     State(sim): State<Arc<Simulator>>,
     headers: HeaderMap,
@@ -507,26 +434,6 @@ pub(super) async fn detach_method(
             .ok_or_else(|| not_found("payment_method", &id))?;
         method["customer"] = Value::Null;
         Ok((StatusCode::OK, method.clone()))
-    })
-}
-
-pub(super) async fn retrieve_charge(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.charges.get(&id), "charge", &id)
-    })
-}
-
-pub(super) async fn retrieve_dispute(
-    State(sim): State<Arc<Simulator>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    read(&sim, &headers, |store| {
-        found(store.disputes.get(&id), "dispute", &id)
     })
 }
 

@@ -39,6 +39,38 @@ button{{font:inherit;width:100%;padding:.5rem;background:#635bff;color:#fff;bord
     (status, Html(html)).into_response()
 }
 
+/// Why a Checkout page cannot be used.
+enum Closed {
+    Missing,
+    Done,
+}
+
+impl Closed {
+    fn page(self) -> Response {
+        match self {
+            Closed::Missing => page_with(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "<h1>This payment page does not exist.</h1>",
+            ),
+            Closed::Done => page_with(
+                StatusCode::GONE,
+                "Closed",
+                "<h1>This payment page is no longer open.</h1>",
+            ),
+        }
+    }
+}
+
+/// The session `id` if its page is open.
+fn open_session(store: &super::Store, id: &str) -> Result<Value, Closed> {
+    let session = store.sessions.get(id).ok_or(Closed::Missing)?;
+    if session["status"] != "open" {
+        return Err(Closed::Done);
+    }
+    Ok(session.clone())
+}
+
 /// `GET /stripe/checkout/{id}`.
 pub(super) async fn page(State(sim): State<Arc<Simulator>>, Path(id): Path<String>) -> Response {
     render(&sim, &id, StatusCode::OK, None)
@@ -46,20 +78,10 @@ pub(super) async fn page(State(sim): State<Arc<Simulator>>, Path(id): Path<Strin
 
 fn render(sim: &Simulator, id: &str, status: StatusCode, problem: Option<&str>) -> Response {
     let store = sim.stripe.store();
-    let Some(session) = store.sessions.get(id) else {
-        return page_with(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "<h1>This payment page does not exist.</h1>",
-        );
+    let session = match open_session(&store, id) {
+        Ok(session) => session,
+        Err(closed) => return closed.page(),
     };
-    if session["status"] != "open" {
-        return page_with(
-            StatusCode::GONE,
-            "Closed",
-            "<h1>This payment page is no longer open.</h1>",
-        );
-    }
     let request = store
         .session_requests
         .get(id)
@@ -136,20 +158,10 @@ pub(super) async fn pay(
     };
     let outcome = {
         let mut store = sim.stripe.store();
-        let Some(session) = store.sessions.get(&id).cloned() else {
-            return page_with(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "<h1>This payment page does not exist.</h1>",
-            );
+        let session = match open_session(&store, &id) {
+            Ok(session) => session,
+            Err(closed) => return closed.page(),
         };
-        if session["status"] != "open" {
-            return page_with(
-                StatusCode::GONE,
-                "Closed",
-                "<h1>This payment page is no longer open.</h1>",
-            );
-        }
         let request = store
             .session_requests
             .get(&id)

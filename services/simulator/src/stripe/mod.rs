@@ -230,38 +230,56 @@ pub fn routes() -> Router<std::sync::Arc<crate::Simulator>> {
     Router::new()
         .route(
             "/stripe/v1/customers",
-            post(api::create_customer).get(api::list_customers),
+            post(api::create_customer).merge(api::list(|s| &s.customers, "/v1/customers")),
         )
-        .route("/stripe/v1/customers/{id}", get(api::retrieve_customer))
+        .route(
+            "/stripe/v1/customers/{id}",
+            api::retrieve(|s| &s.customers, "customer"),
+        )
         .route(
             "/stripe/v1/checkout/sessions",
-            post(api::create_session).get(api::list_sessions),
+            post(api::create_session).merge(api::list(|s| &s.sessions, "/v1/checkout/sessions")),
         )
         .route(
             "/stripe/v1/checkout/sessions/{id}",
-            get(api::retrieve_session),
+            api::retrieve(|s| &s.sessions, "checkout.session"),
         )
         .route(
             "/stripe/v1/payment_intents",
-            post(api::create_intent).get(api::list_intents),
+            post(api::create_intent).merge(api::list(|s| &s.intents, "/v1/payment_intents")),
         )
-        .route("/stripe/v1/payment_intents/{id}", get(api::retrieve_intent))
+        .route(
+            "/stripe/v1/payment_intents/{id}",
+            api::retrieve(|s| &s.intents, "payment_intent"),
+        )
         .route(
             "/stripe/v1/setup_intents/{id}",
-            get(api::retrieve_setup_intent),
+            api::retrieve(|s| &s.setup_intents, "setup_intent"),
         )
-        .route("/stripe/v1/payment_methods/{id}", get(api::retrieve_method))
+        .route(
+            "/stripe/v1/payment_methods/{id}",
+            api::retrieve(|s| &s.methods, "payment_method"),
+        )
         .route(
             "/stripe/v1/payment_methods/{id}/detach",
             post(api::detach_method),
         )
-        .route("/stripe/v1/charges/{id}", get(api::retrieve_charge))
+        .route(
+            "/stripe/v1/charges/{id}",
+            api::retrieve(|s| &s.charges, "charge"),
+        )
         .route(
             "/stripe/v1/refunds",
-            post(api::create_refund).get(api::list_refunds),
+            post(api::create_refund).merge(api::list(|s| &s.refunds, "/v1/refunds")),
         )
-        .route("/stripe/v1/disputes", get(api::list_disputes))
-        .route("/stripe/v1/disputes/{id}", get(api::retrieve_dispute))
+        .route(
+            "/stripe/v1/disputes",
+            api::list(|s| &s.disputes, "/v1/disputes"),
+        )
+        .route(
+            "/stripe/v1/disputes/{id}",
+            api::retrieve(|s| &s.disputes, "dispute"),
+        )
         .route(
             "/stripe/checkout/{id}",
             get(checkout::page).post(checkout::pay),

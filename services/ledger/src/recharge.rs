@@ -54,12 +54,14 @@ impl Recharge {
                 self.brand = Some(c.brand.clone());
                 self.last4 = Some(c.last4.clone());
                 self.rearm();
+                self.abandon();
             }
             Event::CardRemoved(c) if self.payment_method.as_deref() == Some(&c.payment_method) => {
                 self.payment_method = None;
                 self.brand = None;
                 self.last4 = None;
                 self.enabled = false;
+                self.abandon();
             }
             Event::AutoRechargeSet(s) => {
                 self.enabled = s.enabled;
@@ -89,6 +91,15 @@ impl Recharge {
             _ => {}
         }
         None
+    }
+
+    /// The card changed: a recharge in flight is not charged (again) on
+    /// another card or none. One that reached Stripe already still settles
+    /// through its own `deposit_settled`; one that did not is dropped, and
+    /// the next usage under the threshold starts a fresh one.
+    fn abandon(&mut self) {
+        self.in_flight = None;
+        self.charging = Money::ZERO;
     }
 
     /// Settings changed: declines are forgiven and the next start may come at once.
@@ -345,5 +356,69 @@ mod tests {
         assert_eq!(r.charging, Money::ZERO);
         assert!(r.apply(&usage(account), usd("4.5")).is_some());
         assert_eq!(r.charging, usd("50"), "the next one buys the new amount");
+    }
+
+    #[test]
+    fn a_changed_card_never_leaves_a_recharge_stuck_in_flight() {
+        let account = AccountId::new();
+        let mut r = set_up(account);
+        let started = r.apply(&usage(account), usd("4"));
+        assert!(started.is_some());
+        r.apply(
+            &envelope(Event::CardRemoved(events::CardRemoved {
+                account,
+                payment_method: "pm_1".into(),
+            })),
+            usd("4"),
+        );
+        assert_eq!(r.in_flight, None, "nothing left to charge it to");
+        r.apply(
+            &envelope(Event::CardSaved(CardSaved {
+                account,
+                customer: "cus_1".into(),
+                payment_method: "pm_2".into(),
+                brand: "visa".into(),
+                last4: "4444".into(),
+            })),
+            usd("4"),
+        );
+        r.apply(
+            &envelope(Event::AutoRechargeSet(AutoRechargeSet {
+                account,
+                enabled: true,
+                threshold: usd("5"),
+                amount: usd("20"),
+            })),
+            usd("4"),
+        );
+        let again = r.apply(&usage(account), usd("3.9"));
+        assert!(
+            again.is_some() && again != started,
+            "a fresh recharge on the new card"
+        );
+        // Replacing the card mid-flight drops the old attempt too.
+        r.apply(
+            &envelope(Event::CardSaved(CardSaved {
+                account,
+                customer: "cus_1".into(),
+                payment_method: "pm_3".into(),
+                brand: "visa".into(),
+                last4: "1881".into(),
+            })),
+            usd("3.9"),
+        );
+        assert_eq!(r.in_flight, None);
+        // Its charge, had it reached Stripe, still settles as credits.
+        r.apply(
+            &envelope(Event::DepositSettled(DepositSettled {
+                account,
+                credits: usd("20"),
+                fee: usd("0.8"),
+                payment: "pi_9".into(),
+                recharge: again,
+            })),
+            usd("23.9"),
+        );
+        assert_eq!(r.in_flight, None);
     }
 }

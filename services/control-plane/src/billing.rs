@@ -27,12 +27,14 @@ use crate::ControlPlane;
 
 /// Card payments as the control plane makes them.
 pub struct Payments {
+    /// The Stripe client (Checkout, saved cards, the account's customer).
     pub stripe: Stripe,
     /// Webhook endpoint secrets: the current one first, then any still
     /// accepted during a rotation.
     pub webhook_secrets: Vec<String>,
     /// Where the dashboard is reached (Checkout returns there).
     pub public_url: String,
+    /// The smallest and largest deposit.
     pub limits: Limits,
 }
 

@@ -21,7 +21,9 @@ use crate::LedgerError;
 pub struct StripeRecords {
     /// Succeeded PaymentIntents.
     pub intents: Vec<PaidIntent>,
+    /// Every refund, whatever its status.
     pub refunds: Vec<Reversal>,
+    /// Every dispute, whatever its status.
     pub disputes: Vec<Reversal>,
 }
 
@@ -62,6 +64,7 @@ pub struct Settlement {
     /// Succeeded payments at Stripe made for no account of ours (other
     /// products on the same Stripe account); listed, not errors.
     pub foreign: usize,
+    /// Each disagreement, in words finance can act on.
     pub unmatched: Vec<String>,
 }
 

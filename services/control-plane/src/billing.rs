@@ -192,6 +192,14 @@ impl ControlPlane {
             payment_method: method,
         }))
         .await?;
+        // Read-your-writes: the ledger keeps the card; wait (briefly) for it
+        // to fold the removal, so the next request sees no card.
+        for _ in 0..100 {
+            if self.auto_recharge_of(member.account).await?.card.is_none() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 

@@ -118,19 +118,10 @@ impl AccountChanges {
             let loaded = crate::recharge::load(&mut **tx, &key).await?;
             self.recharges.insert(key.clone(), (loaded, false));
         }
-        let settings = matches!(
-            envelope.event,
-            events::Event::PaymentCustomerSet(_)
-                | events::Event::CardSaved(_)
-                | events::Event::CardRemoved(_)
-                | events::Event::AutoRechargeSet(_)
-                | events::Event::RechargeDeclined(_)
-                | events::Event::DepositSettled(_)
-        );
         let Some((state, _)) = self.recharges.get(&key) else {
             return Ok(());
         };
-        if !settings && !state.enabled {
+        if !state.enabled && !Recharge::settles_or_sets(&envelope.event) {
             return Ok(());
         }
         if !self.balances.contains_key(&key) {

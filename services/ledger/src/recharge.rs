@@ -64,7 +64,9 @@ impl Recharge {
                 self.abandon();
             }
             Event::AutoRechargeSet(s) => {
-                self.enabled = s.enabled;
+                // Only with a card to charge (the request may have raced
+                // the card's removal).
+                self.enabled = s.enabled && self.payment_method.is_some();
                 self.threshold = s.threshold;
                 self.amount = s.amount;
                 self.rearm();
@@ -122,6 +124,21 @@ impl Recharge {
         self.in_flight = Some(recharge);
         self.charging = self.amount;
         Some(recharge)
+    }
+
+    /// Whether `event` may change an account's auto-recharge whatever its
+    /// balance: its settings, its card, or the end of a recharge. Other
+    /// events (usage) matter only while auto-recharge is on.
+    pub fn settles_or_sets(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::PaymentCustomerSet(_)
+                | Event::CardSaved(_)
+                | Event::CardRemoved(_)
+                | Event::AutoRechargeSet(_)
+                | Event::RechargeDeclined(_)
+                | Event::DepositSettled(_)
+        )
     }
 
     /// Whether anything would ever make this account's state differ from
@@ -372,6 +389,16 @@ mod tests {
             usd("4"),
         );
         assert_eq!(r.in_flight, None, "nothing left to charge it to");
+        r.apply(
+            &envelope(Event::AutoRechargeSet(AutoRechargeSet {
+                account,
+                enabled: true,
+                threshold: usd("5"),
+                amount: usd("20"),
+            })),
+            usd("4"),
+        );
+        assert!(!r.enabled, "no card, no auto-recharge");
         r.apply(
             &envelope(Event::CardSaved(CardSaved {
                 account,

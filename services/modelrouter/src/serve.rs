@@ -39,6 +39,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         SimulatorMode::Auto => !config.has_provider_keys(),
     };
     let mut sim = None;
+    let mut stripe_simulated = false;
     if simulate {
         for provider in ProviderId::ALL {
             let Some(path) = simulator::base_path(provider) else {
@@ -59,7 +60,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             config.simulator.clone(),
             Arc::clone(&catalog),
         ));
-        simulate_stripe(&mut config, addr)?;
+        stripe_simulated = simulate_stripe(&mut config, addr)?;
     }
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
@@ -128,7 +129,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let drain = Arc::clone(&gateway);
     let mut app = Router::new();
     if let Some(sim) = sim {
-        if config.stripe.api_base.as_deref() == Some(&simulated_stripe(addr)) {
+        if stripe_simulated {
             for secret in config.stripe.webhook_secrets.iter().take(1) {
                 sim.stripe
                     .add_endpoint(&format!("http://{addr}/stripe/webhook"), secret);
@@ -158,7 +159,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
             ));
         }
     }
-    if config.stripe.api_base.as_deref() == Some(&simulated_stripe(addr)) {
+    if stripe_simulated {
         banner.push(format!("Card payments go to the simulator's Stripe: add credits at http://{addr}/billing with test card 4242 4242 4242 4242"));
     }
     match &first {
@@ -324,24 +325,20 @@ pub async fn migrate(config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Where `up` serves the simulator's Stripe.
-fn simulated_stripe(addr: std::net::SocketAddr) -> String {
-    format!("http://{addr}{SIM_MOUNT}/stripe")
-}
-
 /// Without a Stripe key of its own, `up` in simulator mode takes card
 /// payments through the simulator's Stripe (test cards, hosted Checkout,
 /// signed webhooks back to this process), so a deposit works end to end
 /// with no setup. The webhook secret is generated once into the data dir.
-fn simulate_stripe(config: &mut Config, addr: std::net::SocketAddr) -> Result<(), BoxError> {
+/// Whether it did (a Stripe key of the deployment's own wins).
+fn simulate_stripe(config: &mut Config, addr: std::net::SocketAddr) -> Result<bool, BoxError> {
     if config.stripe.secret_key.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     let secret = backbone::secret(config, "stripe-webhook", None)?;
     config.stripe.secret_key = Some(simulator::stripe::SECRET_KEY.to_owned());
-    config.stripe.api_base = Some(simulated_stripe(addr));
+    config.stripe.api_base = Some(format!("http://{addr}{SIM_MOUNT}/stripe"));
     config.stripe.webhook_secrets = vec![format!("whsec_{}", String::from_utf8_lossy(&secret))];
-    Ok(())
+    Ok(true)
 }
 
 /// `modelrouter reconcile`: replays the log and compares the books, looks

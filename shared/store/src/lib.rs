@@ -46,6 +46,9 @@ pub struct Store {
     pub backend: Backend,
 }
 
+/// The PostgreSQL advisory lock key held while migrating ("mr-migr" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x6d72_2d6d_6967_72;
+
 /// One migration: its number, name and SQL per backend.
 struct Migration {
     version: i64,
@@ -127,18 +130,49 @@ impl Store {
 
     /// Applies every migration not yet applied, each in its own
     /// transaction; returns the versions applied now.
+    ///
+    /// Any number of services may start at once against one fresh database:
+    /// on PostgreSQL the whole run holds a session-level advisory lock
+    /// ([`MIGRATION_LOCK`]) on one connection, so each migration is applied
+    /// exactly once and a second service waits, then finds nothing to do.
+    /// (Even `CREATE TABLE IF NOT EXISTS` fails when two sessions race it.)
+    /// SQLite's single writer serialises the transactions by itself.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let applied = self.apply(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = unlocked {
+                // The lock goes with the session: close it rather than return it to the pool.
+                tracing::warn!("releasing the migration lock: {e}");
+                conn.detach();
+            }
+        }
+        applied
+    }
+
+    async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>, StoreError> {
+        use sqlx::Connection;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         let mut applied = Vec::new();
         for m in MIGRATIONS {
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(m.version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
                     .await?;
             if done.is_some() {
                 continue;
@@ -152,7 +186,7 @@ impl Store {
                 name: m.name,
                 source,
             };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = conn.begin().await?;
             sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(m.version)

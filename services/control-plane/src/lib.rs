@@ -80,6 +80,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// The credits every new account is granted, when any (simulator mode).
+    pub fn demo_credits(&self) -> Option<Money> {
+        self.demo_credits
+    }
+
     /// A control plane on `log` and `store` (migrated), its projector
     /// following the log in the background.
     pub async fn start(

@@ -196,10 +196,15 @@ impl Accounts {
 
     /// Waits (at most `within`) until the ledger's state of `account` is
     /// here; `false` if it did not come.
-    pub async fn wait_for(&self, account: AccountId, within: Duration) -> bool {
+    pub async fn wait_for(
+        &self,
+        account: AccountId,
+        within: Duration,
+        until: impl Fn(&AccountState) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if self.with_view(account, |view| view.state.is_some()) {
+            if self.with_view(account, |view| view.state.as_ref().is_some_and(&until)) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -18,6 +18,8 @@ use eventlog::{Entry, EventLog, LogError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::probes::Flag;
+
 /// How long a starting gateway waits for the log before it falls back to
 /// the copy on disk.
 const STARTUP_WAIT: Duration = Duration::from_secs(2);
@@ -35,6 +37,9 @@ pub struct Source {
     /// Where the last copy is kept; `None` keeps none (and then a log that
     /// cannot be reached at start is an error).
     pub cache: Option<PathBuf>,
+    /// Set once the view holds the bucket's values, from the log or from a
+    /// saved copy; until then the service is not ready (`/readyz`).
+    pub loaded: Flag,
 }
 
 impl Source {
@@ -44,6 +49,7 @@ impl Source {
             log,
             bucket,
             cache: data_dir.map(|dir| dir.join("views").join(format!("{bucket}.json"))),
+            loaded: Flag::default(),
         }
     }
 }
@@ -74,6 +80,7 @@ pub async fn follow(
             if let Some(path) = &source.cache {
                 save(path, &known);
             }
+            source.loaded.set();
         }
         failed => {
             let error = match failed {
@@ -83,7 +90,13 @@ pub async fn follow(
             let Some(path) = &source.cache else {
                 return Err(error);
             };
-            let saved = load(path);
+            let saved = match load(path) {
+                Some(saved) => {
+                    source.loaded.set();
+                    saved
+                }
+                None => Vec::new(),
+            };
             tracing::warn!(
                 bucket = source.bucket,
                 %error,
@@ -114,6 +127,25 @@ async fn keep_following(
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
     loop {
+        if !source.loaded.is_set() {
+            // Started with nothing to serve from: load the whole bucket
+            // before anything is marked ready.
+            match current(&source).await {
+                Ok(entries) => {
+                    for entry in entries {
+                        apply(&entry);
+                        known.insert(entry.key.clone(), entry);
+                    }
+                    source.loaded.set();
+                    dirty = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, bucket = source.bucket, "cannot load; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
         let watched = match source.log.bucket(source.bucket).await {
             Ok(bucket) => bucket.watch().await,
             Err(e) => Err(e),
@@ -147,28 +179,30 @@ async fn keep_following(
     }
 }
 
-/// The saved copy; empty when there is none or it cannot be read.
-fn load(path: &Path) -> Vec<Entry> {
+/// The saved copy; `None` when there is none or it cannot be read.
+fn load(path: &Path) -> Option<Vec<Entry>> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
             tracing::error!(error = %e, copy = %path.display(), "cannot read the saved view");
-            return Vec::new();
+            return None;
         }
     };
     match serde_json::from_slice::<Vec<Saved>>(&text) {
-        Ok(saved) => saved
-            .into_iter()
-            .map(|s| Entry {
-                key: s.key,
-                value: Bytes::from(s.value),
-                revision: s.revision,
-            })
-            .collect(),
+        Ok(saved) => Some(
+            saved
+                .into_iter()
+                .map(|s| Entry {
+                    key: s.key,
+                    value: Bytes::from(s.value),
+                    revision: s.revision,
+                })
+                .collect(),
+        ),
         Err(e) => {
             tracing::error!(error = %e, copy = %path.display(), "the saved view is unreadable; starting without it");
-            Vec::new()
+            None
         }
     }
 }
@@ -203,7 +237,7 @@ mod tests {
     fn a_saved_view_loads_back_and_a_missing_one_is_empty() {
         let dir = std::env::temp_dir().join(format!("views-{}", uuid::Uuid::new_v4().simple()));
         let path = dir.join("views").join("keys.json");
-        assert!(load(&path).is_empty());
+        assert!(load(&path).is_none());
         let mut known = BTreeMap::new();
         known.insert(
             "k1".to_owned(),
@@ -214,7 +248,7 @@ mod tests {
             },
         );
         save(&path, &known);
-        let back = load(&path);
+        let back = load(&path).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].revision, 7);
         assert_eq!(&back[0].value[..], br#"{"account":"a","revoked":false}"#);
@@ -225,7 +259,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, b"not json").unwrap();
-        assert!(load(&path).is_empty());
+        assert!(load(&path).is_none());
         std::fs::remove_dir_all(dir).ok();
     }
 }

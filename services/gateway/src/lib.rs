@@ -21,6 +21,7 @@ pub mod health;
 pub mod keys;
 pub mod policies;
 pub mod prefer;
+pub mod probes;
 pub mod providers;
 pub mod routing;
 pub mod server;

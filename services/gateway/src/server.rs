@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::header::CONNECTION;
+use axum::http::HeaderValue;
 use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
@@ -24,6 +26,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_service::Service;
+
+use crate::probes::{Flag, Probes};
 
 /// Limits on how clients may send requests (`[server]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +40,11 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// How long a stop waits for requests in flight (default 30 s).
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM, how long the service keeps accepting connections while
+    /// `/readyz` answers 503 and every response closes its connection, so a
+    /// load balancer takes it out of rotation before it stops listening
+    /// (default 0; set it to the balancer's probe interval or more).
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +53,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 60_000,
             shutdown_grace_ms: 30_000,
+            drain_delay_ms: 0,
         }
     }
 }
@@ -53,62 +63,114 @@ impl Default for ServerConfig {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(pub Duration);
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits (at
-/// most the grace) for the connections' requests to finish.
+/// Serves `app` and the `probes` on `listener` until `shutdown` completes;
+/// then drains: `/readyz` answers 503 and responses close their connections
+/// for `drain_delay_ms` while connections are still accepted, then the
+/// listener closes and the requests in flight get up to the grace to finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &ServerConfig,
+    probes: Probes,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
         .keep_alive(true);
-    let body_timeout = Duration::from_millis(config.body_read_timeout_ms);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        // Responses are written whole; Nagle's algorithm would only delay the last segment.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut router = app.clone();
-            let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
-            request.extensions_mut().insert(ConnectInfo(peer));
-            async move { router.call(request).await }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
+    let draining = probes.draining();
+    let server = Server {
+        http,
+        app: app.merge(probes.router()),
+        body_timeout: Duration::from_millis(config.body_read_timeout_ms),
+        graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        draining: draining.clone(),
+    };
+    server.accept_until(&listener, shutdown).await;
+    draining.set();
+    let delay = Duration::from_millis(config.drain_delay_ms);
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "draining: not ready, closing connections after each response"
+        );
+        server
+            .accept_until(&listener, tokio::time::sleep(delay))
+            .await;
     }
     drop(listener);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, server.graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("stopping with connections still open after {grace:?}");
     }
     Ok(())
+}
+
+/// What every accepted connection is served with.
+struct Server {
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    body_timeout: Duration,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    draining: Flag,
+}
+
+impl Server {
+    /// Accepts and serves connections until `stop` completes.
+    async fn accept_until(&self, listener: &TcpListener, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stop => return,
+            };
+            self.spawn(stream, peer);
+        }
+    }
+
+    fn spawn(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+        // Responses are written whole; Nagle's algorithm would only delay the last segment.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+        let (app, body_timeout, draining) =
+            (self.app.clone(), self.body_timeout, self.draining.clone());
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut router = app.clone();
+            let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let draining = draining.clone();
+            async move {
+                let mut response = router.call(request).await?;
+                if draining.is_set() {
+                    // The client's next request opens a new connection, which
+                    // the balancer sends to a replica that is not stopping.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let connection = self.http.serve_connection(TokioIo::new(stream), service);
+        let connection = self.graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
 }
 
 /// A request body that must be read whole before a deadline.

@@ -113,6 +113,21 @@ impl Ledger {
         }
     }
 
+    /// Folds what the log holds now, then returns (bounded by `within`): a
+    /// process about to stop calls it, after its last appends, so the books
+    /// it leaves behind match its log.
+    pub async fn catch_up(&self, within: Duration) -> Result<(), LedgerError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut consumer = self.log.consumer(CONSUMER).await?;
+        while self.step(consumer.as_mut()).await? > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("stopping before the ledger folded the whole log; the rest folds at the next start");
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Follows the log until an error.
     async fn follow(&self) -> Result<(), LedgerError> {
         let mut consumer = self.log.consumer(CONSUMER).await?;

@@ -12,6 +12,7 @@ use eventlog::EventLog;
 use events::{ACCOUNTS_BUCKET, KEYS_BUCKET, POLICIES_BUCKET};
 use gateway::accounts::Accounts;
 use gateway::follow::Source;
+use gateway::probes::{Check, Probes};
 use gateway::usage::Publisher;
 use gateway::Gateway;
 use store::Store;
@@ -98,6 +99,7 @@ fn restrict_database(path: &Path) -> Result<(), BoxError> {
 pub async fn gateway_events(
     config: &Config,
     log: Arc<dyn EventLog>,
+    probes: &mut Probes,
 ) -> Result<gateway::Events, BoxError> {
     create_dir(&config.data_dir)?;
     let linger = std::time::Duration::from_millis(config.gateway.usage_linger_ms);
@@ -111,9 +113,13 @@ pub async fn gateway_events(
         publisher.instance().to_owned(),
         config.gateway.accounts.clone(),
     );
-    accounts
-        .follow(Source::new(log, ACCOUNTS_BUCKET, Some(&config.data_dir)))
-        .await?;
+    let source = Source::new(log, ACCOUNTS_BUCKET, Some(&config.data_dir));
+    probes.flag(
+        "account_views",
+        source.loaded.clone(),
+        "account states not loaded yet (event log unreachable and no saved copy)",
+    );
+    accounts.follow(source).await?;
     Ok(gateway::Events {
         publisher,
         accounts,
@@ -167,19 +173,51 @@ pub async fn follow_access(
     config: &Config,
     log: &Arc<dyn EventLog>,
     gateway: &Gateway,
+    probes: &mut Probes,
 ) -> Result<(), BoxError> {
     let dir = Some(config.data_dir.as_path());
-    let (keys, policies) = tokio::join!(
-        gateway
-            .keys
-            .follow(Source::new(Arc::clone(log), KEYS_BUCKET, dir)),
-        gateway
-            .policies
-            .follow(Source::new(Arc::clone(log), POLICIES_BUCKET, dir)),
-    );
+    let keys = Source::new(Arc::clone(log), KEYS_BUCKET, dir);
+    let policies = Source::new(Arc::clone(log), POLICIES_BUCKET, dir);
+    probes
+        .flag(
+            "key_views",
+            keys.loaded.clone(),
+            "API keys not loaded yet (event log unreachable and no saved copy)",
+        )
+        .flag(
+            "policy_views",
+            policies.loaded.clone(),
+            "provider blocks not loaded yet (event log unreachable and no saved copy)",
+        );
+    let (keys, policies) =
+        tokio::join!(gateway.keys.follow(keys), gateway.policies.follow(policies),);
     keys?;
     policies?;
     Ok(())
+}
+
+/// The readiness check "the event log answers".
+pub fn log_check(log: &Arc<dyn EventLog>) -> Check {
+    let log = Arc::clone(log);
+    Arc::new(move || {
+        let log = Arc::clone(&log);
+        Box::pin(async move { log.last_seq().await.map(|_| ()).map_err(|e| e.to_string()) })
+    })
+}
+
+/// The readiness check "the store answers and every migration is applied".
+pub fn store_check(store: &Store) -> Check {
+    let store = store.clone();
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            match store.pending_migrations().await {
+                Ok(0) => Ok(()),
+                Ok(n) => Err(format!("{n} migrations not applied yet")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    })
 }
 
 /// The simulator's controls in `up`: only with an operator's admin key.

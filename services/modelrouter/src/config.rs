@@ -266,6 +266,12 @@ impl Config {
             self.control_plane.auth_attempts_per_minute =
                 parse("MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE", &v)?;
         }
+        if let Some(v) = present("MODELROUTER_DRAIN_DELAY_MS") {
+            self.server.drain_delay_ms = parse("MODELROUTER_DRAIN_DELAY_MS", &v)?;
+        }
+        if let Some(v) = present("MODELROUTER_SHUTDOWN_GRACE_MS") {
+            self.server.shutdown_grace_ms = parse("MODELROUTER_SHUTDOWN_GRACE_MS", &v)?;
+        }
         if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
             self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;
         }

@@ -10,6 +10,7 @@ use axum::Router;
 use catalog::{Catalog, CatalogHandle, ProviderId};
 use events::AccountId;
 use gateway::keys::{self, KeyRing};
+use gateway::probes::Probes;
 use gateway::Gateway;
 use simulator::Simulator;
 use tokio::net::TcpListener;
@@ -22,6 +23,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where the simulator is mounted in embedded mode.
 const SIM_MOUNT: &str = "/sim";
+/// How long a stopping `up` lets its ledger fold the events appended last.
+const LEDGER_CATCH_UP: Duration = Duration::from_secs(10);
 /// The file under the data dir holding accepted key digests, one per line.
 const KEYS_FILE: &str = "api-keys";
 
@@ -64,13 +67,17 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     }
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
+    let mut probes = Probes::new();
+    probes
+        .check("event_log", backbone::log_check(&log))
+        .check("store", backbone::store_check(&store));
     let ledger = Arc::new(backbone::ledger(&config, Arc::clone(&log), store.clone()).await?);
     let ledger_task = {
         let ledger = Arc::clone(&ledger);
         tokio::spawn(async move { ledger.run(std::future::pending()).await })
     };
     let keys = Arc::new(KeyRing::new(backbone::key_hasher(&config)?));
-    let events = backbone::gateway_events(&config, Arc::clone(&log)).await?;
+    let events = backbone::gateway_events(&config, Arc::clone(&log), &mut probes).await?;
     let publisher = Arc::clone(&events.publisher);
     let accounts = Arc::clone(&events.accounts);
     let gateway = Gateway::with_events(
@@ -79,7 +86,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         keys,
         Some(events),
     )?;
-    backbone::follow_access(&config, &log, &gateway).await?;
+    backbone::follow_access(&config, &log, &gateway, &mut probes).await?;
     let control_plane = backbone::control_plane(
         &config,
         Arc::clone(&log),
@@ -98,6 +105,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     {
         return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
     }
+    let demo_credits = control_plane.demo_credits();
     let first = control_plane
         .first_account(&config.first_user_email, bootstrap)
         .await?;
@@ -116,8 +124,12 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         };
         let known = match caller {
             Some(caller) => {
+                // With demo credits, until they are folded in too: the
+                // account is opened before its grant is appended.
                 accounts
-                    .wait_for(caller.account, Duration::from_secs(10))
+                    .wait_for(caller.account, Duration::from_secs(10), |state| {
+                        demo_credits.is_none() || state.balance > money::Money::ZERO
+                    })
                     .await
             }
             None => false,
@@ -145,15 +157,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let mut banner = vec![format!("Model Router listening on http://{addr}")];
     if simulate {
         banner.push(format!("No provider API keys set: every provider is served by the built-in simulator at http://{addr}{SIM_MOUNT}"));
-        let demo = config
-            .control_plane
-            .demo_credits
-            .clone()
-            .unwrap_or_else(|| backbone::DEMO_CREDITS.to_owned());
-        if demo
-            .parse::<money::Money>()
-            .is_ok_and(|d| d > money::Money::ZERO)
-        {
+        if let Some(demo) = demo_credits {
             banner.push(format!(
                 "New accounts get ${demo} of demo credits (simulator mode)"
             ));
@@ -185,10 +189,14 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         )),
     }
     print_banner(&banner);
-    let served = serve(&config, listener, app).await;
+    let served = serve(&config, listener, app, probes).await;
     drain.drain(config.gateway.total_timeout()).await;
     publisher.shutdown().await;
     ledger_task.abort();
+    let _ = ledger_task.await;
+    if let Err(e) = ledger.catch_up(LEDGER_CATCH_UP).await {
+        tracing::warn!(error = %e, "the ledger could not fold the last events; they fold at the next start");
+    }
     served
 }
 
@@ -202,8 +210,12 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
             None
         }
     };
+    // Ready once its views are loaded (from the log, or from the copies
+    // saved in the data dir while the log is down: it serves then, and
+    // journals usage until the log is back).
+    let mut probes = Probes::new();
     let events = match &log {
-        Some(log) => Some(backbone::gateway_events(&config, Arc::clone(log)).await?),
+        Some(log) => Some(backbone::gateway_events(&config, Arc::clone(log), &mut probes).await?),
         None => None,
     };
     let account = AccountId(uuid::Uuid::nil());
@@ -221,7 +233,7 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
     if let Some(log) = &log {
-        backbone::follow_access(&config, log, &gateway).await?;
+        backbone::follow_access(&config, log, &gateway, &mut probes).await?;
     }
     let listener = bind(config.listen).await?;
     let mut banner = vec![format!(
@@ -240,7 +252,13 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
         banner.push(format!("API key (shown once): {key}"));
     }
     print_banner(&banner);
-    let served = serve(&config, listener, gateway::router(Arc::clone(&gateway))).await;
+    let served = serve(
+        &config,
+        listener,
+        gateway::router(Arc::clone(&gateway)),
+        probes,
+    )
+    .await;
     gateway.drain(config.gateway.total_timeout()).await;
     if let Some(publisher) = publisher {
         publisher.shutdown().await;
@@ -261,20 +279,46 @@ pub async fn control_plane(mut config: Config) -> Result<(), BoxError> {
     if config.key_hash_secret.is_none() {
         tracing::warn!("MODELROUTER_KEY_HASH_SECRET is not set: keys are hashed with a secret from the data dir, which the gateways must share");
     }
+    let mut probes = Probes::new();
+    probes
+        .check("event_log", backbone::log_check(&log))
+        .check("store", backbone::store_check(&store));
     let cp = backbone::control_plane(&config, log, store, catalog, None, false).await?;
     print_banner(&[format!(
         "Model Router control plane listening on http://{addr} (dashboard at /login, admin API at /api/v1, Stripe webhooks at /stripe/webhook)"
     )]);
-    serve(&config, listener, control_plane::router(cp)).await
+    serve(&config, listener, control_plane::router(cp), probes).await
 }
 
-/// `modelrouter ledger`: the ledger alone, until interrupted.
+/// `modelrouter ledger`: the ledger alone, until interrupted, with its
+/// probes (`/livez`, `/readyz`) on the listen address.
 pub async fn ledger(config: Config) -> Result<(), BoxError> {
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
+    let listener = bind(config.listen).await?;
+    let mut probes = Probes::new();
+    probes
+        .check("event_log", backbone::log_check(&log))
+        .check("store", backbone::store_check(&store));
     let ledger = backbone::ledger(&config, log, store).await?;
-    print_banner(&["Model Router ledger folding events (Ctrl-C stops it)".to_owned()]);
+    print_banner(&[format!(
+        "Model Router ledger folding events, probes on http://{} (Ctrl-C stops it)",
+        listener.local_addr()?
+    )]);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let probes_served = tokio::spawn({
+        let server = config.server.clone();
+        let mut stopped = stopped.clone();
+        async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            gateway::server::serve(listener, Router::new(), &server, probes, stop).await
+        }
+    });
     ledger.run(shutdown_signal()).await;
+    let _ = stop.send(true);
+    probes_served.await??;
     Ok(())
 }
 
@@ -444,7 +488,7 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
     }
     print_banner(&banner);
     let app = simulator::router(Simulator::new(config.simulator.clone(), catalog));
-    serve(&config, listener, app).await
+    serve(&config, listener, app, Probes::new()).await
 }
 
 /// `modelrouter evaluate`.
@@ -569,8 +613,13 @@ fn load_keys(
     Ok((ring, Some(key)))
 }
 
-async fn serve(config: &Config, listener: TcpListener, app: Router) -> Result<(), BoxError> {
-    gateway::server::serve(listener, app, &config.server, shutdown_signal()).await?;
+async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    app: Router,
+    probes: Probes,
+) -> Result<(), BoxError> {
+    gateway::server::serve(listener, app, &config.server, probes, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -29,7 +29,10 @@ async fn concurrent_migrations_apply_each_version_once() {
         .await
         .unwrap();
     let expected: Vec<i64> = (1..=versions).collect();
-    assert_eq!(applied, expected, "each version applied once, by one of them");
+    assert_eq!(
+        applied, expected,
+        "each version applied once, by one of them"
+    );
 }
 
 /// `modelrouter ledger`, `control-plane` and three `migrate` commands
@@ -57,4 +60,151 @@ async fn services_started_together_on_a_fresh_database_all_come_up() {
         );
     }
     drop((ledger, cp));
+}
+
+/// GET `url`: the status and the JSON body (`Null` when none).
+async fn probe(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    match http.get(url).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or_default())
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// Every service of the distributed deployment answers its probes without
+/// a key, and says what it checked.
+#[tokio::test]
+async fn every_service_answers_livez_and_readyz_without_a_key() {
+    let db = TestDb::new().await;
+    let deployment = Deployment::new(BIN, NATS_URL, &db.url);
+    let (_sim, sim) = deployment.simulator().await;
+    let (_ledger, ledger) = deployment.ledger_probed().await;
+    let (_cp, cp_line) = deployment
+        .start(deployment.command(&["control-plane"], "cp"), "listening")
+        .await;
+    let control_plane = test_support::deployment::url_in(&cp_line);
+    let gateways = deployment.gateways(&["gw-probed"], &sim, &[]).await;
+    let http = reqwest::Client::new();
+    let expected: [(&str, &[&str]); 4] = [
+        (&ledger, &["event_log", "store"]),
+        (&control_plane, &["event_log", "store"]),
+        (
+            &gateways[0].1,
+            &["account_views", "key_views", "policy_views"],
+        ),
+        (&sim, &[]),
+    ];
+    for (url, checks) in expected {
+        assert_eq!(probe(&http, &format!("{url}/livez")).await.0, 200, "{url}");
+        let (status, body) = probe(&http, &format!("{url}/readyz")).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(body["status"], "ready");
+        for check in checks {
+            assert_eq!(body["checks"][check], "ok", "{url}: {body}");
+        }
+    }
+}
+
+/// A gateway started while the event log is down, with no saved views,
+/// serves its probes but is not ready (it would refuse every key); once the
+/// log comes up it loads the views and becomes ready.
+#[tokio::test]
+async fn a_gateway_is_not_ready_until_its_views_are_loaded() {
+    let mut nats = test_support::backends::OwnNats::start().await;
+    nats.stop();
+    let deployment = Deployment::new(BIN, &nats.url, "");
+    let gateways = deployment
+        .gateways(&["gw-early"], "http://127.0.0.1:9", &[])
+        .await;
+    let url = &gateways[0].1;
+    let http = reqwest::Client::new();
+    assert_eq!(probe(&http, &format!("{url}/livez")).await.0, 200);
+    let (status, body) = probe(&http, &format!("{url}/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["checks"]["key_views"]
+            .as_str()
+            .is_some_and(|s| s.contains("not loaded")),
+        "{body}"
+    );
+    nats.restart().await;
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..300 {
+        last = probe(&http, &format!("{url}/readyz")).await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 200, "never ready after the log came up: {}", last.1);
+}
+
+/// SIGTERM during a stream: `/readyz` turns 503 at once, the stream runs to
+/// its end, the process exits 0, and its usage reached the books (reconcile
+/// is clean and no journal is left behind).
+#[tokio::test]
+async fn sigterm_drains_an_open_stream_and_exits_cleanly() {
+    use test_support::deployment::{terminate, up};
+    let dir = test_support::backends::TempDir::new();
+    let mut up = up(
+        BIN,
+        &dir.0,
+        &[
+            ("MODELROUTER_SIM_CHUNK_DELAY_MS", "40"),
+            ("MODELROUTER_DRAIN_DELAY_MS", "400"),
+        ],
+    )
+    .await;
+    let key = up.printed_key.clone().expect("a key on first start");
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .post(format!("{}/v1/chat/completions", up.url))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({
+            "model": "gpt-4.1-mini", "stream": true, "max_tokens": 60,
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}]
+        }))
+        .send()
+        .await
+        .expect("stream starts");
+    assert_eq!(stream.status(), 200, "{:?}", stream.text().await);
+    let mut body = String::from_utf8_lossy(&stream.chunk().await.unwrap().unwrap()).to_string();
+    let pid = up.child.id().expect("running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let (status, ready) = probe(&reqwest::Client::new(), &format!("{}/readyz", up.url)).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "draining");
+    let rest = async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), rest)
+        .await
+        .expect("the stream ends");
+    assert!(body.contains("data: [DONE]"), "the stream was cut: {body}");
+    let exit = tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+        .await
+        .expect("exits after the drain")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    terminate(&mut up.child).await;
+    let out = tokio::process::Command::new(BIN)
+        .arg("reconcile")
+        .env("MODELROUTER_DATA_DIR", &dir.0)
+        .env_remove("MODELROUTER_EVENT_LOG")
+        .env_remove("MODELROUTER_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("no usage is missing"), "{text}");
 }

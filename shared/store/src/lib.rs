@@ -160,6 +160,23 @@ impl Store {
         applied
     }
 
+    /// How many of this build's migrations the database has not applied
+    /// (a readiness check: 0 once `migrate` has run here or elsewhere).
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
+    }
+
     async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>, StoreError> {
         use sqlx::Connection;
         sqlx::raw_sql(

@@ -47,6 +47,7 @@ impl Deployment {
             .env("MODELROUTER_NATS_PREFIX", &self.prefix)
             .env("MODELROUTER_DATABASE_URL", &self.database)
             .env("MODELROUTER_DATA_DIR", self.data_dir(data))
+            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
             .env("MODELROUTER_LOG", "warn")
             .env_remove("MODELROUTER_CONFIG")
             .env_remove("MODELROUTER_GATEWAY_ID")
@@ -108,9 +109,15 @@ impl Deployment {
 
     /// Starts the ledger.
     pub async fn ledger(&self) -> Child {
-        self.start(self.command(&["ledger"], "ledger"), "ledger")
-            .await
-            .0
+        self.ledger_probed().await.0
+    }
+
+    /// Starts the ledger; returns it and the URL of its probes.
+    pub async fn ledger_probed(&self) -> (Child, String) {
+        let (child, line) = self
+            .start(self.command(&["ledger"], "ledger"), "ledger")
+            .await;
+        (child, url_in(&line))
     }
 
     /// A `modelrouter gateway` command on data dir `data`, with OpenAI on

@@ -230,7 +230,14 @@ pub async fn serve(
     app: axum::Router,
     config: gateway::server::ServerConfig,
 ) {
-    let _ = gateway::server::serve(listener, app, &config, std::future::pending()).await;
+    let _ = gateway::server::serve(
+        listener,
+        app,
+        &config,
+        gateway::probes::Probes::new(),
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// Reads an SSE body into its `data` payloads.

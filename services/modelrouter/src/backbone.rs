@@ -196,6 +196,26 @@ pub async fn follow_access(
     Ok(())
 }
 
+/// Shares `gateway`'s circuit breakers with every other replica on `log`
+/// (this replica named by its gateway id).
+pub async fn share_breakers(
+    config: &Config,
+    log: &Arc<dyn EventLog>,
+    gateway: &Gateway,
+    publisher: &Publisher,
+) -> Result<(), BoxError> {
+    gateway::health::fleet::share(
+        &gateway.health,
+        publisher.gateway(),
+        publisher.instance(),
+        Arc::clone(log),
+        Arc::clone(&gateway.catalog),
+        Some(&config.data_dir),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The readiness check "the event log answers".
 pub fn log_check(log: &Arc<dyn EventLog>) -> Check {
     let log = Arc::clone(log);

@@ -87,6 +87,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         Some(events),
     )?;
     backbone::follow_access(&config, &log, &gateway, &mut probes).await?;
+    backbone::share_breakers(&config, &log, &gateway, &publisher).await?;
     let control_plane = backbone::control_plane(
         &config,
         Arc::clone(&log),
@@ -232,8 +233,9 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     }
     let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
-    if let Some(log) = &log {
+    if let (Some(log), Some(publisher)) = (&log, &publisher) {
         backbone::follow_access(&config, log, &gateway, &mut probes).await?;
+        backbone::share_breakers(&config, log, &gateway, publisher).await?;
     }
     let listener = bind(config.listen).await?;
     let mut banner = vec![format!(

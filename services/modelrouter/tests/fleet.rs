@@ -208,3 +208,147 @@ async fn sigterm_drains_an_open_stream_and_exits_cleanly() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("no usage is missing"), "{text}");
 }
+
+/// The breaker of `model` as the gateway at `url` reports it: its state
+/// and the replica that tripped it.
+async fn breaker(http: &reqwest::Client, url: &str, model: &str) -> (String, Option<String>) {
+    let report: serde_json::Value = match http
+        .get(format!("{url}/v1/router/health"))
+        .bearer_auth(test_support::deployment::KEY)
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let models = report["models"].as_array().cloned().unwrap_or_default();
+    let found = models.iter().find(|m| m["model"] == model);
+    match found {
+        Some(m) => (
+            m["state"].as_str().unwrap_or_default().to_owned(),
+            m["tripped_by"].as_str().map(str::to_owned),
+        ),
+        None => (String::new(), None),
+    }
+}
+
+/// Polls `url` (bounded: 10 s) until `model`'s breaker is `state`; how long it took.
+async fn until_breaker(
+    http: &reqwest::Client,
+    url: &str,
+    model: &str,
+    state: &str,
+) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    for _ in 0..2_000 {
+        if breaker(http, url, model).await.0 == state {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A breaker one gateway process opens is open on the others within a
+/// moment, naming who tripped it, and on a replica started afterwards; the
+/// other replicas turn the model away without trying it; when a probe
+/// succeeds after the cool-down, it closes everywhere.
+#[tokio::test]
+async fn a_breaker_opened_on_one_gateway_is_open_on_all() {
+    let db = TestDb::new().await;
+    let deployment = Deployment::new(BIN, NATS_URL, &db.url);
+    let (_sim, sim) = deployment.simulator().await;
+    let _ledger = deployment.ledger().await;
+    let account = uuid::Uuid::nil().to_string();
+    let (ok, text) = deployment
+        .run(&["grant", "--account", &account, "--amount", "10"])
+        .await;
+    assert!(ok, "{text}");
+    let config = deployment.data_dir("breakers.toml");
+    std::fs::write(
+        &config,
+        "[gateway.breaker]\nconsecutive_failures = 2\ncooldown_ms = 6000\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().to_string();
+    let env = [("MODELROUTER_CONFIG", config.as_str())];
+    let gateways = deployment.gateways(&["gw-a", "gw-b"], &sim, &env).await;
+    let (a, b) = (&gateways[0].1, &gateways[1].1);
+    let http = reqwest::Client::new();
+    let chat = |url: &str| {
+        http.post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(test_support::deployment::KEY)
+            .json(&serde_json::json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    for url in [a, b] {
+        let mut served = false;
+        for _ in 0..300 {
+            if chat(url).await.is_ok_and(|r| r.status() == 200) {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "{url} never served");
+    }
+
+    let faults = format!("{sim}/_sim/faults");
+    let rule = serde_json::json!({"provider": "openai", "model": "gpt-4.1", "status": 500});
+    let set = http.post(&faults).json(&rule).send().await.unwrap();
+    assert!(set.status().is_success(), "{:?}", set.text().await);
+    for _ in 0..10 {
+        let _ = chat(a).await;
+        if breaker(&http, a, "gpt-4.1").await.0 == "open" {
+            break;
+        }
+    }
+    assert_eq!(breaker(&http, a, "gpt-4.1").await.0, "open");
+    let spread = until_breaker(&http, b, "gpt-4.1", "open")
+        .await
+        .expect("the breaker reaches gw-b");
+    println!("breaker open on the other replica after {spread:?}");
+    assert_eq!(
+        breaker(&http, b, "gpt-4.1").await.1.as_deref(),
+        Some("gw-a"),
+        "gw-b names the replica that tripped it"
+    );
+    let skipped = chat(b).await.unwrap();
+    assert_eq!(skipped.status(), 503);
+    let body = skipped.text().await.unwrap();
+    assert!(
+        body.contains("gpt-4.1") && body.contains("breaker"),
+        "gw-b turns gpt-4.1 away without trying it: {body}"
+    );
+    let late = deployment.gateways(&["gw-c"], &sim, &env).await;
+    let c = &late[0].1;
+    assert_eq!(
+        breaker(&http, c, "gpt-4.1").await,
+        ("open".to_owned(), Some("gw-a".to_owned())),
+        "a replica started late starts with the open breaker"
+    );
+
+    http.delete(&faults).send().await.unwrap();
+    let mut closed_on_a = false;
+    for _ in 0..400 {
+        if chat(a).await.is_ok_and(|r| {
+            r.headers()
+                .get("x-model-router-model")
+                .is_some_and(|m| m == "gpt-4.1")
+        }) && breaker(&http, a, "gpt-4.1").await.0 == "closed"
+        {
+            closed_on_a = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        closed_on_a,
+        "a probe after the cool-down closes gw-a's breaker"
+    );
+    for url in [b, c] {
+        until_breaker(&http, url, "gpt-4.1", "closed")
+            .await
+            .expect("closed on every replica");
+    }
+}

@@ -109,7 +109,7 @@ pub enum Admission {
     Reject(Duration),
 }
 
-/// A state change worth logging (and, once the event log exists, publishing).
+/// A state change worth logging and telling the other replicas (see [`super::fleet`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     /// Opened for this long.
@@ -295,6 +295,32 @@ impl Breaker {
             until: now + cooldown,
         };
         Transition::Opened(cooldown)
+    }
+
+    /// Opens the breaker until `until` because another replica opened it:
+    /// its own counts are untouched. Whether anything changed (a breaker
+    /// already open longer stays as it is).
+    pub fn open_until(&mut self, until: Instant) -> bool {
+        match self.state {
+            State::Open { until: mine } if mine >= until => false,
+            _ => {
+                self.state = State::Open { until };
+                true
+            }
+        }
+    }
+
+    /// Closes the breaker because a probe succeeded on another replica.
+    /// Whether it was not closed already.
+    pub fn close(&mut self) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        self.state = State::Closed;
+        self.consecutive = 0;
+        self.trips_in_a_row = 0;
+        self.window.clear();
+        true
     }
 
     fn should_trip(&self, config: &BreakerConfig, now: Instant) -> bool {

@@ -16,22 +16,26 @@
 //!    which trips it at once. Any HTTP answer from any of its models resets
 //!    its count, so it trips only when all its models fail at connection level.
 //!
-//! The state is local to this gateway process until the event log exists.
+//! Each process counts its own attempts; the breakers' transitions and the
+//! cool-downs are shared with every other replica through the event log
+//! (see [`fleet`]).
 
 pub mod breaker;
+pub mod fleet;
 pub mod latency;
 mod report;
 mod stall;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use catalog::{EmbeddingModel, Model, ProviderId};
 
 use crate::providers::ProviderError;
 use breaker::{Admission, Breaker, BreakerConfig, State, Transition};
+use fleet::{Change, News, Sharing, Target};
 use latency::{Latency, LatencyConfig, Speed};
 pub use report::{ModelReport, ProviderReport, Report};
 use stall::Waiting;
@@ -124,6 +128,10 @@ struct Inner {
     models: RwLock<HashMap<String, Arc<Mutex<ModelHealth>>>>,
     providers: Mutex<HashMap<ProviderId, ProviderHealth>>,
     next_attempt: AtomicU64,
+    /// Set when breakers are shared with other replicas.
+    sharing: OnceLock<Sharing>,
+    /// The replica that opened each breaker open now.
+    tripped_by: Mutex<HashMap<Target, String>>,
 }
 
 /// What an attempt is expected to take, to tell a slow answer from a hang.
@@ -159,6 +167,8 @@ impl Health {
                 models: RwLock::default(),
                 providers: Mutex::default(),
                 next_attempt: AtomicU64::new(0),
+                sharing: OnceLock::new(),
+                tripped_by: Mutex::default(),
             }),
         }
     }
@@ -247,7 +257,11 @@ impl Health {
         {
             let transition = health.breaker.trip(config, now);
             tracing::warn!(model = %model.id(), waiting = health.waiting.len(), "attempts stalled");
-            log_transition(model.id(), Some(transition));
+            self.announce(
+                model_target(model.id()),
+                Some(transition),
+                "attempts stalled",
+            );
         }
         if let Some(until) = health.cooling_until.filter(|&u| u > now) {
             health.counts.skipped += 1;
@@ -265,7 +279,7 @@ impl Health {
             }
         };
         let (admission, transition) = health.breaker.admit(&self.inner.breaker, now);
-        log_transition(model.id(), transition);
+        self.announce(model_target(model.id()), transition, "cool-down over");
         match admission {
             Admission::Reject(retry_in) => {
                 health.counts.skipped += 1;
@@ -285,7 +299,7 @@ impl Health {
     fn admit_provider(&self, provider: ProviderId, now: Instant) -> Result<Admission, Skip> {
         let (admission, transition) =
             self.with_provider(provider, |p| p.breaker.admit(&self.inner.breaker, now));
-        log_transition(&format!("provider {provider}"), transition);
+        self.announce(Target::Provider { provider }, transition, "cool-down over");
         match admission {
             Admission::Reject(retry_in) => Err(Skip {
                 reason: format!(
@@ -351,14 +365,120 @@ impl Health {
     }
 }
 
-fn log_transition(what: &str, transition: Option<Transition>) {
-    match transition {
-        Some(Transition::Opened(cooldown)) => {
-            tracing::warn!(%what, cooldown_ms = cooldown.as_millis() as u64, "circuit breaker opened")
+fn model_target(id: &str) -> Target {
+    Target::Model { id: id.to_owned() }
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Model { id } => id.clone(),
+        Target::Provider { provider } => format!("provider {provider}"),
+    }
+}
+
+impl Health {
+    /// Logs a transition of `target`'s breaker, remembers who opened it, and
+    /// tells the other replicas when breakers are shared.
+    fn announce(&self, target: Target, transition: Option<Transition>, reason: &str) {
+        let Some(transition) = transition else {
+            return;
+        };
+        let what = describe(&target);
+        let change = match transition {
+            Transition::Opened(cooldown) => {
+                tracing::warn!(%what, cooldown_ms = cooldown.as_millis() as u64, reason, "circuit breaker opened");
+                Change::Open {
+                    until_ms: fleet::now_ms() + cooldown.as_millis() as i64,
+                }
+            }
+            Transition::HalfOpened => {
+                tracing::info!(%what, "circuit breaker half-open: probing");
+                Change::HalfOpen
+            }
+            Transition::Closed => {
+                tracing::info!(%what, "circuit breaker closed");
+                Change::Closed
+            }
+        };
+        self.tell(target, change, reason);
+    }
+
+    /// Records `change` of `target` as this replica's and publishes it.
+    fn tell(&self, target: Target, change: Change, reason: &str) {
+        let sharing = self.inner.sharing.get();
+        let replica = sharing.map_or("this gateway", |s| s.replica.as_str());
+        self.note_tripper(&target, change, replica);
+        if let Some(sharing) = sharing {
+            let _ = sharing.out.send(News {
+                target,
+                change,
+                reason: reason.to_owned(),
+                replica: sharing.replica.clone(),
+                instance: sharing.instance.clone(),
+                at_ms: fleet::now_ms(),
+            });
         }
-        Some(Transition::HalfOpened) => tracing::info!(%what, "circuit breaker half-open: probing"),
-        Some(Transition::Closed) => tracing::info!(%what, "circuit breaker closed"),
-        None => {}
+    }
+
+    fn note_tripper(&self, target: &Target, change: Change, replica: &str) {
+        let mut tripped = lock(&self.inner.tripped_by);
+        match change {
+            Change::Open { .. } => {
+                tripped.insert(target.clone(), replica.to_owned());
+            }
+            Change::Closed => {
+                tripped.remove(target);
+            }
+            Change::HalfOpen | Change::CoolingDown { .. } => {}
+        }
+    }
+
+    /// Which replica opened `target`'s breaker, while it is not closed.
+    fn tripper(&self, target: &Target) -> Option<String> {
+        lock(&self.inner.tripped_by).get(target).cloned()
+    }
+
+    /// Applies another replica's `news` (`model` is the catalog's model for
+    /// a model target; news of a model this build does not know is skipped).
+    pub fn apply(&self, news: &News, model: Option<&dyn Monitored>) {
+        if !self.inner.breaker.enabled {
+            return;
+        }
+        let until = |at_ms: i64| (at_ms > fleet::now_ms()).then(|| fleet::instant_of(at_ms));
+        let changed = match (&news.target, model) {
+            (Target::Provider { provider }, _) => {
+                self.with_provider(*provider, |p| match news.change {
+                    Change::Open { until_ms } => {
+                        until(until_ms).is_some_and(|t| p.breaker.open_until(t))
+                    }
+                    Change::Closed => p.breaker.close(),
+                    Change::HalfOpen | Change::CoolingDown { .. } => false,
+                })
+            }
+            (Target::Model { .. }, Some(model)) => {
+                let entry = self.entry(model);
+                let mut health = lock(&entry);
+                match news.change {
+                    Change::Open { until_ms } => {
+                        until(until_ms).is_some_and(|t| health.breaker.open_until(t))
+                    }
+                    Change::Closed => health.breaker.close(),
+                    Change::CoolingDown { until_ms } => match until(until_ms) {
+                        Some(t) if health.cooling_until.is_none_or(|u| u < t) => {
+                            health.cooling_until = Some(t);
+                            true
+                        }
+                        _ => false,
+                    },
+                    Change::HalfOpen => false,
+                }
+            }
+            (Target::Model { .. }, None) => false,
+        };
+        if changed {
+            tracing::info!(what = %describe(&news.target), change = ?news.change, replica = %news.replica, reason = %news.reason, "breaker change from another replica");
+            self.note_tripper(&news.target, news.change, &news.replica);
+        }
     }
 }
 
@@ -392,6 +512,19 @@ enum Blame {
     Connection,
     /// Anything else: this model failed.
     Model,
+}
+
+impl Blame {
+    /// For operators, beside a breaker change it caused.
+    fn reason(&self) -> &'static str {
+        match self {
+            Blame::Request => "a request the provider refused",
+            Blame::RateLimited(_) => "rate limited with Retry-After",
+            Blame::ProviderKey => "the provider refused its key (401/403)",
+            Blame::Connection => "connection failures",
+            Blame::Model => "failures",
+        }
+    }
 }
 
 fn blame(error: &ProviderError) -> Blame {
@@ -500,7 +633,14 @@ impl Permit {
         if !config.enabled {
             return;
         }
-        log_transition(&self.model, model_transition);
+        let reason = blame.reason();
+        self.health
+            .announce(model_target(&self.model), model_transition, reason);
+        if let Blame::RateLimited(wait) = blame {
+            let until_ms = fleet::now_ms() + wait.as_millis() as i64;
+            let change = Change::CoolingDown { until_ms };
+            self.health.tell(model_target(&self.model), change, reason);
+        }
         let admission = self.provider_admission;
         let provider_transition =
             self.health
@@ -509,7 +649,10 @@ impl Permit {
                     Some(false) => p.breaker.failed(config, admission, now),
                     None => Some(p.breaker.trip(config, now)),
                 });
-        log_transition(&format!("provider {}", self.provider), provider_transition);
+        let provider = Target::Provider {
+            provider: self.provider,
+        };
+        self.health.announce(provider, provider_transition, reason);
     }
 
     fn settle_success(&mut self, now: Instant) {
@@ -521,12 +664,17 @@ impl Permit {
         if !self.health.inner.breaker.enabled {
             return;
         }
-        log_transition(&self.model, transition);
+        let reason = "a probe succeeded";
+        self.health
+            .announce(model_target(&self.model), transition, reason);
         let admission = self.provider_admission;
         let transition = self
             .health
             .with_provider(self.provider, |p| p.breaker.succeeded(admission, now));
-        log_transition(&format!("provider {}", self.provider), transition);
+        let provider = Target::Provider {
+            provider: self.provider,
+        };
+        self.health.announce(provider, transition, reason);
     }
 }
 

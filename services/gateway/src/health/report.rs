@@ -8,6 +8,7 @@ use catalog::ProviderId;
 use serde::Serialize;
 
 use super::breaker::State;
+use super::fleet::Target;
 use super::{Health, Monitored};
 
 /// A provider's breaker.
@@ -23,6 +24,8 @@ pub struct ProviderReport {
     pub open_for_ms: Option<u64>,
     /// Trips since the gateway started.
     pub trips: u64,
+    /// The replica (gateway id) that opened the breaker, while it is not closed.
+    pub tripped_by: Option<String>,
 }
 
 /// One model's breaker, cool-down, counts and observed speed.
@@ -46,6 +49,8 @@ pub struct ModelReport {
     pub cooling_down_for_ms: Option<u64>,
     /// Trips since the gateway started.
     pub trips: u64,
+    /// The replica (gateway id) that opened the breaker, while it is not closed.
+    pub tripped_by: Option<String>,
     /// Time to first token, EWMA (seeded from the catalog).
     pub ttft_ms: f64,
     /// Output tokens per second, EWMA (seeded from the catalog).
@@ -67,10 +72,22 @@ pub struct Report {
     pub object: &'static str,
     /// Whether breakers are on.
     pub breakers_enabled: bool,
+    /// This replica's gateway id, when breakers are shared with others.
+    pub replica: Option<String>,
     /// Provider-wide breakers.
     pub providers: Vec<ProviderReport>,
     /// Per-model health, in catalog order.
     pub models: Vec<ModelReport>,
+}
+
+impl Health {
+    /// Who opened a breaker in `state`, unless it is closed.
+    fn tripped(&self, target: &Target, state: State) -> Option<String> {
+        match state {
+            State::Closed => None,
+            _ => self.tripper(target),
+        }
+    }
 }
 
 fn open_for(state: State, now: Instant) -> Option<u64> {
@@ -105,6 +122,7 @@ impl Health {
                         consecutive_failures: p.breaker.consecutive_failures(),
                         open_for_ms: open_for(state, now),
                         trips: p.breaker.trips_total(),
+                        tripped_by: self.tripped(&Target::Provider { provider }, state),
                     }
                 })
             })
@@ -112,6 +130,7 @@ impl Health {
         Report {
             object: "router.health",
             breakers_enabled: self.inner.breaker.enabled,
+            replica: self.inner.sharing.get().map(|s| s.replica.clone()),
             providers,
             models,
         }
@@ -136,6 +155,12 @@ impl Health {
                 .filter(|&u| u > now)
                 .map(|u| (u - now).as_millis() as u64),
             trips: health.breaker.trips_total(),
+            tripped_by: self.tripped(
+                &Target::Model {
+                    id: model.id().to_owned(),
+                },
+                state,
+            ),
             ttft_ms: speed.ttft_ms,
             output_tokens_per_s: speed.output_tokens_per_s,
             succeeded: health.counts.succeeded,

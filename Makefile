@@ -7,14 +7,14 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint unit python-test python-deps browser-deps bench bench-tools backing-services
+.PHONY: run test lint unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
 	$(CARGO) run --release -p modelrouter -- up
 
 ## The whole suite: formatting, lints, Rust tests, official-SDK tests.
-test: lint unit python-test
+test: lint unit python-test deploy-check
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -30,11 +30,22 @@ backing-services:
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 	@for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && exit 0; sleep 0.2; done; echo "PostgreSQL or NATS did not come up" >&2; exit 1
 
-python-test: python-deps browser-deps
+python-test: python-deps browser-deps deploy-deps
 	$(CARGO) build -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python
 
 python-deps: $(VENV)/.installed
+
+## docker-compose.yml and deploy/k8s against the Compose specification and the
+## Kubernetes schemas, offline (npm packages pinned in deploy/validate).
+deploy-check: deploy-deps
+	node deploy/validate/validate.mjs
+
+deploy-deps: deploy/validate/node_modules/.installed
+
+deploy/validate/node_modules/.installed: deploy/validate/package-lock.json
+	npm ci --prefix deploy/validate --no-audit --no-fund --loglevel=error
+	touch $@
 
 ## Debian's Chromium, which the dashboard's browser test drives through Playwright.
 browser-deps:

@@ -81,7 +81,8 @@ pub async fn serve(
     let draining = probes.draining();
     let server = Server {
         http,
-        app: app.merge(probes.router()),
+        app,
+        probes: probes.router(),
         body_timeout: Duration::from_millis(config.body_read_timeout_ms),
         graceful: hyper_util::server::graceful::GracefulShutdown::new(),
         draining: draining.clone(),
@@ -113,6 +114,9 @@ pub async fn serve(
 struct Server {
     http: hyper::server::conn::http1::Builder,
     app: Router,
+    /// Served beside `app` rather than merged into it, so `app`'s own
+    /// fallback and layers stay exactly as they are.
+    probes: Router,
     body_timeout: Duration,
     graceful: hyper_util::server::graceful::GracefulShutdown,
     draining: Flag,
@@ -144,10 +148,13 @@ impl Server {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("TCP_NODELAY: {e}");
         }
-        let (app, body_timeout, draining) =
-            (self.app.clone(), self.body_timeout, self.draining.clone());
+        let (app, probes) = (self.app.clone(), self.probes.clone());
+        let (body_timeout, draining) = (self.body_timeout, self.draining.clone());
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut router = app.clone();
+            let mut router = match request.uri().path() {
+                "/livez" | "/readyz" => probes.clone(),
+                _ => app.clone(),
+            };
             let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
             request.extensions_mut().insert(ConnectInfo(peer));
             let draining = draining.clone();

@@ -38,8 +38,13 @@ pub async fn open_log(config: &Config, reach: Reach) -> Result<Arc<dyn EventLog>
     match &config.event_log {
         Some(url) if url.starts_with("nats://") => {
             let log = match reach {
-                Reach::Now => NatsLog::connect(url, &config.nats_prefix).await,
-                Reach::Eventually => NatsLog::lazy(url, &config.nats_prefix).await,
+                Reach::Now => {
+                    NatsLog::connect_replicated(url, &config.nats_prefix, config.nats_replicas)
+                        .await
+                }
+                Reach::Eventually => {
+                    NatsLog::lazy_replicated(url, &config.nats_prefix, config.nats_replicas).await
+                }
             }
             .map_err(|e| format!("event log {url}: {e}"))?;
             Ok(Arc::new(log))

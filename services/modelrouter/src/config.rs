@@ -72,6 +72,9 @@ pub struct Config {
     pub event_log: Option<String>,
     /// The prefix of this deployment's NATS subjects, stream and buckets.
     pub nats_prefix: String,
+    /// Copies a NATS cluster keeps of the stream and buckets this deployment
+    /// creates (3 on a three-node cluster; a stream made earlier keeps its own).
+    pub nats_replicas: usize,
     /// The ledger's database: `postgres://…`, or none for SQLite in `data_dir`.
     pub database_url: Option<String>,
     /// This gateway's id in usage events; a fresh random one per start when unset.
@@ -130,6 +133,7 @@ impl Default for Config {
             },
             event_log: None,
             nats_prefix: "mr".into(),
+            nats_replicas: 1,
             database_url: None,
             gateway_id: None,
             control_plane: ControlPlaneConfig::default(),
@@ -215,6 +219,9 @@ impl Config {
         }
         if let Some(v) = present("MODELROUTER_NATS_PREFIX") {
             self.nats_prefix = v;
+        }
+        if let Some(v) = present("MODELROUTER_NATS_REPLICAS") {
+            self.nats_replicas = parse("MODELROUTER_NATS_REPLICAS", &v)?;
         }
         if let Some(v) = present("MODELROUTER_DATABASE_URL") {
             self.database_url = Some(v);

@@ -81,6 +81,14 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Asks this machine's service (on the listen address) for a probe:
+    /// exits 0 when it answers 200. For container health checks, where the
+    /// image has no HTTP client.
+    Probe {
+        /// `readyz` or `livez`.
+        #[arg(default_value = "readyz")]
+        which: String,
+    },
     /// Scores a labelled set of conversations with `model: "auto"` (the
     /// shipped set if no path) and prints accuracy, under/over-routing and
     /// the confusion matrix.
@@ -167,6 +175,7 @@ fn main() -> ExitCode {
             Command::Catalog {
                 command: CatalogCommand::Check { path },
             } => serve::check_catalog(path.or(config.catalog)),
+            Command::Probe { which } => serve::probe(config.listen, &which).await,
             Command::Evaluate { path } => serve::evaluate(path, &config.gateway.auto),
         }
     });

@@ -493,6 +493,39 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
     serve(&config, listener, app, Probes::new()).await
 }
 
+/// `modelrouter probe`: GET `/livez` or `/readyz` on the local service at
+/// `listen` (its port on 127.0.0.1 when it listens on every address).
+pub async fn probe(listen: SocketAddr, which: &str) -> Result<(), BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !matches!(which, "livez" | "readyz") {
+        return Err(format!("probe `{which}`: use livez or readyz").into());
+    }
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET /{which} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("{addr}: no answer within 5 s"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or_default();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    println!("{body}");
+    match status.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(format!("{which}: {status}").into()),
+    }
+}
+
 /// `modelrouter evaluate`.
 pub fn evaluate(path: Option<PathBuf>, config: &gateway::auto::AutoConfig) -> Result<(), BoxError> {
     use gateway::auto::eval;

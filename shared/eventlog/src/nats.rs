@@ -35,6 +35,20 @@ const HEADER_ROOM: usize = 4 * 1024;
 /// smallest `max_payload` a NATS server is commonly run with.
 const UNKNOWN_MAX_PAYLOAD: usize = 64 * 1024;
 
+/// The servers of `url`: one `nats://host:port`, or several separated by
+/// commas (a cluster's nodes; the client also learns the others from the
+/// first it reaches).
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse()
+                .map_err(|e| LogError::Unavailable(format!("NATS server address `{u}`: {e}")))
+        })
+        .collect()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
 }
@@ -47,18 +61,26 @@ pub struct NatsLog {
     /// server is down.
     stream: OnceCell<stream::Stream>,
     prefix: String,
+    /// Copies the cluster keeps of the stream and the buckets it creates
+    /// (1 on a single server; 3 on a three-node cluster survives a node).
+    replicas: usize,
 }
 
 impl NatsLog {
     /// Connects to `url` and creates the stream for `prefix` if missing;
     /// fails when the server cannot be reached.
     pub async fn connect(url: &str, prefix: &str) -> Result<NatsLog> {
+        NatsLog::connect_replicated(url, prefix, 1).await
+    }
+
+    /// [`NatsLog::connect`], creating the stream and buckets with `replicas` copies.
+    pub async fn connect_replicated(url: &str, prefix: &str, replicas: usize) -> Result<NatsLog> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(REQUEST_TIMEOUT)
-            .connect(url)
+            .connect(servers(url)?)
             .await
             .map_err(unavailable)?;
-        let log = NatsLog::on(client, prefix);
+        let log = NatsLog::on(client, prefix, replicas);
         log.stream().await?;
         Ok(log)
     }
@@ -68,16 +90,21 @@ impl NatsLog {
     /// and works once it is back. A gateway opens its log this way, so it
     /// starts and serves (spooling usage) during an outage.
     pub async fn lazy(url: &str, prefix: &str) -> Result<NatsLog> {
+        NatsLog::lazy_replicated(url, prefix, 1).await
+    }
+
+    /// [`NatsLog::lazy`], creating the stream and buckets with `replicas` copies.
+    pub async fn lazy_replicated(url: &str, prefix: &str, replicas: usize) -> Result<NatsLog> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(REQUEST_TIMEOUT)
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers(url)?)
             .await
             .map_err(unavailable)?;
-        Ok(NatsLog::on(client, prefix))
+        Ok(NatsLog::on(client, prefix, replicas))
     }
 
-    fn on(client: async_nats::Client, prefix: &str) -> NatsLog {
+    fn on(client: async_nats::Client, prefix: &str, replicas: usize) -> NatsLog {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(REQUEST_TIMEOUT);
         NatsLog {
@@ -85,6 +112,7 @@ impl NatsLog {
             js,
             stream: OnceCell::new(),
             prefix: prefix.to_owned(),
+            replicas: replicas.max(1),
         }
     }
 
@@ -98,6 +126,7 @@ impl NatsLog {
                         subjects: vec![format!("{}.>", self.prefix)],
                         storage: stream::StorageType::File,
                         duplicate_window: DUPLICATE_WINDOW,
+                        num_replicas: self.replicas,
                         ..Default::default()
                     })
                     .await
@@ -286,6 +315,7 @@ impl EventLog for NatsLog {
                 deny_delete: true,
                 allow_direct: true,
                 discard: stream::DiscardPolicy::New,
+                num_replicas: self.replicas,
                 ..Default::default()
             })
             .await

@@ -57,6 +57,14 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
+## The fleet drill at full size: 3 gateways, ledger and control plane on a NATS
+## server of its own and PostgreSQL, under load through kill -9s, a NATS
+## restart and a rolling restart; prints the figures the README quotes.
+DRILL_CLIENTS  ?= 16
+DRILL_PHASE_MS ?= 8000
+drill: backing-services
+	DRILL_CLIENTS=$(DRILL_CLIENTS) DRILL_PHASE_MS=$(DRILL_PHASE_MS) $(CARGO) test -p modelrouter --test drill -- --nocapture
+
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
 ## circuit breakers, the usage-event publish cost in instructions (callgrind), and the criterion benches (context-window guard, stream translation, auto scoring).
 bench: bench-tools

@@ -99,7 +99,7 @@ pub async fn serve(
             .accept_until(&listener, tokio::time::sleep(delay))
             .await;
     }
-    drop(listener);
+    server.accept_pending(listener);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     if tokio::time::timeout(grace, server.graceful.shutdown())
         .await
@@ -140,6 +140,25 @@ impl Server {
                 _ = &mut stop => return,
             };
             self.spawn(stream, peer);
+        }
+    }
+
+    /// Serves the connections the kernel has already completed but not yet
+    /// handed over, then closes the listener: closing it with them queued
+    /// would reset them after their clients had sent a request.
+    fn accept_pending(&self, listener: TcpListener) {
+        let listener = match listener.into_std() {
+            Ok(listener) => listener,
+            Err(e) => return tracing::debug!("closing the listener: {e}"),
+        };
+        while let Ok((stream, peer)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream));
+            match stream {
+                Ok(stream) => self.spawn(stream, peer),
+                Err(e) => tracing::debug!(%peer, "a queued connection: {e}"),
+            }
         }
     }
 

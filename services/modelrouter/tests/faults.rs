@@ -130,12 +130,7 @@ impl Fleet {
         if response.status() != 200 {
             return false;
         }
-        let id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let id = test_support::header(&response, "x-request-id");
         // Answered means the whole body arrived.
         if response.bytes().await.is_err() {
             return false;

@@ -96,6 +96,24 @@ async fn every_service_answers_livez_and_readyz_without_a_key() {
         ),
         (&sim, &[]),
     ];
+    // `modelrouter probe`, as a container health check runs it.
+    let listen = gateways[0].1.trim_start_matches("http://").to_owned();
+    let probe_cli = |listen: String| {
+        let mut command = deployment.command(&["probe", "readyz"], "probe");
+        command.env("MODELROUTER_LISTEN", listen);
+        async move { command.output().await.expect("modelrouter runs") }
+    };
+    let ok = probe_cli(listen).await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"ready\""));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    assert!(!probe_cli(nobody).await.status.success());
     for (url, checks) in expected {
         assert_eq!(probe(&http, &format!("{url}/livez")).await.0, 200, "{url}");
         let (status, body) = probe(&http, &format!("{url}/readyz")).await;

@@ -443,3 +443,20 @@ impl Bucket for NatsBucket {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_may_list_a_clusters_nodes() {
+        assert_eq!(servers("nats://a:4222").unwrap().len(), 1);
+        assert_eq!(
+            servers("nats://a:4222, nats://b:4222,nats://c:4222")
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(servers("nats://a:4222,http://[bad").is_err());
+    }
+}

@@ -47,7 +47,7 @@ pub struct Store {
 }
 
 /// The PostgreSQL advisory lock key held while migrating ("mr-migr" in ASCII).
-pub const MIGRATION_LOCK: i64 = 0x6d72_2d6d_6967_72;
+pub const MIGRATION_LOCK: i64 = 0x006d_722d_6d69_6772;
 
 /// One migration: its number, name and SQL per backend.
 struct Migration {

@@ -240,6 +240,16 @@ pub async fn serve(
     .await;
 }
 
+/// A response header's value as text (empty when absent or not text).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Reads an SSE body into its `data` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")

@@ -75,3 +75,56 @@ def test_a_broken_manifest_is_refused(copy, file, old, new, message):
     assert code == 1, out
     assert message in out, out
     assert re.search(r"\d+ problems", out)
+
+
+def test_the_nats_cluster_config_forms_a_jetstream_cluster(tmp_path):
+    """deploy/nats/cluster.conf, as the compose file runs it (name and routes
+    from the environment), on three local nodes: they route to each other and
+    elect a JetStream meta leader."""
+    import json
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    nodes = [{"client": free_port(), "cluster": free_port(), "monitor": free_port()} for _ in range(3)]
+    conf = (ROOT / "deploy" / "nats" / "cluster.conf").read_text()
+    procs = []
+    try:
+        for i, node in enumerate(nodes):
+            store = tmp_path / f"n{i}"
+            config = tmp_path / f"n{i}.conf"
+            config.write_text(conf.replace("/data/jetstream", str(store)))
+            routes = ", ".join(f"nats-route://127.0.0.1:{n['cluster']}" for j, n in enumerate(nodes) if j != i)
+            env = dict(os.environ, NATS_NAME=f"nats-{i + 1}", NATS_ROUTES=f"[{routes}]")
+            procs.append(subprocess.Popen(
+                ["/usr/sbin/nats-server", "-c", str(config), "-a", "127.0.0.1", "-p", str(node["client"]),
+                 "-m", str(node["monitor"]), "--cluster", f"nats://127.0.0.1:{node['cluster']}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def get(node, path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{node['monitor']}/{path}", timeout=2) as r:
+                    return json.load(r)
+            except OSError:
+                return {}
+
+        formed = False
+        for _ in range(150):
+            routes = [get(n, "routez").get("num_routes") for n in nodes]
+            leader = get(nodes[0], "jsz").get("meta_cluster", {}).get("leader")
+            if routes == [2, 2, 2] and leader:
+                formed = True
+                break
+            time.sleep(0.2)
+        assert formed, f"routes {routes}, meta leader {leader!r}"
+        assert get(nodes[1], "varz")["server_name"] == "nats-2"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
+use tokio::time::Instant;
 
 /// How long one readiness check may take before it counts as failed, so a
 /// hung dependency turns the probe red instead of hanging it.
@@ -41,13 +42,54 @@ impl Flag {
     }
 }
 
+/// How long a check's answer that asked another service (the event log, the
+/// database) is reused: `/readyz` takes no key, so whoever calls it must not
+/// be able to turn each call into a database query.
+pub const REUSE_FOR: Duration = Duration::from_secs(1);
+
 /// A readiness check: `Ok` when it holds, else why not.
 pub type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The last answer of a check, and when it was given.
+type Memo = Arc<tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>>;
+
+/// One named check; `memo` is set for the checks whose answers are reused.
+#[derive(Clone)]
+struct Named {
+    name: &'static str,
+    check: Check,
+    memo: Option<Memo>,
+}
+
+impl Named {
+    async fn run(&self) -> Result<(), String> {
+        let Some(memo) = &self.memo else {
+            return bounded(&self.check).await;
+        };
+        // Held while checking, so concurrent probes wait for one answer.
+        let mut last = memo.lock().await;
+        if let Some((at, result)) = last.as_ref() {
+            if at.elapsed() < REUSE_FOR {
+                return result.clone();
+            }
+        }
+        let result = bounded(&self.check).await;
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+}
+
+async fn bounded(check: &Check) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
 
 /// A service's probes: its named readiness checks and its drain flag.
 #[derive(Clone, Default)]
 pub struct Probes {
-    checks: Vec<(&'static str, Check)>,
+    checks: Vec<Named>,
     draining: Flag,
 }
 
@@ -57,26 +99,34 @@ impl Probes {
         Probes::default()
     }
 
-    /// Adds the check `name`.
+    /// Adds the check `name`, which asks something outside the process: its
+    /// answer is reused for [`REUSE_FOR`].
     pub fn check(&mut self, name: &'static str, check: Check) -> &mut Probes {
-        self.checks.push((name, check));
+        self.checks.push(Named {
+            name,
+            check,
+            memo: Some(Memo::default()),
+        });
         self
     }
 
     /// Adds `name`, which holds once `flag` is set; `waiting` says what it waits for.
     pub fn flag(&mut self, name: &'static str, flag: Flag, waiting: &'static str) -> &mut Probes {
-        self.check(
+        let check: Check = Arc::new(move || {
+            let ready = flag.is_set();
+            Box::pin(async move {
+                match ready {
+                    true => Ok(()),
+                    false => Err(waiting.to_owned()),
+                }
+            })
+        });
+        self.checks.push(Named {
             name,
-            Arc::new(move || {
-                let ready = flag.is_set();
-                Box::pin(async move {
-                    match ready {
-                        true => Ok(()),
-                        false => Err(waiting.to_owned()),
-                    }
-                })
-            }),
-        )
+            check,
+            memo: None,
+        });
+        self
     }
 
     /// Set when the service begins to drain; `/readyz` answers 503 from then on.
@@ -100,16 +150,11 @@ impl Probes {
 
     /// Runs every check at once (each bounded by [`CHECK_TIMEOUT`]).
     async fn readiness(&self) -> Response {
-        let results = futures_util::future::join_all(self.checks.iter().map(|(name, check)| {
-            let run = check();
-            async move {
-                let result = match tokio::time::timeout(CHECK_TIMEOUT, run).await {
-                    Ok(result) => result,
-                    Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-                };
-                (*name, result)
-            }
-        }))
+        let results = futures_util::future::join_all(
+            self.checks
+                .iter()
+                .map(|named| async move { (named.name, named.run().await) }),
+        )
         .await;
         let ready = results.iter().all(|(_, r)| r.is_ok()) && !self.draining.is_set();
         let checks: Map<String, Value> = results
@@ -175,6 +220,28 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], "draining");
         assert_eq!(get(&router, "/livez").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outside_checks_answer_is_reused_for_a_second() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut probes = Probes::new();
+        let counted = Arc::clone(&calls);
+        probes.check(
+            "store",
+            Arc::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(()) })
+            }),
+        );
+        let router = probes.router();
+        for _ in 0..50 {
+            assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(REUSE_FOR).await;
+        get(&router, "/readyz").await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -258,7 +258,7 @@ impl Health {
             let transition = health.breaker.trip(config, now);
             tracing::warn!(model = %model.id(), waiting = health.waiting.len(), "attempts stalled");
             self.announce(
-                model_target(model.id()),
+                || model_target(model.id()),
                 Some(transition),
                 "attempts stalled",
             );
@@ -279,7 +279,7 @@ impl Health {
             }
         };
         let (admission, transition) = health.breaker.admit(&self.inner.breaker, now);
-        self.announce(model_target(model.id()), transition, "cool-down over");
+        self.announce(|| model_target(model.id()), transition, "cool-down over");
         match admission {
             Admission::Reject(retry_in) => {
                 health.counts.skipped += 1;
@@ -299,7 +299,11 @@ impl Health {
     fn admit_provider(&self, provider: ProviderId, now: Instant) -> Result<Admission, Skip> {
         let (admission, transition) =
             self.with_provider(provider, |p| p.breaker.admit(&self.inner.breaker, now));
-        self.announce(Target::Provider { provider }, transition, "cool-down over");
+        self.announce(
+            || Target::Provider { provider },
+            transition,
+            "cool-down over",
+        );
         match admission {
             Admission::Reject(retry_in) => Err(Skip {
                 reason: format!(
@@ -379,10 +383,18 @@ fn describe(target: &Target) -> String {
 impl Health {
     /// Logs a transition of `target`'s breaker, remembers who opened it, and
     /// tells the other replicas when breakers are shared.
-    fn announce(&self, target: Target, transition: Option<Transition>, reason: &str) {
+    /// `target` is built only when there is a transition: this runs on
+    /// every attempt, and most attempts change nothing.
+    fn announce(
+        &self,
+        target: impl FnOnce() -> Target,
+        transition: Option<Transition>,
+        reason: &str,
+    ) {
         let Some(transition) = transition else {
             return;
         };
+        let target = target();
         let what = describe(&target);
         let change = match transition {
             Transition::Opened(cooldown) => {
@@ -635,7 +647,7 @@ impl Permit {
         }
         let reason = blame.reason();
         self.health
-            .announce(model_target(&self.model), model_transition, reason);
+            .announce(|| model_target(&self.model), model_transition, reason);
         if let Blame::RateLimited(wait) = blame {
             let until_ms = fleet::now_ms() + wait.as_millis() as i64;
             let change = Change::CoolingDown { until_ms };
@@ -649,10 +661,12 @@ impl Permit {
                     Some(false) => p.breaker.failed(config, admission, now),
                     None => Some(p.breaker.trip(config, now)),
                 });
-        let provider = Target::Provider {
-            provider: self.provider,
-        };
-        self.health.announce(provider, provider_transition, reason);
+        let provider = self.provider;
+        self.health.announce(
+            || Target::Provider { provider },
+            provider_transition,
+            reason,
+        );
     }
 
     fn settle_success(&mut self, now: Instant) {
@@ -666,15 +680,14 @@ impl Permit {
         }
         let reason = "a probe succeeded";
         self.health
-            .announce(model_target(&self.model), transition, reason);
+            .announce(|| model_target(&self.model), transition, reason);
         let admission = self.provider_admission;
         let transition = self
             .health
             .with_provider(self.provider, |p| p.breaker.succeeded(admission, now));
-        let provider = Target::Provider {
-            provider: self.provider,
-        };
-        self.health.announce(provider, transition, reason);
+        let provider = self.provider;
+        self.health
+            .announce(|| Target::Provider { provider }, transition, reason);
     }
 }
 

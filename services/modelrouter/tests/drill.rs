@@ -83,7 +83,7 @@ impl Fleet {
             .env("MODELROUTER_GATEWAY_ID", GATEWAYS[i])
             .env("MODELROUTER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
             .env("MODELROUTER_KEY_HASH_SECRET", KEY_HASH_SECRET)
-            .env("MODELROUTER_DRAIN_DELAY_MS", "800");
+            .env("MODELROUTER_DRAIN_DELAY_MS", "1500");
         let (child, _) = self.deployment.start(command, "listening").await;
         self.gateways[i] = Some(child);
         assert!(

@@ -176,10 +176,12 @@ impl Server {
             };
             let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
             request.extensions_mut().insert(ConnectInfo(peer));
-            let draining = draining.clone();
+            // Read as the request arrives (a request begun before the drain
+            // keeps its connection; the next one on it is told to close).
+            let closing = draining.is_set();
             async move {
                 let mut response = router.call(request).await?;
-                if draining.is_set() {
+                if closing {
                     // The client's next request opens a new connection, which
                     // the balancer sends to a replica that is not stopping.
                     response

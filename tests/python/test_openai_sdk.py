@@ -38,6 +38,7 @@ def test_chat_completion_with_routing_headers(router):
     assert float(raw.headers["x-model-router-cost"]) > 0
     assert "Say hello to the SDK" in completion.choices[0].message.content
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert completion.usage.model_dump()["cost"] == raw.headers["x-model-router-cost"], "the body carries the cost"
 
 
 def test_stream_ends_with_usage_and_cost(router):
@@ -132,6 +133,7 @@ def test_embeddings_float_and_base64_agree(router):
     assert [e.index for e in floats.data] == [0, 1, 2]
     assert all(len(e.embedding) == 1536 for e in floats.data)
     assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
+    assert floats.usage.model_dump()["cost"] == raw.headers["x-model-router-cost"]
 
     encoded = client(router).embeddings.create(model="embed-small", input=inputs, encoding_format="base64")
     for f, b in zip(floats.data, encoded.data):

@@ -180,6 +180,7 @@ pub(crate) async fn openai(
         usage: EmbeddingUsage {
             prompt_tokens: tokens,
             total_tokens: tokens,
+            cost: None,
         },
     })
     .into_response()

@@ -164,12 +164,16 @@ pub enum EmbeddingVector {
 }
 
 /// Token counts of an embeddings call; `total_tokens` equals `prompt_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmbeddingUsage {
     /// Input tokens.
     pub prompt_tokens: u64,
     /// The same.
     pub total_tokens: u64,
+    /// What the call cost, in USD as an exact decimal string: set by the
+    /// gateway (as chat's `usage.cost`), absent from providers' answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
 }
 
 #[cfg(test)]

@@ -348,6 +348,12 @@ fn complete_response(
     let tokens = token_usage(usage);
     let cost = model.cost(&tokens);
     completion.model = model.id.clone();
+    if let Some(usage) = completion.usage.as_mut() {
+        // As in a stream's usage chunk: the exact USD cost, as a string.
+        usage
+            .extra
+            .insert("cost".into(), serde_json::Value::String(cost.to_string()));
+    }
     let mut response = Json(completion).into_response();
     super::routing_headers(&mut response, model, attempts, Some(cost));
     Ok((response, tokens, cost))

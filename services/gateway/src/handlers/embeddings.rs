@@ -255,6 +255,7 @@ fn respond(
         usage: EmbeddingUsage {
             prompt_tokens: vectors.input_tokens,
             total_tokens: vectors.input_tokens,
+            cost: Some(cost.to_string()),
         },
     })
     .into_response();

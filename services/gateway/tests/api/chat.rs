@@ -33,6 +33,10 @@ async fn non_streaming_reply_carries_routing_headers_and_exact_cost() {
     assert!(p > 5 && c > 5);
     // gpt-4.1 lists $2.00/M input and $8.00/M output: 2,000 and 8,000 nano-dollars a token.
     assert_eq!(cost, usd(p, c, 2_000, 8_000));
+    assert_eq!(
+        body["usage"]["cost"], cost,
+        "the body carries the cost too, as a stream's usage chunk does"
+    );
 }
 
 #[tokio::test]
@@ -42,6 +46,8 @@ async fn free_models_cost_zero_and_cheap_tiers_use_them() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-model-router-provider"), "groq");
     assert_eq!(header(&response, "x-model-router-cost"), "0");
+    let (_, _, body) = read(response).await;
+    assert_eq!(body["usage"]["cost"], "0");
 }
 
 #[tokio::test]

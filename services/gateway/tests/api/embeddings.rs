@@ -141,6 +141,11 @@ async fn openai_batches_split_by_tokens_and_usage_adds_up() {
     // $0.02 per million input tokens = 20 nano-dollars a token.
     let cost = money::Money::from_nanos(tokens as i64 * 20).to_string();
     assert_eq!(headers["x-model-router-cost"], cost.as_str());
+    assert_eq!(
+        body["usage"]["cost"],
+        cost.as_str(),
+        "the body carries it too"
+    );
 }
 
 #[tokio::test]

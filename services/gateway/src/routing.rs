@@ -9,6 +9,9 @@
 //! 5. Order the rest by `prefer`.
 //!
 //! When a step empties the list the request fails with the reason of that step.
+//! A request may name several targets (`model`, then OpenRouter's `models`
+//! fallback list): each runs these steps on its own, and their candidates
+//! are tried in that order.
 
 use std::sync::Arc;
 
@@ -62,14 +65,92 @@ pub struct Plan {
     pub auto: Option<Explanation>,
 }
 
-/// The candidates for `request`, best first.
+/// The most entries `model` and `models` may name together.
+pub const MAX_TARGETS: usize = 8;
+
+/// The candidates for `request`, best first: those of `model`, then those
+/// of each `models` entry in turn (OpenRouter's fallback list), each model
+/// once. Every target runs steps 1–5 on its own; the request fails only when
+/// none has a candidate left, with the first target's reason.
 pub fn plan(
     gateway: &Gateway,
     catalog: &Catalog,
     request: &ChatRequest,
     prefer: Prefer,
 ) -> Result<Plan, GatewayError> {
-    let mut target = Target::resolve(catalog, &request.model)?;
+    let names = target_names(request)?;
+    let targets = names
+        .iter()
+        .map(|name| Target::resolve(catalog, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut plan = Plan {
+        candidates: Vec::new(),
+        auto: None,
+    };
+    let mut first_error = None;
+    for target in targets {
+        match plan_target(gateway, catalog, request, prefer, target) {
+            Ok(found) => {
+                plan.auto = plan.auto.or(found.auto);
+                for model in found.candidates {
+                    if !plan.candidates.iter().any(|m| m.id == model.id) {
+                        plan.candidates.push(model);
+                    }
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (plan.candidates.is_empty(), first_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(plan),
+    }
+}
+
+/// `model`, then the `models` entries not already named, checked.
+fn target_names(request: &ChatRequest) -> Result<Vec<&str>, GatewayError> {
+    let mut names: Vec<&str> = Vec::new();
+    let listed = request.models.iter().flatten().map(String::as_str);
+    for name in std::iter::once(request.model.as_str()).chain(listed) {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if request
+        .models
+        .as_ref()
+        .is_some_and(|m| m.iter().any(String::is_empty))
+    {
+        return Err(GatewayError::invalid(
+            "`models` entries must be tiers, `auto` or model ids, not empty strings.",
+            Some("models".to_owned()),
+        ));
+    }
+    match names.len() {
+        0 => Err(GatewayError::invalid(
+            "You must provide a model parameter (`model`, or a `models` list).",
+            Some("model".to_owned()),
+        )),
+        n if n > MAX_TARGETS => Err(GatewayError::invalid(
+            format!(
+                "`model` and `models` may name at most {MAX_TARGETS} tiers or models together."
+            ),
+            Some("models".to_owned()),
+        )),
+        _ => Ok(names),
+    }
+}
+
+/// Steps 1–5 for one target.
+fn plan_target(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    request: &ChatRequest,
+    prefer: Prefer,
+    mut target: Target,
+) -> Result<Plan, GatewayError> {
     let mut explanation = None;
     if let Target::Auto = target {
         let decided = auto::decide(request, &gateway.config.auto);

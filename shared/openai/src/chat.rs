@@ -8,8 +8,14 @@ use crate::Extra;
 /// `POST /v1/chat/completions` request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
-    /// A tier, `auto`, or a concrete model id.
+    /// A tier, `auto`, or a concrete model id (may be left out when
+    /// `models` names them).
+    #[serde(default)]
     pub model: String,
+    /// OpenRouter's fallback list: tiers, `auto` or model ids, tried in
+    /// order after `model`. Never sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
     /// The conversation.
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

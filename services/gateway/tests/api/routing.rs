@@ -218,3 +218,100 @@ async fn unconfigured_providers_are_skipped() {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_provider_available");
 }
+
+/// OpenRouter's `models`: tried in order after `model`, with the same
+/// fallback rules; a tier in the list contributes its models in `prefer`
+/// order; the list never reaches the provider.
+#[tokio::test]
+async fn a_models_fallback_list_is_tried_in_order() {
+    let h = Harness::start().await;
+    let body = json!({
+        "models": ["gpt-4.1", "claude-sonnet-4-6", "standard"],
+        "messages": [{"role": "user", "content": "Fall back"}]
+    });
+    let response = h.chat(&body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-model-router-model"), "gpt-4.1");
+    let sent = h.upstream_requests().await;
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|r| r["body"].get("models").is_none()));
+
+    h.fault(json!({"provider": "openai", "model": "gpt-4.1", "status": 500}))
+        .await;
+    let response = h.chat(&body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "claude-sonnet-4-6"
+    );
+    assert_eq!(header(&response, "x-model-router-attempts"), "2");
+
+    h.fault(json!({"provider": "anthropic", "status": 503}))
+        .await;
+    let response = h.chat(&body).await;
+    assert_eq!(response.status(), 200, "the standard tier comes last");
+    let served = header(&response, "x-model-router-model");
+    assert!(
+        !["gpt-4.1", "claude-sonnet-4-6"].contains(&served.as_str()),
+        "{served}"
+    );
+
+    // `model` comes first, then the list; a model named twice is tried once.
+    h.clear_faults().await;
+    let response = h
+        .chat(&json!({
+            "model": "o3", "models": ["o3", "gpt-4.1"],
+            "messages": [{"role": "user", "content": "x"}]
+        }))
+        .await;
+    assert_eq!(header(&response, "x-model-router-model"), "o3");
+    h.fault(json!({"provider": "openai", "model": "o3", "status": 500}))
+        .await;
+    let (status, _, body) = read(
+        h.chat(&json!({
+            "model": "o3", "models": ["o3"],
+            "messages": [{"role": "user", "content": "x"}]
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_models_list_is_refused_by_name() {
+    let h = Harness::start().await;
+    let chat = |extra: serde_json::Value| {
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (status, _, body) = read(
+        h.chat(&chat(json!({"models": ["gpt-4.1", "no-such-model"]})))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-model"));
+    for (extra, param) in [
+        (json!({}), "model"),
+        (json!({"models": []}), "model"),
+        (json!({"models": ["gpt-4.1", ""]}), "models"),
+        (
+            json!({"models": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]}),
+            "models",
+        ),
+    ] {
+        let (status, _, body) = read(h.chat(&chat(extra.clone())).await).await;
+        assert_eq!(status, 400, "{extra}: {body}");
+        assert_eq!(body["error"]["param"], param, "{extra}: {body}");
+    }
+    let (status, _, body) = read(h.chat(&chat(json!({"models": "gpt-4.1"}))).await).await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -25,6 +25,9 @@ pub enum CpError {
     /// Nothing of this account has that id.
     #[error("Not found.")]
     NotFound,
+    /// A named thing that does not exist, said in full.
+    #[error("{0}")]
+    Missing(String),
     /// Too many sign-up or login attempts from one address.
     #[error("Too many attempts. Try again in {0} seconds.")]
     RateLimited(u64),
@@ -54,7 +57,7 @@ impl CpError {
             CpError::BadInput(_) => StatusCode::BAD_REQUEST,
             CpError::Unauthenticated => StatusCode::UNAUTHORIZED,
             CpError::Forbidden(_) | CpError::Csrf => StatusCode::FORBIDDEN,
-            CpError::NotFound => StatusCode::NOT_FOUND,
+            CpError::NotFound | CpError::Missing(_) => StatusCode::NOT_FOUND,
             CpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             CpError::Conflict(_) => StatusCode::CONFLICT,
             CpError::Log(_) | CpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,7 +73,7 @@ impl CpError {
             CpError::Unauthenticated => "unauthenticated",
             CpError::Forbidden(_) => "forbidden",
             CpError::Csrf => "csrf_token_invalid",
-            CpError::NotFound => "not_found",
+            CpError::NotFound | CpError::Missing(_) => "not_found",
             CpError::RateLimited(_) => "rate_limited",
             CpError::Conflict(_) => "conflict",
             CpError::Log(_) => "event_log_unavailable",

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 mod extract;
 mod limiter;
+mod lookup;
 pub mod operator;
 pub mod ops;
 pub mod pages;
@@ -150,6 +151,7 @@ impl ControlPlane {
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     pages::routes()
         .merge(api::routes())
+        .merge(lookup::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&cp),
             extract::cookies,

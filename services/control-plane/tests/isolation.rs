@@ -215,5 +215,38 @@ async fn account_b_cannot_read_or_change_account_a() {
     let still = stack.chat(&a_key, "economy").await;
     assert_eq!(still.status(), 200);
     assert_ne!(still.headers()["x-model-router-provider"], "xai");
+
+    // A's request, looked up by its id: A's API key finds it, B's does not.
+    let b_key = b.create_key("beta-key").await;
+    let lookup = async |key: &str, id: &str| {
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/requests/{id}", stack.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let mut found = (0, String::new());
+    for _ in 0..200 {
+        found = lookup(&a_key, &request_id).await;
+        if found.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(found.0, 200, "{}", found.1);
+    let (status, text) = lookup(&b_key, &request_id).await;
+    assert_eq!(status, 404);
+    // The same answer as for an id never issued (naming the id B sent).
+    let never = lookup(&b_key, "req_never_issued").await;
+    assert_eq!(
+        never.1.replace("req_never_issued", &request_id),
+        text,
+        "B cannot tell A's request from one that does not exist"
+    );
+    for secret in secrets.iter().filter(|s| **s != request_id) {
+        assert!(!text.contains(*secret), "B's lookup shows {secret}");
+    }
     stack.stop().await;
 }

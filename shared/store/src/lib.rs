@@ -88,6 +88,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0005_billing.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0005_billing.sql"),
     },
+    Migration {
+        version: 6,
+        name: "request_lookup",
+        postgres: include_str!("../../../migrations/postgres/0006_request_lookup.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0006_request_lookup.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

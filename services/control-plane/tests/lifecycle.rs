@@ -487,14 +487,7 @@ async fn pages_refuse_framing_and_a_planted_csrf_cookie() {
             .send()
             .await
             .unwrap();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let header = |name: &str| test_support::header(&response, name);
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
         assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
         assert_eq!(header("x-content-type-options"), "nosniff");

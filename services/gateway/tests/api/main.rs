@@ -21,15 +21,7 @@ mod usage_faults;
 use reqwest::Response;
 use serde_json::Value;
 
-/// A header as a string ("" when absent).
-pub fn header(response: &Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
+pub use test_support::header;
 
 /// Status, headers and JSON body of a response.
 pub async fn read(response: Response) -> (u16, reqwest::header::HeaderMap, Value) {

@@ -79,15 +79,6 @@ pub struct Events {
 }
 
 impl Gateway {
-    /// A gateway with adapters built from `config`.
-    pub fn new(
-        config: GatewayConfig,
-        catalog: Arc<CatalogHandle>,
-        keys: Arc<KeyRing>,
-    ) -> Result<Arc<Self>, providers::ConfigError> {
-        Gateway::with_events(config, catalog, keys, None)
-    }
-
     /// A gateway that records usage and enforces credit through `events`.
     pub fn with_events(
         config: GatewayConfig,

@@ -26,17 +26,6 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Applies the event at log position `seq` in its own transaction; `false`
-/// if it was applied before.
-pub async fn apply(store: &Store, seq: u64, envelope: &Envelope) -> Result<bool, LedgerError> {
-    let mut tx = store.pool.begin().await?;
-    let mut changes = AccountChanges::default();
-    let applied = apply_in(&mut tx, seq, envelope, &mut changes).await?;
-    changes.write(&mut tx).await?;
-    tx.commit().await?;
-    Ok(applied)
-}
-
 /// One account's summed changes.
 #[derive(Debug, Default)]
 struct Change {

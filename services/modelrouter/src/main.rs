@@ -45,7 +45,7 @@ enum Command {
     },
     /// Applies the ledger store's migrations.
     Migrate,
-    /// Grants credits to an account (an operator's tool until the control plane).
+    /// Grants credits to an account (an operator's tool: support credits, corrections).
     Grant {
         /// The account id.
         #[arg(long)]

@@ -97,15 +97,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         simulate,
     )
     .await?;
-    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    if bootstrap
-        .as_deref()
-        .is_some_and(|k| !keys::is_well_formed(k))
-    {
-        return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
-    }
+    let bootstrap = bootstrap_key()?;
     let demo_credits = control_plane.demo_credits();
     let first = control_plane
         .first_account(&config.first_user_email, bootstrap)
@@ -620,14 +612,7 @@ fn load_keys(
         }
         digests.push(digest.to_owned());
     }
-    let bootstrap = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    if let Some(key) = &bootstrap {
-        if !keys::is_well_formed(key) {
-            return Err("MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits".into());
-        }
-    }
+    let bootstrap = bootstrap_key()?;
     let bootstrap_digest = bootstrap.as_deref().map(|k| ring.digest(k));
     let needed = digests.is_empty()
         || bootstrap_digest
@@ -646,6 +631,21 @@ fn load_keys(
     file.sync_all()?;
     ring.insert_digest(&digest, account);
     Ok((ring, Some(key)))
+}
+
+/// `MODELROUTER_BOOTSTRAP_KEY`, the API key a fresh installation starts
+/// with instead of a generated one, when set and well formed.
+fn bootstrap_key() -> Result<Option<String>, BoxError> {
+    let key = std::env::var("MODELROUTER_BOOTSTRAP_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    match key {
+        Some(key) if !keys::is_well_formed(&key) => Err(
+            "MODELROUTER_BOOTSTRAP_KEY must look like mr_sk_ followed by at least 32 letters or digits"
+                .into(),
+        ),
+        key => Ok(key),
+    }
 }
 
 async fn serve(

@@ -76,14 +76,6 @@ pub enum Content {
 }
 
 impl Content {
-    /// The content as blocks.
-    pub fn into_blocks(self) -> Vec<ContentBlock> {
-        match self {
-            Content::Text(text) => vec![ContentBlock::text(text)],
-            Content::Blocks(blocks) => blocks,
-        }
-    }
-
     /// The text of every text block, in order.
     pub fn texts(&self) -> Vec<&str> {
         match self {

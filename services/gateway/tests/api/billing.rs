@@ -170,16 +170,6 @@ async fn the_daily_limit_refuses_until_midnight_counting_unapplied_spend() {
     wait_credit(&h).await;
     // Nothing spent yet: served. Its cost alone passes the limit.
     paid_chat(&h, 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let bucket = backends.log.bucket("accounts").await.unwrap();
-    eprintln!(
-        "DEBUG state {:?}",
-        bucket
-            .get(&account.to_string())
-            .await
-            .unwrap()
-            .map(|e| String::from_utf8_lossy(&e.value).to_string())
-    );
     // Refused at once, before the ledger has even applied the first request.
     let response = h.chat(&ask("gpt-4.1", "One more")).await;
     let retry_after: u64 = header(&response, "retry-after").parse().unwrap();

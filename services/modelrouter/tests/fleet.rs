@@ -35,6 +35,19 @@ async fn concurrent_migrations_apply_each_version_once() {
     );
 }
 
+/// The readiness check's view of migrations: all pending on a fresh
+/// database (no table yet), none once applied.
+#[tokio::test]
+async fn pending_migrations_are_counted_until_applied() {
+    let db = TestDb::new().await;
+    let store = store::Store::connect(&db.url).await.unwrap();
+    let pending = store.pending_migrations().await.unwrap();
+    assert!(pending >= 6, "{pending}");
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied.len(), pending);
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+}
+
 /// `modelrouter ledger`, `control-plane` and three `migrate` commands
 /// started at the same instant on a fresh database all come up.
 #[tokio::test]

@@ -137,13 +137,8 @@ impl FromRequestParts<Arc<ControlPlane>> for ApiCaller {
         parts: &mut Parts,
         cp: &Arc<ControlPlane>,
     ) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if let Some(key) = bearer {
-            return match cp.admin_key_member(key.trim()).await? {
+        if let Some(key) = bearer(&parts.headers) {
+            return match cp.admin_key_member(key).await? {
                 Some(member) => Ok(ApiCaller(member)),
                 None => Err(ApiError(CpError::Unauthenticated)),
             };
@@ -158,6 +153,34 @@ impl FromRequestParts<Arc<ControlPlane>> for ApiCaller {
             check_csrf(cp, &parts.headers, token)?;
         }
         Ok(ApiCaller(member))
+    }
+}
+
+/// The key in `Authorization: Bearer …`, trimmed.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The account of the API key (`Authorization: Bearer mr_sk_…`) a request
+/// carries: for the routes API clients call with the key they send to the
+/// gateway. A missing, unknown or revoked key is 401.
+pub struct ApiKeyAccount(pub events::AccountId);
+
+impl FromRequestParts<Arc<ControlPlane>> for ApiKeyAccount {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(&parts.headers).ok_or(CpError::Unauthenticated)?;
+        match cp.api_key_account(key).await? {
+            Some(account) => Ok(ApiKeyAccount(account)),
+            None => Err(ApiError(CpError::Unauthenticated)),
+        }
     }
 }
 

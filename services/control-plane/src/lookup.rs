@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
 use axum::routing::get;
 use axum::{Json, Router};
 use events::{Envelope, Event};
@@ -19,6 +18,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::error::{ApiError, CpError};
+use crate::extract::ApiKeyAccount;
 use crate::ControlPlane;
 
 /// Request ids the gateway issues are far shorter; longer ones cannot exist.
@@ -31,19 +31,9 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
 
 async fn lookup(
     State(cp): State<Arc<ControlPlane>>,
-    headers: HeaderMap,
+    ApiKeyAccount(account): ApiKeyAccount,
     Path(request_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(CpError::Unauthenticated)?;
-    let account = cp
-        .api_key_account(key)
-        .await?
-        .ok_or(CpError::Unauthenticated)?;
     if request_id.len() > MAX_REQUEST_ID {
         return Err(CpError::Missing("No such request id.".into()).into());
     }

@@ -78,6 +78,11 @@ pub fn plan(
     request: &ChatRequest,
     prefer: Prefer,
 ) -> Result<Plan, GatewayError> {
+    if request.models.is_none() && !request.model.is_empty() {
+        // One target, as nearly every request names: no list to merge.
+        let target = Target::resolve(catalog, &request.model)?;
+        return plan_target(gateway, catalog, request, prefer, target);
+    }
     let names = target_names(request)?;
     let targets = names
         .iter()

@@ -37,6 +37,11 @@ use crate::follow::{follow, Source};
 /// The event log bucket holding the current state of every shared breaker.
 pub const BREAKERS_BUCKET: &str = "breakers";
 
+/// The longest another replica's open or cool-down is applied for here
+/// (unless this replica's own longest cool-down is longer): bounds the harm
+/// of a replica whose clock is wrong.
+pub const MAX_REMOTE_COOLING_MS: u64 = 3_600_000;
+
 /// How long the publisher waits before retrying after the log refused a put.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -273,6 +278,26 @@ mod tests {
         assert!(health.admit(model.as_ref(), expect).is_ok());
         let report = health.report([model.as_ref() as &dyn Monitored]);
         assert_eq!(report.models[0].tripped_by, None);
+    }
+
+    #[test]
+    fn a_far_future_open_from_a_replica_with_a_wrong_clock_is_bounded() {
+        let catalog = catalog::Catalog::builtin();
+        let model = catalog.model("gpt-4.1").unwrap();
+        let health = Health::new(BreakerConfig::default(), LatencyConfig::default());
+        let days = Change::Open {
+            until_ms: now_ms() + 30 * 86_400_000,
+        };
+        health.apply(&news(days), Some(model.as_ref()));
+        let expect = Expect {
+            stream: false,
+            output_tokens: Some(10),
+        };
+        let skip = health.admit(model.as_ref(), expect).err().expect("open");
+        assert!(
+            skip.retry_in <= Duration::from_millis(MAX_REMOTE_COOLING_MS),
+            "{skip:?}"
+        );
     }
 
     #[test]

@@ -456,7 +456,17 @@ impl Health {
         if !self.inner.breaker.enabled {
             return;
         }
-        let until = |at_ms: i64| (at_ms > fleet::now_ms()).then(|| fleet::instant_of(at_ms));
+        // Never longer than this replica would hold one itself: a replica
+        // whose clock runs far ahead must not shut a model out for days.
+        let longest = self
+            .inner
+            .breaker
+            .max_cooldown_ms
+            .max(fleet::MAX_REMOTE_COOLING_MS) as i64;
+        let until = |at_ms: i64| {
+            let now = fleet::now_ms();
+            (at_ms > now).then(|| fleet::instant_of(at_ms.min(now + longest)))
+        };
         let changed = match (&news.target, model) {
             (Target::Provider { provider }, _) => {
                 self.with_provider(*provider, |p| match news.change {

@@ -390,4 +390,38 @@ async fn a_breaker_opened_on_one_gateway_is_open_on_all() {
             .await
             .expect("closed on every replica");
     }
+
+    // A 429 with Retry-After on gw-a holds gpt-4.1 back on gw-b too.
+    let rule = serde_json::json!({"provider": "openai", "model": "gpt-4.1", "status": 429, "retry_after_s": 30});
+    http.post(&faults).json(&rule).send().await.unwrap();
+    let _ = chat(a).await;
+    let cooling = |url: String| {
+        let http = http.clone();
+        async move {
+            let report: serde_json::Value = http
+                .get(format!("{url}/v1/router/health"))
+                .bearer_auth(test_support::deployment::KEY)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            report["models"]
+                .as_array()?
+                .iter()
+                .find(|m| m["model"] == "gpt-4.1")?["cooling_down_for_ms"]
+                .as_u64()
+        }
+    };
+    let mut seen = None;
+    for _ in 0..500 {
+        seen = cooling(b.clone()).await;
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = seen.expect("gw-b cools gpt-4.1 down as gw-a's provider asked");
+    assert!((20_000..=30_000).contains(&left), "{left} ms left");
 }

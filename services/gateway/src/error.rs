@@ -273,8 +273,17 @@ impl GatewayError {
     }
 }
 
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
+/// An error as every ingress reports it: status, OpenAI-shaped body and
+/// `Retry-After`; each ingress renders it in its own envelope.
+pub struct Rendered {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+    pub retry_after_s: Option<u64>,
+}
+
+impl GatewayError {
+    /// The status, body and `Retry-After` of this error.
+    pub fn render(&self) -> Rendered {
         let status = self.status();
         let (kind, param, code) = self.kind_param_code();
         let kind = if status == StatusCode::TOO_MANY_REQUESTS {
@@ -285,7 +294,7 @@ impl IntoResponse for GatewayError {
         let message = events::cap(&self.to_string(), MESSAGE_CHARS);
         let param = param.map(|p| events::cap(p, ECHO_CHARS));
         let mut body = ErrorBody::new(kind, message, param.as_deref(), code);
-        let mut retry_after = match &self {
+        let mut retry_after = match self {
             GatewayError::DailyLimitExceeded { retry_after_s, .. }
             | GatewayError::FreeRateLimited { retry_after_s, .. } => Some(*retry_after_s),
             GatewayError::Busy => Some(1),
@@ -294,7 +303,7 @@ impl IntoResponse for GatewayError {
         if let GatewayError::AllCandidatesFailed {
             attempts,
             retry_after_s,
-        } = &self
+        } = self
         {
             body.error.extra.insert(
                 "attempts".into(),
@@ -302,16 +311,42 @@ impl IntoResponse for GatewayError {
             );
             retry_after = *retry_after_s;
         }
-        let mut response = (status, Json(body)).into_response();
         let retryable_status = matches!(
             status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         );
-        if let Some(secs) = retry_after.filter(|_| retryable_status) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Rendered {
+            status,
+            body,
+            retry_after_s: retry_after.filter(|_| retryable_status),
         }
+    }
+}
+
+impl Rendered {
+    /// The response carrying `body`, the ingress's own envelope of this error.
+    pub fn respond(self, body: impl Serialize) -> Response {
+        respond(self.status, self.retry_after_s, body)
+    }
+}
+
+fn respond(status: StatusCode, retry_after_s: Option<u64>, body: impl Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after_s {
         response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let Rendered {
+            status,
+            body,
+            retry_after_s,
+        } = self.render();
+        respond(status, retry_after_s, body)
     }
 }

@@ -6,10 +6,13 @@
 //! (see [`guard`]), tries the candidates in order through provider adapters
 //! (see [`providers`]) and answers in OpenAI's shapes with routing headers.
 //! `/v1/embeddings` routes the `embed-*` aliases the same way (see [`embeddings`]).
+//! Anthropic's `/v1/messages` and OpenAI's `/v1/responses` are translated to
+//! chat and go through the same [`dispatch`] (see [`ingress`]).
 
 pub mod accounts;
 pub mod auto;
 pub mod config;
+pub mod dispatch;
 pub mod embeddings;
 pub mod error;
 pub mod files;
@@ -18,6 +21,7 @@ pub mod guard;
 mod handlers;
 pub mod headers;
 pub mod health;
+pub mod ingress;
 pub mod keys;
 pub mod policies;
 pub mod prefer;
@@ -228,6 +232,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(handlers::chat::completions))
         .route("/v1/embeddings", post(handlers::embeddings::create))
+        .route("/v1/messages", post(handlers::messages::create))
+        .route(
+            "/v1/messages/count_tokens",
+            post(handlers::messages::count_tokens),
+        )
+        .route("/v1/responses", post(handlers::responses::create))
         .route("/v1/models", get(handlers::models::list))
         .route("/v1/models/{id}", get(handlers::models::retrieve))
         .route("/v1/router/health", get(handlers::health::report))

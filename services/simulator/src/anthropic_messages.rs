@@ -93,11 +93,14 @@ pub(crate) async fn handle(
         .as_ref()
         .is_some_and(|t| t.get("type").and_then(Value::as_str) == Some("enabled"));
     let blocks = content_blocks(&reply, &ask, thinking);
+    let cached = sim
+        .prompt_cache
+        .apply(&request, |text| sim.tokens.count_text(text));
     let usage = Usage {
-        input_tokens: input_tokens(&sim, &request),
+        input_tokens: input_tokens(&sim, &request).saturating_sub(cached.written + cached.read),
         output_tokens: reply.completion_tokens,
-        cache_creation_input_tokens: Some(0),
-        cache_read_input_tokens: Some(0),
+        cache_creation_input_tokens: Some(cached.written),
+        cache_read_input_tokens: Some(cached.read),
         extra: Default::default(),
     };
     let message = MessagesResponse {

@@ -20,6 +20,7 @@ mod faults;
 mod generate;
 mod google_gemini;
 mod openai_chat;
+mod prompt_cache;
 mod recorder;
 mod sse;
 pub mod stripe;
@@ -66,6 +67,8 @@ pub struct Simulator {
     faults: faults::FaultTable,
     recorder: recorder::Recorder,
     tokens: tokens::TokenCounter,
+    /// Anthropic's prompt cache.
+    prompt_cache: prompt_cache::PromptCache,
     /// Stripe's stand-in (card deposits).
     pub stripe: stripe::Stripe,
 }
@@ -79,6 +82,7 @@ impl Simulator {
             faults: Default::default(),
             recorder: Default::default(),
             tokens: Default::default(),
+            prompt_cache: Default::default(),
             stripe: Default::default(),
         })
     }

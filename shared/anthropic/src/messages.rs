@@ -230,9 +230,9 @@ pub struct ErrorResponse {
 /// The error itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// `invalid_request_error`, `authentication_error`, `permission_error`,
-    /// `not_found_error`, `request_too_large`, `rate_limit_error`,
-    /// `api_error`, `overloaded_error`.
+    /// `invalid_request_error`, `authentication_error`, `billing_error`,
+    /// `permission_error`, `not_found_error`, `request_too_large`,
+    /// `rate_limit_error`, `api_error`, `timeout_error`, `overloaded_error`.
     #[serde(rename = "type")]
     pub kind: String,
     pub message: String,
@@ -255,10 +255,12 @@ impl ErrorResponse {
         match status {
             400 => "invalid_request_error",
             401 => "authentication_error",
+            402 => "billing_error",
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
+            504 => "timeout_error",
             529 => "overloaded_error",
             _ => "api_error",
         }

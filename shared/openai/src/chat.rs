@@ -127,7 +127,7 @@ impl Message {
         single
             .into_iter()
             .chain(parts.iter().filter_map(|p| match p {
-                ContentPart::Text { text } => Some(text.as_str()),
+                ContentPart::Text { text, .. } => Some(text.as_str()),
                 ContentPart::Refusal { refusal } => Some(refusal.as_str()),
                 _ => None,
             }))
@@ -158,11 +158,26 @@ pub enum Content {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
-    InputAudio { input_audio: Value },
-    File { file: Value },
-    Refusal { refusal: String },
+    Text {
+        text: String,
+        /// Anthropic's prompt-cache breakpoint (`{"type": "ephemeral"}`), as
+        /// OpenRouter and LiteLLM accept it on chat parts; passed to Anthropic
+        /// and Bedrock Claude, dropped for other providers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    InputAudio {
+        input_audio: Value,
+    },
+    File {
+        file: Value,
+    },
+    Refusal {
+        refusal: String,
+    },
 }
 
 /// An image by URL or `data:` URL.
@@ -197,6 +212,9 @@ pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
+    /// Anthropic's prompt-cache breakpoint after this tool (see [`ContentPart::Text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// A function tool's definition.

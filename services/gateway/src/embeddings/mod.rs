@@ -27,8 +27,9 @@ use catalog::{Catalog, DimensionPlan, EmbeddingAlias, EmbeddingModel};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 
+use crate::dispatch::failover::{self, Failure};
 use crate::error::GatewayError;
-use crate::health::{Expect, Skip};
+use crate::health::Expect;
 use crate::prefer::{self, Prefer};
 use crate::providers::{EmbedCall, EmbedInput, Embedded, Provider, ProviderError, Unsupported};
 use crate::Gateway;
@@ -199,13 +200,12 @@ fn carries(
     Ok(dimensions)
 }
 
-/// Why one candidate could not embed the request.
-#[derive(Debug)]
-pub enum Failure {
-    /// Its breaker (or a cool-down) turned a call away.
-    Skipped(Skip),
-    /// A call failed twice, or the answer was unusable.
-    Failed(ProviderError),
+/// A candidate is tried by the shared failover loop as its model.
+impl failover::Target for Candidate {
+    type Model = EmbeddingModel;
+    fn model(&self) -> &EmbeddingModel {
+        &self.model
+    }
 }
 
 /// The vectors of every input, in order, and the input tokens billed.

@@ -12,10 +12,11 @@ use openai::{
     EmbeddingVector, EncodingFormat,
 };
 
-use crate::embeddings::{self, vector, Candidate, Failure, Inputs, Vectors};
-use crate::error::{Attempt, GatewayError, Soonest};
+use crate::dispatch::failover;
+use crate::embeddings::{self, vector, Candidate, Inputs, Vectors};
+use crate::error::GatewayError;
 use crate::prefer::Prefer;
-use crate::providers::EmbedInput;
+use crate::providers::{EmbedInput, Provider};
 use crate::usage::{Recording, Served};
 use crate::{Gateway, RequestId};
 use events::{Outcome, RequestKind, Tokens};
@@ -53,42 +54,20 @@ pub async fn create(
 }
 
 /// Embeds with the first candidate that can within the request's total
-/// deadline, and records the usage (or the failure).
+/// deadline (the shared failover loop), and records the usage (or the failure).
 async fn dispatch(
     gateway: Arc<Gateway>,
     candidates: Vec<Candidate>,
     inputs: Inputs,
     recording: Option<Arc<Recording>>,
 ) -> Result<(Candidate, Vectors, usize, Money), GatewayError> {
-    let mut attempts = Vec::new();
-    let deadline = gateway.config.total_timeout();
-    let outcome = tokio::time::timeout(
-        deadline,
-        attempt_all(&gateway, &candidates, &inputs, &mut attempts),
-    )
-    .await;
-    let result = match outcome {
-        Ok(result) => result,
-        Err(_) => {
-            let spent: u64 = attempts.iter().map(|a| a.latency_ms).sum();
-            if let Some(c) = candidates.get(attempts.len()) {
-                attempts.push(Attempt {
-                    provider: c.model.provider.to_string(),
-                    model: c.model.id.clone(),
-                    status: None,
-                    error: format!("total deadline of {} ms expired", deadline.as_millis()),
-                    latency_ms: (deadline.as_millis() as u64).saturating_sub(spent),
-                    skipped: false,
-                });
-            }
-            Err(GatewayError::AllCandidatesFailed {
-                attempts: std::mem::take(&mut attempts),
-                retry_after_s: None,
-            })
-        }
+    let calls = EmbedAttempts {
+        gateway: Arc::clone(&gateway),
+        inputs,
     };
-    let (candidate, vectors) = match result {
-        Ok(found) => found,
+    let result = failover::run(&gateway, &candidates, &calls).await;
+    let won = match result {
+        Ok(won) => won,
         Err(error) => {
             if let Some(recording) = &recording {
                 recording.fail(error.attempts());
@@ -96,8 +75,9 @@ async fn dispatch(
             return Err(error);
         }
     };
-    let tries = attempts.iter().filter(|a| !a.skipped).count() + 1;
-    let model = candidate.model.as_ref();
+    let tries = won.tries();
+    let model = won.target.model.as_ref();
+    let vectors = won.value;
     let cost = model.cost(vectors.input_tokens);
     if let Some(recording) = &recording {
         recording.record(Served {
@@ -109,12 +89,31 @@ async fn dispatch(
                 ..Default::default()
             },
             cost,
-            attempts: &attempts,
+            attempts: &won.attempts,
             outcome: Outcome::Completed,
             first_byte: None,
         });
     }
-    Ok((candidate, vectors, tries, cost))
+    Ok((won.target.clone(), vectors, tries, cost))
+}
+
+/// Embedding calls: every input, with one candidate.
+struct EmbedAttempts {
+    gateway: Arc<Gateway>,
+    inputs: Inputs,
+}
+
+impl failover::Attempter<Candidate> for EmbedAttempts {
+    type Answer = Vectors;
+
+    async fn attempt(
+        &self,
+        candidate: &Candidate,
+        provider: &dyn Provider,
+        _before: &[crate::error::Attempt],
+    ) -> Result<Vectors, failover::Failure> {
+        embeddings::embed_all(&self.gateway, provider, candidate, &self.inputs).await
+    }
 }
 
 /// `prefer`, `quality` when absent: a static order, so an alias keeps
@@ -180,50 +179,6 @@ fn inputs(
         tokens,
         dimensions,
         user,
-    })
-}
-
-/// Tries each candidate in order until one embeds every input.
-async fn attempt_all(
-    gateway: &Arc<Gateway>,
-    candidates: &[Candidate],
-    inputs: &Inputs,
-    attempts: &mut Vec<Attempt>,
-) -> Result<(Candidate, Vectors), GatewayError> {
-    let mut soonest = Soonest::default();
-    for candidate in candidates {
-        let model = candidate.model.as_ref();
-        let Some(provider) = gateway.providers.get(model.provider) else {
-            continue;
-        };
-        let started = std::time::Instant::now();
-        match embeddings::embed_all(gateway, provider.as_ref(), candidate, inputs).await {
-            Ok(vectors) => return Ok((candidate.clone(), vectors)),
-            Err(Failure::Skipped(skip)) => {
-                soonest.note(skip.retry_in);
-                attempts.push(Attempt::skipped(model, skip));
-            }
-            Err(Failure::Failed(error)) => {
-                tracing::warn!(provider = %model.provider, model = %model.id, %error, "embedding attempt failed");
-                if !error.retryable() {
-                    attempts.push(Attempt::failed(model, &error, started.elapsed()));
-                    return Err(GatewayError::UpstreamRejected {
-                        status: error.status().unwrap_or(502),
-                        provider: model.provider.to_string(),
-                        message: error.to_string(),
-                        attempts: std::mem::take(attempts),
-                    });
-                }
-                if let Some(wait) = error.retry_after() {
-                    soonest.note(wait);
-                }
-                attempts.push(Attempt::failed(model, &error, started.elapsed()));
-            }
-        }
-    }
-    Err(GatewayError::AllCandidatesFailed {
-        attempts: std::mem::take(attempts),
-        retry_after_s: soonest.seconds(),
     })
 }
 

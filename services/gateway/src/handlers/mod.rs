@@ -3,7 +3,9 @@
 pub mod chat;
 pub mod embeddings;
 pub mod health;
+pub mod messages;
 pub mod models;
+pub mod responses;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
@@ -114,19 +116,19 @@ pub fn routing_headers(
     }
 }
 
-/// Checks `Authorization: Bearer mr_sk_…` against the key ring.
+/// Checks the key against the key ring: `Authorization: Bearer mr_sk_…`, or
+/// `x-api-key: mr_sk_…` as Anthropic's clients send it.
 pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")));
+    let x_api_key = headers.get("x-api-key").map(|v| v.to_str().ok());
+    let Some(key) = bearer.or(x_api_key) else {
         return Err(GatewayError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.".into(),
         ));
     };
-    let key = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
+    let key = key.map(str::trim).unwrap_or_default();
     if let Some(caller) = keys.verify(key) {
         return Ok(caller);
     }

@@ -2,12 +2,15 @@
 //! Cerebras): the request goes out nearly as it came in, with the catalog's
 //! provider model id, forced stream usage, and the dialect's deviations.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use catalog::{EmbeddingModel, Model, ProviderId};
 use futures_util::StreamExt;
 use openai::{
-    ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingInput, EmbeddingRequest,
-    EmbeddingResponse, EmbeddingVector, EncodingFormat, Extra, Message, Stop, StreamOptions, Tool,
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Content, ContentPart, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, EmbeddingVector, EncodingFormat, Extra, Message, Stop,
+    StreamOptions, Tool,
 };
 use reqwest::header::HeaderMap;
 use serde::Serialize;
@@ -244,7 +247,7 @@ fn carries(request: &ChatRequest, field: &str) -> bool {
 #[derive(Serialize)]
 struct UpstreamRequest<'a> {
     model: &'a str,
-    messages: &'a [Message],
+    messages: Cow<'a, [Message]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,13 +269,33 @@ struct UpstreamRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<&'a [Tool]>,
+    tools: Option<Cow<'a, [Tool]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<&'a Value>,
     #[serde(flatten)]
-    extra: &'a Extra,
+    extra: Passed<'a>,
+}
+
+/// Chat extras OpenAI-compatible APIs do not take: Anthropic's own fields,
+/// which the Messages ingress carries for Anthropic and Gemini upstreams.
+const NOT_OPENAI: [&str; 2] = ["thinking", "top_k"];
+
+/// The client's other fields, passed through except [`NOT_OPENAI`].
+struct Passed<'a>(&'a Extra);
+
+impl Serialize for Passed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.0 {
+            if !NOT_OPENAI.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 impl<'a> UpstreamRequest<'a> {
@@ -288,7 +311,11 @@ impl<'a> UpstreamRequest<'a> {
         });
         UpstreamRequest {
             model: &model.provider_model_id,
-            messages: &r.messages,
+            messages: uncached(&r.messages, message_marked, |m| {
+                if let Some(Content::Parts(parts)) = &mut m.content {
+                    parts.iter_mut().for_each(unmark);
+                }
+            }),
             stream: stream.then_some(true),
             stream_options,
             max_tokens,
@@ -299,11 +326,54 @@ impl<'a> UpstreamRequest<'a> {
             stop: r.stop.as_ref(),
             seed: r.seed,
             user: r.user.as_deref(),
-            tools: r.tools.as_deref(),
+            tools: r.tools.as_deref().map(|tools| {
+                uncached(
+                    tools,
+                    |t| t.cache_control.is_some(),
+                    |t| t.cache_control = None,
+                )
+            }),
             tool_choice: r.tool_choice.as_ref(),
             response_format: r.response_format.as_ref(),
-            extra: &r.extra,
+            extra: Passed(&r.extra),
         }
+    }
+}
+
+/// `items` without Anthropic's prompt-cache marks, which OpenAI-compatible
+/// APIs do not know: borrowed as they are when none is `marked`, else
+/// copied once with `strip` applied to each.
+fn uncached<T: Clone>(
+    items: &[T],
+    marked: impl Fn(&T) -> bool,
+    strip: impl Fn(&mut T),
+) -> Cow<'_, [T]> {
+    if !items.iter().any(marked) {
+        return Cow::Borrowed(items);
+    }
+    let mut owned = items.to_vec();
+    owned.iter_mut().for_each(strip);
+    Cow::Owned(owned)
+}
+
+fn message_marked(message: &Message) -> bool {
+    match &message.content {
+        Some(Content::Parts(parts)) => parts.iter().any(|p| {
+            matches!(
+                p,
+                ContentPart::Text {
+                    cache_control: Some(_),
+                    ..
+                }
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn unmark(part: &mut ContentPart) {
+    if let ContentPart::Text { cache_control, .. } = part {
+        *cache_control = None;
     }
 }
 

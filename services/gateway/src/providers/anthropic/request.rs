@@ -103,11 +103,9 @@ pub fn translate(
     request: &ChatRequest,
     stream: bool,
 ) -> Result<MessagesRequest, Unsupported> {
-    let mut system = Vec::new();
     let mut turns: Vec<AMessage> = Vec::new();
     for message in &request.messages {
         if matches!(message.role, Role::System | Role::Developer) {
-            system.extend(message.texts().map(str::to_owned));
             continue;
         }
         let role = if message.role == Role::Assistant {
@@ -157,7 +155,7 @@ pub fn translate(
             .requested_output_tokens()
             .unwrap_or(model.max_output_tokens),
         messages: turns,
-        system: (!system.is_empty()).then(|| System::Text(system.join("\n\n"))),
+        system: system_of(request),
         temperature: request.temperature,
         top_p: request.top_p,
         top_k: request
@@ -228,9 +226,11 @@ fn blocks_of(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
 
 fn part_block(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
     match part {
-        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
-            Ok(ContentBlock::text(text))
-        }
+        ContentPart::Text {
+            text,
+            cache_control,
+        } => Ok(text_block(text, cache_control.as_ref())),
+        ContentPart::Refusal { refusal: text } => Ok(ContentBlock::text(text)),
         ContentPart::ImageUrl { image_url } => Ok(ContentBlock::Image {
             source: image_source(&image_url.url)?,
             extra: Default::default(),
@@ -240,6 +240,54 @@ fn part_block(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
             reason: "Anthropic takes text and image parts only".into(),
         }),
     }
+}
+
+/// A text block, with its prompt-cache breakpoint if the part has one.
+fn text_block(text: &str, cache_control: Option<&Value>) -> ContentBlock {
+    let mut extra = anthropic::Extra::new();
+    if let Some(cache) = cache_control {
+        extra.insert("cache_control".into(), cache.clone());
+    }
+    ContentBlock::Text {
+        text: text.to_owned(),
+        extra,
+    }
+}
+
+/// The top-level system prompt: one string, or text blocks when any part
+/// sets a prompt-cache breakpoint (which only blocks can carry).
+fn system_of(request: &ChatRequest) -> Option<System> {
+    let system = request
+        .messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer));
+    let cached = system.clone().any(|m| match &m.content {
+        Some(OContent::Parts(parts)) => parts.iter().any(
+            |p| matches!(p, ContentPart::Text { cache_control, .. } if cache_control.is_some()),
+        ),
+        _ => false,
+    });
+    if !cached {
+        let texts: Vec<&str> = system.flat_map(Message::texts).collect();
+        return (!texts.is_empty()).then(|| System::Text(texts.join("\n\n")));
+    }
+    let blocks = system
+        .flat_map(|m| match &m.content {
+            Some(OContent::Text(text)) => vec![ContentBlock::text(text)],
+            Some(OContent::Parts(parts)) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text {
+                        text,
+                        cache_control,
+                    } => Some(text_block(text, cache_control.as_ref())),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        })
+        .collect();
+    Some(System::Blocks(blocks))
 }
 
 /// `data:<media type>;base64,<data>` or an http(s) URL.
@@ -275,7 +323,11 @@ fn tools_of(request: &ChatRequest) -> Option<Vec<ATool>> {
                     .parameters
                     .clone()
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                extra: Default::default(),
+                extra: tool
+                    .cache_control
+                    .iter()
+                    .map(|c| ("cache_control".to_owned(), c.clone()))
+                    .collect(),
             })
             .collect(),
     )

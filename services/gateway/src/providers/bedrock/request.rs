@@ -139,7 +139,7 @@ fn user_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
 
 fn part(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
     match part {
-        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+        ContentPart::Text { text, .. } | ContentPart::Refusal { refusal: text } => {
             Ok(ContentBlock::Text(text.clone()))
         }
         ContentPart::ImageUrl { image_url } => match image_format(&image_url.url) {

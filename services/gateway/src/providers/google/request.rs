@@ -189,7 +189,9 @@ fn user_parts(message: &Message) -> Result<Vec<Part>, Unsupported> {
 
 fn part(part: &ContentPart) -> Result<Part, Unsupported> {
     match part {
-        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => Ok(Part::text(text)),
+        ContentPart::Text { text, .. } | ContentPart::Refusal { refusal: text } => {
+            Ok(Part::text(text))
+        }
         ContentPart::ImageUrl { image_url } => {
             let inline = image_url
                 .url

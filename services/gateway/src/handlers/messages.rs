@@ -1,0 +1,93 @@
+//! `POST /v1/messages` and `/v1/messages/count_tokens`: Anthropic's Messages
+//! API on the router, for the Anthropic SDKs and Claude Code. The key comes
+//! as `x-api-key` or a bearer token; errors come in Anthropic's envelope.
+
+use std::sync::Arc;
+
+use anthropic::MessagesRequest;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use crate::dispatch::{self, Answer};
+use crate::error::GatewayError;
+use crate::ingress::messages::{self, MessagesSse};
+use crate::{routing, Gateway, RequestId};
+
+/// `POST /v1/messages`.
+pub async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(request_id): Extension<RequestId>,
+    request_headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer(&gateway, &request_id, &request_headers, body)
+        .await
+        .unwrap_or_else(anthropic_error)
+}
+
+async fn answer(
+    gateway: &Arc<Gateway>,
+    request_id: &RequestId,
+    request_headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let caller = super::authenticate(&gateway.keys, request_headers)?;
+    let allowance = gateway.allowance(&caller)?;
+    let body = super::read_body(gateway, request_headers, body).await?;
+    let request = messages::to_chat(super::parse::<MessagesRequest>(&body.bytes)?)?;
+    drop(body);
+    let routed = dispatch::chat(gateway, &caller, allowance, request_id, request).await?;
+    let mut response = match routed.answer {
+        Answer::Whole { completion, .. } => Json(messages::response(completion)).into_response(),
+        Answer::Stream(relay) => relay.into_response(MessagesSse::default()),
+    };
+    routed.route.headers(&mut response);
+    Ok(response)
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt's input tokens, counted as
+/// the router counts them for the context guard (o200k with each
+/// provider's margin ignored), for the model the request names.
+pub async fn count_tokens(
+    State(gateway): State<Arc<Gateway>>,
+    request_headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count(&gateway, &request_headers, body)
+        .await
+        .unwrap_or_else(anthropic_error)
+}
+
+async fn count(
+    gateway: &Arc<Gateway>,
+    request_headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    super::authenticate(&gateway.keys, request_headers)?;
+    let body = super::read_body(gateway, request_headers, body).await?;
+    let mut value: serde_json::Value = super::parse(&body.bytes)?;
+    // Counting takes no output budget; the shared request type needs one.
+    if let Some(fields) = value.as_object_mut() {
+        fields.entry("max_tokens").or_insert(1.into());
+    }
+    let request: MessagesRequest = serde_json::from_value(value)
+        .map_err(|e| GatewayError::invalid(format!("Invalid request body: {e}"), None))?;
+    let chat = messages::to_chat(request)?;
+    routing::Target::resolve(&gateway.catalog.snapshot(), &chat.model)?;
+    let input_tokens = gateway.tokens.count(&tokens::Prompt::of(&chat));
+    Ok(Json(serde_json::json!({ "input_tokens": input_tokens })).into_response())
+}
+
+/// An error in Anthropic's envelope, with the status and `Retry-After` the
+/// chat endpoint would give.
+fn anthropic_error(error: GatewayError) -> Response {
+    let rendered = error.render();
+    let body = messages::error_body(
+        rendered.status.as_u16(),
+        rendered.body.error.message.clone(),
+    );
+    rendered.respond(body)
+}

@@ -1,0 +1,40 @@
+//! `POST /v1/responses`: OpenAI's Responses API, stateless, on the router
+//! (see [`crate::ingress::responses`] for what is carried and what refused).
+//! Errors come in the OpenAI envelope, as on chat.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use crate::dispatch::{self, Answer};
+use crate::error::GatewayError;
+use crate::ingress::responses::{self, ResponsesRequest, ResponsesSse};
+use crate::{Gateway, RequestId};
+
+/// The handler.
+pub async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(request_id): Extension<RequestId>,
+    request_headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let caller = super::authenticate(&gateway.keys, &request_headers)?;
+    let allowance = gateway.allowance(&caller)?;
+    let body = super::read_body(&gateway, &request_headers, body).await?;
+    let translated = responses::to_chat(super::parse::<ResponsesRequest>(&body.bytes)?)?;
+    drop(body);
+    let echo = translated.echo;
+    let routed = dispatch::chat(&gateway, &caller, allowance, &request_id, translated.chat).await?;
+    let mut response = match routed.answer {
+        Answer::Whole { completion, .. } => {
+            Json(responses::response(completion, &echo)).into_response()
+        }
+        Answer::Stream(relay) => relay.into_response(ResponsesSse::new(echo)),
+    };
+    routed.route.headers(&mut response);
+    Ok(response)
+}

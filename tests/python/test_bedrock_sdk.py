@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-MODEL = "us.amazon.nova-lite-v1:0"
+MODEL = "us.meta.llama4-scout-17b-instruct-v1:0"
 WEATHER = {"toolSpec": {"name": "get_weather", "description": "Current weather for a city",
                         "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}
 

@@ -72,6 +72,22 @@ def test_models_list_and_retrieve(router):
     assert c.models.retrieve("gpt-4.1").owned_by == "openai"
 
 
+def test_every_tier_model_answers_when_pinned(router):
+    """The product's catalog (39 chat models in three tiers) is routable in
+    simulator mode: each id, pinned, is served by itself, with its provider
+    and its price source listed."""
+    c = client(router)
+    models = [m for m in c.models.list() if m.model_extra.get("type") == "model" and m.model_extra.get("tier")]
+    assert len(models) == 39
+    tiers = {t: c.models.retrieve(t).model_extra["models"] for t in ("economy", "standard", "premium")}
+    assert (len(tiers["economy"]), len(tiers["standard"]), len(tiers["premium"])) == (14, 20, 5)
+    for model in models:
+        assert model.model_extra["pricing_source"].startswith("https://"), model.id
+        raw = c.chat.completions.with_raw_response.create(model=model.id, messages=MESSAGES, max_tokens=20)
+        assert raw.parse().model == model.id == raw.headers["x-model-router-model"]
+        assert raw.headers["x-model-router-provider"] == model.owned_by
+
+
 def test_errors_raise_the_sdk_exception_classes(router):
     c = client(router)
     with pytest.raises(openai.NotFoundError) as e:
@@ -81,7 +97,7 @@ def test_errors_raise_the_sdk_exception_classes(router):
         c.chat.completions.create(model="economy", messages=MESSAGES, extra_body={"prefer": "slow"})
     assert e.value.param == "prefer"
     with pytest.raises(openai.BadRequestError) as e:
-        c.chat.completions.create(model="grok-3", messages=[{"role": "user", "content": " hello" * 150_000}])
+        c.chat.completions.create(model="grok-3-beta", messages=[{"role": "user", "content": " hello" * 150_000}])
     assert e.value.code == "context_length_exceeded"
     url, _ = router
     with pytest.raises(openai.AuthenticationError):
@@ -96,7 +112,7 @@ def test_outages_raise_rate_limit_and_server_errors(router, operator_key):
         with pytest.raises(openai.InternalServerError) as e:
             client(router).chat.completions.create(model="economy", messages=MESSAGES)
         assert e.value.status_code == 503
-        assert len(e.value.body["attempts"]) == 11
+        assert len(e.value.body["attempts"]) == 14
         # Last: a 429 with Retry-After leaves each model alone for that long.
         for provider in providers:
             sim_admin(router, operator_key, "POST", {"provider": provider, "status": 429, "retry_after_s": 2})
@@ -107,7 +123,7 @@ def test_outages_raise_rate_limit_and_server_errors(router, operator_key):
         sim_admin(router, operator_key, "DELETE")
 
 
-@pytest.mark.parametrize("prefix,model", [("/openai/v1", "gpt-4.1"), ("/xai/v1", "grok-3"), ("/groq/openai/v1", "llama-3.3-70b-versatile"), ("/cerebras/v1", "llama3.1-8b")])
+@pytest.mark.parametrize("prefix,model", [("/openai/v1", "gpt-4.1"), ("/xai/v1", "grok-3-beta"), ("/groq/openai/v1", "llama-3.3-70b-versatile"), ("/cerebras/v1", "llama3.1-8b")])
 def test_simulator_speaks_each_openai_dialect(simulator, prefix, model):
     sim = OpenAI(base_url=f"{simulator}{prefix}", api_key="sim-key", max_retries=0)
     completion = sim.chat.completions.create(model=model, messages=MESSAGES, max_tokens=5)

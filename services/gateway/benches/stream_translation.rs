@@ -139,7 +139,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("Bedrock: decode frames + parse + translate", |b| {
         b.iter(|| {
-            let mut translator = BedrockTranslator::new("nova-lite", "id".into());
+            let mut translator =
+                BedrockTranslator::new("us.meta.llama4-scout-17b-instruct-v1:0", "id".into());
             let mut decoder = bedrock::eventstream::Decoder::default();
             for read in bedrock.chunks(1024) {
                 decoder.push(read);

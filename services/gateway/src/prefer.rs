@@ -178,17 +178,17 @@ mod tests {
     #[test]
     fn each_preference_puts_its_best_first() {
         // Free models cost nothing: the best free model leads `cheap`.
-        assert_eq!(ordered(Prefer::Cheap, Tier::Economy)[0], "qwen-3-235b");
+        assert_eq!(
+            ordered(Prefer::Cheap, Tier::Economy)[0],
+            "qwen-3-235b-a22b-instruct-2507"
+        );
         assert_eq!(ordered(Prefer::Fast, Tier::Economy)[0], "llama3.1-8b");
         assert_eq!(
             ordered(Prefer::Quality, Tier::Premium)[0],
-            "gemini-3-pro-preview"
+            "claude-opus-4-7"
         );
-        assert_eq!(ordered(Prefer::Coding, Tier::Premium)[0], "claude-opus-4-5");
-        assert_eq!(
-            ordered(Prefer::Coding, Tier::Standard)[0],
-            "claude-sonnet-4-6"
-        );
+        assert_eq!(ordered(Prefer::Coding, Tier::Premium)[0], "claude-opus-4-7");
+        assert_eq!(ordered(Prefer::Coding, Tier::Standard)[0], "gpt-5.3-codex");
         assert!("nope"
             .parse::<Prefer>()
             .unwrap_err()

@@ -58,7 +58,7 @@ async fn auth_models_and_dialect_rules_are_enforced() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("invalid_api_key"));
     let (status, _, body) =
-        post(&h, "/openai/v1", "sim-key", &hello("claude-opus-4-5"), None).await;
+        post(&h, "/openai/v1", "sim-key", &hello("claude-opus-4-6"), None).await;
     assert_eq!(status, 404);
     assert!(body.contains("model_not_found"));
     let mut two = hello("llama-3.3-70b-versatile");
@@ -89,7 +89,7 @@ async fn auth_models_and_dialect_rules_are_enforced() {
 #[tokio::test]
 async fn streams_follow_openai_framing() {
     let h = Harness::start().await;
-    let mut request = hello("grok-3-mini");
+    let mut request = hello("grok-3-mini-beta");
     request["stream"] = json!(true);
     request["stream_options"] = json!({"include_usage": true});
     let (status, headers, body) = post(&h, "/xai/v1", "sim-key", &request, None).await;

@@ -450,28 +450,74 @@ mod tests {
                 "{p} has no model"
             );
         }
-        let required = [
-            ("gemini-2.5-flash", Tier::Economy),
-            ("gpt-4.1-mini", Tier::Economy),
-            ("o4-mini", Tier::Economy),
-            ("claude-haiku-4-5", Tier::Economy),
-            ("grok-3-mini", Tier::Economy),
-            ("llama-3.3-70b-versatile", Tier::Economy),
-            ("llama3.1-8b", Tier::Economy),
-            ("qwen-3-235b", Tier::Economy),
-            ("gemini-2.5-pro", Tier::Standard),
-            ("gpt-4.1", Tier::Standard),
-            ("o3", Tier::Standard),
-            ("claude-sonnet-4-6", Tier::Standard),
-            ("grok-3", Tier::Standard),
-            ("deepseek-v3", Tier::Standard),
-            ("claude-opus-4-5", Tier::Premium),
-            ("gpt-5.1", Tier::Premium),
-            ("gemini-3-pro-preview", Tier::Premium),
+        // The product's "Current tiers" list: each tier holds exactly these.
+        let product = [
+            (
+                Tier::Economy,
+                &[
+                    "gemini-2.5-flash",
+                    "gpt-4.1-mini",
+                    "o4-mini",
+                    "claude-haiku-4-5",
+                    "grok-3-mini-beta",
+                    "nvidia.nemotron-nano-3-30b",
+                    "nvidia.nemotron-nano-9b-v2",
+                    "zai.glm-4.7-flash",
+                    "qwen.qwen3-32b-v1:0",
+                    "openai.gpt-oss-120b-1:0",
+                    "llama-3.3-70b-versatile",
+                    "meta-llama/llama-4-scout-17b-16e-instruct",
+                    "llama3.1-8b",
+                    "qwen-3-235b-a22b-instruct-2507",
+                ][..],
+            ),
+            (
+                Tier::Standard,
+                &[
+                    "gemini-2.5-pro",
+                    "gpt-4.1",
+                    "gpt-5.3-chat-latest",
+                    "gpt-5.3-codex",
+                    "gpt-5.1-codex-mini",
+                    "o3",
+                    "claude-sonnet-4-6",
+                    "grok-3-beta",
+                    "zai.glm-4.7",
+                    "deepseek.v3.2",
+                    "mistral.mistral-large-3-675b-instruct",
+                    "moonshotai.kimi-k2.5",
+                    "minimax.minimax-m2.1",
+                    "qwen.qwen3-next-80b-a3b",
+                    "us.meta.llama4-maverick-17b-instruct-v1:0",
+                    "us.meta.llama4-scout-17b-instruct-v1:0",
+                    "mistral.devstral-2-123b",
+                    "qwen.qwen3-coder-480b-a35b-v1:0",
+                    "nvidia.nemotron-super-3-120b",
+                    "qwen.qwen3-235b-a22b-2507-v1:0",
+                ][..],
+            ),
+            (
+                Tier::Premium,
+                &[
+                    "gemini-3.1-pro-preview",
+                    "claude-opus-4-7",
+                    "claude-opus-4-6",
+                    "gpt-5.4",
+                    "zai.glm-5",
+                ][..],
+            ),
         ];
-        for (id, tier) in required {
-            let m = catalog.model(id).unwrap_or_else(|| panic!("{id} missing"));
-            assert_eq!(m.tier, tier, "{id}");
+        for (tier, ids) in product {
+            let mut listed: Vec<&str> = ids.to_vec();
+            let mut held: Vec<&str> = catalog
+                .models()
+                .iter()
+                .filter(|m| m.tier == tier)
+                .map(|m| m.id.as_str())
+                .collect();
+            listed.sort_unstable();
+            held.sort_unstable();
+            assert_eq!(held, listed, "{tier} holds what the product lists");
         }
         for m in catalog.models() {
             let free_provider = matches!(m.provider, ProviderId::Groq | ProviderId::Cerebras);

@@ -164,7 +164,7 @@ pub struct Model {
     pub id: String,
     /// Who serves it.
     pub provider: ProviderId,
-    /// The id the provider's API expects (`us.amazon.nova-lite-v1:0`).
+    /// The id the provider's API expects (`us.meta.llama4-scout-17b-instruct-v1:0`).
     pub provider_model_id: String,
     /// The tier it serves.
     pub tier: Tier,

@@ -35,7 +35,7 @@ fn tier_entry(catalog: &Catalog, tier: Tier) -> ModelObject {
     }
 }
 
-fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
+fn model_entry(gateway: &Gateway, catalog: &Catalog, model: &Model) -> ModelObject {
     let rates = model.pricing.base;
     let mut extra = Extra::new();
     extra.insert("type".into(), json!("model"));
@@ -48,6 +48,9 @@ fn model_entry(gateway: &Gateway, model: &Model) -> ModelObject {
         "pricing".into(),
         json!({"input_per_mtok": rates.input.0, "output_per_mtok": rates.output.0, "cached_input_per_mtok": rates.cached_input.map(|p| p.0)}),
     );
+    if let Some(provider) = catalog.providers().iter().find(|p| p.id == model.provider) {
+        extra.insert("pricing_source".into(), json!(provider.pricing_source));
+    }
     extra.insert("free".into(), json!(model.free));
     extra.insert("capabilities".into(), json!(model.capabilities));
     extra.insert("quality".into(), json!(model.quality));
@@ -152,7 +155,12 @@ pub async fn list(
         .map(|t| tier_entry(&catalog, t))
         .collect();
     data.push(auto_entry(&gateway));
-    data.extend(catalog.models().iter().map(|m| model_entry(&gateway, m)));
+    data.extend(
+        catalog
+            .models()
+            .iter()
+            .map(|m| model_entry(&gateway, &catalog, m)),
+    );
     data.extend(
         EmbeddingAlias::ALL
             .into_iter()
@@ -191,5 +199,5 @@ pub async fn retrieve(
         return Ok(Json(embedding_model_entry(&gateway, model)));
     }
     let model = catalog.model(&id).ok_or(GatewayError::ModelNotFound(id))?;
-    Ok(Json(model_entry(&gateway, model)))
+    Ok(Json(model_entry(&gateway, &catalog, model)))
 }

@@ -1,6 +1,6 @@
 //! xAI Grok (`https://api.x.ai/v1`, `XAI_API_KEY`).
 //!
-//! Deviation: reasoning models (grok-3-mini, grok-4) reject `presence_penalty`,
+//! Deviation: reasoning models (grok-3-mini) reject `presence_penalty`,
 //! `frequency_penalty` and `stop`; the adapter refuses those for them.
 
 use super::Dialect;

@@ -48,8 +48,8 @@ async fn prefer_still_orders_within_the_chosen_tier_and_streams_carry_the_header
     request["prefer"] = json!("coding");
     let coding = h.chat(&request).await;
     assert_eq!(header(&cheap, "x-model-router-auto-tier"), "premium");
-    assert_eq!(header(&cheap, "x-model-router-model"), "gpt-5.1");
-    assert_eq!(header(&coding, "x-model-router-model"), "claude-opus-4-5");
+    assert_eq!(header(&cheap, "x-model-router-model"), "zai.glm-5");
+    assert_eq!(header(&coding, "x-model-router-model"), "claude-opus-4-7");
 
     request["stream"] = json!(true);
     let streamed = h.chat(&request).await;

@@ -8,8 +8,8 @@ use test_support::{sse_data, Harness, Options};
 
 use crate::{header, read, request_with, sent_to, usd, weather_tool};
 
-/// Nova Lite, through its cross-region inference profile `us.amazon.nova-lite-v1:0`.
-const MODEL: &str = "nova-lite";
+/// Llama 4 Scout, through its cross-region inference profile.
+const MODEL: &str = "us.meta.llama4-scout-17b-instruct-v1:0";
 
 async fn sent(h: &Harness) -> Value {
     sent_to(h, "bedrock").await
@@ -48,7 +48,7 @@ async fn system_turns_and_inference_config_go_out_as_converse_expects() {
     );
     assert_eq!(
         out["inferenceConfig"],
-        json!({"maxTokens": 10000, "temperature": 0.4, "topP": 0.8, "stopSequences": ["\n\n"]})
+        json!({"maxTokens": 8192, "temperature": 0.4, "topP": 0.8, "stopSequences": ["\n\n"]})
     );
 }
 
@@ -136,10 +136,10 @@ async fn usage_and_cost_are_exact_whole_and_streamed() {
     let (_, headers, body) = read(h.chat(&chat_with(json!({}))).await).await;
     let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap();
     let completion = body["usage"]["completion_tokens"].as_u64().unwrap();
-    // nova-lite: $0.06 / $0.24 per million = 60 / 240 nano-dollars per token.
+    // Llama 4 Scout: $0.17 / $0.66 per million = 170 / 660 nano-dollars per token.
     assert_eq!(
         headers["x-model-router-cost"],
-        usd(prompt, completion, 60, 240).as_str()
+        usd(prompt, completion, 170, 660).as_str()
     );
     let text = h
         .chat(&chat_with(json!({"stream": true})))
@@ -160,7 +160,7 @@ async fn usage_and_cost_are_exact_whole_and_streamed() {
     assert_eq!(streamed, body["choices"][0]["message"]["content"]);
     let last = chunks.last().unwrap();
     assert_eq!(last["usage"]["completion_tokens"], completion);
-    assert_eq!(last["usage"]["cost"], usd(prompt, completion, 60, 240));
+    assert_eq!(last["usage"]["cost"], usd(prompt, completion, 170, 660));
 }
 
 #[tokio::test]
@@ -275,7 +275,11 @@ async fn a_wrong_secret_fails_the_signature_check_and_opens_the_provider() {
         .as_str()
         .unwrap()
         .contains("request signature we calculated does not match"));
-    let (_, _, body) = read(h.chat(&chat_with(json!({"model": "qwen3-32b"}))).await).await;
+    let (_, _, body) = read(
+        h.chat(&chat_with(json!({"model": "qwen.qwen3-32b-v1:0"})))
+            .await,
+    )
+    .await;
     assert_eq!(body["error"]["attempts"][0]["skipped"], true, "{body}");
 }
 
@@ -299,14 +303,17 @@ async fn what_converse_cannot_carry_is_refused_by_name() {
         assert_eq!(status, 400, "{fields}: {body}");
         assert_eq!(body["error"]["param"], param, "{body}");
     }
-    // Without the free providers nova-lite is economy's cheapest, but it cannot take `top_k`.
+    // Without the free providers Nemotron Nano 9B (Bedrock) is economy's cheapest, but it cannot take `top_k`.
     let h = Harness::start_with(Options {
         without: vec![ProviderId::Groq, ProviderId::Cerebras],
         ..Default::default()
     })
     .await;
     let cheap = json!({"model": "economy", "prefer": "cheap", "messages": [{"role": "user", "content": "hi"}]});
-    assert_eq!(header(&h.chat(&cheap).await, "x-model-router-model"), MODEL);
+    assert_eq!(
+        header(&h.chat(&cheap).await, "x-model-router-model"),
+        "nvidia.nemotron-nano-9b-v2"
+    );
     let mut with_top_k = cheap.clone();
     with_top_k["top_k"] = json!(5);
     let response = h.chat(&with_top_k).await;

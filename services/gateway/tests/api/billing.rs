@@ -159,13 +159,15 @@ async fn the_daily_limit_refuses_until_midnight_counting_unapplied_spend() {
     let backends = Backends::embedded().await;
     let ledger = backends.spawn_ledger().await;
     let account = AccountId::new();
-    grant(&backends, account, "10").await;
+    // The limit goes first: the ledger folds in order, so the account state
+    // that shows the credit (what `wait_credit` waits for) has the limit too.
     backends
         .publish(Event::DailyLimitSet(DailyLimitSet {
             account,
             limit: Some(usd("0.000001")),
         }))
         .await;
+    grant(&backends, account, "10").await;
     let h = gateway_on(&backends, account, "gw-a").await;
     wait_credit(&h).await;
     // Nothing spent yet: served. Its cost alone passes the limit.

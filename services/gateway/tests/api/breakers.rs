@@ -12,7 +12,10 @@ use test_support::{Harness, Options};
 
 use crate::{ask, header, read};
 
-/// Economy by quality: o4-mini (OpenAI) leads, grok-3-mini (xAI) follows.
+/// The model economy-by-quality falls back to when o4-mini is out.
+const RUNNER_UP: &str = "openai.gpt-oss-120b-1:0";
+
+/// Economy by quality: o4-mini (OpenAI) leads, gpt-oss-120b (Bedrock) follows.
 fn by_quality() -> Value {
     let mut request = ask("economy", "Route me");
     request["prefer"] = json!("quality");
@@ -47,7 +50,7 @@ async fn a_hard_down_model_trips_at_the_threshold_and_2000_requests_see_no_failu
     h.fault(json!({"provider": "openai", "model": "o4-mini", "status": 503}))
         .await;
     for n in 1..=5 {
-        assert_eq!(served_by(&h, &by_quality()).await, "grok-3-mini");
+        assert_eq!(served_by(&h, &by_quality()).await, RUNNER_UP);
         let state = h.model_health("o4-mini").await;
         let expected = if n < 5 { "closed" } else { "open" };
         assert_eq!(state["state"], expected, "after {n} failures: {state}");
@@ -72,7 +75,7 @@ async fn a_hard_down_model_trips_at_the_threshold_and_2000_requests_see_no_failu
     assert_eq!(failed, 0, "client-visible failures");
     assert!(load
         .iter()
-        .all(|(_, model, attempts)| model == "grok-3-mini" && attempts == "1"));
+        .all(|(_, model, attempts)| model == RUNNER_UP && attempts == "1"));
 
     let o4 = h.model_health("o4-mini").await;
     assert_eq!(o4["failed"], 5, "no request reached the open model: {o4}");
@@ -115,7 +118,7 @@ async fn a_recovered_model_is_probed_after_a_backed_off_cooldown_then_gets_traff
     served_by(&h, &by_quality()).await;
     served_by(&h, &by_quality()).await;
     assert_eq!(h.model_health("o4-mini").await["state"], "open");
-    assert_eq!(served_by(&h, &by_quality()).await, "grok-3-mini");
+    assert_eq!(served_by(&h, &by_quality()).await, RUNNER_UP);
 
     // Cool-down over, still down: the one probe fails and the cool-down doubles.
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -151,7 +154,7 @@ async fn a_429_storm_is_left_alone_for_exactly_its_retry_after() {
     let start = Instant::now();
     let mut served = 0;
     while start.elapsed() < Duration::from_millis(1_500) {
-        assert_eq!(served_by(&h, &by_quality()).await, "grok-3-mini");
+        assert_eq!(served_by(&h, &by_quality()).await, RUNNER_UP);
         served += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -179,11 +182,11 @@ async fn prefer_fast_leaves_a_slow_model_and_comes_back_when_it_recovers() {
     let mut fast = ask("economy", "Quick");
     fast["prefer"] = json!("fast");
     fast["max_tokens"] = json!(16);
-    // Catalog: llama3.1-8b 180 ms to first token, then llama-3.1-8b-instant
+    // Catalog: llama3.1-8b 180 ms to first token, then Llama 4 Scout on Groq
     // (Groq) at 200 ms; 16 tokens take under 30 ms on either. The simulator
     // answers about as slowly as the catalog says for Groq, far slower for
     // llama3.1-8b.
-    h.fault(json!({"provider": "groq", "model": "llama-3.1-8b-instant", "latency_ms": 250}))
+    h.fault(json!({"provider": "groq", "model": "meta-llama/llama-4-scout-17b-16e-instruct", "latency_ms": 250}))
         .await;
     h.fault(json!({"provider": "cerebras", "model": "llama3.1-8b", "latency_ms": 1_000}))
         .await;
@@ -192,7 +195,7 @@ async fn prefer_fast_leaves_a_slow_model_and_comes_back_when_it_recovers() {
     assert!(slow["ttft_ms"].as_f64().unwrap() > 400.0, "{slow}");
     assert_eq!(
         served_by(&h, &fast).await,
-        "llama-3.1-8b-instant",
+        "meta-llama/llama-4-scout-17b-16e-instruct",
         "moved away"
     );
 
@@ -226,7 +229,12 @@ async fn connection_failures_across_a_providers_models_trip_the_whole_provider()
         ..Default::default()
     })
     .await;
-    for model in ["llama-3.1-8b-instant", "llama-3.3-70b-versatile"].repeat(2) {
+    for model in [
+        "meta-llama/llama-4-scout-17b-16e-instruct",
+        "llama-3.3-70b-versatile",
+    ]
+    .repeat(2)
+    {
         let (status, _, body) = read(h.chat(&ask(model, "hi")).await).await;
         assert_eq!(status, 503, "{body}");
         assert!(body["error"]["attempts"][0]["error"]
@@ -242,7 +250,10 @@ async fn connection_failures_across_a_providers_models_trip_the_whole_provider()
         .find(|p| p["provider"] == "groq")
         .unwrap();
     assert_eq!(groq["state"], "open", "{health}");
-    for model in ["llama-3.1-8b-instant", "llama-3.3-70b-versatile"] {
+    for model in [
+        "meta-llama/llama-4-scout-17b-16e-instruct",
+        "llama-3.3-70b-versatile",
+    ] {
         assert_eq!(
             h.model_health(model).await["state"],
             "closed",
@@ -262,7 +273,10 @@ async fn connection_failures_across_a_providers_models_trip_the_whole_provider()
         );
     }
     // Other providers are untouched.
-    assert_eq!(served_by(&h, &ask("economy", "hi")).await, "qwen-3-235b");
+    assert_eq!(
+        served_by(&h, &ask("economy", "hi")).await,
+        "qwen-3-235b-a22b-instruct-2507"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +288,11 @@ async fn a_refused_provider_key_opens_the_provider_at_once() {
         status, 502,
         "a provider key problem is a bad gateway, not the client's"
     );
-    let (_, _, body) = read(h.chat(&ask("llama-3.1-8b-instant", "hi")).await).await;
+    let (_, _, body) = read(
+        h.chat(&ask("meta-llama/llama-4-scout-17b-16e-instruct", "hi"))
+            .await,
+    )
+    .await;
     assert_eq!(body["error"]["attempts"][0]["skipped"], true, "{body}");
 }
 
@@ -299,14 +317,14 @@ async fn with_every_breaker_open_the_503_is_immediate_and_says_when_to_retry() {
     }
     let (status, _, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
     assert_eq!(status, 503);
-    assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 11);
+    assert_eq!(body["error"]["attempts"].as_array().unwrap().len(), 14);
 
     let started = Instant::now();
     let (status, headers, body) = read(h.chat(&ask("economy", "anyone?")).await).await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(status, 503);
     let attempts = body["error"]["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 11);
+    assert_eq!(attempts.len(), 14);
     assert!(attempts
         .iter()
         .all(|a| a["skipped"] == true && a["latency_ms"] == 0));
@@ -374,10 +392,10 @@ async fn health_needs_a_key_and_metrics_export_the_same_state() {
     for line in [
         "# TYPE modelrouter_breaker_state gauge",
         "modelrouter_breaker_state{provider=\"openai\",model=\"o4-mini\"} 2",
-        "modelrouter_breaker_state{provider=\"xai\",model=\"grok-3-mini\"} 0",
+        "modelrouter_breaker_state{provider=\"bedrock\",model=\"openai.gpt-oss-120b-1:0\"} 0",
         "modelrouter_breaker_trips_total{provider=\"openai\",model=\"o4-mini\"} 1",
         "modelrouter_upstream_attempts_total{provider=\"openai\",model=\"o4-mini\",outcome=\"failure\"} 1",
-        "modelrouter_upstream_attempts_total{provider=\"xai\",model=\"grok-3-mini\",outcome=\"success\"} 1",
+        "modelrouter_upstream_attempts_total{provider=\"bedrock\",model=\"openai.gpt-oss-120b-1:0\",outcome=\"success\"} 1",
         "modelrouter_provider_breaker_state{provider=\"openai\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
@@ -436,7 +454,7 @@ async fn a_hung_model_is_dropped_once_enough_attempts_stall_not_at_their_timeout
     // Three attempts have waited past their patience with no answer: the
     // next request opens the breaker and goes straight to the next candidate.
     let response = h.chat(&short).await;
-    assert_eq!(header(&response, "x-model-router-model"), "grok-3-mini");
+    assert_eq!(header(&response, "x-model-router-model"), RUNNER_UP);
     assert_eq!(header(&response, "x-model-router-attempts"), "1");
     let o4 = h.model_health("o4-mini").await;
     assert_eq!(

@@ -137,6 +137,9 @@ async fn images_route_only_to_vision_models() {
     });
     let response = h.chat(&request).await;
     assert_eq!(response.status(), 200);
-    // The free models lack vision; the cheapest vision model available is gpt-4.1-mini.
-    assert_eq!(header(&response, "x-model-router-model"), "gpt-4.1-mini");
+    // Of the free models only Llama 4 Scout on Groq has vision; cheap picks it.
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "meta-llama/llama-4-scout-17b-16e-instruct"
+    );
 }

@@ -6,20 +6,20 @@ use crate::{ask, header, read};
 #[tokio::test]
 async fn a_150k_token_prompt_skips_models_with_smaller_windows() {
     let h = Harness::start().await;
-    let mut small = ask("standard", "short");
+    let mut small = ask("economy", "short");
     small["prefer"] = json!("cheap");
     assert_eq!(
         header(&h.chat(&small).await, "x-model-router-model"),
-        "gpt-oss-120b"
+        "qwen-3-235b-a22b-instruct-2507"
     );
 
-    let mut big = ask("standard", &prompt_of_tokens(150_000));
+    let mut big = ask("economy", &prompt_of_tokens(150_000));
     big["prefer"] = json!("cheap");
     let response = h.chat(&big).await;
     assert_eq!(response.status(), 200);
-    // gpt-oss-120b and grok-3 hold 131,072 tokens; of the rest gemini-2.5-pro (1M) is cheapest
-    // (150k tokens stay under its 200k long-context threshold).
-    assert_eq!(header(&response, "x-model-router-model"), "gemini-2.5-pro");
+    // The free models and the cheap Bedrock ones hold 131,072 tokens at most;
+    // of the rest gpt-4.1-mini (1M) is cheapest.
+    assert_eq!(header(&response, "x-model-router-model"), "gpt-4.1-mini");
     let (_, _, body) = read(response).await;
     let prompt_tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
     assert!(
@@ -31,7 +31,11 @@ async fn a_150k_token_prompt_skips_models_with_smaller_windows() {
 #[tokio::test]
 async fn a_pinned_model_too_small_is_400_naming_the_sizes() {
     let h = Harness::start().await;
-    let (status, _, body) = read(h.chat(&ask("grok-3", &prompt_of_tokens(150_000))).await).await;
+    let (status, _, body) = read(
+        h.chat(&ask("grok-3-beta", &prompt_of_tokens(150_000)))
+            .await,
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     let message = body["error"]["message"].as_str().unwrap();
@@ -62,7 +66,7 @@ async fn three_million_tokens_fit_nowhere() {
 async fn requested_output_counts_against_the_window() {
     let h = Harness::start().await;
     // 100k o200k tokens are estimated at 115k for xAI (margin 1.15); grok-3 holds 131,072.
-    let mut request = ask("grok-3", &prompt_of_tokens(100_000));
+    let mut request = ask("grok-3-beta", &prompt_of_tokens(100_000));
     request["max_tokens"] = json!(5_000);
     assert_eq!(h.chat(&request).await.status(), 200);
     request["max_tokens"] = json!(20_000);
@@ -98,7 +102,7 @@ async fn the_guard_does_not_tokenize_when_byte_bounds_decide() {
         "100 kB fits every window by bytes alone"
     );
     assert_eq!(
-        h.chat(&ask("grok-3", &prompt_of_tokens(30_000)))
+        h.chat(&ask("grok-3-beta", &prompt_of_tokens(30_000)))
             .await
             .status(),
         200

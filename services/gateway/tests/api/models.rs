@@ -58,7 +58,7 @@ async fn a_model_or_tier_can_be_retrieved_and_unknown_ids_are_404() {
         body.get("scores_note").is_none(),
         "gpt-4.1's scores are published figures"
     );
-    let (_, _, body) = read(h.get("/v1/models/grok-3").await).await;
+    let (_, _, body) = read(h.get("/v1/models/grok-3-beta").await).await;
     assert_eq!(body["scores_note"], "estimate");
     let (status, _, body) = read(h.get("/v1/models/nope").await).await;
     assert_eq!(

@@ -25,19 +25,19 @@ async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
     request["prefer"] = json!("cheap");
     assert_eq!(
         header(&h.chat(&request).await, "x-model-router-model"),
-        "gpt-5.1"
+        "zai.glm-5"
     );
 
     // A slow stream is in flight while the catalog changes under it.
-    h.fault(json!({"provider": "openai", "chunk_delay_ms": 20}))
+    h.fault(json!({"provider": "bedrock", "chunk_delay_ms": 20}))
         .await;
     let mut slow = request.clone();
     slow["stream"] = json!(true);
     let in_flight = h.chat(&slow).await;
 
     let cheaper = catalog::BUILTIN_TOML.replacen(
-        "provider_model_id = \"grok-4-0709\"\ntier = \"premium\"\ncontext_window = 256000\nmax_output_tokens = 256000\ninput_per_mtok = \"3.00\"\noutput_per_mtok = \"15.00\"",
-        "provider_model_id = \"grok-4-0709\"\ntier = \"premium\"\ncontext_window = 256000\nmax_output_tokens = 256000\ninput_per_mtok = \"0.10\"\noutput_per_mtok = \"1.00\"",
+        "provider_model_id = \"gpt-5.4\"\ntier = \"premium\"\ncontext_window = 400000\nmax_output_tokens = 128000\ninput_per_mtok = \"2.50\"\noutput_per_mtok = \"15.00\"",
+        "provider_model_id = \"gpt-5.4\"\ntier = \"premium\"\ncontext_window = 400000\nmax_output_tokens = 128000\ninput_per_mtok = \"0.10\"\noutput_per_mtok = \"1.00\"",
         1,
     );
     assert_ne!(cheaper, catalog::BUILTIN_TOML, "the edit applies");
@@ -45,14 +45,14 @@ async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
     let mut rerouted = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        if header(&h.chat(&request).await, "x-model-router-model") == "grok-4" {
+        if header(&h.chat(&request).await, "x-model-router-model") == "gpt-5.4" {
             rerouted = true;
             break;
         }
     }
     assert!(
         rerouted,
-        "a cheaper grok-4 takes premium/cheap traffic after the reload"
+        "a cheaper gpt-5.4 takes premium/cheap traffic after the reload"
     );
     let events = sse_data(&in_flight.text().await.unwrap());
     assert_eq!(
@@ -66,7 +66,7 @@ async fn a_catalog_change_reroutes_without_a_restart_or_dropping_streams() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let response = h.chat(&request).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "x-model-router-model"), "grok-4");
+    assert_eq!(header(&response, "x-model-router-model"), "gpt-5.4");
     std::fs::remove_dir_all(&dir).ok();
 }
 

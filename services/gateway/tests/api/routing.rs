@@ -19,19 +19,23 @@ async fn routed(h: &Harness, tier: &str, prefer: &str) -> String {
 async fn each_prefer_picks_its_leader_in_each_tier() {
     let h = Harness::start().await;
     let table = [
-        ("economy", "cheap", "qwen-3-235b"),
+        ("economy", "cheap", "qwen-3-235b-a22b-instruct-2507"),
         ("economy", "fast", "llama3.1-8b"),
         ("economy", "quality", "o4-mini"),
         ("economy", "coding", "claude-haiku-4-5"),
-        ("economy", "balanced", "qwen-3-235b"),
-        ("standard", "cheap", "gpt-oss-120b"),
-        ("standard", "fast", "gpt-oss-120b"),
-        ("standard", "quality", "o3"),
-        ("standard", "coding", "claude-sonnet-4-6"),
-        ("standard", "balanced", "gpt-oss-120b"),
-        ("premium", "cheap", "gpt-5.1"),
-        ("premium", "quality", "gemini-3-pro-preview"),
-        ("premium", "coding", "claude-opus-4-5"),
+        ("economy", "balanced", "qwen-3-235b-a22b-instruct-2507"),
+        (
+            "standard",
+            "cheap",
+            "us.meta.llama4-scout-17b-instruct-v1:0",
+        ),
+        ("standard", "fast", "us.meta.llama4-scout-17b-instruct-v1:0"),
+        ("standard", "quality", "gpt-5.3-codex"),
+        ("standard", "coding", "gpt-5.3-codex"),
+        ("standard", "balanced", "qwen.qwen3-next-80b-a3b"),
+        ("premium", "cheap", "zai.glm-5"),
+        ("premium", "quality", "claude-opus-4-7"),
+        ("premium", "coding", "claude-opus-4-7"),
     ];
     for (tier, prefer, expected) in table {
         assert_eq!(routed(&h, tier, prefer).await, expected, "{tier}/{prefer}");
@@ -42,7 +46,7 @@ async fn each_prefer_picks_its_leader_in_each_tier() {
             &h.chat(&ask("economy", "Route me")).await,
             "x-model-router-model"
         ),
-        "qwen-3-235b"
+        "qwen-3-235b-a22b-instruct-2507"
     );
 }
 
@@ -54,17 +58,20 @@ async fn retryable_failures_fall_through_in_prefer_order() {
     request["prefer"] = json!("quality");
     let response = h.chat(&request).await;
     assert_eq!(response.status(), 200);
-    // Quality order: o4-mini (59, OpenAI, down) → grok-3-mini (57).
-    assert_eq!(header(&response, "x-model-router-model"), "grok-3-mini");
-    assert_eq!(header(&response, "x-model-router-attempts"), "2");
-
-    h.fault(json!({"provider": "xai", "status": 429, "retry_after_s": 1}))
-        .await;
-    let response = h.chat(&request).await;
-    // Next by quality after o4-mini (59) and grok-3-mini (57), both down: claude-haiku-4-5 (55).
+    // Quality order: o4-mini (59, OpenAI, down) → gpt-oss-120b (58, Bedrock).
     assert_eq!(
         header(&response, "x-model-router-model"),
-        "claude-haiku-4-5"
+        "openai.gpt-oss-120b-1:0"
+    );
+    assert_eq!(header(&response, "x-model-router-attempts"), "2");
+
+    h.fault(json!({"provider": "bedrock", "status": 429, "retry_after_s": 1}))
+        .await;
+    let response = h.chat(&request).await;
+    // Next by quality after o4-mini (59) and gpt-oss-120b (58), both down: grok-3-mini (57).
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "grok-3-mini-beta"
     );
     assert_eq!(header(&response, "x-model-router-attempts"), "3");
 }
@@ -139,7 +146,7 @@ async fn every_candidate_down_is_503_listing_the_attempts() {
     let attempts = body["error"]["attempts"].as_array().unwrap();
     assert_eq!(
         attempts.len(),
-        11,
+        14,
         "every available economy model was tried once"
     );
     for attempt in attempts {
@@ -198,7 +205,7 @@ async fn fields_a_model_cannot_carry_are_refused_by_name_or_routed_around() {
     request["prefer"] = json!("cheap");
     let (status, headers, body) = read(h.chat(&request).await).await;
     assert_eq!(status, 200);
-    assert_eq!(headers["x-model-router-model"], "grok-3-mini");
+    assert_eq!(headers["x-model-router-model"], "grok-3-mini-beta");
     assert_eq!(body["choices"].as_array().unwrap().len(), 2);
 }
 
@@ -212,9 +219,12 @@ async fn unconfigured_providers_are_skipped() {
     let mut request = ask("economy", "hi");
     request["prefer"] = json!("cheap");
     let response = h.chat(&request).await;
-    // Without the free providers, the cheapest economy model: Bedrock's nova-lite ($0.06 / $0.24).
-    assert_eq!(header(&response, "x-model-router-model"), "nova-lite");
-    let (status, _, body) = read(h.chat(&ask("qwen-3-235b", "hi")).await).await;
+    // Without the free providers, the cheapest economy model: Bedrock's Nemotron Nano 9B ($0.06 / $0.23).
+    assert_eq!(
+        header(&response, "x-model-router-model"),
+        "nvidia.nemotron-nano-9b-v2"
+    );
+    let (status, _, body) = read(h.chat(&ask("qwen-3-235b-a22b-instruct-2507", "hi")).await).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_provider_available");
 }

@@ -58,7 +58,7 @@ async fn stream_relays_chunks_then_usage_with_cost_then_done() {
 async fn stream_carries_tool_call_deltas() {
     let h = Harness::start().await;
     let request = json!({
-        "model": "grok-3", "stream": true,
+        "model": "grok-3-beta", "stream": true,
         "messages": [{"role": "user", "content": "Find flights"}],
         "tools": [{"type": "function", "function": {"name": "search_flights", "parameters": {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}}}]
     });
@@ -106,7 +106,7 @@ async fn stream_cut_after_the_first_chunk_ends_with_an_error_event() {
     let h = Harness::start().await;
     h.fault(json!({"provider": "cerebras", "cut_after_chunks": 3}))
         .await;
-    let request = json!({"model": "qwen-3-235b", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let request = json!({"model": "qwen-3-235b-a22b-instruct-2507", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let (_, events) = stream_events(&h, &request).await;
     assert_eq!(
         events.len(),

@@ -69,7 +69,7 @@ async fn events_larger_than_the_logs_records_are_slimmed_and_every_request_is_bi
         h.fault(json!({"provider": provider, "status": 502, "body": page}))
             .await;
     }
-    // Lowest quality in premium: grok-4 answers after the three others failed.
+    // Lowest quality in premium: GLM-5 (Bedrock) answers after the four others failed.
     let premium = |n: usize| {
         json!({"model": "premium", "prefer": "quality",
                "messages": [{"role": "user", "content": format!("Question {n}")}]})
@@ -85,8 +85,8 @@ async fn events_larger_than_the_logs_records_are_slimmed_and_every_request_is_bi
         }
         let response = h.chat(&premium(n)).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(header(&response, "x-model-router-provider"), "xai");
-        assert_eq!(header(&response, "x-model-router-attempts"), "4");
+        assert_eq!(header(&response, "x-model-router-provider"), "bedrock");
+        assert_eq!(header(&response, "x-model-router-attempts"), "5");
         spent += header(&response, "x-model-router-cost")
             .parse::<Money>()
             .unwrap();

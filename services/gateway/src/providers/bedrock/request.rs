@@ -241,14 +241,15 @@ mod tests {
         let catalog = Catalog::builtin();
         let r = request(value);
         check(&r).expect("carried");
-        serde_json::to_value(translate(catalog.model("deepseek-v3").unwrap(), &r).unwrap()).unwrap()
+        serde_json::to_value(translate(catalog.model("deepseek.v3.2").unwrap(), &r).unwrap())
+            .unwrap()
     }
 
     #[test]
     fn each_field_has_its_converse_counterpart() {
         let tool = json!({"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}});
         let cases = [
-            (json!({}), "/inferenceConfig/maxTokens", json!(8192)),
+            (json!({}), "/inferenceConfig/maxTokens", json!(32768)),
             (
                 json!({"max_tokens": 7}),
                 "/inferenceConfig/maxTokens",

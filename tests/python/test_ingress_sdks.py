@@ -154,6 +154,25 @@ def test_messages_bearer_key_works_as_claude_code_sends_it(router):
     assert message.content[0].type == "text"
 
 
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "gpt-4.1", "gemini-2.5-pro", "standard"])
+def test_a_claude_code_shaped_request_streams(router, model):
+    """What Claude Code sends: system blocks and tools with cache marks, a
+    user id, thinking, beta headers, a stream."""
+    url, key = router
+    c = Anthropic(base_url=url, auth_token=key, max_retries=0, default_headers={"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14"})
+    system = [
+        {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+        {"type": "text", "text": "Follow the repository's conventions. " * 200, "cache_control": {"type": "ephemeral"}},
+    ]
+    tools = [dict(WEATHER), {"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}, "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "List the files", "cache_control": {"type": "ephemeral"}}]}]
+    with c.messages.stream(model=model, max_tokens=2048, system=system, tools=tools, messages=messages, metadata={"user_id": "user_abc_session_1"}, thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason in {"end_turn", "tool_use"}
+    assert any(block.type in {"text", "tool_use"} for block in final.content)
+    assert final.usage.output_tokens > 0
+
+
 # ---------------------------------------------------------------- Responses
 
 

@@ -92,4 +92,7 @@ pub struct DeltaUsage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
+    /// Fields this project does not use (Model Router adds `cost`).
+    #[serde(flatten)]
+    pub extra: crate::Extra,
 }

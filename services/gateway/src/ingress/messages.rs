@@ -497,6 +497,7 @@ impl MessagesSse {
                     input_tokens: Some(usage.input_tokens),
                     cache_creation_input_tokens: usage.cache_creation_input_tokens,
                     cache_read_input_tokens: usage.cache_read_input_tokens,
+                    extra: usage.extra,
                 },
             },
         );
@@ -520,5 +521,77 @@ impl Encoder for MessagesSse {
             }
         }
         Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chat(body: Value) -> ChatRequest {
+        to_chat(serde_json::from_value(body).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tool_results_come_first_and_cache_marks_are_kept() {
+        let out = chat(json!({
+            "model": "standard", "max_tokens": 100, "prefer": "cheap",
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}]},
+                {"role": "user", "content": [{"type": "text", "text": "and then?"}, {"type": "tool_result", "tool_use_id": "t1", "content": "4", "is_error": true}]}
+            ]
+        }));
+        let out = serde_json::to_value(out).unwrap();
+        assert_eq!(out["prefer"], "cheap");
+        assert_eq!(
+            out["messages"][0]["content"][0]["cache_control"]["type"],
+            "ephemeral"
+        );
+        assert_eq!(out["tools"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(out["tool_choice"], "required");
+        assert_eq!(out["parallel_tool_calls"], false);
+        assert_eq!(
+            out["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            "{\"x\":1}"
+        );
+        assert_eq!(out["messages"][3]["role"], "tool");
+        assert_eq!(out["messages"][3]["content"], "Error: 4");
+        assert_eq!(out["messages"][4]["role"], "user");
+        assert_eq!(out["messages"].as_array().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn unsupported_blocks_and_fields_are_refused_by_name() {
+        let document = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]});
+        let error = to_chat(serde_json::from_value(document).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("messages.0.content"), "{error}");
+        let mcp = json!({"model": "m", "max_tokens": 5, "mcp_servers": [{}], "messages": [{"role": "user", "content": "x"}]});
+        let error = to_chat(serde_json::from_value(mcp).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("mcp_servers"), "{error}");
+    }
+
+    #[test]
+    fn usage_splits_cache_reads_and_writes_out_of_input() {
+        let usage: Usage = serde_json::from_value(json!({
+            "prompt_tokens": 1000, "completion_tokens": 7, "total_tokens": 1007,
+            "prompt_tokens_details": {"cached_tokens": 600}, "cache_creation_input_tokens": 300,
+            "cost": "0.001"
+        }))
+        .unwrap();
+        let out = super::usage(&usage);
+        assert_eq!(
+            (
+                out.input_tokens,
+                out.cache_read_input_tokens,
+                out.cache_creation_input_tokens
+            ),
+            (100, Some(600), Some(300))
+        );
+        assert_eq!(out.extra["cost"], "0.001");
     }
 }

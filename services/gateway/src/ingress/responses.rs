@@ -790,3 +790,83 @@ impl Encoder for ResponsesSse {
         Bytes::from(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translate(body: Value) -> Result<Translated, GatewayError> {
+        to_chat(serde_json::from_value(body).unwrap())
+    }
+
+    #[test]
+    fn calls_join_one_assistant_turn_and_outputs_become_tool_messages() {
+        let out = translate(json!({
+            "model": "standard", "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": "weather?"},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{\"x\":1}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "4"},
+                {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "5"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": []}
+            ],
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+            "max_output_tokens": 50
+        }))
+        .unwrap();
+        let chat = serde_json::to_value(out.chat).unwrap();
+        let roles: Vec<_> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(roles, ["system", "user", "assistant", "tool", "tool"]);
+        assert_eq!(
+            chat["messages"][2]["tool_calls"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(chat["messages"][4]["content"], "5");
+        assert_eq!(chat["response_format"]["json_schema"]["name"], "w");
+        assert_eq!(chat["max_completion_tokens"], 50);
+        assert_eq!(out.echo["store"], false);
+    }
+
+    #[test]
+    fn stateful_and_built_in_features_are_refused_by_name() {
+        let param = |body: Value| match translate(body) {
+            Err(GatewayError::InvalidRequest { param, .. }) => param,
+            _ => None,
+        };
+        let base = |extra: Value| {
+            let mut body = json!({"model": "standard", "input": "hi"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            body
+        };
+        assert_eq!(
+            param(base(json!({"previous_response_id": "resp_1"}))).as_deref(),
+            Some("previous_response_id")
+        );
+        assert_eq!(
+            param(base(json!({"background": true}))).as_deref(),
+            Some("background")
+        );
+        assert_eq!(
+            param(base(json!({"tools": [{"type": "web_search"}]}))).as_deref(),
+            Some("tools")
+        );
+        assert_eq!(
+            param(json!({"model": "standard", "input": []})).as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            param(json!({"model": "standard", "input": [{"type": "item_reference", "id": "x"}]}))
+                .as_deref(),
+            Some("input")
+        );
+        assert!(translate(base(json!({"background": false}))).is_ok());
+    }
+}

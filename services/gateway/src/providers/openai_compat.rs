@@ -387,6 +387,39 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_only_marks_and_fields_never_reach_an_openai_compatible_api() {
+        let catalog = Catalog::builtin();
+        let req = request(serde_json::json!({
+            "model": "gpt-4.1", "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}, "logit_bias": {"1": 1},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}]
+        }));
+        let gpt = catalog.model("gpt-4.1").unwrap();
+        let out = serde_json::to_value(UpstreamRequest::new(
+            super::super::openai::DIALECT,
+            gpt,
+            &req,
+            false,
+        ))
+        .unwrap();
+        assert!(
+            out.get("top_k").is_none() && out.get("thinking").is_none(),
+            "{out}"
+        );
+        assert_eq!(out["logit_bias"]["1"], 1, "other fields pass");
+        assert_eq!(
+            out["messages"][0]["content"][0],
+            serde_json::json!({"type": "text", "text": "hi"})
+        );
+        assert!(out["tools"][0].get("cache_control").is_none(), "{out}");
+        // The client's request is untouched: the marks still reach Anthropic.
+        assert!(
+            serde_json::to_value(&req).unwrap()["messages"][0]["content"][0]["cache_control"]
+                .is_object()
+        );
+    }
+
+    #[test]
     fn upstream_request_keeps_every_field_and_rewrites_only_what_the_dialect_needs() {
         let catalog = Catalog::builtin();
         let req = request(serde_json::json!({

@@ -11,6 +11,7 @@ mod embeddings;
 mod errors;
 mod gemini;
 mod guard;
+mod ingress;
 mod models;
 mod reload;
 mod routing;

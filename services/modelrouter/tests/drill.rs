@@ -378,7 +378,10 @@ async fn fleet_drill_loses_and_doubles_nothing() {
     let served = seen.served.lock().unwrap().clone();
     let caught_up = Instant::now();
     let mut billed: HashMap<String, i64> = HashMap::new();
-    for _ in 0..600 {
+    // Up to three minutes: the catch-up time is a reported figure (it has
+    // varied from under a second to over a minute on this 2-core machine
+    // after the ledger's kill -9); what is asserted is that nothing is lost.
+    for _ in 0..1_800 {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT request_id, COUNT(*) FROM requests WHERE account = $1 GROUP BY request_id",
         )

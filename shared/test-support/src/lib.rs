@@ -133,19 +133,18 @@ impl Harness {
 
     /// `POST /v1/chat/completions` with the harness key.
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.url))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .expect("gateway reachable")
+        self.post("/v1/chat/completions", body).await
     }
 
     /// `POST /v1/embeddings` with the harness key.
     pub async fn embed(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/embeddings", body).await
+    }
+
+    /// `POST` a JSON body to a gateway path with the harness key.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
-            .post(format!("{}/v1/embeddings", self.url))
+            .post(format!("{}{path}", self.url))
             .bearer_auth(&self.key)
             .json(body)
             .send()

@@ -313,38 +313,23 @@ fn message_id(id: &str) -> String {
 }
 
 /// The Messages response for a whole completion.
-pub fn response(completion: ChatCompletion) -> MessagesResponse {
-    let choice = completion.choices.into_iter().next();
+pub fn response(mut completion: ChatCompletion) -> MessagesResponse {
+    let answer = super::Answer::of(&mut completion);
     let mut content = Vec::new();
-    let mut finish = None;
-    if let Some(choice) = choice {
-        finish = choice.finish_reason;
-        let message = choice.message;
-        if let Some(thinking) = message
-            .extra
-            .get("reasoning_content")
-            .and_then(Value::as_str)
-        {
-            content.push(ContentBlock::Thinking {
-                thinking: thinking.to_owned(),
-                signature: String::new(),
-            });
-        }
-        let calls = message.tool_calls.unwrap_or_default();
-        match message.content {
-            Some(text) if !text.is_empty() || calls.is_empty() => {
-                content.push(ContentBlock::text(text))
-            }
-            None if calls.is_empty() => content.push(ContentBlock::text("")),
-            _ => {}
-        }
-        content.extend(calls.into_iter().map(|call| ContentBlock::ToolUse {
-            id: call.id,
-            input: super::arguments_object(&call.function.arguments),
-            name: call.function.name,
-            extra: Default::default(),
-        }));
+    if let Some(thinking) = answer.reasoning {
+        content.push(ContentBlock::Thinking {
+            thinking,
+            signature: String::new(),
+        });
     }
+    content.extend(answer.text.map(ContentBlock::text));
+    content.extend(answer.calls.into_iter().map(|call| ContentBlock::ToolUse {
+        id: call.id,
+        input: super::arguments_object(&call.function.arguments),
+        name: call.function.name,
+        extra: Default::default(),
+    }));
+    let finish = answer.finish;
     MessagesResponse {
         id: message_id(&completion.id),
         kind: "message".into(),
@@ -439,44 +424,7 @@ impl MessagesSse {
 
     fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
         self.start(&chunk, out);
-        let Some(choice) = chunk.choices.into_iter().next() else {
-            return;
-        };
-        let delta = choice.delta;
-        if let Some(thinking) = delta.extra.get("reasoning_content").and_then(Value::as_str) {
-            if !thinking.is_empty() {
-                let block = ContentBlock::Thinking {
-                    thinking: String::new(),
-                    signature: String::new(),
-                };
-                let index = self.open(Open::Thinking, block, out);
-                let thinking = thinking.to_owned();
-                Self::delta(out, index, BlockDelta::ThinkingDelta { thinking });
-            }
-        }
-        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-            let index = self.open(Open::Text, ContentBlock::text(""), out);
-            Self::delta(out, index, BlockDelta::TextDelta { text });
-        }
-        for call in delta.tool_calls.into_iter().flatten() {
-            let function = call.function.unwrap_or_default();
-            let index = match (call.id, self.open) {
-                (None, Some((Open::Tool(i), index))) if i == call.index => index,
-                (id, _) => {
-                    let block = ContentBlock::ToolUse {
-                        id: id.unwrap_or_else(|| super::new_id("toolu_")),
-                        name: function.name.clone().unwrap_or_default(),
-                        input: Value::Object(Default::default()),
-                        extra: Default::default(),
-                    };
-                    self.open(Open::Tool(call.index), block, out)
-                }
-            };
-            if let Some(partial_json) = function.arguments.filter(|a| !a.is_empty()) {
-                Self::delta(out, index, BlockDelta::InputJsonDelta { partial_json });
-            }
-        }
-        if let Some(finish) = choice.finish_reason {
+        if let Some(finish) = super::feed(chunk, self, out) {
             self.finish = Some(finish);
         }
     }
@@ -502,6 +450,42 @@ impl MessagesSse {
             },
         );
         Self::event(out, &StreamEvent::MessageStop);
+    }
+}
+
+impl super::Pieces for MessagesSse {
+    fn reasoning(&mut self, text: &str, out: &mut Vec<u8>) {
+        let block = ContentBlock::Thinking {
+            thinking: String::new(),
+            signature: String::new(),
+        };
+        let index = self.open(Open::Thinking, block, out);
+        let thinking = text.to_owned();
+        Self::delta(out, index, BlockDelta::ThinkingDelta { thinking });
+    }
+
+    fn text(&mut self, text: String, out: &mut Vec<u8>) {
+        let index = self.open(Open::Text, ContentBlock::text(""), out);
+        Self::delta(out, index, BlockDelta::TextDelta { text });
+    }
+
+    fn call(&mut self, call: openai::ToolCallDelta, out: &mut Vec<u8>) {
+        let function = call.function.unwrap_or_default();
+        let index = match (call.id, self.open) {
+            (None, Some((Open::Tool(i), index))) if i == call.index => index,
+            (id, _) => {
+                let block = ContentBlock::ToolUse {
+                    id: id.unwrap_or_else(|| super::new_id("toolu_")),
+                    name: function.name.clone().unwrap_or_default(),
+                    input: Value::Object(Default::default()),
+                    extra: Default::default(),
+                };
+                self.open(Open::Tool(call.index), block, out)
+            }
+        };
+        if let Some(partial_json) = function.arguments.filter(|a| !a.is_empty()) {
+            Self::delta(out, index, BlockDelta::InputJsonDelta { partial_json });
+        }
     }
 }
 

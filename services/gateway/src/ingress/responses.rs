@@ -498,36 +498,25 @@ fn status_of(finish_reason: Option<&str>) -> &'static str {
 }
 
 /// The response object for a whole completion.
-pub fn response(completion: ChatCompletion, echo: &Map<String, Value>) -> Value {
+pub fn response(mut completion: ChatCompletion, echo: &Map<String, Value>) -> Value {
+    let answer = super::Answer::of(&mut completion);
     let mut output = Vec::new();
-    let mut finish = None;
-    if let Some(choice) = completion.choices.into_iter().next() {
-        finish = choice.finish_reason;
-        let message = choice.message;
-        if let Some(thinking) = message
-            .extra
-            .get("reasoning_content")
-            .and_then(Value::as_str)
-        {
-            output.push(reasoning_item(&super::new_id("rs_"), thinking));
-        }
-        let calls = message.tool_calls.unwrap_or_default();
-        match message.content {
-            Some(text) if !text.is_empty() || calls.is_empty() => {
-                output.push(text_item(&super::new_id("msg_"), &text, "completed"))
-            }
-            _ => {}
-        }
-        output.extend(calls.into_iter().map(|call| {
-            call_item(
-                &super::new_id("fc_"),
-                &call.id,
-                &call.function.name,
-                &call.function.arguments,
-                "completed",
-            )
-        }));
+    if let Some(thinking) = answer.reasoning {
+        output.push(reasoning_item(&super::new_id("rs_"), &thinking));
     }
+    if let Some(text) = answer.text {
+        output.push(text_item(&super::new_id("msg_"), &text, "completed"));
+    }
+    output.extend(answer.calls.into_iter().map(|call| {
+        call_item(
+            &super::new_id("fc_"),
+            &call.id,
+            &call.function.name,
+            &call.function.arguments,
+            "completed",
+        )
+    }));
+    let finish = answer.finish;
     let usage = completion.usage.as_ref().map(usage).unwrap_or(Value::Null);
     object(
         echo,
@@ -654,6 +643,15 @@ impl ResponsesSse {
         self.output.push(item);
     }
 
+    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
+        self.start(&chunk, out);
+        if let Some(finish) = super::feed(chunk, self, out) {
+            self.finish = Some(finish);
+        }
+    }
+}
+
+impl super::Pieces for ResponsesSse {
     fn text(&mut self, delta: String, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Text { .. })) {
             self.close(out);
@@ -731,28 +729,6 @@ impl ResponsesSse {
                 "response.function_call_arguments.delta",
                 json!({"item_id": id, "output_index": output_index, "delta": piece}),
             );
-        }
-    }
-
-    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
-        self.start(&chunk, out);
-        let Some(choice) = chunk.choices.into_iter().next() else {
-            return;
-        };
-        let delta = choice.delta;
-        if let Some(thinking) = delta.extra.get("reasoning_content").and_then(Value::as_str) {
-            if !thinking.is_empty() {
-                self.reasoning(thinking, out);
-            }
-        }
-        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-            self.text(text, out);
-        }
-        for call in delta.tool_calls.into_iter().flatten() {
-            self.call(call, out);
-        }
-        if let Some(finish) = choice.finish_reason {
-            self.finish = Some(finish);
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The Anthropic Messages and OpenAI Responses ingresses: billed like chat
-//! however the client behaves, and refusing bad input in their own envelopes.
-//! (The official SDKs referee their wire formats in tests/python.)
+//! Every ingress (Chat Completions, Anthropic Messages, OpenAI Responses):
+//! billed however the client behaves, and refusing bad input in its own
+//! envelope. (The official SDKs referee the wire formats in tests/python.)
 
 use events::AccountId;
 use serde_json::{json, Value};
@@ -10,20 +10,15 @@ use test_support::Harness;
 use crate::billing::{gateway_on, grant, wait_credit, SETTLE};
 use crate::{header, read};
 
-async fn post(h: &Harness, path: &str, body: &Value) -> reqwest::Response {
-    h.http
-        .post(format!("{}{path}", h.url))
-        .bearer_auth(&h.key)
-        .json(body)
-        .send()
-        .await
-        .expect("gateway reachable")
-}
-
 /// A long streamed request on each ingress, and the text that marks a delta in its stream.
-fn streams() -> [(&'static str, Value, &'static str); 2] {
+fn streams() -> [(&'static str, Value, &'static str); 3] {
     let text = "Tell me a long story about routers";
     [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4.1", "stream": true, "messages": [{"role": "user", "content": text}]}),
+            "\"content\":\"",
+        ),
         (
             "/v1/messages",
             json!({"model": "gpt-4.1", "max_tokens": 500, "stream": true, "messages": [{"role": "user", "content": text}]}),
@@ -48,7 +43,7 @@ async fn a_client_that_hangs_up_mid_stream_is_billed_on_every_ingress() {
         wait_credit(&h).await;
         h.fault(json!({"provider": "openai", "chunk_delay_ms": 200}))
             .await;
-        let mut response = post(&h, path, &body).await;
+        let mut response = h.post(path, &body).await;
         assert_eq!(response.status(), 200, "{path}");
         let mut received = String::new();
         while received.matches(delta).count() < 2 {
@@ -78,21 +73,21 @@ async fn whole_and_streamed_answers_are_billed_once_at_the_cost_they_report() {
     let h = gateway_on(&backends, account, "gw-a").await;
     wait_credit(&h).await;
     let messages = json!({"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]});
-    let (status, headers, body) = read(post(&h, "/v1/messages", &messages).await).await;
+    let (status, headers, body) = read(h.post("/v1/messages", &messages).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["usage"]["cost"],
         headers["x-model-router-cost"].to_str().unwrap()
     );
     let responses = json!({"model": "gemini-2.5-pro", "input": "hi"});
-    let (status, headers, body) = read(post(&h, "/v1/responses", &responses).await).await;
+    let (status, headers, body) = read(h.post("/v1/responses", &responses).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["usage"]["cost"],
         headers["x-model-router-cost"].to_str().unwrap()
     );
     for (path, body, _) in streams() {
-        let text = post(&h, path, &body).await.text().await.unwrap();
+        let text = h.post(path, &body).await.text().await.unwrap();
         assert!(
             text.contains("\"cost\""),
             "{path}: the final usage carries the cost"
@@ -115,11 +110,11 @@ async fn bad_input_is_refused_in_each_apis_envelope() {
     // Messages: Anthropic's envelope, with the status chat would give.
     let oversized = "x".repeat(h.gateway.config.body_limit_bytes + 1);
     let big = json!({"model": "standard", "max_tokens": 5, "messages": [{"role": "user", "content": oversized}]});
-    let (status, _, body) = read(post(&h, "/v1/messages", &big).await).await;
+    let (status, _, body) = read(h.post("/v1/messages", &big).await).await;
     assert_eq!((status, body["type"].as_str()), (413, Some("error")));
     assert_eq!(body["error"]["type"], "request_too_large");
     let unknown = json!({"model": "standard", "max_tokens": 5, "models": ["nope"], "messages": [{"role": "user", "content": "x"}]});
-    let (status, _, body) = read(post(&h, "/v1/messages", &unknown).await).await;
+    let (status, _, body) = read(h.post("/v1/messages", &unknown).await).await;
     assert_eq!(
         (status, body["error"]["type"].as_str()),
         (404, Some("not_found_error"))
@@ -138,7 +133,7 @@ async fn bad_input_is_refused_in_each_apis_envelope() {
     );
     // Responses: OpenAI's envelope, naming the field.
     let bad_temperature = json!({"model": "standard", "input": "x", "temperature": 3});
-    let (status, _, body) = read(post(&h, "/v1/responses", &bad_temperature).await).await;
+    let (status, _, body) = read(h.post("/v1/responses", &bad_temperature).await).await;
     assert_eq!(
         (status, body["error"]["param"].as_str()),
         (400, Some("temperature"))
@@ -157,12 +152,9 @@ async fn bad_input_is_refused_in_each_apis_envelope() {
         (status, body["error"]["type"].as_str()),
         (400, Some("invalid_request_error"))
     );
-    let ok = post(
-        &h,
-        "/v1/responses",
-        &json!({"model": "standard", "input": "x"}),
-    )
-    .await;
+    let ok = h
+        .post("/v1/responses", &json!({"model": "standard", "input": "x"}))
+        .await;
     assert_eq!(ok.status(), 200);
     assert!(!header(&ok, "x-request-id").is_empty());
 }

@@ -117,6 +117,18 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of `role` saying `content`, with no name or tool fields.
+    pub fn new(role: Role, content: Option<Content>) -> Message {
+        Message {
+            role,
+            content,
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            extra: Extra::new(),
+        }
+    }
+
     /// The text parts of the content, in order.
     pub fn texts(&self) -> impl Iterator<Item = &str> {
         let (single, parts) = match &self.content {

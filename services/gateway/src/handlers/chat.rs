@@ -37,12 +37,15 @@ pub async fn completions(
     request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let caller = super::authenticate(&gateway.keys, &request_headers)?;
-    let allowance = gateway.allowance(&caller)?;
-    let body = super::read_body(&gateway, &request_headers, body).await?;
-    let request = super::parse::<ChatRequest>(&body.bytes)?;
-    drop(body);
-    let routed = dispatch::chat(&gateway, &caller, allowance, &request_id, request).await?;
+    let received = super::receive::<ChatRequest>(&gateway, &request_headers, body).await?;
+    let routed = dispatch::chat(
+        &gateway,
+        &received.caller,
+        received.allowance,
+        &request_id,
+        received.request,
+    )
+    .await?;
     let mut response = match routed.answer {
         Answer::Whole { completion, .. } => Json(completion).into_response(),
         Answer::Stream(relay) => relay.into_response(OpenAiSse),

@@ -34,12 +34,16 @@ async fn answer(
     request_headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let caller = super::authenticate(&gateway.keys, request_headers)?;
-    let allowance = gateway.allowance(&caller)?;
-    let body = super::read_body(gateway, request_headers, body).await?;
-    let request = messages::to_chat(super::parse::<MessagesRequest>(&body.bytes)?)?;
-    drop(body);
-    let routed = dispatch::chat(gateway, &caller, allowance, request_id, request).await?;
+    let received = super::receive::<MessagesRequest>(gateway, request_headers, body).await?;
+    let request = messages::to_chat(received.request)?;
+    let routed = dispatch::chat(
+        gateway,
+        &received.caller,
+        received.allowance,
+        request_id,
+        request,
+    )
+    .await?;
     let mut response = match routed.answer {
         Answer::Whole { completion, .. } => Json(messages::response(completion)).into_response(),
         Answer::Stream(relay) => relay.into_response(MessagesSse::default()),

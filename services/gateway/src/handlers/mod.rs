@@ -13,6 +13,7 @@ use axum::response::Response;
 use money::Money;
 use serde::de::DeserializeOwned;
 
+use crate::accounts::Allowance;
 use crate::error::GatewayError;
 use crate::health::Monitored;
 use crate::keys::{Caller, KeyRing};
@@ -62,6 +63,32 @@ pub async fn read_body(
             }
         }
     }
+}
+
+/// A request as every chat-speaking ingress receives it: the caller, what
+/// they may use (checked before the body is read, so a refusal costs no
+/// upload), and the body parsed as `T`.
+pub struct Received<T> {
+    pub caller: Caller,
+    pub allowance: Allowance,
+    pub request: T,
+}
+
+/// Authenticates, checks the allowance, reads and parses the body.
+pub async fn receive<T: DeserializeOwned>(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Received<T>, GatewayError> {
+    let caller = authenticate(&gateway.keys, headers)?;
+    let allowance = gateway.allowance(&caller)?;
+    let body = read_body(gateway, headers, body).await?;
+    let request = parse(&body.bytes)?;
+    Ok(Received {
+        caller,
+        allowance,
+        request,
+    })
 }
 
 /// Parses a JSON body. Path tracking costs time on every request, so it runs

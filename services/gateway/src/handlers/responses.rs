@@ -22,13 +22,17 @@ pub async fn create(
     request_headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let caller = super::authenticate(&gateway.keys, &request_headers)?;
-    let allowance = gateway.allowance(&caller)?;
-    let body = super::read_body(&gateway, &request_headers, body).await?;
-    let translated = responses::to_chat(super::parse::<ResponsesRequest>(&body.bytes)?)?;
-    drop(body);
+    let received = super::receive::<ResponsesRequest>(&gateway, &request_headers, body).await?;
+    let translated = responses::to_chat(received.request)?;
     let echo = translated.echo;
-    let routed = dispatch::chat(&gateway, &caller, allowance, &request_id, translated.chat).await?;
+    let routed = dispatch::chat(
+        &gateway,
+        &received.caller,
+        received.allowance,
+        &request_id,
+        translated.chat,
+    )
+    .await?;
     let mut response = match routed.answer {
         Answer::Whole { completion, .. } => {
             Json(responses::response(completion, &echo)).into_response()

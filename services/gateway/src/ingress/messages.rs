@@ -122,18 +122,7 @@ fn system_message(system: System) -> Message {
                 .collect(),
         ),
     };
-    message(Role::System, Some(content))
-}
-
-fn message(role: Role, content: Option<OContent>) -> Message {
-    Message {
-        role,
-        content,
-        name: None,
-        tool_calls: None,
-        tool_call_id: None,
-        extra: Default::default(),
-    }
+    Message::new(Role::System, Some(content))
 }
 
 /// A user turn: its tool results as `tool` messages, then the rest as one
@@ -141,7 +130,7 @@ fn message(role: Role, content: Option<OContent>) -> Message {
 fn user_turn(content: Content, turn: usize, out: &mut Vec<Message>) -> Result<(), GatewayError> {
     let blocks = match content {
         Content::Text(text) => {
-            out.push(message(Role::User, Some(OContent::Text(text))));
+            out.push(Message::new(Role::User, Some(OContent::Text(text))));
             return Ok(());
         }
         Content::Blocks(blocks) => blocks,
@@ -174,7 +163,7 @@ fn user_turn(content: Content, turn: usize, out: &mut Vec<Message>) -> Result<()
                 if is_error == Some(true) {
                     text.insert_str(0, "Error: ");
                 }
-                let mut result = message(Role::Tool, Some(OContent::Text(text)));
+                let mut result = Message::new(Role::Tool, Some(OContent::Text(text)));
                 result.tool_call_id = Some(tool_use_id);
                 out.push(result);
             }
@@ -185,7 +174,7 @@ fn user_turn(content: Content, turn: usize, out: &mut Vec<Message>) -> Result<()
         }
     }
     if !parts.is_empty() {
-        out.push(message(Role::User, Some(OContent::Parts(parts))));
+        out.push(Message::new(Role::User, Some(OContent::Parts(parts))));
     }
     Ok(())
 }
@@ -202,7 +191,9 @@ fn unsupported_block(turn: usize) -> GatewayError {
 /// An assistant turn: its text, and its `tool_use` blocks as tool calls.
 fn assistant_turn(content: Content, turn: usize) -> Result<Message, GatewayError> {
     let blocks = match content {
-        Content::Text(text) => return Ok(message(Role::Assistant, Some(OContent::Text(text)))),
+        Content::Text(text) => {
+            return Ok(Message::new(Role::Assistant, Some(OContent::Text(text))))
+        }
         Content::Blocks(blocks) => blocks,
     };
     let mut text = String::new();
@@ -224,7 +215,7 @@ fn assistant_turn(content: Content, turn: usize) -> Result<Message, GatewayError
             _ => return Err(unsupported_block(turn)),
         }
     }
-    let mut out = message(
+    let mut out = Message::new(
         Role::Assistant,
         (!text.is_empty() || calls.is_empty()).then_some(OContent::Text(text)),
     );

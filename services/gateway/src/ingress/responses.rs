@@ -111,13 +111,15 @@ pub fn to_chat(request: ResponsesRequest) -> Result<Translated, GatewayError> {
     }
     let mut messages = Vec::new();
     if let Some(instructions) = &request.instructions {
-        messages.push(message(
+        messages.push(Message::new(
             Role::System,
             Some(Content::Text(instructions.clone())),
         ));
     }
     match request.input {
-        Some(Input::Text(text)) => messages.push(message(Role::User, Some(Content::Text(text)))),
+        Some(Input::Text(text)) => {
+            messages.push(Message::new(Role::User, Some(Content::Text(text))))
+        }
         Some(Input::Items(items)) => {
             for (i, item) in items.into_iter().enumerate() {
                 take_item(item, i, &mut messages)?;
@@ -208,17 +210,6 @@ pub fn to_chat(request: ResponsesRequest) -> Result<Translated, GatewayError> {
     Ok(Translated { chat, echo })
 }
 
-fn message(role: Role, content: Option<Content>) -> Message {
-    Message {
-        role,
-        content,
-        name: None,
-        tool_calls: None,
-        tool_call_id: None,
-        extra: Default::default(),
-    }
-}
-
 fn str_field<'a>(item: &'a Value, field: &str, at: usize) -> Result<&'a str, GatewayError> {
     item.get(field).and_then(Value::as_str).ok_or_else(|| {
         invalid(
@@ -251,7 +242,7 @@ fn take_item(item: Value, at: usize, out: &mut Vec<Message>) -> Result<(), Gatew
                     last.tool_calls.get_or_insert_with(Vec::new).push(call)
                 }
                 _ => {
-                    let mut turn = message(Role::Assistant, None);
+                    let mut turn = Message::new(Role::Assistant, None);
                     turn.tool_calls = Some(vec![call]);
                     out.push(turn);
                 }
@@ -267,7 +258,7 @@ fn take_item(item: Value, at: usize, out: &mut Vec<Message>) -> Result<(), Gatew
                     .join("\n"),
                 _ => return Err(invalid(format!("`input[{at}].output` must be a string."), "input")),
             };
-            let mut result = message(Role::Tool, Some(Content::Text(output)));
+            let mut result = Message::new(Role::Tool, Some(Content::Text(output)));
             result.tool_call_id = Some(str_field(&item, "call_id", at)?.to_owned());
             out.push(result);
         }
@@ -314,7 +305,7 @@ fn input_message(item: &Value, at: usize) -> Result<Message, GatewayError> {
             ))
         }
     };
-    Ok(message(role, Some(content)))
+    Ok(Message::new(role, Some(content)))
 }
 
 fn input_part(part: &Value, at: usize, p: usize) -> Result<ContentPart, GatewayError> {

@@ -134,3 +134,15 @@ def test_titan_embeddings_through_invoke_model(simulator):
     with pytest.raises(ClientError) as bad:
         c.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": "x", "dimensions": 300}))
     assert bad.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_cache_points_are_bedrocks_wire_shape_and_refused_by_models_that_do_not_cache(simulator):
+    # botocore validates the request against Bedrock's service model before
+    # sending: cache points in system, messages and tools pass that check.
+    cached = [{"text": "Be terse. " * 50}, {"cachePoint": {"type": "default"}}]
+    messages = [{"role": "user", "content": [{"text": "Hi"}, {"cachePoint": {"type": "default"}}]}]
+    tools = {"tools": [WEATHER, {"cachePoint": {"type": "default"}}]}
+    with pytest.raises(ClientError) as refused:
+        client(simulator).converse(modelId=MODEL, messages=messages, system=cached, toolConfig=tools)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "prompt caching" in refused.value.response["Error"]["Message"]

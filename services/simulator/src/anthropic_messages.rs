@@ -95,7 +95,7 @@ pub(crate) async fn handle(
     let blocks = content_blocks(&reply, &ask, thinking);
     let cached = sim
         .prompt_cache
-        .apply(&request, |text| sim.tokens.count_text(text));
+        .messages(&request, |text| sim.tokens.count_text(text));
     let usage = Usage {
         input_tokens: input_tokens(&sim, &request).saturating_sub(cached.written + cached.read),
         output_tokens: reply.completion_tokens,

@@ -95,13 +95,17 @@ pub(crate) async fn handle(
     }
     let ask = ask_of(&request);
     let reply = generate::reply(&ask, &model, 0);
-    let input_tokens =
-        sim.tokens.count_text(&ask.texts.concat()) + 3 * request.messages.len() as u64;
+    let prompt = sim.tokens.count_text(&ask.texts.concat()) + 3 * request.messages.len() as u64;
+    let cached = sim
+        .prompt_cache
+        .converse(&model, &request, |text| sim.tokens.count_text(text));
+    let input_tokens = prompt.saturating_sub(cached.written + cached.read);
     let usage = TokenUsage {
         input_tokens,
         output_tokens: reply.completion_tokens,
-        total_tokens: input_tokens + reply.completion_tokens,
-        ..Default::default()
+        total_tokens: prompt + reply.completion_tokens,
+        cache_read_input_tokens: Some(cached.read),
+        cache_write_input_tokens: Some(cached.written),
     };
     let response = ConverseResponse {
         output: Output {
@@ -191,7 +195,32 @@ fn validate(sim: &Simulator, model: &str, request: &ConverseRequest) -> Option<R
     {
         return Some(error(400, "1 validation error detected: Value at 'inferenceConfig.temperature' failed to satisfy constraint: Member must have value less than or equal to 1"));
     }
+    let rates = entry.pricing.base;
+    if has_cache_point(request) && rates.cached_input.is_none() && rates.cache_write.is_none() {
+        return Some(error(
+            400,
+            "You invoked an unsupported model or your request did not allow prompt caching. See the documentation for more information.",
+        ));
+    }
     None
+}
+
+/// Whether the request places a prompt-cache checkpoint anywhere.
+fn has_cache_point(request: &ConverseRequest) -> bool {
+    let tools = request.tool_config.iter().flat_map(|c| &c.tools);
+    tools
+        .into_iter()
+        .any(|t| matches!(t, bedrock::Tool::CachePoint(_)))
+        || request
+            .system
+            .iter()
+            .flatten()
+            .any(|b| matches!(b, bedrock::SystemBlock::CachePoint(_)))
+        || request
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .any(|b| matches!(b, ContentBlock::CachePoint(_)))
 }
 
 pub(crate) fn injected_error(status: u16) -> Response {
@@ -226,7 +255,10 @@ fn ask_of(request: &ConverseRequest) -> Ask<'_> {
         .system
         .iter()
         .flatten()
-        .map(|s| s.text.as_str())
+        .filter_map(|s| match s {
+            bedrock::SystemBlock::Text(text) => Some(text.as_str()),
+            bedrock::SystemBlock::CachePoint(_) => None,
+        })
         .collect();
     texts.extend(request.messages.iter().flat_map(texts_of));
     let tool_config = request.tool_config.as_ref();
@@ -234,7 +266,12 @@ fn ask_of(request: &ConverseRequest) -> Ask<'_> {
         .map(|c| {
             c.tools
                 .iter()
-                .map(|bedrock::Tool::ToolSpec(spec)| (spec.name.as_str(), &spec.input_schema.json))
+                .filter_map(|tool| match tool {
+                    bedrock::Tool::ToolSpec(spec) => {
+                        Some((spec.name.as_str(), &spec.input_schema.json))
+                    }
+                    bedrock::Tool::CachePoint(_) => None,
+                })
                 .collect()
         })
         .unwrap_or_default();

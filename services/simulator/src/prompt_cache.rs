@@ -1,8 +1,9 @@
-//! Anthropic's prompt cache as the API plays it: the last `cache_control`
-//! breakpoint caches the prompt's prefix up to and including its block
+//! Prompt caching as Anthropic's API and Bedrock's Converse play it: the
+//! last breakpoint (a `cache_control` mark on a block, or a Converse
+//! `cachePoint` after what it caches) caches the prompt's prefix up to it
 //! (tools, then system, then messages, in that order) for five minutes; a
 //! later request to the same model with the same prefix reads it instead.
-//! Prefixes under [`MIN_TOKENS`] are not cached, as on the real API. Cache
+//! Prefixes under [`MIN_TOKENS`] are not cached, as on the real APIs. Cache
 //! writes and reads are reported apart from `input_tokens`, which counts the
 //! rest of the prompt.
 
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anthropic::{Content, ContentBlock, MessagesRequest, System};
+use bedrock::ConverseRequest;
 
 /// The shortest prefix the API caches (Sonnet and Opus models).
 pub const MIN_TOKENS: u64 = 1024;
@@ -34,10 +36,24 @@ pub struct Cached {
 }
 
 impl PromptCache {
-    /// Looks `request`'s cached prefix up (writing it when new); `count`
-    /// counts a text's tokens the way the request's input is counted.
-    pub fn apply(&self, request: &MessagesRequest, count: impl Fn(&str) -> u64) -> Cached {
-        let Some((key, text)) = prefix(request) else {
+    /// Looks a Messages request's cached prefix up (writing it when new);
+    /// `count` counts a text's tokens the way the request's input is counted.
+    pub fn messages(&self, request: &MessagesRequest, count: impl Fn(&str) -> u64) -> Cached {
+        self.apply(prefix(request), count)
+    }
+
+    /// The same for a Converse request to `model`.
+    pub fn converse(
+        &self,
+        model: &str,
+        request: &ConverseRequest,
+        count: impl Fn(&str) -> u64,
+    ) -> Cached {
+        self.apply(converse_prefix(model, request), count)
+    }
+
+    fn apply(&self, prefix: Option<(u64, String)>, count: impl Fn(&str) -> u64) -> Cached {
+        let Some((key, text)) = prefix else {
             return Cached::default();
         };
         let tokens = count(&text);
@@ -110,6 +126,47 @@ fn prefix(request: &MessagesRequest) -> Option<(u64, String)> {
     Some((key, text))
 }
 
+/// As [`prefix`], for Converse: cache points stand after what they cache.
+fn converse_prefix(model: &str, request: &ConverseRequest) -> Option<(u64, String)> {
+    let mut hasher = DefaultHasher::new();
+    model.hash(&mut hasher);
+    let mut text = String::new();
+    let mut cut: Option<(u64, usize)> = None;
+    let tools = request.tool_config.iter().flat_map(|c| &c.tools);
+    for tool in tools {
+        match tool {
+            bedrock::Tool::CachePoint(_) => cut = Some((hasher.finish(), text.len())),
+            spec => serde_json::to_string(spec)
+                .unwrap_or_default()
+                .hash(&mut hasher),
+        }
+    }
+    for block in request.system.iter().flatten() {
+        match block {
+            bedrock::SystemBlock::CachePoint(_) => cut = Some((hasher.finish(), text.len())),
+            bedrock::SystemBlock::Text(t) => {
+                t.hash(&mut hasher);
+                text.push_str(t);
+            }
+        }
+    }
+    for block in request.messages.iter().flat_map(|m| &m.content) {
+        match block {
+            bedrock::ContentBlock::CachePoint(_) => cut = Some((hasher.finish(), text.len())),
+            bedrock::ContentBlock::Text(t) => {
+                t.hash(&mut hasher);
+                text.push_str(t);
+            }
+            other => serde_json::to_string(other)
+                .unwrap_or_default()
+                .hash(&mut hasher),
+        }
+    }
+    let (key, len) = cut?;
+    text.truncate(len);
+    Some((key, text))
+}
+
 fn marked(block: &ContentBlock) -> bool {
     match block {
         ContentBlock::Text { extra, .. }
@@ -145,7 +202,7 @@ mod tests {
     fn a_marked_prefix_is_written_once_then_read_whatever_follows_it() {
         let cache = PromptCache::default();
         let long = "word ".repeat(2000);
-        let first = cache.apply(&request(&long, "one?", true), words);
+        let first = cache.messages(&request(&long, "one?", true), words);
         assert_eq!(
             first,
             Cached {
@@ -153,7 +210,7 @@ mod tests {
                 read: 0
             }
         );
-        let second = cache.apply(&request(&long, "another question?", true), words);
+        let second = cache.messages(&request(&long, "another question?", true), words);
         assert_eq!(
             second,
             Cached {
@@ -161,7 +218,7 @@ mod tests {
                 read: 2000
             }
         );
-        let changed = cache.apply(&request(&format!("{long} more"), "one?", true), words);
+        let changed = cache.messages(&request(&format!("{long} more"), "one?", true), words);
         assert_eq!(changed.written, 2001);
     }
 
@@ -170,15 +227,15 @@ mod tests {
         let cache = PromptCache::default();
         let long = "word ".repeat(2000);
         assert_eq!(
-            cache.apply(&request(&long, "q", false), words),
+            cache.messages(&request(&long, "q", false), words),
             Cached::default()
         );
         assert_eq!(
-            cache.apply(&request("short", "q", true), words),
+            cache.messages(&request("short", "q", true), words),
             Cached::default()
         );
         assert_eq!(
-            cache.apply(&request("short", "q", true), words),
+            cache.messages(&request("short", "q", true), words),
             Cached::default()
         );
     }

@@ -57,12 +57,31 @@ pub enum ContentBlock {
     ToolResult(ToolResultBlock),
     /// Reasoning output of models that think (kept as sent).
     ReasoningContent(Value),
+    /// A prompt-cache checkpoint: what comes before it may be cached.
+    CachePoint(CachePoint),
 }
 
-/// A system prompt block.
+/// A system prompt block: text, or a prompt-cache checkpoint after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SystemBlock {
-    pub text: String,
+#[serde(rename_all = "camelCase")]
+pub enum SystemBlock {
+    Text(String),
+    CachePoint(CachePoint),
+}
+
+/// `{"type": "default"}`: the only kind of cache checkpoint the API has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachePoint {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Default for CachePoint {
+    fn default() -> Self {
+        CachePoint {
+            kind: "default".into(),
+        }
+    }
 }
 
 /// An image: its format (`png`, `jpeg`, `gif`, `webp`) and base64 bytes.
@@ -129,11 +148,12 @@ pub struct ToolConfig {
     pub tool_choice: Option<ToolChoice>,
 }
 
-/// A tool (only function specs here).
+/// A tool (a function spec), or a prompt-cache checkpoint after the tools before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Tool {
     ToolSpec(ToolSpec),
+    CachePoint(CachePoint),
 }
 
 /// A function the model may call.

@@ -320,3 +320,92 @@ async fn what_converse_cannot_carry_is_refused_by_name() {
     assert_eq!(response.status(), 200);
     assert_ne!(header(&response, "x-model-router-provider"), "bedrock");
 }
+
+/// A Bedrock Claude model, added to the shipped catalog (the product's tiers
+/// hold none): it caches prompts, so its entry has cache prices.
+const BEDROCK_CLAUDE: &str = r#"
+[[models]]
+id = "bedrock-claude-sonnet-4-6"
+provider = "bedrock"
+provider_model_id = "us.anthropic.claude-sonnet-4-6-v1:0"
+tier = "standard"
+context_window = 200000
+max_output_tokens = 64000
+input_per_mtok = "3.00"
+output_per_mtok = "15.00"
+cached_input_per_mtok = "0.30"
+cache_write_per_mtok = "3.75"
+quality = 64
+coding = 78
+ttft_ms = 1200
+output_tokens_per_s = 70
+capabilities = ["tools", "vision", "streaming"]
+"#;
+
+#[tokio::test]
+async fn cache_marks_become_cache_points_for_models_that_cache_and_are_billed_at_cache_rates() {
+    let dir = std::env::temp_dir().join(format!("mr-bedrock-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("models.toml");
+    let with_claude = catalog::BUILTIN_TOML.replacen(
+        "\n[[embedding_models]]",
+        &format!("{BEDROCK_CLAUDE}\n[[embedding_models]]"),
+        1,
+    );
+    std::fs::write(&file, with_claude).unwrap();
+    let h = Harness::start_with(Options {
+        catalog_file: Some(file),
+        ..Default::default()
+    })
+    .await;
+    let long = "Follow the house style. ".repeat(400);
+    let request = |model: &str, question: &str| {
+        json!({"model": model, "messages": [
+            {"role": "system", "content": [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": [{"type": "text", "text": question}]}
+        ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": {"type": "ephemeral"}}]})
+    };
+    let (status, first_headers, first) =
+        read(h.chat(&request("bedrock-claude-sonnet-4-6", "One?")).await).await;
+    assert_eq!(status, 200, "{first}");
+    let sent = sent_to(&h, "bedrock").await;
+    assert_eq!(
+        sent["system"][1],
+        json!({"cachePoint": {"type": "default"}}),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["toolConfig"]["tools"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
+    assert!(
+        first["usage"]["cache_creation_input_tokens"]
+            .as_u64()
+            .unwrap()
+            > 1_000,
+        "{first}"
+    );
+    let (_, second_headers, second) =
+        read(h.chat(&request("bedrock-claude-sonnet-4-6", "Two?")).await).await;
+    let read_tokens = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(read_tokens > 1_000, "{second}");
+    let cost = |headers: &reqwest::header::HeaderMap| -> f64 {
+        headers["x-model-router-cost"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        cost(&second_headers) < cost(&first_headers) / 2.0,
+        "a cache read costs a tenth"
+    );
+    // A Bedrock model without cache prices gets no cache points (Bedrock would refuse them).
+    let (status, _, body) = read(h.chat(&request("deepseek.v3.2", "Three?")).await).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = sent_to(&h, "bedrock").await;
+    assert!(!sent.to_string().contains("cachePoint"), "{sent}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -11,6 +11,10 @@
 //! - tools → `toolSpec`s; `tool_choice` auto/required/named →
 //!   `auto`/`any`/`tool`.
 //!
+//! - `cache_control` marks (on text parts and tools) become cache points
+//!   after what they mark, for models whose catalog entry has cache prices
+//!   (Claude and Nova on Bedrock); other models get none.
+//!
 //! `seed` and `user` are dropped. Refused by [`check`], naming the field:
 //! `n` > 1, temperature above 1, `top_k` (model-specific on Bedrock),
 //! logprobs, logit bias, presence/frequency penalties, `tool_choice: none`
@@ -19,9 +23,9 @@
 //! catalog has the `json_mode` capability.
 
 use bedrock::{
-    ContentBlock, ConverseRequest, Empty, ImageBlock, ImageSource, InferenceConfig, InputSchema,
-    Message as BMessage, NamedTool, SystemBlock, Tool, ToolChoice, ToolConfig, ToolResultBlock,
-    ToolResultContent, ToolSpec, ToolUseBlock,
+    CachePoint, ContentBlock, ConverseRequest, Empty, ImageBlock, ImageSource, InferenceConfig,
+    InputSchema, Message as BMessage, NamedTool, SystemBlock, Tool, ToolChoice, ToolConfig,
+    ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
 };
 use catalog::Model;
 use openai::{ChatRequest, Content, ContentPart, Message, Role};
@@ -73,7 +77,8 @@ pub fn check(request: &ChatRequest) -> Result<(), Unsupported> {
 
 /// The Converse request for `request`. Call [`check`] first.
 pub fn translate(model: &Model, request: &ChatRequest) -> Result<ConverseRequest, Unsupported> {
-    let (system, messages) = turns(request)?;
+    let caches = Caches(caches(model));
+    let (system, messages) = turns(request, caches)?;
     Ok(ConverseRequest {
         messages,
         system: (!system.is_empty()).then_some(system),
@@ -90,24 +95,71 @@ pub fn translate(model: &Model, request: &ChatRequest) -> Result<ConverseRequest
                 .as_ref()
                 .map(|s| s.sequences().into_iter().map(str::to_owned).collect()),
         }),
-        tool_config: tool_config(request),
+        tool_config: tool_config(request, caches),
         additional_model_request_fields: None,
         extra: Default::default(),
     })
 }
 
-fn turns(request: &ChatRequest) -> Result<(Vec<SystemBlock>, Vec<BMessage>), Unsupported> {
+/// Whether the model caches prompts (its catalog entry has cache prices):
+/// then `cache_control` marks become Converse cache points; other models
+/// would refuse them.
+fn caches(model: &Model) -> bool {
+    let rates = model.pricing.base;
+    rates.cached_input.is_some() || rates.cache_write.is_some()
+}
+
+/// Whether cache points are sent (see [`caches`]).
+#[derive(Debug, Clone, Copy)]
+struct Caches(bool);
+
+impl Caches {
+    /// Whether a part marked `cache_control` gets a cache point after it.
+    fn after(self, part: &ContentPart) -> bool {
+        self.0
+            && matches!(
+                part,
+                ContentPart::Text {
+                    cache_control: Some(_),
+                    ..
+                }
+            )
+    }
+}
+
+fn system_blocks(message: &Message, caches: Caches) -> Vec<SystemBlock> {
+    let parts = match &message.content {
+        Some(Content::Text(text)) => return vec![SystemBlock::Text(text.clone())],
+        Some(Content::Parts(parts)) => parts,
+        None => return Vec::new(),
+    };
+    let mut blocks = Vec::new();
+    for part in parts {
+        if let ContentPart::Text { text, .. } = part {
+            blocks.push(SystemBlock::Text(text.clone()));
+        }
+        if caches.after(part) {
+            blocks.push(SystemBlock::CachePoint(CachePoint::default()));
+        }
+    }
+    blocks
+}
+
+fn turns(
+    request: &ChatRequest,
+    caches: Caches,
+) -> Result<(Vec<SystemBlock>, Vec<BMessage>), Unsupported> {
     let mut system = Vec::new();
     let mut messages: Vec<BMessage> = Vec::new();
     for message in &request.messages {
         let (role, blocks) = match message.role {
             Role::System | Role::Developer => {
-                system.extend(message.texts().map(|t| SystemBlock { text: t.to_owned() }));
+                system.extend(system_blocks(message, caches));
                 continue;
             }
             Role::Assistant => ("assistant", assistant_blocks(message)?),
             Role::Tool => ("user", vec![tool_result(message)?]),
-            Role::User => ("user", user_blocks(message)?),
+            Role::User => ("user", user_blocks(message, caches)?),
             Role::Function => {
                 return refuse(
                     "messages",
@@ -129,12 +181,20 @@ fn turns(request: &ChatRequest) -> Result<(Vec<SystemBlock>, Vec<BMessage>), Uns
     Ok((system, messages))
 }
 
-fn user_blocks(message: &Message) -> Result<Vec<ContentBlock>, Unsupported> {
-    match &message.content {
-        Some(Content::Text(text)) => Ok(vec![ContentBlock::Text(text.clone())]),
-        Some(Content::Parts(parts)) => parts.iter().map(part).collect(),
-        None => Ok(Vec::new()),
+fn user_blocks(message: &Message, caches: Caches) -> Result<Vec<ContentBlock>, Unsupported> {
+    let parts = match &message.content {
+        Some(Content::Text(text)) => return Ok(vec![ContentBlock::Text(text.clone())]),
+        Some(Content::Parts(parts)) => parts,
+        None => return Ok(Vec::new()),
+    };
+    let mut blocks = Vec::with_capacity(parts.len());
+    for p in parts {
+        blocks.push(part(p)?);
+        if caches.after(p) {
+            blocks.push(ContentBlock::CachePoint(CachePoint::default()));
+        }
     }
+    Ok(blocks)
 }
 
 fn part(part: &ContentPart) -> Result<ContentBlock, Unsupported> {
@@ -195,7 +255,7 @@ fn tool_result(message: &Message) -> Result<ContentBlock, Unsupported> {
     }))
 }
 
-fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
+fn tool_config(request: &ChatRequest, caches: Caches) -> Option<ToolConfig> {
     let tools = request.tools.as_ref().filter(|t| !t.is_empty())?;
     let tool_choice = match &request.tool_choice {
         Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any(Empty {})),
@@ -213,8 +273,8 @@ fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
     Some(ToolConfig {
         tools: tools
             .iter()
-            .map(|t| {
-                Tool::ToolSpec(ToolSpec {
+            .flat_map(|t| {
+                let spec = Tool::ToolSpec(ToolSpec {
                     name: t.function.name.clone(),
                     description: t.function.description.clone(),
                     input_schema: InputSchema {
@@ -224,7 +284,10 @@ fn tool_config(request: &ChatRequest) -> Option<ToolConfig> {
                             .clone()
                             .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
                     },
-                })
+                });
+                let point = (caches.0 && t.cache_control.is_some())
+                    .then(|| Tool::CachePoint(CachePoint::default()));
+                std::iter::once(spec).chain(point)
             })
             .collect(),
         tool_choice,

@@ -93,13 +93,14 @@ async fn whole_and_streamed_answers_are_billed_once_at_the_cost_they_report() {
             "{path}: the final usage carries the cost"
         );
     }
-    assert_eq!(backends.wait_usage(4, SETTLE).await, 4);
+    let sent = 2 + streams().len() as i64;
+    assert_eq!(backends.wait_usage(sent, SETTLE).await, sent);
     let (rows, kinds): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM requests")
             .fetch_one(&backends.store.pool)
             .await
             .unwrap();
-    assert_eq!((rows, kinds), (4, 4), "each request billed once");
+    assert_eq!((rows, kinds), (sent, sent), "each request billed once");
     ledger.abort();
     backends.cleanup().await;
 }
@@ -157,4 +158,30 @@ async fn bad_input_is_refused_in_each_apis_envelope() {
         .await;
     assert_eq!(ok.status(), 200);
     assert!(!header(&ok, "x-request-id").is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_the_provider_breaks_off_ends_in_each_apis_error_event() {
+    let h = Harness::start().await;
+    h.fault(json!({"provider": "openai", "cut_after_chunks": 3}))
+        .await;
+    let ends = [
+        ("/v1/chat/completions", "upstream_stream_error"),
+        ("/v1/messages", "event: error"),
+        ("/v1/responses", "event: response.failed"),
+    ];
+    for ((path, body, _), (_, end)) in streams().into_iter().zip(ends) {
+        let response = h.post(path, &body).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(end), "{path}: {text}");
+        assert!(
+            !text.contains("message_stop") && !text.contains("response.completed"),
+            "{path}"
+        );
+        if path != "/v1/messages" {
+            // Anthropic's `error` event carries no usage; the others show what is billed.
+            assert!(text.contains("\"cost\""), "{path}: {text}");
+        }
+    }
 }

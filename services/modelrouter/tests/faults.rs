@@ -329,8 +329,9 @@ async fn nothing_served_goes_unbilled_whatever_fails() {
 
 #[tokio::test]
 async fn events_too_big_for_the_server_are_slimmed_and_billed() {
-    // 1.5 KB messages at most; each event carries three failed attempts
-    // with a proxy's HTML error page (about 2 KB).
+    // 1.5 KB messages at most; each event carries the failed attempts of
+    // the standard tier's OpenAI, Anthropic and Google models (seven), each
+    // with a proxy's HTML error page (about 2 KB), before grok-3 answers.
     let (fleet, _db) = Fleet::start(Some(1536)).await;
     let page = format!(
         "<html><body>{}</body></html>",
@@ -348,7 +349,7 @@ async fn events_too_big_for_the_server_are_slimmed_and_billed() {
     }
     let served = Arc::new(Served::default());
     let shared = Arc::new(fleet);
-    shared.load(&served, 150, "premium").await;
+    shared.load(&served, 150, "standard").await;
     let mut fleet = Arc::into_inner(shared).expect("load finished");
     let row = tally(&fleet, "oversize events (1.5 KB max_payload)", &served).await;
     print(std::slice::from_ref(&row));

@@ -395,14 +395,15 @@ async fn a_block_makes_routing_skip_the_provider() {
                 .map(|v| v.to_str().unwrap().to_owned()),
         )
     };
-    let (_, first) = provider_of("standard").await;
+    // Economy: the tier with free models, which an account without credit may use.
+    let (_, first) = provider_of("economy").await;
     let first = first.unwrap();
     let page = browser
         .post(&format!("/providers/{first}"), &[("blocked", "true")])
         .await;
     assert_eq!(page.status, 303);
     assert!(browser.get("/providers").await.body.contains("blocked"));
-    let (status, next) = provider_of("standard").await;
+    let (status, next) = provider_of("economy").await;
     assert_eq!(status, 200);
     assert_ne!(
         next.as_deref(),

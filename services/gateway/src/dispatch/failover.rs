@@ -50,8 +50,11 @@ pub trait Attempter<C> {
 /// The answer of the candidate that served, which one it was, and every
 /// attempt before it (skipped and failed).
 pub struct Won<'a, C, T> {
+    /// The answer.
     pub value: T,
+    /// The candidate that gave it.
     pub target: &'a C,
+    /// The attempts before it, skipped and failed.
     pub attempts: Vec<Attempt>,
 }
 

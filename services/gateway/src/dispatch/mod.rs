@@ -51,7 +51,9 @@ pub enum Answer {
 
 /// An answered chat request and how it was routed.
 pub struct Routed {
+    /// What the model answered.
     pub answer: Answer,
+    /// How the request got there.
     pub route: Route,
 }
 

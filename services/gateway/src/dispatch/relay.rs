@@ -67,12 +67,19 @@ pub struct Relay {
 
 /// What a relay starts from.
 pub struct Start {
+    /// For the token counter, when the provider reports no usage.
     pub gateway: Arc<Gateway>,
+    /// The model streaming.
     pub model: Arc<Model>,
+    /// The request, whose prompt is counted when the provider reports no usage.
     pub request: Arc<ChatRequest>,
+    /// The chunk that made the attempt count as answered.
     pub first: ChatCompletionChunk,
+    /// The rest of the provider's stream.
     pub upstream: ChunkStream,
+    /// The model's health, told how the stream ends.
     pub permit: Permit,
+    /// Where the usage goes, with the attempts before this one.
     pub record: Option<(Arc<Recording>, Vec<Attempt>)>,
 }
 

@@ -69,8 +69,11 @@ pub async fn read_body(
 /// they may use (checked before the body is read, so a refusal costs no
 /// upload), and the body parsed as `T`.
 pub struct Received<T> {
+    /// Whose key it is.
     pub caller: Caller,
+    /// What the caller's account may use now.
     pub allowance: Allowance,
+    /// The parsed body.
     pub request: T,
 }
 

@@ -22,7 +22,9 @@ pub struct Answer {
     pub reasoning: Option<String>,
     /// The text: present when not empty, or when there are no calls.
     pub text: Option<String>,
+    /// The tool calls, in order.
     pub calls: Vec<ToolCall>,
+    /// Chat's finish reason.
     pub finish: Option<String>,
 }
 

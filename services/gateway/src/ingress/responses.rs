@@ -30,8 +30,9 @@ use crate::dispatch::relay::sse_event;
 use crate::dispatch::{Encoder, Relayed};
 use crate::error::GatewayError;
 
-/// `POST /v1/responses` request body: the fields the router reads; the
-/// rest is refused or ignored as the module documentation says.
+/// `POST /v1/responses` request body: the fields the router reads, each
+/// as OpenAI documents it (`prefer` and `models` are the router's, as on
+/// chat); the rest is refused or ignored as the module documentation says.
 #[derive(Debug, Deserialize)]
 pub struct ResponsesRequest {
     #[serde(default)]
@@ -81,7 +82,9 @@ pub enum Input {
 /// A Responses request as chat, and the response object's fields that echo
 /// the request.
 pub struct Translated {
+    /// The request as chat.
     pub chat: ChatRequest,
+    /// The response object's fields that repeat the request (`tools`, `temperature`, ...).
     pub echo: Map<String, Value>,
 }
 

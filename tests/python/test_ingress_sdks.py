@@ -100,6 +100,18 @@ def test_messages_tool_round_trip(router, model):
     assert second.stop_reason == "end_turn" and second.content[0].type == "text"
 
 
+def test_messages_thinking_comes_back_when_the_model_gives_it(router):
+    c = claude(router)
+    kwargs = dict(model="claude-sonnet-4-6", max_tokens=2000, messages=ask(), thinking={"type": "enabled", "budget_tokens": 1024})
+    whole = c.messages.create(**kwargs)
+    with c.messages.stream(**kwargs) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert [b.type for b in message.content] == ["thinking", "text"], message
+        assert message.content[0].thinking
+    assert streamed.content[0].thinking == whole.content[0].thinking
+
+
 def test_messages_count_tokens(router):
     c = claude(router)
     short = c.messages.count_tokens(model="claude-haiku-4-5", messages=ask("hi"))

@@ -166,9 +166,15 @@ impl Relay {
             }
         }
         if self.last.is_none() {
+            // Only the envelope: the choices (the text) are not copied.
             self.last = Some(ChatCompletionChunk {
+                id: chunk.id.clone(),
+                object: chunk.object.clone(),
+                created: chunk.created,
+                model: chunk.model.clone(),
                 choices: Vec::new(),
-                ..chunk.clone()
+                usage: None,
+                extra: chunk.extra.clone(),
             });
         }
         (!chunk.choices.is_empty()).then_some(chunk)

@@ -149,16 +149,22 @@ pub fn routing_headers(
 /// Checks the key against the key ring: `Authorization: Bearer mr_sk_…`, or
 /// `x-api-key: mr_sk_…` as Anthropic's clients send it.
 pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")));
-    let x_api_key = headers.get("x-api-key").map(|v| v.to_str().ok());
-    let Some(key) = bearer.or(x_api_key) else {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    let x_api_key = headers.get("x-api-key");
+    if authorization.is_none() && x_api_key.is_none() {
         return Err(GatewayError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.".into(),
         ));
-    };
-    let key = key.map(str::trim).unwrap_or_default();
+    }
+    // A bearer token if there is one, else `x-api-key` (an `Authorization`
+    // of another scheme, set by a proxy, does not hide it).
+    let bearer = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let key = bearer
+        .or_else(|| x_api_key.and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .unwrap_or_default();
     if let Some(caller) = keys.verify(key) {
         return Ok(caller);
     }

@@ -132,6 +132,17 @@ async fn bad_input_is_refused_in_each_apis_envelope() {
         (status, body["error"]["type"].as_str()),
         (401, Some("authentication_error"))
     );
+    // A proxy's `Authorization` of another scheme does not hide `x-api-key`.
+    let behind_proxy = h
+        .http
+        .post(format!("{}/v1/messages", h.url))
+        .header("authorization", "Basic cHJveHk6cGFzcw==")
+        .header("x-api-key", &h.key)
+        .json(&json!({"model": "standard", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(behind_proxy.status(), 200);
     // Responses: OpenAI's envelope, naming the field.
     let bad_temperature = json!({"model": "standard", "input": "x", "temperature": 3});
     let (status, _, body) = read(h.post("/v1/responses", &bad_temperature).await).await;

@@ -100,7 +100,8 @@ def test_deposit_save_card_auto_recharge(paying_up, browser_page):
         return "auto-recharge" in page.locator("#history").inner_text()
 
     assert until(recharged, seconds=20), "the recharge appears in the history"
-    figure = page.locator("#balance").inner_text()
-    assert float(figure.lstrip("$")) > 19, figure
+    # The history line and the balance come from the ledger's projection a
+    # moment apart: wait (bounded) for the balance too.
+    assert until(lambda: float((balance(page, url) or "$0").lstrip("$")) > 19, seconds=20), balance(page, url)
     shot(page, "06-recharged")
     assert problems == [], problems

@@ -47,8 +47,8 @@ pub const ADMIN_KEY_PREFIX: &str = "mr_ak_";
 /// The state of each model's circuit breaker, where the control plane runs
 /// beside a gateway (`modelrouter up`).
 pub trait Circuits: Send + Sync {
-    /// `closed`, `open` or `half-open`.
-    fn state(&self, provider: ProviderId, model: &str) -> &'static str;
+    /// The breaker state of `model`.
+    fn state(&self, provider: ProviderId, model: &str) -> events::CircuitState;
 }
 
 /// The secrets shared with the gateways (key hash) and kept to itself (sessions).

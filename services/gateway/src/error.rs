@@ -1,10 +1,12 @@
 //! Every way a request can fail, mapped to HTTP once, in the OpenAI envelope.
 
+use std::fmt;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use catalog::{ProviderId, Tier};
 use openai::ErrorBody;
 use serde::Serialize;
 
@@ -89,10 +91,15 @@ pub enum GatewayError {
         param: Option<String>,
         code: Option<&'static str>,
     },
+    /// The prompt and the completion do not fit the context window.
     #[error("{0}")]
-    ContextLengthExceeded(String),
-    #[error("{0}")]
-    Unauthorized(String),
+    ContextLengthExceeded(TooLong),
+    /// No `Authorization` or `x-api-key` header.
+    #[error("You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.")]
+    MissingKey,
+    /// A key the key ring does not hold (shown redacted).
+    #[error("Incorrect API key provided: {redacted}.")]
+    IncorrectKey { redacted: String },
     #[error("The model `{}` does not exist. Use a tier (economy, standard, premium) or a model id from GET /v1/models.", echo(.0))]
     ModelNotFound(String),
     #[error("The embedding model `{}` does not exist. Use embed-small, embed-large, embed-titan or an embedding model id from GET /v1/models.", echo(.0))]
@@ -107,8 +114,9 @@ pub enum GatewayError {
     Busy,
     #[error("Unknown request URL: {}.", echo(.0))]
     UnknownRoute(String),
+    /// No configured provider serves what the request names.
     #[error("{0}")]
-    NoProvider(String),
+    NoProvider(Unconfigured),
     /// The provider refused the request itself (a 4xx that another provider would refuse too).
     #[error("{provider} rejected the request: {message}")]
     UpstreamRejected {
@@ -120,10 +128,10 @@ pub enum GatewayError {
     },
     /// The account has no credit and no free model can serve the request.
     #[error("{0}")]
-    InsufficientCredits(String),
+    InsufficientCredits(Unpaid),
     /// Every candidate's provider is blocked by the account.
-    #[error("{0}")]
-    ProviderBlocked(String),
+    #[error("Every candidate for this request is from a provider your account blocked ({}). Unblock one on the dashboard's Providers page, or choose another model.", names(.providers))]
+    ProviderBlocked { providers: Vec<ProviderId> },
     /// The account reached its daily spend limit.
     #[error("The daily spend limit of ${limit} is reached; it resets at 00:00 UTC.")]
     DailyLimitExceeded {
@@ -142,6 +150,129 @@ pub enum GatewayError {
         attempts: Vec<Attempt>,
         retry_after_s: Option<u64>,
     },
+}
+
+/// What an account without credit asked for that only credit buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpaid {
+    /// Chat with no free model among the candidates.
+    Chat,
+    /// Embeddings, which are all paid.
+    Embeddings,
+}
+
+impl fmt::Display for Unpaid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unpaid::Chat => "The account has no credit left and no free model can serve this request. Add credit, or use a tier with free models (economy).",
+            Unpaid::Embeddings => "The account has no credit left; embedding models are all paid. Add credit.",
+        })
+    }
+}
+
+/// What the request named that no configured provider serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unconfigured {
+    /// A chat tier.
+    Tier(Tier),
+    /// `auto`, with no provider configured at all.
+    Auto,
+    /// An embedding alias (`embed-small`, ...).
+    Alias(String),
+    /// One catalog model (chat or embedding).
+    Model { id: String, provider: ProviderId },
+}
+
+impl fmt::Display for Unconfigured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unconfigured::Tier(tier) => {
+                write!(f, "No provider serving the {tier} tier is configured.")
+            }
+            Unconfigured::Auto => f.write_str("No provider is configured."),
+            Unconfigured::Alias(alias) => write!(f, "No provider serving {alias} is configured."),
+            Unconfigured::Model { id, provider } => write!(
+                f,
+                "Provider `{provider}` of model `{id}` is not configured on this gateway."
+            ),
+        }
+    }
+}
+
+/// How big a prompt that does not fit is, as the error tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSize {
+    /// Counted exactly in the model's own tokens.
+    Exact(u64),
+    /// Counted in o200k tokens and scaled by the provider's tokenizer margin.
+    Estimated {
+        tokens: u64,
+        o200k: u64,
+        margin_permille: u64,
+        provider: ProviderId,
+    },
+    /// The count stopped at this many o200k tokens.
+    MoreThan(u64),
+}
+
+impl fmt::Display for PromptSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PromptSize::Exact(t) => write!(f, "{t} tokens"),
+            PromptSize::Estimated {
+                tokens,
+                o200k,
+                margin_permille,
+                provider,
+            } => write!(
+                f,
+                "{tokens} tokens ({o200k} o200k tokens × {:.2}, the estimate for {provider}'s tokenizer)",
+                *margin_permille as f64 / 1_000.0
+            ),
+            PromptSize::MoreThan(t) => write!(f, "more than {t} o200k tokens"),
+        }
+    }
+}
+
+/// A request too long for the largest window it could go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLong {
+    /// The largest context window among the candidates.
+    pub window: u32,
+    /// The prompt's size.
+    pub input: PromptSize,
+    /// The completion tokens asked for.
+    pub out: u64,
+    /// The tier, when the request named one (else one model).
+    pub tier: Option<Tier>,
+}
+
+impl fmt::Display for TooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let TooLong {
+            window,
+            input,
+            out,
+            tier,
+        } = self;
+        match tier {
+            None => write!(
+                f,
+                "This model's maximum context length is {window} tokens. However, the messages take {input} and the completion asks for {out}. Please reduce the length of the messages or completion."
+            ),
+            Some(tier) => write!(
+                f,
+                "No {tier} model can hold this request: the messages take {input} and the completion asks for {out}, but the largest context window in the tier is {window} tokens."
+            ),
+        }
+    }
+}
+
+fn names(providers: &[ProviderId]) -> String {
+    let mut names: Vec<String> = providers.iter().map(ToString::to_string).collect();
+    names.sort();
+    names.dedup();
+    names.join(", ")
 }
 
 /// The most characters of a client's own input an error message repeats
@@ -187,7 +318,9 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded(_) => {
                 StatusCode::BAD_REQUEST
             }
-            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::MissingKey | GatewayError::IncorrectKey { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             GatewayError::ModelNotFound(_)
             | GatewayError::EmbeddingModelNotFound(_)
             | GatewayError::UnknownRoute(_) => StatusCode::NOT_FOUND,
@@ -197,7 +330,7 @@ impl GatewayError {
             GatewayError::NoProvider(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
-            GatewayError::ProviderBlocked(_) => StatusCode::FORBIDDEN,
+            GatewayError::ProviderBlocked { .. } => StatusCode::FORBIDDEN,
             GatewayError::DailyLimitExceeded { .. } | GatewayError::FreeRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -227,7 +360,7 @@ impl GatewayError {
                 Some("messages"),
                 Some("context_length_exceeded"),
             ),
-            GatewayError::Unauthorized(_) => {
+            GatewayError::MissingKey | GatewayError::IncorrectKey { .. } => {
                 ("invalid_request_error", None, Some("invalid_api_key"))
             }
             GatewayError::ModelNotFound(_) | GatewayError::EmbeddingModelNotFound(_) => (
@@ -255,7 +388,7 @@ impl GatewayError {
             GatewayError::InsufficientCredits(_) => {
                 ("insufficient_quota", None, Some("insufficient_credits"))
             }
-            GatewayError::ProviderBlocked(_) => {
+            GatewayError::ProviderBlocked { .. } => {
                 ("permission_error", Some("model"), Some("provider_blocked"))
             }
             GatewayError::DailyLimitExceeded { .. } => {

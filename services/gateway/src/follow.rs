@@ -85,7 +85,7 @@ pub async fn follow(
         failed => {
             let error = match failed {
                 Ok(Err(e)) => e,
-                _ => LogError::Unavailable(format!("no answer in {STARTUP_WAIT:?}")),
+                _ => LogError::Unavailable(format!("no answer in {STARTUP_WAIT:?}").into()),
             };
             let Some(path) = &source.cache else {
                 return Err(error);

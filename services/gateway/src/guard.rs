@@ -17,7 +17,7 @@ use catalog::{Model, ProviderId, Tier};
 use openai::ChatRequest;
 use tokens::{Prompt, TokenCounter};
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, PromptSize, TooLong};
 
 /// Tokens a provider's tokenizer may produce per 1,000 o200k tokens.
 ///
@@ -117,21 +117,19 @@ fn too_long(
     let window = largest.context_window;
     let tokens = counted.or_else(|| counter.count_till(prompt, limit.saturating_mul(2)));
     let input = match tokens {
-        None => format!("more than {} o200k tokens", limit.saturating_mul(2)),
-        Some(t) if margin_permille(largest.provider) == 1_000 => format!("{t} tokens"),
-        Some(t) => format!(
-            "{} tokens ({t} o200k tokens × {:.2}, the estimate for {}'s tokenizer)",
-            estimate(t, largest, prompt.upper_bound()),
-            margin_permille(largest.provider) as f64 / 1_000.0,
-            largest.provider
-        ),
+        None => PromptSize::MoreThan(limit.saturating_mul(2)),
+        Some(t) if margin_permille(largest.provider) == 1_000 => PromptSize::Exact(t),
+        Some(t) => PromptSize::Estimated {
+            tokens: estimate(t, largest, prompt.upper_bound()),
+            o200k: t,
+            margin_permille: margin_permille(largest.provider),
+            provider: largest.provider,
+        },
     };
-    GatewayError::ContextLengthExceeded(match tier {
-        None => format!(
-            "This model's maximum context length is {window} tokens. However, the messages take {input} and the completion asks for {out}. Please reduce the length of the messages or completion."
-        ),
-        Some(tier) => format!(
-            "No {tier} model can hold this request: the messages take {input} and the completion asks for {out}, but the largest context window in the tier is {window} tokens."
-        ),
+    GatewayError::ContextLengthExceeded(TooLong {
+        window,
+        input,
+        out,
+        tier,
     })
 }

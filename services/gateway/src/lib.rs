@@ -145,9 +145,7 @@ impl Gateway {
         }
         candidates.retain(|m| m.as_ref().free);
         if candidates.is_empty() {
-            return Err(GatewayError::InsufficientCredits(
-                "The account has no credit left and no free model can serve this request. Add credit, or use a tier with free models (economy).".into(),
-            ));
+            return Err(GatewayError::InsufficientCredits(error::Unpaid::Chat));
         }
         match &self.events {
             Some(events) => events.accounts.admit_free(caller.account),

@@ -47,14 +47,9 @@ impl Policies {
             return Ok(());
         };
         if !candidates.is_empty() && candidates.iter().all(|c| blocked.contains(&provider(c))) {
-            let mut names: Vec<String> =
-                candidates.iter().map(|c| provider(c).to_string()).collect();
-            names.sort();
-            names.dedup();
-            return Err(GatewayError::ProviderBlocked(format!(
-                "Every candidate for this request is from a provider your account blocked ({}). Unblock one on the dashboard's Providers page, or choose another model.",
-                names.join(", ")
-            )));
+            return Err(GatewayError::ProviderBlocked {
+                providers: candidates.iter().map(&provider).collect(),
+            });
         }
         candidates.retain(|c| !blocked.contains(&provider(c)));
         Ok(())
@@ -95,7 +90,9 @@ mod tests {
         assert_eq!(mixed, [ProviderId::Groq]);
         let mut only_openai = vec![ProviderId::Openai];
         let err = policies.filter(a, &mut only_openai, |p| *p).unwrap_err();
-        assert!(matches!(err, GatewayError::ProviderBlocked(m) if m.contains("openai")));
+        assert!(
+            matches!(err, GatewayError::ProviderBlocked { providers } if providers.contains(&ProviderId::Openai))
+        );
         let mut other_account = vec![ProviderId::Openai];
         policies.filter(b, &mut other_account, |p| *p).unwrap();
         policies.apply(a, &PolicyView::default());

@@ -19,7 +19,7 @@ use catalog::{Catalog, Model, Tier};
 use openai::ChatRequest;
 
 use crate::auto::{self, Explanation};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Unconfigured};
 use crate::prefer::{self, Prefer};
 use crate::providers::{Registry, Unsupported};
 use crate::{guard, Gateway};
@@ -174,12 +174,12 @@ fn plan_target(
         .collect();
     if configured.is_empty() {
         return Err(GatewayError::NoProvider(match &target {
-            Target::Tier(tier) => format!("No provider serving the {tier} tier is configured."),
-            Target::Auto => "No provider is configured.".to_owned(),
-            Target::Pinned(m) => format!(
-                "Provider `{}` of model `{}` is not configured on this gateway.",
-                m.provider, m.id
-            ),
+            Target::Tier(tier) => Unconfigured::Tier(*tier),
+            Target::Auto => Unconfigured::Auto,
+            Target::Pinned(m) => Unconfigured::Model {
+                id: m.id.clone(),
+                provider: m.provider,
+            },
         }));
     }
 

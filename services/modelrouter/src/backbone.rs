@@ -280,7 +280,7 @@ impl simulator::ControlAccess for Operators {
 struct GatewayCircuits(Arc<Gateway>);
 
 impl Circuits for GatewayCircuits {
-    fn state(&self, _provider: catalog::ProviderId, model: &str) -> &'static str {
+    fn state(&self, _provider: catalog::ProviderId, model: &str) -> events::CircuitState {
         self.0.health.circuit(model)
     }
 }

@@ -29,7 +29,7 @@ use futures_util::stream::BoxStream;
 pub enum LogError {
     /// The log could not be reached or refused the operation.
     #[error("event log unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value is not what this build expects.
     #[error("event log data: {0}")]
     Data(String),
@@ -40,7 +40,7 @@ pub enum LogError {
 
 impl From<sqlx::Error> for LogError {
     fn from(e: sqlx::Error) -> Self {
-        LogError::Unavailable(e.to_string())
+        LogError::Unavailable(Box::new(e))
     }
 }
 

@@ -43,14 +43,15 @@ fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|u| {
-            u.parse()
-                .map_err(|e| LogError::Unavailable(format!("NATS server address `{u}`: {e}")))
+            u.parse().map_err(|e| {
+                LogError::Unavailable(format!("NATS server address `{u}`: {e}").into())
+            })
         })
         .collect()
 }
 
-fn unavailable(e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LogError {
+    LogError::Unavailable(e.into())
 }
 
 /// The log on a NATS server.

@@ -43,7 +43,7 @@ pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
     MAX_ERROR_CHARS, SLIMMEST,
 };
-pub use view::{AccountState, GatewayStatus, ACCOUNTS_BUCKET, GATEWAYS_BUCKET};
+pub use view::{AccountState, CircuitState, GatewayStatus, ACCOUNTS_BUCKET, GATEWAYS_BUCKET};
 
 /// The subjects events are published under (after a deployment's prefix).
 pub mod subjects {

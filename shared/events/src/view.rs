@@ -65,3 +65,33 @@ pub struct GatewayStatus {
     /// Where its journal is.
     pub data_dir: String,
 }
+
+/// A circuit breaker's state, as the gateway reports it to operators and
+/// to the control plane's models page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Traffic flows.
+    Closed,
+    /// A few probes may pass to test recovery.
+    HalfOpen,
+    /// Traffic is turned away.
+    Open,
+}
+
+impl CircuitState {
+    /// `closed`, `half_open` or `open`: the name in JSON, metrics and pages.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::Open => "open",
+        }
+    }
+}
+
+impl std::fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

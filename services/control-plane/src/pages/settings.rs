@@ -240,7 +240,7 @@ impl ControlPlane {
                 circuit: self
                     .circuits
                     .as_ref()
-                    .map_or("unknown here", |c| c.state(m.provider, &m.id))
+                    .map_or("unknown here", |c| c.state(m.provider, &m.id).as_str())
                     .to_owned(),
                 blocked: blocked.iter().any(|b| b == m.provider.as_str()),
             })

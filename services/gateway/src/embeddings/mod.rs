@@ -28,7 +28,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use crate::dispatch::failover::{self, Failure};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Unconfigured};
 use crate::health::Expect;
 use crate::prefer::{self, Prefer};
 use crate::providers::{EmbedCall, EmbedInput, Embedded, Provider, ProviderError, Unsupported};
@@ -103,15 +103,19 @@ pub fn plan(
                 None => return Err(GatewayError::EmbeddingModelNotFound(model.to_owned())),
             },
         };
+    let unconfigured = match (alias, models.first()) {
+        (None, Some(m)) => Unconfigured::Model {
+            id: m.id.clone(),
+            provider: m.provider,
+        },
+        _ => Unconfigured::Alias(model.to_owned()),
+    };
     let configured: Vec<_> = models
         .into_iter()
         .filter(|m| gateway.providers.get(m.provider).is_some())
         .collect();
     if configured.is_empty() {
-        return Err(GatewayError::NoProvider(match alias {
-            Some(alias) => format!("No provider serving {alias} is configured."),
-            None => format!("The provider of `{model}` is not configured on this gateway."),
-        }));
+        return Err(GatewayError::NoProvider(unconfigured));
     }
     let mut refusal: Option<(Unsupported, Option<&'static str>)> = None;
     let mut candidates: Vec<Candidate> = Vec::new();

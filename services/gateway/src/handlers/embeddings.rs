@@ -14,7 +14,7 @@ use openai::{
 
 use crate::dispatch::failover;
 use crate::embeddings::{self, vector, Candidate, Inputs, Vectors};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Unpaid};
 use crate::prefer::Prefer;
 use crate::providers::{EmbedInput, Provider};
 use crate::usage::{Recording, Served};
@@ -31,9 +31,7 @@ pub async fn create(
 ) -> Result<Response, GatewayError> {
     let caller = super::authenticate(&gateway.keys, &request_headers)?;
     if !gateway.allowance(&caller)?.paid {
-        return Err(GatewayError::InsufficientCredits(
-            "The account has no credit left; embedding models are all paid. Add credit.".into(),
-        ));
+        return Err(GatewayError::InsufficientCredits(Unpaid::Embeddings));
     }
     let body = super::read_body(&gateway, &request_headers, body).await?;
     let request: EmbeddingRequest = super::parse(&body.bytes)?;

@@ -152,9 +152,7 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, Gatew
     let authorization = headers.get(axum::http::header::AUTHORIZATION);
     let x_api_key = headers.get("x-api-key");
     if authorization.is_none() && x_api_key.is_none() {
-        return Err(GatewayError::Unauthorized(
-            "You didn't provide an API key. Send it as `Authorization: Bearer mr_sk_...`.".into(),
-        ));
+        return Err(GatewayError::MissingKey);
     }
     // A bearer token if there is one, else `x-api-key` (an `Authorization`
     // of another scheme, set by a proxy, does not hide it).
@@ -168,10 +166,9 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, Gatew
     if let Some(caller) = keys.verify(key) {
         return Ok(caller);
     }
-    Err(GatewayError::Unauthorized(format!(
-        "Incorrect API key provided: {}.",
-        redact(key)
-    )))
+    Err(GatewayError::IncorrectKey {
+        redacted: redact(key),
+    })
 }
 
 /// Shows a key's shape without revealing it: `mr_sk_ab…wxyz`.

@@ -14,6 +14,7 @@
 //! Only `half_open_probes` requests pass while half-open; the rest are
 //! turned away as if open, so a sick provider sees a trickle, not a flood.
 
+use events::CircuitState;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -88,12 +89,12 @@ pub enum State {
 }
 
 impl State {
-    /// The name used by the health endpoint and metrics.
-    pub fn name(&self) -> &'static str {
+    /// The state as reported outside the breaker.
+    pub fn circuit(&self) -> CircuitState {
         match self {
-            State::Closed => "closed",
-            State::Open { .. } => "open",
-            State::HalfOpen { .. } => "half_open",
+            State::Closed => CircuitState::Closed,
+            State::Open { .. } => CircuitState::Open,
+            State::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 }

@@ -258,14 +258,14 @@ mod tests {
         );
         assert_eq!(
             health.circuit("gpt-4.1"),
-            "closed",
+            events::CircuitState::Closed,
             "an open that already ended"
         );
         let open = Change::Open {
             until_ms: now_ms() + 60_000,
         };
         health.apply(&news(open), Some(model.as_ref()));
-        assert_eq!(health.circuit("gpt-4.1"), "open");
+        assert_eq!(health.circuit("gpt-4.1"), events::CircuitState::Open);
         let skip = health
             .admit(model.as_ref(), expect)
             .err()
@@ -274,7 +274,7 @@ mod tests {
         let report = health.report([model.as_ref() as &dyn Monitored]);
         assert_eq!(report.models[0].tripped_by.as_deref(), Some("gw-a"));
         health.apply(&news(Change::Closed), Some(model.as_ref()));
-        assert_eq!(health.circuit("gpt-4.1"), "closed");
+        assert_eq!(health.circuit("gpt-4.1"), events::CircuitState::Closed);
         assert!(health.admit(model.as_ref(), expect).is_ok());
         let report = health.report([model.as_ref() as &dyn Monitored]);
         assert_eq!(report.models[0].tripped_by, None);
@@ -320,7 +320,7 @@ mod tests {
         assert!(skip.reason.contains("Retry-After"), "{skip:?}");
         assert_eq!(
             health.circuit("gpt-4.1"),
-            "closed",
+            events::CircuitState::Closed,
             "the breaker is untouched"
         );
     }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use catalog::{EmbeddingModel, Model, ProviderId};
 
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, TimeoutKind};
 use breaker::{Admission, Breaker, BreakerConfig, State, Transition};
 use fleet::{Change, News, Sharing, Target};
 use latency::{Latency, LatencyConfig, Speed};
@@ -215,8 +215,8 @@ impl Health {
         health
     }
 
-    /// The breaker state of the model `id` (`closed` until it is first used).
-    pub fn circuit(&self, id: &str) -> &'static str {
+    /// The breaker state of the model `id` (closed until it is first used).
+    pub fn circuit(&self, id: &str) -> events::CircuitState {
         let entry = self
             .inner
             .models
@@ -224,7 +224,9 @@ impl Health {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(id)
             .cloned();
-        entry.map_or("closed", |e| lock(&e).breaker.state(Instant::now()).name())
+        entry.map_or(events::CircuitState::Closed, |e| {
+            lock(&e).breaker.state(Instant::now()).circuit()
+        })
     }
 
     /// The believed speed of `model` now: observed, or the catalog's.
@@ -560,7 +562,9 @@ fn blame(error: &ProviderError) -> Blame {
             status: 401 | 403, ..
         } => Blame::ProviderKey,
         ProviderError::Status { .. } if !error.retryable() => Blame::Request,
-        ProviderError::Connect(_) | ProviderError::Timeout("connect") => Blame::Connection,
+        ProviderError::Connect(_) | ProviderError::Timeout(TimeoutKind::Connect) => {
+            Blame::Connection
+        }
         _ => Blame::Model,
     }
 }

@@ -10,14 +10,15 @@ use serde::Serialize;
 use super::breaker::State;
 use super::fleet::Target;
 use super::{Health, Monitored};
+use events::CircuitState;
 
 /// A provider's breaker.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderReport {
     /// The provider.
     pub provider: ProviderId,
-    /// `closed`, `open` or `half_open`.
-    pub state: &'static str,
+    /// The breaker's state.
+    pub state: CircuitState,
     /// Connection-level failures in a row.
     pub consecutive_failures: u32,
     /// Milliseconds until an open breaker lets a probe through.
@@ -35,8 +36,8 @@ pub struct ModelReport {
     pub model: String,
     /// Its provider.
     pub provider: ProviderId,
-    /// `closed`, `open` or `half_open`.
-    pub state: &'static str,
+    /// The breaker's state.
+    pub state: CircuitState,
     /// Failures over the breaker's window, 0 to 1.
     pub failure_rate: f64,
     /// Attempts in the breaker's window.
@@ -118,7 +119,7 @@ impl Health {
                     let state = p.breaker.state(now);
                     ProviderReport {
                         provider,
-                        state: state.name(),
+                        state: state.circuit(),
                         consecutive_failures: p.breaker.consecutive_failures(),
                         open_for_ms: open_for(state, now),
                         trips: p.breaker.trips_total(),
@@ -145,7 +146,7 @@ impl Health {
         ModelReport {
             model: model.id().to_owned(),
             provider: model.provider(),
-            state: state.name(),
+            state: state.circuit(),
             failure_rate,
             window_requests,
             consecutive_failures: health.breaker.consecutive_failures(),
@@ -268,11 +269,11 @@ impl Report {
 /// Reads one attempt counter of a model.
 type Count = fn(&ModelReport) -> u64;
 
-fn gauge(state: &str) -> u8 {
+fn gauge(state: CircuitState) -> u8 {
     match state {
-        "closed" => 0,
-        "half_open" => 1,
-        _ => 2,
+        CircuitState::Closed => 0,
+        CircuitState::HalfOpen => 1,
+        CircuitState::Open => 2,
     }
 }
 

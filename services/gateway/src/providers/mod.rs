@@ -52,9 +52,9 @@ pub enum ProviderError {
     /// No connection could be made.
     #[error("connect error: {0}")]
     Connect(String),
-    /// A timeout expired (`connect`, `first byte`, `idle`).
+    /// A timeout expired.
     #[error("{0} timeout")]
-    Timeout(&'static str),
+    Timeout(TimeoutKind),
     /// The provider answered with an error status.
     #[error("HTTP {status}: {message}")]
     Status {
@@ -68,13 +68,42 @@ pub enum ProviderError {
     /// The stream broke off before it finished.
     #[error("stream interrupted: {0}")]
     Interrupted(String),
+    /// The body ended cleanly but before the dialect's final event: the
+    /// normal end for a dialect whose last event is not marked (Gemini), an
+    /// interruption for the others.
+    #[error("stream interrupted: the stream ended before its final event")]
+    EndOfBody,
+    /// The request carries something the model cannot take, which the
+    /// adapter's own check should have refused before the call.
+    #[error("malformed response: `{}`: {}", .0.param, .0.reason)]
+    Unsupported(Unsupported),
 }
 
-/// A request the adapter's own check should have refused: not retryable
-/// elsewhere by nature, but reported as a protocol problem of this attempt.
+/// Which of an upstream call's timeouts expired; a connect timeout blames
+/// the connection, the others the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// No connection within the connect timeout.
+    Connect,
+    /// No response head within the first-byte timeout.
+    FirstByte,
+    /// No body bytes within the idle timeout.
+    Idle,
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::FirstByte => "first byte",
+            TimeoutKind::Idle => "idle",
+        })
+    }
+}
+
 impl From<Unsupported> for ProviderError {
     fn from(u: Unsupported) -> Self {
-        ProviderError::Protocol(format!("`{}`: {}", u.param, u.reason))
+        ProviderError::Unsupported(u)
     }
 }
 

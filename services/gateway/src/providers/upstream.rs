@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ConfigError, ProviderError, Timeouts};
+use super::{ConfigError, ProviderError, TimeoutKind, Timeouts};
 use crate::config::ProviderSettings;
 use crate::sse::SseDecoder;
 use catalog::ProviderId;
@@ -62,7 +62,7 @@ impl Upstream {
         let request = self.client.post(url.clone()).headers(headers).body(body);
         let response = tokio::time::timeout(self.timeouts.first_byte, request.send())
             .await
-            .map_err(|_| ProviderError::Timeout("first byte"))?
+            .map_err(|_| ProviderError::Timeout(TimeoutKind::FirstByte))?
             .map_err(|e| classify(&e))?;
         if response.status().is_success() {
             return Ok(response);
@@ -88,7 +88,7 @@ impl Upstream {
     ) -> Result<T, ProviderError> {
         let bytes = tokio::time::timeout(self.timeouts.idle, response.bytes())
             .await
-            .map_err(|_| ProviderError::Timeout("idle"))?
+            .map_err(|_| ProviderError::Timeout(TimeoutKind::Idle))?
             .map_err(|e| ProviderError::Interrupted(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(e.to_string()))
     }
@@ -108,10 +108,10 @@ impl Upstream {
                     return None;
                 }
                 let item = match tokio::time::timeout(idle, bytes.next()).await {
-                    Err(_) => Err(ProviderError::Timeout("idle")),
+                    Err(_) => Err(ProviderError::Timeout(TimeoutKind::Idle)),
                     Ok(Some(Ok(chunk))) => return Some((Ok(chunk), (bytes, false))),
                     Ok(Some(Err(e))) => Err(ProviderError::Interrupted(e.to_string())),
-                    Ok(None) => Err(ProviderError::Interrupted(END_OF_BODY.into())),
+                    Ok(None) => Err(ProviderError::EndOfBody),
                 };
                 Some((item, (bytes, true)))
             },
@@ -139,15 +139,6 @@ impl Upstream {
             }
         })
     }
-}
-
-/// What [`Upstream::sse`] reports when the body ends.
-const END_OF_BODY: &str = "the stream ended before its final event";
-
-/// Whether `error` only says the SSE body ended: the normal end for a
-/// dialect whose last event is not marked (Gemini), an error for the others.
-pub fn is_end_of_body(error: &ProviderError) -> bool {
-    matches!(error, ProviderError::Interrupted(message) if message == END_OF_BODY)
 }
 
 /// A header map from static names and values computed once at start.
@@ -180,7 +171,7 @@ pub fn endpoint(
 
 fn classify(error: &reqwest::Error) -> ProviderError {
     if error.is_timeout() {
-        ProviderError::Timeout("connect")
+        ProviderError::Timeout(TimeoutKind::Connect)
     } else {
         ProviderError::Connect(error.to_string())
     }

@@ -138,7 +138,7 @@ impl Provider for Google {
                         },
                         Err(e) => Err(e),
                     },
-                    Err(e) if translator.finished() && upstream::is_end_of_body(&e) => {
+                    Err(ProviderError::EndOfBody) if translator.finished() => {
                         return Some((Ok(translator.usage_chunk()), (events, translator, true)))
                     }
                     Err(e) => Err(e),

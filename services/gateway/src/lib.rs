@@ -132,21 +132,9 @@ impl Gateway {
         }
     }
 
-    /// Keeps only the models `allowance` permits: without credit, free ones,
-    /// under the free-use rate limit; none left → 402.
-    pub fn restrict<M: AsRef<catalog::Model>>(
-        &self,
-        caller: &keys::Caller,
-        allowance: accounts::Allowance,
-        candidates: &mut Vec<M>,
-    ) -> Result<(), GatewayError> {
-        if allowance.paid {
-            return Ok(());
-        }
-        candidates.retain(|m| m.as_ref().free);
-        if candidates.is_empty() {
-            return Err(GatewayError::InsufficientCredits(error::Unpaid::Chat));
-        }
+    /// Counts one request of an account without credit against the
+    /// free-use rate limit.
+    pub fn admit_free(&self, caller: &keys::Caller) -> Result<(), GatewayError> {
         match &self.events {
             Some(events) => events.accounts.admit_free(caller.account),
             None => Ok(()),

@@ -6,20 +6,25 @@
 //! 3. Drop models that cannot carry the request (tools, images, JSON mode,
 //!    streaming, or a field the provider's dialect refuses).
 //! 4. Drop models whose context window cannot hold it (the guard).
-//! 5. Order the rest by `prefer`.
+//! 5. Drop models whose provider the account blocked (403 when none is left).
+//! 6. Without credit, keep only free models (402 when none is left).
+//! 7. Order the rest by `prefer`.
 //!
 //! When a step empties the list the request fails with the reason of that step.
 //! A request may name several targets (`model`, then OpenRouter's `models`
 //! fallback list): each runs these steps on its own, and their candidates
-//! are tried in that order.
+//! are tried in that order. Last, a request of an account without credit
+//! counts against the free-use rate limit (429), once.
 
 use std::sync::Arc;
 
 use catalog::{Catalog, Model, Tier};
 use openai::ChatRequest;
 
+use crate::accounts::Allowance;
 use crate::auto::{self, Explanation};
-use crate::error::{GatewayError, Unconfigured};
+use crate::error::{GatewayError, Unconfigured, Unpaid};
+use crate::keys::Caller;
 use crate::prefer::{self, Prefer};
 use crate::providers::{Registry, Unsupported};
 use crate::{guard, Gateway};
@@ -65,23 +70,47 @@ pub struct Plan {
     pub auto: Option<Explanation>,
 }
 
+/// Who asks, and what the account may use now (steps 5 and 6).
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// The key's account and the key itself.
+    pub caller: &'a Caller,
+    /// Whether the account has credit (read before the body).
+    pub allowance: Allowance,
+}
+
 /// The most entries `model` and `models` may name together.
 pub const MAX_TARGETS: usize = 8;
 
 /// The candidates for `request`, best first: those of `model`, then those
 /// of each `models` entry in turn (OpenRouter's fallback list), each model
-/// once. Every target runs steps 1–5 on its own; the request fails only when
+/// once. Every target runs steps 1–7 on its own; the request fails only when
 /// none has a candidate left, with the first target's reason.
 pub fn plan(
     gateway: &Gateway,
     catalog: &Catalog,
     request: &ChatRequest,
     prefer: Prefer,
+    access: Access<'_>,
+) -> Result<Plan, GatewayError> {
+    let plan = plan_targets(gateway, catalog, request, prefer, access)?;
+    if !access.allowance.paid {
+        gateway.admit_free(access.caller)?;
+    }
+    Ok(plan)
+}
+
+fn plan_targets(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    request: &ChatRequest,
+    prefer: Prefer,
+    access: Access<'_>,
 ) -> Result<Plan, GatewayError> {
     if request.models.is_none() && !request.model.is_empty() {
         // One target, as nearly every request names: no list to merge.
         let target = Target::resolve(catalog, &request.model)?;
-        return plan_target(gateway, catalog, request, prefer, target);
+        return plan_target(gateway, catalog, request, prefer, access, target);
     }
     let names = target_names(request)?;
     let targets = names
@@ -94,7 +123,7 @@ pub fn plan(
     };
     let mut first_error = None;
     for target in targets {
-        match plan_target(gateway, catalog, request, prefer, target) {
+        match plan_target(gateway, catalog, request, prefer, access, target) {
             Ok(found) => {
                 plan.auto = plan.auto.or(found.auto);
                 for model in found.candidates {
@@ -148,12 +177,13 @@ fn target_names(request: &ChatRequest) -> Result<Vec<&str>, GatewayError> {
     }
 }
 
-/// Steps 1–5 for one target.
+/// Steps 1–7 for one target.
 fn plan_target(
     gateway: &Gateway,
     catalog: &Catalog,
     request: &ChatRequest,
     prefer: Prefer,
+    access: Access<'_>,
     mut target: Target,
 ) -> Result<Plan, GatewayError> {
     let mut explanation = None;
@@ -204,6 +234,15 @@ fn plan_target(
     }
 
     let mut fitting = guard::apply(&gateway.tokens, request, capable, target.tier())?;
+    gateway
+        .policies
+        .filter(access.caller.account, &mut fitting, |m| m.provider)?;
+    if !access.allowance.paid {
+        fitting.retain(|m| m.free);
+        if fitting.is_empty() {
+            return Err(GatewayError::InsufficientCredits(Unpaid::Chat));
+        }
+    }
     prefer::order(
         prefer,
         &mut fitting,

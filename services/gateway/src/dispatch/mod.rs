@@ -2,8 +2,8 @@
 //! chat (OpenAI Chat Completions, Anthropic Messages, OpenAI Responses):
 //!
 //! 1. [`validate`] the request and read `prefer`;
-//! 2. [`routing::plan`] the candidates, then drop the providers the account
-//!    blocked and, without credit, the paid models;
+//! 2. [`routing::plan`] the candidates (every filter, the account's blocks
+//!    and credit included, lives there);
 //! 3. start the usage [`Recording`];
 //! 4. run the [`failover`] loop, detached from the client's connection, each
 //!    attempt admitted by the model's health;
@@ -101,12 +101,9 @@ pub async fn chat(
     let prefer = validate(&request)?;
     let request = Arc::new(request);
     let catalog = gateway.catalog.snapshot();
-    let plan = routing::plan(gateway, &catalog, &request, prefer)?;
-    let mut candidates = plan.candidates;
-    gateway
-        .policies
-        .filter(caller.account, &mut candidates, |m| m.provider)?;
-    gateway.restrict(caller, allowance, &mut candidates)?;
+    let access = routing::Access { caller, allowance };
+    let plan = routing::plan(gateway, &catalog, &request, prefer, access)?;
+    let candidates = plan.candidates;
     let recording = gateway.recording(caller, request_id, events::RequestKind::Chat, || {
         let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));
         let auto = plan.auto.as_ref().map(|d| events::AutoDecision {

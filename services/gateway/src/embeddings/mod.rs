@@ -7,9 +7,12 @@
 //! 2. Drop models whose provider is not configured, that cannot take the
 //!    input (token ids go to OpenAI models only), cannot produce the asked
 //!    `dimensions`, or would truncate an input longer than they accept.
-//! 3. Order the rest by `prefer`, as chat does; `fast` counts the rounds of
+//! 3. Drop models whose provider the account blocked (403 when none is
+//!    left); an account without credit is refused (402): every embedding
+//!    model is paid.
+//! 4. Order the rest by `prefer`, as chat does; `fast` counts the rounds of
 //!    calls a model needs for this many inputs (Titan takes one per call).
-//! 4. Try candidates in order. Each one embeds every input: the inputs are
+//! 5. Try candidates in order. Each one embeds every input: the inputs are
 //!    split into calls within its batch limits ([`batch`]), sent at most
 //!    `concurrency` at a time, each admitted by the model's breaker. A call
 //!    that fails is retried once (after waiting out a rate limit of up to
@@ -28,10 +31,11 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use crate::dispatch::failover::{self, Failure};
-use crate::error::{GatewayError, Unconfigured};
+use crate::error::{GatewayError, Unconfigured, Unpaid};
 use crate::health::Expect;
 use crate::prefer::{self, Prefer};
 use crate::providers::{EmbedCall, EmbedInput, Embedded, Provider, ProviderError, Unsupported};
+use crate::routing::Access;
 use crate::Gateway;
 
 /// Embedding settings (the `[gateway.embeddings]` config section).
@@ -81,14 +85,18 @@ pub struct Candidate {
     pub dimensions: DimensionPlan,
 }
 
-/// The candidates for `model`, best first.
+/// The candidates for `model`, best first, that `access` may use.
 pub fn plan(
     gateway: &Gateway,
     catalog: &Catalog,
     model: &str,
     inputs: &Inputs,
     prefer: Prefer,
+    access: Access<'_>,
 ) -> Result<Vec<Candidate>, GatewayError> {
+    if !access.allowance.paid {
+        return Err(GatewayError::InsufficientCredits(Unpaid::Embeddings));
+    }
     let (alias, models): (Option<EmbeddingAlias>, Vec<Arc<EmbeddingModel>>) =
         match EmbeddingAlias::parse(model) {
             Some(alias) => (Some(alias), catalog.embedding_alias(alias).cloned().collect()),
@@ -142,6 +150,9 @@ pub fn plan(
             code,
         });
     }
+    gateway
+        .policies
+        .filter(access.caller.account, &mut candidates, |c| c.model.provider)?;
     let mut models: Vec<Arc<EmbeddingModel>> =
         candidates.iter().map(|c| Arc::clone(&c.model)).collect();
     let concurrency = gateway.config.embeddings.concurrency.max(1);

@@ -4,28 +4,26 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use openai::{ChatRequest, ErrorBody};
 
+use super::{Parsed, Received};
 use crate::dispatch::relay::sse_event;
 use crate::dispatch::{self, Answer, Encoder, Relayed};
 use crate::error::GatewayError;
+use crate::keys::Caller;
 use crate::{Gateway, RequestId};
 
 /// `POST /v1/router/explain` (or `GET` with a body): what `model: "auto"`
 /// would decide for this chat request, and why, without calling a provider.
 pub async fn explain(
     State(gateway): State<Arc<Gateway>>,
-    request_headers: HeaderMap,
-    body: Body,
+    _caller: Caller,
+    Parsed(request): Parsed<ChatRequest>,
 ) -> Result<Json<crate::auto::Explanation>, GatewayError> {
-    super::authenticate(&gateway.keys, &request_headers)?;
-    let body = super::read_body(&gateway, &request_headers, body).await?;
-    let request: ChatRequest = super::parse(&body.bytes)?;
     dispatch::validate(&request)?;
     Ok(Json(crate::auto::decide(&request, &gateway.config.auto)))
 }
@@ -34,10 +32,8 @@ pub async fn explain(
 pub async fn completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
-    request_headers: HeaderMap,
-    body: Body,
+    received: Received<ChatRequest>,
 ) -> Result<Response, GatewayError> {
-    let received = super::receive::<ChatRequest>(&gateway, &request_headers, body).await?;
     let routed = dispatch::chat(
         &gateway,
         &received.caller,

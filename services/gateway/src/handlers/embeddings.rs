@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use openai::{
@@ -12,13 +11,14 @@ use openai::{
     EmbeddingVector, EncodingFormat,
 };
 
+use super::Received;
 use crate::dispatch::failover;
 use crate::embeddings::{self, vector, Candidate, Inputs, Vectors};
-use crate::error::{GatewayError, Unpaid};
+use crate::error::GatewayError;
 use crate::prefer::Prefer;
 use crate::providers::{EmbedInput, Provider};
 use crate::usage::{Recording, Served};
-use crate::{Gateway, RequestId};
+use crate::{routing, Gateway, RequestId};
 use events::{Outcome, RequestKind, Tokens};
 use money::Money;
 
@@ -26,23 +26,27 @@ use money::Money;
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
-    request_headers: HeaderMap,
-    body: axum::body::Body,
+    Received {
+        caller,
+        allowance,
+        request,
+    }: Received<EmbeddingRequest>,
 ) -> Result<Response, GatewayError> {
-    let caller = super::authenticate(&gateway.keys, &request_headers)?;
-    if !gateway.allowance(&caller)?.paid {
-        return Err(GatewayError::InsufficientCredits(Unpaid::Embeddings));
-    }
-    let body = super::read_body(&gateway, &request_headers, body).await?;
-    let request: EmbeddingRequest = super::parse(&body.bytes)?;
     let prefer = prefer_of(&request)?;
     let format = request.encoding_format.unwrap_or_default();
     let inputs = inputs(&gateway, request.input, request.dimensions, request.user)?;
     let catalog = gateway.catalog.snapshot();
-    let mut candidates = embeddings::plan(&gateway, &catalog, &request.model, &inputs, prefer)?;
-    gateway
-        .policies
-        .filter(caller.account, &mut candidates, |c| c.model.provider)?;
+    let candidates = embeddings::plan(
+        &gateway,
+        &catalog,
+        &request.model,
+        &inputs,
+        prefer,
+        routing::Access {
+            caller: &caller,
+            allowance,
+        },
+    )?;
     let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
         (None, None)
     });

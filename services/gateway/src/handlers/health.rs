@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::error::GatewayError;
 use crate::health::{Monitored, Report};
+use crate::keys::Caller;
 use crate::Gateway;
 
 fn snapshot(gateway: &Gateway) -> Report {
@@ -32,9 +33,8 @@ fn snapshot(gateway: &Gateway) -> Report {
 /// Breaker state, failure rate and latency EWMA of every served model.
 pub async fn report(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> Result<Json<Report>, GatewayError> {
-    super::authenticate(&gateway.keys, &headers)?;
     Ok(Json(snapshot(&gateway)))
 }
 

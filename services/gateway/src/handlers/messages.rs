@@ -5,25 +5,24 @@
 use std::sync::Arc;
 
 use anthropic::MessagesRequest;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
+use super::{Parsed, Received};
 use crate::dispatch::{self, Answer};
 use crate::error::GatewayError;
 use crate::ingress::messages::{self, MessagesSse};
+use crate::keys::Caller;
 use crate::{routing, Gateway, RequestId};
 
 /// `POST /v1/messages`.
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
-    request_headers: HeaderMap,
-    body: Body,
+    received: Result<Received<MessagesRequest>, GatewayError>,
 ) -> Response {
-    answer(&gateway, &request_id, &request_headers, body)
+    answer(&gateway, &request_id, received)
         .await
         .unwrap_or_else(anthropic_error)
 }
@@ -31,10 +30,9 @@ pub async fn create(
 async fn answer(
     gateway: &Arc<Gateway>,
     request_id: &RequestId,
-    request_headers: &HeaderMap,
-    body: Body,
+    received: Result<Received<MessagesRequest>, GatewayError>,
 ) -> Result<Response, GatewayError> {
-    let received = super::receive::<MessagesRequest>(gateway, request_headers, body).await?;
+    let received = received?;
     let request = messages::to_chat(received.request)?;
     let routed = dispatch::chat(
         gateway,
@@ -57,22 +55,22 @@ async fn answer(
 /// provider's margin ignored), for the model the request names.
 pub async fn count_tokens(
     State(gateway): State<Arc<Gateway>>,
-    request_headers: HeaderMap,
-    body: Body,
+    caller: Result<Caller, GatewayError>,
+    request: Request,
 ) -> Response {
-    count(&gateway, &request_headers, body)
+    count(&gateway, caller, request)
         .await
         .unwrap_or_else(anthropic_error)
 }
 
+/// The key is checked before the body is read, as on every route.
 async fn count(
     gateway: &Arc<Gateway>,
-    request_headers: &HeaderMap,
-    body: Body,
+    caller: Result<Caller, GatewayError>,
+    request: Request,
 ) -> Result<Response, GatewayError> {
-    super::authenticate(&gateway.keys, request_headers)?;
-    let body = super::read_body(gateway, request_headers, body).await?;
-    let mut value: serde_json::Value = super::parse(&body.bytes)?;
+    caller?;
+    let Parsed(mut value) = Parsed::<serde_json::Value>::from_request(request, gateway).await?;
     // Counting takes no output budget; the shared request type needs one.
     if let Some(fields) = value.as_object_mut() {
         fields.entry("max_tokens").or_insert(1.into());

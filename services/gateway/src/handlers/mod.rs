@@ -7,7 +7,11 @@ pub mod messages;
 pub mod models;
 pub mod responses;
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use money::Money;
@@ -30,7 +34,7 @@ pub struct ReadBody {
 /// declared length is over the limit or the gateway's memory for bodies in
 /// flight is spent (503, retry in a second); 408 when it does not arrive
 /// in time (see `server`).
-pub async fn read_body(
+async fn read_body(
     gateway: &Gateway,
     headers: &HeaderMap,
     body: axum::body::Body,
@@ -65,9 +69,10 @@ pub async fn read_body(
     }
 }
 
-/// A request as every chat-speaking ingress receives it: the caller, what
-/// they may use (checked before the body is read, so a refusal costs no
-/// upload), and the body parsed as `T`.
+/// A request as every ingress that calls providers receives it: the caller,
+/// what they may use (checked before the body is read, so a refusal costs
+/// no upload), and the body parsed as `T`. An axum extractor; a handler that
+/// answers in another envelope takes `Result<Received<T>, GatewayError>`.
 pub struct Received<T> {
     /// Whose key it is.
     pub caller: Caller,
@@ -77,21 +82,47 @@ pub struct Received<T> {
     pub request: T,
 }
 
-/// Authenticates, checks the allowance, reads and parses the body.
-pub async fn receive<T: DeserializeOwned>(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    body: axum::body::Body,
-) -> Result<Received<T>, GatewayError> {
-    let caller = authenticate(&gateway.keys, headers)?;
-    let allowance = gateway.allowance(&caller)?;
-    let body = read_body(gateway, headers, body).await?;
-    let request = parse(&body.bytes)?;
-    Ok(Received {
-        caller,
-        allowance,
-        request,
-    })
+impl<T: DeserializeOwned> FromRequest<Arc<Gateway>> for Received<T> {
+    type Rejection = GatewayError;
+
+    async fn from_request(request: Request, gateway: &Arc<Gateway>) -> Result<Self, GatewayError> {
+        let (parts, body) = request.into_parts();
+        let caller = authenticate(&gateway.keys, &parts.headers)?;
+        let allowance = gateway.allowance(&caller)?;
+        let body = read_body(gateway, &parts.headers, body).await?;
+        Ok(Received {
+            caller,
+            allowance,
+            request: parse(&body.bytes)?,
+        })
+    }
+}
+
+/// The caller of an endpoint that reads a key and nothing else about the
+/// account (models, health, explain, count_tokens).
+impl FromRequestParts<Arc<Gateway>> for Caller {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gateway: &Arc<Gateway>,
+    ) -> Result<Self, GatewayError> {
+        authenticate(&gateway.keys, &parts.headers)
+    }
+}
+
+/// A JSON body read within the gateway's limits (see [`read_body`]) and
+/// parsed as `T`; put it after [`Caller`] so the key is checked first.
+pub struct Parsed<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Gateway>> for Parsed<T> {
+    type Rejection = GatewayError;
+
+    async fn from_request(request: Request, gateway: &Arc<Gateway>) -> Result<Self, GatewayError> {
+        let (parts, body) = request.into_parts();
+        let body = read_body(gateway, &parts.headers, body).await?;
+        parse(&body.bytes).map(Parsed)
+    }
 }
 
 /// Parses a JSON body. Path tracking costs time on every request, so it runs

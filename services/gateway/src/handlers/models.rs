@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use catalog::{Catalog, EmbeddingAlias, EmbeddingModel, Model, Tier};
 use openai::{Extra, ModelList, ModelObject};
 use serde_json::json;
 
 use crate::error::GatewayError;
+use crate::keys::Caller;
 use crate::Gateway;
 
 /// Unix time the entries report as `created` (the catalog has no dates).
@@ -146,9 +146,8 @@ fn embedding_model_entry(gateway: &Gateway, model: &EmbeddingModel) -> ModelObje
 /// `GET /v1/models`.
 pub async fn list(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> Result<Json<ModelList>, GatewayError> {
-    super::authenticate(&gateway.keys, &headers)?;
     let catalog = gateway.catalog.snapshot();
     let mut data: Vec<ModelObject> = Tier::ALL
         .into_iter()
@@ -181,10 +180,9 @@ pub async fn list(
 /// `GET /v1/models/{id}`.
 pub async fn retrieve(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, GatewayError> {
-    super::authenticate(&gateway.keys, &headers)?;
     let catalog = gateway.catalog.snapshot();
     if let Some(tier) = Tier::parse(&id) {
         return Ok(Json(tier_entry(&catalog, tier)));

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
+use super::Received;
 use crate::dispatch::{self, Answer};
 use crate::error::GatewayError;
 use crate::ingress::responses::{self, ResponsesRequest, ResponsesSse};
@@ -19,10 +18,8 @@ use crate::{Gateway, RequestId};
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
-    request_headers: HeaderMap,
-    body: Body,
+    received: Received<ResponsesRequest>,
 ) -> Result<Response, GatewayError> {
-    let received = super::receive::<ResponsesRequest>(&gateway, &request_headers, body).await?;
     let translated = responses::to_chat(received.request)?;
     let echo = translated.echo;
     let routed = dispatch::chat(

@@ -8,10 +8,10 @@
 //! Each stream is a 200-token reply in word-sized pieces, as providers send.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures_util::{stream, FutureExt, StreamExt};
 use gateway::providers::anthropic::response::{Asked, StreamTranslator};
 use gateway::providers::bedrock::response::StreamTranslator as BedrockTranslator;
 use gateway::providers::google::response::StreamTranslator as GeminiTranslator;
-use gateway::sse::SseDecoder;
 use openai::ChatCompletionChunk;
 use serde_json::json;
 
@@ -88,14 +88,13 @@ fn bedrock_stream() -> Vec<u8> {
     out
 }
 
-/// Feeds `bytes` in 1 KiB reads, as a socket would, and hands each event's data to `each`.
+/// Feeds `bytes` in 1 KiB reads, as a socket would, through the gateway's
+/// SSE reader, and hands each event's data to `each`.
 fn decode(bytes: &[u8], mut each: impl FnMut(String)) {
-    let mut decoder = SseDecoder::default();
-    for read in bytes.chunks(1024) {
-        decoder.push(read);
-        while let Some(data) = decoder.next_data() {
-            each(data);
-        }
+    let reads = stream::iter(bytes.chunks(1024).map(Ok));
+    let mut events = Box::pin(gateway::sse::events(reads));
+    while let Some(Some(event)) = events.next().now_or_never() {
+        each(event.expect("an event").data);
     }
 }
 

@@ -1,86 +1,79 @@
-//! Incremental decoding of `text/event-stream` bodies into `data` payloads.
+//! Reading `text/event-stream` bodies: the `eventsource-stream` crate parses
+//! them to the WHATWG rules (`\n`, `\r\n` or a bare `\r` ends a line;
+//! multi-line data joined by `\n`; comments and data-less events skipped;
+//! `event:` and `id:` kept), and its errors become provider errors here.
 
-/// Buffers bytes and yields the `data` of each complete event.
-#[derive(Default)]
-pub struct SseDecoder {
-    buffer: Vec<u8>,
-    /// How much of `buffer` is known to hold no event separator, so a large
-    /// event arriving in many reads is scanned once, not once per read.
-    scanned: usize,
-}
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
 
-impl SseDecoder {
-    /// Appends bytes as they arrive.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buffer.extend_from_slice(bytes);
-    }
+use crate::providers::ProviderError;
 
-    /// The next complete event's data (multi-line data joined by `\n`), if one is buffered.
-    /// Events without data (comments, keep-alives) are skipped.
-    pub fn next_data(&mut self) -> Option<String> {
-        loop {
-            // A separator may straddle the previous read: back up by its length - 1.
-            let from = self.scanned.saturating_sub(3);
-            let Some((end, sep)) = find_event_end(&self.buffer[from..]).map(|(e, n)| (from + e, n))
-            else {
-                self.scanned = self.buffer.len();
-                return None;
-            };
-            self.scanned = 0;
-            let event: Vec<u8> = self.buffer.drain(..end + sep).collect();
-            let text = String::from_utf8_lossy(&event[..end]);
-            let mut data: Option<String> = None;
-            for line in text.split('\n') {
-                let line = line.strip_suffix('\r').unwrap_or(line);
-                if let Some(value) = line.strip_prefix("data:") {
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match &mut data {
-                        Some(d) => {
-                            d.push('\n');
-                            d.push_str(value);
-                        }
-                        None => data = Some(value.to_owned()),
-                    }
-                }
+pub use eventsource_stream::Event;
+
+/// The events of an SSE body, ending as the body does: a transport error
+/// (a timeout, a broken body, [`ProviderError::EndOfBody`]) comes through
+/// as itself; bytes that are not UTF-8 or not SSE are a protocol error.
+pub fn events<B: AsRef<[u8]>>(
+    body: impl Stream<Item = Result<B, ProviderError>>,
+) -> impl Stream<Item = Result<Event, ProviderError>> {
+    body.eventsource().map(|item| {
+        item.map_err(|e| match e {
+            EventStreamError::Transport(e) => e,
+            EventStreamError::Utf8(e) => {
+                ProviderError::Protocol(format!("the event stream is not UTF-8: {e}"))
             }
-            if data.is_some() {
-                return data;
+            EventStreamError::Parser(e) => {
+                ProviderError::Protocol(format!("the event stream is not SSE: {e:?}"))
             }
-        }
-    }
-}
-
-/// The end of the first event and the length of its blank-line separator.
-fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    (0..buffer.len()).find_map(|i| {
-        let rest = &buffer[i..];
-        if rest.starts_with(b"\n\n") {
-            Some((i, 2))
-        } else if rest.starts_with(b"\r\n\r\n") {
-            Some((i, 4))
-        } else {
-            None
-        }
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::{stream, FutureExt};
+
     use super::*;
 
-    #[test]
-    fn splits_events_across_arbitrary_byte_boundaries() {
-        let input = b": keep-alive\n\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\nevent: ping\n\ndata: [DONE]\n\n";
-        for split in 1..input.len() {
-            let mut decoder = SseDecoder::default();
-            let mut out = Vec::new();
-            for part in input.chunks(split) {
-                decoder.push(part);
-                while let Some(data) = decoder.next_data() {
-                    out.push(data);
-                }
-            }
-            assert_eq!(out, ["{\"a\":1}", "x\ny", "[DONE]"], "split {split}");
+    fn decode(reads: Vec<&[u8]>) -> Vec<(String, String)> {
+        let body = stream::iter(reads.into_iter().map(Ok::<_, ProviderError>));
+        let mut events = Box::pin(events(body));
+        let mut out = Vec::new();
+        while let Some(Some(Ok(event))) = events.next().now_or_never() {
+            out.push((event.event, event.data));
         }
+        out
+    }
+
+    #[test]
+    fn splits_events_across_arbitrary_byte_boundaries_and_every_line_ending() {
+        let input: &[u8] = b": keep-alive\n\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\nevent: ping\n\nevent: delta\rdata: z\r\rdata: [DONE]\n\n";
+        for split in 1..input.len() {
+            let got = decode(input.chunks(split).collect());
+            let want = [
+                ("message", "{\"a\":1}"),
+                ("message", "x\ny"),
+                ("delta", "z"),
+                ("message", "[DONE]"),
+            ];
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(e, d)| (e.to_string(), d.to_string()))
+                .collect();
+            assert_eq!(got, want, "split {split}");
+        }
+    }
+
+    #[test]
+    fn a_transport_error_comes_through_as_itself() {
+        let body = stream::iter(vec![
+            Ok(&b"data: one\n\n"[..]),
+            Err(ProviderError::EndOfBody),
+        ]);
+        let mut events = Box::pin(events(body));
+        let first = events.next().now_or_never().flatten();
+        assert!(matches!(first, Some(Ok(e)) if e.data == "one"));
+        let second = events.next().now_or_never().flatten();
+        assert!(matches!(second, Some(Err(ProviderError::EndOfBody))));
     }
 }

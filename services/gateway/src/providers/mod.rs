@@ -14,6 +14,7 @@ pub mod google;
 mod groq;
 mod openai;
 pub mod openai_compat;
+pub mod stream;
 #[cfg(test)]
 mod testing;
 mod translate;

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use catalog::{EmbeddingModel, Model, ProviderId};
-use futures_util::StreamExt;
 use openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Content, ContentPart, EmbeddingInput,
     EmbeddingRequest, EmbeddingResponse, EmbeddingVector, EncodingFormat, Extra, Message, Stop,
@@ -16,11 +15,13 @@ use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::stream::{drive, StreamTranslation};
 use super::upstream::{self, Upstream};
 use super::{
     ChunkStream, ConfigError, EmbedCall, EmbedInput, Embedded, Provider, ProviderError, Unsupported,
 };
 use crate::config::ProviderSettings;
+use crate::sse::Event;
 
 /// How one OpenAI-compatible provider differs from OpenAI itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,18 +200,29 @@ impl Provider for OpenAiCompatible {
         let response = self
             .send(&UpstreamRequest::new(self.dialect, model, request, true))
             .await?;
-        // Chunks until `[DONE]`; the first error ends the stream.
-        let events = self.upstream.sse(response).scan(false, |failed, data| {
-            let item = match data {
-                _ if *failed => None,
-                Ok(data) if data == "[DONE]" => None,
-                Ok(data) => Some(parse_chunk(&data)),
-                Err(e) => Some(Err(e)),
-            };
-            *failed = matches!(item, Some(Err(_)));
-            futures_util::future::ready(item)
-        });
-        Ok(events.boxed())
+        Ok(drive(self.upstream.sse(response), OpenAiStream::default()))
+    }
+}
+
+/// OpenAI's stream: each event's data is a chunk, until `[DONE]`.
+#[derive(Default)]
+struct OpenAiStream {
+    done: bool,
+}
+
+impl StreamTranslation for OpenAiStream {
+    type Frame = Event;
+
+    fn on(&mut self, event: Event) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        if event.data == "[DONE]" {
+            self.done = true;
+            return Ok(None);
+        }
+        parse_chunk(&event.data).map(Some)
+    }
+
+    fn done(&self) -> bool {
+        self.done
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{ConfigError, ProviderError, TimeoutKind, Timeouts};
 use crate::config::ProviderSettings;
-use crate::sse::SseDecoder;
+use crate::sse::Event;
 use catalog::ProviderId;
 
 /// A provider's HTTP client.
@@ -118,26 +118,12 @@ impl Upstream {
         )
     }
 
-    /// The `data` payloads of an SSE body, ending as [`Upstream::body`] does.
+    /// The events of an SSE body, ending as [`Upstream::body`] does.
     pub fn sse(
         &self,
         response: reqwest::Response,
-    ) -> impl Stream<Item = Result<String, ProviderError>> + Send + 'static {
-        let state = (self.body(response).boxed(), SseDecoder::default(), false);
-        stream::unfold(state, |(mut body, mut decoder, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if let Some(data) = decoder.next_data() {
-                    return Some((Ok(data), (body, decoder, false)));
-                }
-                match body.next().await? {
-                    Ok(chunk) => decoder.push(&chunk),
-                    Err(e) => return Some((Err(e), (body, decoder, true))),
-                }
-            }
-        })
+    ) -> impl Stream<Item = Result<Event, ProviderError>> + Send + 'static {
+        crate::sse::events(self.body(response))
     }
 }
 

@@ -7,14 +7,14 @@ pub mod response;
 
 use async_trait::async_trait;
 use catalog::{Model, ProviderId};
-use futures_util::future::ready;
-use futures_util::StreamExt;
-use openai::{ChatCompletion, ChatRequest};
+use openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use reqwest::header::HeaderMap;
 
+use super::stream::{drive, StreamTranslation};
 use super::upstream::{self, Upstream};
 use super::{ChunkStream, ConfigError, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
+use crate::sse::Event;
 use response::{Asked, StreamTranslator};
 
 /// Anthropic's public API.
@@ -96,24 +96,26 @@ impl Provider for Anthropic {
     ) -> Result<ChunkStream, ProviderError> {
         let response = self.send(model, request, true).await?;
         let translator = StreamTranslator::new(asked(request));
-        // Events until `message_stop`; the first error ends the stream.
-        let chunks = self
-            .upstream
-            .sse(response)
-            .scan((translator, false), |(translator, failed), data| {
-                if *failed || translator.finished() {
-                    return ready(None);
-                }
-                let item = data.and_then(|data| {
-                    let event = serde_json::from_str(&data).map_err(|e| {
-                        ProviderError::Protocol(format!("bad Anthropic stream event: {e}"))
-                    })?;
-                    translator.on(event)
-                });
-                *failed = item.is_err();
-                ready(Some(item.transpose()))
-            })
-            .filter_map(ready);
-        Ok(chunks.boxed())
+        Ok(drive(
+            self.upstream.sse(response),
+            AnthropicStream(translator),
+        ))
+    }
+}
+
+/// Anthropic's stream: each event's data is a typed event, until `message_stop`.
+struct AnthropicStream(StreamTranslator);
+
+impl StreamTranslation for AnthropicStream {
+    type Frame = Event;
+
+    fn on(&mut self, event: Event) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        let event = serde_json::from_str(&event.data)
+            .map_err(|e| ProviderError::Protocol(format!("bad Anthropic stream event: {e}")))?;
+        self.0.on(event)
+    }
+
+    fn done(&self) -> bool {
+        self.0.finished()
     }
 }

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bedrock::eventstream::Decoder;
+use bedrock::eventstream::{Decoder, Frame};
 use bedrock::sigv4::{self, Credentials};
 use catalog::{EmbeddingModel, Model, ProviderId};
-use futures_util::stream::{self, StreamExt};
-use openai::{ChatCompletion, ChatRequest};
+use futures_util::stream::{self, Stream, StreamExt};
+use openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::stream::{drive, StreamTranslation};
 use super::upstream::{self, Upstream};
 use super::{ChunkStream, ConfigError, EmbedCall, Embedded, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
@@ -186,44 +187,47 @@ impl Provider for Bedrock {
     ) -> Result<ChunkStream, ProviderError> {
         let response = self.send(model, request, "converse-stream").await?;
         let translator = StreamTranslator::new(&model.provider_model_id, self.completion_id());
-        let state = (
-            self.upstream.body(response).boxed(),
-            Decoder::default(),
-            translator,
-            false,
-        );
-        // Frames until `metadata`; a corrupt frame or the first error ends the stream.
-        let chunks = stream::unfold(
-            state,
-            |(mut body, mut decoder, mut translator, done)| async move {
-                if done || translator.finished() {
-                    return None;
-                }
-                loop {
-                    let frame = match decoder.next_frame() {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => match body.next().await? {
-                            Ok(bytes) => {
-                                decoder.push(&bytes);
-                                continue;
-                            }
-                            Err(e) => return Some((Err(e), (body, decoder, translator, true))),
-                        },
-                        Err(e) => {
-                            let error = ProviderError::Protocol(e);
-                            return Some((Err(error), (body, decoder, translator, true)));
-                        }
-                    };
-                    match translator.on(frame) {
-                        Ok(Some(chunk)) => {
-                            return Some((Ok(chunk), (body, decoder, translator, false)))
-                        }
-                        Ok(None) => continue,
-                        Err(e) => return Some((Err(e), (body, decoder, translator, true))),
-                    }
-                }
-            },
-        );
-        Ok(chunks.boxed())
+        Ok(drive(
+            frames(self.upstream.body(response)),
+            ConverseStream(translator),
+        ))
+    }
+}
+
+/// The event-stream frames of a Converse body, ending as the body does; a
+/// corrupt frame is a protocol error.
+fn frames(
+    body: impl Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static,
+) -> impl Stream<Item = Result<Frame, ProviderError>> + Send + 'static {
+    let state = (body.boxed(), Decoder::default(), false);
+    stream::unfold(state, |(mut body, mut decoder, stopped)| async move {
+        if stopped {
+            return None;
+        }
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => return Some((Ok(frame), (body, decoder, false))),
+                Err(e) => return Some((Err(ProviderError::Protocol(e)), (body, decoder, true))),
+                Ok(None) => match body.next().await? {
+                    Ok(bytes) => decoder.push(&bytes),
+                    Err(e) => return Some((Err(e), (body, decoder, true))),
+                },
+            }
+        }
+    })
+}
+
+/// Converse's stream: event-stream frames, until `metadata`.
+struct ConverseStream(StreamTranslator);
+
+impl StreamTranslation for ConverseStream {
+    type Frame = Frame;
+
+    fn on(&mut self, frame: Frame) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        self.0.on(frame)
+    }
+
+    fn done(&self) -> bool {
+        self.0.finished()
     }
 }

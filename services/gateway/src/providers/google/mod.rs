@@ -9,14 +9,15 @@ pub mod response;
 
 use async_trait::async_trait;
 use catalog::{EmbeddingModel, Model, ProviderId};
-use futures_util::stream::{self, StreamExt};
 use gemini::GenerateContentResponse;
-use openai::{ChatCompletion, ChatRequest};
+use openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use reqwest::header::HeaderMap;
 
+use super::stream::{drive, StreamTranslation};
 use super::upstream::{self, Upstream};
 use super::{ChunkStream, ConfigError, EmbedCall, Embedded, Provider, ProviderError, Unsupported};
 use crate::config::ProviderSettings;
+use crate::sse::Event;
 use response::StreamTranslator;
 
 /// Google's public Gemini API.
@@ -123,30 +124,30 @@ impl Provider for Google {
             .send(model, request, "streamGenerateContent?alt=sse")
             .await?;
         let translator = StreamTranslator::new(&model.provider_model_id);
-        let state = (self.upstream.sse(response).boxed(), translator, false);
-        // Chunks until the body ends after a finished candidate, then the usage chunk.
-        let chunks = stream::unfold(state, |(mut events, mut translator, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let item = match events.next().await? {
-                    Ok(data) => match parse(&data) {
-                        Ok(answer) => match translator.on(answer) {
-                            Some(chunk) => Ok(chunk),
-                            None => continue,
-                        },
-                        Err(e) => Err(e),
-                    },
-                    Err(ProviderError::EndOfBody) if translator.finished() => {
-                        return Some((Ok(translator.usage_chunk()), (events, translator, true)))
-                    }
-                    Err(e) => Err(e),
-                };
-                let stop = item.is_err();
-                return Some((item, (events, translator, stop)));
-            }
-        });
-        Ok(chunks.boxed())
+        Ok(drive(self.upstream.sse(response), GeminiStream(translator)))
+    }
+}
+
+/// Gemini's stream: each event's data is a response; the body ends after a
+/// finished candidate with no end mark, and the usage chunk closes it.
+struct GeminiStream(StreamTranslator);
+
+impl StreamTranslation for GeminiStream {
+    type Frame = Event;
+
+    fn on(&mut self, event: Event) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        Ok(self.0.on(parse(&event.data)?))
+    }
+
+    fn done(&self) -> bool {
+        false
+    }
+
+    fn at_end(&mut self) -> Result<Option<ChatCompletionChunk>, ProviderError> {
+        if self.0.finished() {
+            Ok(Some(self.0.usage_chunk()))
+        } else {
+            Err(ProviderError::EndOfBody)
+        }
     }
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use openai::{ChatRequest, ErrorBody};
@@ -55,13 +55,11 @@ pub async fn completions(
 struct OpenAiSse;
 
 impl Encoder for OpenAiSse {
-    fn encode(&mut self, item: Relayed) -> Bytes {
+    fn encode(&mut self, item: Relayed) -> Vec<Event> {
         match item {
-            Relayed::Chunk(chunk) => sse_event(None, &chunk),
+            Relayed::Chunk(chunk) => vec![sse_event(None, &chunk)],
             Relayed::Finished(usage) => {
-                let mut out = sse_event(None, &usage).to_vec();
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                Bytes::from(out)
+                vec![sse_event(None, &usage), Event::default().data("[DONE]")]
             }
             Relayed::BrokeOff { usage, error } => {
                 let body = ErrorBody::new(
@@ -70,9 +68,7 @@ impl Encoder for OpenAiSse {
                     None,
                     Some("upstream_stream_error"),
                 );
-                let mut out = sse_event(None, &usage).to_vec();
-                out.extend_from_slice(&sse_event(None, &body));
-                Bytes::from(out)
+                vec![sse_event(None, &usage), sse_event(None, &body)]
             }
         }
     }

@@ -1,54 +1,42 @@
 //! Attempts per client address per minute, for sign-up and login: slows
 //! password guessing and sign-up floods without locking real users out
-//! for long.
+//! for long. A GCRA bucket per address (the `governor` crate): `per_minute`
+//! attempts at once, then one per 60/`per_minute` seconds.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::CpError;
 
-/// A sliding one-minute window per address.
+/// Addresses remembered before those whose bucket is full again are forgotten.
+const FORGET_AFTER_KEYS: usize = 100_000;
+
+/// A bucket per address.
 pub struct AttemptLimiter {
-    per_minute: usize,
-    attempts: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    buckets: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl AttemptLimiter {
     /// At most `per_minute` attempts per address.
     pub fn new(per_minute: u32) -> AttemptLimiter {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         AttemptLimiter {
-            per_minute: per_minute.max(1) as usize,
-            attempts: Mutex::default(),
+            buckets: DefaultKeyedRateLimiter::hashmap(Quota::per_minute(per_minute)),
         }
     }
 
     /// Counts one attempt from `ip`; 429 with the wait when over.
     pub fn attempt(&self, ip: IpAddr) -> Result<(), CpError> {
-        let now = Instant::now();
-        let window = Duration::from_secs(60);
-        let mut map = self
-            .attempts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() > 100_000 {
-            map.retain(|_, a| a.back().is_some_and(|&t| now.duration_since(t) < window));
+        if self.buckets.len() > FORGET_AFTER_KEYS {
+            self.buckets.retain_recent();
         }
-        let recent = map.entry(ip).or_default();
-        while recent
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= window)
-        {
-            recent.pop_front();
-        }
-        if recent.len() >= self.per_minute {
-            let oldest = recent.front().copied().unwrap_or(now);
-            let wait = window.saturating_sub(now.duration_since(oldest));
-            return Err(CpError::RateLimited(wait.as_secs().max(1)));
-        }
-        recent.push_back(now);
-        Ok(())
+        self.buckets.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            CpError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
     }
 }
 
@@ -64,7 +52,7 @@ mod tests {
         limiter.attempt(a).unwrap();
         assert!(matches!(
             limiter.attempt(a),
-            Err(CpError::RateLimited(1..=60))
+            Err(CpError::RateLimited(1..=30))
         ));
         limiter.attempt(b).unwrap();
     }

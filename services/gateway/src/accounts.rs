@@ -16,16 +16,20 @@
 //!   `Retry-After` to the next UTC midnight; it applies to free models too;
 //! - no credit left (balance ≤ 0) → paid models are skipped; free models
 //!   (Groq, Cerebras) still serve, under a per-account rate limit
-//!   (`gateway.accounts.free_requests_per_minute`);
+//!   (`gateway.accounts.free_requests_per_minute`, a GCRA bucket from the
+//!   `governor` crate: that many at once, then one per 60/N seconds);
 //! - an account the ledger has not published yet has no credit.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use eventlog::LogError;
 use events::{AccountId, AccountState};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use money::Money;
 use serde::Deserialize;
 
@@ -65,24 +69,31 @@ struct View {
     pending: VecDeque<(Money, NaiveDate)>,
     pending_total: Money,
     pending_by_day: BTreeMap<NaiveDate, Money>,
-    /// Start times of recent free-model requests, for the rate limit.
-    free_requests: VecDeque<Instant>,
 }
+
+/// Accounts the free-use limiter may remember before it forgets those
+/// whose bucket is full again.
+const FORGET_AFTER_KEYS: usize = 100_000;
 
 /// The account views of one gateway process.
 pub struct Accounts {
     instance: String,
     config: AccountsConfig,
     views: Mutex<HashMap<AccountId, View>>,
+    /// Free-model requests of accounts without credit.
+    free_use: DefaultKeyedRateLimiter<AccountId>,
 }
 
 impl Accounts {
     /// Views for the gateway process `instance` (its usage events' origin instance).
     pub fn new(instance: String, config: AccountsConfig) -> Arc<Accounts> {
+        let per_minute =
+            NonZeroU32::new(config.free_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         Arc::new(Accounts {
             instance,
             config,
             views: Mutex::default(),
+            free_use: DefaultKeyedRateLimiter::hashmap(Quota::per_minute(per_minute)),
         })
     }
 
@@ -170,27 +181,15 @@ impl Accounts {
 
     /// Admits one free-model request under the per-account rate limit.
     pub fn admit_free(&self, account: AccountId) -> Result<(), GatewayError> {
-        let per_minute = self.config.free_requests_per_minute as usize;
-        let now = Instant::now();
-        let window = Duration::from_secs(60);
-        self.with_view(account, |view| {
-            while view
-                .free_requests
-                .front()
-                .is_some_and(|&t| now.duration_since(t) >= window)
-            {
-                view.free_requests.pop_front();
+        if self.free_use.len() > FORGET_AFTER_KEYS {
+            self.free_use.retain_recent();
+        }
+        self.free_use.check_key(&account).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            GatewayError::FreeRateLimited {
+                per_minute: self.config.free_requests_per_minute,
+                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
             }
-            if view.free_requests.len() >= per_minute {
-                let oldest = view.free_requests.front().copied().unwrap_or(now);
-                let wait = window.saturating_sub(now.duration_since(oldest));
-                return Err(GatewayError::FreeRateLimited {
-                    per_minute: self.config.free_requests_per_minute,
-                    retry_after_s: wait.as_secs().max(1),
-                });
-            }
-            view.free_requests.push_back(now);
-            Ok(())
         })
     }
 

@@ -4,9 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
-use axum::http::header::COOKIE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Form;
@@ -52,17 +51,21 @@ impl FromRequestParts<Arc<ControlPlane>> for Https {
     }
 }
 
-/// This browser's CSRF token (the cookie middleware guarantees one).
+/// This browser's CSRF token: the cookie middleware puts it in the
+/// request's extensions (a new one when the browser had none).
+#[derive(Clone)]
 pub struct Csrf(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Csrf {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Csrf(
-            session::cookie(&parts.headers, CSRF_COOKIE)
+        let token = match parts.extensions.get::<Csrf>() {
+            Some(Csrf(token)) => token.clone(),
+            None => session::cookie(&parts.headers, CSRF_COOKIE)
                 .unwrap_or_default()
                 .to_owned(),
-        ))
+        };
+        Ok(Csrf(token))
     }
 }
 
@@ -194,24 +197,9 @@ pub async fn cookies(
     let (parts, body) = request.into_parts();
     let https = client(&cp, &parts).https;
     let mut request = Request::from_parts(parts, body);
-    let (_, new_csrf) = cp.sessions.csrf(request.headers(), https);
-    if let Some(set) = &new_csrf {
-        // Let this request's handlers see the token they must put in forms.
-        let pair = set
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let merged = match request.headers().get(COOKIE).and_then(|v| v.to_str().ok()) {
-            Some(existing) => format!("{existing}; {pair}"),
-            None => pair,
-        };
-        if let Ok(value) = HeaderValue::from_str(&merged) {
-            request.headers_mut().insert(COOKIE, value);
-        }
-    }
+    let (token, new_csrf) = cp.sessions.csrf(request.headers(), https);
+    // This request's handlers put the token in their forms.
+    request.extensions_mut().insert(Csrf(token));
     let rotation = cp
         .sessions
         .read(request.headers())

@@ -26,6 +26,7 @@
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::Utc;
+use cookie::{Cookie, SameSite};
 use events::{AccountId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -93,7 +94,7 @@ impl Sessions {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default();
-        self.cookie(SESSION_COOKIE, &token, self.ttl_s, "Lax", https)
+        self.cookie(SESSION_COOKIE, &token, self.ttl_s, SameSite::Lax, https)
     }
 
     /// The same session with a fresh expiry (rotation).
@@ -106,12 +107,12 @@ impl Sessions {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default();
-        self.cookie(SESSION_COOKIE, &token, self.ttl_s, "Lax", https)
+        self.cookie(SESSION_COOKIE, &token, self.ttl_s, SameSite::Lax, https)
     }
 
     /// A `Set-Cookie` value ending the session.
     pub fn clear(&self, https: bool) -> HeaderValue {
-        self.cookie(SESSION_COOKIE, "", 0, "Lax", https)
+        self.cookie(SESSION_COOKIE, "", 0, SameSite::Lax, https)
     }
 
     /// Whether `submitted` is this browser's CSRF token and, when a session
@@ -148,7 +149,7 @@ impl Sessions {
             Some(token) => (token.to_owned(), None),
             None => {
                 let token = hex::encode(rand::random::<[u8; 32]>());
-                let set = self.cookie(CSRF_COOKIE, &token, 30 * 86_400, "Strict", https);
+                let set = self.cookie(CSRF_COOKIE, &token, 30 * 86_400, SameSite::Strict, https);
                 (token, Some(set))
             }
         }
@@ -156,17 +157,20 @@ impl Sessions {
 
     fn cookie(
         &self,
-        name: &str,
+        name: &'static str,
         value: &str,
         max_age: i64,
-        same_site: &str,
+        same_site: SameSite,
         https: bool,
     ) -> HeaderValue {
-        let secure = if self.secure || https { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+        let cookie = Cookie::build((name, value))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .http_only(true)
+            .same_site(same_site)
+            .secure(self.secure || https)
+            .build();
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
@@ -191,16 +195,17 @@ pub fn csrf_matches(headers: &HeaderMap, submitted: &str) -> bool {
         && !expected.is_empty()
 }
 
-/// The value of cookie `name` in `headers`.
+/// The value of cookie `name` in `headers` (every `Cookie` header, parsed
+/// by the `cookie` crate; a malformed pair is skipped).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }
 
 /// Appends `Set-Cookie` values to a response's headers.

@@ -36,11 +36,14 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use catalog::CatalogHandle;
+use tower::ServiceBuilder;
+use tower_http::request_id::{self, MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use config::{GatewayConfig, ProviderSettings};
 pub use error::GatewayError;
@@ -179,6 +182,8 @@ impl Gateway {
         work: impl std::future::Future<Output = Result<T, GatewayError>> + Send + 'static,
     ) -> Result<T, GatewayError> {
         let guard = recording.map(|r| r.client().guard());
+        // The detached work logs in the request's span, as the handler does.
+        let work = tracing::Instrument::in_current_span(work);
         let result = match self.inflight.spawn(work).await {
             Ok(result) => result,
             Err(e) => {
@@ -208,9 +213,53 @@ impl Gateway {
     }
 }
 
-/// The request's `X-Request-Id` and when it arrived.
+/// The request's `X-Request-Id` (given by the request-id layer) and when
+/// its handler started. Handlers take it as an extractor.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String, pub std::time::Instant);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .extensions
+            .get::<tower_http::request_id::RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .map_or_else(new_request_id, str::to_owned);
+        Ok(RequestId(id, std::time::Instant::now()))
+    }
+}
+
+fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Makes the `X-Request-Id` of every request: ours, never the client's.
+#[derive(Clone, Copy)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<request_id::RequestId> {
+        HeaderValue::from_str(&new_request_id())
+            .ok()
+            .map(request_id::RequestId::new)
+    }
+}
+
+/// The span every log line of a request is written in: its id, method and
+/// path. At error level, so it is on whenever any of its lines is logged.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::error_span!("request", id = %id, method = %request.method(), path = request.uri().path())
+}
 
 /// The public API routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -235,7 +284,19 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(request_id))
+        .layer(
+            // Outermost first: drop a client's own id, give ours, answer with
+            // it, and run the request in a span that carries it.
+            ServiceBuilder::new()
+                .layer(middleware::map_request(forget_client_request_id))
+                .layer(SetRequestIdLayer::x_request_id(MakeId))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+                ),
+        )
         .with_state(gateway)
 }
 
@@ -244,16 +305,9 @@ async fn unknown_route(request: Request) -> Response {
         .into_response()
 }
 
-/// Gives every request an id (handlers read it as [`RequestId`]) and every
-/// response its `X-Request-Id`.
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = format!("req_{}", uuid::Uuid::new_v4().simple());
+/// A request id is the gateway's to give: usage events and
+/// `GET /v1/requests/{id}` rely on it being unique.
+async fn forget_client_request_id(mut request: Request) -> Request {
+    request.headers_mut().remove(headers::REQUEST_ID);
     request
-        .extensions_mut()
-        .insert(RequestId(id.clone(), std::time::Instant::now()));
-    let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(headers::REQUEST_ID, value);
-    }
-    response
 }

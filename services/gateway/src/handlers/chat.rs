@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use openai::{ChatRequest, ErrorBody};
 
 use super::{Parsed, Received};
@@ -31,7 +31,7 @@ pub async fn explain(
 /// The handler.
 pub async fn completions(
     State(gateway): State<Arc<Gateway>>,
-    Extension(request_id): Extension<RequestId>,
+    request_id: RequestId,
     received: Received<ChatRequest>,
 ) -> Result<Response, GatewayError> {
     let routed = dispatch::chat(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use openai::{
     Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
     EmbeddingVector, EncodingFormat,
@@ -25,7 +25,7 @@ use money::Money;
 /// The handler.
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
-    Extension(request_id): Extension<RequestId>,
+    request_id: RequestId,
     Received {
         caller,
         allowance,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anthropic::MessagesRequest;
 use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 
 use super::{Parsed, Received};
 use crate::dispatch::{self, Answer};
@@ -19,7 +19,7 @@ use crate::{routing, Gateway, RequestId};
 /// `POST /v1/messages`.
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
-    Extension(request_id): Extension<RequestId>,
+    request_id: RequestId,
     received: Result<Received<MessagesRequest>, GatewayError>,
 ) -> Response {
     answer(&gateway, &request_id, received)

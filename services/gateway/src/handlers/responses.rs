@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 
 use super::Received;
 use crate::dispatch::{self, Answer};
@@ -17,7 +17,7 @@ use crate::{Gateway, RequestId};
 /// The handler.
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
-    Extension(request_id): Extension<RequestId>,
+    request_id: RequestId,
     received: Received<ResponsesRequest>,
 ) -> Result<Response, GatewayError> {
     let translated = responses::to_chat(received.request)?;

@@ -14,6 +14,7 @@ mod guard;
 mod ingress;
 mod models;
 mod reload;
+mod request_ids;
 mod routing;
 mod streaming;
 mod timeouts;

@@ -1,19 +1,22 @@
 //! The one typed configuration: defaults, then an optional TOML file
-//! (`MODELROUTER_CONFIG` or `--config`), then environment variables.
-//! Every field and variable is listed in the README.
+//! (`MODELROUTER_CONFIG` or `--config`), then environment variables, layered
+//! by `figment`. Each variable maps to one key path ([`ENV`]); every field
+//! and variable is listed in the README.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use catalog::ProviderId;
 use control_plane::ControlPlaneConfig;
+use figment::providers::{Format, Toml};
 use gateway::server::ServerConfig;
 use gateway::GatewayConfig;
 use payments::stripe::StripeConfig;
 use serde::Deserialize;
 use simulator::SimulatorConfig;
 
-/// Why the configuration could not be assembled.
+/// Why the configuration could not be assembled: figment's error names the
+/// key and where its value came from (the file, or the variable).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -21,17 +24,8 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
-    #[error("environment variable {name}={value:?}: {reason}")]
-    Env {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
 }
 
 /// When `modelrouter up` serves providers from the built-in simulator.
@@ -42,8 +36,10 @@ pub enum SimulatorMode {
     #[default]
     Auto,
     /// Always.
+    #[serde(alias = "1", alias = "true")]
     On,
     /// Never.
+    #[serde(alias = "0", alias = "false")]
     Off,
 }
 
@@ -162,6 +158,167 @@ pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)
     }
 }
 
+/// How a variable's text becomes a value.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// As it is (numbers and booleans are read as the field needs).
+    Text,
+    /// Comma-separated, each item trimmed.
+    List,
+}
+
+/// Every environment variable besides the providers' and the key path it sets.
+const ENV: &[(&str, &str, Shape)] = &[
+    ("MODELROUTER_LISTEN", "listen", Shape::Text),
+    ("MODELROUTER_DATA_DIR", "data_dir", Shape::Text),
+    ("MODELROUTER_CATALOG", "catalog", Shape::Text),
+    ("MODELROUTER_SIMULATOR", "simulator_mode", Shape::Text),
+    ("MODELROUTER_EVENT_LOG", "event_log", Shape::Text),
+    ("MODELROUTER_NATS_PREFIX", "nats_prefix", Shape::Text),
+    ("MODELROUTER_NATS_REPLICAS", "nats_replicas", Shape::Text),
+    ("MODELROUTER_DATABASE_URL", "database_url", Shape::Text),
+    ("MODELROUTER_GATEWAY_ID", "gateway_id", Shape::Text),
+    (
+        "MODELROUTER_USAGE_LINGER_MS",
+        "gateway.usage_linger_ms",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_KEY_HASH_SECRET",
+        "key_hash_secret",
+        Shape::Text,
+    ),
+    ("MODELROUTER_SESSION_SECRET", "session_secret", Shape::Text),
+    ("STRIPE_SECRET_KEY", "stripe.secret_key", Shape::Text),
+    (
+        "STRIPE_WEBHOOK_SECRET",
+        "stripe.webhook_secrets",
+        Shape::List,
+    ),
+    ("STRIPE_API_BASE", "stripe.api_base", Shape::Text),
+    (
+        "MODELROUTER_DEMO_CREDITS",
+        "control_plane.demo_credits",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_RECHARGE_RETRY_S",
+        "ledger.recharge_retry_s",
+        Shape::Text,
+    ),
+    ("MODELROUTER_PUBLIC_URL", "public_url", Shape::Text),
+    (
+        "MODELROUTER_OPERATORS",
+        "control_plane.operators",
+        Shape::List,
+    ),
+    (
+        "MODELROUTER_TRUSTED_PROXIES",
+        "control_plane.trusted_proxies",
+        Shape::List,
+    ),
+    (
+        "MODELROUTER_FIRST_USER_EMAIL",
+        "first_user_email",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_SESSION_TTL_S",
+        "control_plane.session_ttl_s",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE",
+        "control_plane.auth_attempts_per_minute",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_DRAIN_DELAY_MS",
+        "server.drain_delay_ms",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_SHUTDOWN_GRACE_MS",
+        "server.shutdown_grace_ms",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_SIM_CHUNK_DELAY_MS",
+        "simulator.chunk_delay_ms",
+        Shape::Text,
+    ),
+    (
+        "AWS_ACCESS_KEY_ID",
+        "gateway.providers.bedrock.access_key_id",
+        Shape::Text,
+    ),
+    (
+        "AWS_SESSION_TOKEN",
+        "gateway.providers.bedrock.session_token",
+        Shape::Text,
+    ),
+    (
+        "AWS_REGION",
+        "gateway.providers.bedrock.region",
+        Shape::Text,
+    ),
+];
+
+/// One environment variable as a figment provider, so an error names it.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let nested = figment::util::nest(&self.key, self.value.clone());
+        let dict = nested.into_dict().unwrap_or_default();
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// The variables set (non-blank) in `env`, as providers.
+fn env_vars(env: &impl Fn(&str) -> Option<String>) -> Vec<EnvVar> {
+    let providers = ProviderId::ALL.into_iter().filter_map(|provider| {
+        let (key_var, url_var) = provider_env(provider)?;
+        let at = |field: &str| format!("gateway.providers.{provider}.{field}");
+        Some([
+            (key_var, at("api_key"), Shape::Text),
+            (url_var, at("base_url"), Shape::Text),
+        ])
+    });
+    let named = ENV
+        .iter()
+        .map(|&(name, key, shape)| (name, key.to_owned(), shape))
+        .chain(providers.flatten());
+    named
+        .filter_map(|(name, key, shape)| {
+            let text = env(name).filter(|v| !v.trim().is_empty())?;
+            let value = match shape {
+                Shape::Text => figment::value::Value::from(text),
+                Shape::List => figment::value::Value::from(
+                    text.split(',')
+                        .map(|item| item.trim().to_owned())
+                        .collect::<Vec<String>>(),
+                ),
+            };
+            Some(EnvVar {
+                name: name.to_owned(),
+                key,
+                value,
+            })
+        })
+        .collect()
+}
+
 impl Config {
     /// Defaults, then `file` (or `MODELROUTER_CONFIG`), then the environment.
     pub fn load(
@@ -171,151 +328,25 @@ impl Config {
         let file = file
             .map(Path::to_path_buf)
             .or_else(|| env("MODELROUTER_CONFIG").map(PathBuf::from));
-        let mut config = match file {
-            None => Config::default(),
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: shown.clone(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                    path: shown,
-                    source,
-                })?
-            }
-        };
-        config.apply_env(&env)?;
+        let mut figment = figment::Figment::new();
+        if let Some(path) = file {
+            // Checked here, so a missing file is an error rather than no layer.
+            std::fs::metadata(&path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for var in env_vars(&env) {
+            figment = figment.merge(var);
+        }
+        // Lossy: a variable's "250" or "true" is read as the number or the
+        // boolean its field is; strings stay strings (secrets of digits too).
+        let mut config: Config = figment.extract_lossy().map_err(Box::new)?;
+        if let Some(url) = &mut config.public_url {
+            url.truncate(url.trim_end_matches('/').len());
+        }
         Ok(config)
-    }
-
-    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let present = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = present("MODELROUTER_LISTEN") {
-            self.listen = parse("MODELROUTER_LISTEN", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = present("MODELROUTER_CATALOG") {
-            self.catalog = Some(PathBuf::from(v));
-        }
-        if let Some(v) = present("MODELROUTER_SIMULATOR") {
-            self.simulator_mode = match v.as_str() {
-                "auto" => SimulatorMode::Auto,
-                "on" | "1" | "true" => SimulatorMode::On,
-                "off" | "0" | "false" => SimulatorMode::Off,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "MODELROUTER_SIMULATOR",
-                        value: v,
-                        reason: "use auto, on or off".into(),
-                    })
-                }
-            };
-        }
-        if let Some(v) = present("MODELROUTER_EVENT_LOG") {
-            self.event_log = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_NATS_PREFIX") {
-            self.nats_prefix = v;
-        }
-        if let Some(v) = present("MODELROUTER_NATS_REPLICAS") {
-            self.nats_replicas = parse("MODELROUTER_NATS_REPLICAS", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_DATABASE_URL") {
-            self.database_url = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_GATEWAY_ID") {
-            self.gateway_id = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_USAGE_LINGER_MS") {
-            self.gateway.usage_linger_ms = parse("MODELROUTER_USAGE_LINGER_MS", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_KEY_HASH_SECRET") {
-            self.key_hash_secret = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_SESSION_SECRET") {
-            self.session_secret = Some(v);
-        }
-        if let Some(v) = present("STRIPE_SECRET_KEY") {
-            self.stripe.secret_key = Some(v);
-        }
-        if let Some(v) = present("STRIPE_WEBHOOK_SECRET") {
-            self.stripe.webhook_secrets = v.split(',').map(|s| s.trim().to_owned()).collect();
-        }
-        if let Some(v) = present("STRIPE_API_BASE") {
-            self.stripe.api_base = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_DEMO_CREDITS") {
-            self.control_plane.demo_credits = Some(v);
-        }
-        if let Some(v) = present("MODELROUTER_RECHARGE_RETRY_S") {
-            self.ledger.recharge_retry_s = parse("MODELROUTER_RECHARGE_RETRY_S", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_PUBLIC_URL") {
-            self.public_url = Some(v.trim_end_matches('/').to_owned());
-        }
-        if let Some(v) = present("MODELROUTER_OPERATORS") {
-            self.control_plane.operators = v.split(',').map(|e| e.trim().to_owned()).collect();
-        }
-        if let Some(v) = present("MODELROUTER_TRUSTED_PROXIES") {
-            self.control_plane.trusted_proxies =
-                v.split(',').map(|e| e.trim().to_owned()).collect();
-        }
-        if let Some(v) = present("MODELROUTER_FIRST_USER_EMAIL") {
-            self.first_user_email = v;
-        }
-        if let Some(v) = present("MODELROUTER_SESSION_TTL_S") {
-            self.control_plane.session_ttl_s = parse("MODELROUTER_SESSION_TTL_S", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE") {
-            self.control_plane.auth_attempts_per_minute =
-                parse("MODELROUTER_AUTH_ATTEMPTS_PER_MINUTE", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_DRAIN_DELAY_MS") {
-            self.server.drain_delay_ms = parse("MODELROUTER_DRAIN_DELAY_MS", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_SHUTDOWN_GRACE_MS") {
-            self.server.shutdown_grace_ms = parse("MODELROUTER_SHUTDOWN_GRACE_MS", &v)?;
-        }
-        if let Some(v) = present("MODELROUTER_SIM_CHUNK_DELAY_MS") {
-            self.simulator.chunk_delay_ms = parse("MODELROUTER_SIM_CHUNK_DELAY_MS", &v)?;
-        }
-        for provider in ProviderId::ALL {
-            let Some((key_var, url_var)) = provider_env(provider) else {
-                continue;
-            };
-            let key = present(key_var);
-            let url = present(url_var);
-            if key.is_none() && url.is_none() {
-                continue;
-            }
-            let settings = self.gateway.providers.entry(provider).or_default();
-            if key.is_some() {
-                settings.api_key = key;
-            }
-            if url.is_some() {
-                settings.base_url = url;
-            }
-        }
-        let aws = [
-            ("AWS_ACCESS_KEY_ID", present("AWS_ACCESS_KEY_ID")),
-            ("AWS_SESSION_TOKEN", present("AWS_SESSION_TOKEN")),
-            ("AWS_REGION", present("AWS_REGION")),
-        ];
-        if aws.iter().any(|(_, v)| v.is_some()) {
-            let bedrock = self
-                .gateway
-                .providers
-                .entry(ProviderId::Bedrock)
-                .or_default();
-            let [(_, id), (_, token), (_, region)] = aws;
-            bedrock.access_key_id = id.or(bedrock.access_key_id.take());
-            bedrock.session_token = token.or(bedrock.session_token.take());
-            bedrock.region = region.or(bedrock.region.take());
-        }
-        Ok(())
     }
 
     /// The dashboard's address for links (see `public_url`).
@@ -329,17 +360,6 @@ impl Config {
     pub fn has_provider_keys(&self) -> bool {
         self.gateway.providers.values().any(|p| p.api_key.is_some())
     }
-}
-
-fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e: T::Err| ConfigError::Env {
-        name,
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]
@@ -418,6 +438,54 @@ mod tests {
         assert!(aws.has_provider_keys());
 
         let err = Config::load(None, env(&[("MODELROUTER_LISTEN", "nowhere")])).unwrap_err();
-        assert!(err.to_string().contains("MODELROUTER_LISTEN"));
+        assert!(err.to_string().contains("MODELROUTER_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn variables_keep_their_text_and_take_their_fields_shape() {
+        let config = Config::load(
+            None,
+            env(&[
+                // All digits: still a string, not a number.
+                (
+                    "MODELROUTER_SESSION_SECRET",
+                    "12345678901234567890123456789012345",
+                ),
+                ("GROQ_API_KEY", "0042"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
+                ("MODELROUTER_OPERATORS", "a@x.io,b@x.io"),
+                ("MODELROUTER_NATS_REPLICAS", "3"),
+                ("MODELROUTER_SIMULATOR", "true"),
+                ("MODELROUTER_PUBLIC_URL", "https://router.example.com/"),
+                ("MODELROUTER_EVENT_LOG", "  "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.session_secret.as_deref(),
+            Some("12345678901234567890123456789012345")
+        );
+        let groq = &config.gateway.providers[&ProviderId::Groq];
+        assert_eq!(groq.api_key.as_deref(), Some("0042"));
+        assert_eq!(config.stripe.webhook_secrets, ["whsec_a", "whsec_b"]);
+        assert_eq!(config.control_plane.operators, ["a@x.io", "b@x.io"]);
+        assert_eq!(config.nats_replicas, 3);
+        assert_eq!(config.simulator_mode, SimulatorMode::On);
+        assert_eq!(config.public_url(), "https://router.example.com");
+        assert_eq!(config.event_log, None, "a blank variable is unset");
+
+        for (name, value) in [
+            ("MODELROUTER_NATS_REPLICAS", "three"),
+            ("MODELROUTER_SIMULATOR", "sometimes"),
+            ("MODELROUTER_SESSION_TTL_S", "-1"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let missing = Path::new("/nonexistent/modelrouter.toml");
+        assert!(matches!(
+            Config::load(Some(missing), env(&[])),
+            Err(ConfigError::Read { .. })
+        ));
     }
 }

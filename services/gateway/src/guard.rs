@@ -19,18 +19,10 @@ use tokens::{Prompt, TokenCounter};
 
 use crate::error::{GatewayError, PromptSize, TooLong};
 
-/// Tokens a provider's tokenizer may produce per 1,000 o200k tokens.
-///
-/// Claude's tokenizer yields up to ~30% more tokens than o200k on English and
-/// code; Llama 3, Qwen, Gemini and Grok vocabularies land within ~15%; Bedrock
-/// hosts several families, so it takes the larger margin.
+/// Tokens a provider's tokenizer may produce per 1,000 o200k tokens (see
+/// [`catalog::ProviderSpec`]).
 pub fn margin_permille(provider: ProviderId) -> u64 {
-    match provider {
-        ProviderId::Openai => 1_000,
-        ProviderId::Anthropic => 1_300,
-        ProviderId::Bedrock => 1_250,
-        ProviderId::Google | ProviderId::Xai | ProviderId::Groq | ProviderId::Cerebras => 1_150,
-    }
+    provider.spec().tokenizer_margin_permille
 }
 
 /// Keeps the candidates that can hold the request; `tier` names the tier for

@@ -143,21 +143,6 @@ impl Default for Config {
     }
 }
 
-/// The environment variables holding a provider's key and base URL, for the
-/// providers this build has an adapter for.
-pub fn provider_env(provider: ProviderId) -> Option<(&'static str, &'static str)> {
-    match provider {
-        ProviderId::Openai => Some(("OPENAI_API_KEY", "OPENAI_BASE_URL")),
-        ProviderId::Xai => Some(("XAI_API_KEY", "XAI_BASE_URL")),
-        ProviderId::Groq => Some(("GROQ_API_KEY", "GROQ_BASE_URL")),
-        ProviderId::Cerebras => Some(("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL")),
-        ProviderId::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
-        ProviderId::Google => Some(("GEMINI_API_KEY", "GEMINI_BASE_URL")),
-        // The secret access key; the access key id, session token and region follow AWS's names too.
-        ProviderId::Bedrock => Some(("AWS_SECRET_ACCESS_KEY", "BEDROCK_BASE_URL")),
-    }
-}
-
 /// How a variable's text becomes a value.
 #[derive(Clone, Copy)]
 enum Shape {
@@ -287,13 +272,13 @@ impl figment::Provider for EnvVar {
 
 /// The variables set (non-blank) in `env`, as providers.
 fn env_vars(env: &impl Fn(&str) -> Option<String>) -> Vec<EnvVar> {
-    let providers = ProviderId::ALL.into_iter().filter_map(|provider| {
-        let (key_var, url_var) = provider_env(provider)?;
+    let providers = ProviderId::ALL.into_iter().map(|provider| {
+        let spec = provider.spec();
         let at = |field: &str| format!("gateway.providers.{provider}.{field}");
-        Some([
-            (key_var, at("api_key"), Shape::Text),
-            (url_var, at("base_url"), Shape::Text),
-        ])
+        [
+            (spec.key_env, at("api_key"), Shape::Text),
+            (spec.base_url_env, at("base_url"), Shape::Text),
+        ]
     });
     let named = ENV
         .iter()

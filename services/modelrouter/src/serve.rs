@@ -45,9 +45,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let mut stripe_simulated = false;
     if simulate {
         for provider in ProviderId::ALL {
-            let Some(path) = simulator::base_path(provider) else {
-                continue;
-            };
+            let path = simulator::base_path(provider);
             config
                 .gateway
                 .providers
@@ -476,9 +474,8 @@ pub async fn simulator(config: Config, listen: SocketAddr) -> Result<(), BoxErro
         config.simulator.api_key
     )];
     for provider in ProviderId::ALL {
-        if let Some(path) = simulator::base_path(provider) {
-            banner.push(format!("  {provider:<9} http://{addr}{path}"));
-        }
+        let path = simulator::base_path(provider);
+        banner.push(format!("  {provider:<9} http://{addr}{path}"));
     }
     print_banner(&banner);
     let app = simulator::router(Simulator::new(config.simulator.clone(), catalog));

@@ -25,7 +25,7 @@ use crate::generate::{self, Ask, Reply, ToolChoice};
 use crate::Simulator;
 
 /// Where the simulator serves Anthropic (the SDK's `base_url`).
-pub const PREFIX: &str = "/anthropic";
+pub const PREFIX: &str = ProviderId::Anthropic.spec().simulator_path;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let kind = ErrorResponse::kind_for_status(status.as_u16());

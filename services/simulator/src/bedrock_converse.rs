@@ -28,7 +28,7 @@ use crate::generate::{self, Ask, Reply, ToolChoice};
 use crate::Simulator;
 
 /// Where the simulator serves Bedrock Runtime (boto3's `endpoint_url`).
-pub const PREFIX: &str = "/bedrock";
+pub const PREFIX: &str = ProviderId::Bedrock.spec().simulator_path;
 
 pub(crate) fn error(status: u16, message: impl Into<String>) -> Response {
     error_of(status, bedrock::error_type(status), message)

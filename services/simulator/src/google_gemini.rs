@@ -25,7 +25,7 @@ use crate::generate::{self, Ask, Reply, ToolChoice};
 use crate::Simulator;
 
 /// Where the simulator serves Gemini (the SDK's `base_url`).
-pub const PREFIX: &str = "/google";
+pub const PREFIX: &str = ProviderId::Google.spec().simulator_path;
 
 pub(crate) fn error(status: u16, message: impl Into<String>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

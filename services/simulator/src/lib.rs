@@ -169,11 +169,11 @@ pub fn guarded_router(sim: Arc<Simulator>, access: Option<Arc<dyn ControlAccess>
     for dialect in DIALECTS {
         router = router
             .route(
-                &format!("{}/chat/completions", dialect.prefix),
+                &format!("{}/chat/completions", dialect.prefix()),
                 post(openai_chat::handle).with_state((Arc::clone(&sim), dialect)),
             )
             .route(
-                &format!("{}/models", dialect.prefix),
+                &format!("{}/models", dialect.prefix()),
                 get(openai_chat::list_models).with_state((Arc::clone(&sim), dialect)),
             );
     }

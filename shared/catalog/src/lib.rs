@@ -12,6 +12,7 @@ mod embedding;
 mod handle;
 mod load;
 mod model;
+mod provider;
 
 pub use embedding::{BatchLimits, DimensionPlan, EmbeddingAlias, EmbeddingModel, NativeDimensions};
 pub use handle::CatalogHandle;
@@ -20,6 +21,7 @@ pub use model::{
     Capabilities, Catalog, LatencySeed, Model, Pricing, PricingRates, ProviderId, ProviderInfo,
     Tier, TokenUsage,
 };
+pub use provider::{ProviderSpec, Wire};
 
 /// The catalog shipped with this build.
 pub const BUILTIN_TOML: &str = include_str!("../models.toml");

@@ -90,9 +90,7 @@ impl Harness {
 
         let mut config = options.gateway;
         for provider in ProviderId::ALL {
-            let Some(path) = simulator::base_path(provider) else {
-                continue;
-            };
+            let path = simulator::base_path(provider);
             if options.without.contains(&provider) {
                 continue;
             }

@@ -8,7 +8,6 @@ use catalog::ProviderId;
 /// The Cerebras dialect.
 pub const DIALECT: Dialect = Dialect {
     provider: ProviderId::Cerebras,
-    default_base_url: "https://api.cerebras.ai/v1",
     reasoning_uses_max_completion_tokens: false,
     reasoning_refuses: &[],
     single_choice: true,

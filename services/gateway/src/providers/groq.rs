@@ -9,7 +9,6 @@ use catalog::ProviderId;
 /// The Groq dialect.
 pub const DIALECT: Dialect = Dialect {
     provider: ProviderId::Groq,
-    default_base_url: "https://api.groq.com/openai/v1",
     reasoning_uses_max_completion_tokens: false,
     reasoning_refuses: &[],
     single_choice: true,

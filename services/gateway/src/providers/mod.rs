@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use async_trait::async_trait;
-use catalog::{EmbeddingModel, Model, ProviderId};
+use catalog::{EmbeddingModel, Model, ProviderId, Wire};
 use futures_util::Stream;
 
 use crate::config::{GatewayConfig, ProviderSettings};
@@ -260,12 +260,13 @@ impl Registry {
             if settings.api_key.is_none() {
                 continue;
             }
-            let adapter: Arc<dyn Provider> = match (id, openai_compat::dialect(id)) {
-                (_, Some(dialect)) => Arc::new(OpenAiCompatible::new(dialect, settings)?),
-                (ProviderId::Anthropic, None) => Arc::new(anthropic::Anthropic::new(settings)?),
-                (ProviderId::Google, None) => Arc::new(google::Google::new(settings)?),
-                (ProviderId::Bedrock, None) => Arc::new(bedrock::Bedrock::new(settings)?),
-                _ => continue,
+            let adapter: Arc<dyn Provider> = match id.spec().wire {
+                Wire::OpenAiChat => {
+                    Arc::new(OpenAiCompatible::new(openai_compat::dialect(id), settings)?)
+                }
+                Wire::AnthropicMessages => Arc::new(anthropic::Anthropic::new(settings)?),
+                Wire::GeminiGenerateContent => Arc::new(google::Google::new(settings)?),
+                Wire::BedrockConverse => Arc::new(bedrock::Bedrock::new(settings)?),
             };
             registry.providers.insert(id, adapter);
         }

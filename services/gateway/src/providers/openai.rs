@@ -10,7 +10,6 @@ use catalog::ProviderId;
 /// The OpenAI dialect.
 pub const DIALECT: Dialect = Dialect {
     provider: ProviderId::Openai,
-    default_base_url: "https://api.openai.com/v1",
     reasoning_uses_max_completion_tokens: true,
     reasoning_refuses: &[
         "temperature",

@@ -28,8 +28,6 @@ use crate::sse::Event;
 pub struct Dialect {
     /// The provider.
     pub provider: ProviderId,
-    /// The public API base URL.
-    pub default_base_url: &'static str,
     /// Reasoning models take `max_completion_tokens` and refuse `max_tokens`.
     pub reasoning_uses_max_completion_tokens: bool,
     /// Request fields this provider's reasoning models refuse.
@@ -38,14 +36,14 @@ pub struct Dialect {
     pub single_choice: bool,
 }
 
-/// The dialect of `provider`, if it speaks OpenAI's format.
-pub fn dialect(provider: ProviderId) -> Option<Dialect> {
+/// The dialect of `provider`, one whose wire is OpenAI's
+/// ([`catalog::Wire::OpenAiChat`]); OpenAI's own for any other.
+pub fn dialect(provider: ProviderId) -> Dialect {
     match provider {
-        ProviderId::Openai => Some(super::openai::DIALECT),
-        ProviderId::Xai => Some(super::xai::DIALECT),
-        ProviderId::Groq => Some(super::groq::DIALECT),
-        ProviderId::Cerebras => Some(super::cerebras::DIALECT),
-        _ => None,
+        ProviderId::Xai => super::xai::DIALECT,
+        ProviderId::Groq => super::groq::DIALECT,
+        ProviderId::Cerebras => super::cerebras::DIALECT,
+        _ => super::openai::DIALECT,
     }
 }
 
@@ -65,13 +63,13 @@ impl OpenAiCompatible {
         let url = upstream::endpoint(
             provider,
             settings.base_url.as_deref(),
-            dialect.default_base_url,
+            dialect.provider.spec().default_base_url,
             "/chat/completions",
         )?;
         let embeddings_url = upstream::endpoint(
             provider,
             settings.base_url.as_deref(),
-            dialect.default_base_url,
+            dialect.provider.spec().default_base_url,
             "/embeddings",
         )?;
         let key = settings.api_key.as_deref().unwrap_or_default();

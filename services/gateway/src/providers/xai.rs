@@ -9,7 +9,6 @@ use catalog::ProviderId;
 /// The xAI dialect.
 pub const DIALECT: Dialect = Dialect {
     provider: ProviderId::Xai,
-    default_base_url: "https://api.x.ai/v1",
     reasoning_uses_max_completion_tokens: false,
     reasoning_refuses: &["presence_penalty", "frequency_penalty", "stop"],
     single_choice: false,

@@ -7,6 +7,7 @@ mod bedrock;
 mod billing;
 mod breakers;
 mod chat;
+mod conformance;
 mod embeddings;
 mod errors;
 mod gemini;

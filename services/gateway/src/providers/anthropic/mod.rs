@@ -18,7 +18,6 @@ use crate::sse::Event;
 use response::{Asked, StreamTranslator};
 
 /// Anthropic's public API.
-pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// An Anthropic endpoint with its own connection pool.
 pub struct Anthropic {
@@ -34,7 +33,7 @@ impl Anthropic {
         let url = upstream::endpoint(
             provider,
             settings.base_url.as_deref(),
-            DEFAULT_BASE_URL,
+            ProviderId::Anthropic.spec().default_base_url,
             "/v1/messages",
         )?;
         let key = settings.api_key.as_deref().unwrap_or_default();

@@ -50,7 +50,10 @@ impl Bedrock {
             .region
             .clone()
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        let default = format!("https://bedrock-runtime.{region}.amazonaws.com");
+        let default = provider
+            .spec()
+            .default_base_url
+            .replace("{region}", &region);
         let models =
             upstream::endpoint(provider, settings.base_url.as_deref(), &default, "/model/")?;
         let credentials = Credentials {

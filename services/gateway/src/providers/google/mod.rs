@@ -21,7 +21,6 @@ use crate::sse::Event;
 use response::StreamTranslator;
 
 /// Google's public Gemini API.
-pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
 /// A Gemini endpoint with its own connection pool.
 pub struct Google {
@@ -38,7 +37,7 @@ impl Google {
         let models = upstream::endpoint(
             provider,
             settings.base_url.as_deref(),
-            DEFAULT_BASE_URL,
+            ProviderId::Google.spec().default_base_url,
             "/v1beta/models/",
         )?;
         let key = settings.api_key.as_deref().unwrap_or_default();

@@ -166,7 +166,7 @@ async fn set_limit(
     json: Result<Json<LimitBody>, JsonRejection>,
 ) -> Reply {
     let b = body(json)?;
-    let limit = crate::pages::parse_limit(b.daily_limit.as_deref().unwrap_or(""))?;
+    let limit = crate::input::parse_limit(b.daily_limit.as_deref().unwrap_or(""))?;
     cp.set_limit(&m, limit).await?;
     Ok(Json(json!({ "daily_limit": limit })).into_response())
 }
@@ -366,7 +366,7 @@ async fn journal_csv(
     axum::extract::Query(range): axum::extract::Query<RangeQuery>,
 ) -> Reply {
     m.require_owner()?;
-    let (from, to) = crate::pages::billing::day_range(&range.from, &range.to)?;
+    let (from, to) = crate::input::day_range(&range.from, &range.to)?;
     let csv = cp.journal_csv(m.account, from, to).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],

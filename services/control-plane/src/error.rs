@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::pages::ErrorPage;
+use crate::view::ErrorPage;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +137,7 @@ impl IntoResponse for PageError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             message: self.0.public_message(),
         };
-        let mut response = (status, crate::pages::html(&page)).into_response();
+        let mut response = (status, crate::view::html(&page)).into_response();
         if let Some(s) = self.0.retry_after() {
             response.headers_mut().insert(header::RETRY_AFTER, s.into());
         }

@@ -13,6 +13,7 @@ mod chart;
 pub mod config;
 pub mod error;
 mod extract;
+mod input;
 mod limiter;
 mod lookup;
 pub mod operator;
@@ -23,6 +24,7 @@ pub mod projector;
 mod proxies;
 mod queries;
 pub mod session;
+mod view;
 
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! Sign-up, login, logout, and passwords: changed by their user (the
 //! current one required) or set through an operator's one-time reset link.
 
+use axum::routing::{get, post};
+use axum::Router;
 use std::sync::Arc;
 
 use askama::Template;
@@ -391,4 +393,17 @@ mod tests {
             assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
         }
     }
+}
+
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/signup", get(signup_page).post(signup))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
+        .route("/reset/{token}", get(reset_page).post(reset_password))
 }

@@ -2,6 +2,8 @@
 //! and total shown before paying), the saved card, auto-recharge, the
 //! history with running balance, and the account's journal as CSV.
 
+use axum::routing::{get, post};
+use axum::Router;
 use std::sync::Arc;
 
 use askama::Template;
@@ -17,6 +19,7 @@ use super::{html, no_store, see_other, CsrfOnly, Nav, Page};
 use crate::billing::{AutoRecharge, HistoryRow};
 use crate::error::CpError;
 use crate::extract::{CheckedForm, Csrf, Signed};
+use crate::input::day_range;
 use crate::ops::Member;
 use crate::ControlPlane;
 
@@ -217,25 +220,6 @@ pub(super) struct Range {
     to: String,
 }
 
-/// Reads a `from`..`to` range of UTC days (at most ten years).
-pub fn day_range(from: &str, to: &str) -> Result<(NaiveDate, NaiveDate), CpError> {
-    let day = |text: &str, what: &str| {
-        text.parse::<NaiveDate>().map_err(|_| {
-            CpError::BadInput(format!(
-                "`{}` is not a {what} date (YYYY-MM-DD).",
-                crate::echo(text)
-            ))
-        })
-    };
-    let (from, to) = (day(from, "start")?, day(to, "end")?);
-    if to < from || (to - from).num_days() > 3_660 {
-        return Err(CpError::BadInput(
-            "The range must run forwards and span at most ten years.".into(),
-        ));
-    }
-    Ok((from, to))
-}
-
 /// The account's journal lines as CSV (the columns of `modelrouter ledger export`).
 pub(super) async fn journal_csv(
     State(cp): State<Arc<ControlPlane>>,
@@ -270,4 +254,16 @@ impl ControlPlane {
         ledger::export::export(&self.store, Some(&account.to_string()), from, to, &mut out).await?;
         Ok(out)
     }
+}
+
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/billing", get(billing_page))
+        .route("/billing/deposit", post(review_deposit))
+        .route("/billing/deposit/pay", post(pay_deposit))
+        .route("/billing/card", post(save_card))
+        .route("/billing/card/remove", post(remove_card))
+        .route("/billing/auto-recharge", post(set_auto_recharge))
+        .route("/billing/journal.csv", get(journal_csv))
 }

@@ -1,16 +1,16 @@
-//! The dashboard's front page (today's spend, a 14-day chart, recent
-//! requests) and the accounts a user belongs to.
+//! The dashboard's front page: today's spend, a 14-day chart, recent requests.
 
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
 use money::Money;
 
-use super::{html, logged_in, CsrfOnly, Nav, Page};
-use crate::error::CpError;
-use crate::extract::{CheckedForm, Csrf, Https, Signed};
-use crate::queries::{chart_days, MembershipRow, RequestRow};
+use super::{html, Nav, Page};
+use crate::extract::{Csrf, Signed};
+use crate::queries::{chart_days, RequestRow};
 use crate::ControlPlane;
 
 #[derive(Template)]
@@ -46,39 +46,7 @@ pub(super) async fn dashboard(
     }))
 }
 
-#[derive(Template)]
-#[template(path = "accounts.html")]
-struct AccountsPage {
-    nav: Nav,
-    accounts: Vec<MembershipRow>,
-}
-
-pub(super) async fn accounts_page(
-    State(cp): State<Arc<ControlPlane>>,
-    Signed(member): Signed,
-    csrf: Csrf,
-) -> Page {
-    let accounts = cp.memberships_of(member.user, member.account).await?;
-    Ok(html(&AccountsPage {
-        nav: Nav::new(&member, csrf, "accounts"),
-        accounts,
-    }))
-}
-
-/// Re-issues the session for another account of the same user; 404 when
-/// the user is not a member of it.
-pub(super) async fn switch_account(
-    State(cp): State<Arc<ControlPlane>>,
-    Signed(member): Signed,
-    Path(id): Path<String>,
-    Https(https): Https,
-    Csrf(csrf): Csrf,
-    _: CheckedForm<CsrfOnly>,
-) -> Page {
-    let account: events::AccountId = id.parse().map_err(|_| CpError::NotFound)?;
-    let target = cp
-        .member(member.user, account)
-        .await?
-        .ok_or(CpError::NotFound)?;
-    logged_in(&cp, target.user, target.account, "/dashboard", &csrf, https).await
+/// This page's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new().route("/dashboard", get(dashboard))
 }

@@ -1,5 +1,7 @@
 //! API keys: created (shown once), listed with who made them, revoked.
 
+use axum::routing::{get, post};
+use axum::Router;
 use std::sync::Arc;
 
 use askama::Template;
@@ -72,3 +74,10 @@ pub(super) async fn revoke_key(
 }
 
 csrf_forms!(KeyForm);
+
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/keys", get(keys_page).post(create_key))
+        .route("/keys/{id}/revoke", post(revoke_key))
+}

@@ -1,6 +1,8 @@
 //! Members and invitations: invite by link (shown once, works once, for
 //! the invited email, until it expires or is withdrawn), roles, removal.
 
+use axum::routing::{get, post};
+use axum::Router;
 use std::sync::Arc;
 
 use askama::Template;
@@ -234,3 +236,18 @@ pub(super) async fn withdraw(
 }
 
 csrf_forms!(InviteForm, RoleForm, JoinForm);
+
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/members", get(members_page))
+        .route("/members/invite", post(invite))
+        .route("/members/{user}/role", post(set_role))
+        .route("/members/{user}/remove", post(remove))
+        .route("/members/invitations/{id}/withdraw", post(withdraw))
+        .route(
+            "/invite/{token}",
+            get(invitation_page).post(accept_invitation),
+        )
+        .route("/invite/{token}/signup", post(join_by_invitation))
+}

@@ -1,17 +1,16 @@
 //! The dashboard: askama templates from `web-templates/`, one handler per
-//! page and form, by domain: [`auth`] (sign-up, login, passwords),
-//! [`dashboard`] (usage, accounts), [`keys`], [`settings`] (providers,
-//! limits, models), [`members`], [`operator`]. Forms post back and redirect
+//! page and form, by area, each module with its routes: [`auth`] (sign-up,
+//! login, passwords), [`dashboard`], [`accounts`], [`keys`], [`providers`],
+//! [`limits`], [`models`], [`members`], [`billing`], [`operator`]. Forms post back and redirect
 //! (303) to a page, so a reload never repeats a change; a plaintext key or
 //! invitation link is rendered directly in the response that created it,
 //! and only there.
 
 use std::sync::Arc;
 
-use askama::Template;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
 use axum::Router;
 use events::Role;
 use serde::Deserialize;
@@ -32,41 +31,21 @@ macro_rules! csrf_forms {
     )*};
 }
 
+mod accounts;
 mod auth;
 pub mod billing;
 mod dashboard;
 mod keys;
+mod limits;
 mod members;
+mod models;
 mod operator;
-mod settings;
+mod providers;
 
-pub use settings::{parse_limit, ModelRow};
+pub use crate::view::{html, ErrorPage};
+pub use models::ModelRow;
 
 type Page = Result<Response, PageError>;
-
-/// Renders a template (a failure is logged and shown as a plain 500).
-pub fn html<T: Template>(page: &T) -> Response {
-    match page.render() {
-        Ok(body) => Html(body).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The page could not be rendered.",
-            )
-                .into_response()
-        }
-    }
-}
-
-/// The error page.
-#[derive(Template)]
-#[template(path = "error.html")]
-pub struct ErrorPage {
-    pub status: u16,
-    pub title: String,
-    pub message: String,
-}
 
 /// What the logged-in layout shows.
 pub struct Nav {
@@ -141,50 +120,16 @@ fn see_other(to: &str) -> Response {
 pub fn routes() -> Router<Arc<ControlPlane>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/dashboard") }))
-        .route("/signup", get(auth::signup_page).post(auth::signup))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route(
-            "/account/password",
-            get(auth::password_page).post(auth::change_password),
-        )
-        .route(
-            "/reset/{token}",
-            get(auth::reset_page).post(auth::reset_password),
-        )
-        .route("/dashboard", get(dashboard::dashboard))
-        .route("/accounts", get(dashboard::accounts_page))
-        .route("/accounts/{id}/switch", post(dashboard::switch_account))
-        .route("/keys", get(keys::keys_page).post(keys::create_key))
-        .route("/keys/{id}/revoke", post(keys::revoke_key))
-        .route("/providers", get(settings::providers_page))
-        .route("/providers/{id}", post(settings::set_block))
-        .route(
-            "/limits",
-            get(settings::limits_page).post(settings::set_limit),
-        )
-        .route("/models", get(settings::models_page))
-        .route("/members", get(members::members_page))
-        .route("/members/invite", post(members::invite))
-        .route("/members/{user}/role", post(members::set_role))
-        .route("/members/{user}/remove", post(members::remove))
-        .route(
-            "/members/invitations/{id}/withdraw",
-            post(members::withdraw),
-        )
-        .route(
-            "/invite/{token}",
-            get(members::invitation_page).post(members::accept_invitation),
-        )
-        .route("/invite/{token}/signup", post(members::join_by_invitation))
-        .route("/operator", get(operator::operator_page))
-        .route("/billing", get(billing::billing_page))
-        .route("/billing/deposit", post(billing::review_deposit))
-        .route("/billing/deposit/pay", post(billing::pay_deposit))
-        .route("/billing/card", post(billing::save_card))
-        .route("/billing/card/remove", post(billing::remove_card))
-        .route("/billing/auto-recharge", post(billing::set_auto_recharge))
-        .route("/billing/journal.csv", get(billing::journal_csv))
+        .merge(auth::routes())
+        .merge(keys::routes())
+        .merge(members::routes())
+        .merge(billing::routes())
+        .merge(operator::routes())
+        .merge(dashboard::routes())
+        .merge(accounts::routes())
+        .merge(providers::routes())
+        .merge(limits::routes())
+        .merge(models::routes())
 }
 
 /// Headers every dashboard response carries: no framing (clickjacking), no

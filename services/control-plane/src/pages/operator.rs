@@ -1,5 +1,7 @@
 //! `/operator`: the deployment's health for its operators (see `operator`).
 
+use axum::routing::get;
+use axum::Router;
 use std::sync::Arc;
 
 use askama::Template;
@@ -28,4 +30,9 @@ pub(super) async fn operator_page(
         nav: Nav::new(&member, csrf, "operator"),
         view,
     }))
+}
+
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new().route("/operator", get(operator_page))
 }

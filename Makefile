@@ -7,7 +7,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-tools backing-services
+.PHONY: run test lint lint-tools unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
@@ -16,9 +16,14 @@ run:
 ## The whole suite: formatting, lints, Rust tests, official-SDK tests.
 test: lint unit python-test deploy-check
 
-lint:
+lint: lint-tools
 	$(CARGO) fmt --all -- --check
+	cargo machete
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## cargo-machete, which finds dependencies no source file uses.
+lint-tools:
+	@command -v cargo-machete >/dev/null || $(CARGO) install cargo-machete --locked --version 0.9.2
 
 unit: backing-services
 	$(CARGO) test --workspace

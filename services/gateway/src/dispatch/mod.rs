@@ -22,11 +22,10 @@ use catalog::{Model, TokenUsage};
 use futures_util::StreamExt;
 use openai::{ChatCompletion, ChatRequest, Usage};
 
-use crate::accounts::Allowance;
 use crate::auto::Explanation;
 use crate::error::{Attempt, GatewayError};
+use crate::handlers::Received;
 use crate::health::Expect;
-use crate::keys::Caller;
 use crate::prefer::Prefer;
 use crate::providers::{Provider, ProviderError};
 use crate::usage::{Recording, Served};
@@ -55,6 +54,24 @@ pub struct Routed {
     pub answer: Answer,
     /// How the request got there.
     pub route: Route,
+}
+
+impl Routed {
+    /// The response in an ingress's format: `whole` renders a completion,
+    /// the encoder `stream` makes renders a stream; the routing headers are
+    /// set on either.
+    pub fn respond<E: Encoder>(
+        self,
+        whole: impl FnOnce(ChatCompletion) -> Response,
+        stream: impl FnOnce() -> E,
+    ) -> Response {
+        let mut response = match self.answer {
+            Answer::Whole { completion, .. } => whole(completion),
+            Answer::Stream(relay) => relay.into_response(stream()),
+        };
+        self.route.headers(&mut response);
+        response
+    }
 }
 
 /// How a request was routed: what its response's headers say.
@@ -93,11 +110,15 @@ impl Route {
 /// answer (steps 1–5 above).
 pub async fn chat(
     gateway: &Arc<Gateway>,
-    caller: &Caller,
-    allowance: Allowance,
     request_id: &RequestId,
-    request: ChatRequest,
+    received: Received<ChatRequest>,
 ) -> Result<Routed, GatewayError> {
+    let Received {
+        caller,
+        allowance,
+        request,
+    } = received;
+    let caller = &caller;
     let prefer = validate(&request)?;
     let request = Arc::new(request);
     let catalog = gateway.catalog.snapshot();

@@ -12,7 +12,7 @@ use openai::{ChatRequest, ErrorBody};
 
 use super::{Parsed, Received};
 use crate::dispatch::relay::sse_event;
-use crate::dispatch::{self, Answer, Encoder, Relayed};
+use crate::dispatch::{self, Encoder, Relayed};
 use crate::error::GatewayError;
 use crate::keys::Caller;
 use crate::{Gateway, RequestId};
@@ -34,20 +34,8 @@ pub async fn completions(
     request_id: RequestId,
     received: Received<ChatRequest>,
 ) -> Result<Response, GatewayError> {
-    let routed = dispatch::chat(
-        &gateway,
-        &received.caller,
-        received.allowance,
-        &request_id,
-        received.request,
-    )
-    .await?;
-    let mut response = match routed.answer {
-        Answer::Whole { completion, .. } => Json(completion).into_response(),
-        Answer::Stream(relay) => relay.into_response(OpenAiSse),
-    };
-    routed.route.headers(&mut response);
-    Ok(response)
+    let routed = dispatch::chat(&gateway, &request_id, received).await?;
+    Ok(routed.respond(|completion| Json(completion).into_response(), || OpenAiSse))
 }
 
 /// OpenAI's chunks: each as `data:`, the usage chunk, then `[DONE]`; a

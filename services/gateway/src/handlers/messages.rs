@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{Parsed, Received};
-use crate::dispatch::{self, Answer};
+use crate::dispatch;
 use crate::error::GatewayError;
 use crate::ingress::messages::{self, MessagesSse};
 use crate::keys::Caller;
@@ -32,22 +32,10 @@ async fn answer(
     request_id: &RequestId,
     received: Result<Received<MessagesRequest>, GatewayError>,
 ) -> Result<Response, GatewayError> {
-    let received = received?;
-    let request = messages::to_chat(received.request)?;
-    let routed = dispatch::chat(
-        gateway,
-        &received.caller,
-        received.allowance,
-        request_id,
-        request,
-    )
-    .await?;
-    let mut response = match routed.answer {
-        Answer::Whole { completion, .. } => Json(messages::response(completion)).into_response(),
-        Answer::Stream(relay) => relay.into_response(MessagesSse::default()),
-    };
-    routed.route.headers(&mut response);
-    Ok(response)
+    let received = received?.try_map(messages::to_chat)?;
+    let routed = dispatch::chat(gateway, request_id, received).await?;
+    let whole = |completion| Json(messages::response(completion)).into_response();
+    Ok(routed.respond(whole, MessagesSse::default))
 }
 
 /// `POST /v1/messages/count_tokens`: the prompt's input tokens, counted as

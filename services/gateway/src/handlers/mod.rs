@@ -98,6 +98,20 @@ impl<T: DeserializeOwned> FromRequest<Arc<Gateway>> for Received<T> {
     }
 }
 
+impl<T> Received<T> {
+    /// The same request in another form (an ingress's request as chat).
+    pub fn try_map<U>(
+        self,
+        f: impl FnOnce(T) -> Result<U, GatewayError>,
+    ) -> Result<Received<U>, GatewayError> {
+        Ok(Received {
+            caller: self.caller,
+            allowance: self.allowance,
+            request: f(self.request)?,
+        })
+    }
+}
+
 /// The caller of an endpoint that reads a key and nothing else about the
 /// account (models, health, explain, count_tokens).
 impl FromRequestParts<Arc<Gateway>> for Caller {

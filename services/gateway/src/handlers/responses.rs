@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::Received;
-use crate::dispatch::{self, Answer};
+use crate::dispatch;
 use crate::error::GatewayError;
 use crate::ingress::responses::{self, ResponsesRequest, ResponsesSse};
 use crate::{Gateway, RequestId};
@@ -20,22 +20,13 @@ pub async fn create(
     request_id: RequestId,
     received: Received<ResponsesRequest>,
 ) -> Result<Response, GatewayError> {
-    let translated = responses::to_chat(received.request)?;
-    let echo = translated.echo;
-    let routed = dispatch::chat(
-        &gateway,
-        &received.caller,
-        received.allowance,
-        &request_id,
-        translated.chat,
-    )
-    .await?;
-    let mut response = match routed.answer {
-        Answer::Whole { completion, .. } => {
-            Json(responses::response(completion, &echo)).into_response()
-        }
-        Answer::Stream(relay) => relay.into_response(ResponsesSse::new(echo)),
-    };
-    routed.route.headers(&mut response);
-    Ok(response)
+    let mut echo = Default::default();
+    let received = received.try_map(|request| {
+        let translated = responses::to_chat(request)?;
+        echo = translated.echo;
+        Ok(translated.chat)
+    })?;
+    let routed = dispatch::chat(&gateway, &request_id, received).await?;
+    let whole = |completion| Json(responses::response(completion, &echo)).into_response();
+    Ok(routed.respond(whole, || ResponsesSse::new(echo.clone())))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use catalog::{Catalog, EmbeddingAlias, EmbeddingModel, Model, Tier};
+use catalog::{Catalog, EmbeddingAlias, EmbeddingModel, Model, ProviderId, Tier};
 use openai::{Extra, ModelList, ModelObject};
 use serde_json::json;
 
@@ -16,29 +16,44 @@ use crate::Gateway;
 /// Unix time the entries report as `created` (the catalog has no dates).
 const CREATED: i64 = 1_735_689_600;
 
-fn tier_entry(catalog: &Catalog, tier: Tier) -> ModelObject {
-    let mut extra = Extra::new();
-    extra.insert("type".into(), json!("tier"));
-    extra.insert(
-        "models".into(),
-        json!(catalog
-            .tier(tier)
-            .map(|m| m.id.as_str())
-            .collect::<Vec<_>>()),
-    );
+/// A `model` object of type `kind` with the fields in `extra`.
+fn entry(id: String, owned_by: String, kind: &str, mut extra: Extra) -> ModelObject {
+    extra.insert("type".into(), json!(kind));
     ModelObject {
-        id: tier.to_string(),
+        id,
         object: "model".into(),
         created: CREATED,
-        owned_by: "model-router".into(),
+        owned_by,
         extra,
     }
+}
+
+/// An entry that names a group of models (a tier, an embedding alias).
+fn group_entry<'a>(id: String, kind: &str, models: impl Iterator<Item = &'a str>) -> ModelObject {
+    let mut extra = Extra::new();
+    extra.insert("models".into(), json!(models.collect::<Vec<_>>()));
+    entry(id, "model-router".into(), kind, extra)
+}
+
+/// The fields a chat or embedding model's entry ends with.
+fn model_tail(extra: &mut Extra, gateway: &Gateway, provider: ProviderId, note: Option<&String>) {
+    if let Some(note) = note {
+        extra.insert("scores_note".into(), json!(note));
+    }
+    extra.insert(
+        "available".into(),
+        json!(gateway.providers.get(provider).is_some()),
+    );
+}
+
+fn tier_entry(catalog: &Catalog, tier: Tier) -> ModelObject {
+    let models = catalog.tier(tier).map(|m| m.id.as_str());
+    group_entry(tier.to_string(), "tier", models)
 }
 
 fn model_entry(gateway: &Gateway, catalog: &Catalog, model: &Model) -> ModelObject {
     let rates = model.pricing.base;
     let mut extra = Extra::new();
-    extra.insert("type".into(), json!("model"));
     extra.insert("provider".into(), json!(model.provider));
     extra.insert("provider_model_id".into(), json!(model.provider_model_id));
     extra.insert("tier".into(), json!(model.tier));
@@ -55,26 +70,18 @@ fn model_entry(gateway: &Gateway, catalog: &Catalog, model: &Model) -> ModelObje
     extra.insert("capabilities".into(), json!(model.capabilities));
     extra.insert("quality".into(), json!(model.quality));
     extra.insert("coding".into(), json!(model.coding));
-    if let Some(note) = &model.scores_note {
-        extra.insert("scores_note".into(), json!(note));
-    }
-    extra.insert(
-        "available".into(),
-        json!(gateway.providers.get(model.provider).is_some()),
+    model_tail(
+        &mut extra,
+        gateway,
+        model.provider,
+        model.scores_note.as_ref(),
     );
-    ModelObject {
-        id: model.id.clone(),
-        object: "model".into(),
-        created: CREATED,
-        owned_by: model.provider.to_string(),
-        extra,
-    }
+    entry(model.id.clone(), model.provider.to_string(), "model", extra)
 }
 
 /// The `auto` alias: the tier is chosen per request by its score.
 fn auto_entry(gateway: &Gateway) -> ModelObject {
     let mut extra = Extra::new();
-    extra.insert("type".into(), json!("alias"));
     extra.insert(
         "description".into(),
         json!("Scores the conversation 0-100 and routes in the tier the score maps to."),
@@ -83,38 +90,22 @@ fn auto_entry(gateway: &Gateway) -> ModelObject {
         "thresholds".into(),
         json!({"standard_from": gateway.config.auto.standard_from, "premium_from": gateway.config.auto.premium_from}),
     );
-    ModelObject {
-        id: crate::auto::AUTO.into(),
-        object: "model".into(),
-        created: CREATED,
-        owned_by: "model-router".into(),
+    entry(
+        crate::auto::AUTO.into(),
+        "model-router".into(),
+        "alias",
         extra,
-    }
+    )
 }
 
 /// An `embed-*` alias and the models it may route to.
 fn embedding_alias_entry(catalog: &Catalog, alias: EmbeddingAlias) -> ModelObject {
-    let mut extra = Extra::new();
-    extra.insert("type".into(), json!("embedding_alias"));
-    extra.insert(
-        "models".into(),
-        json!(catalog
-            .embedding_alias(alias)
-            .map(|m| m.id.as_str())
-            .collect::<Vec<_>>()),
-    );
-    ModelObject {
-        id: alias.to_string(),
-        object: "model".into(),
-        created: CREATED,
-        owned_by: "model-router".into(),
-        extra,
-    }
+    let models = catalog.embedding_alias(alias).map(|m| m.id.as_str());
+    group_entry(alias.to_string(), "embedding_alias", models)
 }
 
 fn embedding_model_entry(gateway: &Gateway, model: &EmbeddingModel) -> ModelObject {
     let mut extra = Extra::new();
-    extra.insert("type".into(), json!("embedding_model"));
     extra.insert("provider".into(), json!(model.provider));
     extra.insert("provider_model_id".into(), json!(model.provider_model_id));
     extra.insert("aliases".into(), json!(model.aliases));
@@ -127,20 +118,18 @@ fn embedding_model_entry(gateway: &Gateway, model: &EmbeddingModel) -> ModelObje
         json!({"input_per_mtok": model.input_per_mtok.0}),
     );
     extra.insert("quality".into(), json!(model.quality));
-    if let Some(note) = &model.scores_note {
-        extra.insert("scores_note".into(), json!(note));
-    }
-    extra.insert(
-        "available".into(),
-        json!(gateway.providers.get(model.provider).is_some()),
+    model_tail(
+        &mut extra,
+        gateway,
+        model.provider,
+        model.scores_note.as_ref(),
     );
-    ModelObject {
-        id: model.id.clone(),
-        object: "model".into(),
-        created: CREATED,
-        owned_by: model.provider.to_string(),
+    entry(
+        model.id.clone(),
+        model.provider.to_string(),
+        "embedding_model",
         extra,
-    }
+    )
 }
 
 /// `GET /v1/models`.

@@ -31,7 +31,7 @@ echo $! >"$WORK/nats.pid"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 export MODELROUTER_EVENT_LOG="nats://127.0.0.1:$NATS_PORT" MODELROUTER_NATS_PREFIX=bench
 (export MODELROUTER_DATA_DIR="$WORK/ledger" MODELROUTER_LOG=warn; "$BIN" ledger >"$WORK/ledger.out" 2>"$WORK/ledger.err" & echo $! >"$WORK/ledger.pid")
-# Keys of `modelrouter gateway` belong to the nil account until the control plane exists.
+# Keys of a `modelrouter gateway` started without a control plane belong to the nil account.
 MODELROUTER_DATA_DIR="$WORK/ledger" "$BIN" grant --account 00000000-0000-0000-0000-000000000000 --amount 1000000 >/dev/null
 GWE=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY
   export OPENAI_API_KEY=sim-key OPENAI_BASE_URL="$SIM/openai/v1" MODELROUTER_LOG=warn \

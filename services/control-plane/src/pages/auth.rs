@@ -366,6 +366,19 @@ pub(super) async fn reset_password(
     }
 }
 
+/// This area's routes.
+pub(super) fn routes() -> Router<Arc<ControlPlane>> {
+    Router::new()
+        .route("/signup", get(signup_page).post(signup))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
+        .route("/reset/{token}", get(reset_page).post(reset_password))
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe_next;
@@ -393,17 +406,4 @@ mod tests {
             assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
         }
     }
-}
-
-/// This area's routes.
-pub(super) fn routes() -> Router<Arc<ControlPlane>> {
-    Router::new()
-        .route("/signup", get(signup_page).post(signup))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
-        .route(
-            "/account/password",
-            get(password_page).post(change_password),
-        )
-        .route("/reset/{token}", get(reset_page).post(reset_password))
 }

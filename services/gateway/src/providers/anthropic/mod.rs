@@ -17,8 +17,6 @@ use crate::config::ProviderSettings;
 use crate::sse::Event;
 use response::{Asked, StreamTranslator};
 
-/// Anthropic's public API.
-
 /// An Anthropic endpoint with its own connection pool.
 pub struct Anthropic {
     url: reqwest::Url,

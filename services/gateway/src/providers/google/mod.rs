@@ -20,8 +20,6 @@ use crate::config::ProviderSettings;
 use crate::sse::Event;
 use response::StreamTranslator;
 
-/// Google's public Gemini API.
-
 /// A Gemini endpoint with its own connection pool.
 pub struct Google {
     /// `{base}/v1beta/models/`, to which `{model}:{method}` is appended.

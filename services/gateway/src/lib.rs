@@ -36,14 +36,13 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use catalog::CatalogHandle;
 use tower::ServiceBuilder;
 use tower_http::request_id::{self, MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tower_http::trace::TraceLayer;
 
 pub use config::{GatewayConfig, ProviderSettings};
 pub use error::GatewayError;
@@ -250,15 +249,16 @@ impl MakeRequestId for MakeId {
     }
 }
 
-/// The span every log line of a request is written in: its id, method and
-/// path. At error level, so it is on whenever any of its lines is logged.
+/// The span every log line of a request is written in, named by its id
+/// (the line itself says what happened). At error level, so it is on
+/// whenever any of its lines is logged.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let id = request
         .headers()
         .get(headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::error_span!("request", id = %id, method = %request.method(), path = request.uri().path())
+    tracing::error_span!("request", id = %id)
 }
 
 /// The public API routes.
@@ -285,16 +285,22 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .method_not_allowed_fallback(unknown_route)
         .layer(DefaultBodyLimit::max(limit))
         .layer(
-            // Outermost first: drop a client's own id, give ours, answer with
-            // it, and run the request in a span that carries it.
+            // Outermost first: give the request our id (the server dropped a
+            // client's own), answer with it, and run the request in a span
+            // that carries it.
             ServiceBuilder::new()
-                .layer(middleware::map_request(forget_client_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeId))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(
+                    // Only the span: the gateway logs what happens itself, and
+                    // the per-request callbacks cost time on every request.
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+                        .on_request(())
+                        .on_response(())
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
                 ),
         )
         .with_state(gateway)
@@ -303,11 +309,4 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 async fn unknown_route(request: Request) -> Response {
     GatewayError::UnknownRoute(format!("{} {}", request.method(), request.uri().path()))
         .into_response()
-}
-
-/// A request id is the gateway's to give: usage events and
-/// `GET /v1/requests/{id}` rely on it being unique.
-async fn forget_client_request_id(mut request: Request) -> Request {
-    request.headers_mut().remove(headers::REQUEST_ID);
-    request
 }

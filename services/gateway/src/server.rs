@@ -176,6 +176,10 @@ impl Server {
             };
             let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
             request.extensions_mut().insert(ConnectInfo(peer));
+            // A request id is the gateway's to give (usage events and
+            // `GET /v1/requests/{id}` rely on it being unique): a client's
+            // own is dropped here, where every request passes anyway.
+            request.headers_mut().remove(crate::headers::REQUEST_ID);
             // Read as the request arrives (a request begun before the drain
             // keeps its connection; the next one on it is told to close).
             let closing = draining.is_set();

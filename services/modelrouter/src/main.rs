@@ -6,6 +6,9 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use clap::{Parser, Subcommand};
 
@@ -130,10 +133,17 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    // A static per-target filter: unlike `EnvFilter` it keeps no per-span
+    // state, so entering the request span each poll takes no shared lock.
     let filter = std::env::var("MODELROUTER_LOG").unwrap_or_else(|_| "info".into());
+    let targets = filter.parse::<Targets>().unwrap_or_else(|e| {
+        eprintln!("MODELROUTER_LOG={filter:?}: {e}; logging at info");
+        Targets::new().with_default(tracing::Level::INFO)
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .finish()
+        .with(targets)
         .init();
     let config = match Config::load(cli.config.as_deref(), |name| std::env::var(name).ok()) {
         Ok(c) => c,

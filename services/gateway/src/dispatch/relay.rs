@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderValue;
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use catalog::Model;
 use futures_util::stream::{self, StreamExt};
 use openai::{ChatCompletionChunk, ChatRequest, Usage};
@@ -37,10 +37,10 @@ pub enum Relayed {
     },
 }
 
-/// Turns relayed items into one ingress's SSE events (axum writes them).
+/// Turns relayed items into one ingress's SSE bytes.
 pub trait Encoder: Send + 'static {
-    /// The events for `item`, in order (may be none).
-    fn encode(&mut self, item: Relayed) -> Vec<Event>;
+    /// The bytes for `item` (may be empty).
+    fn encode(&mut self, item: Relayed) -> Bytes;
 }
 
 /// The relay of one stream whose first chunk already arrived.
@@ -104,16 +104,19 @@ impl Relay {
 
     /// The response streaming this relay as `text/event-stream`, encoded by `encoder`.
     pub fn into_response(self, mut encoder: impl Encoder) -> Response {
-        let events = stream::unfold(self, |mut relay| async move {
+        let body = stream::unfold(self, |mut relay| async move {
             let item = relay.next().await?;
             Some((item, relay))
         })
-        .flat_map(move |item| stream::iter(encoder.encode(item)))
-        .map(Ok::<_, std::convert::Infallible>);
-        let mut response = Sse::new(events).into_response();
-        response
-            .headers_mut()
-            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        .map(move |item| Ok::<_, std::convert::Infallible>(encoder.encode(item)));
+        let mut response = Response::new(Body::from_stream(body));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     }
 
@@ -252,13 +255,24 @@ impl Drop for Relay {
     }
 }
 
-/// One SSE event: optional `event:` name, then `data` as JSON.
-pub fn sse_event(name: Option<&str>, data: &impl serde::Serialize) -> Event {
-    let event = match name {
-        Some(name) => Event::default().event(name),
-        None => Event::default(),
-    };
-    event
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().data("{}"))
+/// One SSE event: optional `event:` name, then the JSON `data`, written
+/// directly. JSON from serde_json never holds a raw line break, so the data
+/// is always one `data:` line; axum's `sse::Event` scans every byte of it
+/// for line breaks, which took 4.6% of the gateway's CPU on streams (perf,
+/// 64 streams at saturation).
+pub fn sse_event(name: Option<&str>, data: &impl serde::Serialize) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    let mark = out.len();
+    if serde_json::to_writer(&mut out, data).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openai::{ChatRequest, ErrorBody};
@@ -43,11 +43,13 @@ pub async fn completions(
 struct OpenAiSse;
 
 impl Encoder for OpenAiSse {
-    fn encode(&mut self, item: Relayed) -> Vec<Event> {
+    fn encode(&mut self, item: Relayed) -> Bytes {
         match item {
-            Relayed::Chunk(chunk) => vec![sse_event(None, &chunk)],
+            Relayed::Chunk(chunk) => sse_event(None, &chunk),
             Relayed::Finished(usage) => {
-                vec![sse_event(None, &usage), Event::default().data("[DONE]")]
+                let mut out = sse_event(None, &usage).to_vec();
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                Bytes::from(out)
             }
             Relayed::BrokeOff { usage, error } => {
                 let body = ErrorBody::new(
@@ -56,7 +58,9 @@ impl Encoder for OpenAiSse {
                     None,
                     Some("upstream_stream_error"),
                 );
-                vec![sse_event(None, &usage), sse_event(None, &body)]
+                let mut out = sse_event(None, &usage).to_vec();
+                out.extend_from_slice(&sse_event(None, &body));
+                Bytes::from(out)
             }
         }
     }

@@ -21,7 +21,7 @@ use anthropic::{
     MessageDeltaBody, MessagesRequest, MessagesResponse, Role as ARole, StreamEvent, System,
     ToolChoice, Usage as AUsage,
 };
-use axum::response::sse::Event;
+use axum::body::Bytes;
 use openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Content as OContent, ContentPart,
     FunctionCall, FunctionDef, ImageUrl, Message, Role, Stop, Tool, ToolCall, Usage,
@@ -359,11 +359,11 @@ pub struct MessagesSse {
 }
 
 impl MessagesSse {
-    fn event(out: &mut Vec<Event>, event: &StreamEvent) {
-        out.push(sse_event(Some(event.name()), event));
+    fn event(out: &mut Vec<u8>, event: &StreamEvent) {
+        out.extend_from_slice(&sse_event(Some(event.name()), event));
     }
 
-    fn start(&mut self, chunk: &ChatCompletionChunk, out: &mut Vec<Event>) {
+    fn start(&mut self, chunk: &ChatCompletionChunk, out: &mut Vec<u8>) {
         if self.started {
             return;
         }
@@ -383,7 +383,7 @@ impl MessagesSse {
     }
 
     /// Makes `kind` the open block, closing the one before; true if it opened now.
-    fn open(&mut self, kind: Open, block: ContentBlock, out: &mut Vec<Event>) -> u32 {
+    fn open(&mut self, kind: Open, block: ContentBlock, out: &mut Vec<u8>) -> u32 {
         if let Some((open, index)) = self.open {
             if open == kind {
                 return index;
@@ -403,24 +403,24 @@ impl MessagesSse {
         index
     }
 
-    fn close(&mut self, out: &mut Vec<Event>) {
+    fn close(&mut self, out: &mut Vec<u8>) {
         if let Some((_, index)) = self.open.take() {
             Self::event(out, &StreamEvent::ContentBlockStop { index });
         }
     }
 
-    fn delta(out: &mut Vec<Event>, index: u32, delta: BlockDelta) {
+    fn delta(out: &mut Vec<u8>, index: u32, delta: BlockDelta) {
         Self::event(out, &StreamEvent::ContentBlockDelta { index, delta });
     }
 
-    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<Event>) {
+    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
         self.start(&chunk, out);
         if let Some(finish) = super::feed(chunk, self, out) {
             self.finish = Some(finish);
         }
     }
 
-    fn finished(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<Event>) {
+    fn finished(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
         self.start(&chunk, out);
         self.close(out);
         let usage = chunk.usage.as_ref().map(usage).unwrap_or_default();
@@ -445,7 +445,7 @@ impl MessagesSse {
 }
 
 impl super::Pieces for MessagesSse {
-    fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
+    fn reasoning(&mut self, text: &str, out: &mut Vec<u8>) {
         let block = ContentBlock::Thinking {
             thinking: String::new(),
             signature: String::new(),
@@ -455,12 +455,12 @@ impl super::Pieces for MessagesSse {
         Self::delta(out, index, BlockDelta::ThinkingDelta { thinking });
     }
 
-    fn text(&mut self, text: String, out: &mut Vec<Event>) {
+    fn text(&mut self, text: String, out: &mut Vec<u8>) {
         let index = self.open(Open::Text, ContentBlock::text(""), out);
         Self::delta(out, index, BlockDelta::TextDelta { text });
     }
 
-    fn call(&mut self, call: openai::ToolCallDelta, out: &mut Vec<Event>) {
+    fn call(&mut self, call: openai::ToolCallDelta, out: &mut Vec<u8>) {
         let function = call.function.unwrap_or_default();
         let index = match (call.id, self.open) {
             (None, Some((Open::Tool(i), index))) if i == call.index => index,
@@ -481,8 +481,8 @@ impl super::Pieces for MessagesSse {
 }
 
 impl Encoder for MessagesSse {
-    fn encode(&mut self, item: Relayed) -> Vec<Event> {
-        let mut out = Vec::with_capacity(4);
+    fn encode(&mut self, item: Relayed) -> Bytes {
+        let mut out = Vec::with_capacity(256);
         match item {
             Relayed::Chunk(chunk) => self.chunk(chunk, &mut out),
             Relayed::Finished(usage) => self.finished(usage, &mut out),
@@ -495,7 +495,7 @@ impl Encoder for MessagesSse {
                 Self::event(&mut out, &StreamEvent::Error { error });
             }
         }
-        out
+        Bytes::from(out)
     }
 }
 

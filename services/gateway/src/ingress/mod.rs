@@ -9,7 +9,6 @@
 pub mod messages;
 pub mod responses;
 
-use axum::response::sse::Event;
 use openai::{ChatCompletion, ChatCompletionChunk, ToolCall, ToolCallDelta};
 use serde_json::Value;
 
@@ -59,11 +58,11 @@ impl Answer {
 /// An ingress's stream writer: what one chat chunk adds, piece by piece.
 pub trait Pieces {
     /// Reasoning text.
-    fn reasoning(&mut self, text: &str, out: &mut Vec<Event>);
+    fn reasoning(&mut self, text: &str, out: &mut Vec<u8>);
     /// Answer text.
-    fn text(&mut self, text: String, out: &mut Vec<Event>);
+    fn text(&mut self, text: String, out: &mut Vec<u8>);
     /// A fragment of a tool call (a new call when it has an id).
-    fn call(&mut self, call: ToolCallDelta, out: &mut Vec<Event>);
+    fn call(&mut self, call: ToolCallDelta, out: &mut Vec<u8>);
 }
 
 /// Feeds the first choice of `chunk` to `pieces` (reasoning, then text,
@@ -71,7 +70,7 @@ pub trait Pieces {
 pub fn feed(
     chunk: ChatCompletionChunk,
     pieces: &mut impl Pieces,
-    out: &mut Vec<Event>,
+    out: &mut Vec<u8>,
 ) -> Option<String> {
     let choice = chunk.choices.into_iter().next()?;
     let delta = choice.delta;

@@ -18,7 +18,7 @@
 //! `response.completed` (`response.incomplete` when the output limit cut
 //! it, `response.failed` when the provider broke off).
 
-use axum::response::sse::Event;
+use axum::body::Bytes;
 use openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Content, ContentPart, FunctionCall,
     FunctionDef, ImageUrl, Message, Role, Tool, ToolCall, Usage,
@@ -570,13 +570,13 @@ impl ResponsesSse {
         }
     }
 
-    fn event(&mut self, out: &mut Vec<Event>, kind: &str, mut data: Value) {
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
         if let Some(fields) = data.as_object_mut() {
             fields.insert("type".into(), json!(kind));
             fields.insert("sequence_number".into(), json!(self.sequence));
         }
         self.sequence += 1;
-        out.push(sse_event(Some(kind), &data));
+        out.extend_from_slice(&sse_event(Some(kind), &data));
     }
 
     fn snapshot(&self, status: &str, usage: Value) -> Value {
@@ -590,7 +590,7 @@ impl ResponsesSse {
         )
     }
 
-    fn start(&mut self, chunk: &ChatCompletionChunk, out: &mut Vec<Event>) {
+    fn start(&mut self, chunk: &ChatCompletionChunk, out: &mut Vec<u8>) {
         if self.started {
             return;
         }
@@ -606,7 +606,7 @@ impl ResponsesSse {
     }
 
     /// Closes the open item: its done events, and it joins the output.
-    fn close(&mut self, out: &mut Vec<Event>) {
+    fn close(&mut self, out: &mut Vec<u8>) {
         let Some(open) = self.open.take() else { return };
         let output_index = self.index();
         let item = match open {
@@ -637,7 +637,7 @@ impl ResponsesSse {
         self.output.push(item);
     }
 
-    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<Event>) {
+    fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut Vec<u8>) {
         self.start(&chunk, out);
         if let Some(finish) = super::feed(chunk, self, out) {
             self.finish = Some(finish);
@@ -646,7 +646,7 @@ impl ResponsesSse {
 }
 
 impl super::Pieces for ResponsesSse {
-    fn text(&mut self, delta: String, out: &mut Vec<Event>) {
+    fn text(&mut self, delta: String, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Text { .. })) {
             self.close(out);
             let id = super::new_id("msg_");
@@ -673,7 +673,7 @@ impl super::Pieces for ResponsesSse {
         }
     }
 
-    fn reasoning(&mut self, delta: &str, out: &mut Vec<Event>) {
+    fn reasoning(&mut self, delta: &str, out: &mut Vec<u8>) {
         if !matches!(self.open, Some(Open::Reasoning { .. })) {
             self.close(out);
             let id = super::new_id("rs_");
@@ -694,7 +694,7 @@ impl super::Pieces for ResponsesSse {
         }
     }
 
-    fn call(&mut self, delta: openai::ToolCallDelta, out: &mut Vec<Event>) {
+    fn call(&mut self, delta: openai::ToolCallDelta, out: &mut Vec<u8>) {
         let function = delta.function.unwrap_or_default();
         let continues = matches!(&self.open, Some(Open::Call { index, .. }) if *index == delta.index && delta.id.is_none());
         if !continues {
@@ -728,8 +728,8 @@ impl super::Pieces for ResponsesSse {
 }
 
 impl Encoder for ResponsesSse {
-    fn encode(&mut self, item: Relayed) -> Vec<Event> {
-        let mut out = Vec::with_capacity(4);
+    fn encode(&mut self, item: Relayed) -> Bytes {
+        let mut out = Vec::with_capacity(256);
         match item {
             Relayed::Chunk(chunk) => self.chunk(chunk, &mut out),
             Relayed::Finished(chunk) => {
@@ -757,7 +757,7 @@ impl Encoder for ResponsesSse {
                 self.event(&mut out, "response.failed", json!({"response": response}));
             }
         }
-        out
+        Bytes::from(out)
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use test_support::Harness;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::{ask, header};
 
@@ -15,11 +17,12 @@ fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&logs);
+        let targets: Targets = "gateway=warn".parse().expect("a filter");
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_env_filter("gateway=warn")
             .with_writer(move || Sink(Arc::clone(&sink)))
-            .finish();
+            .finish()
+            .with(targets);
         // Another test may have set one first; then this test fails loudly below.
         let _ = tracing::subscriber::set_global_default(subscriber);
         logs

@@ -42,7 +42,6 @@ use axum::Router;
 use catalog::CatalogHandle;
 use tower::ServiceBuilder;
 use tower_http::request_id::{self, MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 pub use config::{GatewayConfig, ProviderSettings};
 pub use error::GatewayError;
@@ -233,7 +232,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
     }
 }
 
-fn new_request_id() -> String {
+/// A new request id: `req_` and 32 hex digits.
+pub(crate) fn new_request_id() -> String {
     format!("req_{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -247,18 +247,6 @@ impl MakeRequestId for MakeId {
             .ok()
             .map(request_id::RequestId::new)
     }
-}
-
-/// The span every log line of a request is written in, named by its id
-/// (the line itself says what happened). At error level, so it is on
-/// whenever any of its lines is logged.
-fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    let id = request
-        .headers()
-        .get(headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    tracing::error_span!("request", id = %id)
 }
 
 /// The public API routes.
@@ -285,23 +273,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .method_not_allowed_fallback(unknown_route)
         .layer(DefaultBodyLimit::max(limit))
         .layer(
-            // Outermost first: give the request our id (the server dropped a
-            // client's own), answer with it, and run the request in a span
-            // that carries it.
+            // The server loop gives every request our id and its span (see
+            // `server`); these put the id in the request's extensions (making
+            // one if the router is served some other way) and answer with it.
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeId))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(
-                    // Only the span: the gateway logs what happens itself, and
-                    // the per-request callbacks cost time on every request.
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_request(())
-                        .on_response(())
-                        .on_body_chunk(())
-                        .on_eos(())
-                        .on_failure(()),
-                ),
+                .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(gateway)
 }

@@ -140,8 +140,11 @@ fn main() -> ExitCode {
         eprintln!("MODELROUTER_LOG={filter:?}: {e}; logging at info");
         Targets::new().with_default(tracing::Level::INFO)
     });
+    // Colours only for a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .finish()
         .with(targets)
         .init();

@@ -45,6 +45,8 @@ pub trait Encoder: Send + 'static {
 
 /// The relay of one stream whose first chunk already arrived.
 pub struct Relay {
+    /// The request's span, for what the relay logs.
+    span: tracing::Span,
     /// Records the usage once the stream ends, however it ends.
     record: Option<(Arc<Recording>, Vec<Attempt>)>,
     /// The first chunk, received while choosing the candidate, not yet sent.
@@ -87,6 +89,7 @@ impl Relay {
     /// A relay of `start`'s stream.
     pub fn new(start: Start) -> Relay {
         Relay {
+            span: tracing::Span::current(),
             ttft: start.permit.started().elapsed(),
             record: start.record,
             permit: Some(start.permit),
@@ -138,6 +141,9 @@ impl Relay {
                 }
                 Some(Err(error)) => {
                     self.done = true;
+                    // The body is written outside the request's span: log in it.
+                    let span = self.span.clone();
+                    let _in_request = span.enter();
                     if let Some(permit) = self.permit.take() {
                         permit.failed(&error);
                     }

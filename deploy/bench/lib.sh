@@ -22,3 +22,23 @@ start() {
 stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; rm -f "$WORK/$1.pid"; }
 
 KEY="mr_sk_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
+
+# Sends N chat requests (BODY, default $WORK/body.json) from 8 keep-alive
+# clients to URL; prints how many were not 200.
+send() {
+  python3 - "$1" "$2" "$KEY" "${3:-$WORK/body.json}" <<'PY'
+import http.client, sys, threading, urllib.parse
+url, n, key, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], open(sys.argv[4], "rb").read()
+host = urllib.parse.urlparse(url)
+bad = []
+def worker(count):
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+    for _ in range(count):
+        conn.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        r = conn.getresponse(); r.read()
+        if r.status != 200: bad.append(r.status)
+threads = [threading.Thread(target=worker, args=(n // 8 + (i < n % 8),)) for i in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(len(bad))
+PY
+}

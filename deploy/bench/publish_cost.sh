@@ -50,23 +50,6 @@ start_counted() {
 # Sends $2 requests, 8 at a time over keep-alive connections, to the gateway
 # at $1; prints how many did not get a 200. The client's speed does not
 # matter here: only the gateway's instructions are counted.
-send() {
-  python3 - "$1" "$2" "$KEY" "$WORK/body.json" <<'PY'
-import http.client, sys, threading, urllib.parse
-url, n, key, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], open(sys.argv[4], "rb").read()
-host = urllib.parse.urlparse(url)
-bad = []
-def worker(count):
-    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
-    for _ in range(count):
-        conn.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        r = conn.getresponse(); r.read()
-        if r.status != 200: bad.append(r.status)
-threads = [threading.Thread(target=worker, args=(n // 8 + (i < n % 8),)) for i in range(8)]
-[t.start() for t in threads]; [t.join() for t in threads]
-print(len(bad))
-PY
-}
 
 # Warms up, zeroes the counters, sends REQUESTS requests and prints the
 # instructions the gateway executed meanwhile and the non-200 count.

@@ -9,6 +9,7 @@
 //! buckets hold: key digests (never keys), account ids, blocks, balances.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ use crate::probes::Flag;
 const STARTUP_WAIT: Duration = Duration::from_secs(2);
 /// The pause before watching again after the log failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// The longest one attempt to load or watch the bucket may take: a request
+/// lost across a reconnect must not hold the view back for good.
+const ATTEMPT: Duration = Duration::from_secs(10);
 /// How often a changed view is written to disk.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -130,7 +134,7 @@ async fn keep_following(
         if !source.loaded.is_set() {
             // Started with nothing to serve from: load the whole bucket
             // before anything is marked ready.
-            match current(&source).await {
+            match bounded(source.bucket, current(&source)).await {
                 Ok(entries) => {
                     for entry in entries {
                         apply(&entry);
@@ -146,10 +150,13 @@ async fn keep_following(
                 }
             }
         }
-        let watched = match source.log.bucket(source.bucket).await {
-            Ok(bucket) => bucket.watch().await,
-            Err(e) => Err(e),
-        };
+        let watched = bounded(source.bucket, async {
+            match source.log.bucket(source.bucket).await {
+                Ok(bucket) => bucket.watch().await,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
         match watched {
             Ok(mut changes) => loop {
                 tokio::select! {
@@ -176,6 +183,26 @@ async fn keep_following(
             Err(e) => tracing::debug!(error = %e, bucket = source.bucket, "cannot watch; retrying"),
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// `attempt`, or an error when it takes longer than [`ATTEMPT`] (logged:
+/// the log answered nothing in that time).
+async fn bounded<T>(
+    bucket: &str,
+    attempt: impl Future<Output = Result<T, LogError>>,
+) -> Result<T, LogError> {
+    match tokio::time::timeout(ATTEMPT, attempt).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(
+                bucket,
+                "the event log did not answer within {ATTEMPT:?}; trying again"
+            );
+            Err(LogError::Unavailable(
+                format!("no answer in {ATTEMPT:?}").into(),
+            ))
+        }
     }
 }
 
@@ -231,7 +258,91 @@ fn save(path: &Path, known: &BTreeMap<String, Entry>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use eventlog::sqlite::SqliteLog;
+    use eventlog::{Appended, Consumer, Record};
+
     use super::*;
+
+    /// A real log whose first `stalls` bucket look-ups never answer, as a
+    /// request lost across a reconnect would not.
+    struct Stalling {
+        inner: SqliteLog,
+        stalls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl EventLog for Stalling {
+        async fn append(
+            &self,
+            subject: &str,
+            id: &str,
+            payload: &[u8],
+        ) -> eventlog::Result<Appended> {
+            self.inner.append(subject, id, payload).await
+        }
+        async fn consumer(&self, name: &str) -> eventlog::Result<Box<dyn Consumer>> {
+            self.inner.consumer(name).await
+        }
+        async fn read(&self, from: u64, limit: usize) -> eventlog::Result<Vec<Record>> {
+            self.inner.read(from, limit).await
+        }
+        async fn last_seq(&self) -> eventlog::Result<u64> {
+            self.inner.last_seq().await
+        }
+        async fn bucket(&self, name: &str) -> eventlog::Result<Arc<dyn eventlog::Bucket>> {
+            let stall = self
+                .stalls
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if stall {
+                std::future::pending::<()>().await;
+            }
+            self.inner.bucket(name).await
+        }
+        fn max_record_bytes(&self) -> usize {
+            self.inner.max_record_bytes()
+        }
+    }
+
+    /// The start-up look-up and the first retry never answer: the view is
+    /// still loaded by a later attempt instead of waiting for good.
+    #[tokio::test]
+    async fn a_look_up_that_never_answers_is_given_up_and_tried_again() {
+        let dir = std::env::temp_dir().join(format!("stall-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inner = SqliteLog::open(&dir.join("events.db")).await.unwrap();
+        inner
+            .bucket("keys")
+            .await
+            .unwrap()
+            .put("k1", b"{}")
+            .await
+            .unwrap();
+        let log = Arc::new(Stalling {
+            inner,
+            stalls: AtomicUsize::new(2),
+        });
+        let source = Source::new(log, "keys", Some(&dir));
+        let loaded = source.loaded.clone();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&seen);
+        follow(source, move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
+        .unwrap();
+        assert!(!loaded.is_set(), "nothing answered at start");
+        let deadline = tokio::time::Instant::now() + ATTEMPT * 2;
+        while !loaded.is_set() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(loaded.is_set(), "never loaded after a look-up hung");
+        assert!(seen.load(Ordering::SeqCst) >= 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
 
     #[test]
     fn a_saved_view_loads_back_and_a_missing_one_is_empty() {

@@ -146,8 +146,9 @@ async fn a_gateway_is_not_ready_until_its_views_are_loaded() {
     let mut nats = test_support::backends::OwnNats::start().await;
     nats.stop();
     let deployment = Deployment::new(BIN, &nats.url, "");
+    let logged = [("MODELROUTER_LOG", "info,gateway=debug,eventlog=debug")];
     let gateways = deployment
-        .gateways(&["gw-early"], "http://127.0.0.1:9", &[])
+        .gateways(&["gw-early"], "http://127.0.0.1:9", &logged)
         .await;
     let url = &gateways[0].1;
     let http = reqwest::Client::new();
@@ -170,7 +171,13 @@ async fn a_gateway_is_not_ready_until_its_views_are_loaded() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(last.0, 200, "never ready after the log came up: {}", last.1);
+    assert_eq!(
+        last.0,
+        200,
+        "never ready after the log came up: {}\nthe gateway's log:\n{}",
+        last.1,
+        deployment.log_of(&gateways[0].0)
+    );
 }
 
 /// SIGTERM during a stream: `/readyz` turns 503 at once, the stream runs to

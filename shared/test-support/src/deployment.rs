@@ -75,9 +75,17 @@ impl Deployment {
 
     /// Starts a long-running process and waits (bounded) for a banner line
     /// containing `until`; returns the process and that line.
+    /// Its log (stderr) is kept for [`Deployment::log_of`].
     pub async fn start(&self, mut command: Command, until: &str) -> (Child, String) {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let logs = self.dir.0.join("logs");
+        std::fs::create_dir_all(&logs).expect("a log dir");
+        let starting = logs.join(format!("{}.starting", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&starting).expect("a log file");
+        command.stdout(Stdio::piped()).stderr(log);
         let mut child = command.spawn().expect("modelrouter starts");
+        // Named by the process once it has one; the process keeps writing to it.
+        let pid = child.id().unwrap_or_default();
+        std::fs::rename(&starting, logs.join(format!("{pid}.log"))).expect("the log renamed");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut found = String::new();
         let read = async {
@@ -97,6 +105,14 @@ impl Deployment {
         );
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         (child, found)
+    }
+
+    /// What `child` (started by [`Deployment::start`]) has logged so far.
+    pub fn log_of(&self, child: &Child) -> String {
+        let pid = child.id().unwrap_or_default();
+        let path = self.dir.0.join("logs").join(format!("{pid}.log"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
     }
 
     /// Starts the provider simulator; returns it and its URL.

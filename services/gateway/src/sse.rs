@@ -1,34 +1,55 @@
-//! Reading `text/event-stream` bodies: the `eventsource-stream` crate parses
-//! them to the WHATWG rules (`\n`, `\r\n` or a bare `\r` ends a line;
-//! multi-line data joined by `\n`; comments and data-less events skipped;
-//! `event:` and `id:` kept), and its errors become provider errors here.
+//! Reading `text/event-stream` bodies: the `sse-stream` crate parses them to
+//! the WHATWG rules (`\n`, `\r\n` or a bare `\r` ends a line; multi-line
+//! data joined by `\n`; comments and unknown fields ignored). Here blocks
+//! with no data or only empty data are skipped (nothing in them translates
+//! to a chunk), and its errors become provider errors.
 
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::{Stream, StreamExt};
+use bytes::Buf;
+use futures_util::{future, Stream, StreamExt};
+use sse_stream::{Error, SseByteStream};
 
 use crate::providers::ProviderError;
 
-pub use eventsource_stream::Event;
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its `event:` name; `None` is the default type, "message".
+    pub event: Option<String>,
+    /// Its data lines, joined by `\n`.
+    pub data: String,
+}
 
 /// The events of an SSE body, ending as the body does: a transport error
 /// (a timeout, a broken body, [`ProviderError::EndOfBody`]) comes through
-/// as itself; bytes that are not UTF-8 or not SSE are a protocol error.
-pub fn events<B: AsRef<[u8]>>(
+/// as itself; a field that is not UTF-8 is a protocol error.
+pub fn events<B: Buf>(
     body: impl Stream<Item = Result<B, ProviderError>>,
 ) -> impl Stream<Item = Result<Event, ProviderError>> {
-    body.eventsource().map(|item| {
-        item.map_err(|e| match e {
-            EventStreamError::Transport(e) => e,
-            EventStreamError::Utf8(e) => {
-                ProviderError::Protocol(format!("the event stream is not UTF-8: {e}"))
-            }
-            EventStreamError::Parser(e) => {
-                ProviderError::Protocol(format!("the event stream is not SSE: {e:?}"))
-            }
+    SseByteStream::new(body).filter_map(|item| {
+        future::ready(match item {
+            Ok(sse) => sse.data.filter(|data| !data.is_empty()).map(|data| {
+                Ok(Event {
+                    event: sse.event,
+                    data,
+                })
+            }),
+            Err(e) => Some(Err(provider_error(e))),
         })
     })
 }
 
+fn provider_error(e: Error) -> ProviderError {
+    match e {
+        Error::Body(e) => match e.downcast::<ProviderError>() {
+            Ok(e) => *e,
+            Err(e) => ProviderError::Protocol(format!("the event stream broke: {e}")),
+        },
+        Error::Utf8Parse(e) => {
+            ProviderError::Protocol(format!("the event stream is not UTF-8: {e}"))
+        }
+        e => ProviderError::Protocol(format!("the event stream is not SSE: {e}")),
+    }
+}
 #[cfg(test)]
 mod tests {
     use futures_util::{stream, FutureExt};
@@ -40,20 +61,21 @@ mod tests {
         let mut events = Box::pin(events(body));
         let mut out = Vec::new();
         while let Some(Some(Ok(event))) = events.next().now_or_never() {
-            out.push((event.event, event.data));
+            out.push((event.event.unwrap_or_else(|| "message".into()), event.data));
         }
         out
     }
 
     #[test]
     fn splits_events_across_arbitrary_byte_boundaries_and_every_line_ending() {
-        let input: &[u8] = b": keep-alive\n\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\nevent: ping\n\nevent: delta\rdata: z\r\rdata: [DONE]\n\n";
+        let input: &[u8] = b": keep-alive\n\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\nevent: ping\n\nevent: delta\rdata: z\r\rretry: 5\nunknown: field\nid: 7\ndata: q\n\ndata:\n\ndata: [DONE]\n\n";
         for split in 1..input.len() {
             let got = decode(input.chunks(split).collect());
             let want = [
                 ("message", "{\"a\":1}"),
                 ("message", "x\ny"),
                 ("delta", "z"),
+                ("message", "q"),
                 ("message", "[DONE]"),
             ];
             let want: Vec<(String, String)> = want
@@ -62,6 +84,17 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "split {split}");
         }
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_is_a_protocol_error() {
+        let body = stream::iter(vec![Ok::<_, ProviderError>(&b"data: \xff\n\n"[..])]);
+        let mut events = Box::pin(events(body));
+        let first = events.next().now_or_never().flatten();
+        assert!(
+            matches!(first, Some(Err(ProviderError::Protocol(_)))),
+            "{first:?}"
+        );
     }
 
     #[test]

@@ -35,8 +35,10 @@ backing-services:
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 	@for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && exit 0; sleep 0.2; done; echo "PostgreSQL or NATS did not come up" >&2; exit 1
 
+## The binary `cargo test --workspace` already built (same features, so no
+## second build of the tree; a no-op after `unit`).
 python-test: python-deps browser-deps deploy-deps
-	$(CARGO) build -p modelrouter
+	$(CARGO) test --workspace --no-run
 	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python
 
 python-deps: $(VENV)/.installed

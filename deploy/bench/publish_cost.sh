@@ -10,9 +10,12 @@
 #   BENCH_KEEP       a directory to keep the two callgrind profiles in
 #   BENCH_SCALED_LINGER_MS  the usage linger of the third run (default 150)
 # Callgrind runs the gateway ~20× slower, so with the default 5 ms linger its
-# usage publisher gathers fewer events per append than at full speed (about 8
-# against 30-45 in the load test). The third run lengthens the linger so the
-# batches are as large as at full speed; both are printed, with the batch size.
+# usage publisher gathers fewer events per append than at full speed (4.2
+# against 30-45 in the load test). The third run lengthens the linger to make
+# the batches larger; both are printed, with the batch size each really got
+# (calls of the log's batch append). At callgrind's pace a 150 ms linger
+# gathers 6.3 events per append, still below the load test's size: raise
+# BENCH_SCALED_LINGER_MS for larger batches.
 set -euo pipefail
 BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
 REQUESTS=${BENCH_REQUESTS:-2000}
@@ -67,10 +70,10 @@ count() {
   local dump
   dump=$(ls "$WORK/$name.callgrind"* | tail -1)
   ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
-  # Appends made: calls of the batch encoder (0 without events).
+  # Appends made: calls of the log's batch append (0 without events).
   local batches
   batches=$(callgrind_annotate --tree=calling --threshold=100 "$dump" 2>/dev/null \
-    | grep -o 'events::Envelope::encode_all ([0-9,]*x)' | head -1 | grep -o '[0-9,]*x' | tr -d ',x' || true)
+    | grep -o 'EventLog>::append_batch ([0-9,]*x)' | head -1 | grep -o '[0-9,]*x' | tr -d ',x' || true)
   echo "${batches:-0}" >"$WORK/$name.batches"
   # Instructions in the API-key check: HMAC-SHA256, which valgrind runs in
   # software where the CPU has SHA instructions natively.

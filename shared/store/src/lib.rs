@@ -6,6 +6,8 @@
 //! and only integer, text and byte columns (ids and times as text, amounts
 //! as integer nano-dollars).
 
+pub mod rows;
+
 use std::str::FromStr;
 use std::sync::Once;
 

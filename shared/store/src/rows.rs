@@ -1,0 +1,174 @@
+//! Set-based statements for both backends: many rows in one
+//! `INSERT … VALUES (…), (…)` and many keys in one `WHERE … IN (…)`, so a
+//! batch costs a few round trips instead of one per row.
+//!
+//! sqlx's `QueryBuilder` cannot serve here: for the `Any` driver it writes
+//! `?` placeholders, which PostgreSQL does not read. These write `$N`, which
+//! both do. A statement is cut before [`MAX_PARAMETERS`] (SQLite's limit is
+//! 32,766, PostgreSQL's 65,535).
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::Arguments;
+
+/// Parameters one statement binds at most.
+pub const MAX_PARAMETERS: usize = 30_000;
+
+/// One bound value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+    MaybeInt(Option<i64>),
+    MaybeText(Option<String>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        Value::MaybeInt(v)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
+        Value::MaybeText(v)
+    }
+}
+
+fn bind(args: &mut AnyArguments<'_>, value: Value) -> Result<(), sqlx::Error> {
+    match value {
+        Value::Int(v) => args.add(v),
+        Value::Text(v) => args.add(v),
+        Value::MaybeInt(v) => args.add(v),
+        Value::MaybeText(v) => args.add(v),
+    }
+    .map_err(sqlx::Error::Encode)
+}
+
+/// A multi-row `INSERT`: `head` (`INSERT INTO t (a, b)`), then `VALUES`
+/// with one tuple per pushed row, then `tail` (`ON CONFLICT …`,
+/// `RETURNING …`), run as few statements as the parameter limit allows.
+#[derive(Debug)]
+pub struct Rows {
+    head: &'static str,
+    tail: &'static str,
+    width: usize,
+    values: Vec<Value>,
+}
+
+impl Rows {
+    /// Rows of `width` values for `head … VALUES … tail`.
+    pub fn new(head: &'static str, width: usize, tail: &'static str) -> Rows {
+        assert!(
+            width > 0 && width <= MAX_PARAMETERS,
+            "a row binds 1 to {MAX_PARAMETERS} values"
+        );
+        Rows {
+            head,
+            tail,
+            width,
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a row; it must have the statement's width.
+    pub fn push<const N: usize>(&mut self, row: [Value; N]) {
+        assert_eq!(
+            N, self.width,
+            "a row of {N} values for {} columns",
+            self.width
+        );
+        self.values.extend(row);
+    }
+
+    /// How many rows are pushed.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.width
+    }
+
+    /// Whether no row is pushed.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Runs the statements on `conn`; returns what their `RETURNING` gave
+    /// (nothing without one). No row, no statement.
+    pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let per_statement = (MAX_PARAMETERS / self.width) * self.width;
+        let mut returned = Vec::new();
+        let mut values = self.values.into_iter().peekable();
+        while values.peek().is_some() {
+            let chunk: Vec<Value> = values.by_ref().take(per_statement).collect();
+            let mut sql =
+                String::with_capacity(self.head.len() + self.tail.len() + chunk.len() * 6);
+            sql.push_str(self.head);
+            sql.push_str(" VALUES ");
+            let mut args = AnyArguments::default();
+            for (n, value) in chunk.into_iter().enumerate() {
+                let opens = n % self.width == 0;
+                if opens && n > 0 {
+                    sql.push_str("), ");
+                }
+                sql.push_str(if opens { "(" } else { ", " });
+                sql.push('$');
+                sql.push_str(&(n + 1).to_string());
+                bind(&mut args, value)?;
+            }
+            sql.push_str(") ");
+            sql.push_str(self.tail);
+            returned.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
+        }
+        Ok(returned)
+    }
+}
+
+/// Runs `head IN ($k…) tail` for every key of `keys`, after the
+/// parameters `fixed` (which `head` names `$1`, `$2`, …), in as few
+/// statements as the parameter limit allows; returns all their rows.
+pub async fn fetch_in(
+    conn: &mut sqlx::AnyConnection,
+    head: &str,
+    fixed: &[Value],
+    keys: &[String],
+    tail: &str,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_PARAMETERS - fixed.len()) {
+        let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * 6);
+        sql.push_str(head);
+        sql.push_str(" IN (");
+        let mut args = AnyArguments::default();
+        for value in fixed {
+            bind(&mut args, value.clone())?;
+        }
+        for (n, key) in chunk.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(fixed.len() + n + 1).to_string());
+            bind(&mut args, Value::Text(key.clone()))?;
+        }
+        sql.push_str(") ");
+        sql.push_str(tail);
+        rows.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}

@@ -139,13 +139,37 @@ impl Delivery {
     pub async fn ack(self) -> Result<()> {
         self.acker.ack().await
     }
+
+    /// Marks a batch done: `deliveries` from one consumer, in the order it
+    /// delivered them. Only the last ack waits for the log to confirm it;
+    /// the ones before it are sent without waiting (or, where acks are
+    /// cumulative, left to the last), so a batch costs one round trip.
+    /// If it fails, some of the batch may come again, never none of a
+    /// record that was not acked.
+    pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<()> {
+        let mut deliveries = deliveries.into_iter();
+        let last = deliveries.next_back();
+        for delivery in deliveries {
+            delivery.acker.ack_before_last().await?;
+        }
+        match last {
+            Some(last) => last.ack().await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// How one implementation acks one delivery.
 #[async_trait]
 pub trait Ack: Send + Sync {
-    /// Acks.
+    /// Acks, and returns once the log has recorded it.
     async fn ack(self: Box<Self>) -> Result<()>;
+
+    /// Acks a delivery that a later one of the same batch will follow with
+    /// [`Ack::ack`] (see [`Delivery::ack_all`]); by default, the same.
+    async fn ack_before_last(self: Box<Self>) -> Result<()> {
+        self.ack().await
+    }
 }
 
 /// A value in a bucket.
@@ -162,6 +186,14 @@ pub struct Entry {
 pub trait Bucket: Send + Sync {
     /// Stores `value` under `key`; returns its revision.
     async fn put(&self, key: &str, value: &[u8]) -> Result<u64>;
+    /// Stores every (key, value), keys distinct, in as few round trips or
+    /// transactions as the bucket can; by default one put each.
+    async fn put_all(&self, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        for (key, value) in entries {
+            self.put(key, value).await?;
+        }
+        Ok(())
+    }
     /// The current value of `key`.
     async fn get(&self, key: &str) -> Result<Option<Entry>>;
     /// Every key's current value, now: for a follower that must start

@@ -352,6 +352,12 @@ impl Ack for NatsAck {
     async fn ack(self: Box<Self>) -> Result<()> {
         self.0.double_ack().await.map_err(unavailable)
     }
+
+    /// Sent without waiting for the server: it handles one connection's
+    /// acks in order, so the last one's confirmation covers this one too.
+    async fn ack_before_last(self: Box<Self>) -> Result<()> {
+        self.0.ack().await.map_err(unavailable)
+    }
 }
 
 #[async_trait]
@@ -396,6 +402,14 @@ impl Bucket for NatsBucket {
             .put(key, Bytes::copy_from_slice(value))
             .await
             .map_err(unavailable)
+    }
+
+    /// All in flight at once, on the one connection: one round trip's wait
+    /// instead of one per entry.
+    async fn put_all(&self, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        futures_util::future::try_join_all(entries.iter().map(|(key, value)| self.put(key, value)))
+            .await?;
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {

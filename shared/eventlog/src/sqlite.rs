@@ -163,6 +163,7 @@ impl EventLog for SqliteLog {
             log: self.clone(),
             name: name.to_owned(),
             cursor: acked,
+            ahead: Default::default(),
         }))
     }
 
@@ -207,33 +208,46 @@ impl EventLog for SqliteLog {
 struct SqliteConsumer {
     log: SqliteLog,
     name: String,
+    /// The last record handed out (or read ahead).
     cursor: i64,
+    /// Records read ahead of `next`, in order.
+    ahead: std::collections::VecDeque<Record>,
 }
+
+/// Records a consumer reads per query.
+const READ_AHEAD: i64 = 256;
 
 #[async_trait]
 impl Consumer for SqliteConsumer {
     async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            if let Some(record) = self.ahead.pop_front() {
+                let ack = SqliteAck {
+                    pool: self.log.pool.clone(),
+                    name: self.name.clone(),
+                    seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
+                };
+                return Ok(Some(Delivery::new(record, Box::new(ack))));
+            }
             // Registered before the query, so an append in between still wakes us.
             let appended = self.log.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let row = sqlx::query(
-                "SELECT seq, subject, payload FROM log_records WHERE seq > $1 ORDER BY seq LIMIT 1",
+            let rows = sqlx::query(
+                "SELECT seq, subject, payload FROM log_records WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .bind(self.cursor)
-            .fetch_optional(&self.log.pool)
+            .bind(READ_AHEAD)
+            .fetch_all(&self.log.pool)
             .await?;
-            if let Some(row) = row {
-                let record = record(&row)?;
+            for row in &rows {
+                let record = record(row)?;
                 self.cursor = i64::try_from(record.seq).unwrap_or(i64::MAX);
-                let ack = SqliteAck {
-                    pool: self.log.pool.clone(),
-                    name: self.name.clone(),
-                    seq: self.cursor,
-                };
-                return Ok(Some(Delivery::new(record, Box::new(ack))));
+                self.ahead.push_back(record);
+            }
+            if !self.ahead.is_empty() {
+                continue;
             }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {
                 return Ok(None);
@@ -258,6 +272,11 @@ impl Ack for SqliteAck {
             .await?;
         Ok(())
     }
+
+    /// Nothing to do: acks are cumulative, so the batch's last ack covers it.
+    async fn ack_before_last(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct SqliteBucket {
@@ -266,16 +285,20 @@ struct SqliteBucket {
     changes: broadcast::Sender<Entry>,
 }
 
-#[async_trait]
-impl Bucket for SqliteBucket {
-    async fn put(&self, key: &str, value: &[u8]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+impl SqliteBucket {
+    /// Stores `value` under `key` within `conn`; returns its revision.
+    async fn put_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        key: &str,
+        value: &[u8],
+    ) -> Result<u64> {
         let revision: i64 = sqlx::query_scalar(
             "INSERT INTO kv_revisions (bucket, revision) VALUES ($1, 1)
              ON CONFLICT (bucket) DO UPDATE SET revision = revision + 1 RETURNING revision",
         )
         .bind(&self.name)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         sqlx::query(
             "INSERT INTO kv_entries (bucket, key, value, revision) VALUES ($1, $2, $3, $4)
@@ -285,17 +308,43 @@ impl Bucket for SqliteBucket {
         .bind(key)
         .bind(value)
         .bind(revision)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await?;
-        let revision = seq_of(revision);
-        // No watcher is fine: the value is stored.
+        Ok(seq_of(revision))
+    }
+
+    /// Tells the watchers of a stored value (none watching is fine).
+    fn announce(&self, key: &str, value: &[u8], revision: u64) {
         let _ = self.changes.send(Entry {
             key: key.to_owned(),
             value: Bytes::copy_from_slice(value),
             revision,
         });
+    }
+}
+
+#[async_trait]
+impl Bucket for SqliteBucket {
+    async fn put(&self, key: &str, value: &[u8]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let revision = self.put_on(&mut tx, key, value).await?;
+        tx.commit().await?;
+        self.announce(key, value, revision);
         Ok(revision)
+    }
+
+    /// One transaction for them all (one fsync).
+    async fn put_all(&self, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut revisions = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            revisions.push(self.put_on(&mut tx, key, value).await?);
+        }
+        tx.commit().await?;
+        for ((key, value), revision) in entries.iter().zip(revisions) {
+            self.announce(key, value, revision);
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {

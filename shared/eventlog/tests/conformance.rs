@@ -171,6 +171,86 @@ async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLo
     assert!(empty.snapshot().await.unwrap().is_empty());
 }
 
+/// A batch acked with one confirmed ack is done, all of it; one that was
+/// not acked comes again whole, in order, after a partial ack.
+async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
+    for i in 1..=300 {
+        log.append("events.usage", &format!("b{i}"), format!("{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut consumer = log.consumer("ledger").await.unwrap();
+    let mut batch = Vec::new();
+    while batch.len() < 200 {
+        batch.push(consumer.next(WAIT).await.unwrap().expect("a record"));
+    }
+    eventlog::Delivery::ack_all(batch).await.unwrap();
+    let rest: Vec<_> = {
+        let mut rest = Vec::new();
+        while rest.len() < 100 {
+            rest.push(consumer.next(WAIT).await.unwrap().expect("a record"));
+        }
+        rest
+    };
+    eventlog::Delivery::ack_all(rest.into_iter().take(40).collect())
+        .await
+        .unwrap();
+    drop(consumer);
+    let mut again = log.consumer("ledger").await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(d) = again.next(WAIT).await.unwrap() {
+        seen.push(String::from_utf8(d.record.payload.to_vec()).unwrap());
+        d.ack().await.unwrap();
+        if seen.len() == 60 {
+            break;
+        }
+    }
+    let expected: Vec<String> = (241..=300).map(|i| i.to_string()).collect();
+    assert_eq!(
+        seen, expected,
+        "the 60 never acked, in log order, nothing else"
+    );
+    assert!(again
+        .next(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+    eventlog::Delivery::ack_all(Vec::new()).await.unwrap();
+}
+
+/// Many values stored at once are each stored, and watchers see each.
+async fn many_values_put_at_once_are_each_stored_and_seen(log: &dyn EventLog) {
+    let bucket = log.bucket("accounts").await.unwrap();
+    bucket.put("acct-0", b"old").await.unwrap();
+    let mut watch = bucket.watch().await.unwrap();
+    let first = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.key, "acct-0");
+    let entries: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("acct-{i}"), format!("v{i}").into_bytes()))
+        .collect();
+    bucket.put_all(&entries).await.unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 50 {
+        let e = tokio::time::timeout(WAIT, watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.insert(e.key, e.value.to_vec());
+    }
+    for (key, value) in &entries {
+        assert_eq!(&seen[key], value);
+        assert_eq!(
+            &bucket.get(key).await.unwrap().unwrap().value[..],
+            &value[..]
+        );
+    }
+}
+
 macro_rules! conformance {
     ($name:ident) => {
         mod $name {
@@ -195,3 +275,5 @@ macro_rules! conformance {
 conformance!(appends_are_ordered_and_deduplicated_by_id);
 conformance!(consumers_resume_after_their_acks_and_redeliver_the_rest);
 conformance!(buckets_keep_the_latest_value_and_watches_see_changes);
+conformance!(a_batch_acked_at_once_is_not_delivered_again);
+conformance!(many_values_put_at_once_are_each_stored_and_seen);

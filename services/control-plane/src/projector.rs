@@ -21,6 +21,11 @@ use crate::error::CpError;
 
 /// The projector's durable consumer name.
 const CONSUMER: &str = "control-plane";
+/// Records not ours (usage, most of the log) are acked together: at most
+/// this many at once …
+const SKIPPED_ACKS: usize = 256;
+/// … and at most this long after the first of them came.
+const SKIPPED_WAIT: Duration = Duration::from_millis(100);
 
 /// The control plane's projection and the buckets it feeds.
 pub struct Projector {
@@ -124,32 +129,67 @@ impl Projector {
                     continue;
                 }
             };
-            loop {
-                let next = tokio::select! {
-                    _ = &mut stop => return,
-                    n = consumer.next(Duration::from_secs(1)) => n,
-                };
-                let delivery = match next {
-                    Ok(Some(d)) => d,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "control plane consumer broke; reconnecting");
-                        break;
+            match self.follow(consumer.as_mut(), stop.as_mut()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control plane consumer broke; reconnecting")
+                }
+            }
+        }
+    }
+
+    /// Applies records of `consumer` until `stop` resolves (`Ok`) or the
+    /// log fails.
+    /// Usage records, most of the log and none of ours, are skipped without
+    /// decoding and acked in batches (one confirmed ack each, see
+    /// [`eventlog::Delivery::ack_all`]) before the next record of ours is
+    /// applied, so acks stay in log order.
+    async fn follow(
+        &self,
+        consumer: &mut dyn eventlog::Consumer,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<(), eventlog::LogError> {
+        let mut skipped = Vec::new();
+        let mut since = tokio::time::Instant::now();
+        loop {
+            let wait = if skipped.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                SKIPPED_WAIT.saturating_sub(since.elapsed())
+            };
+            let next = tokio::select! {
+                _ = stop.as_mut() => {
+                    if let Err(e) = eventlog::Delivery::ack_all(skipped).await {
+                        tracing::debug!(error = %e, "skipped records not acked; they come again (harmless)");
                     }
-                };
-                // Usage records are most of the log and none of ours: skip
-                // them without decoding.
-                let subject = delivery.record.subject.as_str();
-                let ours =
-                    subject == events::subjects::ACCESS || subject == events::subjects::ACCOUNT;
-                if ours && !self.apply_record(&delivery.record.payload).await {
-                    // Not acked: delivered again after the log's ack wait.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+                    return Ok(());
                 }
-                if let Err(e) = delivery.ack().await {
-                    tracing::warn!(error = %e, "ack failed; the record will be applied again (harmless)");
+                n = consumer.next(wait) => n?,
+            };
+            let Some(delivery) = next else {
+                eventlog::Delivery::ack_all(std::mem::take(&mut skipped)).await?;
+                continue;
+            };
+            let subject = delivery.record.subject.as_str();
+            let ours = subject == events::subjects::ACCESS || subject == events::subjects::ACCOUNT;
+            if !ours {
+                if skipped.is_empty() {
+                    since = tokio::time::Instant::now();
                 }
+                skipped.push(delivery);
+                if skipped.len() >= SKIPPED_ACKS || since.elapsed() >= SKIPPED_WAIT {
+                    eventlog::Delivery::ack_all(std::mem::take(&mut skipped)).await?;
+                }
+                continue;
+            }
+            eventlog::Delivery::ack_all(std::mem::take(&mut skipped)).await?;
+            if !self.apply_record(&delivery.record.payload).await {
+                // Not acked: delivered again after the log's ack wait.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "ack failed; the record will be applied again (harmless)");
             }
         }
     }

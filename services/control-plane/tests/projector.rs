@@ -1,0 +1,105 @@
+//! The projector against the real logs: it applies the control plane's
+//! events among many usage records, and acks every record it skipped, so a
+//! restarted projector does not read them again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use control_plane::projector::Projector;
+use eventlog::EventLog;
+use events::{AccountId, Envelope, Event, KeyIssued, KEYS_BUCKET};
+use money::Money;
+use test_support::backends::{usage_event, Backends};
+
+async fn append(log: &dyn EventLog, envelope: &Envelope) {
+    log.append(
+        envelope.event.subject(),
+        &envelope.id.to_string(),
+        &envelope.encode(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
+    backends.store.migrate().await.unwrap();
+    let account = AccountId::new();
+    for seq in 1..=300 {
+        append(
+            &*backends.log,
+            &usage_event(account, seq, Money::from_nanos(1)),
+        )
+        .await;
+    }
+    let digest = "ab".repeat(32);
+    append(
+        &*backends.log,
+        &Envelope::new(Event::KeyIssued(KeyIssued {
+            account,
+            key: digest[..12].to_owned(),
+            digest: digest.clone(),
+            name: "ci".into(),
+            prefix: "mr_sk_ab".into(),
+            last_four: "abab".into(),
+            by: None,
+            admin: false,
+        })),
+    )
+    .await;
+    for seq in 301..=320 {
+        append(
+            &*backends.log,
+            &usage_event(account, seq, Money::from_nanos(1)),
+        )
+        .await;
+    }
+    let projector = Arc::new(
+        Projector::new(&*backends.log, backends.store.clone())
+            .await
+            .unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(
+        Arc::clone(&projector).run(Arc::clone(&backends.log), async {
+            let _ = stopped.await;
+        }),
+    );
+    let keys = backends.log.bucket(KEYS_BUCKET).await.unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if keys.get(&digest).await.unwrap().is_some() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the key reached the keys bucket");
+    // The records after the key are acked too, within the projector's wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the projector stops")
+        .unwrap();
+    let mut again = backends.log.consumer("control-plane").await.unwrap();
+    assert!(
+        again
+            .next(Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_none(),
+        "every record was acked"
+    );
+    drop(again);
+    backends.cleanup().await;
+}
+
+#[tokio::test]
+async fn on_nats_and_postgres() {
+    skips_and_acks_usage_and_applies_its_own(Backends::distributed().await).await;
+}
+
+#[tokio::test]
+async fn embedded() {
+    skips_and_acks_usage_and_applies_its_own(Backends::embedded().await).await;
+}

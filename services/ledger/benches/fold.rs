@@ -1,48 +1,73 @@
 //! How fast the ledger folds usage events, against the floor of one durable
-//! write per event on the same database: 5,000 usage events are appended to
-//! the log, then timed from the first fold to the last, on NATS +
-//! PostgreSQL and on the embedded pair. Baseline, in the same run: the same
-//! number of single-row INSERTs, each its own transaction, into the same
-//! database. Run with `cargo bench -p ledger --bench fold`.
+//! write per event on the same database: 50,000 usage events over 500
+//! accounts are appended to the log (one event per record, as a gateway
+//! at low rates writes them), then timed from the first fold to the last,
+//! on NATS + PostgreSQL and on the embedded pair. Baseline, in the same
+//! run: 5,000 single-row INSERTs, each its own transaction, into the same
+//! database. Run with `cargo bench -p ledger --bench fold`
+//! (`FOLD_EVENTS` and `FOLD_ACCOUNTS` change the sizes).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventlog::Outgoing;
 use events::{AccountId, CreditsGranted, Envelope, Event};
 use ledger::Ledger;
 use money::Money;
 use test_support::backends::Backends;
 
-const EVENTS: u64 = 5_000;
+/// Single-row transactions timed for the floor.
+const FLOOR_ROWS: i64 = 5_000;
+
+fn size(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn usage(account: AccountId, seq: u64) -> Envelope {
     test_support::backends::usage_event(account, seq, Money::from_nanos(41_600))
 }
 
-async fn fold(name: &str, backends: Backends) {
-    let accounts: Vec<AccountId> = (0..50).map(|_| AccountId::new()).collect();
-    for &account in &accounts {
-        backends
-            .publish(Event::CreditsGranted(CreditsGranted {
+/// Appends `envelopes`, one record each, in batches of 500.
+async fn append(backends: &Backends, envelopes: &[Envelope]) {
+    for chunk in envelopes.chunks(500) {
+        let encoded: Vec<(String, Vec<u8>)> = chunk
+            .iter()
+            .map(|e| (e.id.to_string(), e.encode()))
+            .collect();
+        let items: Vec<Outgoing> = chunk
+            .iter()
+            .zip(&encoded)
+            .map(|(e, (id, payload))| Outgoing {
+                subject: e.event.subject(),
+                id,
+                payload,
+            })
+            .collect();
+        backends.log.append_batch(&items).await.unwrap();
+    }
+}
+
+async fn fold(name: &str, backends: Backends, events: u64, accounts: u64) {
+    let accounts: Vec<AccountId> = (0..accounts).map(|_| AccountId::new()).collect();
+    let grants: Vec<Envelope> = accounts
+        .iter()
+        .map(|&account| {
+            Envelope::new(Event::CreditsGranted(CreditsGranted {
                 account,
                 amount: "1000".parse().unwrap(),
                 reason: "bench".into(),
             }))
-            .await;
-    }
-    for seq in 1..=EVENTS {
-        let envelope = usage(accounts[(seq % 50) as usize], seq);
-        backends
-            .log
-            .append(
-                envelope.event.subject(),
-                &envelope.id.to_string(),
-                &envelope.encode(),
-            )
-            .await
-            .unwrap();
-    }
-    let total = EVENTS + accounts.len() as u64;
+        })
+        .collect();
+    append(&backends, &grants).await;
+    let usage: Vec<Envelope> = (1..=events)
+        .map(|seq| usage(accounts[(seq % accounts.len() as u64) as usize], seq))
+        .collect();
+    append(&backends, &usage).await;
+    let total = events + accounts.len() as u64;
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await
         .unwrap();
@@ -52,11 +77,12 @@ async fn fold(name: &str, backends: Backends) {
         .await
         .unwrap();
     let started = Instant::now();
-    let mut folded = 0;
+    let (mut folded, mut batches) = (0, 0u64);
     while folded < total {
         folded += ledger.step(consumer.as_mut()).await.unwrap() as u64;
+        batches += 1;
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(900),
             "ledger stalled"
         );
     }
@@ -67,7 +93,7 @@ async fn fold(name: &str, backends: Backends) {
         .await
         .unwrap();
     let started = Instant::now();
-    for id in 0..total as i64 {
+    for id in 0..FLOOR_ROWS {
         let mut tx = backends.store.pool.begin().await.unwrap();
         sqlx::query("INSERT INTO bench_floor (id, payload) VALUES ($1, $2)")
             .bind(id)
@@ -77,22 +103,37 @@ async fn fold(name: &str, backends: Backends) {
             .unwrap();
         tx.commit().await.unwrap();
     }
-    let floor_rate = total as f64 / started.elapsed().as_secs_f64();
+    let floor_rate = FLOOR_ROWS as f64 / started.elapsed().as_secs_f64();
     println!(
-        "{name:<22} ledger folds {fold_rate:>7.0} events/s; one-row-per-transaction floor {floor_rate:>7.0}/s; ratio {:.2}",
+        "{name:<18} ledger folds {fold_rate:>7.0} events/s ({:.0} per batch); one-row-per-transaction floor {floor_rate:>6.0}/s; ratio {:.1}",
+        total as f64 / batches as f64,
         fold_rate / floor_rate
     );
     backends.cleanup().await;
 }
 
 fn main() {
+    let events = size("FOLD_EVENTS", 50_000);
+    let accounts = size("FOLD_ACCOUNTS", 500).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        println!("{EVENTS} usage events over 50 accounts (plus 50 grants)");
-        fold("NATS + PostgreSQL", Backends::distributed().await).await;
-        fold("embedded (SQLite)", Backends::embedded().await).await;
+        println!("{events} usage events over {accounts} accounts (plus a grant each)");
+        fold(
+            "NATS + PostgreSQL",
+            Backends::distributed().await,
+            events,
+            accounts,
+        )
+        .await;
+        fold(
+            "embedded (SQLite)",
+            Backends::embedded().await,
+            events,
+            accounts,
+        )
+        .await;
     });
 }

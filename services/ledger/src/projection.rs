@@ -1,17 +1,26 @@
 //! The live projection in the store, keyed by event id, so an event
 //! delivered or published twice changes the books once.
 //!
-//! Event-level rows (applied ids, journal lines, requests) are written per
-//! event; account-level rows (balances, day totals, origins) are summed over
-//! a batch in [`AccountChanges`] and written once per account, which is
-//! what makes a batch cheaper than its events one by one.
+//! A batch is folded with set-based SQL, one multi-row statement per table
+//! whatever its size (see [`store::rows`]):
+//! 1. claim the events' ids in `applied_events`; its `RETURNING` names the
+//!    ones never applied before, and only those go on;
+//! 2. insert their own rows: journal lines, requests, deposits;
+//! 3. load the touched accounts' auto-recharge states and balances (one
+//!    query each), fold the events into them in log order, and sum the
+//!    account-level changes (balances, day totals, origins);
+//! 4. upsert the sums.
+//!
+//! So a batch of 256 usage events costs about ten statements instead of a
+//! thousand, within the caller's one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use events::{AccountId, AccountState, Envelope};
 use money::Money;
 use sqlx::Row;
+use store::rows::{fetch_in, Rows, Value};
 use store::Store;
 
 use crate::postings::{effects, Effects};
@@ -26,6 +35,169 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// An event of the batch that the ledger applies, with what it does.
+struct Candidate<'a> {
+    seq: u64,
+    envelope: &'a Envelope,
+    id: String,
+    account: String,
+    at: String,
+    effects: Effects,
+}
+
+/// What a batch did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Events applied now (the rest were applied before, or are not the
+    /// ledger's).
+    pub fresh: usize,
+    /// Recharges the batch started: (account, recharge).
+    pub started: Vec<(AccountId, uuid::Uuid)>,
+}
+
+/// Applies `events` (each with its log position, in log order) within
+/// `tx`: every event not applied before, once; the caller commits.
+pub async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[(u64, Envelope)],
+) -> Result<Applied, LedgerError> {
+    let candidates = candidates(events);
+    let fresh = claim(tx, &candidates).await?;
+    let fresh: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| fresh.contains(&c.id))
+        .collect();
+    insert_event_rows(tx, &fresh).await?;
+    let mut changes = AccountChanges::load(tx, &fresh).await?;
+    for candidate in &fresh {
+        changes.add(candidate);
+    }
+    let started = std::mem::take(&mut changes.started);
+    changes.write(tx).await?;
+    Ok(Applied {
+        fresh: fresh.len(),
+        started,
+    })
+}
+
+/// The events the ledger applies, each id once (a publisher's retry may put
+/// the same event twice in one batch).
+fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
+    let mut seen = HashSet::new();
+    events
+        .iter()
+        .filter(|(_, envelope)| seen.insert(envelope.id))
+        .filter_map(|(seq, envelope)| {
+            let effects = effects(envelope)?;
+            Some(Candidate {
+                seq: *seq,
+                envelope,
+                id: envelope.id.to_string(),
+                account: effects.account.to_string(),
+                at: envelope.at.to_rfc3339(),
+                effects,
+            })
+        })
+        .collect()
+}
+
+/// Claims the candidates' ids; returns the ones not applied before.
+async fn claim(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    candidates: &[Candidate<'_>],
+) -> Result<HashSet<String>, LedgerError> {
+    let mut claim = Rows::new(
+        "INSERT INTO applied_events (event_id, seq, kind, account, at)",
+        5,
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    );
+    for c in candidates {
+        claim.push([
+            c.id.as_str().into(),
+            as_i64(c.seq).into(),
+            c.envelope.event.kind().0.into(),
+            c.account.as_str().into(),
+            c.at.as_str().into(),
+        ]);
+    }
+    let mut fresh = HashSet::with_capacity(candidates.len());
+    for row in claim.run(tx).await? {
+        fresh.insert(row.try_get("event_id")?);
+    }
+    Ok(fresh)
+}
+
+/// The fresh events' own rows: journal lines, requests, deposits.
+async fn insert_event_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fresh: &[&Candidate<'_>],
+) -> Result<(), LedgerError> {
+    let mut journal = Rows::new(
+        "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)",
+        8,
+        "",
+    );
+    let mut requests = Rows::new(
+        "INSERT INTO requests (event_id, account, at, request_id, model, provider,
+                               input_tokens, output_tokens, cost, total_ms, outcome, key_id,
+                               gateway, origin_seq)",
+        14,
+        "",
+    );
+    let mut deposits = Rows::new(
+        "INSERT INTO deposits (payment, account, credits, fee, recharge, at)",
+        6,
+        "ON CONFLICT (payment) DO NOTHING",
+    );
+    for c in fresh {
+        for (n, line) in c.effects.lines.iter().enumerate() {
+            journal.push([
+                c.id.as_str().into(),
+                Value::Int(n as i64),
+                c.at.as_str().into(),
+                line.book.as_str().into(),
+                line.account.to_string().into(),
+                nanos(line.debit).into(),
+                nanos(line.credit).into(),
+                line.memo.as_str().into(),
+            ]);
+        }
+        if let Some(r) = &c.effects.request {
+            let (gateway, origin_seq) = c.effects.origin.clone().unwrap_or_default();
+            requests.push([
+                c.id.as_str().into(),
+                c.account.as_str().into(),
+                c.at.as_str().into(),
+                r.request_id.as_str().into(),
+                r.model.as_str().into(),
+                r.provider.as_str().into(),
+                as_i64(r.input_tokens).into(),
+                as_i64(r.output_tokens).into(),
+                nanos(r.cost).into(),
+                as_i64(r.total_ms).into(),
+                r.outcome.into(),
+                r.key.as_str().into(),
+                gateway.into(),
+                as_i64(origin_seq).into(),
+            ]);
+        }
+        if let events::Event::DepositSettled(d) = &c.envelope.event {
+            deposits.push([
+                d.payment.as_str().into(),
+                c.account.as_str().into(),
+                nanos(d.credits).into(),
+                nanos(d.fee).into(),
+                d.recharge.map(|r| r.to_string()).into(),
+                c.at.as_str().into(),
+            ]);
+        }
+    }
+    for rows in [journal, requests, deposits] {
+        rows.run(tx).await?;
+    }
+    Ok(())
+}
+
 /// One account's summed changes.
 #[derive(Debug, Default)]
 struct Change {
@@ -35,9 +207,10 @@ struct Change {
     limit: Option<Option<Money>>,
 }
 
-/// The account-level changes of a batch of events, summed.
+/// The account-level changes of a batch of events, summed, and the
+/// auto-recharge states they fold into.
 #[derive(Debug, Default)]
-pub struct AccountChanges {
+struct AccountChanges {
     accounts: BTreeMap<String, Change>,
     days: BTreeMap<(String, String), (Money, i64)>,
     origins: BTreeMap<(String, String), u64>,
@@ -46,19 +219,54 @@ pub struct AccountChanges {
     /// gateway → (highest number, events, latest time).
     sequences: BTreeMap<String, (u64, i64, String)>,
     /// Auto-recharge states of the accounts touched, as loaded and folded,
-    /// and whether they changed.
-    recharges: BTreeMap<String, (Recharge, bool)>,
-    /// Balances before the batch of the accounts whose auto-recharge is on.
-    balances: BTreeMap<String, Money>,
-    /// Recharges this batch started: (account, recharge).
-    pub started: Vec<(AccountId, uuid::Uuid)>,
-    /// Deposits this batch settled: (payment, account, credits, fee, recharge, at).
-    deposits: Vec<(String, String, Money, Money, Option<String>, String)>,
+    /// and whether they changed (absent: the default, unchanged).
+    recharges: HashMap<String, (Recharge, bool)>,
+    /// Balances before the batch of the accounts touched.
+    balances: HashMap<String, Money>,
+    /// Recharges this batch started.
+    started: Vec<(AccountId, uuid::Uuid)>,
 }
 
 impl AccountChanges {
-    fn add(&mut self, e: &Effects, at: &str) {
-        let account = e.account.to_string();
+    /// Empty sums over the auto-recharge states and balances of the
+    /// accounts `fresh` touches, loaded in one query each.
+    async fn load(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        fresh: &[&Candidate<'_>],
+    ) -> Result<AccountChanges, LedgerError> {
+        let mut accounts: Vec<String> = fresh.iter().map(|c| c.account.clone()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let recharges = crate::recharge::load_all(tx, &accounts).await?;
+        let mut balances = HashMap::with_capacity(accounts.len());
+        let rows = fetch_in(
+            tx,
+            "SELECT account, balance FROM balances WHERE account",
+            &[],
+            &accounts,
+            "",
+        )
+        .await?;
+        for row in rows {
+            balances.insert(
+                row.try_get("account")?,
+                Money::from_nanos(row.try_get("balance")?),
+            );
+        }
+        Ok(AccountChanges {
+            recharges: recharges
+                .into_iter()
+                .map(|(a, r)| (a, (r, false)))
+                .collect(),
+            balances,
+            ..AccountChanges::default()
+        })
+    }
+
+    /// Adds one fresh event, in log order.
+    fn add(&mut self, c: &Candidate) {
+        let e = &c.effects;
+        let account = &c.account;
         let change = self.accounts.entry(account.clone()).or_default();
         change.delta += e.balance_delta();
         change.events += 1;
@@ -82,239 +290,150 @@ impl AccountChanges {
                 .entry((account.clone(), instance.clone()))
                 .or_default();
             count.0 += 1;
-            count.1 = count.1.clone().max(at.to_owned());
+            if c.at > count.1 {
+                count.1.clone_from(&c.at);
+            }
         }
         if let Some((gateway, seq)) = &e.origin {
             let sequence = self.sequences.entry(gateway.clone()).or_default();
             sequence.0 = sequence.0.max(*seq);
             sequence.1 += 1;
-            sequence.2 = sequence.2.clone().max(at.to_owned());
-            let last = self.origins.entry((account, gateway.clone())).or_default();
+            if c.at > sequence.2 {
+                sequence.2.clone_from(&c.at);
+            }
+            let last = self
+                .origins
+                .entry((account.clone(), gateway.clone()))
+                .or_default();
             *last = (*last).max(*seq);
         }
+        self.recharge(c);
     }
 
-    /// Folds the event into its account's auto-recharge (loaded once per
-    /// batch), with the balance after it; notes a recharge it starts.
-    async fn recharge(
-        &mut self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        envelope: &Envelope,
-    ) -> Result<(), LedgerError> {
-        let account = envelope.event.account();
-        let key = account.to_string();
-        if !self.recharges.contains_key(&key) {
-            let loaded = crate::recharge::load(&mut **tx, &key).await?;
-            self.recharges.insert(key.clone(), (loaded, false));
+    /// Folds the event into its account's auto-recharge, with the balance
+    /// after it; notes a recharge it starts.
+    fn recharge(&mut self, c: &Candidate) {
+        let (state, dirty) = self.recharges.entry(c.account.clone()).or_default();
+        if !state.enabled && !Recharge::settles_or_sets(&c.envelope.event) {
+            return;
         }
-        let Some((state, _)) = self.recharges.get(&key) else {
-            return Ok(());
-        };
-        if !state.enabled && !Recharge::settles_or_sets(&envelope.event) {
-            return Ok(());
+        let before = self
+            .balances
+            .get(&c.account)
+            .copied()
+            .unwrap_or(Money::ZERO);
+        let balance = before
+            + self
+                .accounts
+                .get(&c.account)
+                .map_or(Money::ZERO, |a| a.delta);
+        let was = state.clone();
+        if let Some(started) = state.apply(c.envelope, balance) {
+            self.started.push((c.effects.account, started));
         }
-        if !self.balances.contains_key(&key) {
-            let base: Option<i64> =
-                sqlx::query_scalar("SELECT balance FROM balances WHERE account = $1")
-                    .bind(&key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            self.balances
-                .insert(key.clone(), Money::from_nanos(base.unwrap_or(0)));
-        }
-        let balance =
-            self.balances[&key] + self.accounts.get(&key).map_or(Money::ZERO, |c| c.delta);
-        if let Some((state, dirty)) = self.recharges.get_mut(&key) {
-            let before = state.clone();
-            if let Some(started) = state.apply(envelope, balance) {
-                self.started.push((account, started));
-            }
-            *dirty |= *state != before;
-        }
-        Ok(())
+        *dirty |= *state != was;
     }
 
-    /// Writes the sums: one statement per account, day and origin touched.
-    pub async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), LedgerError> {
-        for (account, (state, dirty)) in &self.recharges {
-            if *dirty {
-                crate::recharge::store(&mut **tx, account, state).await?;
-            }
+    /// Writes the sums: one statement per table (names, limits and
+    /// auto-recharge settings, which change rarely, one per account).
+    async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), LedgerError> {
+        let mut changed: Vec<_> = self.recharges.iter().filter(|(_, (_, d))| *d).collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (account, (state, _)) in changed {
+            crate::recharge::store(&mut **tx, account, state).await?;
         }
-        for (payment, account, credits, fee, recharge, at) in &self.deposits {
-            sqlx::query(
-                "INSERT INTO deposits (payment, account, credits, fee, recharge, at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (payment) DO NOTHING",
-            )
-            .bind(payment)
-            .bind(account)
-            .bind(nanos(*credits))
-            .bind(nanos(*fee))
-            .bind(recharge)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        }
+        let mut balances = Rows::new(
+            "INSERT INTO balances (account, name, balance, daily_limit, version)",
+            5,
+            "ON CONFLICT (account) DO UPDATE SET balance = balances.balance + excluded.balance,
+                 version = balances.version + excluded.version",
+        );
         for (account, change) in &self.accounts {
-            write_account(tx, account, change).await?;
+            balances.push([
+                account.as_str().into(),
+                "".into(),
+                nanos(change.delta).into(),
+                Value::MaybeInt(None),
+                change.events.into(),
+            ]);
         }
+        balances.run(tx).await?;
+        for (account, change) in &self.accounts {
+            write_settings(tx, account, change).await?;
+        }
+        let mut days = Rows::new(
+            "INSERT INTO day_spend (account, day, spent, requests)",
+            4,
+            "ON CONFLICT (account, day) DO UPDATE SET spent = day_spend.spent + excluded.spent,
+                 requests = day_spend.requests + excluded.requests",
+        );
         for ((account, day), (spent, requests)) in &self.days {
-            sqlx::query(
-                "INSERT INTO day_spend (account, day, spent, requests) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (account, day) DO UPDATE SET spent = day_spend.spent + $3, requests = day_spend.requests + $4",
-            )
-            .bind(account)
-            .bind(day)
-            .bind(nanos(*spent))
-            .bind(*requests)
-            .execute(&mut **tx)
-            .await?;
+            days.push([
+                account.as_str().into(),
+                day.as_str().into(),
+                nanos(*spent).into(),
+                (*requests).into(),
+            ]);
         }
+        let mut instances = Rows::new(
+            "INSERT INTO origin_instances (account, instance, events, last_at)",
+            4,
+            "ON CONFLICT (account, instance) DO UPDATE SET events = origin_instances.events + excluded.events,
+                 last_at = CASE WHEN origin_instances.last_at > excluded.last_at
+                                THEN origin_instances.last_at ELSE excluded.last_at END",
+        );
         for ((account, instance), (events, at)) in &self.instances {
-            sqlx::query(
-                "INSERT INTO origin_instances (account, instance, events, last_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (account, instance) DO UPDATE SET events = origin_instances.events + $3,
-                     last_at = CASE WHEN origin_instances.last_at > $4 THEN origin_instances.last_at ELSE $4 END",
-            )
-            .bind(account)
-            .bind(instance)
-            .bind(*events)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+            instances.push([
+                account.as_str().into(),
+                instance.as_str().into(),
+                (*events).into(),
+                at.as_str().into(),
+            ]);
         }
+        let mut sequences = Rows::new(
+            "INSERT INTO gateway_sequences (gateway, max_seq, events, last_at)",
+            4,
+            "ON CONFLICT (gateway) DO UPDATE SET
+                 max_seq = CASE WHEN gateway_sequences.max_seq > excluded.max_seq
+                                THEN gateway_sequences.max_seq ELSE excluded.max_seq END,
+                 events = gateway_sequences.events + excluded.events,
+                 last_at = CASE WHEN gateway_sequences.last_at > excluded.last_at
+                                THEN gateway_sequences.last_at ELSE excluded.last_at END",
+        );
         for (gateway, (max, events, at)) in &self.sequences {
-            sqlx::query(
-                "INSERT INTO gateway_sequences (gateway, max_seq, events, last_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (gateway) DO UPDATE SET
-                     max_seq = CASE WHEN gateway_sequences.max_seq > $2 THEN gateway_sequences.max_seq ELSE $2 END,
-                     events = gateway_sequences.events + $3,
-                     last_at = CASE WHEN gateway_sequences.last_at > $4 THEN gateway_sequences.last_at ELSE $4 END",
-            )
-            .bind(gateway)
-            .bind(as_i64(*max))
-            .bind(*events)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+            sequences.push([
+                gateway.as_str().into(),
+                as_i64(*max).into(),
+                (*events).into(),
+                at.as_str().into(),
+            ]);
         }
+        let mut origins = Rows::new(
+            "INSERT INTO origins (account, gateway, seq)",
+            3,
+            "ON CONFLICT (account, gateway) DO UPDATE SET
+                 seq = CASE WHEN origins.seq > excluded.seq THEN origins.seq ELSE excluded.seq END",
+        );
         for ((account, gateway), seq) in &self.origins {
-            sqlx::query(
-                "INSERT INTO origins (account, gateway, seq) VALUES ($1, $2, $3)
-                 ON CONFLICT (account, gateway) DO UPDATE SET seq = CASE WHEN origins.seq > $3 THEN origins.seq ELSE $3 END",
-            )
-            .bind(account)
-            .bind(gateway)
-            .bind(as_i64(*seq))
-            .execute(&mut **tx)
-            .await?;
+            origins.push([
+                account.as_str().into(),
+                gateway.as_str().into(),
+                as_i64(*seq).into(),
+            ]);
+        }
+        for rows in [days, instances, sequences, origins] {
+            rows.run(tx).await?;
         }
         Ok(())
     }
 }
 
-/// Applies the event's own rows within `tx` and adds its account-level
-/// changes to `changes` (the caller writes them and commits); `false` if it
-/// was applied before, in which case nothing was written or added.
-pub async fn apply_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    seq: u64,
-    envelope: &Envelope,
-    changes: &mut AccountChanges,
-) -> Result<bool, LedgerError> {
-    let Some(e) = effects(envelope) else {
-        return Ok(false);
-    };
-    let (kind, _) = envelope.event.kind();
-    let id = envelope.id.to_string();
-    let account = e.account.to_string();
-    let at = envelope.at.to_rfc3339();
-    let fresh = sqlx::query(
-        "INSERT INTO applied_events (event_id, seq, kind, account, at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(as_i64(seq))
-    .bind(kind)
-    .bind(&account)
-    .bind(&at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        return Ok(false);
-    }
-    for (n, line) in e.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(n as i32)
-        .bind(&at)
-        .bind(line.book.as_str())
-        .bind(line.account.to_string())
-        .bind(nanos(line.debit))
-        .bind(nanos(line.credit))
-        .bind(&line.memo)
-        .execute(&mut **tx)
-        .await?;
-    }
-    changes.add(&e, &at);
-    if let events::Event::DepositSettled(d) = &envelope.event {
-        changes.deposits.push((
-            d.payment.clone(),
-            account.clone(),
-            d.credits,
-            d.fee,
-            d.recharge.map(|r| r.to_string()),
-            at.clone(),
-        ));
-    }
-    changes.recharge(tx, envelope).await?;
-    if let Some(r) = &e.request {
-        let (gateway, origin_seq) = e.origin.clone().unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO requests (event_id, account, at, request_id, model, provider,
-                                   input_tokens, output_tokens, cost, total_ms, outcome, key_id,
-                                   gateway, origin_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&id)
-        .bind(&account)
-        .bind(&at)
-        .bind(&r.request_id)
-        .bind(&r.model)
-        .bind(&r.provider)
-        .bind(as_i64(r.input_tokens))
-        .bind(as_i64(r.output_tokens))
-        .bind(nanos(r.cost))
-        .bind(as_i64(r.total_ms))
-        .bind(r.outcome)
-        .bind(&r.key)
-        .bind(gateway)
-        .bind(as_i64(origin_seq))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(true)
-}
-
-async fn write_account(
+/// An account's new name or daily limit, when the batch set one.
+async fn write_settings(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     account: &str,
     change: &Change,
 ) -> Result<(), LedgerError> {
-    sqlx::query(
-        "INSERT INTO balances (account, name, balance, daily_limit, version) VALUES ($1, '', $2, NULL, $3)
-         ON CONFLICT (account) DO UPDATE SET balance = balances.balance + $2, version = balances.version + $3",
-    )
-    .bind(account)
-    .bind(nanos(change.delta))
-    .bind(change.events)
-    .execute(&mut **tx)
-    .await?;
     if let Some(name) = &change.name {
         sqlx::query("UPDATE balances SET name = $1 WHERE account = $2")
             .bind(name)
@@ -338,55 +457,93 @@ pub async fn state(
     account: AccountId,
     today: NaiveDate,
 ) -> Result<Option<AccountState>, LedgerError> {
-    let key = account.to_string();
-    let Some(row) =
-        sqlx::query("SELECT balance, daily_limit, version FROM balances WHERE account = $1")
-            .bind(&key)
-            .fetch_optional(&store.pool)
-            .await?
-    else {
-        return Ok(None);
-    };
-    let spent: Option<i64> =
-        sqlx::query_scalar("SELECT spent FROM day_spend WHERE account = $1 AND day = $2")
-            .bind(&key)
-            .bind(today.to_string())
-            .fetch_optional(&store.pool)
-            .await?;
-    let origins = sqlx::query("SELECT gateway, seq FROM origins WHERE account = $1")
-        .bind(&key)
-        .fetch_all(&store.pool)
-        .await?;
-    let mut applied = BTreeMap::new();
-    for row in origins {
+    Ok(states(store, &[account], today).await?.pop())
+}
+
+/// The states of those of `accounts` the ledger knows, with `today`'s
+/// spend: four queries, whatever their number.
+pub async fn states(
+    store: &Store,
+    accounts: &[AccountId],
+    today: NaiveDate,
+) -> Result<Vec<AccountState>, LedgerError> {
+    let keys: Vec<String> = accounts.iter().map(ToString::to_string).collect();
+    let mut conn = store.pool.acquire().await?;
+    let spent: HashMap<String, i64> = fetch_in(
+        &mut conn,
+        "SELECT account, spent FROM day_spend WHERE day = $1 AND account",
+        &[today.to_string().into()],
+        &keys,
+        "",
+    )
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("account")?, row.try_get("spent")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let mut applied: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for row in fetch_in(
+        &mut conn,
+        "SELECT account, gateway, seq FROM origins WHERE account",
+        &[],
+        &keys,
+        "",
+    )
+    .await?
+    {
         let seq: i64 = row.try_get("seq")?;
-        applied.insert(row.try_get("gateway")?, u64::try_from(seq).unwrap_or(0));
+        applied
+            .entry(row.try_get("account")?)
+            .or_default()
+            .insert(row.try_get("gateway")?, u64::try_from(seq).unwrap_or(0));
     }
     let recent = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
-    let instances = sqlx::query(
-        "SELECT instance, events FROM origin_instances WHERE account = $1 AND last_at > $2",
+    let mut applied_events: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for row in fetch_in(
+        &mut conn,
+        "SELECT account, instance, events FROM origin_instances WHERE last_at > $1 AND account",
+        &[recent.into()],
+        &keys,
+        "",
     )
-    .bind(&key)
-    .bind(&recent)
-    .fetch_all(&store.pool)
-    .await?;
-    let mut applied_events = BTreeMap::new();
-    for row in instances {
+    .await?
+    {
         let events: i64 = row.try_get("events")?;
-        applied_events.insert(row.try_get("instance")?, u64::try_from(events).unwrap_or(0));
+        applied_events
+            .entry(row.try_get("account")?)
+            .or_default()
+            .insert(row.try_get("instance")?, u64::try_from(events).unwrap_or(0));
     }
-    let limit: Option<i64> = row.try_get("daily_limit")?;
-    let version: i64 = row.try_get("version")?;
-    Ok(Some(AccountState {
-        account,
-        balance: Money::from_nanos(row.try_get("balance")?),
-        day: today,
-        spent_today: Money::from_nanos(spent.unwrap_or(0)),
-        daily_limit: limit.map(Money::from_nanos),
-        version: u64::try_from(version).unwrap_or(0),
-        applied,
-        applied_events,
-    }))
+    let rows = fetch_in(
+        &mut conn,
+        "SELECT account, balance, daily_limit, version FROM balances WHERE account",
+        &[],
+        &keys,
+        "",
+    )
+    .await?;
+    let mut balances = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        balances.insert(row.try_get::<String, _>("account")?, row);
+    }
+    let mut states = Vec::with_capacity(rows.len());
+    for (account, key) in accounts.iter().zip(&keys) {
+        let Some(row) = balances.get(key) else {
+            continue;
+        };
+        let limit: Option<i64> = row.try_get("daily_limit")?;
+        let version: i64 = row.try_get("version")?;
+        states.push(AccountState {
+            account: *account,
+            balance: Money::from_nanos(row.try_get("balance")?),
+            day: today,
+            spent_today: Money::from_nanos(spent.get(key).copied().unwrap_or(0)),
+            daily_limit: limit.map(Money::from_nanos),
+            version: u64::try_from(version).unwrap_or(0),
+            applied: applied.remove(key).unwrap_or_default(),
+            applied_events: applied_events.remove(key).unwrap_or_default(),
+        });
+    }
+    Ok(states)
 }
 
 /// Records an event this build cannot read, so it is never skipped silently.

@@ -148,22 +148,36 @@ impl Recharge {
     }
 }
 
+/// The columns [`from_row`] reads.
+const COLUMNS: &str =
+    "account, enabled, threshold, amount, customer, payment_method, brand, last4, \
+                       in_flight, charging, declines, retry_at, last_decline";
+
 /// The account's auto-recharge row (the default when it has none).
-pub async fn load<'c>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
-    account: &str,
-) -> Result<Recharge, crate::LedgerError> {
+pub async fn load(pool: &sqlx::AnyPool, account: &str) -> Result<Recharge, crate::LedgerError> {
+    let mut conn = pool.acquire().await?;
+    let mut all = load_all(&mut conn, &[account.to_owned()]).await?;
+    Ok(all.remove(account).unwrap_or_default())
+}
+
+/// The auto-recharge rows of `accounts`, in one query; accounts without
+/// one are absent (their state is the default).
+pub async fn load_all(
+    conn: &mut sqlx::AnyConnection,
+    accounts: &[String],
+) -> Result<std::collections::HashMap<String, Recharge>, crate::LedgerError> {
     use sqlx::Row;
-    let row = sqlx::query(
-        "SELECT enabled, threshold, amount, customer, payment_method, brand, last4, in_flight,
-                charging, declines, retry_at, last_decline FROM auto_recharge WHERE account = $1",
-    )
-    .bind(account)
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else {
-        return Ok(Recharge::default());
-    };
+    let head = format!("SELECT {COLUMNS} FROM auto_recharge WHERE account");
+    let rows = store::rows::fetch_in(conn, &head, &[], accounts, "").await?;
+    let mut all = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        all.insert(row.try_get("account")?, from_row(&row)?);
+    }
+    Ok(all)
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Recharge, crate::LedgerError> {
+    use sqlx::Row;
     let enabled: i64 = row.try_get("enabled")?;
     let declines: i64 = row.try_get("declines")?;
     let in_flight: Option<String> = row.try_get("in_flight")?;

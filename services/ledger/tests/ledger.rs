@@ -361,6 +361,47 @@ async fn lost_usage_shows_as_a_gap(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A batch gathers for the ledger's linger: records that come meanwhile
+/// fold in the first one's transaction; without a linger, each goes alone.
+async fn a_batch_gathers_for_the_linger(backends: Backends) {
+    let account = AccountId::new();
+    let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
+        .await
+        .unwrap();
+    let mut consumer = backends
+        .log
+        .consumer(ledger::service::CONSUMER)
+        .await
+        .unwrap();
+    let paced = |first: u64| {
+        let log = Arc::clone(&backends.log);
+        async move {
+            for seq in first..first + 4 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                publish(&*log, &usage(account, seq, usd("0.01"))).await;
+            }
+        }
+    };
+    publish(&*backends.log, &usage(account, 1, usd("0.01"))).await;
+    let alone = ledger.step(consumer.as_mut()).await.unwrap();
+    assert_eq!(alone, 1, "nothing else had come");
+    paced(2).await;
+    let mut rest = 0;
+    while rest < 4 {
+        rest += ledger.step(consumer.as_mut()).await.unwrap();
+    }
+    let ledger = ledger.with_linger(Duration::from_secs(2));
+    publish(&*backends.log, &usage(account, 6, usd("0.01"))).await;
+    let (gathered, ()) = tokio::join!(ledger.step(consumer.as_mut()), paced(7));
+    assert_eq!(
+        gathered.unwrap(),
+        5,
+        "the four that came within the linger joined the first"
+    );
+    assert_eq!(balance(&backends, account).await, Money::ZERO - usd("0.10"));
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -381,6 +422,7 @@ on_both!(exactly_once);
 on_both!(killed_mid_stream);
 on_both!(reconcile_finds_a_corrupted_row);
 on_both!(lost_usage_shows_as_a_gap);
+on_both!(a_batch_gathers_for_the_linger);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

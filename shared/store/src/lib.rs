@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0006_request_lookup.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0006_request_lookup.sql"),
     },
+    Migration {
+        version: 7,
+        name: "one_request_index",
+        postgres: include_str!("../../../migrations/postgres/0007_one_request_index.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0007_one_request_index.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

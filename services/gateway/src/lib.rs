@@ -72,7 +72,13 @@ pub struct Gateway {
     pub inflight: tokio_util::task::TaskTracker,
     /// Memory for request bodies in flight, in KiB (see `body_memory_bytes`).
     body_memory: Arc<tokio::sync::Semaphore>,
+    /// Metrics of what runs in this process beside the gateway (the
+    /// embedded ledger), appended to `/metrics`; set once, at start.
+    pub metrics_beside: std::sync::OnceLock<MetricsBeside>,
 }
+
+/// Renders another component's metrics in Prometheus' text format.
+pub type MetricsBeside = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The gateway's link to the event backbone.
 #[derive(Clone)]
@@ -109,6 +115,7 @@ impl Gateway {
             body_memory: Arc::new(tokio::sync::Semaphore::new(
                 (config_body_memory / 1024).max(1),
             )),
+            metrics_beside: std::sync::OnceLock::new(),
         }))
     }
 

@@ -334,7 +334,9 @@ pub async fn ledger(
     log: Arc<dyn EventLog>,
     store: Store,
 ) -> Result<ledger::Ledger, BoxError> {
-    let ledger = ledger::Ledger::new(Arc::clone(&log), store.clone()).await?;
+    let ledger = ledger::Ledger::new(Arc::clone(&log), store.clone())
+        .await?
+        .with_linger(std::time::Duration::from_millis(config.ledger.linger_ms));
     Ok(match stripe(config)? {
         Some(stripe) => ledger.with_charger(ledger::payments::Charger::new(
             stripe,

@@ -103,12 +103,16 @@ pub struct Config {
 pub struct LedgerConfig {
     /// How long after a declined auto-recharge the next may start (default 1 h).
     pub recharge_retry_s: u64,
+    /// How long the ledger gathers records after the first before folding
+    /// them (default 10 ms): at low rates, one transaction for several.
+    pub linger_ms: u64,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             recharge_retry_s: 3_600,
+            linger_ms: ledger::service::DEFAULT_LINGER.as_millis() as u64,
         }
     }
 }
@@ -189,6 +193,11 @@ const ENV: &[(&str, &str, Shape)] = &[
     (
         "MODELROUTER_RECHARGE_RETRY_S",
         "ledger.recharge_retry_s",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_LEDGER_LINGER_MS",
+        "ledger.linger_ms",
         Shape::Text,
     ),
     ("MODELROUTER_PUBLIC_URL", "public_url", Shape::Text),

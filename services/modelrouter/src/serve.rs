@@ -84,6 +84,10 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         keys,
         Some(events),
     )?;
+    let lag = ledger.lag();
+    let _ = gateway
+        .metrics_beside
+        .set(Arc::new(move || lag.to_prometheus()));
     backbone::follow_access(&config, &log, &gateway, &mut probes).await?;
     backbone::share_breakers(&config, &log, &gateway, &publisher).await?;
     let control_plane = backbone::control_plane(
@@ -293,6 +297,22 @@ pub async fn ledger(config: Config) -> Result<(), BoxError> {
         .check("event_log", backbone::log_check(&log))
         .check("store", backbone::store_check(&store));
     let ledger = backbone::ledger(&config, log, store).await?;
+    let lag = ledger.lag();
+    let metrics = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = lag.to_prometheus();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        gateway::health::PROMETHEUS_TEXT,
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
     print_banner(&[format!(
         "Model Router ledger folding events, probes on http://{} (Ctrl-C stops it)",
         listener.local_addr()?
@@ -305,7 +325,7 @@ pub async fn ledger(config: Config) -> Result<(), BoxError> {
             let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            gateway::server::serve(listener, Router::new(), &server, probes, stop).await
+            gateway::server::serve(listener, metrics, &server, probes, stop).await
         }
     });
     ledger.run(shutdown_signal()).await;

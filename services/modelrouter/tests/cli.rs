@@ -214,6 +214,56 @@ async fn a_bootstrap_key_from_the_environment_is_accepted() {
     std::fs::remove_dir_all(&data).ok();
 }
 
+/// `up`'s `/metrics` carries its in-process ledger's: what it folded, in
+/// how many batches, and how long after each event its state was published.
+#[tokio::test]
+async fn up_exports_the_ledgers_fold_and_lag_on_metrics() {
+    let data = temp_dir("metrics");
+    let mut running = up(&data, &[]).await;
+    let key = running.printed_key.clone().unwrap();
+    for _ in 0..3 {
+        assert_eq!(chat_status(&running.url, &key).await.0, 200);
+    }
+    let http = reqwest::Client::new();
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = http
+            .get(format!("{}/metrics", running.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = last.lines().find_map(|l| {
+            l.strip_prefix("modelrouter_ledger_lag_seconds_count ")?
+                .parse::<u64>()
+                .ok()
+        });
+        // The account's opening and grant, then the three requests.
+        if count.is_some_and(|c| c >= 5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        last.contains("# TYPE modelrouter_ledger_lag_seconds histogram"),
+        "{last}"
+    );
+    assert!(
+        last.contains("modelrouter_breaker_state"),
+        "the gateway's own metrics stay: {last}"
+    );
+    let count = last.lines().find_map(|l| {
+        l.strip_prefix("modelrouter_ledger_lag_seconds_count ")?
+            .parse::<u64>()
+            .ok()
+    });
+    assert!(count.is_some_and(|c| c >= 5), "{last}");
+    running.child.kill().await.unwrap();
+    std::fs::remove_dir_all(&data).ok();
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_catalog() {
     let data = temp_dir("sighup");

@@ -17,7 +17,7 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     let db = TestDb::new().await;
     let deployment = Deployment::new(BIN, NATS_URL, &db.url);
     let (_sim, sim) = deployment.simulator().await;
-    let _ledger = deployment.ledger().await;
+    let (_ledger, ledger_url) = deployment.ledger_probed().await;
     // `modelrouter gateway` keys belong to the nil account.
     let account = AccountId(uuid::Uuid::nil());
     let (ok, text) = deployment
@@ -95,6 +95,31 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     );
     assert!(total >= limit);
     assert!(total >= a + b);
+    // The ledger's own metrics count what it folded and how late.
+    let metrics = http
+        .get(format!("{ledger_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert!(value("modelrouter_ledger_events_folded_total ") >= requests as f64);
+    assert_eq!(
+        value("modelrouter_ledger_lag_seconds_count "),
+        value("modelrouter_ledger_events_folded_total ")
+    );
+    assert!(value("modelrouter_ledger_batches_total ") >= 1.0);
 
     let (ok, text) = deployment.run(&["reconcile"]).await;
     assert!(ok, "{text}");

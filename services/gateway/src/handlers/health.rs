@@ -40,10 +40,14 @@ pub async fn report(
 
 /// The same, for Prometheus.
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let mut response = snapshot(&gateway).to_prometheus().into_response();
+    let mut text = snapshot(&gateway).to_prometheus();
+    if let Some(beside) = gateway.metrics_beside.get() {
+        text.push_str(&beside());
+    }
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::health::PROMETHEUS_TEXT),
     );
     response
 }

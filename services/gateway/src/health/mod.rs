@@ -37,7 +37,7 @@ use crate::providers::{ProviderError, TimeoutKind};
 use breaker::{Admission, Breaker, BreakerConfig, State, Transition};
 use fleet::{Change, News, Sharing, Target};
 use latency::{Latency, LatencyConfig, Speed};
-pub use report::{ModelReport, ProviderReport, Report};
+pub use report::{ModelReport, ProviderReport, Report, PROMETHEUS_TEXT};
 use stall::Waiting;
 
 /// Output assumed, for stall detection, of a whole response with no limit set:

@@ -12,6 +12,9 @@ use super::fleet::Target;
 use super::{Health, Monitored};
 use events::CircuitState;
 
+/// The content type of Prometheus' text format, which `/metrics` serves.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// A provider's breaker.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderReport {

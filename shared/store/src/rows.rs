@@ -3,8 +3,8 @@
 //! batch costs a few round trips instead of one per row.
 //!
 //! sqlx's `QueryBuilder` cannot serve here: for the `Any` driver it writes
-//! `?` placeholders, which PostgreSQL does not read. These write `$N`, which
-//! both do. A statement is cut before [`MAX_PARAMETERS`] (SQLite's limit is
+//! `?` placeholders, which PostgreSQL does not read. These write `$N` for
+//! PostgreSQL and `?` for SQLite (see [`Rows::run`]). A statement is cut before [`MAX_PARAMETERS`] (SQLite's limit is
 //! 32,766, PostgreSQL's 65,535).
 
 use sqlx::any::{AnyArguments, AnyRow};
@@ -12,6 +12,9 @@ use sqlx::Arguments;
 
 /// Parameters one statement binds at most.
 pub const MAX_PARAMETERS: usize = 30_000;
+
+/// What [`sqlx::AnyConnection::backend_name`] says of SQLite.
+const SQLITE: &str = "SQLite";
 
 /// One bound value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,10 @@ impl Rows {
     /// Runs the statements on `conn`; returns what their `RETURNING` gave
     /// (nothing without one). No row, no statement.
     pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>, sqlx::Error> {
+        // SQLite looks a numbered parameter's name up in a list, once per
+        // parameter: quadratic in a statement of thousands. Anonymous `?`s
+        // bind by position, and the head and tail here bind nothing.
+        let anonymous = conn.backend_name() == SQLITE;
         let per_statement = (MAX_PARAMETERS / self.width) * self.width;
         let mut returned = Vec::new();
         let mut values = self.values.into_iter().peekable();
@@ -127,8 +134,12 @@ impl Rows {
                     sql.push_str("), ");
                 }
                 sql.push_str(if opens { "(" } else { ", " });
-                sql.push('$');
-                sql.push_str(&(n + 1).to_string());
+                if anonymous {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&(n + 1).to_string());
+                }
                 bind(&mut args, value)?;
             }
             sql.push_str(") ");

@@ -214,6 +214,10 @@ struct SqliteConsumer {
     ahead: std::collections::VecDeque<Record>,
 }
 
+/// Entries one statement of a bucket's `put_all` writes (4 parameters each,
+/// under SQLite's limit of 32,766).
+const PUT_ROWS: usize = 4_096;
+
 /// Records a consumer reads per query.
 const READ_AHEAD: i64 = 256;
 
@@ -333,16 +337,44 @@ impl Bucket for SqliteBucket {
         Ok(revision)
     }
 
-    /// One transaction for them all (one fsync).
+    /// One transaction for them all (one fsync): the bucket's revision
+    /// moves by their number at once and the entries are written by
+    /// multi-row statements, each taking the next revision in order.
     async fn put_all(&self, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        let Ok(count) = i64::try_from(entries.len()) else {
+            return Err(LogError::Data("too many entries for one put".into()));
+        };
+        if count == 0 {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        let mut revisions = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            revisions.push(self.put_on(&mut tx, key, value).await?);
+        let last: i64 = sqlx::query_scalar(
+            "INSERT INTO kv_revisions (bucket, revision) VALUES ($1, $2)
+             ON CONFLICT (bucket) DO UPDATE SET revision = revision + $2 RETURNING revision",
+        )
+        .bind(&self.name)
+        .bind(count)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut revision = last - count;
+        for chunk in entries.chunks(PUT_ROWS) {
+            let mut insert =
+                sqlx::QueryBuilder::new("INSERT INTO kv_entries (bucket, key, value, revision) ");
+            insert.push_values(chunk, |mut row, (key, value)| {
+                revision += 1;
+                row.push_bind(&self.name)
+                    .push_bind(key)
+                    .push_bind(value)
+                    .push_bind(revision);
+            });
+            insert.push(
+                " ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, revision = excluded.revision",
+            );
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        for ((key, value), revision) in entries.iter().zip(revisions) {
-            self.announce(key, value, revision);
+        for (n, (key, value)) in entries.iter().enumerate() {
+            self.announce(key, value, seq_of(last - count + 1 + n as i64));
         }
         Ok(())
     }

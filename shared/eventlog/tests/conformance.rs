@@ -221,7 +221,7 @@ async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
 /// Many values stored at once are each stored, and watchers see each.
 async fn many_values_put_at_once_are_each_stored_and_seen(log: &dyn EventLog) {
     let bucket = log.bucket("accounts").await.unwrap();
-    bucket.put("acct-0", b"old").await.unwrap();
+    let before = bucket.put("acct-0", b"old").await.unwrap();
     let mut watch = bucket.watch().await.unwrap();
     let first = tokio::time::timeout(WAIT, watch.next())
         .await
@@ -242,13 +242,19 @@ async fn many_values_put_at_once_are_each_stored_and_seen(log: &dyn EventLog) {
             .unwrap();
         seen.insert(e.key, e.value.to_vec());
     }
+    let mut revisions = std::collections::BTreeSet::new();
     for (key, value) in &entries {
         assert_eq!(&seen[key], value);
-        assert_eq!(
-            &bucket.get(key).await.unwrap().unwrap().value[..],
-            &value[..]
-        );
+        let stored = bucket.get(key).await.unwrap().unwrap();
+        assert_eq!(&stored.value[..], &value[..]);
+        revisions.insert(stored.revision);
     }
+    // Each entry took its own revision, all after the put before them and
+    // before the put after them.
+    let after = bucket.put("acct-after", b"x").await.unwrap();
+    assert_eq!(revisions.len(), 50);
+    assert_eq!(after, before + 51);
+    assert!(revisions.iter().all(|r| (before + 1..after).contains(r)));
 }
 
 macro_rules! conformance {

@@ -247,10 +247,12 @@ struct Wire {
 }
 
 impl Envelope {
-    /// A new event, now, with a fresh id.
+    /// A new event, now, with a fresh id. The id is a UUIDv7: time-ordered,
+    /// so the ledger's and the log's indexes on it grow at one end instead
+    /// of taking each insert at a random page.
     pub fn new(event: Event) -> Envelope {
         Envelope {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             at: Utc::now(),
             event,
         }

@@ -5,7 +5,8 @@
 //! on NATS + PostgreSQL and on the embedded pair. Baseline, in the same
 //! run: 5,000 single-row INSERTs, each its own transaction, into the same
 //! database. Run with `cargo bench -p ledger --bench fold`
-//! (`FOLD_EVENTS` and `FOLD_ACCOUNTS` change the sizes).
+//! (`FOLD_EVENTS` and `FOLD_ACCOUNTS` change the sizes, `FOLD_ONLY=postgres`
+//! or `sqlite` runs one backend).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,19 +122,14 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         println!("{events} usage events over {accounts} accounts (plus a grant each)");
-        fold(
-            "NATS + PostgreSQL",
-            Backends::distributed().await,
-            events,
-            accounts,
-        )
-        .await;
-        fold(
-            "embedded (SQLite)",
-            Backends::embedded().await,
-            events,
-            accounts,
-        )
-        .await;
+        let only = std::env::var("FOLD_ONLY").unwrap_or_default();
+        if only != "sqlite" {
+            let backends = Backends::distributed().await;
+            fold("NATS + PostgreSQL", backends, events, accounts).await;
+        }
+        if only != "postgres" {
+            let backends = Backends::embedded().await;
+            fold("embedded (SQLite)", backends, events, accounts).await;
+        }
     });
 }

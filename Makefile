@@ -7,7 +7,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint lint-tools unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-tools backing-services
+.PHONY: run test lint lint-tools unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-peers bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
@@ -79,13 +79,22 @@ bench: bench-tools
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/publish_cost.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/embedded.sh
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
 	$(CARGO) bench -p gateway --bench embeddings
 	$(CARGO) bench -p ledger --bench fold
 
+## Model Router `up` beside LiteLLM's proxy and Portkey's gateway (installed into
+## ~/.cache/model-router/peers, not the project's dependencies) and a direct
+## baseline, against one fast mock upstream, each gateway pinned to one core.
+bench-peers: bench-tools
+	$(CARGO) build --release -p modelrouter
+	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/peers.sh
+
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
+	command -v node >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
 	command -v oha >/dev/null || $(CARGO) install oha --locked --version 1.16.0

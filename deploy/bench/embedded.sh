@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# What embedded mode costs per request: CPU time of `modelrouter up` (usage
+# events, the SQLite log and the in-process ledger on, as shipped) against
+# `modelrouter gateway` alone (no event log: nothing recorded), each pinned
+# to core 0 and serving the same fast mock upstream (peers/mock.mjs) with
+# the load generator on core 1; at a steady 200 req/s (oha, 20 s) and at
+# saturation (wrk, 64 connections, 10 s). CPU comes from /proc (user +
+# system of the whole process), divided by the requests answered.
+#   MODELROUTER_BIN  the release binary (set by `make bench`)
+#   BASE_BIN         optionally, an older binary measured the same way in
+#                    the same run, alternating (before/after figures)
+#   BENCH_ROUNDS     rounds (default 3)
+# `up`'s ledger lag comes from its /metrics (modelrouter_ledger_lag_seconds)
+# over the saturation run: p50 and p99, interpolated within the buckets.
+set -euo pipefail
+BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
+ROUNDS=${BENCH_ROUNDS:-3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+for tool in wrk oha node taskset; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (make bench-tools)" >&2; exit 1; }
+done
+MOCK=$(start mock taskset -c 1 node "$HERE/peers/mock.mjs")
+printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","content":"Summarise the benefits of routing LLM traffic through one gateway."}]}' >"$WORK/body.json"
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Starts `$2 $3` (binary, mode) pinned to core 0 as process $1; sets URL and PID.
+launch() {
+  rm -rf "${WORK:?}/data-$1"
+  URL=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY GEMINI_API_KEY ANTHROPIC_API_KEY AWS_ACCESS_KEY_ID MODELROUTER_EVENT_LOG
+    export OPENAI_API_KEY=bench OPENAI_BASE_URL="$MOCK/v1" MODELROUTER_LOG=warn MODELROUTER_LISTEN=127.0.0.1:0 \
+      MODELROUTER_DATA_DIR="$WORK/data-$1" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
+    start "$1" taskset -c 0 "$2" "$3")
+  PID=$(cat "$WORK/$1.pid")
+  for _ in $(seq 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+      --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
+    [ "$code" = 200 ] && return
+    sleep 0.1
+  done
+  echo "$1 never answered 200" >&2; exit 1
+}
+
+# Lag quantile $2 (0..1) from two /metrics texts ($1: before, $3: after).
+lag_quantile() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'modelrouter_ledger_lag_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            out[float("inf") if m[1] == "+Inf" else float(m[1])] = int(m[2])
+    return out
+before, q, after = buckets(sys.argv[1]), float(sys.argv[2]), buckets(sys.argv[3])
+edges = sorted(after)
+counts = [after[e] - before.get(e, 0) for e in edges]
+total = counts[-1] if counts else 0
+if not total:
+    print("-"); sys.exit()
+rank, low, below = q * total, 0.0, 0
+for edge, cum in zip(edges, counts):
+    if cum >= rank:
+        high = edge if edge != float("inf") else low * 2
+        print(f"{(low + (high - low) * (rank - below) / max(cum - below, 1)) * 1000:.1f}")
+        break
+    low, below = edge, cum
+PY
+}
+
+# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps lag_p50 lag_p99".
+measure() {
+  local bin=$1 name=$2 mode
+  for mode in gateway up; do
+    launch "$name-$mode" "$bin" "$mode"
+    BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
+      taskset -c 1 wrk -t1 -c8 -d2s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >/dev/null
+    local t0 t1 n
+    t0=$(ticks "$PID")
+    taskset -c 1 oha -z 20s -q 200 -c 16 --no-tui --output-format json -m POST -T application/json \
+      -D "$WORK/body.json" -H "Authorization: Bearer $KEY" "$URL/v1/chat/completions" >"$WORK/oha.json" 2>/dev/null
+    sleep 0.5
+    t1=$(ticks "$PID")
+    n=$(python3 -c "import json,sys; r=json.load(open('$WORK/oha.json')); print(r['statusCodeDistribution'].get('200', 0))")
+    local steady
+    steady=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($n, 1):.0f}')")
+    curl -s "$URL/metrics" >"$WORK/m0.txt" || true
+    t0=$(ticks "$PID")
+    BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
+      taskset -c 1 wrk -t1 -c64 -d10s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >"$WORK/wrk.txt"
+    sleep 1
+    t1=$(ticks "$PID")
+    curl -s "$URL/metrics" >"$WORK/m1.txt" || true
+    local rps req bad sat p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+    read -r req bad < <(awk -F'[= ]' '/^requests=/ {print $2, $4 + $6}' "$WORK/wrk.txt")
+    sat=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($req - $bad, 1):.0f}')")
+    p50=$(lag_quantile "$WORK/m0.txt" 0.5 "$WORK/m1.txt")
+    p99=$(lag_quantile "$WORK/m0.txt" 0.99 "$WORK/m1.txt")
+    echo "$name $mode $steady $sat $rps $bad $p50 $p99"
+    stop "$name-$mode"
+  done
+}
+
+echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms"
+for _ in $(seq "$ROUNDS"); do
+  [ -n "${BASE_BIN:-}" ] && measure "$BASE_BIN" base
+  measure "$BIN" head
+done

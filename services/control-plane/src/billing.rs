@@ -192,15 +192,27 @@ impl ControlPlane {
             payment_method: method,
         }))
         .await?;
-        // Read-your-writes: the ledger keeps the card; wait (briefly) for it
-        // to fold the removal, so the next request sees no card.
+        // The ledger keeps the card: the next request must see none.
+        self.folded(member.account, |s| s.card.is_none()).await?;
+        Ok(())
+    }
+
+    /// Read-your-writes for settings the ledger keeps: waits (up to 2 s)
+    /// until the account's auto-recharge state, as folded, satisfies
+    /// `done`; returns it if it does.
+    async fn folded(
+        &self,
+        account: AccountId,
+        done: impl Fn(&AutoRecharge) -> bool,
+    ) -> Result<Option<AutoRecharge>, CpError> {
         for _ in 0..100 {
-            if self.auto_recharge_of(member.account).await?.card.is_none() {
-                break;
+            let state = self.auto_recharge_of(account).await?;
+            if done(&state) {
+                return Ok(Some(state));
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sets auto-recharge (owners): on needs a saved card; the amount is a
@@ -237,14 +249,21 @@ impl ControlPlane {
             amount: deposit.credits.money(),
         }))
         .await?;
-        // As the ledger's fold will have it (settings forgive declines).
-        Ok(AutoRecharge {
+        // The page after this one reads the ledger's fold: wait for it.
+        let (threshold, amount) = (threshold.money(), deposit.credits.money());
+        let folded = self
+            .folded(member.account, |s| {
+                s.enabled == enabled && s.threshold == threshold && s.amount == amount
+            })
+            .await?;
+        // Else as the ledger's fold will have it (settings forgive declines).
+        Ok(folded.unwrap_or(AutoRecharge {
             enabled,
-            threshold: threshold.money(),
-            amount: deposit.credits.money(),
+            threshold,
+            amount,
             declines: 0,
             ..current
-        })
+        }))
     }
 
     /// Takes a webhook: verified, turned into events, appended; only then Ok.

@@ -666,6 +666,9 @@ async fn auto_recharge_charges_the_card_once_per_crossing() {
     let (status, set) = set_auto_recharge(&alice, "10", "10").await;
     assert_eq!(status, 200, "{set}");
     assert_eq!(set["enabled"], true);
+    // Read-your-writes: the next request already sees the ledger's fold.
+    let (_, billing) = alice.api(Method::GET, "/api/v1/billing", None).await;
+    assert_eq!(billing["auto_recharge"]["enabled"], true, "{billing}");
     wait_for_balance(&alice, usd("10")).await;
     assert!(test_support::stripe::recharge_intents(&stripe_base(&stack))
         .await

@@ -285,9 +285,11 @@ impl Backends {
         &self,
         stripe: Option<payments::stripe::Stripe>,
     ) -> tokio::task::JoinHandle<()> {
+        // As shipped: a batch gathers for the default linger.
         let mut ledger = ledger::Ledger::new(Arc::clone(&self.log), self.store.clone())
             .await
-            .expect("ledger starts");
+            .expect("ledger starts")
+            .with_linger(ledger::service::DEFAULT_LINGER);
         if let Some(stripe) = stripe {
             ledger = ledger.with_charger(ledger::payments::Charger::new(
                 stripe,
@@ -301,7 +303,11 @@ impl Backends {
 
     /// Appends `event` as a service would.
     pub async fn publish(&self, event: events::Event) {
-        let envelope = events::Envelope::new(event);
+        self.append(&events::Envelope::new(event)).await;
+    }
+
+    /// Appends `envelope` to the log as its one record.
+    pub async fn append(&self, envelope: &events::Envelope) {
         self.log
             .append(
                 envelope.event.subject(),

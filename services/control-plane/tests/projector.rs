@@ -6,35 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control_plane::projector::Projector;
-use eventlog::EventLog;
-use events::{AccountId, Envelope, Event, KeyIssued, KEYS_BUCKET};
+use events::{AccountId, Event, KeyIssued, KEYS_BUCKET};
 use money::Money;
 use test_support::backends::{usage_event, Backends};
-
-async fn append(log: &dyn EventLog, envelope: &Envelope) {
-    log.append(
-        envelope.event.subject(),
-        &envelope.id.to_string(),
-        &envelope.encode(),
-    )
-    .await
-    .unwrap();
-}
 
 async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
     backends.store.migrate().await.unwrap();
     let account = AccountId::new();
     for seq in 1..=300 {
-        append(
-            &*backends.log,
-            &usage_event(account, seq, Money::from_nanos(1)),
-        )
-        .await;
+        backends
+            .append(&usage_event(account, seq, Money::from_nanos(1)))
+            .await;
     }
     let digest = "ab".repeat(32);
-    append(
-        &*backends.log,
-        &Envelope::new(Event::KeyIssued(KeyIssued {
+    backends
+        .publish(Event::KeyIssued(KeyIssued {
             account,
             key: digest[..12].to_owned(),
             digest: digest.clone(),
@@ -43,15 +29,12 @@ async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
             last_four: "abab".into(),
             by: None,
             admin: false,
-        })),
-    )
-    .await;
-    for seq in 301..=320 {
-        append(
-            &*backends.log,
-            &usage_event(account, seq, Money::from_nanos(1)),
-        )
+        }))
         .await;
+    for seq in 301..=320 {
+        backends
+            .append(&usage_event(account, seq, Money::from_nanos(1)))
+            .await;
     }
     let projector = Arc::new(
         Projector::new(&*backends.log, backends.store.clone())

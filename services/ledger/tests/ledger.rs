@@ -32,16 +32,22 @@ async fn publish(log: &dyn EventLog, envelope: &Envelope) {
     .unwrap();
 }
 
-/// Runs a ledger until `count` records are consumed (bounded: 60 s).
-async fn fold(backends: &Backends, count: usize) {
+/// A ledger on `backends` and its durable consumer.
+async fn ledger_on(backends: &Backends) -> (Ledger, Box<dyn eventlog::Consumer>) {
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await
         .unwrap();
-    let mut consumer = backends
+    let consumer = backends
         .log
         .consumer(ledger::service::CONSUMER)
         .await
         .unwrap();
+    (ledger, consumer)
+}
+
+/// Runs a ledger until `count` records are consumed (bounded: 60 s).
+async fn fold(backends: &Backends, count: usize) {
+    let (ledger, mut consumer) = ledger_on(backends).await;
     let mut seen = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen < count {
@@ -365,14 +371,7 @@ async fn lost_usage_shows_as_a_gap(backends: Backends) {
 /// fold in the first one's transaction; without a linger, each goes alone.
 async fn a_batch_gathers_for_the_linger(backends: Backends) {
     let account = AccountId::new();
-    let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
-        .await
-        .unwrap();
-    let mut consumer = backends
-        .log
-        .consumer(ledger::service::CONSUMER)
-        .await
-        .unwrap();
+    let (ledger, mut consumer) = ledger_on(&backends).await;
     let paced = |first: u64| {
         let log = Arc::clone(&backends.log);
         async move {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use test_support::deployment::{temp_dir, Up};
+use test_support::metrics;
 
 /// Starts `modelrouter up` on a free port with `env`.
 async fn up(data_dir: &Path, env: &[(&str, &str)]) -> Up {
@@ -225,23 +226,13 @@ async fn up_exports_the_ledgers_fold_and_lag_on_metrics() {
         assert_eq!(chat_status(&running.url, &key).await.0, 200);
     }
     let http = reqwest::Client::new();
+    let url = format!("{}/metrics", running.url);
+    let count = |text: &str| metrics::value(text, "modelrouter_ledger_lag_seconds_count");
     let mut last = String::new();
     for _ in 0..100 {
-        last = http
-            .get(format!("{}/metrics", running.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let count = last.lines().find_map(|l| {
-            l.strip_prefix("modelrouter_ledger_lag_seconds_count ")?
-                .parse::<u64>()
-                .ok()
-        });
+        last = metrics::scrape(&http, &url).await;
         // The account's opening and grant, then the three requests.
-        if count.is_some_and(|c| c >= 5) {
+        if count(&last).is_some_and(|c| c >= 5.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -254,12 +245,7 @@ async fn up_exports_the_ledgers_fold_and_lag_on_metrics() {
         last.contains("modelrouter_breaker_state"),
         "the gateway's own metrics stay: {last}"
     );
-    let count = last.lines().find_map(|l| {
-        l.strip_prefix("modelrouter_ledger_lag_seconds_count ")?
-            .parse::<u64>()
-            .ok()
-    });
-    assert!(count.is_some_and(|c| c >= 5), "{last}");
+    assert!(count(&last).is_some_and(|c| c >= 5.0), "{last}");
     running.child.kill().await.unwrap();
     std::fs::remove_dir_all(&data).ok();
 }

@@ -96,30 +96,19 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     assert!(total >= limit);
     assert!(total >= a + b);
     // The ledger's own metrics count what it folded and how late.
-    let metrics = http
-        .get(format!("{ledger_url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = test_support::metrics::scrape(&http, &format!("{ledger_url}/metrics")).await;
     let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        test_support::metrics::value(&metrics, name)
             .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
     };
     let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
         .fetch_one(&store.pool)
         .await
         .unwrap();
-    assert!(value("modelrouter_ledger_events_folded_total ") >= requests as f64);
-    assert_eq!(
-        value("modelrouter_ledger_lag_seconds_count "),
-        value("modelrouter_ledger_events_folded_total ")
-    );
-    assert!(value("modelrouter_ledger_batches_total ") >= 1.0);
+    let folded = value("modelrouter_ledger_events_folded_total");
+    assert!(folded >= requests as f64);
+    assert_eq!(value("modelrouter_ledger_lag_seconds_count"), folded);
+    assert!(value("modelrouter_ledger_batches_total") >= 1.0);
 
     let (ok, text) = deployment.run(&["reconcile"]).await;
     assert!(ok, "{text}");

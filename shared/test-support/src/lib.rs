@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod dashboard;
 pub mod deployment;
+pub mod metrics;
 pub mod stripe;
 
 use std::path::PathBuf;

@@ -159,7 +159,7 @@ PY
 # Streaming time to first byte: prints "p50_ms errors".
 ttfb() {
   taskset -c 1 node "$HERE/peers/ttfb.mjs" "$URL" 300 "$WORK/stream.json" "${H_LIST[@]}" |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.3f %d" % (r["p50"], r["errors"]))'
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print("%s %d" % ("-" if r["p50"] is None else "%.3f" % r["p50"], r["errors"]))'
 }
 
 RESULTS="$WORK/results.txt"

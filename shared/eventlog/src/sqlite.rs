@@ -218,8 +218,10 @@ struct SqliteConsumer {
 /// under SQLite's limit of 32,766).
 const PUT_ROWS: usize = 4_096;
 
-/// Records a consumer reads per query.
+/// Records a consumer reads per query …
 const READ_AHEAD: i64 = 256;
+/// … and bytes (a record may hold 4 MiB of a publisher's backlog).
+const READ_AHEAD_BYTES: i64 = 8 * 1024 * 1024;
 
 #[async_trait]
 impl Consumer for SqliteConsumer {
@@ -238,11 +240,17 @@ impl Consumer for SqliteConsumer {
             let appended = self.log.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
+            // Up to READ_AHEAD records, and past READ_AHEAD_BYTES only the first.
             let rows = sqlx::query(
-                "SELECT seq, subject, payload FROM log_records WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT seq, subject, payload FROM (
+                     SELECT seq, subject, payload,
+                            SUM(LENGTH(payload)) OVER (ORDER BY seq) - LENGTH(payload) AS before
+                     FROM (SELECT seq, subject, payload FROM log_records WHERE seq > $1 ORDER BY seq LIMIT $2)
+                 ) WHERE before < $3 ORDER BY seq",
             )
             .bind(self.cursor)
             .bind(READ_AHEAD)
+            .bind(READ_AHEAD_BYTES)
             .fetch_all(&self.log.pool)
             .await?;
             for row in &rows {

@@ -257,6 +257,32 @@ async fn many_values_put_at_once_are_each_stored_and_seen(log: &dyn EventLog) {
     assert!(revisions.iter().all(|r| (before + 1..after).contains(r)));
 }
 
+/// Records as large as the log takes come whole and in order, however many
+/// a consumer reads ahead.
+async fn the_largest_records_come_whole_and_in_order(log: &dyn EventLog) {
+    let size = log.max_record_bytes();
+    for i in 0..5u8 {
+        log.append("events.usage", &format!("big-{i}"), &vec![b'a' + i; size])
+            .await
+            .unwrap();
+    }
+    let mut consumer = log.consumer("ledger").await.unwrap();
+    for i in 0..5u8 {
+        let d = consumer.next(WAIT).await.unwrap().expect("a record");
+        assert_eq!(d.record.payload.len(), size);
+        assert!(
+            d.record.payload.iter().all(|&b| b == b'a' + i),
+            "record {i}"
+        );
+        d.ack().await.unwrap();
+    }
+    assert!(consumer
+        .next(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+}
+
 macro_rules! conformance {
     ($name:ident) => {
         mod $name {
@@ -283,3 +309,4 @@ conformance!(consumers_resume_after_their_acks_and_redeliver_the_rest);
 conformance!(buckets_keep_the_latest_value_and_watches_see_changes);
 conformance!(a_batch_acked_at_once_is_not_delivered_again);
 conformance!(many_values_put_at_once_are_each_stored_and_seen);
+conformance!(the_largest_records_come_whole_and_in_order);

@@ -28,8 +28,11 @@ use crate::{projection, sequences, LedgerError};
 pub const CONSUMER: &str = "ledger";
 /// How long to wait for a record before checking for shutdown.
 const POLL: Duration = Duration::from_millis(500);
-/// Records applied per transaction at most.
+/// Records applied per transaction at most …
 const BATCH: usize = 256;
+/// … and their bytes (a record may hold megabytes of a publisher's backlog);
+/// the record that crosses it is the batch's last.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// How long a batch gathers after its first record, by default: long enough
 /// that at a few hundred requests a second one transaction (and one fsync
 /// of each file) covers several records, short against the gateways'
@@ -167,12 +170,16 @@ impl Ledger {
         let Some(first) = consumer.next(POLL).await? else {
             return Ok(0);
         };
+        let mut bytes = first.record.payload.len();
         let mut batch = vec![first];
         let until = tokio::time::Instant::now() + self.linger;
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             let wait = until.saturating_duration_since(tokio::time::Instant::now());
             match consumer.next(wait).await? {
-                Some(delivery) => batch.push(delivery),
+                Some(delivery) => {
+                    bytes += delivery.record.payload.len();
+                    batch.push(delivery);
+                }
                 None => break,
             }
         }

@@ -401,6 +401,49 @@ async fn a_batch_gathers_for_the_linger(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A batch stops gathering at its byte bound: records holding megabytes of
+/// a publisher's backlog fold over several transactions, every event once.
+async fn a_batch_is_bounded_in_bytes(backends: Backends) {
+    let account = AccountId::new();
+    let one = usage(account, 1, usd("0.000001")).encode().len();
+    let per_record = backends.log.max_record_bytes() * 9 / 10 / (one + 1);
+    let records = 16 * 1024 * 1024 / (per_record * one) + 3;
+    let mut seq = 0;
+    for r in 0..records {
+        let events: Vec<Envelope> = (0..per_record)
+            .map(|_| {
+                seq += 1;
+                usage(account, seq as u64, usd("0.000001"))
+            })
+            .collect();
+        backends
+            .log
+            .append(
+                "events.usage",
+                &format!("big-{r}"),
+                &Envelope::encode_all(&events),
+            )
+            .await
+            .unwrap();
+    }
+    let (ledger, mut consumer) = ledger_on(&backends).await;
+    let first = ledger.step(consumer.as_mut()).await.unwrap();
+    assert!(
+        first >= 1 && first < records,
+        "{first} of {records} records in one batch"
+    );
+    let mut folded = first;
+    while folded < records {
+        folded += ledger.step(consumer.as_mut()).await.unwrap();
+    }
+    assert_eq!(backends.usage_applied().await, seq as i64);
+    assert_eq!(
+        balance(&backends, account).await,
+        Money::ZERO - Money::from_nanos(1_000 * seq as i64)
+    );
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -422,6 +465,7 @@ on_both!(killed_mid_stream);
 on_both!(reconcile_finds_a_corrupted_row);
 on_both!(lost_usage_shows_as_a_gap);
 on_both!(a_batch_gathers_for_the_linger);
+on_both!(a_batch_is_bounded_in_bytes);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

@@ -132,23 +132,26 @@ impl Projector {
             match self.follow(consumer.as_mut(), stop.as_mut()).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "control plane consumer broke; reconnecting")
+                    tracing::warn!(error = %e, "control plane projector stopped; reading again from its first unacked record");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     }
 
-    /// Applies records of `consumer` until `stop` resolves (`Ok`) or the
-    /// log fails.
-    /// Usage records, most of the log and none of ours, are skipped without
-    /// decoding and acked in batches (one confirmed ack each, see
-    /// [`eventlog::Delivery::ack_all`]) before the next record of ours is
-    /// applied, so acks stay in log order.
+    /// Applies records of `consumer` until `stop` resolves (`Ok`), the log
+    /// fails, or a record of ours cannot be applied: the caller then opens
+    /// the consumer again, which starts at that record (a reader that
+    /// carried on would ack past it, and neither log delivers it again to
+    /// the same opening). Usage records, most of the log and none of ours,
+    /// are skipped without decoding and acked in batches (one confirmed ack
+    /// each, see [`eventlog::Delivery::ack_all`]) before the next record of
+    /// ours is applied, so acks stay in log order.
     async fn follow(
         &self,
         consumer: &mut dyn eventlog::Consumer,
         mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> Result<(), eventlog::LogError> {
+    ) -> Result<(), CpError> {
         let mut skipped = Vec::new();
         let mut since = tokio::time::Instant::now();
         loop {
@@ -183,19 +186,16 @@ impl Projector {
                 continue;
             }
             eventlog::Delivery::ack_all(std::mem::take(&mut skipped)).await?;
-            if !self.apply_record(&delivery.record.payload).await {
-                // Not acked: delivered again after the log's ack wait.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+            self.apply_record(&delivery.record.payload).await?;
             if let Err(e) = delivery.ack().await {
                 tracing::warn!(error = %e, "ack failed; the record will be applied again (harmless)");
             }
         }
     }
 
-    /// Applies a log record's events; `false` if it must be retried.
-    async fn apply_record(&self, payload: &[u8]) -> bool {
+    /// Applies a log record's events (an unreadable one is skipped here:
+    /// the ledger keeps it).
+    async fn apply_record(&self, payload: &[u8]) -> Result<(), CpError> {
         for decoded in Envelope::decode_all(payload) {
             let envelope = match decoded {
                 Ok(e) => e,
@@ -207,12 +207,9 @@ impl Projector {
             if !concerns_us(&envelope.event) {
                 continue;
             }
-            if let Err(e) = self.apply(&envelope).await {
-                tracing::warn!(error = %e, "applying an access event failed; will retry");
-                return false;
-            }
+            self.apply(&envelope).await?;
         }
-        true
+        Ok(())
     }
 }
 

@@ -77,6 +77,75 @@ async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A record of ours that cannot be applied (its table is gone for a while)
+/// is applied once it can be, although usage records after it were acked.
+async fn a_record_that_failed_is_applied_when_it_can_be(backends: Backends) {
+    backends.store.migrate().await.unwrap();
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::raw_sql(&rename("access_applied", "access_applied_away"))
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    let projector = Arc::new(
+        Projector::new(&*backends.log, backends.store.clone())
+            .await
+            .unwrap(),
+    );
+    let running =
+        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
+    let account = AccountId::new();
+    let digest = "cd".repeat(32);
+    backends
+        .publish(Event::KeyIssued(KeyIssued {
+            account,
+            key: digest[..12].to_owned(),
+            digest: digest.clone(),
+            name: "late".into(),
+            prefix: "mr_sk_cd".into(),
+            last_four: "cdcd".into(),
+            by: None,
+            admin: false,
+        }))
+        .await;
+    for seq in 1..=20 {
+        backends
+            .append(&usage_event(account, seq, Money::from_nanos(1)))
+            .await;
+    }
+    // Failing meanwhile, and past the usage records' batched acks.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let keys = backends.log.bucket(KEYS_BUCKET).await.unwrap();
+    assert!(keys.get(&digest).await.unwrap().is_none());
+    sqlx::raw_sql(&rename("access_applied_away", "access_applied"))
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if keys.get(&digest).await.unwrap().is_some() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    assert!(
+        seen,
+        "the key reached the keys bucket once its table was back"
+    );
+    backends.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_record_comes_again_on_nats_and_postgres() {
+    a_record_that_failed_is_applied_when_it_can_be(Backends::distributed().await).await;
+}
+
+#[tokio::test]
+async fn a_failed_record_comes_again_embedded() {
+    a_record_that_failed_is_applied_when_it_can_be(Backends::embedded().await).await;
+}
+
 #[tokio::test]
 async fn on_nats_and_postgres() {
     skips_and_acks_usage_and_applies_its_own(Backends::distributed().await).await;

@@ -1,16 +1,17 @@
 //! The ledger service: a durable consumer that folds every event into the
 //! store and publishes the account's state for the gateways.
 //!
-//! A record holds one event or a publisher's batch of them. Per batch of
-//! the records available (up to 256), in order: decode them and apply them
-//! in one transaction with set-based statements (a repeat changes nothing;
-//! see [`projection`]); publish the touched accounts' states to the
-//! `accounts` bucket in one go; ack the batch with one confirmed ack. A
-//! crash anywhere before the acks means the records come again, and
-//! applying them again only republishes the states. A few statements and
-//! one commit per batch, not per event, is what makes folding fast. A record this build cannot decode
-//! is stored in `rejected_events` (reconciliation reports it) and acked, so
-//! one bad record does not stop the books.
+//! A record holds one event or a publisher's batch of them. A batch is the
+//! records that come within the linger after its first (up to 256 records
+//! or 16 MiB). In order: decode them and apply them in one transaction with
+//! set-based statements (a repeat changes nothing; see [`projection`]);
+//! publish the touched accounts' states to the `accounts` bucket in one go;
+//! ack the batch with one confirmed ack. A crash anywhere before the acks
+//! means the records come again, and applying them again only republishes
+//! the states. A few statements and one commit per batch, not per event,
+//! is what makes folding fast. A record this build cannot decode is stored
+//! in `rejected_events` (reconciliation reports it) and acked, so one bad
+//! record does not stop the books.
 
 use std::collections::BTreeSet;
 use std::future::Future;

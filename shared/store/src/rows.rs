@@ -3,15 +3,22 @@
 //! batch costs a few round trips instead of one per row.
 //!
 //! sqlx's `QueryBuilder` cannot serve here: for the `Any` driver it writes
-//! `?` placeholders, which PostgreSQL does not read. These write `$N` for
-//! PostgreSQL and `?` for SQLite (see [`Rows::run`]). A statement is cut before [`MAX_PARAMETERS`] (SQLite's limit is
-//! 32,766, PostgreSQL's 65,535).
+//! `?` placeholders, which PostgreSQL does not read. [`Rows`] writes `$N`
+//! for PostgreSQL and `?` for SQLite, and cuts a statement before
+//! [`MAX_PARAMETERS`] (SQLite's limit is 32,766, PostgreSQL's 65,535);
+//! [`fetch_in`] writes `$N` and cuts its key lists at [`IN_KEYS`].
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::Arguments;
 
 /// Parameters one statement binds at most.
 pub const MAX_PARAMETERS: usize = 30_000;
+
+/// Keys one `IN (…)` list holds at most. Its parameters are numbered on
+/// both backends (the fixed ones come first in the head), and SQLite finds
+/// each numbered parameter's name by walking a list: a thousand keys keep
+/// that walk short; a batch's accounts rarely need more than one statement.
+pub const IN_KEYS: usize = 1_000;
 
 /// What [`sqlx::AnyConnection::backend_name`] says of SQLite.
 const SQLITE: &str = "SQLite";
@@ -151,8 +158,8 @@ impl Rows {
 }
 
 /// Runs `head IN ($k…) tail` for every key of `keys`, after the
-/// parameters `fixed` (which `head` names `$1`, `$2`, …), in as few
-/// statements as the parameter limit allows; returns all their rows.
+/// parameters `fixed` (which `head` names `$1`, `$2`, …), in statements of
+/// up to [`IN_KEYS`] keys; returns all their rows.
 pub async fn fetch_in(
     conn: &mut sqlx::AnyConnection,
     head: &str,
@@ -161,7 +168,7 @@ pub async fn fetch_in(
     tail: &str,
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
     let mut rows = Vec::new();
-    for chunk in keys.chunks(MAX_PARAMETERS - fixed.len()) {
+    for chunk in keys.chunks(IN_KEYS) {
         let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * 6);
         sql.push_str(head);
         sql.push_str(" IN (");

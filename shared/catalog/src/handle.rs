@@ -54,29 +54,43 @@ impl CatalogHandle {
             return;
         };
         let handle = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut hangup = hangup_signal();
-            let mut seen = modified(&path);
-            let mut tick = tokio::time::interval(poll);
-            loop {
-                let by_signal = tokio::select! {
-                    _ = tick.tick() => false,
-                    Some(()) = recv(&mut hangup) => true,
-                };
-                let now = modified(&path);
-                if !by_signal && now == seen {
-                    continue;
-                }
-                seen = now;
-                match handle.reload() {
-                    Ok(()) => tracing::info!(path = %path.display(), "catalog reloaded"),
-                    Err(err) => {
-                        tracing::error!(%err, "catalog reload refused; keeping the previous catalog")
-                    }
-                }
-            }
+        watch(path, poll, "catalog", move || {
+            handle.reload().map_err(|e| e.to_string())
         });
     }
+}
+
+/// Calls `reload` whenever `path`'s modification time changes (checked every
+/// `poll`) or the process receives SIGHUP, logging what happened under
+/// `what`; a refused reload keeps the previous data. Runs until the runtime stops.
+pub fn watch(
+    path: PathBuf,
+    poll: Duration,
+    what: &'static str,
+    reload: impl Fn() -> Result<(), String> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut hangup = hangup_signal();
+        let mut seen = modified(&path);
+        let mut tick = tokio::time::interval(poll);
+        loop {
+            let by_signal = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = recv(&mut hangup) => true,
+            };
+            let now = modified(&path);
+            if !by_signal && now == seen {
+                continue;
+            }
+            seen = now;
+            match reload() {
+                Ok(()) => tracing::info!(path = %path.display(), "{what} reloaded"),
+                Err(err) => {
+                    tracing::error!(%err, "{what} reload refused; keeping the previous one")
+                }
+            }
+        }
+    });
 }
 
 fn modified(path: &PathBuf) -> Option<SystemTime> {

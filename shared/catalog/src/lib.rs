@@ -15,7 +15,7 @@ mod model;
 mod provider;
 
 pub use embedding::{BatchLimits, DimensionPlan, EmbeddingAlias, EmbeddingModel, NativeDimensions};
-pub use handle::CatalogHandle;
+pub use handle::{watch, CatalogHandle};
 pub use load::CatalogError;
 pub use model::{
     Capabilities, Catalog, LatencySeed, Model, Pricing, PricingRates, ProviderId, ProviderInfo,

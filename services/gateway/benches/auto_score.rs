@@ -1,9 +1,10 @@
 //! What `model: "auto"` costs: reading and scoring a whole conversation of
-//! about 2k and about 100k tokens (prose, code blocks, several turns), with
-//! parsing the JSON body as the baseline every request pays anyway.
+//! about 2k and about 100k tokens (prose, code blocks, several turns) with
+//! the shipped model, explanation included, with parsing the JSON body as
+//! the baseline every request pays anyway.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gateway::auto::{decide, AutoConfig};
+use gateway::auto::{decide, AutoConfig, Model};
 use openai::ChatRequest;
 use serde_json::json;
 
@@ -27,6 +28,7 @@ fn conversation(turns: usize) -> String {
 
 fn bench(c: &mut Criterion) {
     let config = AutoConfig::default();
+    let model = Model::shipped();
     let tokenizer = bpe_openai::o200k_base();
     for (name, turns) in [("2k", 6), ("100k", 315)] {
         let body = conversation(turns);
@@ -42,9 +44,35 @@ fn bench(c: &mut Criterion) {
             b.iter(|| serde_json::from_str::<ChatRequest>(&body).expect("request"))
         });
         c.bench_function(&format!("auto score, {name} tokens"), |b| {
-            b.iter(|| decide(&request, &config))
+            b.iter(|| decide(&request, &model, &config))
         });
     }
+    // The worst case for the text features: the whole 2k tokens are the
+    // instruction (no material, no earlier turns).
+    let one = format!(
+        "{} {}",
+        PROSE.repeat(40),
+        "Find the root cause and propose a fix."
+    );
+    let body = json!({"model": "auto", "messages": [{"role": "user", "content": one}]}).to_string();
+    let request: ChatRequest = serde_json::from_str(&body).expect("request");
+    let tokens: usize = request
+        .messages
+        .iter()
+        .flat_map(|m| m.texts())
+        .map(|t| tokenizer.count(t))
+        .sum();
+    eprintln!(
+        "2k in one instruction: {tokens} tokens, {} bytes",
+        body.len()
+    );
+    c.bench_function(
+        "parse the body, 2k tokens in one instruction (baseline)",
+        |b| b.iter(|| serde_json::from_str::<ChatRequest>(&body).expect("request")),
+    );
+    c.bench_function("auto score, 2k tokens in one instruction", |b| {
+        b.iter(|| decide(&request, &model, &config))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -54,6 +54,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     /// The live catalog.
     pub catalog: Arc<CatalogHandle>,
+    /// The live model of `model: "auto"`.
+    pub auto_model: Arc<auto::ModelHandle>,
     /// Configured provider adapters.
     pub providers: Registry,
     /// Accepted API keys.
@@ -102,7 +104,10 @@ impl Gateway {
         tokens.warm_up();
         let health = health::Health::new(config.breaker.clone(), config.latency.clone());
         let config_body_memory = config.body_memory_bytes;
+        config.auto.check()?;
+        let auto_model = auto::ModelHandle::open(config.auto.model.clone())?;
         Ok(Arc::new(Gateway {
+            auto_model,
             health,
             config,
             catalog,
@@ -117,6 +122,11 @@ impl Gateway {
             )),
             metrics_beside: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// What `model: "auto"` decides for `request`, and why.
+    pub fn decide_auto(&self, request: &openai::ChatRequest) -> auto::Explanation {
+        auto::decide(request, &self.auto_model.snapshot(), &self.config.auto)
     }
 
     /// Takes `bytes` of the memory for request bodies, or refuses (503).

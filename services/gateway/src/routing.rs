@@ -188,7 +188,7 @@ fn plan_target(
 ) -> Result<Plan, GatewayError> {
     let mut explanation = None;
     if let Target::Auto = target {
-        let decided = auto::decide(request, &gateway.config.auto);
+        let decided = gateway.decide_auto(request);
         target = Target::Tier(decided.tier);
         explanation = Some(decided);
     }

@@ -1,5 +1,6 @@
 //! `modelrouter`: one binary for every Model Router service.
 
+mod auto;
 mod backbone;
 mod config;
 mod serve;
@@ -92,10 +93,29 @@ enum Command {
         #[arg(default_value = "readyz")]
         which: String,
     },
-    /// Scores a labelled set of conversations with `model: "auto"` (the
-    /// shipped set if no path) and prints accuracy, under/over-routing and
-    /// the confusion matrix.
-    Evaluate { path: Option<PathBuf> },
+    /// Measures `model: "auto"` on labelled conversations: on a file, the
+    /// configured model's accuracy, under/over-routing, regret and confusion
+    /// matrix; without one, the shipped set's leave-one-family-out,
+    /// held-out and training figures.
+    Evaluate {
+        path: Option<PathBuf>,
+        /// Prints why the model scores the conversation with this id as it does.
+        #[arg(long)]
+        explain: Option<String>,
+        #[command(flatten)]
+        fit: auto::FitArgs,
+    },
+    /// Fits the `model: "auto"` model on the training split of a labelled
+    /// set (the shipped one if no `--corpus`) and writes the model file.
+    TrainAuto {
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Where to write the model (`shared/catalog/auto_model.json` ships).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        fit: auto::FitArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,7 +209,10 @@ fn main() -> ExitCode {
                 command: CatalogCommand::Check { path },
             } => serve::check_catalog(path.or(config.catalog)),
             Command::Probe { which } => serve::probe(config.listen, &which).await,
-            Command::Evaluate { path } => serve::evaluate(path, &config.gateway.auto),
+            Command::Evaluate { path, explain, fit } => {
+                auto::evaluate(path, explain, fit, &config.gateway.auto)
+            }
+            Command::TrainAuto { corpus, out, fit } => auto::train(corpus, &out, fit),
         }
     });
     match result {

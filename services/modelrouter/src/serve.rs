@@ -84,6 +84,7 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         keys,
         Some(events),
     )?;
+    watch_auto_model(&config, &gateway);
     let lag = ledger.lag();
     let _ = gateway
         .metrics_beside
@@ -227,6 +228,7 @@ pub async fn gateway(config: Config) -> Result<(), BoxError> {
     }
     let publisher = events.as_ref().map(|e| Arc::clone(&e.publisher));
     let gateway = Gateway::with_events(config.gateway.clone(), catalog, keys, events)?;
+    watch_auto_model(&config, &gateway);
     if let (Some(log), Some(publisher)) = (&log, &publisher) {
         backbone::follow_access(&config, log, &gateway, &mut probes).await?;
         backbone::share_breakers(&config, log, &gateway, publisher).await?;
@@ -535,20 +537,6 @@ pub async fn probe(listen: SocketAddr, which: &str) -> Result<(), BoxError> {
     }
 }
 
-/// `modelrouter evaluate`.
-pub fn evaluate(path: Option<PathBuf>, config: &gateway::auto::AutoConfig) -> Result<(), BoxError> {
-    use gateway::auto::eval;
-    let text = match &path {
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
-        }
-        None => eval::SHIPPED.to_owned(),
-    };
-    let cases = eval::load(&text)?;
-    print!("{}", eval::evaluate(&cases, config));
-    Ok(())
-}
-
 /// `modelrouter catalog check`.
 pub fn check_catalog(path: Option<PathBuf>) -> Result<(), BoxError> {
     let catalog = match &path {
@@ -577,6 +565,12 @@ fn print_banner(lines: &[String]) {
     if let Err(e) = written {
         tracing::warn!("could not print the start-up banner: {e}");
     }
+}
+
+/// Reloads `[gateway.auto] model` when it changes, as the catalog is.
+fn watch_auto_model(config: &Config, gateway: &Gateway) {
+    let poll = Duration::from_millis(config.catalog_poll_ms);
+    gateway.auto_model.spawn_watcher(poll);
 }
 
 fn open_catalog(config: &Config) -> Result<Arc<CatalogHandle>, BoxError> {

@@ -41,7 +41,7 @@ pub use account::{
 };
 pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
-    MAX_ERROR_CHARS, SLIMMEST,
+    AUTO_CONTRIBUTIONS, MAX_ERROR_CHARS, SLIMMEST,
 };
 pub use view::{AccountState, CircuitState, GatewayStatus, ACCOUNTS_BUCKET, GATEWAYS_BUCKET};
 

@@ -155,6 +155,10 @@ pub const SLIMMEST: u8 = 3;
 /// does not make the event kilobytes long.
 pub const MAX_ERROR_CHARS: usize = 300;
 
+/// The most contributions an auto decision carries: its largest, enough to
+/// say why, while a model's explanation may name many more features.
+pub const AUTO_CONTRIBUTIONS: usize = 8;
+
 /// `text` cut to at most `chars` characters, marked with `…` when cut.
 pub fn cap(text: &str, chars: usize) -> String {
     match text.char_indices().nth(chars) {

@@ -1,22 +1,44 @@
-//! The labelled evaluation of `model: "auto"`: conversations written for
-//! this project (`services/gateway/eval/auto_routing.jsonl`), each with the
-//! tier a careful engineer would pick, scored and compared.
+//! Measuring `model: "auto"` on conversations labelled by hand
+//! (`services/gateway/eval/auto_routing.jsonl`; label rules in
+//! `services/gateway/eval/LABELS.md`), honestly:
 //!
-//! Each line is `{"id", "category", "label", "request"}`, the request
-//! without `model`. A text may hold `{{doc:N}}`, which stands for N
-//! paragraphs of a filler report, so long-context cases stay readable.
+//! - a fixed 20% of the set, chosen by a hash of each id, is **held out**:
+//!   no fit and no choice of settings ever looks at it;
+//! - **leave-one-family-out** cross-validation fits on all families of the
+//!   other 80% but one and scores the family left out, for every family, so
+//!   each figure comes from a model that never saw that kind of task;
+//! - the **training** figure (the shipped model on the 80% it was fitted on)
+//!   is shown beside them, to see how much of it is memory.
+//!
+//! Each line is `{"id", "family", "label", "request"}` (`category` is read
+//! as `family`), the request without `model`. A text may hold `{{doc:N}}`,
+//! which stands for N paragraphs of a filler report, so long-context cases
+//! stay readable.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use catalog::Tier;
+use catalog::{Catalog, Tier};
+use money::{CostBuilder, Money, PricePerMTok};
 use openai::ChatRequest;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{decide, AutoConfig};
+use super::features::{self, Features};
+use super::model::Model;
+use super::score::AutoConfig;
+use super::train::{self, Example, Options};
 
 /// The shipped evaluation set.
 pub const SHIPPED: &str = include_str!("../../eval/auto_routing.jsonl");
+
+/// In the regret, an under-routed conversation costs this many times the
+/// price gap between its tier and the one it got: a weaker answer is worth
+/// less than the money it saved (the user re-asks, or acts on it).
+pub const QUALITY_PENALTY: i64 = 3;
+
+/// Output tokens assumed when a request does not cap them.
+const ASSUMED_OUTPUT: u64 = 500;
 
 const PARAGRAPH: &str = "The operations team reviewed throughput, incident counts and \
 customer feedback for the period. Volumes grew in line with the forecast, two minor \
@@ -24,19 +46,31 @@ incidents were resolved within their targets, and the backlog of maintenance tas
 reduced. The next period focuses on capacity planning, vendor renewals and the rollout \
 of the updated onboarding checklist across all regional offices.";
 
-/// One labelled conversation.
+/// One labelled conversation, read.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub id: String,
-    pub category: String,
+    pub family: String,
     pub label: Tier,
     pub request: ChatRequest,
+    pub features: Features,
+}
+
+impl Case {
+    /// Whether the case is in the fixed held-out 20% (by an FNV hash of its id).
+    pub fn held_out(&self) -> bool {
+        let h = self.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        h % 5 == 0
+    }
 }
 
 #[derive(Deserialize)]
 struct Line {
     id: String,
-    category: String,
+    #[serde(alias = "category")]
+    family: String,
     label: String,
     request: Value,
 }
@@ -76,11 +110,13 @@ pub fn load(text: &str) -> Result<Vec<Case>, String> {
             if let Some(object) = request.as_object_mut() {
                 object.insert("model".into(), Value::String(super::AUTO.into()));
             }
-            let request = serde_json::from_value(request).map_err(|e| at(e.to_string()))?;
+            let request: ChatRequest =
+                serde_json::from_value(request).map_err(|e| at(e.to_string()))?;
             Ok(Case {
                 id: line.id,
-                category: line.category,
+                family: line.family,
                 label,
+                features: features::read(&request),
                 request,
             })
         })
@@ -95,13 +131,72 @@ fn rank(tier: Tier) -> usize {
     }
 }
 
-/// How the scorer did on a set.
+/// What a request costs in each tier: the median list prices of the tier's
+/// paid models in the catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct TierPrices([(PricePerMTok, PricePerMTok); 3]);
+
+impl TierPrices {
+    /// The prices of `catalog`.
+    pub fn of(catalog: &Catalog) -> Self {
+        TierPrices(Tier::ALL.map(|tier| {
+            let median = |pick: fn(&catalog::Model) -> PricePerMTok| {
+                let mut prices: Vec<PricePerMTok> = catalog
+                    .tier(tier)
+                    .filter(|m| !m.free)
+                    .map(|m| pick(m))
+                    .collect();
+                prices.sort();
+                prices.get(prices.len() / 2).copied().unwrap_or_default()
+            };
+            (
+                median(|m| m.pricing.base.input),
+                median(|m| m.pricing.base.output),
+            )
+        }))
+    }
+
+    fn cost(&self, tier: Tier, case: &Case) -> Money {
+        let input: usize = case
+            .request
+            .messages
+            .iter()
+            .flat_map(|m| m.texts())
+            .map(str::len)
+            .sum();
+        let output = case
+            .request
+            .requested_output_tokens()
+            .map_or(ASSUMED_OUTPUT, u64::from);
+        let (i, o) = self.0[rank(tier)];
+        CostBuilder::default()
+            .add(input as u64 / 4, i)
+            .add(output, o)
+            .total()
+    }
+}
+
+/// A wrong decision.
+#[derive(Debug, Clone)]
+pub struct Miss {
+    pub id: String,
+    pub family: String,
+    pub label: Tier,
+    pub chosen: Tier,
+    pub score: u8,
+}
+
+/// How a scorer did on a set.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// `confusion[label][chosen]`, tiers in economy, standard, premium order.
     pub confusion: [[usize; 3]; 3],
-    /// Cases that went wrong: id, category, label, chosen tier, score.
-    pub misses: Vec<(String, String, Tier, Tier, u8)>,
+    /// Cases that went wrong.
+    pub misses: Vec<Miss>,
+    /// What the wrong decisions cost (see [`QUALITY_PENALTY`]) ...
+    pub regret: Money,
+    /// ... against the spend of routing every case to its label.
+    pub ideal: Money,
 }
 
 impl Report {
@@ -124,13 +219,13 @@ impl Report {
         self.share(self.correct())
     }
 
-    /// Share routed to a cheaper tier than labelled.
-    pub fn under_routed(&self) -> f64 {
-        self.share(self.confusion[1][0] + self.confusion[2][0] + self.confusion[2][1])
+    /// Share routed one tier cheaper than labelled.
+    pub fn under_by_one(&self) -> f64 {
+        self.share(self.confusion[1][0] + self.confusion[2][1])
     }
 
     /// Share labelled premium and routed to economy.
-    pub fn under_routed_by_two(&self) -> f64 {
+    pub fn under_by_two(&self) -> f64 {
         self.share(self.confusion[2][0])
     }
 
@@ -138,64 +233,218 @@ impl Report {
     pub fn over_routed(&self) -> f64 {
         self.share(self.confusion[0][1] + self.confusion[0][2] + self.confusion[1][2])
     }
-}
 
-/// Scores every case.
-pub fn evaluate(cases: &[Case], config: &AutoConfig) -> Report {
-    let mut report = Report::default();
-    for case in cases {
-        let decision = decide(&case.request, config);
-        report.confusion[rank(case.label)][rank(decision.tier)] += 1;
-        if decision.tier != case.label {
-            report.misses.push((
-                case.id.clone(),
-                case.category.clone(),
-                case.label,
-                decision.tier,
-                decision.score,
-            ));
+    /// Adds one decision.
+    pub fn record(&mut self, case: &Case, chosen: Tier, score: u8, prices: &TierPrices) {
+        self.confusion[rank(case.label)][rank(chosen)] += 1;
+        let right = prices.cost(case.label, case);
+        let got = prices.cost(chosen, case);
+        self.ideal += right;
+        if chosen == case.label {
+            return;
         }
+        self.regret += if rank(chosen) > rank(case.label) {
+            got - right
+        } else {
+            Money::from_nanos((right - got).nanos().saturating_mul(QUALITY_PENALTY))
+        };
+        self.misses.push(Miss {
+            id: case.id.clone(),
+            family: case.family.clone(),
+            label: case.label,
+            chosen,
+            score,
+        });
     }
-    report
-}
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Adds `other`'s decisions.
+    pub fn merge(&mut self, other: Report) {
+        for (row, o) in self.confusion.iter_mut().zip(other.confusion) {
+            for (cell, n) in row.iter_mut().zip(o) {
+                *cell += n;
+            }
+        }
+        self.misses.extend(other.misses);
+        self.regret += other.regret;
+        self.ideal += other.ideal;
+    }
+
+    /// The summary lines, without the misses.
+    pub fn summary(&self) -> String {
         let pct = |x: f64| format!("{:.1}%", x * 100.0);
-        writeln!(
-            f,
-            "{} conversations: exact tier {}/{} = {}",
+        let mut out = format!(
+            "{} conversations: exact tier {}/{} = {}\n",
             self.total(),
             self.correct(),
             self.total(),
             pct(self.accuracy())
-        )?;
-        writeln!(
-            f,
-            "under-routed {} (premium → economy {}), over-routed {}",
-            pct(self.under_routed()),
-            pct(self.under_routed_by_two()),
+        );
+        out += &format!(
+            "under-routed by one tier {}, premium → economy {}, over-routed {}\n",
+            pct(self.under_by_one()),
+            pct(self.under_by_two()),
             pct(self.over_routed())
-        )?;
-        writeln!(f, "\nlabel \\ chosen   economy  standard  premium")?;
+        );
+        let per_1k = |m: Money| m.nanos() as f64 / 1e9 * 1000.0 / self.total().max(1) as f64;
+        out += &format!(
+            "regret ${:.2} per 1,000 requests ({} of the ${:.2} that routing each to its label costs; under-routing ×{QUALITY_PENALTY})\n",
+            per_1k(self.regret),
+            pct(self.regret.nanos() as f64 / self.ideal.nanos().max(1) as f64),
+            per_1k(self.ideal),
+        );
+        out += "\nlabel \\ chosen   economy  standard  premium\n";
         for (tier, row) in Tier::ALL.iter().zip(self.confusion) {
-            writeln!(
-                f,
-                "{:<16} {:>7}  {:>8}  {:>7}",
+            out += &format!(
+                "{:<16} {:>7}  {:>8}  {:>7}\n",
                 tier.as_str(),
                 row[0],
                 row[1],
                 row[2]
-            )?;
+            );
         }
+        out
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary())?;
         if !self.misses.is_empty() {
             writeln!(f, "\nmisses:")?;
-            for (id, category, label, chosen, score) in &self.misses {
+            for m in &self.misses {
                 writeln!(
                     f,
-                    "  {id:<18} {category:<16} {label} → {chosen} (score {score})"
+                    "  {:<26} {:<18} {} → {} (score {})",
+                    m.id, m.family, m.label, m.chosen, m.score
                 )?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Scores every case with `model`.
+pub fn evaluate<'a>(
+    cases: impl IntoIterator<Item = &'a Case>,
+    model: &Model,
+    config: &AutoConfig,
+    prices: &TierPrices,
+) -> Report {
+    let mut report = Report::default();
+    for case in cases {
+        let decision = model.explain(&case.features, config);
+        report.record(case, decision.tier, decision.score, prices);
+    }
+    report
+}
+
+/// Fits a model on `cases`.
+pub fn fit<'a>(cases: impl IntoIterator<Item = &'a Case>, options: &Options) -> Model {
+    let cases: Vec<&Case> = cases.into_iter().collect();
+    let examples: Vec<Example> = cases
+        .iter()
+        .map(|c| Example {
+            features: &c.features,
+            label: c.label,
+        })
+        .collect();
+    let mut model = train::fit(&examples, options);
+    model.trained.families = families(cases.iter().copied()).len();
+    model
+}
+
+fn families<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = cases.into_iter().map(|c| c.family.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Leave-one-family-out over `cases`: per family, a model fitted on the
+/// others scores it. Returns the pooled report and each family's.
+pub fn cross_validate(
+    cases: &[&Case],
+    options: &Options,
+    config: &AutoConfig,
+    prices: &TierPrices,
+) -> (Report, BTreeMap<String, Report>) {
+    let mut pooled = Report::default();
+    let mut per_family = BTreeMap::new();
+    for family in families(cases.iter().copied()) {
+        let model = fit(
+            cases.iter().copied().filter(|c| c.family != family),
+            options,
+        );
+        let left_out = cases.iter().copied().filter(|c| c.family == family);
+        let report = evaluate(left_out, &model, config, prices);
+        pooled.merge(report.clone());
+        per_family.insert(family.to_owned(), report);
+    }
+    (pooled, per_family)
+}
+
+/// The three figures `modelrouter evaluate` reports on the shipped set.
+pub struct Study {
+    pub training: Report,
+    pub cross_validated: Report,
+    pub per_family: BTreeMap<String, Report>,
+    pub held_out: Report,
+}
+
+impl Study {
+    /// Measures `model` (fitted on the training split with `options`) on `cases`.
+    pub fn run(cases: &[Case], model: &Model, options: &Options, config: &AutoConfig) -> Self {
+        let prices = TierPrices::of(&Catalog::builtin());
+        let (test, train): (Vec<&Case>, Vec<&Case>) = cases.iter().partition(|c| c.held_out());
+        let (cross_validated, per_family) = cross_validate(&train, options, config, &prices);
+        Study {
+            training: evaluate(train.iter().copied(), model, config, &prices),
+            cross_validated,
+            per_family,
+            held_out: evaluate(test, model, config, &prices),
+        }
+    }
+}
+
+impl fmt::Display for Study {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "# Leave-one-family-out ({} families of the training split; each scored by a model fitted without it)\n{}",
+            self.per_family.len(),
+            self.cross_validated.summary()
+        )?;
+        writeln!(
+            f,
+            "# Held-out split (20% by id hash; no fit or setting saw it), the shipped model\n{}",
+            self.held_out
+        )?;
+        writeln!(
+            f,
+            "# Training split (what the shipped model was fitted on)\n{}",
+            self.training.summary()
+        )?;
+        writeln!(
+            f,
+            "# Per family, left out\nfamily              cases  exact  under  over"
+        )?;
+        for (family, r) in &self.per_family {
+            writeln!(
+                f,
+                "{family:<20} {:>5}  {:>4.0}%  {:>4.0}%  {:>3.0}%",
+                r.total(),
+                r.accuracy() * 100.0,
+                (r.under_by_one() + r.under_by_two()) * 100.0,
+                r.over_routed() * 100.0
+            )?;
+        }
+        writeln!(f, "\n# Misses when left out")?;
+        for m in &self.cross_validated.misses {
+            writeln!(
+                f,
+                "  {:<26} {} → {} (score {})",
+                m.id, m.label, m.chosen, m.score
+            )?;
         }
         Ok(())
     }
@@ -215,18 +464,36 @@ mod tests {
             .to_owned();
         assert_eq!(text.matches("Section ").count(), 3);
         assert_eq!(cases[0].request.model, "auto");
-        let bad =
-            load("{\"id\": \"a\", \"category\": \"c\", \"label\": \"cheap\", \"request\": {}}")
-                .unwrap_err();
+        assert_eq!(cases[0].family, "c", "category is read as family");
+        let bad = load("{\"id\": \"a\", \"family\": \"c\", \"label\": \"cheap\", \"request\": {}}")
+            .unwrap_err();
         assert!(bad.contains("line 1") && bad.contains("cheap"), "{bad}");
     }
 
     #[test]
-    fn the_shipped_set_meets_its_targets() {
+    fn the_shipped_set_is_large_varied_and_split() {
         let cases = load(SHIPPED).expect("the shipped set loads");
-        assert!(cases.len() >= 150, "{} cases", cases.len());
-        let report = evaluate(&cases, &AutoConfig::default());
-        assert!(report.accuracy() >= 0.85, "{report}");
-        assert!(report.under_routed_by_two() <= 0.05, "{report}");
+        assert!(cases.len() >= 1000, "{} cases", cases.len());
+        assert!(families(&cases).len() >= 40);
+        let held = cases.iter().filter(|c| c.held_out()).count();
+        let share = held as f64 / cases.len() as f64;
+        assert!((0.17..0.23).contains(&share), "held out {share}");
+    }
+
+    #[test]
+    fn regret_charges_under_routing_more_than_over_routing() {
+        let cases = load(r#"{"id": "a", "family": "f", "label": "standard", "request": {"messages": [{"role": "user", "content": "x"}]}}"#)
+        .unwrap();
+        let prices = TierPrices::of(&Catalog::builtin());
+        let mut over = Report::default();
+        over.record(&cases[0], Tier::Premium, 90, &prices);
+        let mut under = Report::default();
+        under.record(&cases[0], Tier::Economy, 10, &prices);
+        let gap_up = prices.cost(Tier::Premium, &cases[0]) - prices.cost(Tier::Standard, &cases[0]);
+        let gap_down =
+            prices.cost(Tier::Standard, &cases[0]) - prices.cost(Tier::Economy, &cases[0]);
+        assert_eq!(over.regret, gap_up);
+        assert_eq!(under.regret.nanos(), gap_down.nanos() * QUALITY_PENALTY);
+        assert_eq!((over.misses.len(), under.under_by_one()), (1, 1.0));
     }
 }

@@ -333,22 +333,25 @@ pub fn read(request: &ChatRequest) -> Signals {
 
 /// "a 600-word post", "4,000 words": the largest word count asked for.
 fn requested_words(text: &str) -> usize {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| {
-            let (number, rest) = match w.split_once('-') {
-                Some((n, rest)) => (n, rest),
-                None => (*w, words.get(i + 1).copied().unwrap_or_default()),
-            };
-            rest.to_ascii_lowercase()
-                .starts_with("word")
-                .then(|| number.replace(',', "").parse::<usize>().ok())
-                .flatten()
-        })
-        .max()
-        .unwrap_or(0)
+    let mut words = text.split_whitespace().peekable();
+    let mut most = 0;
+    while let Some(w) = words.next() {
+        if !w.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let (number, rest) = match w.split_once('-') {
+            Some((n, rest)) => (n, rest),
+            None => (w, words.peek().copied().unwrap_or_default()),
+        };
+        let asks_words = rest
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("word"));
+        if asks_words {
+            let digits: String = number.chars().filter(|c| *c != ',').collect();
+            most = most.max(digits.parse().unwrap_or(0));
+        }
+    }
+    most
 }
 
 fn read_code(text: &str, s: &mut Signals) {

@@ -133,7 +133,8 @@ pub async fn chat(
             contributions: d
                 .contributions
                 .iter()
-                .map(|c| (c.signal.to_owned(), c.points))
+                .take(events::AUTO_CONTRIBUTIONS)
+                .map(|c| (c.signal.to_string(), c.points.round() as i32))
                 .collect(),
         });
         (tier.map(|t| t.to_string()), auto)

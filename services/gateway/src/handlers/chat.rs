@@ -25,7 +25,7 @@ pub async fn explain(
     Parsed(request): Parsed<ChatRequest>,
 ) -> Result<Json<crate::auto::Explanation>, GatewayError> {
     dispatch::validate(&request)?;
-    Ok(Json(crate::auto::decide(&request, &gateway.config.auto)))
+    Ok(Json(gateway.decide_auto(&request)))
 }
 
 /// The handler.

@@ -228,6 +228,9 @@ pub trait Provider: Send + Sync {
 /// A provider's settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The `model: "auto"` model file does not load.
+    #[error(transparent)]
+    AutoModel(#[from] crate::auto::ModelError),
     /// The base URL does not parse.
     #[error("{provider} base URL `{url}`: {reason}")]
     BaseUrl {

@@ -102,12 +102,20 @@ async fn explain_scores_without_calling_a_provider() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tier"], "premium");
     let contributions = body["contributions"].as_array().unwrap();
-    let total: i64 = contributions
+    let total: f64 = contributions
         .iter()
-        .map(|c| c["points"].as_i64().unwrap())
+        .map(|c| c["points"].as_f64().unwrap())
         .sum();
-    assert_eq!(body["score"].as_i64().unwrap(), (20 + total).clamp(0, 100));
-    assert!(contributions.iter().any(|c| c["signal"] == "proof"));
+    let raw = body["base"].as_f64().unwrap() + total;
+    assert_eq!(
+        body["score"].as_f64().unwrap(),
+        raw.round().clamp(0.0, 100.0),
+        "the score is the base plus every contribution: {body}"
+    );
+    assert!(
+        contributions.iter().any(|c| c["signal"] == "proof"),
+        "{body}"
+    );
     assert_eq!(
         h.upstream_requests().await.len(),
         before,

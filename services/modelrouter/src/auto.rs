@@ -1,0 +1,113 @@
+//! `modelrouter evaluate` and `modelrouter train-auto`: measuring and fitting
+//! the model behind `model: "auto"` (see `gateway::auto::eval` and `::train`).
+
+use std::path::{Path, PathBuf};
+
+use gateway::auto::eval::{self, Case, Study, TierPrices};
+use gateway::auto::train::Options;
+use gateway::auto::{AutoConfig, Model};
+
+use crate::serve::BoxError;
+
+/// Fitting settings; unset ones come from the model in use (evaluate) or
+/// the defaults (train-auto). The under-routing penalty is not one: it is
+/// `[gateway.auto] under_penalty`, applied when scoring.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FitArgs {
+    /// L2 penalty on the weights.
+    #[arg(long)]
+    l2: Option<f64>,
+    /// Optimisation steps.
+    #[arg(long)]
+    steps: Option<usize>,
+}
+
+impl FitArgs {
+    fn options(&self, base: Options) -> Options {
+        Options {
+            l2: self.l2.unwrap_or(base.l2),
+            steps: self.steps.unwrap_or(base.steps),
+        }
+    }
+}
+
+fn read_set(path: Option<&Path>) -> Result<Vec<Case>, BoxError> {
+    let text = match path {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
+        None => eval::SHIPPED.to_owned(),
+    };
+    Ok(eval::load(&text)?)
+}
+
+/// `modelrouter evaluate [FILE]`.
+pub fn evaluate(
+    path: Option<PathBuf>,
+    explain: Option<String>,
+    fit: FitArgs,
+    config: &AutoConfig,
+) -> Result<(), BoxError> {
+    let model = match &config.model {
+        Some(p) => Model::load(p)?,
+        None => Model::shipped(),
+    };
+    let cases = read_set(path.as_deref())?;
+    if let Some(id) = explain {
+        let case = cases
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| format!("no conversation `{id}` in the set"))?;
+        let e = model.explain(&case.features, config);
+        println!(
+            "{id}: labelled {}, scored {} → {}",
+            case.label, e.score, e.tier
+        );
+        println!("  {:>7.1}  base", e.base);
+        for c in &e.contributions {
+            println!("  {:>+7.1}  {} ({:.2})", c.points, c.signal, c.value);
+        }
+        return Ok(());
+    }
+    if path.is_some() {
+        let prices = TierPrices::of(&catalog::Catalog::builtin());
+        print!("{}", eval::evaluate(&cases, &model, config, &prices));
+        return Ok(());
+    }
+    let trained = Options {
+        l2: model.trained.l2,
+        steps: model.trained.steps,
+    };
+    print!(
+        "{}",
+        Study::run(&cases, &model, &fit.options(trained), config)
+    );
+    Ok(())
+}
+
+/// `modelrouter train-auto --out FILE`.
+pub fn train(corpus: Option<PathBuf>, out: &Path, fit: FitArgs) -> Result<(), BoxError> {
+    let cases = read_set(corpus.as_deref())?;
+    let options = fit.options(Options::default());
+    let model = eval::fit(cases.iter().filter(|c| !c.held_out()), &options);
+    std::fs::write(out, model.to_json())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let prices = TierPrices::of(&catalog::Catalog::builtin());
+    let config = AutoConfig::default();
+    let training = eval::evaluate(
+        cases.iter().filter(|c| !c.held_out()),
+        &model,
+        &config,
+        &prices,
+    );
+    println!(
+        "wrote {} ({} conversations, {} families; l2 {}, {} steps)\n\n# Training split\n{}",
+        out.display(),
+        model.trained.cases,
+        model.trained.families,
+        options.l2,
+        options.steps,
+        training.summary()
+    );
+    Ok(())
+}

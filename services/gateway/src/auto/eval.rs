@@ -453,6 +453,7 @@ impl fmt::Display for Study {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auto::model::Model;
 
     #[test]
     fn documents_expand_and_bad_lines_are_named() {
@@ -478,6 +479,72 @@ mod tests {
         let held = cases.iter().filter(|c| c.held_out()).count();
         let share = held as f64 / cases.len() as f64;
         assert!((0.17..0.23).contains(&share), "held out {share}");
+    }
+
+    #[test]
+    fn the_shipped_model_meets_its_targets_on_the_held_out_split() {
+        let cases = load(SHIPPED).expect("the shipped set loads");
+        let prices = TierPrices::of(&Catalog::builtin());
+        let model = Model::shipped();
+        let held_out = cases.iter().filter(|c| c.held_out());
+        let report = evaluate(held_out, &model, &AutoConfig::default(), &prices);
+        assert!(report.accuracy() >= 0.85, "{report}");
+        assert!(report.under_by_two() <= 0.01, "{report}");
+        assert!(report.under_by_one() <= 0.08, "{report}");
+        let trained_on = cases.iter().filter(|c| !c.held_out()).count();
+        assert_eq!(
+            model.trained.cases, trained_on,
+            "fitted on the training split only"
+        );
+    }
+
+    fn case(id: &str, family: &str, label: &str, text: &str) -> String {
+        serde_json::json!({"id": id, "family": family, "label": label,
+            "request": {"messages": [{"role": "user", "content": text}]}})
+        .to_string()
+    }
+
+    #[test]
+    fn each_family_is_scored_by_a_model_that_never_saw_it() {
+        let mut lines = Vec::new();
+        for (family, label, text) in [
+            ("greetings", "economy", "hello there friend"),
+            ("thanks", "economy", "thanks a lot friend"),
+            ("proofs", "premium", "prove the lemma rigorously"),
+            ("theorems", "premium", "prove the theorem rigorously"),
+            ("scripts", "standard", "write a script with tests"),
+            ("parsers", "standard", "write a parser with tests"),
+        ] {
+            for i in 0..3 {
+                lines.push(case(&format!("{family}-{i}"), family, label, text));
+            }
+        }
+        let cases = load(&lines.join("\n")).unwrap();
+        let refs: Vec<&Case> = cases.iter().collect();
+        let prices = TierPrices::of(&Catalog::builtin());
+        let options = Options::default();
+        let (pooled, per_family) = cross_validate(&refs, &options, &AutoConfig::default(), &prices);
+        assert_eq!(per_family.len(), 6);
+        assert!(per_family.values().all(|r| r.total() == 3));
+        assert_eq!(pooled.total(), 18);
+        // A family whose one word the others never use is scored without it:
+        // "hello" was never seen when greetings were left out.
+        let full = fit(cases.iter(), &options);
+        let greeting = &cases[0].features;
+        let hello = greeting
+            .text
+            .iter()
+            .find(|t| greeting.name(t) == "hello")
+            .unwrap();
+        assert_ne!(
+            full.text[hello.slot as usize], 0.0,
+            "the full fit weighs it"
+        );
+        let without = fit(cases.iter().filter(|c| c.family != "greetings"), &options);
+        assert_eq!(
+            without.text[hello.slot as usize], 0.0,
+            "the left-out fit cannot"
+        );
     }
 
     #[test]

@@ -118,6 +118,26 @@ mod tests {
     }
 
     #[test]
+    fn any_text_splits_into_its_own_parts() {
+        let pieces = [
+            "'", "\"", ":", "\n\n", "```", "é", "分", " ", "a", "?", "«", "»", ".", "x: y",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..2_000 {
+            let mut t = String::new();
+            for _ in 0..(seed % 40) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                t.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let p = split(&t);
+            let whole = format!("{}{}{}", p.instruction, p.material, p.closing);
+            assert_eq!(whole, t, "the parts are the text, in order");
+        }
+    }
+
+    #[test]
     fn plain_requests_urls_times_and_short_quotes_stay_instruction() {
         for t in [
             "Design a URL shortener handling 100k writes/s with custom aliases and analytics.",

@@ -1,0 +1,189 @@
+//! The `model: "auto"` model through the binary, as an operator uses it:
+//! `train-auto` writes a file, `evaluate` reads it, `up` serves it, reloads
+//! it on SIGHUP and keeps the previous one when the new file is bad, and
+//! refuses to start on a bad one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::Command;
+
+use test_support::deployment::{temp_dir, Up};
+
+const BIN: &str = env!("CARGO_BIN_EXE_modelrouter");
+const SHIPPED: &str = include_str!("../../../shared/catalog/auto_model.json");
+const PROOF: &str = "Prove that there are infinitely many primes of the form 4k+3.";
+
+fn corpus() -> String {
+    let mut lines = Vec::new();
+    for (family, label, text) in [
+        ("greetings", "economy", "hello there, how are you"),
+        ("facts", "economy", "what is the capital of France"),
+        (
+            "scripts",
+            "standard",
+            "write a script that renames files, with tests",
+        ),
+        ("apis", "standard", "implement a REST endpoint with tests"),
+        (
+            "proofs",
+            "premium",
+            "prove the lemma rigorously by induction",
+        ),
+        (
+            "design",
+            "premium",
+            "design a multi-region ledger with exactly-once writes",
+        ),
+    ] {
+        for i in 0..4 {
+            lines.push(
+                json!({"id": format!("{family}-{i}"), "family": family, "label": label,
+                    "request": {"messages": [{"role": "user", "content": format!("{text} ({i})")}]}})
+                .to_string(),
+            );
+        }
+    }
+    lines.join("\n")
+}
+
+async fn run(args: &[&str], config: Option<&Path>) -> (bool, String, String) {
+    let mut command = Command::new(BIN);
+    if let Some(config) = config {
+        command.env("MODELROUTER_CONFIG", config);
+    }
+    let out = command.args(args).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn train_auto_writes_a_model_that_evaluate_reads() {
+    let data = temp_dir("train-auto");
+    let set = data.join("set.jsonl");
+    std::fs::write(&set, corpus()).unwrap();
+    let model = data.join("model.json");
+    let (ok, stdout, stderr) = run(
+        &[
+            "train-auto",
+            "--corpus",
+            set.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("# Training split"), "{stdout}");
+    let config = data.join("config.toml");
+    std::fs::write(&config, format!("[gateway.auto]\nmodel = {:?}\n", model)).unwrap();
+    let (ok, stdout, stderr) = run(&["evaluate", set.to_str().unwrap()], Some(&config)).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("24 conversations: exact tier"), "{stdout}");
+    let (ok, stdout, _) = run(
+        &["evaluate", set.to_str().unwrap(), "--explain", "proofs-1"],
+        Some(&config),
+    )
+    .await;
+    assert!(
+        ok && stdout.contains("proofs-1: labelled premium"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = run(
+        &["evaluate", set.to_str().unwrap(), "--explain", "nope"],
+        Some(&config),
+    )
+    .await;
+    assert!(!ok && stderr.contains("no conversation `nope`"), "{stderr}");
+
+    std::fs::write(&model, "{\"format\": \"modelrouter-auto-model/1\"").unwrap();
+    let (ok, _, stderr) = run(&["evaluate", set.to_str().unwrap()], Some(&config)).await;
+    assert!(!ok && stderr.contains("not valid JSON"), "{stderr}");
+    std::fs::remove_dir_all(&data).ok();
+}
+
+async fn explain(up: &Up) -> Value {
+    reqwest::Client::new()
+        .post(format!("{}/v1/router/explain", up.url))
+        .bearer_auth(up.printed_key.as_ref().unwrap())
+        .json(&json!({"model": "auto", "messages": [{"role": "user", "content": PROOF}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn up_serves_the_configured_model_reloads_it_and_keeps_it_when_the_new_file_is_bad() {
+    let data = temp_dir("auto-reload");
+    let model = data.join("model.json");
+    std::fs::write(&model, SHIPPED).unwrap();
+    let config = data.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("catalog_poll_ms = 3600000\n[gateway.auto]\nmodel = {model:?}\n"),
+    )
+    .unwrap();
+    let env = [("MODELROUTER_CONFIG", config.to_str().unwrap())];
+    let mut running = test_support::deployment::up(BIN, &data, &env).await;
+    let before = explain(&running).await;
+
+    // Moving both cuts up by one unit of z lowers every score.
+    let mut file: Value = serde_json::from_str(SHIPPED).unwrap();
+    for cut in file["cuts"].as_array_mut().unwrap() {
+        *cut = json!(cut.as_f64().unwrap() + 1.0);
+    }
+    std::fs::write(&model, file.to_string()).unwrap();
+    let hangup = || async {
+        let pid = running.child.id().unwrap().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success());
+    };
+    hangup().await;
+    let mut after = before.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = explain(&running).await;
+        if after["score"] != before["score"] {
+            break;
+        }
+    }
+    assert!(
+        after["score"].as_u64() < before["score"].as_u64(),
+        "SIGHUP loaded the new model: {before} then {after}"
+    );
+
+    std::fs::write(&model, "not a model").unwrap();
+    hangup().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        explain(&running).await["score"],
+        after["score"],
+        "the bad file was refused"
+    );
+    running.child.kill().await.unwrap();
+
+    let out = Command::new(BIN)
+        .arg("up")
+        .env("MODELROUTER_CONFIG", &config)
+        .env("MODELROUTER_DATA_DIR", &data)
+        .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a bad model file stops the start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("auto model is not valid JSON"), "{stderr}");
+    std::fs::remove_dir_all(&data).ok();
+}

@@ -26,12 +26,26 @@ fn conversation(turns: usize) -> String {
     json!({"model": "auto", "messages": messages}).to_string()
 }
 
+/// A single user turn of about 2k tokens, all of it instruction: the worst
+/// case for the text features (no material, no earlier turns).
+fn one_instruction() -> String {
+    let text = format!(
+        "{} Find the root cause and propose a fix.",
+        PROSE.repeat(40)
+    );
+    json!({"model": "auto", "messages": [{"role": "user", "content": text}]}).to_string()
+}
+
 fn bench(c: &mut Criterion) {
     let config = AutoConfig::default();
     let model = Model::shipped();
     let tokenizer = bpe_openai::o200k_base();
-    for (name, turns) in [("2k", 6), ("100k", 315)] {
-        let body = conversation(turns);
+    let bodies = [
+        ("2k tokens", conversation(6)),
+        ("100k tokens", conversation(315)),
+        ("2k tokens in one instruction", one_instruction()),
+    ];
+    for (name, body) in bodies {
         let request: ChatRequest = serde_json::from_str(&body).expect("request");
         let tokens: usize = request
             .messages
@@ -40,39 +54,13 @@ fn bench(c: &mut Criterion) {
             .map(|t| tokenizer.count(t))
             .sum();
         eprintln!("{name}: {tokens} tokens, {} bytes", body.len());
-        c.bench_function(&format!("parse the body, {name} tokens (baseline)"), |b| {
+        c.bench_function(&format!("parse the body, {name} (baseline)"), |b| {
             b.iter(|| serde_json::from_str::<ChatRequest>(&body).expect("request"))
         });
-        c.bench_function(&format!("auto score, {name} tokens"), |b| {
+        c.bench_function(&format!("auto score, {name}"), |b| {
             b.iter(|| decide(&request, &model, &config))
         });
     }
-    // The worst case for the text features: the whole 2k tokens are the
-    // instruction (no material, no earlier turns).
-    let one = format!(
-        "{} {}",
-        PROSE.repeat(40),
-        "Find the root cause and propose a fix."
-    );
-    let body = json!({"model": "auto", "messages": [{"role": "user", "content": one}]}).to_string();
-    let request: ChatRequest = serde_json::from_str(&body).expect("request");
-    let tokens: usize = request
-        .messages
-        .iter()
-        .flat_map(|m| m.texts())
-        .map(|t| tokenizer.count(t))
-        .sum();
-    eprintln!(
-        "2k in one instruction: {tokens} tokens, {} bytes",
-        body.len()
-    );
-    c.bench_function(
-        "parse the body, 2k tokens in one instruction (baseline)",
-        |b| b.iter(|| serde_json::from_str::<ChatRequest>(&body).expect("request")),
-    );
-    c.bench_function("auto score, 2k tokens in one instruction", |b| {
-        b.iter(|| decide(&request, &model, &config))
-    });
 }
 
 criterion_group!(benches, bench);

@@ -141,16 +141,7 @@ async fn up_serves_the_configured_model_reloads_it_and_keeps_it_when_the_new_fil
         *cut = json!(cut.as_f64().unwrap() + 1.0);
     }
     std::fs::write(&model, file.to_string()).unwrap();
-    let hangup = || async {
-        let pid = running.child.id().unwrap().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .await
-            .unwrap()
-            .success());
-    };
-    hangup().await;
+    running.hangup().await;
     let mut after = before.clone();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -165,7 +156,7 @@ async fn up_serves_the_configured_model_reloads_it_and_keeps_it_when_the_new_fil
     );
 
     std::fs::write(&model, "not a model").unwrap();
-    hangup().await;
+    running.hangup().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         explain(&running).await["score"],

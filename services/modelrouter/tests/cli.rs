@@ -293,13 +293,7 @@ async fn sighup_reloads_the_catalog() {
         "2",
         "no reload without the signal"
     );
-    let pid = running.child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap()
-        .success());
+    running.hangup().await;
     let mut reloaded = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -256,6 +256,17 @@ impl Up {
             .find(|w| w.starts_with("mr_ak_"))
             .map(str::to_owned)
     }
+
+    /// Sends the process SIGHUP (what an operator does to reload files).
+    pub async fn hangup(&self) {
+        let pid = self.child.id().expect("the process runs").to_string();
+        let status = tokio::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "kill -HUP {pid}");
+    }
 }
 
 /// Starts `bin up` on a free port with its data in `data_dir` and `env`

@@ -46,8 +46,8 @@ const HALVES: [&str; MAX_BIN + 1] = [
     "0", "0.5", "1", "1.5", "2", "2.5", "3", "3.5", "4", "4.5", "5", "5.5", "6",
 ];
 
-/// The dense features, in the order of [`Features::dense`].
-pub const DENSE: [&str; 39] = [
+/// The conversation's signals among the dense features.
+const SIGNALS: [&str; 28] = [
     "system_prompt_bytes",
     "expert_role",
     "format_demands",
@@ -76,18 +76,23 @@ pub const DENSE: [&str; 39] = [
     "instruction_words",
     "material_bytes",
     "question",
-    "concept_rigour",
-    "concept_scale",
-    "concept_failure",
-    "concept_stakes",
-    "concept_design",
-    "concept_speed",
-    "concept_build",
-    "concept_explain",
-    "concept_brevity",
-    "concept_lookup",
-    "concept_transform",
 ];
+
+/// The dense features, in the order of [`Features::dense`]: the signals,
+/// then [`lexicon::GROUPS`].
+pub const DENSE: [&str; SIGNALS.len() + lexicon::GROUPS.len()] = {
+    let mut out = [""; SIGNALS.len() + lexicon::GROUPS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = if i < SIGNALS.len() {
+            SIGNALS[i]
+        } else {
+            lexicon::GROUPS[i - SIGNALS.len()]
+        };
+        i += 1;
+    }
+    out
+};
 
 /// The kind of a text feature, for its name in an explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +170,7 @@ struct LastTurn {
 
 /// The dense features of `s` and `last`.
 fn dense(s: &Signals, last: LastTurn) -> [f32; DENSE.len()] {
-    [
+    let signals = [
         log(s.system_bytes, 256.0),
         flag(s.expert_role),
         log(s.format_demands, 1.0),
@@ -194,18 +199,13 @@ fn dense(s: &Signals, last: LastTurn) -> [f32; DENSE.len()] {
         log(last.instruction_words, 8.0),
         log(last.material_bytes, 256.0),
         flag(last.question),
-        log(last.concepts[0], 1.0),
-        log(last.concepts[1], 1.0),
-        log(last.concepts[2], 1.0),
-        log(last.concepts[3], 1.0),
-        log(last.concepts[4], 1.0),
-        log(last.concepts[5], 1.0),
-        log(last.concepts[6], 1.0),
-        log(last.concepts[7], 1.0),
-        log(last.concepts[8], 1.0),
-        log(last.concepts[9], 1.0),
-        log(last.concepts[10], 1.0),
-    ]
+    ];
+    let mut out = [0.0; DENSE.len()];
+    out[..SIGNALS.len()].copy_from_slice(&signals);
+    for (x, n) in out[SIGNALS.len()..].iter_mut().zip(last.concepts) {
+        *x = log(n, 1.0);
+    }
+    out
 }
 
 /// Reads `request`'s features.

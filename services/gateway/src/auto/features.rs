@@ -28,7 +28,7 @@ use super::signals::{self, Signals};
 use super::{instruction, lexicon};
 
 /// The feature recipe's version; bump it whenever a feature changes meaning.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Text features are hashed into `2^HASH_BITS` slots.
 pub const HASH_BITS: u32 = 18;

@@ -267,7 +267,16 @@ fn hits(text: &str) -> Hits {
     let matcher = &*MATCHER;
     let mut seen = vec![false; matcher.groups.len()];
     let mut hits = Hits::default();
+    let bytes = text.as_bytes();
     for found in matcher.automaton.find_iter(text) {
+        // A keyword starts a word: "table" is not in "uncountable", nor
+        // "test" in "latest" (a keyword may still end inside one: "primes").
+        let inside_a_word = found.start() > 0
+            && bytes[found.start()].is_ascii_alphanumeric()
+            && bytes[found.start() - 1].is_ascii_alphanumeric();
+        if inside_a_word {
+            continue;
+        }
         let id = found.pattern().as_usize();
         let group = matcher.groups[id] as usize;
         hits.count[group] += 1;
@@ -445,6 +454,12 @@ mod tests {
         assert_eq!(user("Привет, как дела?").non_ascii, 1.0);
         assert_eq!(user("def f(x):\n    return x;\n").code_lines, 2);
         assert_eq!(user("Write a 600-word post").requested_words, 600);
+        let plain = user("Prove that the set of reals is uncountable; the latest trust data.");
+        assert_eq!(
+            (plain.format_demands, plain.tech_terms),
+            (0, 0),
+            "{plain:?}"
+        );
         assert_eq!(user("in about 4,000 words").requested_words, 4000);
         let tasks = user("Design the database, implement it in Rust and write tests.");
         assert_eq!((tasks.tasks, tasks.tech_terms), (3, 3), "{tasks:?}");

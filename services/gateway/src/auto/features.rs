@@ -118,6 +118,18 @@ impl Kind {
             Kind::Bin => b'b',
         }
     }
+
+    /// How an explanation names the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Word => "word",
+            Kind::Stem => "stem",
+            Kind::Pair => "words",
+            Kind::Letters => "letters",
+            Kind::Material => "quoted",
+            Kind::Bin => "range",
+        }
+    }
 }
 
 /// One text feature: its slot, its value, and what it stands for.
@@ -286,19 +298,37 @@ struct Text {
     words: String,
     /// Distinct features in the order first seen.
     found: Vec<(u32, Kind, u32, u32)>,
-    /// One bit per slot: seen already.
+    /// One bit per slot: seen already. Taken from [`SEEN`] and given back
+    /// cleared, so a request costs no 32 KiB allocation.
     seen: Vec<u64>,
     last_words: usize,
 }
 
+thread_local! {
+    /// Each thread's cleared bitset of slots, reused by every reading.
+    static SEEN: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl Default for Text {
     fn default() -> Self {
+        let mut seen = SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        seen.resize((1 << HASH_BITS) / 64, 0);
         Text {
             words: String::new(),
             found: Vec::new(),
-            seen: vec![0; (1 << HASH_BITS) / 64],
+            seen,
             last_words: 0,
         }
+    }
+}
+
+impl Drop for Text {
+    fn drop(&mut self) {
+        for (slot, ..) in &self.found {
+            self.seen[*slot as usize / 64] = 0;
+        }
+        let seen = std::mem::take(&mut self.seen);
+        SEEN.with(|s| *s.borrow_mut() = seen);
     }
 }
 
@@ -398,12 +428,13 @@ impl Text {
         }
     }
 
-    fn finish(self) -> (Vec<TextFeature>, String) {
+    fn finish(mut self) -> (Vec<TextFeature>, String) {
         let words = self.found.iter().filter(|f| f.1 != Kind::Bin).count();
         let value = 1.0 / (words.max(1) as f32).powf(0.25);
         let text = self
             .found
-            .into_iter()
+            .iter()
+            .copied()
             .map(|(slot, kind, start, end)| TextFeature {
                 slot,
                 value: if kind == Kind::Bin { 1.0 } else { value },
@@ -411,7 +442,7 @@ impl Text {
                 at: start..end,
             })
             .collect();
-        (text, self.words)
+        (text, std::mem::take(&mut self.words))
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::features::{self, Features, Kind, DENSE, HASH_BITS};
+use super::features::{self, Features, DENSE, HASH_BITS};
 use super::score::{AutoConfig, Contribution, Explanation};
 
 /// The first line of defence against a file that is not a model.
@@ -195,17 +195,6 @@ impl Model {
         text
     }
 
-    /// `z`: the weighted sum of `f`.
-    pub fn z(&self, f: &Features) -> f32 {
-        let dense: f32 = self.dense.iter().zip(f.dense).map(|(w, x)| w * x).sum();
-        let text: f32 = f
-            .text
-            .iter()
-            .map(|t| self.text[t.slot as usize] * t.value)
-            .sum();
-        dense + text
-    }
-
     /// Points per unit of `z` on the 0–100 score, and the score of `z = 0`
     /// once the under-routing penalty `r` has moved the cuts down by `ln r`.
     fn scale(&self, under_penalty: f64) -> (f64, f64) {
@@ -233,18 +222,16 @@ impl Model {
             .map(|t| (k * f64::from(self.text[t.slot as usize] * t.value), t))
             .filter(|(p, _)| *p != 0.0)
             .collect();
-        words.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
+        // Only the heaviest few are named: select them, do not sort them all.
+        let heaviest = |a: &(f64, _), b: &(f64, _)| b.0.abs().total_cmp(&a.0.abs());
+        if words.len() > NAMED_WORDS {
+            words.select_nth_unstable_by(NAMED_WORDS, heaviest);
+        }
+        let named = NAMED_WORDS.min(words.len());
+        words[..named].sort_by(heaviest);
         for (points, t) in words.iter().take(NAMED_WORDS) {
-            let kind = match t.kind {
-                Kind::Word => "word",
-                Kind::Stem => "stem",
-                Kind::Pair => "words",
-                Kind::Letters => "letters",
-                Kind::Material => "quoted",
-                Kind::Bin => "range",
-            };
             contributions.push(Contribution {
-                signal: Cow::Owned(format!("{kind} \"{}\"", f.name(t))),
+                signal: Cow::Owned(format!("{} \"{}\"", t.kind.name(), f.name(t))),
                 value: f64::from(t.value),
                 points: *points,
             });

@@ -13,6 +13,12 @@ pub enum CpError {
     /// The input is not acceptable; the message says why.
     #[error("{0}")]
     BadInput(String),
+    /// One named field of the input is not acceptable.
+    #[error("{message}")]
+    Invalid {
+        param: &'static str,
+        message: String,
+    },
     /// No valid session or admin key.
     #[error("Please log in.")]
     Unauthenticated,
@@ -54,7 +60,7 @@ pub enum CpError {
 impl CpError {
     fn status(&self) -> StatusCode {
         match self {
-            CpError::BadInput(_) => StatusCode::BAD_REQUEST,
+            CpError::BadInput(_) | CpError::Invalid { .. } => StatusCode::BAD_REQUEST,
             CpError::Unauthenticated => StatusCode::UNAUTHORIZED,
             CpError::Forbidden(_) | CpError::Csrf => StatusCode::FORBIDDEN,
             CpError::NotFound | CpError::Missing(_) => StatusCode::NOT_FOUND,
@@ -69,7 +75,7 @@ impl CpError {
 
     fn code(&self) -> &'static str {
         match self {
-            CpError::BadInput(_) => "invalid_request",
+            CpError::BadInput(_) | CpError::Invalid { .. } => "invalid_request",
             CpError::Unauthenticated => "unauthenticated",
             CpError::Forbidden(_) => "forbidden",
             CpError::Csrf => "csrf_token_invalid",
@@ -152,7 +158,7 @@ impl IntoResponse for ApiError {
             "error": {
                 "message": self.0.public_message(),
                 "type": if status.is_server_error() { "server_error" } else { "invalid_request_error" },
-                "param": null,
+                "param": match &self.0 { CpError::Invalid { param, .. } => serde_json::json!(param), _ => serde_json::Value::Null },
                 "code": self.0.code(),
             }
         });

@@ -24,6 +24,7 @@ pub mod projector;
 mod proxies;
 mod queries;
 pub mod session;
+pub mod telemetry;
 mod view;
 
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub struct Secrets {
     pub key_hash: Vec<u8>,
     /// Session tokens are signed with this.
     pub session: Vec<u8>,
+    /// Trace destinations' headers are sealed under this (shared with the
+    /// exporter); `None`: destinations cannot be configured.
+    pub telemetry: Option<Vec<u8>>,
 }
 
 /// Everything a control-plane request needs.
@@ -80,6 +84,8 @@ pub struct ControlPlane {
     operators: Vec<String>,
     /// Card payments; `None` when not configured.
     payments: Option<billing::Payments>,
+    /// Seals trace destinations' headers; `None` without a telemetry secret.
+    sealer: Option<Arc<exporter::Sealer>>,
 }
 
 impl ControlPlane {
@@ -115,6 +121,12 @@ impl ControlPlane {
         .filter(|amount| *amount > Money::ZERO);
         let proxies = proxies::TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| CpError::Internal(format!("control_plane.trusted_proxies: {e}")))?;
+        let sealer = match &secrets.telemetry {
+            Some(secret) => Some(Arc::new(
+                exporter::Sealer::new(secret).map_err(|e| CpError::Internal(e.to_string()))?,
+            )),
+            None => None,
+        };
         let projector = Arc::new(projector::Projector::new(log.as_ref(), store.clone()).await?);
         tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
         Ok(Arc::new(ControlPlane {
@@ -138,6 +150,7 @@ impl ControlPlane {
                 .map(|e| e.trim().to_ascii_lowercase())
                 .collect(),
             payments,
+            sealer,
             log,
             store,
             projector,
@@ -153,6 +166,7 @@ impl ControlPlane {
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     pages::routes()
         .merge(api::routes())
+        .merge(telemetry::routes())
         .merge(lookup::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&cp),

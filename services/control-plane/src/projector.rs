@@ -305,7 +305,42 @@ async fn fold(
                 .execute(&mut **tx)
                 .await?;
         }
+        Event::TelemetryDestinationSet(d) => {
+            query(
+                "INSERT INTO telemetry_destinations
+                   (id, account, name, preset, protocol, endpoint, header_names, headers_sealed, sampling, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, preset = excluded.preset,
+                   protocol = excluded.protocol, endpoint = excluded.endpoint, header_names = excluded.header_names,
+                   headers_sealed = excluded.headers_sealed, sampling = excluded.sampling, updated_at = excluded.updated_at
+                 WHERE telemetry_destinations.account = excluded.account",
+            )
+            .bind(d.destination.to_string())
+            .bind(d.account.to_string())
+            .bind(&d.name)
+            .bind(d.preset.as_deref())
+            .bind(d.protocol.as_str())
+            .bind(&d.endpoint)
+            .bind(to_json(&d.header_names))
+            .bind(&d.headers_sealed)
+            .bind(to_json(&d.sampling))
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Event::TelemetryDestinationRemoved(r) => {
+            query("DELETE FROM telemetry_destinations WHERE account = $1 AND id = $2")
+                .bind(r.account.to_string())
+                .bind(r.destination.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// A value's JSON for a text column (these types always serialize).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }

@@ -239,7 +239,9 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
         | Event::KeyIssued(_)
         | Event::KeyRevoked(_)
         | Event::ProviderBlocked(_)
-        | Event::ProviderUnblocked(_) => return None,
+        | Event::ProviderUnblocked(_)
+        | Event::TelemetryDestinationSet(_)
+        | Event::TelemetryDestinationRemoved(_) => return None,
     }
     Some(effects)
 }

@@ -230,6 +230,15 @@ pub fn log_check(log: &Arc<dyn EventLog>) -> Check {
     })
 }
 
+/// The readiness check "the exporter follows the log and its store answers".
+pub fn exporter_check(exporter: &Arc<exporter::Exporter>) -> Check {
+    let exporter = Arc::clone(exporter);
+    Arc::new(move || {
+        let exporter = Arc::clone(&exporter);
+        Box::pin(async move { exporter.ready().await })
+    })
+}
+
 /// The readiness check "the store answers and every migration is applied".
 pub fn store_check(store: &Store) -> Check {
     let store = store.clone();
@@ -302,6 +311,11 @@ pub async fn control_plane(
     let secrets = Secrets {
         key_hash: secret(config, "key-hash", config.key_hash_secret.as_ref())?,
         session: secret(config, "session", config.session_secret.as_ref())?,
+        telemetry: Some(secret(
+            config,
+            "telemetry",
+            config.telemetry_secret.as_ref(),
+        )?),
     };
     let circuits = beside.map(|g| Arc::new(GatewayCircuits(g)) as Arc<dyn Circuits>);
     let payments = match stripe(config)? {
@@ -317,6 +331,18 @@ pub async fn control_plane(
         }
     };
     Ok(ControlPlane::start(settings, secrets, log, store, catalog, circuits, payments).await?)
+}
+
+/// The exporter on `log` and `store`, delivering until `stop`.
+pub async fn exporter(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    store: Store,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Arc<exporter::Exporter>, BoxError> {
+    let secret = secret(config, "telemetry", config.telemetry_secret.as_ref())?;
+    let sealer = Arc::new(exporter::Sealer::new(&secret)?);
+    Ok(exporter::Exporter::start(config.exporter.clone(), sealer, log, store, stop).await?)
 }
 
 /// The Stripe client of the configuration; `None` without a secret key.

@@ -84,6 +84,12 @@ pub struct Config {
     /// Dashboard sessions are signed with this (at least 32 bytes). Unset:
     /// generated once into `data_dir/secrets/`.
     pub session_secret: Option<String>,
+    /// Trace destinations' headers (tokens) are sealed under this (at least
+    /// 32 bytes); the control plane and the exporter must share it. Unset:
+    /// generated once into `data_dir/secrets/`.
+    pub telemetry_secret: Option<String>,
+    /// Trace export settings (`[exporter]`).
+    pub exporter: exporter::ExporterConfig,
     /// The email of the first account's user, created by `modelrouter up` on
     /// a fresh installation.
     pub first_user_email: String,
@@ -139,6 +145,8 @@ impl Default for Config {
             control_plane: ControlPlaneConfig::default(),
             key_hash_secret: None,
             session_secret: None,
+            telemetry_secret: None,
+            exporter: exporter::ExporterConfig::default(),
             first_user_email: "admin@localhost".into(),
             public_url: None,
             stripe: StripeConfig::default(),
@@ -178,6 +186,16 @@ const ENV: &[(&str, &str, Shape)] = &[
         Shape::Text,
     ),
     ("MODELROUTER_SESSION_SECRET", "session_secret", Shape::Text),
+    (
+        "MODELROUTER_TELEMETRY_SECRET",
+        "telemetry_secret",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_EXPORTER_BACKOFF_MAX_MS",
+        "exporter.backoff_max_ms",
+        Shape::Text,
+    ),
     ("STRIPE_SECRET_KEY", "stripe.secret_key", Shape::Text),
     (
         "STRIPE_WEBHOOK_SECRET",

@@ -47,6 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: Option<LedgerCommand>,
     },
+    /// The exporter alone: request traces to each tenant's OTLP backends.
+    Exporter,
     /// Applies the ledger store's migrations.
     Migrate,
     /// Grants credits to an account (an operator's tool: support credits, corrections).
@@ -194,6 +196,7 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: Some(LedgerCommand::Export { from, to, out }),
             } => serve::export(config, from, to, out).await,
+            Command::Exporter => serve::exporter(config).await,
             Command::Migrate => serve::migrate(config).await,
             Command::Grant {
                 account,

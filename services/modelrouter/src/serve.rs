@@ -85,10 +85,20 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         Some(events),
     )?;
     watch_auto_model(&config, &gateway);
+    let exporter = backbone::exporter(
+        &config,
+        Arc::clone(&log),
+        store.clone(),
+        std::future::pending(),
+    )
+    .await?;
+    probes.check("exporter", backbone::exporter_check(&exporter));
     let lag = ledger.lag();
-    let _ = gateway
-        .metrics_beside
-        .set(Arc::new(move || lag.to_prometheus()));
+    let _ = gateway.metrics_beside.set(Arc::new(move || {
+        let mut text = lag.to_prometheus();
+        text.push_str(&exporter.to_prometheus());
+        text
+    }));
     backbone::follow_access(&config, &log, &gateway, &mut probes).await?;
     backbone::share_breakers(&config, &log, &gateway, &publisher).await?;
     let control_plane = backbone::control_plane(
@@ -333,6 +343,58 @@ pub async fn ledger(config: Config) -> Result<(), BoxError> {
     ledger.run(shutdown_signal()).await;
     let _ = stop.send(true);
     probes_served.await??;
+    Ok(())
+}
+
+/// `modelrouter exporter`: the exporter alone, until interrupted, with its
+/// probes and `/metrics` on the listen address.
+pub async fn exporter(config: Config) -> Result<(), BoxError> {
+    let log = backbone::open_log(&config, Reach::Now).await?;
+    let store = backbone::open_store(&config).await?;
+    let listener = bind(config.listen).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let exporter = backbone::exporter(&config, log.clone(), store.clone(), until).await?;
+    let mut probes = Probes::new();
+    probes
+        .check("event_log", backbone::log_check(&log))
+        .check("store", backbone::store_check(&store));
+    probes.check("exporter", backbone::exporter_check(&exporter));
+    let metrics = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = exporter.to_prometheus();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        gateway::health::PROMETHEUS_TEXT,
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    print_banner(&[format!(
+        "Model Router exporter sending request traces to tenants' OTLP backends, probes and /metrics on http://{} (Ctrl-C stops it)",
+        listener.local_addr()?
+    )]);
+    let server = config.server.clone();
+    let serving = tokio::spawn(async move {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        gateway::server::serve(listener, metrics, &server, probes, stop).await
+    });
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    serving.await??;
     Ok(())
 }
 

@@ -20,6 +20,7 @@
 mod access;
 mod account;
 mod json;
+mod telemetry;
 mod time;
 mod usage;
 mod view;
@@ -39,6 +40,7 @@ pub use account::{
     CardRemoved, CardSaved, CreditsGranted, DailyLimitSet, DepositReinstated, DepositReversed,
     DepositSettled, PaymentCustomerSet, RechargeDeclined, Reversal,
 };
+pub use telemetry::{Protocol, Sampling, TelemetryDestinationRemoved, TelemetryDestinationSet};
 pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
     AUTO_CONTRIBUTIONS, MAX_ERROR_CHARS, SLIMMEST,
@@ -53,7 +55,7 @@ pub mod subjects {
     pub const ACCOUNT: &str = "events.account";
     /// Billing: grants and deposits.
     pub const BILLING: &str = "events.billing";
-    /// Access: members, API keys, provider blocks.
+    /// Access: members, API keys, provider blocks, trace destinations.
     pub const ACCESS: &str = "events.access";
 }
 
@@ -120,6 +122,10 @@ pub enum Event {
     ProviderBlocked(ProviderBlock),
     /// The account's requests may use a provider again.
     ProviderUnblocked(ProviderBlock),
+    /// A trace destination created or replaced.
+    TelemetryDestinationSet(TelemetryDestinationSet),
+    /// A trace destination deleted.
+    TelemetryDestinationRemoved(TelemetryDestinationRemoved),
 }
 
 /// Applies `$body` to the event's body, whatever its type.
@@ -147,6 +153,8 @@ macro_rules! each_body {
             Event::KeyRevoked($e) => $body,
             Event::ProviderBlocked($e) => $body,
             Event::ProviderUnblocked($e) => $body,
+            Event::TelemetryDestinationSet($e) => $body,
+            Event::TelemetryDestinationRemoved($e) => $body,
         }
     };
 }
@@ -176,6 +184,8 @@ impl Event {
             Event::KeyRevoked(_) => ("key_revoked", 1),
             Event::ProviderBlocked(_) => ("provider_blocked", 1),
             Event::ProviderUnblocked(_) => ("provider_unblocked", 1),
+            Event::TelemetryDestinationSet(_) => ("telemetry_destination_set", 1),
+            Event::TelemetryDestinationRemoved(_) => ("telemetry_destination_removed", 1),
         }
     }
 
@@ -201,7 +211,9 @@ impl Event {
             | Event::KeyIssued(_)
             | Event::KeyRevoked(_)
             | Event::ProviderBlocked(_)
-            | Event::ProviderUnblocked(_) => subjects::ACCESS,
+            | Event::ProviderUnblocked(_)
+            | Event::TelemetryDestinationSet(_)
+            | Event::TelemetryDestinationRemoved(_) => subjects::ACCESS,
         }
     }
 
@@ -393,6 +405,12 @@ impl Envelope {
             }
             ("provider_unblocked", 1) => {
                 Event::ProviderUnblocked(serde_json::from_value(data).map_err(body)?)
+            }
+            ("telemetry_destination_set", 1) => {
+                Event::TelemetryDestinationSet(serde_json::from_value(data).map_err(body)?)
+            }
+            ("telemetry_destination_removed", 1) => {
+                Event::TelemetryDestinationRemoved(serde_json::from_value(data).map_err(body)?)
             }
             (kind, version) => {
                 return Err(EventError::Unknown {

@@ -55,7 +55,9 @@ fn every_v1_event_decodes_and_round_trips() {
             "card_saved",
             "card_removed",
             "auto_recharge_set",
-            "recharge_declined"
+            "recharge_declined",
+            "telemetry_destination_set",
+            "telemetry_destination_removed"
         ]
     );
     let usage = Envelope::decode(V1.lines().next().unwrap().as_bytes()).unwrap();

@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0007_one_request_index.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0007_one_request_index.sql"),
     },
+    Migration {
+        version: 8,
+        name: "telemetry",
+        postgres: include_str!("../../../migrations/postgres/0008_telemetry.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0008_telemetry.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

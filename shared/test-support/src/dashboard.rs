@@ -95,6 +95,7 @@ impl Stack {
             Secrets {
                 key_hash: KEY_HASH_SECRET.as_bytes().to_vec(),
                 session: SESSION_SECRET.as_bytes().to_vec(),
+                telemetry: Some(SESSION_SECRET.as_bytes().to_vec()),
             },
             Arc::clone(&backends.log),
             backends.store.clone(),

@@ -5,6 +5,7 @@ pub mod backends;
 pub mod dashboard;
 pub mod deployment;
 pub mod metrics;
+pub mod otlp;
 pub mod stripe;
 
 use std::path::PathBuf;

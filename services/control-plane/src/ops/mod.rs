@@ -5,6 +5,7 @@
 
 mod keys;
 mod members;
+pub mod telemetry;
 mod users;
 
 pub use members::Invitation;

@@ -1,0 +1,265 @@
+//! Reads the event log once, in order, into the destinations' backlogs.
+//!
+//! Records are gathered for up to [`LINGER`] (or [`GATHER`] records), then
+//! applied in one store transaction: destination changes first-come, and
+//! each usage event of an account with destinations added to the backlog of
+//! every destination that samples it. Only after the commit are the records
+//! acked, so a crash anywhere leaves them to be read again (a usage event
+//! read twice is two backlog rows with the same span ids: at least once).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::{Delivery, EventLog};
+use events::{Envelope, Event, Outcome, Sampling, UsageRecorded};
+use store::Store;
+use uuid::Uuid;
+
+use crate::worker::{Route, Workers};
+use crate::{outbox, ExporterConfig, ExporterError};
+
+/// The exporter's durable consumer.
+pub const CONSUMER: &str = "exporter";
+/// The most records applied in one transaction …
+const GATHER: usize = 512;
+/// … and the longest a record waits for others to join it.
+const LINGER: Duration = Duration::from_millis(20);
+
+pub struct Follower {
+    config: ExporterConfig,
+    store: Store,
+    workers: Arc<Workers>,
+    pruned: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+/// How often old sightings are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// A destination change read from the log, applied after the transaction.
+enum Change {
+    Start(events::TelemetryDestinationSet),
+    Stop(Uuid),
+}
+
+impl Follower {
+    pub fn new(config: ExporterConfig, store: Store, workers: Workers) -> Follower {
+        Follower {
+            config,
+            store,
+            workers: Arc::new(workers),
+            pruned: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Follows `log` until `stop`, reopening the consumer after a failure
+    /// (it starts again at the first record not acked).
+    pub async fn run(self, log: Arc<dyn EventLog>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let metrics = self.workers.metrics();
+        loop {
+            let opened = tokio::select! {
+                _ = &mut stop => break,
+                c = log.consumer(CONSUMER) => c,
+            };
+            let result = match opened {
+                Ok(mut consumer) => {
+                    metrics.set_following(true);
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        r = self.follow(consumer.as_mut()) => r,
+                    }
+                }
+                Err(e) => Err(e.into()),
+            };
+            metrics.set_following(false);
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "exporter stopped following the event log; reopening");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        metrics.set_following(false);
+    }
+
+    async fn follow(&self, consumer: &mut dyn eventlog::Consumer) -> Result<(), ExporterError> {
+        loop {
+            let Some(first) = consumer.next(Duration::from_secs(1)).await? else {
+                continue;
+            };
+            let mut batch = vec![first];
+            let until = tokio::time::Instant::now() + LINGER;
+            while batch.len() < GATHER {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match consumer.next(left).await? {
+                    Some(d) => batch.push(d),
+                    None => break,
+                }
+            }
+            self.apply(&batch).await?;
+            Delivery::ack_all(batch).await?;
+            self.prune().await;
+        }
+    }
+
+    async fn apply(&self, batch: &[Delivery]) -> Result<(), ExporterError> {
+        let mut tx = self.store.pool.begin().await?;
+        let mut changes = Vec::new();
+        let mut woken: Vec<Route> = Vec::new();
+        for delivery in batch {
+            let subject = delivery.record.subject.as_str();
+            if subject != events::subjects::USAGE && subject != events::subjects::ACCESS {
+                continue;
+            }
+            for decoded in Envelope::decode_all(&delivery.record.payload) {
+                let Ok(envelope) = decoded else { continue };
+                match &envelope.event {
+                    Event::TelemetryDestinationSet(d) => {
+                        outbox::save(&mut tx, d).await?;
+                        changes.push(Change::Start(d.clone()));
+                    }
+                    Event::TelemetryDestinationRemoved(r) => {
+                        let gone = outbox::remove(&mut tx, r.account, r.destination).await?;
+                        changes.extend(gone.then_some(Change::Stop(r.destination)));
+                    }
+                    Event::UsageRecorded(usage) => {
+                        self.workers.metrics().events_read.fetch_add(1, Relaxed);
+                        let routes = self.routes_with(usage, &changes);
+                        if routes.is_empty()
+                            || !outbox::first_sighting(&mut tx, envelope.id).await?
+                        {
+                            continue;
+                        }
+                        let json = String::from_utf8_lossy(&envelope.encode()).into_owned();
+                        for route in routes.into_iter().filter(|r| sampled(r.sampling, usage)) {
+                            outbox::push(&mut tx, route.destination, &json).await?;
+                            woken.push(route);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tx.commit().await?;
+        for change in changes {
+            match change {
+                Change::Start(d) => self.workers.start(d),
+                Change::Stop(id) => self.workers.stop(id),
+            }
+        }
+        self.after_push(woken).await;
+        Ok(())
+    }
+
+    /// Forgets sightings older than [`outbox::SEEN_FOR`], once in a while.
+    async fn prune(&self) {
+        let mut last = self.pruned.lock().await;
+        if last.elapsed() < PRUNE_EVERY {
+            return;
+        }
+        *last = tokio::time::Instant::now();
+        if let Err(e) = outbox::forget_sightings(&self.store).await {
+            tracing::warn!(error = %e, "old sightings not pruned");
+        }
+    }
+
+    /// The routes of the usage event's account, counting the destination
+    /// changes earlier in the same batch (not yet started).
+    fn routes_with(&self, usage: &UsageRecorded, changes: &[Change]) -> Vec<Route> {
+        let mut routes = self.workers.routes(usage.account);
+        for change in changes {
+            match change {
+                Change::Start(d) if d.account == usage.account => {
+                    routes.retain(|r| r.destination != d.destination);
+                    routes.push(Route {
+                        destination: d.destination,
+                        sampling: d.sampling,
+                        notify: Arc::default(),
+                        backlog: Arc::default(),
+                    });
+                }
+                Change::Stop(id) => routes.retain(|r| r.destination != *id),
+                _ => {}
+            }
+        }
+        routes
+    }
+
+    /// Counts the new rows, wakes their workers, and trims backlogs over
+    /// the cap (oldest first).
+    async fn after_push(&self, woken: Vec<Route>) {
+        let metrics = self.workers.metrics();
+        let mut added: Vec<(Uuid, i64)> = Vec::new();
+        for route in woken {
+            match added.iter_mut().find(|(id, _)| *id == route.destination) {
+                Some((_, n)) => *n += 1,
+                None => added.push((route.destination, 1)),
+            }
+        }
+        for (destination, n) in added {
+            let Some(live) = self.workers.route(destination) else {
+                continue;
+            };
+            live.backlog.fetch_add(n, Relaxed);
+            metrics.backlog.fetch_add(n, Relaxed);
+            live.notify.notify_one();
+            if live.backlog.load(Relaxed) as usize <= self.config.max_backlog {
+                continue;
+            }
+            match outbox::trim(&self.store, destination, self.config.max_backlog).await {
+                Ok(0) => {}
+                Ok(dropped) => {
+                    live.backlog.fetch_sub(dropped as i64, Relaxed);
+                    metrics.backlog.fetch_sub(dropped as i64, Relaxed);
+                    metrics.dropped_overflow.fetch_add(dropped, Relaxed);
+                    let _ = outbox::record(
+                        &self.store,
+                        destination,
+                        outbox::Outcome::Dropped(dropped as i64),
+                    )
+                    .await;
+                    tracing::warn!(%destination, dropped, "backlog full: oldest requests dropped");
+                }
+                Err(e) => tracing::warn!(error = %e, "backlog not trimmed"),
+            }
+        }
+    }
+}
+
+/// Whether a destination with `sampling` receives this request.
+fn sampled(sampling: Sampling, usage: &UsageRecorded) -> bool {
+    match sampling {
+        Sampling::All => true,
+        Sampling::ErrorsOnly => matches!(usage.outcome, Outcome::Failed | Outcome::Interrupted),
+        Sampling::Ratio { ratio } => share(&usage.request_id) < ratio,
+    }
+}
+
+/// Where a request id falls in [0, 1): the first 8 bytes of its SHA-256,
+/// so the same request is always in or always out, and ids that differ in
+/// one character spread evenly (FNV's high bits did not: 33% kept of 25%).
+fn share(request_id: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(request_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn a_ratio_keeps_about_that_share_of_requests() {
+        let n = 20_000;
+        let kept = (0..n)
+            .filter(|i| share(&format!("req_{i:032x}")) < 0.25)
+            .count();
+        let rate = kept as f64 / n as f64;
+        assert!((0.23..0.27).contains(&rate), "{rate}");
+        assert_eq!(share("req_a"), share("req_a"));
+    }
+}

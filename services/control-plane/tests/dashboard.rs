@@ -656,3 +656,118 @@ async fn a_user_in_two_accounts_accepts_an_invitation_and_switches() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_telemetry_page_adds_tests_and_deletes_a_destination_and_refuses_bad_input() {
+    let receiver = test_support::otlp::Receiver::start().await;
+    let stack = Stack::start(Backends::embedded().await, fast_config()).await;
+    let owner = stack.browser();
+    owner.sign_up("otel@example.com", "Traced").await;
+    assert_eq!(owner.get("/telemetry").await.status, 200);
+
+    let bad = owner
+        .post(
+            "/telemetry",
+            &[
+                ("name", "mine"),
+                ("endpoint", "collector:4318"),
+                ("header_name", "x-key"),
+                ("header_value", "very-secret-value"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("is not an endpoint URL"), "{}", bad.body);
+    assert!(
+        !bad.body.contains("very-secret-value"),
+        "a secret is never shown back"
+    );
+    assert!(
+        bad.body.contains("value=\"mine\""),
+        "the form keeps what was typed"
+    );
+    let bad_header = owner
+        .post(
+            "/telemetry",
+            &[
+                ("name", "mine"),
+                ("endpoint", &receiver.http_url()),
+                ("header_name", "bad name"),
+                ("header_value", "v"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_header.status, 400);
+    assert!(
+        bad_header.body.contains("is not a header name"),
+        "{}",
+        bad_header.body
+    );
+
+    let saved = owner
+        .post(
+            "/telemetry",
+            &[
+                ("name", "local collector"),
+                ("endpoint", &receiver.http_url()),
+                ("protocol", "http/json"),
+                ("header_name", "x-key"),
+                ("header_value", "very-secret-value"),
+                ("sampling", "ratio"),
+                ("ratio", "0.5"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = owner.get("/telemetry?notice=saved").await;
+    assert!(
+        page.body.contains("local collector")
+            && page.body.contains("x-key")
+            && page.body.contains("50% of requests"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("very-secret-value"));
+    let (_, listed) = owner
+        .api(Method::GET, "/api/v1/telemetry/destinations", None)
+        .await;
+    let id = listed["destinations"][0]["id"].as_str().unwrap().to_owned();
+
+    let tested = owner.post(&format!("/telemetry/{id}/test"), &[]).await;
+    assert_eq!(tested.status, 200);
+    assert!(
+        tested.body.contains("Test span delivered"),
+        "{}",
+        tested.body
+    );
+    let spans = receiver
+        .wait_for(Duration::from_secs(5), |s| !s.is_empty())
+        .await;
+    assert_eq!(
+        spans[0].headers.get("x-key").map(String::as_str),
+        Some("very-secret-value")
+    );
+
+    receiver.fail_with(Some(403));
+    let refused = owner.post(&format!("/telemetry/{id}/test"), &[]).await;
+    assert!(
+        refused.body.contains("not delivered") && refused.body.contains("403"),
+        "{}",
+        refused.body
+    );
+
+    let deleted = owner.post(&format!("/telemetry/{id}/delete"), &[]).await;
+    assert_eq!(deleted.status, 303);
+    assert!(!owner
+        .get("/telemetry")
+        .await
+        .body
+        .contains("local collector"));
+    assert_eq!(
+        owner
+            .post(&format!("/telemetry/{id}/delete"), &[])
+            .await
+            .status,
+        404
+    );
+}

@@ -29,6 +29,18 @@ async fn account_b_cannot_read_or_change_account_a() {
     )
     .await;
     a.post("/providers/xai", &[("blocked", "true")]).await;
+    let (status, destination) = a
+        .api(
+            Method::POST,
+            "/api/v1/telemetry/destinations",
+            Some(
+                json!({"name": "alpha-traces", "endpoint": "https://alpha-otel.example/v1/traces",
+                        "headers": {"x-alpha-team": "alpha-token-value"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{destination}");
+    let a_destination = destination["id"].as_str().unwrap().to_owned();
     a.post("/limits", &[("daily_limit", "7.77")]).await;
     let mut request_id = String::new();
     for _ in 0..200 {
@@ -61,6 +73,11 @@ async fn account_b_cannot_read_or_change_account_a() {
         &request_id,
         &a_user,
         &a_account,
+        "alpha-traces",
+        "alpha-otel.example",
+        "x-alpha-team",
+        "alpha-token-value",
+        &a_destination,
     ];
 
     let b = stack.browser();
@@ -83,6 +100,7 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/limits",
         "/models",
         "/members",
+        "/telemetry",
     ] {
         let page = b.get(path).await;
         assert_eq!(page.status, 200, "{path}");
@@ -97,6 +115,10 @@ async fn account_b_cannot_read_or_change_account_a() {
     // Every form, aimed at A's things.
     for id in &a_key_ids {
         assert_eq!(b.post(&format!("/keys/{id}/revoke"), &[]).await.status, 404);
+    }
+    for action in ["test", "delete"] {
+        let path = format!("/telemetry/{a_destination}/{action}");
+        assert_eq!(b.post(&path, &[]).await.status, 404, "{path}");
     }
     assert_eq!(
         b.post(&format!("/members/{a_user}/role"), &[("role", "member")])
@@ -119,6 +141,8 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/api/v1/limits",
         "/api/v1/models",
         "/api/v1/members",
+        "/api/v1/telemetry/destinations",
+        "/api/v1/telemetry/presets",
     ];
     for path in reads {
         let (status, body) = b.api(Method::GET, path, None).await;
@@ -159,6 +183,30 @@ async fn account_b_cannot_read_or_change_account_a() {
             .unwrap();
         assert_eq!(by_key.status(), 404);
     }
+    let a_dest = format!("/api/v1/telemetry/destinations/{a_destination}");
+    let a_dest_test = format!("{a_dest}/test");
+    let replacement = json!({"name": "stolen", "endpoint": "https://bob.example/v1/traces"});
+    for (method, path, body) in [
+        (Method::GET, &a_dest, None),
+        (Method::PUT, &a_dest, Some(replacement.clone())),
+        (Method::DELETE, &a_dest, None),
+        (Method::POST, &a_dest_test, None),
+    ] {
+        let (status, reply) = b.api(method.clone(), path, body.clone()).await;
+        assert_eq!(status, 404, "{method} {path}: {reply}");
+        let mut by_key = b
+            .http
+            .request(method.clone(), format!("{}{path}", stack.url))
+            .bearer_auth(&b_admin);
+        if let Some(body) = body {
+            by_key = by_key.json(&body);
+        }
+        assert_eq!(
+            by_key.send().await.unwrap().status(),
+            404,
+            "{method} {path} by admin key"
+        );
+    }
     assert_eq!(
         b.api(
             Method::PUT,
@@ -187,6 +235,8 @@ async fn account_b_cannot_read_or_change_account_a() {
     assert_eq!(refused.status(), 401, "admin keys do not call models");
 
     // A is untouched.
+    let (_, destination) = a.api(Method::GET, &a_dest, None).await;
+    assert_eq!(destination["name"], "alpha-traces", "{destination}");
     let (_, keys) = a.api(Method::GET, "/api/v1/keys", None).await;
     assert!(keys["keys"]
         .as_array()

@@ -299,7 +299,7 @@ async fn chat_stream_fallback_embeddings_and_failure_arrive_as_genai_traces() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tenants_spans_go_only_to_their_own_backends_over_json_and_grpc() {
+async fn tenants_spans_go_only_to_their_own_backends_and_a_stuck_one_delays_no_other() {
     let (receiver_a, receiver_b) = (Receiver::start().await, Receiver::start().await);
     let dir = temp_dir("telemetry-tenants");
     let up = up(BIN, &dir, &FAST).await;

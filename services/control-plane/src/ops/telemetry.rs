@@ -36,6 +36,20 @@ pub struct DestinationView {
     pub status: exporter::outbox::Status,
 }
 
+impl DestinationView {
+    /// The sampling as the dashboard says it.
+    pub fn sampling_text(&self) -> String {
+        match self.sampling["mode"].as_str() {
+            Some("errors_only") => "failed or broken off only".into(),
+            Some("ratio") => format!(
+                "{}% of requests",
+                self.sampling["ratio"].as_f64().unwrap_or(0.0) * 100.0
+            ),
+            _ => "all".into(),
+        }
+    }
+}
+
 /// What "send test span" found.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {

@@ -232,3 +232,154 @@ async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_withi
         .unwrap();
     let _ = log.destroy(&["accounts", "keys", "policies"]).await;
 }
+
+/// `modelrouter exporter` on its own, on NATS and PostgreSQL: the control
+/// plane's destination reaches it through the log, a gateway's requests
+/// arrive as traces, and a kill -9 mid-export loses none of them.
+#[tokio::test]
+async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9() {
+    let db = TestDb::new().await;
+    let deployment = Deployment::new(BIN, NATS_URL, &db.url);
+    let secret = test_support::dashboard::KEY_HASH_SECRET;
+    let telemetry = test_support::dashboard::SESSION_SECRET;
+    let receiver = test_support::otlp::Receiver::start().await;
+    let (_sim, sim) = deployment.simulator().await;
+    let _ledger = deployment.ledger().await;
+    let mut cp_command = deployment.command(&["control-plane"], "cp");
+    cp_command
+        .env("MODELROUTER_KEY_HASH_SECRET", secret)
+        .env(
+            "MODELROUTER_SESSION_SECRET",
+            test_support::dashboard::SESSION_SECRET,
+        )
+        .env("MODELROUTER_TELEMETRY_SECRET", telemetry);
+    let (_cp, line) = deployment.start(cp_command, "listening").await;
+    let cp = test_support::deployment::url_in(&line);
+    let exporter_command = || {
+        let mut command = deployment.command(&["exporter"], "exporter");
+        command
+            .env("MODELROUTER_TELEMETRY_SECRET", telemetry)
+            .env("MODELROUTER_EXPORTER_BACKOFF_MAX_MS", "1000");
+        command
+    };
+    let (mut exporter, line) = deployment.start(exporter_command(), "exporter").await;
+    let exporter_url = test_support::deployment::url_in(&line);
+    let gateways = deployment
+        .gateways(&["gw-x"], &sim, &[("MODELROUTER_KEY_HASH_SECRET", secret)])
+        .await;
+    let gateway = &gateways[0].1;
+
+    let browser = test_support::dashboard::Browser::new(&cp);
+    browser.sign_up("traces@example.com", "Traced").await;
+    let (status, created) = browser
+        .api(reqwest::Method::POST, "/api/v1/telemetry/destinations",
+             Some(serde_json::json!({"name": "collector", "endpoint": receiver.http_url(), "headers": {"x-team": "t1"}})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, key) = browser
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(serde_json::json!({"name": "svc"})),
+        )
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let (_, session) = browser
+        .api(reqwest::Method::GET, "/api/v1/session", None)
+        .await;
+    let account = session["account"].as_str().unwrap().to_owned();
+    let (ok, text) = deployment
+        .run(&["grant", "--account", &account, "--amount", "10"])
+        .await;
+    assert!(ok, "{text}");
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    let send = |n: usize| {
+        let (http, key, gateway) = (http.clone(), key.clone(), gateway.clone());
+        async move {
+            let mut ids = Vec::new();
+            let mut tries = 0;
+            while ids.len() < n && tries < 500 {
+                tries += 1;
+                let r = http
+                    .post(format!("{gateway}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "trace me"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            ids
+        }
+    };
+    ids.extend(send(5).await);
+    assert_eq!(ids.len(), 5, "the key works");
+    let arrived = |spans: &[test_support::otlp::Span], ids: &[String]| {
+        ids.iter().all(|id| {
+            spans
+                .iter()
+                .any(|s| s.parent_span_id.is_empty() && s.attr("modelrouter.request_id") == id)
+        })
+    };
+    let spans = receiver
+        .wait_for(Duration::from_secs(30), |s| arrived(s, &ids))
+        .await;
+    assert!(
+        arrived(&spans, &ids),
+        "{} spans for {ids:?}\n{}",
+        spans.len(),
+        deployment.log_of(&exporter)
+    );
+    assert!(spans
+        .iter()
+        .all(|s| s.headers.get("x-team").map(String::as_str) == Some("t1")));
+    let metrics = http
+        .get(format!("{exporter_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("modelrouter_exporter_spans_total{outcome=\"exported\"}"),
+        "{metrics}"
+    );
+    assert_eq!(
+        http.get(format!("{exporter_url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Killed while an export hangs: the restarted exporter sends everything.
+    receiver.hang(true);
+    let before = receiver.requests();
+    ids.extend(send(10).await);
+    let in_flight = test_support::eventually(Duration::from_secs(10), async || {
+        receiver.requests() > before
+    })
+    .await;
+    assert!(in_flight);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    test_support::deployment::kill9(&mut exporter).await;
+    receiver.hang(false);
+    let (_exporter, _) = deployment.start(exporter_command(), "exporter").await;
+    let spans = receiver
+        .wait_for(Duration::from_secs(30), |s| arrived(s, &ids))
+        .await;
+    assert!(arrived(&spans, &ids), "lost across kill -9");
+
+    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
+        .await
+        .unwrap();
+    let _ = log.destroy(&["accounts", "keys", "policies"]).await;
+}

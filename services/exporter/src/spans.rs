@@ -191,6 +191,9 @@ impl<'a> Trace<'a> {
         if u.outcome != Outcome::Failed {
             a.push(KeyValue::new("gen_ai.response.model", u.model.clone()));
         }
+        if let Some(reasons) = finish_reasons(u) {
+            a.push(reasons);
+        }
         if let Some(tier) = &u.tier {
             a.push(KeyValue::new("modelrouter.tier", tier.clone()));
         }
@@ -309,6 +312,9 @@ impl<'a> Trace<'a> {
             u.tokens.output as i64,
         ));
         a.push(KeyValue::new("modelrouter.attempt.skipped", false));
+        if let Some(reasons) = finish_reasons(u) {
+            a.push(reasons);
+        }
         let status = match u.outcome {
             Outcome::Interrupted => {
                 a.push(KeyValue::new("error.type", "stream_interrupted"));
@@ -328,6 +334,21 @@ impl<'a> Trace<'a> {
             status,
         )
     }
+}
+
+fn finish_reasons(u: &UsageRecorded) -> Option<KeyValue> {
+    if u.finish_reasons.is_empty() {
+        return None;
+    }
+    let reasons = u
+        .finish_reasons
+        .iter()
+        .map(|r| StringValue::from(r.clone()))
+        .collect();
+    Some(KeyValue::new(
+        "gen_ai.response.finish_reasons",
+        Value::Array(Array::String(reasons)),
+    ))
 }
 
 fn attempt_common(u: &UsageRecorded, n: usize, provider: &str, model: &str) -> Vec<KeyValue> {

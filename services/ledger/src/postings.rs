@@ -268,6 +268,7 @@ pub(crate) mod tests_support {
             attempts: Vec::new(),
             timings: Timings::default(),
             outcome: Outcome::Completed,
+            finish_reasons: Vec::new(),
             origin: Origin {
                 gateway: "g".into(),
                 seq: 1,

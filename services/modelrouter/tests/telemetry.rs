@@ -225,6 +225,10 @@ async fn chat_stream_fallback_embeddings_and_failure_arrive_as_genai_traces() {
     assert!(!root.attr("modelrouter.account_id").is_empty());
     assert!(!root.attr("modelrouter.key_id").is_empty());
     assert_eq!(root.status, 0);
+    assert_eq!(
+        root.attr("gen_ai.response.finish_reasons"),
+        plain_body["choices"][0]["finish_reason"].as_str().unwrap()
+    );
     assert_eq!(trace.len(), 2, "{trace:#?}");
     assert_eq!(trace[1].attr("gen_ai.response.model"), served_model);
     assert!(!trace[1].attr("server.address").is_empty());

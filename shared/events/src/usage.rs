@@ -46,6 +46,11 @@ pub struct UsageRecorded {
     pub timings: Timings,
     /// How it ended.
     pub outcome: Outcome,
+    /// Why the model stopped, per choice, as OpenAI names it (`stop`,
+    /// `length`, `tool_calls`, `content_filter`); empty when unknown
+    /// (embeddings, failures, a stream that broke off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finish_reasons: Vec<String>,
     /// The gateway that served it and its position in that gateway's
     /// sequence, so the gateway can tell which of its spend the ledger's
     /// account state already includes.
@@ -111,6 +116,13 @@ impl UsageRecorded {
             Outcome::ClientDisconnected => b"},\"outcome\":\"client_disconnected\"",
             Outcome::Failed => b"},\"outcome\":\"failed\"",
         });
+        if !self.finish_reasons.is_empty() {
+            w.raw(b",\"finish_reasons\":[");
+            for (i, reason) in self.finish_reasons.iter().enumerate() {
+                w.raw(if i == 0 { b"" } else { b"," }).str(reason);
+            }
+            w.raw(b"]");
+        }
         // The origin comes last, gateway then seq: the gateway's journal
         // reads the sequence back from there without parsing the event.
         w.raw(b",\"origin\":{\"gateway\":")
@@ -315,6 +327,7 @@ mod tests {
                 2 => Outcome::Failed,
                 _ => Outcome::ClientDisconnected,
             },
+            finish_reasons: (0..i % 3).map(|n| pick(n + 2)).collect(),
             origin: Origin {
                 gateway: pick(i + 3),
                 seq: i,

@@ -24,6 +24,12 @@ fn every_v2_event_decodes_and_round_trips() {
     };
     assert_eq!(usage.outcome, events::Outcome::Failed);
     assert_eq!(usage.origin.instance.as_deref(), Some("5e6f7a8b9c0d"));
+    // finish_reasons, an optional v2 addition.
+    let Event::UsageRecorded(second) = round_trip(V2.lines().nth(1).unwrap()).event else {
+        panic!("not usage")
+    };
+    assert_eq!(second.finish_reasons, ["stop", "length"]);
+    assert!(usage.finish_reasons.is_empty());
 }
 
 #[test]

@@ -377,6 +377,7 @@ pub fn usage_event(account: events::AccountId, seq: u64, cost: money::Money) -> 
             first_byte_ms: None,
         },
         outcome: Outcome::Completed,
+        finish_reasons: Vec::new(),
         origin: Origin {
             gateway: "gw-test".into(),
             seq,

@@ -265,6 +265,11 @@ async fn attempt(
                     &attempts,
                     Outcome::Completed,
                     None,
+                    completion
+                        .choices
+                        .iter()
+                        .filter_map(|c| c.finish_reason.clone())
+                        .collect(),
                 ));
             }
             Ok(Answer::Whole { completion, cost })
@@ -303,6 +308,7 @@ fn served<'a>(
     attempts: &'a [Attempt],
     outcome: Outcome,
     first_byte: Option<Duration>,
+    finish_reasons: Vec<String>,
 ) -> Served<'a> {
     Served {
         model: &model.id,
@@ -318,6 +324,7 @@ fn served<'a>(
         attempts,
         outcome,
         first_byte,
+        finish_reasons,
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Relay {
     usage: Option<Usage>,
     /// Text generated so far, to count output if the provider sends no usage.
     generated: String,
+    /// Why the model stopped, per choice, as the stream said.
+    finish_reasons: Vec<String>,
     done: bool,
     /// Told how the stream ended; dropped unreported if the client leaves.
     permit: Option<Permit>,
@@ -101,6 +103,7 @@ impl Relay {
             last: None,
             usage: None,
             generated: String::new(),
+            finish_reasons: Vec::new(),
             done: false,
         }
     }
@@ -170,6 +173,9 @@ impl Relay {
             if let Some(text) = &choice.delta.content {
                 self.generated.push_str(text);
             }
+            if let Some(reason) = &choice.finish_reason {
+                self.finish_reasons.push(reason.clone());
+            }
         }
         if self.last.is_none() {
             // Only the envelope: the choices (the text) are not copied.
@@ -225,6 +231,7 @@ impl Relay {
                 &attempts,
                 outcome,
                 Some(self.ttft),
+                std::mem::take(&mut self.finish_reasons),
             ));
         }
         cost

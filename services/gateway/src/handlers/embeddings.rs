@@ -93,6 +93,7 @@ async fn dispatch(
             cost,
             attempts: &won.attempts,
             outcome: Outcome::Completed,
+            finish_reasons: Vec::new(),
             first_byte: None,
         });
     }

@@ -60,6 +60,8 @@ pub struct Served<'a> {
     pub attempts: &'a [Attempt],
     pub outcome: Outcome,
     pub first_byte: Option<Duration>,
+    /// Why the model stopped, per choice (OpenAI's names).
+    pub finish_reasons: Vec<String>,
 }
 
 /// What one request needs to record its usage. Shared by the request's
@@ -147,6 +149,7 @@ impl Recording {
             attempts,
             outcome: Outcome::Failed,
             first_byte: None,
+            finish_reasons: Vec::new(),
         });
     }
 
@@ -184,6 +187,7 @@ impl Recording {
                 first_byte_ms: fill.first_byte.map(|d| d.as_millis() as u64),
             },
             outcome: fill.outcome,
+            finish_reasons: fill.finish_reasons,
             origin: self.origin.clone(),
         };
         self.publisher.record(&Envelope {

@@ -50,16 +50,28 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// An HTTP client for OTLP exports that give up after `timeout`. One is
+/// shared by every destination: each owns a TLS configuration and a
+/// connection pool, which a thousand destinations need not repeat.
+pub fn http(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
 impl Client {
-    /// A client for `target` whose exports give up after `timeout`.
-    pub fn new(target: &Target, timeout: Duration) -> Result<Client, String> {
+    /// A client for `target` whose exports give up after `timeout`, sending
+    /// HTTP through `http` (made with [`http`] and the same timeout).
+    pub fn new(
+        target: &Target,
+        timeout: Duration,
+        http: &reqwest::Client,
+    ) -> Result<Client, String> {
         let mut inner = match target.protocol {
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let http = reqwest::Client::builder()
-                    .timeout(timeout)
-                    .connect_timeout(timeout.min(Duration::from_secs(5)))
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))?;
+                let http = http.clone();
                 let headers: HashMap<String, String> = target.headers.iter().cloned().collect();
                 opentelemetry_otlp::SpanExporter::builder()
                     .with_http()

@@ -107,7 +107,9 @@ impl Follower {
     async fn apply(&self, batch: &[Delivery]) -> Result<(), ExporterError> {
         let mut tx = self.store.pool.begin().await?;
         let mut changes = Vec::new();
-        let mut woken: Vec<Route> = Vec::new();
+        // Usage events to queue, written after the scan in a few statements:
+        // (event id, its JSON, the routes that sample it).
+        let mut queued: Vec<(Uuid, String, Vec<Route>)> = Vec::new();
         for delivery in batch {
             let subject = delivery.record.subject.as_str();
             if subject != events::subjects::USAGE && subject != events::subjects::ACCESS {
@@ -127,21 +129,20 @@ impl Follower {
                     Event::UsageRecorded(usage) => {
                         self.workers.metrics().events_read.fetch_add(1, Relaxed);
                         let routes = self.routes_with(usage, &changes);
-                        if routes.is_empty()
-                            || !outbox::first_sighting(&mut tx, envelope.id).await?
-                        {
-                            continue;
-                        }
-                        let json = String::from_utf8_lossy(&envelope.encode()).into_owned();
-                        for route in routes.into_iter().filter(|r| sampled(r.sampling, usage)) {
-                            outbox::push(&mut tx, route.destination, &json).await?;
-                            woken.push(route);
+                        let routes: Vec<Route> = routes
+                            .into_iter()
+                            .filter(|r| sampled(r.sampling, usage))
+                            .collect();
+                        if !routes.is_empty() {
+                            let json = String::from_utf8_lossy(&envelope.encode()).into_owned();
+                            queued.push((envelope.id, json, routes));
                         }
                     }
                     _ => {}
                 }
             }
         }
+        let woken = self.queue(&mut tx, queued, &changes).await?;
         tx.commit().await?;
         for change in changes {
             match change {
@@ -151,6 +152,42 @@ impl Follower {
         }
         self.after_push(woken).await;
         Ok(())
+    }
+
+    /// Writes the queued usage events to their destinations' backlogs,
+    /// but not replays (an id seen before), nor to a destination removed
+    /// later in the batch; the routes written to, once per row.
+    async fn queue(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        queued: Vec<(Uuid, String, Vec<Route>)>,
+        changes: &[Change],
+    ) -> Result<Vec<Route>, ExporterError> {
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = queued.iter().map(|(id, _, _)| *id).collect();
+        let fresh = outbox::first_sightings(tx, &ids).await?;
+        let removed: Vec<Uuid> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Stop(id) => Some(*id),
+                Change::Start(_) => None,
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut woken = Vec::new();
+        for (id, json, routes) in &queued {
+            if !fresh.contains(id) {
+                continue;
+            }
+            for route in routes.iter().filter(|r| !removed.contains(&r.destination)) {
+                rows.push((route.destination, json.as_str()));
+                woken.push(route.clone());
+            }
+        }
+        outbox::push_all(tx, &rows).await?;
+        Ok(woken)
     }
 
     /// Forgets sightings older than [`outbox::SEEN_FOR`], once in a while.

@@ -58,6 +58,8 @@ pub enum ExporterError {
     Log(#[from] eventlog::LogError),
     #[error("exporter store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("exporter store: {0}")]
+    Migrate(#[from] store::StoreError),
 }
 
 /// Exporter settings (`[exporter]`); every field has a default (README).
@@ -127,7 +129,8 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts following `log` into `store` and delivering, until `stop`.
+    /// Starts following `log` into `store` (migrated here) and delivering,
+    /// until `stop`.
     pub async fn start(
         config: ExporterConfig,
         sealer: Arc<Sealer>,
@@ -144,9 +147,10 @@ impl Exporter {
                 "{name} is set: the OpenTelemetry SDK would send its headers to every tenant's backend; unset it for the exporter"
             )));
         }
+        store.migrate().await?;
         let metrics = Arc::new(Metrics::default());
         let workers =
-            worker::Workers::new(config.clone(), sealer, store.clone(), Arc::clone(&metrics));
+            worker::Workers::new(config.clone(), sealer, store.clone(), Arc::clone(&metrics))?;
         for d in outbox::destinations(&store).await? {
             workers.start(d);
         }

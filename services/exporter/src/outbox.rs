@@ -101,15 +101,37 @@ pub async fn destinations(store: &Store) -> Result<Vec<TelemetryDestinationSet>,
 /// How long a usage event's id is remembered against replays.
 pub const SEEN_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
-/// Notes usage event `id`; false when it was noted before (a replay).
-pub async fn first_sighting(tx: &mut Transaction<'_, Any>, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("INSERT INTO export_seen (event_id, seen_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING")
-        .bind(id.to_string())
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-        == 1)
+/// Rows one multi-row statement writes (well under SQLite's and
+/// PostgreSQL's parameter limits).
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Notes usage events `ids`; the ones not noted before (the others are
+/// replays).
+pub async fn first_sightings(
+    tx: &mut Transaction<'_, Any>,
+    ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut fresh = std::collections::HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, $1)", i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO export_seen (event_id, seen_at) VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&now);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for id in query.fetch_all(&mut **tx).await? {
+            if let Ok(id) = id.parse() {
+                fresh.insert(id);
+            }
+        }
+    }
+    Ok(fresh)
 }
 
 /// Forgets sightings older than [`SEEN_FOR`].
@@ -122,17 +144,25 @@ pub async fn forget_sightings(store: &Store) -> Result<u64, sqlx::Error> {
         .rows_affected())
 }
 
-/// Adds a usage event to a destination's backlog.
-pub async fn push(
+/// Adds usage events to destinations' backlogs: (destination, event JSON).
+pub async fn push_all(
     tx: &mut Transaction<'_, Any>,
-    destination: Uuid,
-    event: &str,
+    rows: &[(Uuid, &str)],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO export_outbox (destination, event) VALUES ($1, $2)")
-        .bind(destination.to_string())
-        .bind(event)
-        .execute(&mut **tx)
-        .await?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO export_outbox (destination, event) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (destination, event) in chunk {
+            query = query.bind(destination.to_string()).bind(*event);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct Workers {
     sealer: Arc<Sealer>,
     store: Store,
     metrics: Arc<Metrics>,
+    /// The HTTP client every destination shares.
+    http: reqwest::Client,
     running: Mutex<HashMap<Uuid, Running>>,
 }
 
@@ -49,14 +51,16 @@ impl Workers {
         sealer: Arc<Sealer>,
         store: Store,
         metrics: Arc<Metrics>,
-    ) -> Workers {
-        Workers {
+    ) -> Result<Workers, crate::ExporterError> {
+        let http = crate::client::http(config.timeout()).map_err(crate::ExporterError::Config)?;
+        Ok(Workers {
+            http,
             config,
             sealer,
             store,
             metrics,
             running: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Running>> {
@@ -83,6 +87,7 @@ impl Workers {
             backlog,
         };
         let worker = Worker {
+            http: self.http.clone(),
             config: self.config.clone(),
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
@@ -159,6 +164,7 @@ impl Drop for Workers {
 }
 
 struct Worker {
+    http: reqwest::Client,
     config: ExporterConfig,
     store: Store,
     metrics: Arc<Metrics>,
@@ -168,7 +174,7 @@ struct Worker {
 impl Worker {
     async fn run(self, target: Result<Target, String>) {
         let id = self.route.destination;
-        let client = target.and_then(|t| Client::new(&t, self.config.timeout()));
+        let client = target.and_then(|t| Client::new(&t, self.config.timeout(), &self.http));
         let client = match client {
             Ok(c) => c,
             Err(e) => {

@@ -259,7 +259,8 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
         let mut command = deployment.command(&["exporter"], "exporter");
         command
             .env("MODELROUTER_TELEMETRY_SECRET", telemetry)
-            .env("MODELROUTER_EXPORTER_BACKOFF_MAX_MS", "1000");
+            .env("MODELROUTER_EXPORTER_BACKOFF_MAX_MS", "1000")
+            .env("MODELROUTER_LOG", "debug");
         command
     };
     let (mut exporter, line) = deployment.start(exporter_command(), "exporter").await;
@@ -273,7 +274,7 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
     browser.sign_up("traces@example.com", "Traced").await;
     let (status, created) = browser
         .api(reqwest::Method::POST, "/api/v1/telemetry/destinations",
-             Some(serde_json::json!({"name": "collector", "endpoint": receiver.http_url(), "headers": {"x-team": "t1"}})))
+             Some(serde_json::json!({"name": "collector", "endpoint": receiver.http_url(), "headers": {"x-team": "trace-secret-value-7391"}})))
         .await;
     assert_eq!(status, 201, "{created}");
     let (_, key) = browser
@@ -338,7 +339,7 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
     );
     assert!(spans
         .iter()
-        .all(|s| s.headers.get("x-team").map(String::as_str) == Some("t1")));
+        .all(|s| s.headers.get("x-team").map(String::as_str) == Some("trace-secret-value-7391")));
     let metrics = http
         .get(format!("{exporter_url}/metrics"))
         .send()
@@ -370,9 +371,11 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
     .await;
     assert!(in_flight);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let first_log = deployment.log_of(&exporter);
+    assert!(first_log.contains("INFO"), "the exporter logged: {first_log}");
     test_support::deployment::kill9(&mut exporter).await;
     receiver.hang(false);
-    let (_exporter, _) = deployment.start(exporter_command(), "exporter").await;
+    let (restarted, _) = deployment.start(exporter_command(), "exporter").await;
     let spans = receiver
         .wait_for(Duration::from_secs(30), |s| arrived(s, &ids))
         .await;

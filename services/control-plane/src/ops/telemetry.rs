@@ -171,7 +171,9 @@ impl ControlPlane {
             headers,
         };
         let started = Instant::now();
-        let result = match Client::new(&target, TEST_SPAN_TIMEOUT) {
+        let client = exporter::client::http(TEST_SPAN_TIMEOUT)
+            .and_then(|http| Client::new(&target, TEST_SPAN_TIMEOUT, &http));
+        let result = match client {
             Ok(client) => client
                 .export(vec![exporter::spans::test_span(member.account, id)])
                 .await

@@ -10,6 +10,7 @@ CREATE TABLE telemetry_destinations (
     header_names TEXT NOT NULL,
     headers_sealed TEXT NOT NULL,
     sampling TEXT NOT NULL,
+    capture_content INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -26,7 +27,9 @@ CREATE TABLE export_destinations (
 CREATE TABLE export_outbox (
     id BIGSERIAL PRIMARY KEY,
     destination TEXT NOT NULL,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    -- The request's text (content_recorded), for a destination capturing it.
+    content TEXT
 );
 CREATE INDEX export_outbox_by_destination ON export_outbox (destination, id);
 CREATE TABLE export_status (

@@ -71,6 +71,8 @@ impl Projector {
             Event::ProviderBlocked(b) | Event::ProviderUnblocked(b) => {
                 self.publish_policy(b.account).await
             }
+            Event::TelemetryDestinationSet(d) => self.publish_policy(d.account).await,
+            Event::TelemetryDestinationRemoved(r) => self.publish_policy(r.account).await,
             _ => Ok(()),
         }
     }
@@ -103,8 +105,17 @@ impl Projector {
         .bind(account.to_string())
         .fetch_all(&self.store.pool)
         .await?;
-        let bytes = serde_json::to_vec(&PolicyView { blocked })
-            .map_err(|e| CpError::Internal(e.to_string()))?;
+        let captures: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM telemetry_destinations WHERE account = $1 AND capture_content = 1",
+        )
+        .bind(account.to_string())
+        .fetch_one(&self.store.pool)
+        .await?;
+        let view = PolicyView {
+            blocked,
+            capture_content: captures > 0,
+        };
+        let bytes = serde_json::to_vec(&view).map_err(|e| CpError::Internal(e.to_string()))?;
         self.policies.put(&account.to_string(), &bytes).await?;
         Ok(())
     }
@@ -308,11 +319,12 @@ async fn fold(
         Event::TelemetryDestinationSet(d) => {
             query(
                 "INSERT INTO telemetry_destinations
-                   (id, account, name, preset, protocol, endpoint, header_names, headers_sealed, sampling, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                   (id, account, name, preset, protocol, endpoint, header_names, headers_sealed, sampling, capture_content, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, preset = excluded.preset,
                    protocol = excluded.protocol, endpoint = excluded.endpoint, header_names = excluded.header_names,
-                   headers_sealed = excluded.headers_sealed, sampling = excluded.sampling, updated_at = excluded.updated_at
+                   headers_sealed = excluded.headers_sealed, sampling = excluded.sampling,
+                   capture_content = excluded.capture_content, updated_at = excluded.updated_at
                  WHERE telemetry_destinations.account = excluded.account",
             )
             .bind(d.destination.to_string())
@@ -324,6 +336,7 @@ async fn fold(
             .bind(to_json(&d.header_names))
             .bind(&d.headers_sealed)
             .bind(to_json(&d.sampling))
+            .bind(i64::from(d.capture_content))
             .bind(at)
             .execute(&mut **tx)
             .await?;

@@ -715,6 +715,7 @@ async fn the_telemetry_page_adds_tests_and_deletes_a_destination_and_refuses_bad
                 ("header_value", "very-secret-value"),
                 ("sampling", "ratio"),
                 ("ratio", "0.5"),
+                ("capture_content", "true"),
             ],
         )
         .await;
@@ -723,7 +724,8 @@ async fn the_telemetry_page_adds_tests_and_deletes_a_destination_and_refuses_bad
     assert!(
         page.body.contains("local collector")
             && page.body.contains("x-key")
-            && page.body.contains("50% of requests"),
+            && page.body.contains("50% of requests")
+            && page.body.contains("with text"),
         "{}",
         page.body
     );

@@ -30,11 +30,59 @@ pub struct Follower {
     config: ExporterConfig,
     store: Store,
     workers: Arc<Workers>,
+    /// Requests' text awaiting their usage event.
+    texts: tokio::sync::Mutex<Texts>,
     pruned: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 /// How often old sightings are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// A usage event to queue: its id, its JSON, its text (when a route
+/// captures it) and the routes that sample it.
+struct Queued {
+    id: Uuid,
+    json: String,
+    text: Option<String>,
+    routes: Vec<Route>,
+}
+
+/// The most requests' text held while their usage events are awaited.
+const TEXTS_HELD: usize = 10_000;
+
+/// Requests' text (`content_recorded`, which a gateway publishes just
+/// before the usage event) until their usage event comes: bounded, the
+/// oldest forgotten first. Not kept across restarts: text read before an
+/// exporter restart whose usage event comes after it is not attached.
+#[derive(Default)]
+struct Texts {
+    by_request: std::collections::HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Texts {
+    fn keep(&mut self, content: &events::ContentRecorded) {
+        let Ok(json) = serde_json::to_string(content) else {
+            return;
+        };
+        if self
+            .by_request
+            .insert(content.request_id.clone(), json)
+            .is_none()
+        {
+            self.order.push_back(content.request_id.clone());
+        }
+        while self.order.len() > TEXTS_HELD {
+            if let Some(old) = self.order.pop_front() {
+                self.by_request.remove(&old);
+            }
+        }
+    }
+
+    fn take(&mut self, request_id: &str) -> Option<String> {
+        self.by_request.remove(request_id)
+    }
+}
 
 /// A destination change read from the log, applied after the transaction.
 enum Change {
@@ -48,6 +96,7 @@ impl Follower {
             config,
             store,
             workers: Arc::new(workers),
+            texts: tokio::sync::Mutex::new(Texts::default()),
             pruned: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
@@ -109,7 +158,7 @@ impl Follower {
         let mut changes = Vec::new();
         // Usage events to queue, written after the scan in a few statements:
         // (event id, its JSON, the routes that sample it).
-        let mut queued: Vec<(Uuid, String, Vec<Route>)> = Vec::new();
+        let mut queued: Vec<Queued> = Vec::new();
         for delivery in batch {
             let subject = delivery.record.subject.as_str();
             if subject != events::subjects::USAGE && subject != events::subjects::ACCESS {
@@ -126,16 +175,34 @@ impl Follower {
                         let gone = outbox::remove(&mut tx, r.account, r.destination).await?;
                         changes.extend(gone.then_some(Change::Stop(r.destination)));
                     }
+                    Event::ContentRecorded(content) => {
+                        let wanted = self
+                            .routes_of(content.account, &changes)
+                            .iter()
+                            .any(|r| r.capture_content);
+                        if wanted {
+                            self.texts.lock().await.keep(content);
+                        }
+                    }
                     Event::UsageRecorded(usage) => {
                         self.workers.metrics().events_read.fetch_add(1, Relaxed);
-                        let routes = self.routes_with(usage, &changes);
+                        let routes = self.routes_of(usage.account, &changes);
                         let routes: Vec<Route> = routes
                             .into_iter()
                             .filter(|r| sampled(r.sampling, usage))
                             .collect();
                         if !routes.is_empty() {
                             let json = String::from_utf8_lossy(&envelope.encode()).into_owned();
-                            queued.push((envelope.id, json, routes));
+                            let text = match routes.iter().any(|r| r.capture_content) {
+                                true => self.texts.lock().await.take(&usage.request_id),
+                                false => None,
+                            };
+                            queued.push(Queued {
+                                id: envelope.id,
+                                json,
+                                text,
+                                routes,
+                            });
                         }
                     }
                     _ => {}
@@ -160,13 +227,13 @@ impl Follower {
     async fn queue(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        queued: Vec<(Uuid, String, Vec<Route>)>,
+        queued: Vec<Queued>,
         changes: &[Change],
     ) -> Result<Vec<Route>, ExporterError> {
         if queued.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Uuid> = queued.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<Uuid> = queued.iter().map(|q| q.id).collect();
         let fresh = outbox::first_sightings(tx, &ids).await?;
         let removed: Vec<Uuid> = changes
             .iter()
@@ -177,12 +244,17 @@ impl Follower {
             .collect();
         let mut rows = Vec::new();
         let mut woken = Vec::new();
-        for (id, json, routes) in &queued {
-            if !fresh.contains(id) {
+        for q in &queued {
+            if !fresh.contains(&q.id) {
                 continue;
             }
-            for route in routes.iter().filter(|r| !removed.contains(&r.destination)) {
-                rows.push((route.destination, json.as_str()));
+            for route in q
+                .routes
+                .iter()
+                .filter(|r| !removed.contains(&r.destination))
+            {
+                let text = q.text.as_deref().filter(|_| route.capture_content);
+                rows.push((route.destination, q.json.as_str(), text));
                 woken.push(route.clone());
             }
         }
@@ -202,17 +274,18 @@ impl Follower {
         }
     }
 
-    /// The routes of the usage event's account, counting the destination
-    /// changes earlier in the same batch (not yet started).
-    fn routes_with(&self, usage: &UsageRecorded, changes: &[Change]) -> Vec<Route> {
-        let mut routes = self.workers.routes(usage.account);
+    /// The routes of `account`, counting the destination changes earlier
+    /// in the same batch (not yet started).
+    fn routes_of(&self, account: events::AccountId, changes: &[Change]) -> Vec<Route> {
+        let mut routes = self.workers.routes(account);
         for change in changes {
             match change {
-                Change::Start(d) if d.account == usage.account => {
+                Change::Start(d) if d.account == account => {
                     routes.retain(|r| r.destination != d.destination);
                     routes.push(Route {
                         destination: d.destination,
                         sampling: d.sampling,
+                        capture_content: d.capture_content,
                         notify: Arc::default(),
                         backlog: Arc::default(),
                     });

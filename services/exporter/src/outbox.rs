@@ -17,6 +17,8 @@ pub struct Pending {
     pub id: i64,
     /// The usage envelope's JSON.
     pub event: String,
+    /// The request's text (a `content_recorded` body), when captured.
+    pub content: Option<String>,
 }
 
 /// How delivery to a destination stands, for the dashboard.
@@ -144,22 +146,26 @@ pub async fn forget_sightings(store: &Store) -> Result<u64, sqlx::Error> {
         .rows_affected())
 }
 
-/// Adds usage events to destinations' backlogs: (destination, event JSON).
+/// Adds usage events to destinations' backlogs: (destination, event JSON,
+/// the request's text for a destination that captures it).
 pub async fn push_all(
     tx: &mut Transaction<'_, Any>,
-    rows: &[(Uuid, &str)],
+    rows: &[(Uuid, &str, Option<&str>)],
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
             .collect();
         let sql = format!(
-            "INSERT INTO export_outbox (destination, event) VALUES {}",
+            "INSERT INTO export_outbox (destination, event, content) VALUES {}",
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (destination, event) in chunk {
-            query = query.bind(destination.to_string()).bind(*event);
+        for (destination, event, content) in chunk {
+            query = query
+                .bind(destination.to_string())
+                .bind(*event)
+                .bind(content.map(str::to_owned));
         }
         query.execute(&mut **tx).await?;
     }
@@ -173,7 +179,7 @@ pub async fn oldest(
     limit: usize,
 ) -> Result<Vec<Pending>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, event FROM export_outbox WHERE destination = $1 ORDER BY id LIMIT $2",
+        "SELECT id, event, content FROM export_outbox WHERE destination = $1 ORDER BY id LIMIT $2",
     )
     .bind(destination.to_string())
     .bind(limit as i64)
@@ -184,6 +190,7 @@ pub async fn oldest(
             Ok(Pending {
                 id: r.try_get("id")?,
                 event: r.try_get("event")?,
+                content: r.try_get("content")?,
             })
         })
         .collect()

@@ -57,6 +57,42 @@ fn span_id(label: &str, request_id: &str) -> SpanId {
 
 /// The spans of one usage event, root first; none for other events.
 pub fn of(envelope: &Envelope) -> Vec<SpanData> {
+    with_content(envelope, None)
+}
+
+/// [`of`], the root span carrying the request's text as
+/// `gen_ai.input.messages` and `gen_ai.output.messages` (JSON, in the GenAI
+/// conventions' message shape) when `content` is given.
+pub fn with_content(
+    envelope: &Envelope,
+    content: Option<&events::ContentRecorded>,
+) -> Vec<SpanData> {
+    let mut spans = plain(envelope);
+    if let (Some(root), Some(content)) = (spans.first_mut(), content) {
+        let input: Vec<serde_json::Value> = content
+            .input
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "parts": [{"type": "text", "content": m.text}]}))
+            .collect();
+        let mut output = serde_json::json!({"role": "assistant", "parts": [{"type": "text", "content": content.output}]});
+        if let Event::UsageRecorded(u) = &envelope.event {
+            if let Some(reason) = u.finish_reasons.first() {
+                output["finish_reason"] = serde_json::Value::String(reason.clone());
+            }
+        }
+        root.attributes.push(KeyValue::new(
+            "gen_ai.input.messages",
+            serde_json::Value::Array(input).to_string(),
+        ));
+        root.attributes.push(KeyValue::new(
+            "gen_ai.output.messages",
+            serde_json::Value::Array(vec![output]).to_string(),
+        ));
+    }
+    spans
+}
+
+fn plain(envelope: &Envelope) -> Vec<SpanData> {
     let Event::UsageRecorded(usage) = &envelope.event else {
         return Vec::new();
     };

@@ -22,6 +22,8 @@ use crate::{ExporterConfig, Metrics, Sealer};
 pub struct Route {
     pub destination: Uuid,
     pub sampling: Sampling,
+    /// Its spans carry the request's text.
+    pub capture_content: bool,
     /// Its worker's wake-up.
     pub notify: Arc<Notify>,
     /// Its backlog size.
@@ -83,6 +85,7 @@ impl Workers {
         let route = Route {
             destination: d.destination,
             sampling: d.sampling,
+            capture_content: d.capture_content,
             notify: Arc::new(Notify::new()),
             backlog,
         };
@@ -220,7 +223,13 @@ impl Worker {
         let mut spans = Vec::new();
         for p in &pending {
             match Envelope::decode(p.event.as_bytes()) {
-                Ok(envelope) => spans.extend(crate::spans::of(&envelope)),
+                Ok(envelope) => {
+                    let content = p
+                        .content
+                        .as_deref()
+                        .and_then(|c| serde_json::from_str(c).ok());
+                    spans.extend(crate::spans::with_content(&envelope, content.as_ref()));
+                }
                 Err(e) => {
                     tracing::error!(destination = %id, error = %e, "an unreadable backlog row is skipped")
                 }

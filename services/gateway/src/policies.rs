@@ -1,4 +1,5 @@
-//! Per-account routing policies: the providers an account has blocked.
+//! Per-account policies: the providers an account has blocked, and whether
+//! its requests' text is captured for its traces.
 //!
 //! The control plane keeps one [`PolicyView`] per account in the `policies`
 //! bucket; every gateway follows it, so a block applies to the account's
@@ -17,6 +18,7 @@ use crate::error::GatewayError;
 #[derive(Default)]
 pub struct Policies {
     blocked: RwLock<HashMap<AccountId, Vec<ProviderId>>>,
+    capturing: RwLock<std::collections::HashSet<AccountId>>,
 }
 
 impl Policies {
@@ -30,6 +32,20 @@ impl Policies {
                 map.insert(account, blocked);
             }
         }
+        if let Ok(mut set) = self.capturing.write() {
+            if view.capture_content {
+                set.insert(account);
+            } else {
+                set.remove(&account);
+            }
+        }
+    }
+
+    /// Whether `account`'s prompt and completion text go to its traces.
+    pub fn captures(&self, account: AccountId) -> bool {
+        self.capturing
+            .read()
+            .is_ok_and(|set| set.contains(&account))
     }
 
     /// Drops the candidates whose provider `account` blocked; 403 when that
@@ -83,8 +99,10 @@ mod tests {
             a,
             &PolicyView {
                 blocked: vec!["openai".into(), "no-such-provider".into()],
+                capture_content: true,
             },
         );
+        assert!(policies.captures(a) && !policies.captures(b));
         let mut mixed = vec![ProviderId::Openai, ProviderId::Groq];
         policies.filter(a, &mut mixed, |p| *p).unwrap();
         assert_eq!(mixed, [ProviderId::Groq]);
@@ -99,5 +117,6 @@ mod tests {
         let mut unblocked = vec![ProviderId::Openai];
         policies.filter(a, &mut unblocked, |p| *p).unwrap();
         assert_eq!(unblocked.len(), 1);
+        assert!(!policies.captures(a), "capture follows the latest view");
     }
 }

@@ -241,7 +241,8 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
         | Event::ProviderBlocked(_)
         | Event::ProviderUnblocked(_)
         | Event::TelemetryDestinationSet(_)
-        | Event::TelemetryDestinationRemoved(_) => return None,
+        | Event::TelemetryDestinationRemoved(_)
+        | Event::ContentRecorded(_) => return None,
     }
     Some(effects)
 }

@@ -372,7 +372,10 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
     assert!(in_flight);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let first_log = deployment.log_of(&exporter);
-    assert!(first_log.contains("INFO"), "the exporter logged: {first_log}");
+    assert!(
+        first_log.contains("INFO"),
+        "the exporter logged: {first_log}"
+    );
     test_support::deployment::kill9(&mut exporter).await;
     receiver.hang(false);
     let (restarted, _) = deployment.start(exporter_command(), "exporter").await;
@@ -380,6 +383,14 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
         .wait_for(Duration::from_secs(30), |s| arrived(s, &ids))
         .await;
     assert!(arrived(&spans, &ids), "lost across kill -9");
+    // The token is in no log (the exporter's at debug level).
+    for log in [
+        first_log,
+        deployment.log_of(&restarted),
+        deployment.log_of(&_cp),
+    ] {
+        assert!(!log.contains("trace-secret-value-7391"));
+    }
 
     let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
         .await

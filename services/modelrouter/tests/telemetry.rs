@@ -432,10 +432,6 @@ async fn bad_destinations_are_refused_and_test_spans_report_what_the_backend_sai
             json!({"name": "x", "preset": "grafana", "token": "t", "region": "prod-us-east-0"}),
             "instance",
         ),
-        (
-            json!({"name": "x", "endpoint": "http://c/v1/traces", "capture_content": true}),
-            "capture_content",
-        ),
     ];
     for (body, param) in refused {
         let (status, error) = admin
@@ -685,4 +681,110 @@ async fn an_exporter_killed_mid_export_loses_nothing_and_repeats_at_most_a_batch
     let repeated = roots.values().filter(|&&n| n > 1).count();
     assert_eq!(repeated, 0, "requests sent twice");
     drop(again);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_goes_only_to_the_destination_that_opted_in_and_the_books_stay_clean() {
+    let (capturing, metadata_only) = (Receiver::start().await, Receiver::start().await);
+    let dir = temp_dir("telemetry-content");
+    let mut up = up(BIN, &dir, &FAST).await;
+    let key = up.printed_key.clone().expect("key");
+    let admin = Admin::of(&up);
+    admin
+        .destination(
+            json!({"name": "with text", "endpoint": capturing.http_url(), "capture_content": true}),
+        )
+        .await;
+    admin
+        .destination(json!({"name": "metadata", "endpoint": metadata_only.http_url()}))
+        .await;
+    let (_, listed) = admin
+        .call(reqwest::Method::GET, "/api/v1/telemetry/destinations", None)
+        .await;
+    let flags: Vec<bool> = listed["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["capture_content"].as_bool().unwrap())
+        .collect();
+    assert_eq!(flags, [true, false]);
+
+    // The gateway learns of the opt-in through the policies bucket: send
+    // until a request's text arrives (bounded).
+    let words = "the purple elephant recites a sonnet";
+    let mut ids = Vec::new();
+    let mut found = None;
+    for _ in 0..50 {
+        let mut body = json!({"model": "economy", "messages": [
+            {"role": "system", "content": "Answer in one line."},
+            {"role": "user", "content": words}]});
+        if ids.len() % 2 == 1 {
+            body["stream"] = json!(true);
+        }
+        let r = chat(&up, &key, body).await;
+        assert_eq!(r.status(), 200);
+        let id = header(&r, "x-request-id");
+        let _ = r.text().await;
+        ids.push(id.clone());
+        let spans = capturing
+            .wait_for(Duration::from_secs(2), |s| has_trace(s, &id))
+            .await;
+        let root = trace_of(&spans, &id).into_iter().next();
+        if let Some(root) = root.filter(|r| !r.attr("gen_ai.input.messages").is_empty()) {
+            found = Some(root);
+            if ids.len() >= 2 {
+                break;
+            }
+        }
+    }
+    let root = found.expect("a captured request's text arrived");
+    let input: Value = serde_json::from_str(root.attr("gen_ai.input.messages")).unwrap();
+    assert_eq!(input[0]["role"], "system");
+    assert_eq!(input[1]["role"], "user");
+    assert_eq!(input[1]["parts"][0]["content"], words);
+    let output: Value = serde_json::from_str(root.attr("gen_ai.output.messages")).unwrap();
+    assert_eq!(output[0]["role"], "assistant");
+    assert!(
+        !output[0]["parts"][0]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "{output}"
+    );
+
+    let others = metadata_only
+        .wait_for(Duration::from_secs(10), |s| {
+            ids.iter().all(|id| has_trace(s, id))
+        })
+        .await;
+    assert!(
+        ids.iter().all(|id| has_trace(&others, id)),
+        "the other destination got every request"
+    );
+    for span in &others {
+        assert!(
+            span.attr("gen_ai.input.messages").is_empty()
+                && span.attr("gen_ai.output.messages").is_empty()
+        );
+        assert!(
+            !format!("{span:?}").contains("purple elephant"),
+            "no text to the destination that did not opt in"
+        );
+    }
+
+    // The text events travel the usage journal: the books still reconcile.
+    test_support::deployment::terminate(&mut up.child).await;
+    let output = tokio::process::Command::new(BIN)
+        .arg("reconcile")
+        .env("MODELROUTER_DATA_DIR", &dir)
+        .env_remove("MODELROUTER_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && report.contains("the ledger matches the event log"),
+        "{report}"
+    );
 }

@@ -172,4 +172,8 @@ pub const POLICIES_BUCKET: &str = "policies";
 pub struct PolicyView {
     /// Provider ids the account's requests never go to.
     pub blocked: Vec<String>,
+    /// A trace destination of the account captures prompt and completion
+    /// text: gateways publish it (`content_recorded`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_content: bool,
 }

@@ -19,6 +19,7 @@
 
 mod access;
 mod account;
+mod content;
 mod json;
 mod telemetry;
 mod time;
@@ -40,6 +41,7 @@ pub use account::{
     CardRemoved, CardSaved, CreditsGranted, DailyLimitSet, DepositReinstated, DepositReversed,
     DepositSettled, PaymentCustomerSet, RechargeDeclined, Reversal,
 };
+pub use content::{ContentMessage, ContentRecorded, MAX_CONTENT_CHARS};
 pub use telemetry::{Protocol, Sampling, TelemetryDestinationRemoved, TelemetryDestinationSet};
 pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
@@ -126,6 +128,8 @@ pub enum Event {
     TelemetryDestinationSet(TelemetryDestinationSet),
     /// A trace destination deleted.
     TelemetryDestinationRemoved(TelemetryDestinationRemoved),
+    /// A request's text, for an account capturing it in traces.
+    ContentRecorded(Box<ContentRecorded>),
 }
 
 /// Applies `$body` to the event's body, whatever its type.
@@ -155,6 +159,7 @@ macro_rules! each_body {
             Event::ProviderUnblocked($e) => $body,
             Event::TelemetryDestinationSet($e) => $body,
             Event::TelemetryDestinationRemoved($e) => $body,
+            Event::ContentRecorded($e) => $body,
         }
     };
 }
@@ -186,6 +191,7 @@ impl Event {
             Event::ProviderUnblocked(_) => ("provider_unblocked", 1),
             Event::TelemetryDestinationSet(_) => ("telemetry_destination_set", 1),
             Event::TelemetryDestinationRemoved(_) => ("telemetry_destination_removed", 1),
+            Event::ContentRecorded(_) => ("content_recorded", 1),
         }
     }
 
@@ -193,6 +199,9 @@ impl Event {
     pub fn subject(&self) -> &'static str {
         match self {
             Event::UsageRecorded(_) => subjects::USAGE,
+            // Written through the gateway's usage journal, just before the
+            // request's usage event.
+            Event::ContentRecorded(_) => subjects::USAGE,
             Event::AccountOpened(_) | Event::DailyLimitSet(_) => subjects::ACCOUNT,
             Event::CreditsGranted(_)
             | Event::DepositSettled(_)
@@ -411,6 +420,9 @@ impl Envelope {
             }
             ("telemetry_destination_removed", 1) => {
                 Event::TelemetryDestinationRemoved(serde_json::from_value(data).map_err(body)?)
+            }
+            ("content_recorded", 1) => {
+                Event::ContentRecorded(serde_json::from_value(data).map_err(body)?)
             }
             (kind, version) => {
                 return Err(EventError::Unknown {

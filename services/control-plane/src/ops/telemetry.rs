@@ -30,6 +30,8 @@ pub struct DestinationView {
     pub endpoint: String,
     pub header_names: Vec<String>,
     pub sampling: serde_json::Value,
+    /// Prompt and completion text are added to its spans.
+    pub capture_content: bool,
     pub created_at: String,
     pub updated_at: String,
     /// Delivery as the exporter reports it.
@@ -85,12 +87,6 @@ impl ControlPlane {
     ) -> Result<DestinationView, CpError> {
         member.require_owner()?;
         let checked = input.check()?;
-        if checked.capture_content {
-            return Err(CpError::Invalid {
-                param: "capture_content",
-                message: "Capturing prompt and completion text is not available in this build; spans carry metadata only.".into(),
-            });
-        }
         match id {
             Some(id) => {
                 self.destination_row(member, id).await?;
@@ -214,6 +210,7 @@ impl ControlPlane {
             endpoint: row.try_get("endpoint")?,
             header_names: serde_json::from_str(&names).unwrap_or_default(),
             sampling: serde_json::from_str(&sampling).unwrap_or(serde_json::Value::Null),
+            capture_content: row.try_get::<i64, _>("capture_content")? != 0,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             status: exporter::outbox::status(&self.store, uuid).await?,

@@ -66,6 +66,9 @@ pub(super) struct NewDestination {
     sampling: String,
     #[serde(default)]
     ratio: String,
+    /// `true` when the box is ticked.
+    #[serde(default)]
+    capture_content: String,
 }
 
 #[derive(Deserialize)]
@@ -113,7 +116,7 @@ impl NewDestination {
             headers,
             sampling: text(&self.sampling),
             ratio,
-            capture_content: false,
+            capture_content: self.capture_content == "true",
         })
     }
 

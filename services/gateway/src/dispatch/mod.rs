@@ -139,6 +139,18 @@ pub async fn chat(
         });
         (tier.map(|t| t.to_string()), auto)
     });
+    if let Some(recording) = &recording {
+        if gateway.policies.captures(caller.account) {
+            recording.capture(events::ContentRecorded::bounded_input(
+                request.messages.iter().map(|m| {
+                    (
+                        m.role.as_str().to_owned(),
+                        m.texts().collect::<Vec<_>>().join("\n"),
+                    )
+                }),
+            ));
+        }
+    }
     let work = serve(Arc::clone(gateway), candidates, request, recording.clone());
     let (answer, model, tries) = gateway.detached(recording.as_ref(), work).await?;
     let cost = match &answer {
@@ -263,13 +275,16 @@ async fn attempt(
                     tokens,
                     cost,
                     &attempts,
-                    Outcome::Completed,
-                    None,
-                    completion
-                        .choices
-                        .iter()
-                        .filter_map(|c| c.finish_reason.clone())
-                        .collect(),
+                    Ending {
+                        outcome: Outcome::Completed,
+                        first_byte: None,
+                        finish_reasons: completion
+                            .choices
+                            .iter()
+                            .filter_map(|c| c.finish_reason.clone())
+                            .collect(),
+                        output: recording.captures().then(|| answer_text(&completion)),
+                    },
                 ));
             }
             Ok(Answer::Whole { completion, cost })
@@ -300,16 +315,29 @@ fn priced(
     Ok((completion, tokens, cost))
 }
 
+/// How a served response ended, beyond its tokens and cost.
+struct Ending {
+    outcome: Outcome,
+    first_byte: Option<Duration>,
+    finish_reasons: Vec<String>,
+    /// The answer's text, when the account's traces capture it.
+    output: Option<String>,
+}
+
 /// The billing facts of a response served by `model`.
 fn served<'a>(
     model: &'a Model,
     tokens: TokenUsage,
     cost: Money,
     attempts: &'a [Attempt],
-    outcome: Outcome,
-    first_byte: Option<Duration>,
-    finish_reasons: Vec<String>,
+    ending: Ending,
 ) -> Served<'a> {
+    let Ending {
+        outcome,
+        first_byte,
+        finish_reasons,
+        output,
+    } = ending;
     Served {
         model: &model.id,
         provider: model.provider.as_str(),
@@ -325,7 +353,18 @@ fn served<'a>(
         outcome,
         first_byte,
         finish_reasons,
+        output,
     }
+}
+
+/// The text of a whole answer's choices, for a trace that captures it.
+fn answer_text(completion: &ChatCompletion) -> String {
+    let texts: Vec<&str> = completion
+        .choices
+        .iter()
+        .filter_map(|c| c.message.content.as_deref())
+        .collect();
+    texts.join("\n")
 }
 
 /// The tokens an OpenAI-shaped usage reports, as the catalog prices them.

@@ -13,7 +13,7 @@ use catalog::Model;
 use futures_util::stream::{self, StreamExt};
 use openai::{ChatCompletionChunk, ChatRequest, Usage};
 
-use super::{served, token_usage};
+use super::{served, token_usage, Ending};
 use crate::error::Attempt;
 use crate::health::Permit;
 use crate::providers::{ChunkStream, ProviderError};
@@ -229,9 +229,12 @@ impl Relay {
                 tokens,
                 cost,
                 &attempts,
-                outcome,
-                Some(self.ttft),
-                std::mem::take(&mut self.finish_reasons),
+                Ending {
+                    outcome,
+                    first_byte: Some(self.ttft),
+                    finish_reasons: std::mem::take(&mut self.finish_reasons),
+                    output: recording.captures().then(|| self.generated.clone()),
+                },
             ));
         }
         cost

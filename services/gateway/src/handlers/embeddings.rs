@@ -94,6 +94,7 @@ async fn dispatch(
             attempts: &won.attempts,
             outcome: Outcome::Completed,
             finish_reasons: Vec::new(),
+            output: None,
             first_byte: None,
         });
     }

@@ -62,6 +62,8 @@ pub struct Served<'a> {
     pub first_byte: Option<Duration>,
     /// Why the model stopped, per choice (OpenAI's names).
     pub finish_reasons: Vec<String>,
+    /// The answer's text, when [`Recording::captures`].
+    pub output: Option<String>,
 }
 
 /// What one request needs to record its usage. Shared by the request's
@@ -80,6 +82,8 @@ pub struct Recording {
     origin: Origin,
     client: ClientWatch,
     done: AtomicBool,
+    /// The conversation, when the account captures text for its traces.
+    captured: std::sync::OnceLock<Vec<events::ContentMessage>>,
 }
 
 /// Who asked and how the request was routed.
@@ -112,7 +116,19 @@ impl Recording {
             origin,
             client: ClientWatch::default(),
             done: AtomicBool::new(false),
+            captured: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps the conversation's text (bounded) to publish with the usage:
+    /// only for an account whose traces capture text.
+    pub fn capture(&self, input: Vec<events::ContentMessage>) {
+        let _ = self.captured.set(input);
+    }
+
+    /// Whether the answer's text is wanted (see [`Recording::capture`]).
+    pub fn captures(&self) -> bool {
+        self.captured.get().is_some()
     }
 
     /// Whether the client still waits for the answer.
@@ -150,6 +166,7 @@ impl Recording {
             outcome: Outcome::Failed,
             first_byte: None,
             finish_reasons: Vec::new(),
+            output: None,
         });
     }
 
@@ -190,6 +207,19 @@ impl Recording {
             finish_reasons: fill.finish_reasons,
             origin: self.origin.clone(),
         };
+        if let Some(input) = self.captured.get() {
+            let output = fill.output.as_deref().unwrap_or_default();
+            self.publisher.record(&Envelope {
+                id: uuid::Uuid::new_v4(),
+                at: now,
+                event: Event::ContentRecorded(Box::new(events::ContentRecorded {
+                    account: self.caller.account,
+                    request_id: self.request_id.clone(),
+                    input: input.clone(),
+                    output: events::cap(output, events::MAX_CONTENT_CHARS),
+                })),
+            });
+        }
         self.publisher.record(&Envelope {
             id: uuid::Uuid::new_v4(),
             at: now,

@@ -230,6 +230,9 @@ impl<'a> Trace<'a> {
         if let Some(reasons) = finish_reasons(u) {
             a.push(reasons);
         }
+        if let Some(prefer) = &u.prefer {
+            a.push(KeyValue::new("modelrouter.prefer", prefer.clone()));
+        }
         if let Some(tier) = &u.tier {
             a.push(KeyValue::new("modelrouter.tier", tier.clone()));
         }
@@ -322,15 +325,28 @@ impl<'a> Trace<'a> {
             ));
         }
         let status = Status::error(if attempt.skipped { "skipped" } else { "failed" });
-        let name = format!("{} {}", operation(u.kind), attempt.model);
+        self.child(n, &attempt.model, (start, end), a, status)
+    }
+
+    /// Attempt `n`'s span, a client span under the root.
+    fn child(
+        &self,
+        n: usize,
+        model: &str,
+        times: (SystemTime, SystemTime),
+        attributes: Vec<KeyValue>,
+        status: Status,
+    ) -> SpanData {
+        let u = self.usage;
+        let name = format!("{} {model}", operation(u.kind));
         let id = span_id(&format!("attempt:{n}:"), &u.request_id);
         self.span(
             id,
             self.root,
             SpanKind::Client,
             name,
-            (start, end),
-            a,
+            times,
+            attributes,
             status,
         )
     }
@@ -358,17 +374,7 @@ impl<'a> Trace<'a> {
             }
             _ => Status::Unset,
         };
-        let name = format!("{} {}", operation(u.kind), u.model);
-        let id = span_id(&format!("attempt:{n}:"), &u.request_id);
-        self.span(
-            id,
-            self.root,
-            SpanKind::Client,
-            name,
-            (start, self.end),
-            a,
-            status,
-        )
+        self.child(n, &u.model, (start, self.end), a, status)
     }
 }
 

@@ -168,10 +168,14 @@ impl Gateway {
         caller: &keys::Caller,
         request_id: &RequestId,
         kind: ::events::RequestKind,
-        routing: impl FnOnce() -> (Option<String>, Option<::events::AutoDecision>),
+        routing: impl FnOnce() -> (
+            Option<String>,
+            Option<::events::AutoDecision>,
+            Option<prefer::Prefer>,
+        ),
     ) -> Option<Arc<usage::Recording>> {
         let events = self.events.as_ref()?;
-        let (tier, auto) = routing();
+        let (tier, auto, prefer) = routing();
         Some(usage::Recording::start(
             Arc::clone(&events.publisher),
             Arc::clone(&events.accounts),
@@ -182,6 +186,7 @@ impl Gateway {
                 kind,
                 tier,
                 auto,
+                prefer: prefer.map(prefer::Prefer::as_str),
             },
         ))
     }

@@ -37,6 +37,19 @@ pub enum Prefer {
     Coding,
 }
 
+impl Prefer {
+    /// The name a request gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefer::Cheap => "cheap",
+            Prefer::Fast => "fast",
+            Prefer::Balanced => "balanced",
+            Prefer::Quality => "quality",
+            Prefer::Coding => "coding",
+        }
+    }
+}
+
 impl FromStr for Prefer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -263,6 +263,7 @@ pub(crate) mod tests_support {
             provider: "openai".into(),
             tier: None,
             auto: None,
+            prefer: None,
             tokens: Tokens::default(),
             cost: cost.parse().unwrap(),
             free: cost == "0",

@@ -299,7 +299,7 @@ pub async fn control_plane(mut config: Config) -> Result<(), BoxError> {
 }
 
 /// `modelrouter ledger`: the ledger alone, until interrupted, with its
-/// probes (`/livez`, `/readyz`) on the listen address.
+/// probes (`/livez`, `/readyz`) and `/metrics` on the listen address.
 pub async fn ledger(config: Config) -> Result<(), BoxError> {
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
@@ -310,39 +310,21 @@ pub async fn ledger(config: Config) -> Result<(), BoxError> {
         .check("store", backbone::store_check(&store));
     let ledger = backbone::ledger(&config, log, store).await?;
     let lag = ledger.lag();
-    let metrics = Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let text = lag.to_prometheus();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        gateway::health::PROMETHEUS_TEXT,
-                    )],
-                    text,
-                )
-            }
-        }),
-    );
     print_banner(&[format!(
         "Model Router ledger folding events, probes on http://{} (Ctrl-C stops it)",
         listener.local_addr()?
     )]);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let probes_served = tokio::spawn({
-        let server = config.server.clone();
-        let mut stopped = stopped.clone();
-        async move {
-            let stop = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            gateway::server::serve(listener, metrics, &server, probes, stop).await
-        }
-    });
+    let served = serve_until(
+        &config,
+        listener,
+        metrics_route(move || lag.to_prometheus()),
+        probes,
+        stopped,
+    );
     ledger.run(shutdown_signal()).await;
     let _ = stop.send(true);
-    probes_served.await??;
+    served.await??;
     Ok(())
 }
 
@@ -353,22 +335,41 @@ pub async fn exporter(config: Config) -> Result<(), BoxError> {
     let store = backbone::open_store(&config).await?;
     let listener = bind(config.listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until = {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let exporter = backbone::exporter(&config, log.clone(), store.clone(), until).await?;
+    let exporter = backbone::exporter(
+        &config,
+        log.clone(),
+        store.clone(),
+        turned_true(stopped.clone()),
+    )
+    .await?;
     let mut probes = Probes::new();
     probes
         .check("event_log", backbone::log_check(&log))
-        .check("store", backbone::store_check(&store));
-    probes.check("exporter", backbone::exporter_check(&exporter));
-    let metrics = Router::new().route(
+        .check("store", backbone::store_check(&store))
+        .check("exporter", backbone::exporter_check(&exporter));
+    print_banner(&[format!(
+        "Model Router exporter sending request traces to tenants' OTLP backends, probes and /metrics on http://{} (Ctrl-C stops it)",
+        listener.local_addr()?
+    )]);
+    let served = serve_until(
+        &config,
+        listener,
+        metrics_route(move || exporter.to_prometheus()),
+        probes,
+        stopped,
+    );
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    served.await??;
+    Ok(())
+}
+
+/// A `/metrics` route answering `text()` in Prometheus' text format.
+fn metrics_route(text: impl Fn() -> String + Clone + Send + Sync + 'static) -> Router {
+    Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let text = exporter.to_prometheus();
+            let text = text();
             async move {
                 (
                     [(
@@ -379,23 +380,27 @@ pub async fn exporter(config: Config) -> Result<(), BoxError> {
                 )
             }
         }),
-    );
-    print_banner(&[format!(
-        "Model Router exporter sending request traces to tenants' OTLP backends, probes and /metrics on http://{} (Ctrl-C stops it)",
-        listener.local_addr()?
-    )]);
+    )
+}
+
+/// Resolves once `flag` turns true (or its sender is gone).
+async fn turned_true(mut flag: tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
+}
+
+/// Serves `router` and `probes` on `listener` in the background until
+/// `stopped` turns true.
+fn serve_until(
+    config: &Config,
+    listener: TcpListener,
+    router: Router,
+    probes: Probes,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let server = config.server.clone();
-    let serving = tokio::spawn(async move {
-        let mut stopped = stopped.clone();
-        let stop = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        gateway::server::serve(listener, metrics, &server, probes, stop).await
-    });
-    shutdown_signal().await;
-    let _ = stop.send(true);
-    serving.await??;
-    Ok(())
+    tokio::spawn(async move {
+        gateway::server::serve(listener, router, &server, probes, turned_true(stopped)).await
+    })
 }
 
 /// `modelrouter grant`: publishes a `credits_granted` event.

@@ -33,6 +33,9 @@ pub struct UsageRecorded {
     /// How `auto` decided, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<AutoDecision>,
+    /// The request's `prefer` (chat; `None` for embeddings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<String>,
     /// Tokens billed.
     pub tokens: Tokens,
     /// What the account is charged (zero for free models and failures).
@@ -81,6 +84,9 @@ impl UsageRecorded {
                 w.raw(b",").i64(i64::from(*points)).raw(b"]");
             }
             w.raw(b"]}");
+        }
+        if let Some(prefer) = &self.prefer {
+            w.raw(b",\"prefer\":").str(prefer);
         }
         let t = &self.tokens;
         w.raw(b",\"tokens\":{\"input\":").u64(t.input);
@@ -299,6 +305,7 @@ mod tests {
                 tier: "standard".into(),
                 contributions: (0..i % 3).map(|n| (pick(n), n as i32 - 1)).collect(),
             }),
+            prefer: (!i.is_multiple_of(5)).then(|| pick(i + 3)),
             tokens: Tokens {
                 input: i * 7,
                 cached_input: i % 5,

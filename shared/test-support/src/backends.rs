@@ -364,6 +364,7 @@ pub fn usage_event(account: events::AccountId, seq: u64, cost: money::Money) -> 
         provider: "openai".into(),
         tier: Some("standard".into()),
         auto: None,
+        prefer: None,
         tokens: Tokens {
             input: 100,
             output: 10,

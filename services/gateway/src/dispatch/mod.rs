@@ -137,7 +137,7 @@ pub async fn chat(
                 .map(|c| (c.signal.to_string(), c.points.round() as i32))
                 .collect(),
         });
-        (tier.map(|t| t.to_string()), auto)
+        (tier.map(|t| t.to_string()), auto, Some(prefer))
     });
     if let Some(recording) = &recording {
         if gateway.policies.captures(caller.account) {

@@ -48,7 +48,7 @@ pub async fn create(
         },
     )?;
     let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
-        (None, None)
+        (None, None, None)
     });
     let work = dispatch(Arc::clone(&gateway), candidates, inputs, recording.clone());
     let (candidate, vectors, tries, cost) = gateway.detached(recording.as_ref(), work).await?;

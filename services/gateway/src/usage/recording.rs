@@ -79,6 +79,7 @@ pub struct Recording {
     kind: RequestKind,
     tier: Option<String>,
     auto: Option<events::AutoDecision>,
+    prefer: Option<&'static str>,
     origin: Origin,
     client: ClientWatch,
     done: AtomicBool,
@@ -94,6 +95,8 @@ pub struct Routed {
     pub kind: RequestKind,
     pub tier: Option<String>,
     pub auto: Option<events::AutoDecision>,
+    /// The request's `prefer` (chat).
+    pub prefer: Option<&'static str>,
 }
 
 impl Recording {
@@ -113,6 +116,7 @@ impl Recording {
             kind: request.kind,
             tier: request.tier,
             auto: request.auto,
+            prefer: request.prefer,
             origin,
             client: ClientWatch::default(),
             done: AtomicBool::new(false),
@@ -195,6 +199,7 @@ impl Recording {
             provider: fill.provider.to_owned(),
             tier: self.tier.clone(),
             auto: self.auto.clone(),
+            prefer: self.prefer.map(str::to_owned),
             tokens: fill.tokens,
             cost: fill.cost,
             free: fill.free,

@@ -18,7 +18,8 @@ pub struct Metrics {
     pub backlog: AtomicI64,
     /// Destinations delivered to.
     pub destinations: AtomicI64,
-    /// Usage events read from the log.
+    /// Usage events read from the log for accounts' destinations (none are
+    /// decoded while no destination exists).
     pub events_read: AtomicU64,
     following: AtomicBool,
 }

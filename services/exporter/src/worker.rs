@@ -138,6 +138,11 @@ impl Workers {
         }
     }
 
+    /// Whether no destination runs.
+    pub fn is_empty(&self) -> bool {
+        self.running().is_empty()
+    }
+
     /// The exporter's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)

@@ -1,0 +1,128 @@
+//! The exporter against real event logs and stores (embedded here, NATS +
+//! PostgreSQL where the test says so): a dead backend's backlog stops at
+//! its cap, dropping the oldest and saying so, and a removed destination
+//! takes its backlog with it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::{
+    AccountId, Event, Protocol, Sampling, TelemetryDestinationRemoved, TelemetryDestinationSet,
+};
+use exporter::{Exporter, ExporterConfig, Sealer};
+use money::Money;
+use test_support::backends::Backends;
+
+fn destination(account: AccountId, sealer: &Sealer, endpoint: String) -> TelemetryDestinationSet {
+    TelemetryDestinationSet {
+        account,
+        destination: uuid::Uuid::now_v7(),
+        name: "dead".into(),
+        preset: None,
+        protocol: Protocol::HttpProtobuf,
+        endpoint,
+        header_names: Vec::new(),
+        headers_sealed: sealer.seal(&[]).unwrap(),
+        sampling: Sampling::All,
+        capture_content: false,
+        by: None,
+    }
+}
+
+async fn until(limit: Duration, check: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+async fn a_dead_backends_backlog_is_capped_and_removal_clears_it(backends: Backends) {
+    let sealer = Arc::new(Sealer::new(&[3u8; 32]).unwrap());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1/traces", closed.local_addr().unwrap());
+    drop(closed);
+    let account = AccountId::new();
+    let d = destination(account, &sealer, dead);
+    let id = d.destination;
+    backends.publish(Event::TelemetryDestinationSet(d)).await;
+    let config = ExporterConfig {
+        max_backlog: 10,
+        backoff_min_ms: 100,
+        backoff_max_ms: 200,
+        ..ExporterConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = Exporter::start(
+        config,
+        sealer,
+        Arc::clone(&backends.log),
+        backends.store.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    for seq in 1..=30 {
+        backends
+            .append(&test_support::backends::usage_event(
+                account,
+                seq,
+                Money::from_nanos(1_000),
+            ))
+            .await;
+    }
+    let m = Arc::clone(exporter.metrics());
+    let capped = until(Duration::from_secs(20), || {
+        m.events_read.load(Relaxed) >= 30 && m.backlog.load(Relaxed) <= 10
+    })
+    .await;
+    assert!(
+        capped,
+        "backlog {} after {} events",
+        m.backlog.load(Relaxed),
+        m.events_read.load(Relaxed)
+    );
+    assert_eq!(m.dropped_overflow.load(Relaxed), 20);
+    let status = exporter::outbox::status(&backends.store, id).await.unwrap();
+    assert_eq!((status.backlog, status.dropped), (10, 20), "{status:?}");
+    assert!(m.retries.load(Relaxed) >= 1, "the dead backend was tried");
+    assert!(status.last_error.is_some(), "{status:?}");
+    assert!(exporter
+        .to_prometheus()
+        .contains("modelrouter_exporter_requests_dropped_total 20"));
+
+    backends
+        .publish(Event::TelemetryDestinationRemoved(
+            TelemetryDestinationRemoved {
+                account,
+                destination: id,
+                by: None,
+            },
+        ))
+        .await;
+    let cleared = until(Duration::from_secs(10), || {
+        m.backlog.load(Relaxed) == 0 && m.destinations.load(Relaxed) == 0
+    })
+    .await;
+    assert!(cleared, "backlog {}", m.backlog.load(Relaxed));
+    let status = exporter::outbox::status(&backends.store, id).await.unwrap();
+    assert_eq!(status.backlog, 0, "the rows went with the destination");
+    let _ = stop.send(());
+    backends.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_a_dead_backends_backlog_is_capped_and_removal_clears_it() {
+    a_dead_backends_backlog_is_capped_and_removal_clears_it(Backends::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distributed_a_dead_backends_backlog_is_capped_and_removal_clears_it() {
+    a_dead_backends_backlog_is_capped_and_removal_clears_it(Backends::distributed().await).await;
+}

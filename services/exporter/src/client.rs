@@ -132,8 +132,11 @@ impl Client {
 /// Sorts an export error by what OTLP says to do with it: HTTP 429, 408
 /// and 5xx and every gRPC status but the refusals are retried.
 fn classify(error: &str) -> ExportFailure {
-    let message = tidy(error);
     if let Some(code) = http_status(error) {
+        // The status only: the body of whatever answered stays out of what
+        // a tenant reads, so an endpoint aimed inside the deployment's
+        // network cannot be used to read its answers.
+        let message = format!("the endpoint answered HTTP {code}");
         let retry = code == 408 || code == 429 || code >= 500;
         return if retry {
             ExportFailure::Retry(message)
@@ -141,6 +144,7 @@ fn classify(error: &str) -> ExportFailure {
             ExportFailure::Rejected(message)
         };
     }
+    let message = tidy(error);
     const REFUSALS: [&str; 6] = [
         "InvalidArgument",
         "Unauthenticated",
@@ -202,6 +206,12 @@ mod tests {
             classify("status: Unauthenticated, message: \"bad key\""),
             ExportFailure::Rejected(_)
         ));
+        let said = classify(&http(401));
+        assert_eq!(said.message(), "the endpoint answered HTTP 401");
+        assert!(
+            !said.message().contains("nope"),
+            "a response body is never shown"
+        );
         let long = "x ".repeat(1000);
         assert!(classify(&long).message().chars().count() <= events::MAX_ERROR_CHARS + 1);
     }

@@ -98,7 +98,7 @@ impl DestinationInput {
     /// The destination, or the first field that is wrong.
     pub fn check(&self) -> Result<Checked, FieldError> {
         let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 80 {
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
             return Err(FieldError::new(
                 "name",
                 "Give the destination a name of 1 to 80 characters.",
@@ -212,10 +212,30 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), FieldError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("put credentials in a header, not in the URL."));
     }
+    if metadata_host(&url) {
+        return Err(bad("cloud metadata addresses are not trace backends."));
+    }
     if endpoint.parse::<http::Uri>().is_err() {
         return Err(bad("it is not a valid HTTP URI."));
     }
     Ok(())
+}
+
+/// A cloud instance-metadata address (link-local, or the metadata names),
+/// which must never receive requests chosen by a tenant.
+fn metadata_host(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => {
+            (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "metadata.google.internal" || name == "metadata" || name == "instance-data"
+        }
+        None => false,
+    }
 }
 
 /// Header names HTTP accepts (and the exporter does not set itself),
@@ -316,6 +336,9 @@ mod tests {
             "https://user:pw@otel.example.com/v1/traces",
             "http://",
             "https://exa mple.com/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[fe80::1]/v1/traces",
+            "http://metadata.google.internal/computeMetadata/v1/",
         ] {
             let e = custom(bad, &[]).check().unwrap_err();
             assert_eq!(e.field, "endpoint", "{bad}: {e:?}");

@@ -1,7 +1,7 @@
 //! The exporter against real event logs and stores (embedded here, NATS +
 //! PostgreSQL where the test says so): a dead backend's backlog stops at
-//! its cap, dropping the oldest and saying so, and a removed destination
-//! takes its backlog with it.
+//! its cap, dropping the oldest and saying so, a removed destination takes
+//! its backlog with it, and sampling decides which requests go where.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -78,8 +78,12 @@ async fn a_dead_backends_backlog_is_capped_and_removal_clears_it(backends: Backe
             .await;
     }
     let m = Arc::clone(exporter.metrics());
+    // The read count moves before the backlog's (which is counted after
+    // the commit): wait for the drops themselves.
     let capped = until(Duration::from_secs(20), || {
-        m.events_read.load(Relaxed) >= 30 && m.backlog.load(Relaxed) <= 10
+        m.events_read.load(Relaxed) >= 30
+            && m.dropped_overflow.load(Relaxed) >= 20
+            && m.backlog.load(Relaxed) <= 10
     })
     .await;
     assert!(
@@ -125,4 +129,90 @@ async fn embedded_a_dead_backends_backlog_is_capped_and_removal_clears_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn distributed_a_dead_backends_backlog_is_capped_and_removal_clears_it() {
     a_dead_backends_backlog_is_capped_and_removal_clears_it(Backends::distributed().await).await;
+}
+
+async fn sampling_decides_which_requests_a_destination_gets(backends: Backends) {
+    let sealer = Arc::new(Sealer::new(&[3u8; 32]).unwrap());
+    let receiver = test_support::otlp::Receiver::start().await;
+    let account = AccountId::new();
+    let mut errors = destination(account, &sealer, receiver.http_url());
+    errors.sampling = Sampling::ErrorsOnly;
+    let mut half = destination(account, &sealer, receiver.http_url());
+    half.sampling = Sampling::Ratio { ratio: 0.5 };
+    let (errors_id, half_id) = (errors.destination, half.destination);
+    backends
+        .publish(Event::TelemetryDestinationSet(errors))
+        .await;
+    backends.publish(Event::TelemetryDestinationSet(half)).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = Exporter::start(
+        ExporterConfig::default(),
+        sealer,
+        Arc::clone(&backends.log),
+        backends.store.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let mut failed = 0;
+    for seq in 1..=200u64 {
+        let mut envelope =
+            test_support::backends::usage_event(account, seq, Money::from_nanos(1_000));
+        if let Event::UsageRecorded(u) = &mut envelope.event {
+            if seq % 10 == 0 {
+                u.outcome = events::Outcome::Failed;
+                failed += 1;
+            }
+        }
+        backends.append(&envelope).await;
+    }
+    let status = |id| {
+        let store = backends.store.clone();
+        async move { exporter::outbox::status(&store, id).await.unwrap() }
+    };
+    let delivered = until_async(Duration::from_secs(20), async || {
+        let (e, h) = (status(errors_id).await, status(half_id).await);
+        e.exported == failed && e.backlog == 0 && h.backlog == 0 && h.exported > 0
+    })
+    .await;
+    let (e, h) = (status(errors_id).await, status(half_id).await);
+    assert!(delivered, "errors only: {e:?}, half: {h:?}");
+    assert_eq!(e.exported, 20, "only the failed requests");
+    assert!(
+        (70..=130).contains(&h.exported),
+        "about half of 200: {}",
+        h.exported
+    );
+    let roots: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    let failed_roots = roots
+        .iter()
+        .filter(|s| s.attr("modelrouter.outcome") == "failed")
+        .count();
+    assert!(failed_roots >= 20, "{failed_roots}");
+    assert_eq!(roots.len() as i64, e.exported + h.exported);
+    drop(exporter);
+    let _ = stop.send(());
+    backends.cleanup().await;
+}
+
+async fn until_async(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_sampling_decides_which_requests_a_destination_gets() {
+    sampling_decides_which_requests_a_destination_gets(Backends::embedded().await).await;
 }

@@ -30,6 +30,27 @@ fn destination(account: AccountId, sealer: &Sealer, endpoint: String) -> Telemet
     }
 }
 
+/// An exporter on `backends`, and what stops it.
+async fn start(
+    backends: &Backends,
+    config: ExporterConfig,
+    sealer: Arc<Sealer>,
+) -> (Arc<Exporter>, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = Exporter::start(
+        config,
+        sealer,
+        Arc::clone(&backends.log),
+        backends.store.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    (exporter, stop)
+}
+
 async fn until(limit: Duration, check: impl Fn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
@@ -56,18 +77,7 @@ async fn a_dead_backends_backlog_is_capped_and_removal_clears_it(backends: Backe
         backoff_max_ms: 200,
         ..ExporterConfig::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let exporter = Exporter::start(
-        config,
-        sealer,
-        Arc::clone(&backends.log),
-        backends.store.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    )
-    .await
-    .unwrap();
+    let (exporter, stop) = start(&backends, config, sealer).await;
     for seq in 1..=30 {
         backends
             .append(&test_support::backends::usage_event(
@@ -93,10 +103,16 @@ async fn a_dead_backends_backlog_is_capped_and_removal_clears_it(backends: Backe
         m.events_read.load(Relaxed)
     );
     assert_eq!(m.dropped_overflow.load(Relaxed), 20);
-    let status = exporter::outbox::status(&backends.store, id).await.unwrap();
-    assert_eq!((status.backlog, status.dropped), (10, 20), "{status:?}");
+    // The status table is written just after the counters move.
+    let mut status = exporter::outbox::Status::default();
+    let shown = until_async(Duration::from_secs(10), async || {
+        status = exporter::outbox::status(&backends.store, id).await.unwrap();
+        status.dropped == 20 && status.last_error.is_some()
+    })
+    .await;
+    assert!(shown, "{status:?}");
+    assert_eq!(status.backlog, 10, "{status:?}");
     assert!(m.retries.load(Relaxed) >= 1, "the dead backend was tried");
-    assert!(status.last_error.is_some(), "{status:?}");
     assert!(exporter
         .to_prometheus()
         .contains("modelrouter_exporter_requests_dropped_total 20"));
@@ -144,18 +160,7 @@ async fn sampling_decides_which_requests_a_destination_gets(backends: Backends) 
         .publish(Event::TelemetryDestinationSet(errors))
         .await;
     backends.publish(Event::TelemetryDestinationSet(half)).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let exporter = Exporter::start(
-        ExporterConfig::default(),
-        sealer,
-        Arc::clone(&backends.log),
-        backends.store.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    )
-    .await
-    .unwrap();
+    let (exporter, stop) = start(&backends, ExporterConfig::default(), sealer).await;
     let mut failed = 0;
     for seq in 1..=200u64 {
         let mut envelope =

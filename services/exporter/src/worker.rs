@@ -36,6 +36,35 @@ struct Running {
     task: AbortHandle,
 }
 
+/// The running workers, by destination, and each account's destinations
+/// (looked up for every usage event the follower reads).
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<Uuid, Running>,
+    by_account: HashMap<AccountId, Vec<Uuid>>,
+}
+
+impl Table {
+    fn insert(&mut self, id: Uuid, running: Running) {
+        let ids = self.by_account.entry(running.account).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        self.by_id.insert(id, running);
+    }
+
+    fn remove(&mut self, id: &Uuid) -> Option<Running> {
+        let running = self.by_id.remove(id)?;
+        if let Some(ids) = self.by_account.get_mut(&running.account) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_account.remove(&running.account);
+            }
+        }
+        Some(running)
+    }
+}
+
 /// Every destination's worker.
 pub struct Workers {
     config: ExporterConfig,
@@ -44,7 +73,7 @@ pub struct Workers {
     metrics: Arc<Metrics>,
     /// The HTTP client every destination shares.
     http: reqwest::Client,
-    running: Mutex<HashMap<Uuid, Running>>,
+    running: Mutex<Table>,
 }
 
 impl Workers {
@@ -61,11 +90,11 @@ impl Workers {
             sealer,
             store,
             metrics,
-            running: Mutex::new(HashMap::new()),
+            running: Mutex::new(Table::default()),
         })
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Running>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Table> {
         self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -112,7 +141,7 @@ impl Workers {
         );
         self.metrics
             .destinations
-            .store(running.len() as i64, Relaxed);
+            .store(running.by_id.len() as i64, Relaxed);
     }
 
     /// Stops `destination`'s worker (its backlog is already deleted).
@@ -126,12 +155,12 @@ impl Workers {
         }
         self.metrics
             .destinations
-            .store(running.len() as i64, Relaxed);
+            .store(running.by_id.len() as i64, Relaxed);
     }
 
     /// Counts `n` rows found in `destination`'s backlog at start.
     pub fn add_backlog(&self, destination: Uuid, n: i64) {
-        if let Some(r) = self.running().get(&destination) {
+        if let Some(r) = self.running().by_id.get(&destination) {
             r.route.backlog.fetch_add(n, Relaxed);
             self.metrics.backlog.fetch_add(n, Relaxed);
             r.route.notify.notify_one();
@@ -140,7 +169,7 @@ impl Workers {
 
     /// Whether no destination runs.
     pub fn is_empty(&self) -> bool {
-        self.running().is_empty()
+        self.running().by_id.is_empty()
     }
 
     /// The exporter's counters.
@@ -150,14 +179,20 @@ impl Workers {
 
     /// The route of a running destination.
     pub fn route(&self, destination: Uuid) -> Option<Route> {
-        self.running().get(&destination).map(|r| r.route.clone())
+        self.running()
+            .by_id
+            .get(&destination)
+            .map(|r| r.route.clone())
     }
 
     /// The destinations of `account`.
     pub fn routes(&self, account: AccountId) -> Vec<Route> {
-        self.running()
-            .values()
-            .filter(|r| r.account == account)
+        let table = self.running();
+        let Some(ids) = table.by_account.get(&account) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| table.by_id.get(id))
             .map(|r| r.route.clone())
             .collect()
     }
@@ -165,7 +200,7 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for r in self.running().values() {
+        for r in self.running().by_id.values() {
             r.task.abort();
         }
     }

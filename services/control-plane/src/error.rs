@@ -89,7 +89,7 @@ impl CpError {
     }
 
     /// What a user may read: internal details go to the log, not the page.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             CpError::Store(_) | CpError::Ledger(_) | CpError::Internal(_) => {
                 tracing::error!(error = %self, "control plane error");

@@ -23,6 +23,7 @@ pub mod passwords;
 pub mod projector;
 mod proxies;
 mod queries;
+pub mod request_log;
 pub mod session;
 pub mod telemetry;
 mod view;
@@ -167,6 +168,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     pages::routes()
         .merge(api::routes())
         .merge(telemetry::routes())
+        .merge(request_log::api::routes())
         .merge(lookup::routes())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&cp),

@@ -34,8 +34,18 @@ async fn lookup(
     ApiKeyAccount(account): ApiKeyAccount,
     Path(request_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(recorded(&cp, account, &request_id).await?))
+}
+
+/// What the ledger recorded for `request_id` of `account`: its usage event
+/// with `object` and `recorded_at` added (the request log's detail view).
+pub(crate) async fn recorded(
+    cp: &ControlPlane,
+    account: events::AccountId,
+    request_id: &str,
+) -> Result<Value, CpError> {
     if request_id.len() > MAX_REQUEST_ID {
-        return Err(CpError::Missing("No such request id.".into()).into());
+        return Err(CpError::Missing("No such request id.".into()));
     }
     let row = sqlx::query(
         "SELECT r.event_id, r.at, e.seq FROM requests r
@@ -44,27 +54,25 @@ async fn lookup(
          ORDER BY r.at DESC LIMIT 1",
     )
     .bind(account.to_string())
-    .bind(&request_id)
+    .bind(request_id)
     .fetch_optional(&cp.store.pool)
-    .await
-    .map_err(CpError::from)?;
+    .await?;
     let Some(row) = row else {
         return Err(CpError::Missing(format!(
             "No request `{request_id}` is recorded for this account (a request reaches the ledger a moment after its answer)."
-        ))
-        .into());
+        )));
     };
-    let event_id: String = row.try_get("event_id").map_err(CpError::from)?;
-    let recorded_at: String = row.try_get("at").map_err(CpError::from)?;
-    let seq: i64 = row.try_get("seq").map_err(CpError::from)?;
-    let usage = usage_event(&cp, seq as u64, &event_id).await?;
+    let event_id: String = row.try_get("event_id")?;
+    let recorded_at: String = row.try_get("at")?;
+    let seq: i64 = row.try_get("seq")?;
+    let usage = usage_event(cp, seq as u64, &event_id).await?;
     let mut body =
         serde_json::to_value(&usage).map_err(|e| CpError::Internal(format!("usage event: {e}")))?;
     if let Value::Object(fields) = &mut body {
         fields.insert("object".into(), json!("router.request"));
         fields.insert("recorded_at".into(), json!(recorded_at));
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 /// The usage event `event_id` in the log record at `seq` (a record may

@@ -101,6 +101,9 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/models",
         "/members",
         "/telemetry",
+        "/requests",
+        "/requests/export.csv",
+        "/requests/export.json",
     ] {
         let page = b.get(path).await;
         assert_eq!(page.status, 200, "{path}");
@@ -143,6 +146,9 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/api/v1/members",
         "/api/v1/telemetry/destinations",
         "/api/v1/telemetry/presets",
+        "/api/v1/requests",
+        "/api/v1/requests/export",
+        "/api/v1/requests/export?format=json",
     ];
     for path in reads {
         let (status, body) = b.api(Method::GET, path, None).await;
@@ -183,6 +189,19 @@ async fn account_b_cannot_read_or_change_account_a() {
             .unwrap();
         assert_eq!(by_key.status(), 404);
     }
+    // A's request by its id, on B's page and B's API: not found.
+    let a_request_page = format!("/requests/{request_id}");
+    assert_eq!(b.get(&a_request_page).await.status, 404);
+    let a_request = format!("/api/v1/requests/{request_id}");
+    assert_eq!(b.api(Method::GET, &a_request, None).await.0, 404);
+    let by_key = b
+        .http
+        .get(format!("{}{a_request}", stack.url))
+        .bearer_auth(&b_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), 404);
     let a_dest = format!("/api/v1/telemetry/destinations/{a_destination}");
     let a_dest_test = format!("{a_dest}/test");
     let replacement = json!({"name": "stolen", "endpoint": "https://bob.example/v1/traces"});

@@ -10,6 +10,7 @@
 //! chat and go through the same [`dispatch`] (see [`ingress`]).
 
 pub mod accounts;
+pub mod attribution;
 pub mod auto;
 pub mod config;
 pub mod dispatch;
@@ -168,6 +169,7 @@ impl Gateway {
         caller: &keys::Caller,
         request_id: &RequestId,
         kind: ::events::RequestKind,
+        attribution: attribution::Attribution,
         routing: impl FnOnce() -> (
             Option<String>,
             Option<::events::AutoDecision>,
@@ -187,6 +189,7 @@ impl Gateway {
                 tier,
                 auto,
                 prefer: prefer.map(prefer::Prefer::as_str),
+                attribution,
             },
         ))
     }

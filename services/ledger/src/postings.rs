@@ -68,6 +68,18 @@ pub struct RequestRow {
     pub cost: Money,
     pub total_ms: u64,
     pub outcome: &'static str,
+    /// `chat` or `embeddings`.
+    pub kind: &'static str,
+    /// The tier asked for or chosen (`""` for a pinned model).
+    pub tier: String,
+    /// `auto`'s score, when it decided.
+    pub auto_score: Option<u8>,
+    /// Candidates tried or skipped, the one that answered included.
+    pub attempts: u32,
+    pub first_byte_ms: Option<u64>,
+    /// The OpenAI `user` field (`""` when absent).
+    pub user: String,
+    pub tags: Vec<String>,
 }
 
 /// Everything one event changes.
@@ -161,6 +173,20 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
                     Outcome::ClientDisconnected => "client_disconnected",
                     Outcome::Failed => "failed",
                 },
+                kind: match u.kind {
+                    events::RequestKind::Chat => "chat",
+                    events::RequestKind::Embeddings => "embeddings",
+                },
+                tier: u.tier.clone().unwrap_or_default(),
+                auto_score: u.auto.as_ref().map(|a| a.score),
+                // The event lists the attempts before the one that answered.
+                attempts: u32::try_from(
+                    u.attempts.len() + usize::from(u.outcome != Outcome::Failed),
+                )
+                .unwrap_or(u32::MAX),
+                first_byte_ms: u.timings.first_byte_ms,
+                user: u.user.clone().unwrap_or_default(),
+                tags: u.tags.clone(),
             });
         }
         Event::AccountOpened(o) => effects.name = Some(o.name.clone()),
@@ -271,6 +297,8 @@ pub(crate) mod tests_support {
             timings: Timings::default(),
             outcome: Outcome::Completed,
             finish_reasons: Vec::new(),
+            user: None,
+            tags: Vec::new(),
             origin: Origin {
                 gateway: "g".into(),
                 seq: 1,

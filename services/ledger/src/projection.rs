@@ -140,9 +140,15 @@ async fn insert_event_rows(
     let mut requests = Rows::new(
         "INSERT INTO requests (event_id, account, at, request_id, model, provider,
                                input_tokens, output_tokens, cost, total_ms, outcome, key_id,
-                               gateway, origin_seq)",
-        14,
+                               gateway, origin_seq, kind, tier, auto_score, attempts,
+                               first_byte_ms, end_user, tags)",
+        21,
         "",
+    );
+    let mut tags = Rows::new(
+        "INSERT INTO request_tags (account, tag, at, event_id)",
+        4,
+        "ON CONFLICT DO NOTHING",
     );
     let mut deposits = Rows::new(
         "INSERT INTO deposits (payment, account, credits, fee, recharge, at)",
@@ -179,7 +185,22 @@ async fn insert_event_rows(
                 r.key.as_str().into(),
                 gateway.into(),
                 as_i64(origin_seq).into(),
+                r.kind.into(),
+                r.tier.as_str().into(),
+                r.auto_score.map(i64::from).into(),
+                i64::from(r.attempts).into(),
+                r.first_byte_ms.map(as_i64).into(),
+                r.user.as_str().into(),
+                r.tags.join("\n").into(),
             ]);
+            for tag in &r.tags {
+                tags.push([
+                    c.account.as_str().into(),
+                    tag.as_str().into(),
+                    c.at.as_str().into(),
+                    c.id.as_str().into(),
+                ]);
+            }
         }
         if let events::Event::DepositSettled(d) = &c.envelope.event {
             deposits.push([
@@ -192,7 +213,7 @@ async fn insert_event_rows(
             ]);
         }
     }
-    for rows in [journal, requests, deposits] {
+    for rows in [journal, requests, tags, deposits] {
         rows.run(tx).await?;
     }
     Ok(())

@@ -19,6 +19,7 @@
 
 mod access;
 mod account;
+pub mod attribution;
 mod content;
 mod json;
 mod telemetry;

@@ -54,6 +54,14 @@ pub struct UsageRecorded {
     /// (embeddings, failures, a stream that broke off).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finish_reasons: Vec<String>,
+    /// The OpenAI `user` field: who the request was made for (see
+    /// `attribution`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The account's labels for the request (`metadata` pairs as
+    /// `key=value`, and the `X-Model-Router-Tags` header).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The gateway that served it and its position in that gateway's
     /// sequence, so the gateway can tell which of its spend the ledger's
     /// account state already includes.
@@ -126,6 +134,16 @@ impl UsageRecorded {
             w.raw(b",\"finish_reasons\":[");
             for (i, reason) in self.finish_reasons.iter().enumerate() {
                 w.raw(if i == 0 { b"" } else { b"," }).str(reason);
+            }
+            w.raw(b"]");
+        }
+        if let Some(user) = &self.user {
+            w.raw(b",\"user\":").str(user);
+        }
+        if !self.tags.is_empty() {
+            w.raw(b",\"tags\":[");
+            for (i, tag) in self.tags.iter().enumerate() {
+                w.raw(if i == 0 { b"" } else { b"," }).str(tag);
             }
             w.raw(b"]");
         }
@@ -335,6 +353,8 @@ mod tests {
                 _ => Outcome::ClientDisconnected,
             },
             finish_reasons: (0..i % 3).map(|n| pick(n + 2)).collect(),
+            user: (i % 3 == 1).then(|| pick(i + 2)),
+            tags: (0..i % 4).map(|n| pick(n + i)).collect(),
             origin: Origin {
                 gateway: pick(i + 3),
                 seq: i,

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0008_telemetry.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0008_telemetry.sql"),
     },
+    Migration {
+        version: 9,
+        name: "request_log",
+        postgres: include_str!("../../../migrations/postgres/0009_request_log.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0009_request_log.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

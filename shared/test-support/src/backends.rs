@@ -379,6 +379,8 @@ pub fn usage_event(account: events::AccountId, seq: u64, cost: money::Money) -> 
         },
         outcome: Outcome::Completed,
         finish_reasons: Vec::new(),
+        user: None,
+        tags: Vec::new(),
         origin: Origin {
             gateway: "gw-test".into(),
             seq,

@@ -1,7 +1,8 @@
 //! The dashboard: askama templates from `web-templates/`, one handler per
 //! page and form, by area, each module with its routes: [`auth`] (sign-up,
 //! login, passwords), [`dashboard`], [`accounts`], [`keys`], [`providers`],
-//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`operator`]. Forms post back and redirect
+//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`],
+//! [`operator`]. Forms post back and redirect
 //! (303) to a page, so a reload never repeats a change; a plaintext key or
 //! invitation link is rendered directly in the response that created it,
 //! and only there.
@@ -41,6 +42,7 @@ mod members;
 mod models;
 mod operator;
 mod providers;
+mod requests;
 mod telemetry;
 
 pub use crate::view::{html, ErrorPage};
@@ -132,6 +134,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .merge(limits::routes())
         .merge(models::routes())
         .merge(telemetry::routes())
+        .merge(requests::routes())
 }
 
 /// Headers every dashboard response carries: no framing (clickjacking), no

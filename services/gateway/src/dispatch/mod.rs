@@ -116,16 +116,19 @@ pub async fn chat(
     let Received {
         caller,
         allowance,
-        request,
+        tags,
+        mut request,
     } = received;
     let caller = &caller;
     let prefer = validate(&request)?;
+    let attribution = crate::attribution::of_chat(tags, &mut request)?;
     let request = Arc::new(request);
     let catalog = gateway.catalog.snapshot();
     let access = routing::Access { caller, allowance };
     let plan = routing::plan(gateway, &catalog, &request, prefer, access)?;
     let candidates = plan.candidates;
-    let recording = gateway.recording(caller, request_id, events::RequestKind::Chat, || {
+    let kind = events::RequestKind::Chat;
+    let recording = gateway.recording(caller, request_id, kind, attribution, || {
         let tier = catalog::Tier::parse(&request.model).or(plan.auto.as_ref().map(|d| d.tier));
         let auto = plan.auto.as_ref().map(|d| events::AutoDecision {
             score: d.score,

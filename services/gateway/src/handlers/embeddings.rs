@@ -29,10 +29,12 @@ pub async fn create(
     Received {
         caller,
         allowance,
+        tags,
         request,
     }: Received<EmbeddingRequest>,
 ) -> Result<Response, GatewayError> {
     let prefer = prefer_of(&request)?;
+    let attribution = crate::attribution::of_embeddings(tags, request.user.as_deref())?;
     let format = request.encoding_format.unwrap_or_default();
     let inputs = inputs(&gateway, request.input, request.dimensions, request.user)?;
     let catalog = gateway.catalog.snapshot();
@@ -47,7 +49,8 @@ pub async fn create(
             allowance,
         },
     )?;
-    let recording = gateway.recording(&caller, &request_id, RequestKind::Embeddings, || {
+    let kind = RequestKind::Embeddings;
+    let recording = gateway.recording(&caller, &request_id, kind, attribution, || {
         (None, None, None)
     });
     let work = dispatch(Arc::clone(&gateway), candidates, inputs, recording.clone());

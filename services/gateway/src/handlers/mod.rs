@@ -78,6 +78,8 @@ pub struct Received<T> {
     pub caller: Caller,
     /// What the caller's account may use now.
     pub allowance: Allowance,
+    /// The `X-Model-Router-Tags` header's tags (the body may add more).
+    pub tags: events::attribution::Tags,
     /// The parsed body.
     pub request: T,
 }
@@ -89,10 +91,12 @@ impl<T: DeserializeOwned> FromRequest<Arc<Gateway>> for Received<T> {
         let (parts, body) = request.into_parts();
         let caller = authenticate(&gateway.keys, &parts.headers)?;
         let allowance = gateway.allowance(&caller)?;
+        let tags = crate::attribution::header_tags(&parts.headers)?;
         let body = read_body(gateway, &parts.headers, body).await?;
         Ok(Received {
             caller,
             allowance,
+            tags,
             request: parse(&body.bytes)?,
         })
     }
@@ -107,6 +111,7 @@ impl<T> Received<T> {
         Ok(Received {
             caller: self.caller,
             allowance: self.allowance,
+            tags: self.tags,
             request: f(self.request)?,
         })
     }

@@ -151,6 +151,10 @@ pub fn to_chat(request: ResponsesRequest) -> Result<Translated, GatewayError> {
     if let Some(parallel) = request.parallel_tool_calls {
         extra.insert("parallel_tool_calls".into(), Value::Bool(parallel));
     }
+    // The router's attribution reads it from there (and sends it nowhere).
+    if let Some(metadata) = request.metadata.clone() {
+        extra.insert("metadata".into(), metadata);
+    }
     let echo = Map::from_iter([
         ("instructions".into(), json!(request.instructions)),
         ("max_output_tokens".into(), json!(request.max_output_tokens)),

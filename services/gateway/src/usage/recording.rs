@@ -10,6 +10,7 @@ use events::{AttemptRecord, Envelope, Event, Origin, Outcome, RequestKind, Usage
 
 use super::Publisher;
 use crate::accounts::Accounts;
+use crate::attribution::Attribution;
 use crate::error::Attempt;
 use crate::keys::Caller;
 
@@ -80,6 +81,7 @@ pub struct Recording {
     tier: Option<String>,
     auto: Option<events::AutoDecision>,
     prefer: Option<&'static str>,
+    attribution: Attribution,
     origin: Origin,
     client: ClientWatch,
     done: AtomicBool,
@@ -97,6 +99,8 @@ pub struct Routed {
     pub auto: Option<events::AutoDecision>,
     /// The request's `prefer` (chat).
     pub prefer: Option<&'static str>,
+    /// Who it was for and its tags.
+    pub attribution: Attribution,
 }
 
 impl Recording {
@@ -117,6 +121,7 @@ impl Recording {
             tier: request.tier,
             auto: request.auto,
             prefer: request.prefer,
+            attribution: request.attribution,
             origin,
             client: ClientWatch::default(),
             done: AtomicBool::new(false),
@@ -210,6 +215,8 @@ impl Recording {
             },
             outcome: fill.outcome,
             finish_reasons: fill.finish_reasons,
+            user: self.attribution.user.clone(),
+            tags: self.attribution.tags.clone(),
             origin: self.origin.clone(),
         };
         if let Some(input) = self.captured.get() {

@@ -86,6 +86,7 @@ bench: bench-tools
 	$(CARGO) bench -p gateway --bench embeddings
 	$(CARGO) bench -p ledger --bench fold
 	$(CARGO) bench -p exporter --bench export
+	$(CARGO) bench -p control-plane --bench request_log
 
 ## Model Router `up` beside LiteLLM's proxy and Portkey's gateway (installed into
 ## ~/.cache/model-router/peers, not the project's dependencies) and a direct

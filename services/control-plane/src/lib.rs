@@ -7,6 +7,7 @@
 //! buckets that every gateway follows. Balances, spend and requests come
 //! from the ledger's projection in the same store.
 
+pub mod analytics;
 pub mod api;
 pub mod billing;
 mod chart;

@@ -102,6 +102,8 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/members",
         "/telemetry",
         "/requests",
+        "/usage",
+        "/usage?by=tag",
         "/requests/export.csv",
         "/requests/export.json",
     ] {
@@ -147,6 +149,7 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/api/v1/telemetry/destinations",
         "/api/v1/telemetry/presets",
         "/api/v1/requests",
+        "/api/v1/usage/breakdown?by=key",
         "/api/v1/requests/export",
         "/api/v1/requests/export?format=json",
     ];

@@ -260,6 +260,78 @@ async fn served_requests_are_logged_filtered_paged_and_exported(backends: Backen
     );
     assert!(!bad.body.contains("<done>"), "the input is escaped");
     assert_eq!(b.get("/requests/req_never").await.status, 404);
+
+    // Analytics: the same rows, summed per group.
+    let breakdown = async |query: &str| {
+        let (status, body) = b
+            .api(
+                Method::GET,
+                &format!("/api/v1/usage/breakdown?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let groups: Vec<(String, i64)> = body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["group"].as_str().unwrap().to_owned(),
+                    g["requests"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        (groups, body["total"].clone())
+    };
+    let (by_tag, _) = breakdown("by=tag").await;
+    let by_tag: BTreeSet<(String, i64)> = by_tag.into_iter().collect();
+    let expected: BTreeSet<(String, i64)> = [
+        ("team=search", 3),
+        ("team=ads", 2),
+        ("nightly", 1),
+        ("env=prod", 1),
+    ]
+    .map(|(t, n)| (t.to_owned(), n))
+    .into();
+    assert_eq!(by_tag, expected);
+    let (by_user, _) = breakdown("by=user").await;
+    let by_user: BTreeSet<(String, i64)> = by_user.into_iter().collect();
+    let expected: BTreeSet<(String, i64)> = [("u-1", 3), ("u-2", 2), ("", 1)]
+        .map(|(t, n)| (t.to_owned(), n))
+        .into();
+    assert_eq!(by_user, expected);
+    let (by_day, total) = breakdown("by=day&tag=team%3Dsearch").await;
+    assert_eq!(by_day.len(), 1);
+    assert_eq!(by_day[0].1, 3);
+    assert_eq!(total["requests"], 3);
+    let logged: money::Money = all[3..]
+        .iter()
+        .map(|r| r["cost"].as_str().unwrap().parse::<money::Money>().unwrap())
+        .fold(money::Money::ZERO, |a, b| a + b);
+    assert_eq!(
+        total["cost"],
+        logged.to_string(),
+        "the breakdown sums the log's rows"
+    );
+    let (status, error) = b
+        .api(Method::GET, "/api/v1/usage/breakdown?by=colour", None)
+        .await;
+    assert_eq!(
+        (status, error["error"]["param"].clone()),
+        (400, json!("by"))
+    );
+    let page = b.get("/usage?by=tag&from=2000-01-01").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("team=search") && page.body.contains("id=\"breakdown-total\""));
+    let page = b.get("/usage").await;
+    assert!(
+        page.body.contains("<svg id=\"usage-chart\""),
+        "the last 7 days, charted"
+    );
+    let bad = b.get("/usage?by=colour").await;
+    assert_eq!(bad.status, 200);
+    assert!(bad.body.contains("`by` must be one of"));
     stack.stop().await;
 }
 
@@ -439,6 +511,29 @@ async fn paging_shows_every_row_once(backends: Backends) {
             }
             assert_eq!(seen, expected, "{input:?} by {limit}");
             assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), seen.len());
+        }
+        // The breakdown of the same filter by model sums the same rows.
+        let groups = cp
+            .breakdown(account, &filter, control_plane::analytics::GroupBy::Model)
+            .await
+            .unwrap();
+        for model in ["m-a", "m-b", "m-c"] {
+            let rows: Vec<&Row> = expected_all
+                .iter()
+                .filter(|r| keep(r) && r.model == model)
+                .collect();
+            let group = groups.iter().find(|g| g.group == model);
+            assert_eq!(
+                group.map_or(0, |g| g.requests),
+                rows.len() as i64,
+                "{input:?} {model}"
+            );
+            let cost: i64 = rows.iter().map(|r| r.cost).sum();
+            assert_eq!(
+                group.map_or(0, |g| g.cost.nanos()),
+                cost,
+                "{input:?} {model}"
+            );
         }
     }
     stack.stop().await;

@@ -1,7 +1,7 @@
 //! The dashboard: askama templates from `web-templates/`, one handler per
 //! page and form, by area, each module with its routes: [`auth`] (sign-up,
 //! login, passwords), [`dashboard`], [`accounts`], [`keys`], [`providers`],
-//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`],
+//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`], [`usage`],
 //! [`operator`]. Forms post back and redirect
 //! (303) to a page, so a reload never repeats a change; a plaintext key or
 //! invitation link is rendered directly in the response that created it,
@@ -44,6 +44,7 @@ mod operator;
 mod providers;
 mod requests;
 mod telemetry;
+mod usage;
 
 pub use crate::view::{html, ErrorPage};
 pub use models::ModelRow;
@@ -135,6 +136,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .merge(models::routes())
         .merge(telemetry::routes())
         .merge(requests::routes())
+        .merge(usage::routes())
 }
 
 /// Headers every dashboard response carries: no framing (clickjacking), no

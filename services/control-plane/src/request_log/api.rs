@@ -5,6 +5,7 @@
 //! | GET | `/api/v1/requests` | one page: `{"data": [...], "next_cursor"}` |
 //! | GET | `/api/v1/requests/export` | the whole filtered set, streamed (`format=csv` or `json`) |
 //! | GET | `/api/v1/requests/{request_id}` | one request: attempts, timings, `auto`'s reasons |
+//! | GET | `/api/v1/usage/breakdown` | requests, spend and tokens per `by` group (see `analytics`) |
 //!
 //! Filters (query string, all optional): `from`, `to`, `key`, `model`,
 //! `provider`, `tier`, `kind`, `outcome`, `min_cost`, `request_id`, `tag`,
@@ -18,8 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use serde_json::json;
+
 use super::export::{export, Format};
 use super::FilterInput;
+use crate::analytics::{self, GroupBy};
 use crate::error::{ApiError, CpError};
 use crate::extract::ApiCaller;
 use crate::ControlPlane;
@@ -30,6 +34,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .route("/api/v1/requests", get(list))
         .route("/api/v1/requests/export", get(download))
         .route("/api/v1/requests/{request_id}", get(detail))
+        .route("/api/v1/usage/breakdown", get(breakdown))
 }
 
 /// The query string, or a clear error naming what is wrong with it.
@@ -69,6 +74,19 @@ async fn download(
     let input = query(input)?;
     let format = Format::parse(input.format.as_deref())?;
     Ok(export(cp, m.account, input.filter()?, format))
+}
+
+/// `GET /api/v1/usage/breakdown?by=…&<filters>`: sums per group and in all.
+async fn breakdown(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    input: Result<Query<FilterInput>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let input = query(input)?;
+    let by = GroupBy::parse(input.by.as_deref())?;
+    let groups = cp.breakdown(m.account, &input.filter()?, by).await?;
+    let total = analytics::total(&groups);
+    Ok(Json(json!({"by": by, "groups": groups, "total": total})).into_response())
 }
 
 async fn detail(

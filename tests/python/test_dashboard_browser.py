@@ -107,6 +107,42 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
     assert streamed_id  # the SDK parsed the stream's ids
     shot(page, "04-dashboard-usage")
 
+    # Attribution, then the request log: filter by tag, open the request,
+    # download the filtered set as CSV, and see its spend by tag.
+    tagged = client.chat.completions.with_raw_response.create(
+        model="economy",
+        messages=MESSAGES,
+        user="pw-end-user",
+        metadata={"env": "browser"},
+        extra_headers={"X-Model-Router-Tags": "team=browser"},
+    )
+    tagged_id = tagged.headers["x-request-id"]
+
+    def tagged_logged():
+        page.goto(f"{url}/requests")
+        page.fill("#filters input[name=tag]", "team=browser")
+        page.click("#filters button[type=submit]")
+        page.wait_for_load_state()
+        return page.locator("#requests tr").count() == 2  # header + the one
+
+    assert until(tagged_logged), "the tagged request is in the filtered log"
+    row = page.locator("#requests tr").nth(1).inner_text()
+    assert "pw-end-user" in row and "env=browser" in row, row
+    shot(page, "04b-requests-filtered")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    csv_lines = pathlib.Path(download.value.path()).read_text().splitlines()
+    assert csv_lines[0].startswith("time,request_id,"), csv_lines
+    assert len(csv_lines) == 2 and tagged_id in csv_lines[1], csv_lines
+    page.click(f"a[href='/requests/{tagged_id}']")
+    page.wait_for_url(f"{url}/requests/{tagged_id}")
+    assert "answered" in page.locator("#attempts").inner_text()
+    assert "team=browser" in page.locator("#request-detail").inner_text()
+    shot(page, "04c-request-detail")
+    page.goto(f"{url}/usage?by=tag")
+    assert "team=browser" in page.locator("#breakdown").inner_text()
+    shot(page, "04d-usage-by-tag")
+
     page.goto(f"{url}/models")
     assert page.locator("#models tr").count() > 10
     shot(page, "05-models")

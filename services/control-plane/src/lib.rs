@@ -54,6 +54,11 @@ pub const ADMIN_KEY_PREFIX: &str = "mr_ak_";
 pub trait Circuits: Send + Sync {
     /// The breaker state of `model`.
     fn state(&self, provider: ProviderId, model: &str) -> events::CircuitState;
+    /// The latest breaker openings, newest first: (when, model id or
+    /// `provider {name}`).
+    fn incidents(&self) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+        Vec::new()
+    }
 }
 
 /// The secrets shared with the gateways (key hash) and kept to itself (sessions).

@@ -292,6 +292,15 @@ impl Circuits for GatewayCircuits {
     fn state(&self, _provider: catalog::ProviderId, model: &str) -> events::CircuitState {
         self.0.health.circuit(model)
     }
+
+    fn incidents(&self) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+        self.0
+            .health
+            .incidents()
+            .into_iter()
+            .map(|i| (i.at, i.what))
+            .collect()
+    }
 }
 
 /// The control plane on `log` and `store`; `beside` is the gateway of the

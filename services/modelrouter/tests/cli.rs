@@ -376,3 +376,90 @@ async fn bad_settings_are_refused_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("MODELROUTER_BOOTSTRAP_KEY"));
     std::fs::remove_dir_all(&data).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_pages_show_the_catalog_live_status_and_incidents_without_tenant_data() {
+    let dir = temp_dir("public-pages");
+    let up = up(&dir, &[]).await;
+    let key = up.printed_key.clone().expect("a key is printed");
+    let admin_key = up
+        .banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mr_ak_"))
+        .expect("the operator's admin key is printed")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let page = async |path: &str| {
+        let r = http.get(format!("{}{path}", up.url)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (status, landing) = page("/").await;
+    assert_eq!(status, 200, "no session needed");
+    for tier in ["economy", "standard", "premium"] {
+        assert!(landing.contains(&format!("id=\"tier-{tier}\"")), "{tier}");
+    }
+    assert!(landing.contains("id=\"provider-status\"") && landing.contains("operational"));
+    assert!(landing.contains("href=\"/signup\"") && landing.contains("href=\"/login\""));
+    let (_, status_page) = page("/status").await;
+    assert!(status_page.contains("No circuit breaker has opened"));
+    let (status, docs) = page("/docs").await;
+    assert_eq!(status, 200);
+    assert!(
+        docs.contains("<h2>API</h2>") && docs.contains("X-Request-Id") && docs.contains("<table>")
+    );
+
+    // Every provider fails: breakers open, and the status page says so.
+    for provider in [
+        "groq",
+        "cerebras",
+        "openai",
+        "google",
+        "anthropic",
+        "xai",
+        "bedrock",
+    ] {
+        let set = http
+            .post(format!("{}/sim/_sim/faults", up.url))
+            .bearer_auth(&admin_key)
+            .json(&serde_json::json!({"provider": provider, "status": 500}))
+            .send()
+            .await
+            .unwrap();
+        assert!(set.status().is_success(), "{provider}: {}", set.status());
+    }
+    let mut request_ids = Vec::new();
+    let mut shown = String::new();
+    for _ in 0..60 {
+        let r = http
+            .post(format!("{}/v1/chat/completions", up.url))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": "economy", "user": "secret-end-user", "messages": [{"role": "user", "content": "Hello"}]}))
+            .send()
+            .await
+            .unwrap();
+        request_ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+        shown = page("/status").await.1;
+        if shown.contains("id=\"incidents\"") {
+            break;
+        }
+    }
+    assert!(
+        shown.contains("id=\"incidents\""),
+        "an opening is listed: {shown}"
+    );
+    assert!(
+        shown.contains("down") || shown.contains("degraded"),
+        "{shown}"
+    );
+    let (_, landing) = page("/").await;
+    for text in [&shown, &landing] {
+        for secret in request_ids.iter().map(String::as_str).chain([
+            key.as_str(),
+            &admin_key,
+            "secret-end-user",
+            "admin@localhost",
+        ]) {
+            assert!(!text.contains(secret), "a public page shows {secret}");
+        }
+    }
+}

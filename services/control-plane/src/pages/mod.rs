@@ -1,7 +1,7 @@
 //! The dashboard: askama templates from `web-templates/`, one handler per
 //! page and form, by area, each module with its routes: [`auth`] (sign-up,
 //! login, passwords), [`dashboard`], [`accounts`], [`keys`], [`providers`],
-//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`], [`usage`],
+//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`], [`usage`], [`public`],
 //! [`operator`]. Forms post back and redirect
 //! (303) to a page, so a reload never repeats a change; a plaintext key or
 //! invitation link is rendered directly in the response that created it,
@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use axum::Router;
 use events::Role;
 use serde::Deserialize;
@@ -42,6 +41,7 @@ mod members;
 mod models;
 mod operator;
 mod providers;
+mod public;
 mod requests;
 mod telemetry;
 mod usage;
@@ -123,7 +123,7 @@ fn see_other(to: &str) -> Response {
 /// The dashboard's routes (behind the cookie middleware).
 pub fn routes() -> Router<Arc<ControlPlane>> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .merge(public::routes())
         .merge(auth::routes())
         .merge(keys::routes())
         .merge(members::routes())

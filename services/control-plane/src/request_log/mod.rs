@@ -286,6 +286,11 @@ impl LogRow {
         })
     }
 
+    /// The time as the pages show it (`YYYY-MM-DD HH:MM:SS`).
+    pub fn short_at(&self) -> String {
+        crate::queries::short_time(&self.at)
+    }
+
     /// Where the page after this row starts.
     pub fn cursor(&self) -> Cursor {
         Cursor {

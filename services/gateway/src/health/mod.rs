@@ -132,6 +132,20 @@ struct Inner {
     sharing: OnceLock<Sharing>,
     /// The replica that opened each breaker open now.
     tripped_by: Mutex<HashMap<Target, String>>,
+    /// The latest breaker openings, newest last (at most [`INCIDENTS`]).
+    incidents: Mutex<std::collections::VecDeque<Incident>>,
+}
+
+/// How many breaker openings [`Health::incidents`] keeps.
+pub const INCIDENTS: usize = 50;
+
+/// A breaker opening, as the public status page lists it: what opened and
+/// when, nothing of any request or tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The model id, or `provider {name}`.
+    pub what: String,
 }
 
 /// What an attempt is expected to take, to tell a slow answer from a hang.
@@ -169,6 +183,7 @@ impl Health {
                 next_attempt: AtomicU64::new(0),
                 sharing: OnceLock::new(),
                 tripped_by: Mutex::default(),
+                incidents: Mutex::default(),
             }),
         }
     }
@@ -438,13 +453,33 @@ impl Health {
         let mut tripped = lock(&self.inner.tripped_by);
         match change {
             Change::Open { .. } => {
-                tripped.insert(target.clone(), replica.to_owned());
+                // A breaker already open that opens again (a longer
+                // cooldown, another replica's news) is the same incident.
+                if tripped.insert(target.clone(), replica.to_owned()).is_none() {
+                    self.note_incident(target);
+                }
             }
             Change::Closed => {
                 tripped.remove(target);
             }
             Change::HalfOpen | Change::CoolingDown { .. } => {}
         }
+    }
+
+    fn note_incident(&self, target: &Target) {
+        let mut incidents = lock(&self.inner.incidents);
+        if incidents.len() == INCIDENTS {
+            incidents.pop_front();
+        }
+        incidents.push_back(Incident {
+            at: chrono::Utc::now(),
+            what: describe(target),
+        });
+    }
+
+    /// The latest breaker openings, newest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        lock(&self.inner.incidents).iter().rev().cloned().collect()
     }
 
     /// Which replica opened `target`'s breaker, while it is not closed.

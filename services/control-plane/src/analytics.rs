@@ -185,7 +185,7 @@ pub fn total(groups: &[Group]) -> Group {
         |mut sum, g| {
             sum.requests += g.requests;
             sum.failed += g.failed;
-            sum.cost = sum.cost + g.cost;
+            sum.cost += g.cost;
             sum.input_tokens += g.input_tokens;
             sum.output_tokens += g.output_tokens;
             sum

@@ -44,7 +44,7 @@ impl Format {
 /// Where the stream is.
 enum Step {
     Start,
-    After(Option<Cursor>),
+    After(Cursor),
     Done,
 }
 
@@ -61,7 +61,7 @@ pub fn export(
             let (after, first) = match step {
                 Step::Done => return None,
                 Step::Start => (None, true),
-                Step::After(after) => (after, false),
+                Step::After(after) => (Some(after), false),
             };
             let rows = match cp
                 .request_rows(account, &filter, after.as_ref(), EXPORT_BATCH)
@@ -75,7 +75,7 @@ pub fn export(
             };
             let last = rows.len() < EXPORT_BATCH as usize;
             let next = match (last, rows.last()) {
-                (false, Some(row)) => Step::After(Some(row.cursor())),
+                (false, Some(row)) => Step::After(row.cursor()),
                 _ => Step::Done,
             };
             Some((Ok(Bytes::from(write(&rows, format, first, last))), next))

@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/keys/{id}/limits", put(set_key_limits))
         .route("/api/v1/providers", get(list_providers))
         .route("/api/v1/providers/{id}", put(set_block))
         .route("/api/v1/limits", get(limits).put(set_limit))
@@ -117,6 +118,16 @@ async fn revoke_key(
 ) -> Reply {
     cp.revoke_key(&m, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_key_limits(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    Path(id): Path<String>,
+    input: Result<Json<crate::ops::keys::KeyLimitsInput>, JsonRejection>,
+) -> Reply {
+    let limits = cp.set_key_limits(&m, &id, &body(input)?).await?;
+    Ok(Json(json!({ "id": id, "limits": limits })).into_response())
 }
 
 async fn list_providers(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {

@@ -68,6 +68,18 @@ impl Projector {
         match event {
             Event::KeyIssued(k) if !k.admin => self.publish_key(&k.digest).await,
             Event::KeyRevoked(k) => self.publish_key(&k.digest).await,
+            Event::KeyLimitsSet(k) => {
+                let digest: Option<String> =
+                    sqlx::query_scalar("SELECT digest FROM api_keys WHERE account = $1 AND id = $2")
+                        .bind(k.account.to_string())
+                        .bind(&k.key)
+                        .fetch_optional(&self.store.pool)
+                        .await?;
+                match digest {
+                    Some(digest) => self.publish_key(&digest).await,
+                    None => Ok(()),
+                }
+            }
             Event::ProviderBlocked(b) | Event::ProviderUnblocked(b) => {
                 self.publish_policy(b.account).await
             }
@@ -79,7 +91,8 @@ impl Projector {
 
     async fn publish_key(&self, digest: &str) -> Result<(), CpError> {
         let row = sqlx::query(
-            "SELECT id, account, revoked_at FROM api_keys WHERE digest = $1 AND kind = 'api'",
+            "SELECT id, account, revoked_at, expires_at, rpm, tpm, allowed
+             FROM api_keys WHERE digest = $1 AND kind = 'api'",
         )
         .bind(digest)
         .fetch_optional(&self.store.pool)
@@ -92,6 +105,7 @@ impl Projector {
                 .map_err(|e| CpError::Internal(format!("api_keys.account: {e}")))?,
             key: row.try_get("id")?,
             revoked: row.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+            limits: crate::ops::keys::limits_of(&row)?,
         };
         let bytes = serde_json::to_vec(&view).map_err(|e| CpError::Internal(e.to_string()))?;
         self.keys.put(digest, &bytes).await?;
@@ -297,6 +311,15 @@ async fn fold(
                 .bind(&k.key).bind(k.account.to_string()).bind(&k.name).bind(&k.digest)
                 .bind(&k.prefix).bind(&k.last_four).bind(if k.admin { "admin" } else { "api" }).bind(at)
                 .bind(k.by.map(|u| u.to_string()))
+                .execute(&mut **tx).await?;
+        }
+        Event::KeyLimitsSet(k) => {
+            let l = &k.limits;
+            query("UPDATE api_keys SET expires_at = $3, rpm = $4, tpm = $5, allowed = $6 WHERE account = $1 AND id = $2")
+                .bind(k.account.to_string()).bind(&k.key)
+                .bind(l.expires_at.map(|t| t.to_rfc3339()))
+                .bind(l.rpm.map(i64::from)).bind(l.tpm.map(i64::from))
+                .bind(l.allowed.join("\n"))
                 .execute(&mut **tx).await?;
         }
         Event::KeyRevoked(k) => {

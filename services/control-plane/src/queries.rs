@@ -23,6 +23,48 @@ pub struct KeyRow {
     pub created_by: String,
     pub last_used: Option<String>,
     pub revoked: bool,
+    /// Its own limits (API keys).
+    pub limits: events::KeyLimits,
+    /// What requests made with it cost, ever and today (UTC).
+    pub spent: Money,
+    pub spent_today: Money,
+}
+
+impl KeyRow {
+    /// The key's limits in a few words, `none` when it has none.
+    pub fn limits_text(&self) -> String {
+        let l = &self.limits;
+        let mut parts = Vec::new();
+        if let Some(at) = l.expires_at {
+            parts.push(format!("expires {}", at.format("%Y-%m-%d %H:%M")));
+        }
+        if let Some(rpm) = l.rpm {
+            parts.push(format!("{rpm} req/min"));
+        }
+        if let Some(tpm) = l.tpm {
+            parts.push(format!("{tpm} tokens/min"));
+        }
+        if !l.allowed.is_empty() {
+            parts.push(format!("only {}", l.allowed.join(", ")));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(" · ")
+        }
+    }
+
+    /// The form's values: (expires_at, rpm, tpm, allowed).
+    pub fn limit_fields(&self) -> (String, String, String, String) {
+        let l = &self.limits;
+        let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+        (
+            l.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            n(l.rpm),
+            n(l.tpm),
+            l.allowed.join(", "),
+        )
+    }
 }
 
 /// An open invitation as listed to owners.
@@ -94,12 +136,18 @@ impl ControlPlane {
     pub(crate) async fn keys_of(&self, account: AccountId) -> Result<Vec<KeyRow>, CpError> {
         let rows = sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.last_four, k.kind, k.created_at, k.revoked_at,
+                    k.expires_at, k.rpm, k.tpm, k.allowed,
                     COALESCE(u.email, '') AS created_by,
-                    (SELECT MAX(r.at) FROM requests r WHERE r.account = k.account AND r.key_id = k.id) AS last_used
+                    (SELECT MAX(r.at) FROM requests r WHERE r.account = k.account AND r.key_id = k.id) AS last_used,
+                    (SELECT CAST(COALESCE(SUM(r.cost), 0) AS BIGINT) FROM requests r
+                      WHERE r.account = k.account AND r.key_id = k.id) AS spent,
+                    (SELECT CAST(COALESCE(SUM(r.cost), 0) AS BIGINT) FROM requests r
+                      WHERE r.account = k.account AND r.key_id = k.id AND r.at >= $2) AS spent_today
              FROM api_keys k LEFT JOIN users u ON u.id = k.created_by
              WHERE k.account = $1 ORDER BY k.created_at DESC, k.id",
         )
         .bind(account.to_string())
+        .bind(chrono::Utc::now().date_naive().to_string())
         .fetch_all(&self.store.pool)
         .await?;
         rows.iter()
@@ -116,6 +164,9 @@ impl ControlPlane {
                         .try_get::<Option<String>, _>("last_used")?
                         .map(|t| short_time(&t)),
                     revoked: r.try_get::<Option<String>, _>("revoked_at")?.is_some(),
+                    limits: crate::ops::keys::limits_of(r)?,
+                    spent: Money::from_nanos(r.try_get("spent")?),
+                    spent_today: Money::from_nanos(r.try_get("spent_today")?),
                 })
             })
             .collect()

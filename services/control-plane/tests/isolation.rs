@@ -123,6 +123,12 @@ async fn account_b_cannot_read_or_change_account_a() {
     // Every form, aimed at A's things.
     for id in &a_key_ids {
         assert_eq!(b.post(&format!("/keys/{id}/revoke"), &[]).await.status, 404);
+        let limits = b.post(&format!("/keys/{id}/limits"), &[("rpm", "1")]).await;
+        assert_eq!(limits.status, 404, "B cannot limit A's key");
+        let (status, _) = b
+            .api(Method::PUT, &format!("/api/v1/keys/{id}/limits"), Some(json!({"rpm": 1})))
+            .await;
+        assert_eq!(status, 404);
     }
     for action in ["test", "delete"] {
         let path = format!("/telemetry/{a_destination}/{action}");

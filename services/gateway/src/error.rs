@@ -141,6 +141,18 @@ pub enum GatewayError {
     /// An account without credit sent more free-model requests than allowed.
     #[error("Free models are limited to {per_minute} requests per minute for accounts without credit; add credit or retry later.")]
     FreeRateLimited { per_minute: u32, retry_after_s: u64 },
+    /// The key's expiry time has passed.
+    #[error("This API key expired at {0}. Ask an owner of the account for a new one.")]
+    KeyExpired(chrono::DateTime<chrono::Utc>),
+    /// The key sent its requests-per-minute limit.
+    #[error("This API key is limited to {per_minute} requests per minute; retry in {retry_after_s} s.")]
+    KeyRateLimited { per_minute: u32, retry_after_s: u64 },
+    /// The key used its tokens-per-minute limit.
+    #[error("This API key is limited to {per_minute} tokens per minute; retry in {retry_after_s} s.")]
+    KeyTokensLimited { per_minute: u32, retry_after_s: u64 },
+    /// The key may not ask for this tier or model.
+    #[error("This API key may use only {}; `{}` is not one of them.", .allowed.join(", "), echo(.asked))]
+    ModelNotAllowed { asked: String, allowed: Vec<String> },
     /// The gateway itself failed (a bug); the log has the details.
     #[error("The gateway failed to handle the request ({0}); please retry.")]
     Internal(String),
@@ -318,8 +330,12 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded(_) => {
                 StatusCode::BAD_REQUEST
             }
-            GatewayError::MissingKey | GatewayError::IncorrectKey { .. } => {
-                StatusCode::UNAUTHORIZED
+            GatewayError::MissingKey
+            | GatewayError::IncorrectKey { .. }
+            | GatewayError::KeyExpired(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::KeyRateLimited { .. } | GatewayError::KeyTokensLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             GatewayError::ModelNotFound(_)
             | GatewayError::EmbeddingModelNotFound(_)
@@ -397,6 +413,16 @@ impl GatewayError {
             GatewayError::FreeRateLimited { .. } => {
                 ("rate_limit_error", None, Some("rate_limit_exceeded"))
             }
+            GatewayError::KeyExpired(_) => ("invalid_request_error", None, Some("key_expired")),
+            GatewayError::KeyRateLimited { .. } => {
+                ("rate_limit_error", None, Some("key_rate_limited"))
+            }
+            GatewayError::KeyTokensLimited { .. } => {
+                ("rate_limit_error", None, Some("key_tokens_limited"))
+            }
+            GatewayError::ModelNotAllowed { .. } => {
+                ("permission_error", Some("model"), Some("model_not_allowed"))
+            }
             GatewayError::AllCandidatesFailed { .. } => (
                 "service_unavailable_error",
                 None,
@@ -429,7 +455,9 @@ impl GatewayError {
         let mut body = ErrorBody::new(kind, message, param.as_deref(), code);
         let mut retry_after = match self {
             GatewayError::DailyLimitExceeded { retry_after_s, .. }
-            | GatewayError::FreeRateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            | GatewayError::FreeRateLimited { retry_after_s, .. }
+            | GatewayError::KeyRateLimited { retry_after_s, .. }
+            | GatewayError::KeyTokensLimited { retry_after_s, .. } => Some(*retry_after_s),
             GatewayError::Busy => Some(1),
             _ => None,
         };

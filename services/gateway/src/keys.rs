@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use auth::KeyHasher;
 use eventlog::LogError;
-use events::{AccountId, KeyView};
+use events::{AccountId, KeyLimits, KeyView};
 
 pub use auth::{generate_key, is_well_formed, KEY_PREFIX};
 
@@ -22,12 +22,14 @@ pub struct Caller {
     pub account: AccountId,
     /// The key's id: the first 12 hex characters of its digest (never the key).
     pub key: String,
+    /// The key's own limits (shared by every request of the key).
+    pub limits: Arc<KeyLimits>,
 }
 
 /// The keys the gateway accepts, each with its account.
 pub struct KeyRing {
     hasher: KeyHasher,
-    digests: RwLock<HashMap<[u8; 32], AccountId>>,
+    digests: RwLock<HashMap<[u8; 32], (AccountId, Arc<KeyLimits>)>>,
 }
 
 impl Default for KeyRing {
@@ -59,11 +61,16 @@ impl KeyRing {
     /// Accepts the key with this hex digest for `account`; `false` if it is
     /// not a hex digest.
     pub fn insert_digest(&self, digest: &str, account: AccountId) -> bool {
+        self.insert_limited(digest, account, KeyLimits::default())
+    }
+
+    /// Accepts the key with this hex digest for `account`, within `limits`.
+    pub fn insert_limited(&self, digest: &str, account: AccountId, limits: KeyLimits) -> bool {
         let Some(raw) = raw_digest(digest) else {
             return false;
         };
         if let Ok(mut map) = self.digests.write() {
-            map.insert(raw, account);
+            map.insert(raw, (account, Arc::new(limits)));
         }
         true
     }
@@ -81,10 +88,11 @@ impl KeyRing {
             return None;
         }
         let digest = self.hasher.digest(key);
-        let account = *self.digests.read().ok()?.get(&digest)?;
+        let (account, limits) = self.digests.read().ok()?.get(&digest).cloned()?;
         Some(Caller {
             account,
             key: hex::encode(&digest[..6]),
+            limits,
         })
     }
 
@@ -96,7 +104,7 @@ impl KeyRing {
             match serde_json::from_slice::<KeyView>(&entry.value) {
                 Ok(view) if view.revoked => ring.remove_digest(&entry.key),
                 Ok(view) => {
-                    ring.insert_digest(&entry.key, view.account);
+                    ring.insert_limited(&entry.key, view.account, view.limits);
                 }
                 Err(e) => tracing::error!(error = %e, "unreadable key view"),
             }

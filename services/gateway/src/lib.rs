@@ -23,6 +23,7 @@ mod handlers;
 pub mod headers;
 pub mod health;
 pub mod ingress;
+pub mod key_limits;
 pub mod keys;
 pub mod policies;
 pub mod prefer;
@@ -61,6 +62,8 @@ pub struct Gateway {
     pub providers: Registry,
     /// Accepted API keys.
     pub keys: Arc<KeyRing>,
+    /// Each key's requests and tokens of the last minute (its own limits).
+    pub key_meter: Arc<key_limits::KeyMeter>,
     /// Providers each account blocked.
     pub policies: Arc<policies::Policies>,
     /// Token counting for the guard.
@@ -114,6 +117,7 @@ impl Gateway {
             catalog,
             providers,
             keys,
+            key_meter: Arc::default(),
             policies: Arc::default(),
             tokens,
             events,
@@ -181,6 +185,7 @@ impl Gateway {
         Some(usage::Recording::start(
             Arc::clone(&events.publisher),
             Arc::clone(&events.accounts),
+            Arc::clone(&self.key_meter),
             usage::Routed {
                 caller: caller.clone(),
                 request_id: request_id.0.clone(),

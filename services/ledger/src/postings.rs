@@ -264,6 +264,7 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
         | Event::InvitationWithdrawn(_)
         | Event::KeyIssued(_)
         | Event::KeyRevoked(_)
+        | Event::KeyLimitsSet(_)
         | Event::ProviderBlocked(_)
         | Event::ProviderUnblocked(_)
         | Event::TelemetryDestinationSet(_)

@@ -141,6 +141,43 @@ pub struct KeyRevoked {
     pub by: Option<UserId>,
 }
 
+/// What one API key may do beyond its account's limits; every field is
+/// optional, and the default restricts nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// After this the key is refused (401 `key_expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Requests per minute (429 `key_rate_limited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens (input and output) per minute (429 `key_tokens_limited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u32>,
+    /// Tiers (`economy`, `standard`, `premium`, `auto`) and catalog model
+    /// ids the key may ask for; empty allows all (403 `model_not_allowed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+}
+
+impl KeyLimits {
+    /// Whether nothing is restricted.
+    pub fn is_open(&self) -> bool {
+        *self == KeyLimits::default()
+    }
+}
+
+/// `key_limits_set`: a key's [`KeyLimits`] replaced as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimitsSet {
+    pub account: AccountId,
+    /// The key's id.
+    pub key: String,
+    pub limits: KeyLimits,
+    #[serde(default)]
+    pub by: Option<UserId>,
+}
+
 /// `provider_blocked` / `provider_unblocked`: the account's requests skip
 /// (or again use) every model of `provider`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +199,9 @@ pub struct KeyView {
     pub key: String,
     /// A revoked key is refused.
     pub revoked: bool,
+    /// Its own limits (absent in views written before they existed).
+    #[serde(default, skip_serializing_if = "KeyLimits::is_open")]
+    pub limits: KeyLimits,
 }
 
 /// The bucket of per-account routing policies, under the account id.

@@ -33,7 +33,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use access::{
-    InvitationWithdrawn, KeyIssued, KeyRevoked, KeyView, MemberInvited, MemberJoined,
+    InvitationWithdrawn, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, KeyView, MemberInvited, MemberJoined,
     MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId, KEYS_BUCKET,
     POLICIES_BUCKET,
 };
@@ -121,6 +121,8 @@ pub enum Event {
     KeyIssued(KeyIssued),
     /// An API key was revoked.
     KeyRevoked(KeyRevoked),
+    /// An API key's own limits changed.
+    KeyLimitsSet(KeyLimitsSet),
     /// The account's requests skip a provider.
     ProviderBlocked(ProviderBlock),
     /// The account's requests may use a provider again.
@@ -156,6 +158,7 @@ macro_rules! each_body {
             Event::InvitationWithdrawn($e) => $body,
             Event::KeyIssued($e) => $body,
             Event::KeyRevoked($e) => $body,
+            Event::KeyLimitsSet($e) => $body,
             Event::ProviderBlocked($e) => $body,
             Event::ProviderUnblocked($e) => $body,
             Event::TelemetryDestinationSet($e) => $body,
@@ -188,6 +191,7 @@ impl Event {
             Event::InvitationWithdrawn(_) => ("invitation_withdrawn", 1),
             Event::KeyIssued(_) => ("key_issued", 1),
             Event::KeyRevoked(_) => ("key_revoked", 1),
+            Event::KeyLimitsSet(_) => ("key_limits_set", 1),
             Event::ProviderBlocked(_) => ("provider_blocked", 1),
             Event::ProviderUnblocked(_) => ("provider_unblocked", 1),
             Event::TelemetryDestinationSet(_) => ("telemetry_destination_set", 1),
@@ -220,6 +224,7 @@ impl Event {
             | Event::InvitationWithdrawn(_)
             | Event::KeyIssued(_)
             | Event::KeyRevoked(_)
+            | Event::KeyLimitsSet(_)
             | Event::ProviderBlocked(_)
             | Event::ProviderUnblocked(_)
             | Event::TelemetryDestinationSet(_)
@@ -410,6 +415,9 @@ impl Envelope {
             }
             ("key_issued", 1) => Event::KeyIssued(serde_json::from_value(data).map_err(body)?),
             ("key_revoked", 1) => Event::KeyRevoked(serde_json::from_value(data).map_err(body)?),
+            ("key_limits_set", 1) => {
+                Event::KeyLimitsSet(serde_json::from_value(data).map_err(body)?)
+            }
             ("provider_blocked", 1) => {
                 Event::ProviderBlocked(serde_json::from_value(data).map_err(body)?)
             }

@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0009_request_log.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0009_request_log.sql"),
     },
+    Migration {
+        version: 10,
+        name: "key_limits",
+        postgres: include_str!("../../../migrations/postgres/0010_key_limits.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0010_key_limits.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

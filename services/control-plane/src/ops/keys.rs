@@ -4,7 +4,10 @@
 //! now, not as they were when it was made: a creator demoted to member (or
 //! removed) cannot use an old admin key to take owner powers back.
 
-use events::{AccountId, Event, KeyIssued, KeyRevoked, UserId};
+use chrono::{DateTime, Utc};
+use events::{AccountId, Event, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, UserId};
+use serde::Deserialize;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{name, Member, NewKey};
@@ -89,6 +92,36 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Replaces the limits of the account's API key `id` (owners only: a
+    /// member could otherwise lift the limits an owner set); 404 if the
+    /// account has no such API key.
+    pub async fn set_key_limits(
+        &self,
+        member: &Member,
+        id: &str,
+        input: &KeyLimitsInput,
+    ) -> Result<KeyLimits, CpError> {
+        member.require_owner()?;
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM api_keys WHERE account = $1 AND id = $2")
+                .bind(member.account.to_string())
+                .bind(id)
+                .fetch_optional(&self.store.pool)
+                .await?;
+        if kind.as_deref() != Some("api") {
+            return Err(CpError::NotFound);
+        }
+        let limits = input.check(&self.catalog.snapshot())?;
+        self.record(Event::KeyLimitsSet(KeyLimitsSet {
+            account: member.account,
+            key: id.to_owned(),
+            limits: limits.clone(),
+            by: Some(member.user),
+        }))
+        .await?;
+        Ok(limits)
+    }
+
     /// Revokes every live key `user` created in `account` (when they leave it).
     pub(super) async fn revoke_keys_of(
         &self,
@@ -158,4 +191,152 @@ impl ControlPlane {
             member
         }))
     }
+}
+
+/// The most requests or tokens per minute a key limit may name.
+const MAX_PER_MINUTE: u64 = 100_000_000;
+
+/// A key's limits as a form or the API gives them: text, checked by
+/// [`KeyLimitsInput::check`]. Empty or absent fields restrict nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimitsInput {
+    /// RFC 3339, or a date (the key stops at its start, UTC).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub rpm: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tpm: Option<serde_json::Value>,
+    /// Tiers, `auto` or model ids: a list, or text separated by commas.
+    #[serde(default)]
+    pub allowed: Option<serde_json::Value>,
+    /// The form's CSRF token (the API ignores it).
+    #[serde(default)]
+    pub csrf: String,
+}
+
+fn invalid(param: &'static str, message: String) -> CpError {
+    CpError::Invalid { param, message }
+}
+
+/// A whole number per minute, from a JSON number or text; `None` when empty.
+fn per_minute(value: &Option<serde_json::Value>, param: &'static str) -> Result<Option<u32>, CpError> {
+    let text = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+        Some(other) => other.to_string(),
+    };
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_PER_MINUTE).contains(n))
+        .map(|n| Some(n as u32))
+        .ok_or_else(|| {
+            invalid(
+                param,
+                format!(
+                    "`{param}` must be a whole number from 1 to {MAX_PER_MINUTE}, or empty for no limit; `{}` was given.",
+                    crate::echo(&text)
+                ),
+            )
+        })
+}
+
+impl KeyLimitsInput {
+    /// The limits, or the first field that is wrong. `allowed` entries must
+    /// be tiers, `auto` or models of `catalog`.
+    pub fn check(&self, catalog: &catalog::Catalog) -> Result<KeyLimits, CpError> {
+        let expires_at = match self.expires_at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(
+                text.parse::<DateTime<Utc>>()
+                    .ok()
+                    .or_else(|| {
+                        text.parse::<chrono::NaiveDate>()
+                            .ok()
+                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                            .map(|d| d.and_utc())
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            "expires_at",
+                            format!(
+                                "`expires_at` is not a time: give RFC 3339 (2027-01-31T00:00:00Z) or a date; `{}` was given.",
+                                crate::echo(text)
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let allowed: Vec<String> = match &self.allowed {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::String(s)) => s
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(str::to_owned).ok_or_else(|| {
+                        invalid("allowed", "`allowed` must list tier or model names as strings.".into())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(invalid(
+                    "allowed",
+                    "`allowed` must be a list of tiers or model ids.".into(),
+                ))
+            }
+        };
+        for name in &allowed {
+            let known = name == "auto"
+                || catalog::Tier::parse(name).is_some()
+                || catalog::EmbeddingAlias::parse(name).is_some()
+                || catalog.models().iter().any(|m| &m.id == name)
+                || catalog.embedding_models().iter().any(|m| &m.id == name);
+            if !known {
+                return Err(invalid(
+                    "allowed",
+                    format!(
+                        "`{}` is not a tier (economy, standard, premium, auto), an embeddings alias or a model of the catalog.",
+                        crate::echo(name)
+                    ),
+                ));
+            }
+        }
+        let mut deduped = Vec::with_capacity(allowed.len());
+        for name in allowed {
+            if !deduped.contains(&name) {
+                deduped.push(name);
+            }
+        }
+        Ok(KeyLimits {
+            expires_at,
+            rpm: per_minute(&self.rpm, "rpm")?,
+            tpm: per_minute(&self.tpm, "tpm")?,
+            allowed: deduped,
+        })
+    }
+}
+
+/// The limits stored on an `api_keys` row (its `expires_at`, `rpm`, `tpm`
+/// and `allowed` columns).
+pub fn limits_of(row: &AnyRow) -> Result<KeyLimits, CpError> {
+    let expires_at: Option<String> = row.try_get("expires_at")?;
+    let per_minute = |column: &str| -> Result<Option<u32>, CpError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(column)?
+            .and_then(|n| u32::try_from(n).ok()))
+    };
+    let allowed: String = row.try_get("allowed")?;
+    Ok(KeyLimits {
+        expires_at: expires_at.and_then(|t| t.parse().ok()),
+        rpm: per_minute("rpm")?,
+        tpm: per_minute("tpm")?,
+        allowed: allowed.lines().map(str::to_owned).collect(),
+    })
 }

@@ -1,4 +1,5 @@
-//! API keys: created (shown once), listed with who made them, revoked.
+//! API keys: created (shown once), listed with who made them, what they
+//! spent and their own limits (set by owners), revoked.
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -10,6 +11,8 @@ use serde::Deserialize;
 
 use super::{html, no_store, see_other, CsrfOnly, Nav, Page};
 use crate::extract::{CheckedForm, Csrf, Signed};
+use crate::error::CpError;
+use crate::ops::keys::KeyLimitsInput;
 use crate::ops::NewKey;
 use crate::queries::KeyRow;
 use crate::ControlPlane;
@@ -63,6 +66,30 @@ pub(super) async fn create_key(
     Ok(no_store(response))
 }
 
+/// `POST /keys/{id}/limits`: replaces the key's limits (owners); a wrong
+/// field shows the page again with the error.
+pub(super) async fn set_limits(
+    State(cp): State<Arc<ControlPlane>>,
+    Signed(member): Signed,
+    csrf: Csrf,
+    Path(id): Path<String>,
+    CheckedForm(input): CheckedForm<KeyLimitsInput>,
+) -> Page {
+    match cp.set_key_limits(&member, &id, &input).await {
+        Ok(_) => Ok(see_other("/keys")),
+        Err(e @ CpError::Invalid { .. }) => {
+            let mut nav = Nav::new(&member, csrf, "keys");
+            nav.error = Some(e.public_message());
+            Ok(html(&KeysPage {
+                nav,
+                keys: cp.keys_of(member.account).await?,
+                new_key: None,
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) async fn revoke_key(
     State(cp): State<Arc<ControlPlane>>,
     Signed(member): Signed,
@@ -73,11 +100,12 @@ pub(super) async fn revoke_key(
     Ok(see_other("/keys"))
 }
 
-csrf_forms!(KeyForm);
+csrf_forms!(KeyForm, KeyLimitsInput);
 
 /// This area's routes.
 pub(super) fn routes() -> Router<Arc<ControlPlane>> {
     Router::new()
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/keys/{id}/limits", post(set_limits))
 }

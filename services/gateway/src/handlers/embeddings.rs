@@ -34,6 +34,7 @@ pub async fn create(
     }: Received<EmbeddingRequest>,
 ) -> Result<Response, GatewayError> {
     let prefer = prefer_of(&request)?;
+    crate::key_limits::check_allowed(&caller.limits, &[request.model.as_str()])?;
     let attribution = crate::attribution::of_embeddings(tags, request.user.as_deref())?;
     let format = request.encoding_format.unwrap_or_default();
     let inputs = inputs(&gateway, request.input, request.dimensions, request.user)?;

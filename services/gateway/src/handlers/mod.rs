@@ -91,6 +91,9 @@ impl<T: DeserializeOwned> FromRequest<Arc<Gateway>> for Received<T> {
         let (parts, body) = request.into_parts();
         let caller = authenticate(&gateway.keys, &parts.headers)?;
         let allowance = gateway.allowance(&caller)?;
+        gateway
+            .key_meter
+            .admit(&caller, std::time::Instant::now())?;
         let tags = crate::attribution::header_tags(&parts.headers)?;
         let body = read_body(gateway, &parts.headers, body).await?;
         Ok(Received {
@@ -214,6 +217,9 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, Gatew
         .map(str::trim)
         .unwrap_or_default();
     if let Some(caller) = keys.verify(key) {
+        if let Some(at) = caller.limits.expires_at.filter(|&at| at <= chrono::Utc::now()) {
+            return Err(GatewayError::KeyExpired(at));
+        }
         return Ok(caller);
     }
     Err(GatewayError::IncorrectKey {

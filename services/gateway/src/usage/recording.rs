@@ -74,6 +74,7 @@ pub struct Served<'a> {
 pub struct Recording {
     publisher: Arc<Publisher>,
     accounts: Arc<Accounts>,
+    key_meter: Arc<crate::key_limits::KeyMeter>,
     caller: Caller,
     request_id: String,
     started: Instant,
@@ -108,12 +109,14 @@ impl Recording {
     pub fn start(
         publisher: Arc<Publisher>,
         accounts: Arc<Accounts>,
+        key_meter: Arc<crate::key_limits::KeyMeter>,
         request: Routed,
     ) -> Arc<Recording> {
         let origin = publisher.origin();
         Arc::new(Recording {
             publisher,
             accounts,
+            key_meter,
             caller: request.caller,
             request_id: request.request_id,
             started: request.started,
@@ -183,6 +186,12 @@ impl Recording {
         let now = chrono::Utc::now();
         self.accounts
             .charge(self.caller.account, fill.cost, now.date_naive());
+        let t = &fill.tokens;
+        self.key_meter.used(
+            &self.caller,
+            t.input + t.output,
+            Instant::now(),
+        );
         let attempts = fill
             .attempts
             .iter()

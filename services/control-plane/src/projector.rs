@@ -69,12 +69,13 @@ impl Projector {
             Event::KeyIssued(k) if !k.admin => self.publish_key(&k.digest).await,
             Event::KeyRevoked(k) => self.publish_key(&k.digest).await,
             Event::KeyLimitsSet(k) => {
-                let digest: Option<String> =
-                    sqlx::query_scalar("SELECT digest FROM api_keys WHERE account = $1 AND id = $2")
-                        .bind(k.account.to_string())
-                        .bind(&k.key)
-                        .fetch_optional(&self.store.pool)
-                        .await?;
+                let digest: Option<String> = sqlx::query_scalar(
+                    "SELECT digest FROM api_keys WHERE account = $1 AND id = $2",
+                )
+                .bind(k.account.to_string())
+                .bind(&k.key)
+                .fetch_optional(&self.store.pool)
+                .await?;
                 match digest {
                     Some(digest) => self.publish_key(&digest).await,
                     None => Ok(()),

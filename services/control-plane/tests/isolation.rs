@@ -126,7 +126,11 @@ async fn account_b_cannot_read_or_change_account_a() {
         let limits = b.post(&format!("/keys/{id}/limits"), &[("rpm", "1")]).await;
         assert_eq!(limits.status, 404, "B cannot limit A's key");
         let (status, _) = b
-            .api(Method::PUT, &format!("/api/v1/keys/{id}/limits"), Some(json!({"rpm": 1})))
+            .api(
+                Method::PUT,
+                &format!("/api/v1/keys/{id}/limits"),
+                Some(json!({"rpm": 1})),
+            )
             .await;
         assert_eq!(status, 404);
     }

@@ -19,13 +19,21 @@ async fn call(stack: &Stack, key: &str, model: &str) -> (u16, String, Option<Str
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = r.json().await.unwrap_or(Value::Null);
-    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     (status, code, retry)
 }
 
 /// Sends requests until one answers with `code` (limits reach the gateway a
 /// moment after they are saved); that answer.
-async fn until_code(stack: &Stack, key: &str, model: &str, code: &str) -> (u16, String, Option<String>) {
+async fn until_code(
+    stack: &Stack,
+    key: &str,
+    model: &str,
+    code: &str,
+) -> (u16, String, Option<String>) {
     let mut last = (0, String::new(), None);
     for _ in 0..200 {
         last = call(stack, key, model).await;
@@ -38,8 +46,12 @@ async fn until_code(stack: &Stack, key: &str, model: &str, code: &str) -> (u16, 
 }
 
 async fn set(b: &Browser, id: &str, limits: Value) -> (u16, Value) {
-    b.api(Method::PUT, &format!("/api/v1/keys/{id}/limits"), Some(limits))
-        .await
+    b.api(
+        Method::PUT,
+        &format!("/api/v1/keys/{id}/limits"),
+        Some(limits),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,7 +107,15 @@ async fn key_limits_are_checked_saved_and_enforced_on_the_gateway() {
     assert!(page.body.contains("5 tokens/min"), "{}", page.body);
     assert!(page.body.contains("Spent today / ever"));
     let saved = b
-        .post(&format!("/keys/{id}/limits"), &[("expires_at", ""), ("rpm", "120"), ("tpm", ""), ("allowed", "")])
+        .post(
+            &format!("/keys/{id}/limits"),
+            &[
+                ("expires_at", ""),
+                ("rpm", "120"),
+                ("tpm", ""),
+                ("allowed", ""),
+            ],
+        )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     assert!(b.get("/keys").await.body.contains("120 req/min"));
@@ -103,7 +123,11 @@ async fn key_limits_are_checked_saved_and_enforced_on_the_gateway() {
         .post(&format!("/keys/{id}/limits"), &[("rpm", "-1")])
         .await;
     assert_eq!(refused.status, 200);
-    assert!(refused.body.contains("`rpm` must be a whole number"), "{}", refused.body);
+    assert!(
+        refused.body.contains("`rpm` must be a whole number"),
+        "{}",
+        refused.body
+    );
     let (_, keys) = b.api(Method::GET, "/api/v1/keys", None).await;
     assert_eq!(keys["keys"][0]["limits"], json!({"rpm": 120}));
     assert!(keys["keys"][0]["spent"].is_string());

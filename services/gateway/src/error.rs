@@ -145,10 +145,14 @@ pub enum GatewayError {
     #[error("This API key expired at {0}. Ask an owner of the account for a new one.")]
     KeyExpired(chrono::DateTime<chrono::Utc>),
     /// The key sent its requests-per-minute limit.
-    #[error("This API key is limited to {per_minute} requests per minute; retry in {retry_after_s} s.")]
+    #[error(
+        "This API key is limited to {per_minute} requests per minute; retry in {retry_after_s} s."
+    )]
     KeyRateLimited { per_minute: u32, retry_after_s: u64 },
     /// The key used its tokens-per-minute limit.
-    #[error("This API key is limited to {per_minute} tokens per minute; retry in {retry_after_s} s.")]
+    #[error(
+        "This API key is limited to {per_minute} tokens per minute; retry in {retry_after_s} s."
+    )]
     KeyTokensLimited { per_minute: u32, retry_after_s: u64 },
     /// The key may not ask for this tier or model.
     #[error("This API key may use only {}; `{}` is not one of them.", .allowed.join(", "), echo(.asked))]

@@ -113,7 +113,10 @@ pub fn check_allowed(limits: &KeyLimits, asked: &[&str]) -> Result<(), GatewayEr
     if limits.allowed.is_empty() {
         return Ok(());
     }
-    match asked.iter().find(|a| !limits.allowed.iter().any(|l| l == *a)) {
+    match asked
+        .iter()
+        .find(|a| !limits.allowed.iter().any(|l| l == *a))
+    {
         None => Ok(()),
         Some(asked) => Err(GatewayError::ModelNotAllowed {
             asked: (*asked).to_owned(),
@@ -146,7 +149,9 @@ mod tests {
         meter.admit(&c, t0).unwrap();
         meter.admit(&c, t0 + Duration::from_secs(10)).unwrap();
         match meter.admit(&c, t0 + Duration::from_secs(20)) {
-            Err(GatewayError::KeyRateLimited { retry_after_s, .. }) => assert_eq!(retry_after_s, 40),
+            Err(GatewayError::KeyRateLimited { retry_after_s, .. }) => {
+                assert_eq!(retry_after_s, 40)
+            }
             other => panic!("{other:?}"),
         }
         meter.admit(&c, t0 + Duration::from_secs(61)).unwrap();

@@ -33,9 +33,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use access::{
-    InvitationWithdrawn, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, KeyView, MemberInvited, MemberJoined,
-    MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId, KEYS_BUCKET,
-    POLICIES_BUCKET,
+    InvitationWithdrawn, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, KeyView, MemberInvited,
+    MemberJoined, MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId,
+    KEYS_BUCKET, POLICIES_BUCKET,
 };
 pub use account::{
     billing_event_id, deposit_event_id, recharge_id, AccountId, AccountOpened, AutoRechargeSet,

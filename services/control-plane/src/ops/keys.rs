@@ -221,7 +221,10 @@ fn invalid(param: &'static str, message: String) -> CpError {
 }
 
 /// A whole number per minute, from a JSON number or text; `None` when empty.
-fn per_minute(value: &Option<serde_json::Value>, param: &'static str) -> Result<Option<u32>, CpError> {
+fn per_minute(
+    value: &Option<serde_json::Value>,
+    param: &'static str,
+) -> Result<Option<u32>, CpError> {
     let text = match value {
         None | Some(serde_json::Value::Null) => return Ok(None),
         Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok(None),
@@ -281,7 +284,10 @@ impl KeyLimitsInput {
                 .iter()
                 .map(|i| {
                     i.as_str().map(str::to_owned).ok_or_else(|| {
-                        invalid("allowed", "`allowed` must list tier or model names as strings.".into())
+                        invalid(
+                            "allowed",
+                            "`allowed` must list tier or model names as strings.".into(),
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,

@@ -3,7 +3,7 @@
 //! applied to the projection. By domain: [`users`] (sign-up, login,
 //! passwords), [`keys`], [`members`] (invitations, roles, removal).
 
-mod keys;
+pub mod keys;
 mod members;
 pub mod telemetry;
 mod users;

@@ -10,8 +10,8 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 
 use super::{html, no_store, see_other, CsrfOnly, Nav, Page};
-use crate::extract::{CheckedForm, Csrf, Signed};
 use crate::error::CpError;
+use crate::extract::{CheckedForm, Csrf, Signed};
 use crate::ops::keys::KeyLimitsInput;
 use crate::ops::NewKey;
 use crate::queries::KeyRow;

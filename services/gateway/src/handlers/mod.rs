@@ -217,7 +217,11 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap) -> Result<Caller, Gatew
         .map(str::trim)
         .unwrap_or_default();
     if let Some(caller) = keys.verify(key) {
-        if let Some(at) = caller.limits.expires_at.filter(|&at| at <= chrono::Utc::now()) {
+        if let Some(at) = caller
+            .limits
+            .expires_at
+            .filter(|&at| at <= chrono::Utc::now())
+        {
             return Err(GatewayError::KeyExpired(at));
         }
         return Ok(caller);

@@ -187,11 +187,8 @@ impl Recording {
         self.accounts
             .charge(self.caller.account, fill.cost, now.date_naive());
         let t = &fill.tokens;
-        self.key_meter.used(
-            &self.caller,
-            t.input + t.output,
-            Instant::now(),
-        );
+        self.key_meter
+            .used(&self.caller, t.input + t.output, Instant::now());
         let attempts = fill
             .attempts
             .iter()

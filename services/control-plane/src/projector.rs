@@ -92,7 +92,7 @@ impl Projector {
 
     async fn publish_key(&self, digest: &str) -> Result<(), CpError> {
         let row = sqlx::query(
-            "SELECT id, account, revoked_at, expires_at, rpm, tpm, allowed
+            "SELECT id, account, revoked_at, expires_at, rpm, tpm, allowed, budget, budget_period
              FROM api_keys WHERE digest = $1 AND kind = 'api'",
         )
         .bind(digest)
@@ -316,11 +316,14 @@ async fn fold(
         }
         Event::KeyLimitsSet(k) => {
             let l = &k.limits;
-            query("UPDATE api_keys SET expires_at = $3, rpm = $4, tpm = $5, allowed = $6 WHERE account = $1 AND id = $2")
+            query("UPDATE api_keys SET expires_at = $3, rpm = $4, tpm = $5, allowed = $6, budget = $7, budget_period = $8
+                   WHERE account = $1 AND id = $2")
                 .bind(k.account.to_string()).bind(&k.key)
                 .bind(l.expires_at.map(|t| t.to_rfc3339()))
                 .bind(l.rpm.map(i64::from)).bind(l.tpm.map(i64::from))
                 .bind(l.allowed.join("\n"))
+                .bind(l.budget.map(|b| b.amount.nanos()))
+                .bind(l.budget.map(|b| b.period.as_str()))
                 .execute(&mut **tx).await?;
         }
         Event::KeyRevoked(k) => {

@@ -38,6 +38,9 @@ impl KeyRow {
         if let Some(at) = l.expires_at {
             parts.push(format!("expires {}", at.format("%Y-%m-%d %H:%M")));
         }
+        if let Some(b) = l.budget {
+            parts.push(format!("${} {}", b.amount, b.period.as_str()));
+        }
         if let Some(rpm) = l.rpm {
             parts.push(format!("{rpm} req/min"));
         }
@@ -64,6 +67,14 @@ impl KeyRow {
             n(l.tpm),
             l.allowed.join(", "),
         )
+    }
+
+    /// The budget form's values: (USD amount, period).
+    pub fn budget_fields(&self) -> (String, &'static str) {
+        match self.limits.budget {
+            Some(b) => (b.amount.to_string(), b.period.as_str()),
+            None => (String::new(), "monthly"),
+        }
     }
 }
 
@@ -136,7 +147,7 @@ impl ControlPlane {
     pub(crate) async fn keys_of(&self, account: AccountId) -> Result<Vec<KeyRow>, CpError> {
         let rows = sqlx::query(
             "SELECT k.id, k.name, k.prefix, k.last_four, k.kind, k.created_at, k.revoked_at,
-                    k.expires_at, k.rpm, k.tpm, k.allowed,
+                    k.expires_at, k.rpm, k.tpm, k.allowed, k.budget, k.budget_period,
                     COALESCE(u.email, '') AS created_by,
                     (SELECT MAX(r.at) FROM requests r WHERE r.account = k.account AND r.key_id = k.id) AS last_used,
                     (SELECT CAST(COALESCE(SUM(r.cost), 0) AS BIGINT) FROM requests r

@@ -145,6 +145,64 @@ async fn key_limits_are_checked_saved_and_enforced_on_the_gateway() {
         .await
         .unwrap();
     assert_eq!(models.status(), 401);
+    // Budgets: the key's spend in the period, from the ledger's state and
+    // the gateway's own spend not in it yet.
+    set(&b, &id, json!({})).await;
+    until_code(&stack, &key, "premium", "").await;
+    let (status, error) = set(
+        &b,
+        &id,
+        json!({"budget": "0.000001", "budget_period": "hourly"}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["param"].clone()),
+        (400, json!("budget_period"))
+    );
+    let (status, error) = set(&b, &id, json!({"budget": "-3"})).await;
+    assert_eq!(
+        (status, error["error"]["param"].clone()),
+        (400, json!("budget"))
+    );
+    let (status, saved) = set(
+        &b,
+        &id,
+        json!({"budget": "0.000001", "budget_period": "daily"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        saved["limits"]["budget"],
+        json!({"amount": "0.000001", "period": "daily"})
+    );
+    let (status, _, retry) = until_code(&stack, &key, "premium", "key_budget_exceeded").await;
+    assert_eq!(status, 429);
+    assert!(retry.unwrap().parse::<u64>().unwrap() <= 86_400);
+    // Once the ledger has folded the spend, its state alone refuses the key.
+    for _ in 0..200 {
+        let (_, keys) = b.api(Method::GET, "/api/v1/keys", None).await;
+        if keys["keys"][0]["spent_today"] != "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(call(&stack, &key, "economy").await.1, "key_budget_exceeded");
+    set(
+        &b,
+        &id,
+        json!({"budget": "0.000001", "budget_period": "lifetime"}),
+    )
+    .await;
+    let (status, _, retry) = until_code(&stack, &key, "economy", "key_budget_exceeded").await;
+    assert_eq!(
+        (status, retry),
+        (402, None),
+        "a lifetime budget does not come back"
+    );
+    let page = b.get("/keys").await;
+    assert!(page.body.contains("$0.000001 lifetime"), "{}", page.body);
+
     // Lifting every limit opens the key again.
     set(&b, &id, json!({})).await;
     let (status, _, _) = until_code(&stack, &key, "premium", "").await;

@@ -25,9 +25,9 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use eventlog::LogError;
-use events::{AccountId, AccountState};
+use events::{AccountId, AccountState, BudgetPeriod, KeyBudget, KeySpend};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use money::Money;
@@ -66,9 +66,30 @@ struct View {
     /// This process's spend not yet in `state`: (cost, UTC day), in the
     /// order written, with running sums so a check costs the same however
     /// far the ledger lags.
-    pending: VecDeque<(Money, NaiveDate)>,
+    pending: VecDeque<(Money, NaiveDate, Arc<str>)>,
     pending_total: Money,
     pending_by_day: BTreeMap<NaiveDate, Money>,
+    /// The same per key with spend: key → (total, per day).
+    pending_by_key: HashMap<Arc<str>, (Money, BTreeMap<NaiveDate, Money>)>,
+}
+
+impl View {
+    /// This process's spend of `key` the state does not include yet: on
+    /// `today`, in its month, in all.
+    fn pending_of_key(&self, key: &str, today: NaiveDate) -> KeySpend {
+        let Some((total, days)) = self.pending_by_key.get(key) else {
+            return KeySpend::default();
+        };
+        let same_month = |d: &NaiveDate| d.year() == today.year() && d.month() == today.month();
+        KeySpend {
+            today: days.get(&today).copied().unwrap_or_default(),
+            month: days
+                .iter()
+                .filter(|(d, _)| same_month(d))
+                .fold(Money::ZERO, |sum, (_, m)| sum + *m),
+            lifetime: *total,
+        }
+    }
 }
 
 /// Accounts the free-use limiter may remember before it forgets those
@@ -121,7 +142,7 @@ impl Accounts {
                 return;
             }
             while view.included < included {
-                let Some((cost, day)) = view.pending.pop_front() else {
+                let Some((cost, day, key)) = view.pending.pop_front() else {
                     break;
                 };
                 view.included += 1;
@@ -130,6 +151,20 @@ impl Accounts {
                     *sum = *sum - cost;
                     if *sum == Money::ZERO {
                         view.pending_by_day.remove(&day);
+                    }
+                }
+                if cost > Money::ZERO {
+                    if let Some((total, days)) = view.pending_by_key.get_mut(&key) {
+                        *total = *total - cost;
+                        if let Some(sum) = days.get_mut(&day) {
+                            *sum = *sum - cost;
+                            if *sum == Money::ZERO {
+                                days.remove(&day);
+                            }
+                        }
+                        if *total == Money::ZERO {
+                            view.pending_by_key.remove(&key);
+                        }
                     }
                 }
             }
@@ -141,12 +176,68 @@ impl Accounts {
     /// Counts one of this process's events (every event, free and failed
     /// ones too, since the ledger counts them all) until the ledger's state
     /// includes it.
-    pub fn charge(&self, account: AccountId, cost: Money, day: NaiveDate) {
+    pub fn charge(&self, account: AccountId, key: &str, cost: Money, day: NaiveDate) {
         self.with_view(account, |view| {
-            view.pending.push_back((cost, day));
+            let key: Arc<str> = Arc::from(key);
+            if cost > Money::ZERO {
+                let (total, days) = view.pending_by_key.entry(Arc::clone(&key)).or_default();
+                *total += cost;
+                *days.entry(day).or_default() += cost;
+            }
+            view.pending.push_back((cost, day, key));
             view.pending_total += cost;
             *view.pending_by_day.entry(day).or_default() += cost;
         });
+    }
+
+    /// Whether `key` of `account` is within `budget` now: its spend in the
+    /// budget's period (the ledger's state plus this process's spend the
+    /// state does not include yet) is below the amount. Same accuracy as
+    /// the daily limit (see the module's notes).
+    pub fn check_budget(
+        &self,
+        account: AccountId,
+        key: &str,
+        budget: &KeyBudget,
+        now: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let today = now.date_naive();
+        self.with_view(account, |view| {
+            let pending = view.pending_of_key(key, today);
+            let recorded = view
+                .state
+                .as_ref()
+                .and_then(|s| s.keys.get(key).map(|k| (s.day, *k)));
+            let recorded = match recorded {
+                Some((day, k)) if day == today => k,
+                Some((day, k)) if day.year() == today.year() && day.month() == today.month() => {
+                    KeySpend {
+                        today: Money::ZERO,
+                        ..k
+                    }
+                }
+                Some((_, k)) => KeySpend {
+                    lifetime: k.lifetime,
+                    ..KeySpend::default()
+                },
+                None => KeySpend::default(),
+            };
+            let (spent, retry_after_s) = match budget.period {
+                BudgetPeriod::Daily => (recorded.today + pending.today, Some(until_midnight(now))),
+                BudgetPeriod::Monthly => {
+                    (recorded.month + pending.month, Some(until_next_month(now)))
+                }
+                BudgetPeriod::Lifetime => (recorded.lifetime + pending.lifetime, None),
+            };
+            if spent >= budget.amount {
+                return Err(GatewayError::KeyBudgetExceeded {
+                    budget: budget.amount,
+                    period: budget.period.as_str(),
+                    retry_after_s,
+                });
+            }
+            Ok(())
+        })
     }
 
     /// Whether `account` may send a request now, and to which models.
@@ -227,6 +318,17 @@ impl Accounts {
     }
 }
 
+/// Seconds until the first moment of the next UTC month (at least 1).
+fn until_next_month(now: DateTime<Utc>) -> u64 {
+    let (year, month) = match now.month() {
+        12 => (now.year() + 1, 1),
+        m => (now.year(), m + 1),
+    };
+    NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(86_400, |t| (t.and_utc() - now).num_seconds().max(1) as u64)
+}
+
 /// Seconds until the next UTC midnight (at least 1).
 fn until_midnight(now: DateTime<Utc>) -> u64 {
     let tomorrow = now
@@ -259,6 +361,62 @@ mod tests {
             version,
             applied: BTreeMap::new(),
             applied_events: BTreeMap::from([("gw".to_owned(), applied)]),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn key_budgets_count_pending_spend_then_the_ledgers() {
+        let accounts = Accounts::new("gw".into(), AccountsConfig::default());
+        let a = AccountId::new();
+        let now = Utc::now();
+        let usd = |s: &str| s.parse::<Money>().unwrap();
+        let daily = KeyBudget {
+            amount: usd("1"),
+            period: BudgetPeriod::Daily,
+        };
+        let over =
+            |r: Result<(), GatewayError>| matches!(r, Err(GatewayError::KeyBudgetExceeded { .. }));
+        accounts.apply(state(a, "100", "0", None, 1, 0));
+        accounts.charge(a, "k", usd("0.6"), now.date_naive());
+        accounts.charge(a, "other", usd("5"), now.date_naive());
+        accounts.check_budget(a, "k", &daily, now).unwrap();
+        accounts.charge(a, "k", usd("0.6"), now.date_naive());
+        assert!(over(accounts.check_budget(a, "k", &daily, now)));
+        accounts
+            .check_budget(
+                a,
+                "other",
+                &KeyBudget {
+                    amount: usd("6"),
+                    ..daily
+                },
+                now,
+            )
+            .unwrap();
+        // The ledger's state takes all three: nothing pending, the state refuses.
+        let mut folded = state(a, "93.8", "6.2", None, 2, 3);
+        let spent = KeySpend {
+            today: usd("1.2"),
+            month: usd("1.2"),
+            lifetime: usd("1.2"),
+        };
+        folded.keys.insert("k".into(), spent);
+        accounts.apply(folded);
+        assert!(accounts.with_view(a, |v| v.pending_by_key.is_empty()));
+        assert!(over(accounts.check_budget(a, "k", &daily, now)));
+        // The next day a daily budget starts again; a lifetime one does not.
+        let tomorrow = now + chrono::Duration::days(1);
+        accounts.check_budget(a, "k", &daily, tomorrow).unwrap();
+        let lifetime = KeyBudget {
+            period: BudgetPeriod::Lifetime,
+            ..daily
+        };
+        match accounts.check_budget(a, "k", &lifetime, tomorrow) {
+            Err(GatewayError::KeyBudgetExceeded { retry_after_s, .. }) => {
+                assert_eq!(retry_after_s, None)
+            }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -269,7 +427,7 @@ mod tests {
         let now = Utc::now();
         accounts.apply(state(a, "100", "0", None, 1, 0));
         for _ in 1..=100_000 {
-            accounts.charge(a, Money::from_nanos(1_000), now.date_naive());
+            accounts.charge(a, "k", Money::from_nanos(1_000), now.date_naive());
         }
         // $100 - 100,000 × $0.000001 = $99.9 left.
         assert!(accounts.allowance(a, now).unwrap().paid);
@@ -293,8 +451,8 @@ mod tests {
         accounts.apply(state(a, "1", "0", Some("2"), 1, 0));
         assert!(accounts.allowance(a, now).unwrap().paid);
         // Two requests of $0.60 served here, not yet in the state.
-        accounts.charge(a, "0.6".parse().unwrap(), now.date_naive());
-        accounts.charge(a, "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, "k", "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, "k", "0.6".parse().unwrap(), now.date_naive());
         assert!(
             !accounts.allowance(a, now).unwrap().paid,
             "balance 1 - 1.2 pending"

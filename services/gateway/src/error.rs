@@ -141,6 +141,14 @@ pub enum GatewayError {
     /// An account without credit sent more free-model requests than allowed.
     #[error("Free models are limited to {per_minute} requests per minute for accounts without credit; add credit or retry later.")]
     FreeRateLimited { per_minute: u32, retry_after_s: u64 },
+    /// The key spent its budget for the period.
+    #[error("This API key's {period} budget of ${budget} is spent.")]
+    KeyBudgetExceeded {
+        budget: money::Money,
+        period: &'static str,
+        /// `None` for a lifetime budget, which no wait restores.
+        retry_after_s: Option<u64>,
+    },
     /// The key's expiry time has passed.
     #[error("This API key expired at {0}. Ask an owner of the account for a new one.")]
     KeyExpired(chrono::DateTime<chrono::Utc>),
@@ -338,6 +346,10 @@ impl GatewayError {
             | GatewayError::IncorrectKey { .. }
             | GatewayError::KeyExpired(_) => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::KeyBudgetExceeded { retry_after_s, .. } => match retry_after_s {
+                Some(_) => StatusCode::TOO_MANY_REQUESTS,
+                None => StatusCode::PAYMENT_REQUIRED,
+            },
             GatewayError::KeyRateLimited { .. } | GatewayError::KeyTokensLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -418,6 +430,9 @@ impl GatewayError {
                 ("rate_limit_error", None, Some("rate_limit_exceeded"))
             }
             GatewayError::KeyExpired(_) => ("invalid_request_error", None, Some("key_expired")),
+            GatewayError::KeyBudgetExceeded { .. } => {
+                ("insufficient_quota", None, Some("key_budget_exceeded"))
+            }
             GatewayError::KeyRateLimited { .. } => {
                 ("rate_limit_error", None, Some("key_rate_limited"))
             }
@@ -462,6 +477,7 @@ impl GatewayError {
             | GatewayError::FreeRateLimited { retry_after_s, .. }
             | GatewayError::KeyRateLimited { retry_after_s, .. }
             | GatewayError::KeyTokensLimited { retry_after_s, .. } => Some(*retry_after_s),
+            GatewayError::KeyBudgetExceeded { retry_after_s, .. } => *retry_after_s,
             GatewayError::Busy => Some(1),
             _ => None,
         };

@@ -147,12 +147,16 @@ impl Gateway {
 
     /// What `caller` may use now (everything when there is no ledger).
     pub fn allowance(&self, caller: &keys::Caller) -> Result<accounts::Allowance, GatewayError> {
-        match &self.events {
-            Some(events) => events
+        let Some(events) = &self.events else {
+            return Ok(accounts::Allowance { paid: true });
+        };
+        let now = chrono::Utc::now();
+        if let Some(budget) = &caller.limits.budget {
+            events
                 .accounts
-                .allowance(caller.account, chrono::Utc::now()),
-            None => Ok(accounts::Allowance { paid: true }),
+                .check_budget(caller.account, &caller.key, budget, now)?;
         }
+        events.accounts.allowance(caller.account, now)
     }
 
     /// Counts one request of an account without credit against the

@@ -234,6 +234,8 @@ struct Change {
 struct AccountChanges {
     accounts: BTreeMap<String, Change>,
     days: BTreeMap<(String, String), (Money, i64)>,
+    /// (account, key, period) → spend; see [`key_periods`].
+    key_spend: BTreeMap<(String, String, String), Money>,
     origins: BTreeMap<(String, String), u64>,
     /// (account, gateway process) → (events, latest time).
     instances: BTreeMap<(String, String), (i64, String)>,
@@ -304,6 +306,16 @@ impl AccountChanges {
                 .or_default();
             day.0 += spent;
             day.1 += 1;
+            if let Some(key) = e.request.as_ref().map(|r| &r.key) {
+                if spent > Money::ZERO && !key.is_empty() {
+                    for period in key_periods(e.day) {
+                        *self
+                            .key_spend
+                            .entry((account.clone(), key.clone(), period))
+                            .or_default() += spent;
+                    }
+                }
+            }
         }
         if let Some(instance) = &e.instance {
             let count = self
@@ -396,6 +408,19 @@ impl AccountChanges {
                 (*requests).into(),
             ]);
         }
+        let mut keys = Rows::new(
+            "INSERT INTO key_spend (account, key_id, period, spent)",
+            4,
+            "ON CONFLICT (account, key_id, period) DO UPDATE SET spent = key_spend.spent + excluded.spent",
+        );
+        for ((account, key, period), spent) in &self.key_spend {
+            keys.push([
+                account.as_str().into(),
+                key.as_str().into(),
+                period.as_str().into(),
+                nanos(*spent).into(),
+            ]);
+        }
         let mut instances = Rows::new(
             "INSERT INTO origin_instances (account, instance, events, last_at)",
             4,
@@ -442,7 +467,7 @@ impl AccountChanges {
                 as_i64(*seq).into(),
             ]);
         }
-        for rows in [days, instances, sequences, origins] {
+        for rows in [days, keys, instances, sequences, origins] {
             rows.run(tx).await?;
         }
         Ok(())
@@ -534,6 +559,32 @@ pub async fn states(
             .or_default()
             .insert(row.try_get("instance")?, u64::try_from(events).unwrap_or(0));
     }
+    let (month, day) = match key_periods(today) {
+        [_, month, day] => (month, day),
+    };
+    let mut key_spend: HashMap<String, BTreeMap<String, events::KeySpend>> = HashMap::new();
+    for row in fetch_in(
+        &mut conn,
+        "SELECT account, key_id, period, spent FROM key_spend WHERE period IN ('life', $1, $2) AND account",
+        &[month.into(), day.into()],
+        &keys,
+        "",
+    )
+    .await?
+    {
+        let spent = Money::from_nanos(row.try_get("spent")?);
+        let period: String = row.try_get("period")?;
+        let entry = key_spend
+            .entry(row.try_get("account")?)
+            .or_default()
+            .entry(row.try_get("key_id")?)
+            .or_default();
+        match period.as_bytes().first() {
+            Some(b'l') => entry.lifetime = spent,
+            Some(b'm') => entry.month = spent,
+            _ => entry.today = spent,
+        }
+    }
     let rows = fetch_in(
         &mut conn,
         "SELECT account, balance, daily_limit, version FROM balances WHERE account",
@@ -562,9 +613,20 @@ pub async fn states(
             version: u64::try_from(version).unwrap_or(0),
             applied: applied.remove(key).unwrap_or_default(),
             applied_events: applied_events.remove(key).unwrap_or_default(),
+            keys: key_spend.remove(key).unwrap_or_default(),
         });
     }
     Ok(states)
+}
+
+/// The `key_spend` periods a spend on `day` counts in: ever, its UTC
+/// month, its UTC day.
+pub fn key_periods(day: NaiveDate) -> [String; 3] {
+    [
+        "life".to_owned(),
+        format!("m:{}", day.format("%Y-%m")),
+        format!("d:{day}"),
+    ]
 }
 
 /// Records an event this build cannot read, so it is never skipped silently.

@@ -150,6 +150,12 @@ async fn exactly_once(backends: Backends) {
     assert_eq!(state.balance, usd("100") - spent);
     assert_eq!(state.spent_today, spent);
     assert_eq!(state.applied["gw-test"], 1_002);
+    let key = state.keys["abcdef012345"];
+    assert_eq!(
+        (key.today, key.month, key.lifetime),
+        (spent, spent, spent),
+        "the key's spend, each replay counted once"
+    );
     assert!(reconcile(&*backends.log, &backends.store)
         .await
         .unwrap()

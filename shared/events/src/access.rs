@@ -154,10 +154,53 @@ pub struct KeyLimits {
     /// Tokens (input and output) per minute (429 `key_tokens_limited`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u32>,
+    /// The most the key may spend per period (429 or, for a lifetime
+    /// budget, 402 `key_budget_exceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<KeyBudget>,
     /// Tiers (`economy`, `standard`, `premium`, `auto`) and catalog model
     /// ids the key may ask for; empty allows all (403 `model_not_allowed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
+}
+
+/// A key's spend budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyBudget {
+    pub amount: money::Money,
+    pub period: BudgetPeriod,
+}
+
+/// What a key budget counts: spend on the UTC day, in the UTC month, or ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetPeriod {
+    Daily,
+    Monthly,
+    Lifetime,
+}
+
+impl BudgetPeriod {
+    /// Every period, as the API names them.
+    pub const ALL: [BudgetPeriod; 3] = [
+        BudgetPeriod::Daily,
+        BudgetPeriod::Monthly,
+        BudgetPeriod::Lifetime,
+    ];
+
+    /// The API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Daily => "daily",
+            BudgetPeriod::Monthly => "monthly",
+            BudgetPeriod::Lifetime => "lifetime",
+        }
+    }
+
+    /// The period named `name`.
+    pub fn parse(name: &str) -> Option<BudgetPeriod> {
+        BudgetPeriod::ALL.into_iter().find(|p| p.as_str() == name)
+    }
 }
 
 impl KeyLimits {

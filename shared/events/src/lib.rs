@@ -33,9 +33,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use access::{
-    InvitationWithdrawn, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, KeyView, MemberInvited,
-    MemberJoined, MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock, Role, UserId,
-    KEYS_BUCKET, POLICIES_BUCKET,
+    BudgetPeriod, InvitationWithdrawn, KeyBudget, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked,
+    KeyView, MemberInvited, MemberJoined, MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock,
+    Role, UserId, KEYS_BUCKET, POLICIES_BUCKET,
 };
 pub use account::{
     billing_event_id, deposit_event_id, recharge_id, AccountId, AccountOpened, AutoRechargeSet,
@@ -48,7 +48,9 @@ pub use usage::{
     cap, AttemptRecord, AutoDecision, Origin, Outcome, RequestKind, Timings, Tokens, UsageRecorded,
     AUTO_CONTRIBUTIONS, MAX_ERROR_CHARS, SLIMMEST,
 };
-pub use view::{AccountState, CircuitState, GatewayStatus, ACCOUNTS_BUCKET, GATEWAYS_BUCKET};
+pub use view::{
+    AccountState, CircuitState, GatewayStatus, KeySpend, ACCOUNTS_BUCKET, GATEWAYS_BUCKET,
+};
 
 /// The subjects events are published under (after a deployment's prefix).
 pub mod subjects {

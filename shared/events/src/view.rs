@@ -37,6 +37,18 @@ pub struct AccountState {
     /// events after the first this many on top of the state.
     #[serde(default)]
     pub applied_events: BTreeMap<String, u64>,
+    /// Per API key that ever spent, its spend on `day`, in `day`'s month
+    /// and ever: what key budgets are checked against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, KeySpend>,
+}
+
+/// One key's spend, as [`AccountState::keys`] carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySpend {
+    pub today: Money,
+    pub month: Money,
+    pub lifetime: Money,
 }
 
 /// The bucket gateways publish their status to, under their id.

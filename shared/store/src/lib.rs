@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0010_key_limits.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0010_key_limits.sql"),
     },
+    Migration {
+        version: 11,
+        name: "key_budgets",
+        postgres: include_str!("../../../migrations/postgres/0011_key_budgets.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0011_key_budgets.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

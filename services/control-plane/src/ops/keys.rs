@@ -5,7 +5,11 @@
 //! removed) cannot use an old admin key to take owner powers back.
 
 use chrono::{DateTime, Utc};
-use events::{AccountId, Event, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked, UserId};
+use events::{
+    AccountId, BudgetPeriod, Event, KeyBudget, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked,
+    UserId,
+};
+use money::Money;
 use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -211,6 +215,12 @@ pub struct KeyLimitsInput {
     /// Tiers, `auto` or model ids: a list, or text separated by commas.
     #[serde(default)]
     pub allowed: Option<serde_json::Value>,
+    /// USD the key may spend per `budget_period`.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// `daily`, `monthly` (the default) or `lifetime`.
+    #[serde(default)]
+    pub budget_period: Option<String>,
     /// The form's CSRF token (the API ignores it).
     #[serde(default)]
     pub csrf: String,
@@ -324,13 +334,52 @@ impl KeyLimitsInput {
             expires_at,
             rpm: per_minute(&self.rpm, "rpm")?,
             tpm: per_minute(&self.tpm, "tpm")?,
+            budget: self.budget()?,
             allowed: deduped,
         })
     }
+
+    fn budget(&self) -> Result<Option<KeyBudget>, CpError> {
+        let Some(text) = self
+            .budget
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let amount: Money = text
+            .trim_start_matches('$')
+            .parse()
+            .ok()
+            .filter(|m| *m > Money::ZERO)
+            .ok_or_else(|| {
+                invalid(
+                    "budget",
+                    format!(
+                        "`budget` is not a positive amount in USD, like 25 or 2.50; `{}` was given.",
+                        crate::echo(text)
+                    ),
+                )
+            })?;
+        let period = match self.budget_period.as_deref().map(str::trim) {
+            None | Some("") => BudgetPeriod::Monthly,
+            Some(name) => BudgetPeriod::parse(name).ok_or_else(|| {
+                invalid(
+                    "budget_period",
+                    format!(
+                        "`budget_period` must be daily, monthly or lifetime; `{}` was given.",
+                        crate::echo(name)
+                    ),
+                )
+            })?,
+        };
+        Ok(Some(KeyBudget { amount, period }))
+    }
 }
 
-/// The limits stored on an `api_keys` row (its `expires_at`, `rpm`, `tpm`
-/// and `allowed` columns).
+/// The limits stored on an `api_keys` row (its `expires_at`, `rpm`, `tpm`,
+/// `allowed`, `budget` and `budget_period` columns).
 pub fn limits_of(row: &AnyRow) -> Result<KeyLimits, CpError> {
     let expires_at: Option<String> = row.try_get("expires_at")?;
     let per_minute = |column: &str| -> Result<Option<u32>, CpError> {
@@ -339,7 +388,18 @@ pub fn limits_of(row: &AnyRow) -> Result<KeyLimits, CpError> {
             .and_then(|n| u32::try_from(n).ok()))
     };
     let allowed: String = row.try_get("allowed")?;
+    let budget = match (
+        row.try_get::<Option<i64>, _>("budget")?,
+        row.try_get::<Option<String>, _>("budget_period")?,
+    ) {
+        (Some(nanos), Some(period)) => BudgetPeriod::parse(&period).map(|period| KeyBudget {
+            amount: Money::from_nanos(nanos),
+            period,
+        }),
+        _ => None,
+    };
     Ok(KeyLimits {
+        budget,
         expires_at: expires_at.and_then(|t| t.parse().ok()),
         rpm: per_minute("rpm")?,
         tpm: per_minute("tpm")?,

@@ -184,8 +184,12 @@ impl Recording {
 
     fn write(&self, fill: Served<'_>) {
         let now = chrono::Utc::now();
-        self.accounts
-            .charge(self.caller.account, fill.cost, now.date_naive());
+        self.accounts.charge(
+            self.caller.account,
+            &self.caller.key,
+            fill.cost,
+            now.date_naive(),
+        );
         let t = &fill.tokens;
         self.key_meter
             .used(&self.caller, t.input + t.output, Instant::now());

@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/keys/{id}/limits", put(set_key_limits))
+        .route("/api/v1/alerts", get(alerts).put(set_alerts))
         .route("/api/v1/providers", get(list_providers))
         .route("/api/v1/providers/{id}", put(set_block))
         .route("/api/v1/limits", get(limits).put(set_limit))
@@ -128,6 +129,21 @@ async fn set_key_limits(
 ) -> Reply {
     let limits = cp.set_key_limits(&m, &id, &body(input)?).await?;
     Ok(Json(json!({ "id": id, "limits": limits })).into_response())
+}
+
+async fn alerts(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {
+    let rules = cp.alert_rules(&m).await?;
+    let alerts = cp.alerts_of(m.account, 100).await?;
+    Ok(Json(json!({ "rules": rules, "alerts": alerts })).into_response())
+}
+
+async fn set_alerts(
+    State(cp): State<Arc<ControlPlane>>,
+    ApiCaller(m): ApiCaller,
+    input: Result<Json<crate::alerts::AlertRulesInput>, JsonRejection>,
+) -> Reply {
+    let rules = cp.set_alert_rules(&m, &body(input)?).await?;
+    Ok(Json(json!({ "rules": rules })).into_response())
 }
 
 async fn list_providers(State(cp): State<Arc<ControlPlane>>, ApiCaller(m): ApiCaller) -> Reply {

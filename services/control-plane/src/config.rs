@@ -33,6 +33,12 @@ pub struct ControlPlaneConfig {
     /// `X-Forwarded-Proto` are believed: the client address for rate limits,
     /// and HTTPS for `Secure` cookies. Default none: the peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The SMTP server alert email goes through (`smtp://host:25`,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://host:465`);
+    /// default none: email alerts are recorded as not sent.
+    pub smtp_url: Option<String>,
+    /// The `From` of alert email.
+    pub alert_from: String,
 }
 
 impl Default for ControlPlaneConfig {
@@ -48,6 +54,8 @@ impl Default for ControlPlaneConfig {
             invitation_ttl_s: 7 * 86_400,
             operators: Vec::new(),
             trusted_proxies: Vec::new(),
+            smtp_url: None,
+            alert_from: "Model Router <alerts@localhost>".into(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! buckets that every gateway follows. Balances, spend and requests come
 //! from the ledger's projection in the same store.
 
+pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod billing;
@@ -93,6 +94,8 @@ pub struct ControlPlane {
     payments: Option<billing::Payments>,
     /// Seals trace destinations' headers; `None` without a telemetry secret.
     sealer: Option<Arc<exporter::Sealer>>,
+    /// Where alert email goes out (`smtp_url`, `alert_from`).
+    mail: alerts::deliver::Mail,
 }
 
 impl ControlPlane {
@@ -136,7 +139,11 @@ impl ControlPlane {
         };
         let projector = Arc::new(projector::Projector::new(log.as_ref(), store.clone()).await?);
         tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
-        Ok(Arc::new(ControlPlane {
+        let cp = Arc::new(ControlPlane {
+            mail: alerts::deliver::Mail {
+                smtp_url: config.smtp_url.clone(),
+                from: config.alert_from.clone(),
+            },
             sessions: session::Sessions::new(
                 &secrets.session,
                 config.session_ttl_s,
@@ -165,7 +172,10 @@ impl ControlPlane {
             catalog,
             circuits,
             demo_credits,
-        }))
+        });
+        tokio::spawn(alerts::watch::run(Arc::clone(&cp)));
+        tokio::spawn(alerts::deliver::run(Arc::clone(&cp)));
+        Ok(cp)
     }
 }
 

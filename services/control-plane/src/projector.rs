@@ -200,7 +200,10 @@ impl Projector {
                 continue;
             };
             let subject = delivery.record.subject.as_str();
-            let ours = subject == events::subjects::ACCESS || subject == events::subjects::ACCOUNT;
+            // Billing records carry declined recharges, which alert.
+            let ours = subject == events::subjects::ACCESS
+                || subject == events::subjects::ACCOUNT
+                || subject == events::subjects::BILLING;
             if !ours {
                 if skipped.is_empty() {
                     since = tokio::time::Instant::now();
@@ -239,15 +242,17 @@ impl Projector {
     }
 }
 
+/// Access events, accounts opened, and declined recharges (which alert).
 fn concerns_us(event: &Event) -> bool {
-    matches!(event, Event::AccountOpened(_)) || event.subject() == events::subjects::ACCESS
+    matches!(event, Event::AccountOpened(_) | Event::RechargeDeclined(_))
+        || event.subject() == events::subjects::ACCESS
 }
 
 async fn fold(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     event: &Event,
     at: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), CpError> {
     let query = |sql| sqlx::query::<sqlx::Any>(sql);
     match event {
         Event::AccountOpened(o) => {
@@ -313,6 +318,33 @@ async fn fold(
                 .bind(&k.prefix).bind(&k.last_four).bind(if k.admin { "admin" } else { "api" }).bind(at)
                 .bind(k.by.map(|u| u.to_string()))
                 .execute(&mut **tx).await?;
+        }
+        Event::AlertRulesSet(r) => {
+            let rules = serde_json::to_string(&r.rules)
+                .map_err(|e| CpError::Internal(format!("alert rules: {e}")))?;
+            query("INSERT INTO alert_rules (account, rules, updated_at) VALUES ($1, $2, $3)
+                   ON CONFLICT (account) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at")
+                .bind(r.account.to_string()).bind(rules).bind(at)
+                .execute(&mut **tx).await?;
+        }
+        Event::RechargeDeclined(d) => {
+            let rules = crate::alerts::rules_on(&mut **tx, d.account).await?;
+            if let Some(rules) = rules.filter(|r| r.recharge_failed) {
+                crate::alerts::fire(
+                    &mut **tx,
+                    crate::alerts::Alert {
+                        account: d.account,
+                        dedupe: format!("recharge:{}:{}", d.recharge, d.code),
+                        kind: "recharge_failed",
+                        message: format!(
+                            "An auto-recharge was declined: {} ({}).",
+                            d.message, d.code
+                        ),
+                        rules: &rules,
+                    },
+                )
+                .await?;
+            }
         }
         Event::KeyLimitsSet(k) => {
             let l = &k.limits;

@@ -265,6 +265,7 @@ pub fn effects(envelope: &Envelope) -> Option<Effects> {
         | Event::KeyIssued(_)
         | Event::KeyRevoked(_)
         | Event::KeyLimitsSet(_)
+        | Event::AlertRulesSet(_)
         | Event::ProviderBlocked(_)
         | Event::ProviderUnblocked(_)
         | Event::TelemetryDestinationSet(_)

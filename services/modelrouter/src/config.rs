@@ -225,6 +225,16 @@ const ENV: &[(&str, &str, Shape)] = &[
         Shape::List,
     ),
     (
+        "MODELROUTER_SMTP_URL",
+        "control_plane.smtp_url",
+        Shape::Text,
+    ),
+    (
+        "MODELROUTER_ALERT_FROM",
+        "control_plane.alert_from",
+        Shape::Text,
+    ),
+    (
         "MODELROUTER_TRUSTED_PROXIES",
         "control_plane.trusted_proxies",
         Shape::List,

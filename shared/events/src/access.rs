@@ -260,3 +260,39 @@ pub struct PolicyView {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capture_content: bool,
 }
+
+/// What an account is alerted about and where alerts go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRules {
+    /// Percentages of the daily limit whose crossing alerts (e.g. 50, 80, 100).
+    #[serde(default)]
+    pub daily_limit_percents: Vec<u8>,
+    /// Percentages of each key's budget whose crossing alerts.
+    #[serde(default)]
+    pub key_budget_percents: Vec<u8>,
+    /// Alert when the balance falls below this (once per UTC day while below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_below: Option<money::Money>,
+    /// Alert when an auto-recharge's charge is declined.
+    #[serde(default)]
+    pub recharge_failed: bool,
+    /// Where alerts are POSTed, signed (see `webhook_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's signature, made by the control
+    /// plane when a webhook is first set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub webhook_secret: String,
+    /// Addresses alerts are mailed to (when an SMTP server is configured).
+    #[serde(default)]
+    pub emails: Vec<String>,
+}
+
+/// `alert_rules_set`: an account's [`AlertRules`] replaced as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRulesSet {
+    pub account: AccountId,
+    pub rules: AlertRules,
+    #[serde(default)]
+    pub by: Option<UserId>,
+}

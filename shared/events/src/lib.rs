@@ -33,9 +33,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use access::{
-    BudgetPeriod, InvitationWithdrawn, KeyBudget, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked,
-    KeyView, MemberInvited, MemberJoined, MemberRemoved, MemberRoleSet, PolicyView, ProviderBlock,
-    Role, UserId, KEYS_BUCKET, POLICIES_BUCKET,
+    AlertRules, AlertRulesSet, BudgetPeriod, InvitationWithdrawn, KeyBudget, KeyIssued, KeyLimits,
+    KeyLimitsSet, KeyRevoked, KeyView, MemberInvited, MemberJoined, MemberRemoved, MemberRoleSet,
+    PolicyView, ProviderBlock, Role, UserId, KEYS_BUCKET, POLICIES_BUCKET,
 };
 pub use account::{
     billing_event_id, deposit_event_id, recharge_id, AccountId, AccountOpened, AutoRechargeSet,
@@ -125,6 +125,8 @@ pub enum Event {
     KeyRevoked(KeyRevoked),
     /// An API key's own limits changed.
     KeyLimitsSet(KeyLimitsSet),
+    /// An account's alert rules changed.
+    AlertRulesSet(AlertRulesSet),
     /// The account's requests skip a provider.
     ProviderBlocked(ProviderBlock),
     /// The account's requests may use a provider again.
@@ -161,6 +163,7 @@ macro_rules! each_body {
             Event::KeyIssued($e) => $body,
             Event::KeyRevoked($e) => $body,
             Event::KeyLimitsSet($e) => $body,
+            Event::AlertRulesSet($e) => $body,
             Event::ProviderBlocked($e) => $body,
             Event::ProviderUnblocked($e) => $body,
             Event::TelemetryDestinationSet($e) => $body,
@@ -194,6 +197,7 @@ impl Event {
             Event::KeyIssued(_) => ("key_issued", 1),
             Event::KeyRevoked(_) => ("key_revoked", 1),
             Event::KeyLimitsSet(_) => ("key_limits_set", 1),
+            Event::AlertRulesSet(_) => ("alert_rules_set", 1),
             Event::ProviderBlocked(_) => ("provider_blocked", 1),
             Event::ProviderUnblocked(_) => ("provider_unblocked", 1),
             Event::TelemetryDestinationSet(_) => ("telemetry_destination_set", 1),
@@ -227,6 +231,7 @@ impl Event {
             | Event::KeyIssued(_)
             | Event::KeyRevoked(_)
             | Event::KeyLimitsSet(_)
+            | Event::AlertRulesSet(_)
             | Event::ProviderBlocked(_)
             | Event::ProviderUnblocked(_)
             | Event::TelemetryDestinationSet(_)
@@ -417,6 +422,9 @@ impl Envelope {
             }
             ("key_issued", 1) => Event::KeyIssued(serde_json::from_value(data).map_err(body)?),
             ("key_revoked", 1) => Event::KeyRevoked(serde_json::from_value(data).map_err(body)?),
+            ("alert_rules_set", 1) => {
+                Event::AlertRulesSet(serde_json::from_value(data).map_err(body)?)
+            }
             ("key_limits_set", 1) => {
                 Event::KeyLimitsSet(serde_json::from_value(data).map_err(body)?)
             }

@@ -126,6 +126,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0011_key_budgets.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0011_key_budgets.sql"),
     },
+    Migration {
+        version: 12,
+        name: "alerts",
+        postgres: include_str!("../../../migrations/postgres/0012_alerts.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0012_alerts.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

@@ -24,6 +24,7 @@ struct DashboardPage {
     days: usize,
     chart: String,
     recent: Vec<RequestRow>,
+    alerts: Vec<crate::alerts::AlertRow>,
 }
 
 pub(super) async fn dashboard(
@@ -34,6 +35,7 @@ pub(super) async fn dashboard(
     let usage = cp.usage_of(member.account).await?;
     let days = cp.days_of(member.account, 14).await?;
     let recent = cp.recent_of(member.account, 25).await?;
+    let alerts = cp.alerts_of(member.account, 5).await?;
     Ok(html(&DashboardPage {
         nav: Nav::new(&member, csrf, "dashboard"),
         balance: usage.balance,
@@ -43,6 +45,7 @@ pub(super) async fn dashboard(
         days: days.len(),
         chart: crate::chart::svg(&chart_days(&days)),
         recent,
+        alerts,
     }))
 }
 

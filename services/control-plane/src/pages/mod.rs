@@ -1,7 +1,7 @@
 //! The dashboard: askama templates from `web-templates/`, one handler per
 //! page and form, by area, each module with its routes: [`auth`] (sign-up,
 //! login, passwords), [`dashboard`], [`accounts`], [`keys`], [`providers`],
-//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`], [`usage`], [`public`],
+//! [`limits`], [`models`], [`members`], [`billing`], [`telemetry`], [`requests`], [`usage`], [`alerts`], [`public`],
 //! [`operator`]. Forms post back and redirect
 //! (303) to a page, so a reload never repeats a change; a plaintext key or
 //! invitation link is rendered directly in the response that created it,
@@ -32,6 +32,7 @@ macro_rules! csrf_forms {
 }
 
 mod accounts;
+mod alerts;
 mod auth;
 pub mod billing;
 mod dashboard;
@@ -137,6 +138,7 @@ pub fn routes() -> Router<Arc<ControlPlane>> {
         .merge(telemetry::routes())
         .merge(requests::routes())
         .merge(usage::routes())
+        .merge(alerts::routes())
 }
 
 /// Headers every dashboard response carries: no framing (clickjacking), no

@@ -12,7 +12,10 @@ import subprocess
 import tempfile
 import threading
 
+import socket
+
 import pytest
+from aiosmtpd.controller import Controller
 
 BIN = os.environ.get("MODELROUTER_BIN", "target/debug/modelrouter")
 STARTUP_LINES = 20
@@ -40,10 +43,39 @@ def _start(args, env_extra, until):
     return proc, match.group(0), banner
 
 
+class _Catcher:
+    """Keeps every message the SMTP server receives: (recipients, text)."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
+        return "250 OK"
+
+
 @pytest.fixture(scope="session")
-def up():
-    """`modelrouter up` in simulator mode, with a known API key: (url, key,
-    the operator's admin key printed on first start)."""
+def smtp():
+    """A local SMTP server (aiosmtpd) on 127.0.0.1: its catcher, whose
+    `messages` fill as mail arrives."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    catcher = _Catcher()
+    controller = Controller(catcher, hostname="127.0.0.1", port=port)
+    controller.start()
+    catcher.url = f"smtp://127.0.0.1:{port}"
+    try:
+        yield catcher
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def up(smtp):
+    """`modelrouter up` in simulator mode, with a known API key, sending
+    alert email to the `smtp` catcher: (url, key, the operator's admin key
+    printed on first start)."""
     key = "mr_sk_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     with tempfile.TemporaryDirectory() as data:
         env = {
@@ -51,6 +83,7 @@ def up():
             "MODELROUTER_DATA_DIR": data,
             "MODELROUTER_BOOTSTRAP_KEY": key,
             "MODELROUTER_SIM_CHUNK_DELAY_MS": "0",
+            "MODELROUTER_SMTP_URL": smtp.url,
         }
         proc, url, banner = _start(["up"], env, lambda line: line.startswith("API key") or line.startswith("Using"))
         admin = re.search(r"mr_ak_[A-Za-z0-9]+", banner)

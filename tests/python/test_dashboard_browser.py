@@ -49,7 +49,7 @@ def until(check, seconds=10.0):
     return False
 
 
-def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
+def test_sign_up_key_calls_cost_block_revoke(router, browser_page, smtp):
     url, _ = router
     page, problems = browser_page
     email = f"pw-{secrets.token_hex(4)}@example.com"
@@ -160,8 +160,49 @@ def test_sign_up_key_calls_cost_block_revoke(router, browser_page):
     raw = client.chat.completions.with_raw_response.create(model="premium", messages=MESSAGES)
     assert raw.headers["x-model-router-provider"] != provider, "the next request skips the blocked provider"
 
+    # An alert on a key budget: the rule, the budget, one paid request;
+    # the alert shows on the dashboard and arrives by email, and the key
+    # is refused once its budget is spent.
+    page.goto(f"{url}/alerts")
+    page.fill("#alert-rules input[name=key_budget_percents]", "50")
+    page.fill("#alert-rules input[name=emails]", "ops@example.com")
+    page.click("#alert-rules button[type=submit]")
+    page.wait_for_url(f"{url}/alerts")
     page.goto(f"{url}/keys")
-    page.locator("#keys button", has_text="Revoke").click()
+    page.fill("input[name=name]", "budgeted")
+    page.click("text=Create key")
+    budgeted = openai.OpenAI(base_url=f"{url}/v1", api_key=page.locator("#new-key").inner_text().strip(), max_retries=0)
+    page.goto(f"{url}/keys")
+    # The newest key is listed first.
+    page.locator("#keys summary", has_text="Set limits").first.click()
+    page.fill("form.key-limits input[name=budget]", "0.000001")
+    page.select_option("form.key-limits select[name=budget_period]", "daily")
+    shot(page, "08b-key-budget")
+    page.click("form.key-limits button[type=submit]")
+    page.wait_for_url(f"{url}/keys")
+    assert "$0.000001 daily" in page.locator("#keys").inner_text()
+    budgeted.chat.completions.create(model="premium", messages=MESSAGES)
+
+    def alert_shown():
+        page.goto(f"{url}/dashboard")
+        return page.locator("#alerts").count() == 1 and "budget" in page.locator("#alerts").inner_text()
+
+    assert until(alert_shown, seconds=15), "the key-budget alert appears on the dashboard"
+    shot(page, "08c-alert")
+    assert until(lambda: any("ops@example.com" in to and "budget" in text for to, text in smtp.messages), seconds=15), smtp.messages
+
+    def budget_refuses():
+        try:
+            budgeted.chat.completions.create(model="premium", messages=MESSAGES)
+            return False
+        except openai.RateLimitError as e:
+            return e.code == "key_budget_exceeded"
+
+    assert until(budget_refuses, seconds=5), "the spent budget refuses the key"
+
+    page.goto(f"{url}/keys")
+    # The first key (listed last): the one the rest of the test uses.
+    page.locator("#keys button", has_text="Revoke").last.click()
     page.wait_for_url(f"{url}/keys")
     assert "revoked" in page.locator("#keys").inner_text()
     shot(page, "09-key-revoked")

@@ -328,10 +328,10 @@ async fn fold(
                 .execute(&mut **tx).await?;
         }
         Event::RechargeDeclined(d) => {
-            let rules = crate::alerts::rules_on(&mut **tx, d.account).await?;
+            let rules = crate::alerts::rules_on(tx, d.account).await?;
             if let Some(rules) = rules.filter(|r| r.recharge_failed) {
                 crate::alerts::fire(
-                    &mut **tx,
+                    tx,
                     crate::alerts::Alert {
                         account: d.account,
                         dedupe: format!("recharge:{}:{}", d.recharge, d.code),

@@ -42,6 +42,18 @@ async fn account_b_cannot_read_or_change_account_a() {
     assert_eq!(status, 201, "{destination}");
     let a_destination = destination["id"].as_str().unwrap().to_owned();
     a.post("/limits", &[("daily_limit", "7.77")]).await;
+    let (status, alert_rules) = a
+        .api(
+            Method::PUT,
+            "/api/v1/alerts",
+            Some(json!({"daily_limit_percents": [50], "webhook_url": "https://alpha-hooks.example/hook", "emails": ["alpha-ops@a.example"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{alert_rules}");
+    let a_webhook_secret = alert_rules["rules"]["webhook_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut request_id = String::new();
     for _ in 0..200 {
         let r = stack.chat(&a_key, "economy").await;
@@ -78,6 +90,9 @@ async fn account_b_cannot_read_or_change_account_a() {
         "x-alpha-team",
         "alpha-token-value",
         &a_destination,
+        "alpha-hooks.example",
+        "alpha-ops@a.example",
+        &a_webhook_secret,
     ];
 
     let b = stack.browser();
@@ -105,6 +120,7 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/status",
         "/docs",
         "/requests",
+        "/alerts",
         "/usage",
         "/usage?by=tag",
         "/requests/export.csv",
@@ -162,6 +178,7 @@ async fn account_b_cannot_read_or_change_account_a() {
         "/api/v1/telemetry/destinations",
         "/api/v1/telemetry/presets",
         "/api/v1/requests",
+        "/api/v1/alerts",
         "/api/v1/usage/breakdown?by=key",
         "/api/v1/requests/export",
         "/api/v1/requests/export?format=json",

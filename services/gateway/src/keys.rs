@@ -29,8 +29,11 @@ pub struct Caller {
 /// The keys the gateway accepts, each with its account.
 pub struct KeyRing {
     hasher: KeyHasher,
-    digests: RwLock<HashMap<[u8; 32], (AccountId, Arc<KeyLimits>)>>,
+    digests: RwLock<HashMap<[u8; 32], Entry>>,
 }
+
+/// What the ring holds per key digest.
+type Entry = (AccountId, Arc<KeyLimits>);
 
 impl Default for KeyRing {
     /// A ring with a random secret: only keys inserted through it work.

@@ -104,7 +104,7 @@ pub async fn evaluate(cp: &ControlPlane, state: &AccountState) -> Result<(), CpE
                         format!("key:{id}:{instance}:{p}"),
                         "key_budget",
                         format!(
-                            "Key “{name}” ({id}) spent ${spent}: {p}% of its {period} budget of ${budget}."
+                            "Key “{name}” ({id}) spent ${spent}, at or over {p}% of its {period} budget of ${budget}."
                         ),
                     ));
                     break;

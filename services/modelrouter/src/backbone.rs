@@ -201,8 +201,8 @@ pub async fn follow_access(
     Ok(())
 }
 
-/// Shares `gateway`'s circuit breakers with every other replica on `log`
-/// (this replica named by its gateway id).
+/// Shares `gateway`'s circuit breakers and its keys' per-minute counts with
+/// every other replica on `log` (this replica named by its gateway id).
 pub async fn share_breakers(
     config: &Config,
     log: &Arc<dyn EventLog>,
@@ -218,6 +218,7 @@ pub async fn share_breakers(
         Some(&config.data_dir),
     )
     .await?;
+    gateway::key_limits::share(&gateway.key_meter, publisher.instance(), Arc::clone(log)).await?;
     Ok(())
 }
 

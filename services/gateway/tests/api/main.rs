@@ -13,6 +13,7 @@ mod errors;
 mod gemini;
 mod guard;
 mod ingress;
+mod key_rates;
 mod models;
 mod reload;
 mod request_ids;

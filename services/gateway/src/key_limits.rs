@@ -156,7 +156,9 @@ impl KeyMeter {
         if let Some(tpm) = limits.tpm {
             if window.token_sum + other_tokens >= u64::from(tpm) {
                 let retry_after_s = match window.tokens.front() {
-                    Some(&(oldest, _)) if window.token_sum >= u64::from(tpm) => retry_after(oldest, now),
+                    Some(&(oldest, _)) if window.token_sum >= u64::from(tpm) => {
+                        retry_after(oldest, now)
+                    }
                     _ => minute_left,
                 };
                 return Err(GatewayError::KeyTokensLimited {
@@ -168,7 +170,9 @@ impl KeyMeter {
         if let Some(rpm) = limits.rpm {
             if window.requests.len() as u64 + other_requests >= u64::from(rpm) {
                 let retry_after_s = match window.requests.front() {
-                    Some(&oldest) if window.requests.len() >= rpm as usize => retry_after(oldest, now),
+                    Some(&oldest) if window.requests.len() >= rpm as usize => {
+                        retry_after(oldest, now)
+                    }
                     _ => minute_left,
                 };
                 return Err(GatewayError::KeyRateLimited {
@@ -227,7 +231,10 @@ impl KeyMeter {
         let mut minutes = lock(&self.minutes);
         minutes.retain(|_, m| minute - m.minute <= 1);
         let published = Published {
-            keys: minutes.iter().map(|(k, m)| (k.clone(), m.at(minute))).collect(),
+            keys: minutes
+                .iter()
+                .map(|(k, m)| (k.clone(), m.at(minute)))
+                .collect(),
         };
         serde_json::to_vec(&published).ok()
     }
@@ -380,18 +387,35 @@ mod tests {
             requests: 5,
             ..Minutes::default()
         };
-        meter.apply("gw-b", Published { keys: HashMap::from([("k1".to_owned(), other)]) });
+        meter.apply(
+            "gw-b",
+            Published {
+                keys: HashMap::from([("k1".to_owned(), other)]),
+            },
+        );
         assert!(matches!(
             meter.admit(&c, Instant::now()),
             Err(GatewayError::KeyRateLimited { .. })
         ));
         // Counts two minutes old are gone.
-        let stale = Minutes { minute: minute - 2, ..other };
-        meter.apply("gw-b", Published { keys: HashMap::from([("k1".to_owned(), stale)]) });
+        let stale = Minutes {
+            minute: minute - 2,
+            ..other
+        };
+        meter.apply(
+            "gw-b",
+            Published {
+                keys: HashMap::from([("k1".to_owned(), stale)]),
+            },
+        );
         meter.admit(&c, Instant::now()).unwrap();
         // The previous minute counts for its share still in the window.
         let at = 90_000; // 30 s into minute 1
-        let prev = Minutes { minute: 0, requests: 10, ..Minutes::default() };
+        let prev = Minutes {
+            minute: 0,
+            requests: 10,
+            ..Minutes::default()
+        };
         assert_eq!(prev.last_minute(at), (5, 0));
     }
 

@@ -17,6 +17,7 @@ use hmac::{Hmac, Mac};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use sha2::Sha256;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::rules_on;
@@ -78,48 +79,58 @@ pub async fn step(cp: &ControlPlane, http: &reqwest::Client) -> Result<usize, Cp
     .bind(now.to_rfc3339())
     .fetch_all(&cp.store.pool)
     .await?;
-    for row in &due {
-        let alert: String = row.try_get("alert")?;
-        let channel: String = row.try_get("channel")?;
-        let target: String = row.try_get("target")?;
-        let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
-        let account: String = row.try_get("account")?;
-        let body = json!({
-            "id": alert,
-            "type": row.try_get::<String, _>("kind")?,
-            "account": account,
-            "message": row.try_get::<String, _>("message")?,
-            "created_at": row.try_get::<String, _>("at")?,
-        });
-        let sent = match channel.as_str() {
-            "webhook" => webhook(cp, http, &account, &target, &body).await,
-            _ => email(cp, &target, &body).await,
-        };
-        // Without an SMTP server no retry can succeed: said once, at once.
-        let hopeless = channel == "email" && cp.mail.smtp_url.is_none();
-        let (state, next, error) = match sent {
-            Ok(()) => ("delivered", now, String::new()),
-            Err(e) if attempts >= MAX_ATTEMPTS || hopeless => ("failed", now, e),
-            Err(e) => {
-                let wait = (1i64 << attempts.min(8)).min(300);
-                ("pending", now + chrono::Duration::seconds(wait), e)
-            }
-        };
-        sqlx::query(
-            "UPDATE alert_deliveries SET state = $4, attempts = $5, next_at = $6, last_error = $7
-             WHERE alert = $1 AND channel = $2 AND target = $3",
-        )
-        .bind(&alert)
-        .bind(&channel)
-        .bind(&target)
-        .bind(state)
-        .bind(attempts)
-        .bind(next.to_rfc3339())
-        .bind(events::cap(&error, 200))
-        .execute(&cp.store.pool)
-        .await?;
+    // Sent side by side: one slow webhook does not hold the others back.
+    let results =
+        futures_util::future::join_all(due.iter().map(|row| attempt(cp, http, row))).await;
+    for result in results {
+        result?;
     }
     Ok(due.len())
+}
+
+/// Sends one due delivery and records how it went.
+async fn attempt(cp: &ControlPlane, http: &reqwest::Client, row: &AnyRow) -> Result<(), CpError> {
+    let now = Utc::now();
+    let alert: String = row.try_get("alert")?;
+    let channel: String = row.try_get("channel")?;
+    let target: String = row.try_get("target")?;
+    let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
+    let account: String = row.try_get("account")?;
+    let body = json!({
+        "id": alert,
+        "type": row.try_get::<String, _>("kind")?,
+        "account": account,
+        "message": row.try_get::<String, _>("message")?,
+        "created_at": row.try_get::<String, _>("at")?,
+    });
+    let sent = match channel.as_str() {
+        "webhook" => webhook(cp, http, &account, &target, &body).await,
+        _ => email(cp, &target, &body).await,
+    };
+    // Without an SMTP server no retry can succeed: said once, at once.
+    let hopeless = channel == "email" && cp.mail.smtp_url.is_none();
+    let (state, next, error) = match sent {
+        Ok(()) => ("delivered", now, String::new()),
+        Err(e) if attempts >= MAX_ATTEMPTS || hopeless => ("failed", now, e),
+        Err(e) => {
+            let wait = (1i64 << attempts.min(8)).min(300);
+            ("pending", now + chrono::Duration::seconds(wait), e)
+        }
+    };
+    sqlx::query(
+        "UPDATE alert_deliveries SET state = $4, attempts = $5, next_at = $6, last_error = $7
+         WHERE alert = $1 AND channel = $2 AND target = $3",
+    )
+    .bind(&alert)
+    .bind(&channel)
+    .bind(&target)
+    .bind(state)
+    .bind(attempts)
+    .bind(next.to_rfc3339())
+    .bind(events::cap(&error, 200))
+    .execute(&cp.store.pool)
+    .await?;
+    Ok(())
 }
 
 async fn webhook(

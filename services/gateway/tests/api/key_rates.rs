@@ -44,9 +44,15 @@ async fn one_replicas_requests_count_on_another() {
     // At least 18 even if a minute turned meanwhile (the previous minute
     // counts for its share still in the window).
     assert!(seen.0 >= 18, "B knows A's requests: {seen:?}");
-    assert_eq!(a.fleet_use("shared-key"), (0, 0), "a process does not count itself twice");
+    assert_eq!(
+        a.fleet_use("shared-key"),
+        (0, 0),
+        "a process does not count itself twice"
+    );
     match b.admit(&caller(10), Instant::now()) {
-        Err(GatewayError::KeyRateLimited { retry_after_s, .. }) => assert!((1..=60).contains(&retry_after_s)),
+        Err(GatewayError::KeyRateLimited { retry_after_s, .. }) => {
+            assert!((1..=60).contains(&retry_after_s))
+        }
         other => panic!("B refuses: {other:?}"),
     }
     backends.cleanup().await;

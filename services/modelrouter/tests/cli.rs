@@ -383,11 +383,8 @@ async fn public_pages_show_the_catalog_live_status_and_incidents_without_tenant_
     let up = up(&dir, &[]).await;
     let key = up.printed_key.clone().expect("a key is printed");
     let admin_key = up
-        .banner
-        .split_whitespace()
-        .find(|w| w.starts_with("mr_ak_"))
-        .expect("the operator's admin key is printed")
-        .to_owned();
+        .operator_key()
+        .expect("the operator's admin key is printed");
     let http = reqwest::Client::new();
     let page = async |path: &str| {
         let r = http.get(format!("{}{path}", up.url)).send().await.unwrap();

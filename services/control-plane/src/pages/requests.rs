@@ -19,8 +19,8 @@ use crate::request_log::export::{export, Format};
 use crate::request_log::{FilterInput, LogRow};
 use crate::ControlPlane;
 
-/// The filter form's fields as shown: (name, label, value).
-type Field = (&'static str, &'static str, String);
+/// A filter form's field as shown: (name, label, value).
+pub(super) type Field = (&'static str, &'static str, String);
 
 #[derive(Template)]
 #[template(path = "requests.html")]
@@ -54,8 +54,9 @@ struct Attempt {
     skipped: bool,
 }
 
-/// The filters the form shows, in order.
-fn fields(f: &FilterInput) -> Vec<Field> {
+/// The log's filters as its form shows them, in order (`/usage` shows
+/// some of them).
+pub(super) fn fields(f: &FilterInput) -> Vec<Field> {
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
     vec![
         ("from", "From (UTC)", v(&f.from)),
@@ -73,7 +74,7 @@ fn fields(f: &FilterInput) -> Vec<Field> {
 }
 
 /// The filters as a query string (empty ones left out), for links.
-fn query_string(fields: &[Field], extra: &[(&str, &str)]) -> String {
+pub(super) fn query_string(fields: &[Field], extra: &[(&str, &str)]) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (name, _, value) in fields.iter().filter(|f| !f.2.is_empty()) {
         out.append_pair(name, value);

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{Days, Utc};
 
+use super::requests::Field;
 use super::{html, Nav, Page};
 use crate::analytics::{self, Group, GroupBy};
 use crate::chart::{self, Day};
@@ -24,8 +25,7 @@ use crate::ControlPlane;
 #[template(path = "usage.html")]
 struct UsagePage {
     nav: Nav,
-    /// The filter form's fields: (name, label, value).
-    fields: Vec<(&'static str, &'static str, String)>,
+    fields: Vec<Field>,
     by: &'static str,
     groupings: [&'static str; 7],
     chart: Option<String>,
@@ -47,17 +47,14 @@ fn with_defaults(mut input: FilterInput) -> FilterInput {
     input
 }
 
-fn fields(f: &FilterInput) -> Vec<(&'static str, &'static str, String)> {
-    let v = |o: &Option<String>| o.clone().unwrap_or_default();
-    vec![
-        ("from", "From (UTC)", v(&f.from)),
-        ("to", "To", v(&f.to)),
-        ("key", "Key id", v(&f.key)),
-        ("model", "Model", v(&f.model)),
-        ("provider", "Provider", v(&f.provider)),
-        ("tag", "Tag", v(&f.tag)),
-        ("user", "User", v(&f.user)),
-    ]
+/// The log's filters this page's form shows.
+const SHOWN: [&str; 7] = ["from", "to", "key", "model", "provider", "tag", "user"];
+
+fn fields(f: &FilterInput) -> Vec<Field> {
+    super::requests::fields(f)
+        .into_iter()
+        .filter(|(name, _, _)| SHOWN.contains(name))
+        .collect()
 }
 
 async fn usage(
@@ -108,10 +105,7 @@ async fn usage(
         .max(1);
     let total = analytics::total(&groups);
     let log_fields = fields(&shown);
-    let mut log_query = url::form_urlencoded::Serializer::new(String::new());
-    for (name, _, value) in log_fields.iter().filter(|f| !f.2.is_empty()) {
-        log_query.append_pair(name, value);
-    }
+    let log_query = super::requests::query_string(&log_fields, &[]);
     Ok(html(&UsagePage {
         nav,
         fields: log_fields,
@@ -126,7 +120,7 @@ async fn usage(
             })
             .collect(),
         total,
-        log_query: log_query.finish(),
+        log_query,
     }))
 }
 

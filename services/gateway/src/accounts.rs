@@ -66,10 +66,10 @@ struct View {
     /// This process's spend not yet in `state`: (cost, UTC day), in the
     /// order written, with running sums so a check costs the same however
     /// far the ledger lags.
-    pending: VecDeque<(Money, NaiveDate, Arc<str>)>,
+    pending: VecDeque<(Money, NaiveDate, Option<Arc<str>>)>,
     pending_total: Money,
     pending_by_day: BTreeMap<NaiveDate, Money>,
-    /// The same per key with spend: key → (total, per day).
+    /// The same per key with a budget: key → (total, per day).
     pending_by_key: HashMap<Arc<str>, (Money, BTreeMap<NaiveDate, Money>)>,
 }
 
@@ -153,7 +153,7 @@ impl Accounts {
                         view.pending_by_day.remove(&day);
                     }
                 }
-                if cost > Money::ZERO {
+                if let Some(key) = key.filter(|_| cost > Money::ZERO) {
                     if let Some((total, days)) = view.pending_by_key.get_mut(&key) {
                         *total = *total - cost;
                         if let Some(sum) = days.get_mut(&day) {
@@ -175,12 +175,15 @@ impl Accounts {
 
     /// Counts one of this process's events (every event, free and failed
     /// ones too, since the ledger counts them all) until the ledger's state
-    /// includes it.
-    pub fn charge(&self, account: AccountId, key: &str, cost: Money, day: NaiveDate) {
+    /// includes it. `budgeted` names the event's key when the key has a
+    /// budget, so its spend is counted per key too (other keys cost no
+    /// allocation; a budget set while a key's events are pending counts
+    /// them once the ledger's state includes them, milliseconds later).
+    pub fn charge(&self, account: AccountId, budgeted: Option<&str>, cost: Money, day: NaiveDate) {
         self.with_view(account, |view| {
-            let key: Arc<str> = Arc::from(key);
-            if cost > Money::ZERO {
-                let (total, days) = view.pending_by_key.entry(Arc::clone(&key)).or_default();
+            let key: Option<Arc<str>> = budgeted.map(Arc::from);
+            if let Some(key) = key.as_ref().filter(|_| cost > Money::ZERO) {
+                let (total, days) = view.pending_by_key.entry(Arc::clone(key)).or_default();
                 *total += cost;
                 *days.entry(day).or_default() += cost;
             }
@@ -378,10 +381,10 @@ mod tests {
         let over =
             |r: Result<(), GatewayError>| matches!(r, Err(GatewayError::KeyBudgetExceeded { .. }));
         accounts.apply(state(a, "100", "0", None, 1, 0));
-        accounts.charge(a, "k", usd("0.6"), now.date_naive());
-        accounts.charge(a, "other", usd("5"), now.date_naive());
+        accounts.charge(a, Some("k"), usd("0.6"), now.date_naive());
+        accounts.charge(a, Some("other"), usd("5"), now.date_naive());
         accounts.check_budget(a, "k", &daily, now).unwrap();
-        accounts.charge(a, "k", usd("0.6"), now.date_naive());
+        accounts.charge(a, Some("k"), usd("0.6"), now.date_naive());
         assert!(over(accounts.check_budget(a, "k", &daily, now)));
         accounts
             .check_budget(
@@ -427,7 +430,7 @@ mod tests {
         let now = Utc::now();
         accounts.apply(state(a, "100", "0", None, 1, 0));
         for _ in 1..=100_000 {
-            accounts.charge(a, "k", Money::from_nanos(1_000), now.date_naive());
+            accounts.charge(a, Some("k"), Money::from_nanos(1_000), now.date_naive());
         }
         // $100 - 100,000 × $0.000001 = $99.9 left.
         assert!(accounts.allowance(a, now).unwrap().paid);
@@ -451,8 +454,8 @@ mod tests {
         accounts.apply(state(a, "1", "0", Some("2"), 1, 0));
         assert!(accounts.allowance(a, now).unwrap().paid);
         // Two requests of $0.60 served here, not yet in the state.
-        accounts.charge(a, "k", "0.6".parse().unwrap(), now.date_naive());
-        accounts.charge(a, "k", "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, Some("k"), "0.6".parse().unwrap(), now.date_naive());
+        accounts.charge(a, Some("k"), "0.6".parse().unwrap(), now.date_naive());
         assert!(
             !accounts.allowance(a, now).unwrap().paid,
             "balance 1 - 1.2 pending"

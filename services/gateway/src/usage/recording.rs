@@ -186,7 +186,7 @@ impl Recording {
         let now = chrono::Utc::now();
         self.accounts.charge(
             self.caller.account,
-            &self.caller.key,
+            self.caller.limits.budget.map(|_| self.caller.key.as_str()),
             fill.cost,
             now.date_naive(),
         );

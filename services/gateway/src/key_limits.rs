@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use eventlog::{EventLog, LogError};
+use eventlog::EventLog;
 use events::KeyLimits;
 use serde::{Deserialize, Serialize};
 
@@ -255,56 +255,72 @@ impl KeyMeter {
 }
 
 /// Shares `meter`'s counts with every gateway process on `log` (this one
-/// is `instance`): publishes them while the runtime runs, and follows the
-/// others'. Returns once the bucket's current values are read.
-pub async fn share(
-    meter: &Arc<KeyMeter>,
-    instance: &str,
-    log: Arc<dyn EventLog>,
-) -> Result<(), LogError> {
+/// is `instance`): publishes them and follows the others', in the
+/// background, for as long as the runtime runs. Best effort: while the log
+/// is unreachable each process counts only its own use (and starts anyway).
+pub fn share(meter: &Arc<KeyMeter>, instance: &str, log: Arc<dyn EventLog>) {
     if meter.instance.set(instance.to_owned()).is_err() {
-        return Ok(());
+        return;
     }
-    let bucket = log.bucket(KEY_RATES_BUCKET).await?;
-    let publisher = Arc::clone(meter);
+    let meter = Arc::clone(meter);
     let key = instance.to_owned();
-    let out = Arc::clone(&bucket);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PUBLISH_EVERY);
         loop {
-            tick.tick().await;
-            if let Some(bytes) = publisher.to_publish() {
-                if let Err(e) = out.put(&key, &bytes).await {
-                    tracing::warn!(error = %e, "key rates not published; trying again");
-                    publisher.changed.store(true, Ordering::Release);
+            match log.bucket(KEY_RATES_BUCKET).await {
+                Ok(bucket) => {
+                    tokio::spawn(publish(Arc::clone(&meter), Arc::clone(&bucket), key));
+                    follow(&meter, bucket).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "key rates bucket unreachable; counting this process only for now");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     });
-    for entry in bucket.snapshot().await? {
-        if let Ok(published) = serde_json::from_slice(&entry.value) {
-            meter.apply(&entry.key, published);
+}
+
+/// Puts this process's counts whenever they changed, at most every
+/// [`PUBLISH_EVERY`].
+async fn publish(meter: Arc<KeyMeter>, bucket: Arc<dyn eventlog::Bucket>, key: String) {
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    loop {
+        tick.tick().await;
+        if let Some(bytes) = meter.to_publish() {
+            if let Err(e) = bucket.put(&key, &bytes).await {
+                tracing::warn!(error = %e, "key rates not published; trying again");
+                meter.changed.store(true, Ordering::Release);
+            }
         }
     }
-    let follower = Arc::clone(meter);
-    tokio::spawn(async move {
-        loop {
-            match bucket.watch().await {
-                Ok(mut entries) => {
-                    use futures_util::StreamExt;
-                    while let Some(Ok(entry)) = entries.next().await {
-                        match serde_json::from_slice(&entry.value) {
-                            Ok(published) => follower.apply(&entry.key, published),
-                            Err(e) => tracing::warn!(error = %e, "unreadable key rates"),
-                        }
+}
+
+/// Takes the others' counts: the bucket's current values, then each change,
+/// watching again after an error.
+async fn follow(meter: &KeyMeter, bucket: Arc<dyn eventlog::Bucket>) {
+    use futures_util::StreamExt;
+    loop {
+        if let Ok(entries) = bucket.snapshot().await {
+            for entry in entries {
+                if let Ok(published) = serde_json::from_slice(&entry.value) {
+                    meter.apply(&entry.key, published);
+                }
+            }
+        }
+        match bucket.watch().await {
+            Ok(mut entries) => {
+                while let Some(Ok(entry)) = entries.next().await {
+                    match serde_json::from_slice(&entry.value) {
+                        Ok(published) => meter.apply(&entry.key, published),
+                        Err(e) => tracing::warn!(error = %e, "unreadable key rates"),
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "key rates not followed; trying again"),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err(e) => tracing::warn!(error = %e, "key rates not followed; trying again"),
         }
-    });
-    Ok(())
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Whether `limits` let a request ask for `model` (a tier, `auto` or a

@@ -218,7 +218,7 @@ pub async fn share_breakers(
         Some(&config.data_dir),
     )
     .await?;
-    gateway::key_limits::share(&gateway.key_meter, publisher.instance(), Arc::clone(log)).await?;
+    gateway::key_limits::share(&gateway.key_meter, publisher.instance(), Arc::clone(log));
     Ok(())
 }
 

@@ -58,6 +58,14 @@ pub enum CpError {
 }
 
 impl CpError {
+    /// The field `param` is wrong: `message` says how.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> CpError {
+        CpError::Invalid {
+            param,
+            message: message.into(),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             CpError::BadInput(_) | CpError::Invalid { .. } => StatusCode::BAD_REQUEST,

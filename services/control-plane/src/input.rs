@@ -1,8 +1,9 @@
 //! Reading what users type, for the pages and the admin API alike: USD
-//! amounts and ranges of days.
+//! amounts, times, ranges of days and lists.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use money::Money;
+use serde_json::Value;
 
 use crate::error::CpError;
 
@@ -24,6 +25,68 @@ pub fn parse_limit(text: &str) -> Result<Option<Money>, CpError> {
         ));
     }
     Ok(Some(limit))
+}
+
+/// Reads a USD amount (`25`, `2.50`, `$10`) given as field `param`.
+pub fn usd(text: &str, param: &'static str) -> Result<Money, CpError> {
+    text.trim().trim_start_matches('$').parse().map_err(|_| {
+        CpError::invalid(
+            param,
+            format!(
+                "`{param}` is not an amount in USD, like 25 or 2.50; `{}` was given.",
+                crate::echo(text)
+            ),
+        )
+    })
+}
+
+/// Reads a time given as field `param`: RFC 3339, or a date (its start, UTC).
+pub fn time(text: &str, param: &'static str) -> Result<DateTime<Utc>, CpError> {
+    text.parse::<DateTime<Utc>>()
+        .ok()
+        .or_else(|| {
+            text.parse::<NaiveDate>()
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        })
+        .ok_or_else(|| {
+            CpError::invalid(
+                param,
+                format!(
+                    "`{param}` is not a time: give RFC 3339 (2026-12-04T10:00:00Z) or a date (2026-12-04); `{}` was given.",
+                    crate::echo(text)
+                ),
+            )
+        })
+}
+
+/// Reads a list given as field `param`: a JSON list, or text separated by
+/// commas or lines (as a form sends it). Items are trimmed; empty ones drop.
+pub fn list(value: &Option<Value>, param: &'static str) -> Result<Vec<String>, CpError> {
+    let items: Vec<String> = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => s.split([',', '\n']).map(str::to_owned).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(_) => {
+            return Err(CpError::invalid(
+                param,
+                format!("`{param}` must be a list."),
+            ))
+        }
+    };
+    Ok(items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Reads a `from`..`to` range of UTC days (at most ten years).

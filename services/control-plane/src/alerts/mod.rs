@@ -52,41 +52,16 @@ pub struct AlertRulesInput {
     pub csrf: String,
 }
 
-fn invalid(param: &'static str, message: String) -> CpError {
-    CpError::Invalid { param, message }
-}
-
-/// Items of a list value or of text separated by commas.
-fn items(value: &Option<serde_json::Value>, param: &'static str) -> Result<Vec<String>, CpError> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::String(s)) => Ok(s
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()),
-        Some(serde_json::Value::Array(list)) => Ok(list
-            .iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => s.trim().to_owned(),
-                other => other.to_string(),
-            })
-            .collect()),
-        Some(_) => Err(invalid(param, format!("`{param}` must be a list."))),
-    }
-}
-
 fn percents(value: &Option<serde_json::Value>, param: &'static str) -> Result<Vec<u8>, CpError> {
     let mut out = Vec::new();
-    for item in items(value, param)? {
+    for item in crate::input::list(value, param)? {
         let p = item
             .trim_end_matches('%')
             .parse::<u8>()
             .ok()
             .filter(|p| (1..=100).contains(p))
             .ok_or_else(|| {
-                invalid(
+                CpError::invalid(
                     param,
                     format!(
                         "`{param}` lists whole percentages from 1 to 100; `{}` was given.",
@@ -99,7 +74,7 @@ fn percents(value: &Option<serde_json::Value>, param: &'static str) -> Result<Ve
         }
     }
     if out.len() > MAX_PERCENTS {
-        return Err(invalid(
+        return Err(CpError::invalid(
             param,
             format!("`{param}` lists at most {MAX_PERCENTS} percentages."),
         ));
@@ -115,30 +90,25 @@ impl AlertRulesInput {
     pub fn check(&self, secret: &str) -> Result<AlertRules, CpError> {
         let balance_below = match self.balance_below.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(text) => Some(
-                text.trim_start_matches('$')
-                    .parse::<Money>()
-                    .ok()
-                    .filter(|m| *m >= Money::ZERO)
-                    .ok_or_else(|| {
-                        invalid(
-                            "balance_below",
-                            format!(
-                                "`balance_below` is not an amount in USD, like 10; `{}` was given.",
-                                crate::echo(text)
-                            ),
-                        )
-                    })?,
-            ),
+            Some(text) => {
+                let floor = crate::input::usd(text, "balance_below")?;
+                if floor < Money::ZERO {
+                    return Err(CpError::invalid(
+                        "balance_below",
+                        "`balance_below` cannot be negative.",
+                    ));
+                }
+                Some(floor)
+            }
         };
         let recharge_failed = match &self.recharge_failed {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(b)) => *b,
             Some(serde_json::Value::String(s)) => matches!(s.as_str(), "on" | "true"),
             Some(_) => {
-                return Err(invalid(
+                return Err(CpError::invalid(
                     "recharge_failed",
-                    "`recharge_failed` must be true or false.".into(),
+                    "`recharge_failed` must be true or false.",
                 ))
             }
         };
@@ -146,7 +116,7 @@ impl AlertRulesInput {
             None | Some("") => None,
             Some(url) => {
                 exporter::destination::check_endpoint(url).map_err(|e| {
-                    invalid(
+                    CpError::invalid(
                         "webhook_url",
                         e.message.replace("endpoint URL", "webhook URL"),
                     )
@@ -154,16 +124,16 @@ impl AlertRulesInput {
                 Some(url.to_owned())
             }
         };
-        let emails = items(&self.emails, "emails")?;
+        let emails = crate::input::list(&self.emails, "emails")?;
         if emails.len() > MAX_EMAILS {
-            return Err(invalid(
+            return Err(CpError::invalid(
                 "emails",
                 format!("Alerts go to at most {MAX_EMAILS} addresses."),
             ));
         }
         for email in &emails {
             if email.parse::<lettre::Address>().is_err() {
-                return Err(invalid(
+                return Err(CpError::invalid(
                     "emails",
                     format!("`{}` is not an email address.", crate::echo(email)),
                 ));

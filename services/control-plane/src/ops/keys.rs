@@ -4,7 +4,6 @@
 //! now, not as they were when it was made: a creator demoted to member (or
 //! removed) cannot use an old admin key to take owner powers back.
 
-use chrono::{DateTime, Utc};
 use events::{
     AccountId, BudgetPeriod, Event, KeyBudget, KeyIssued, KeyLimits, KeyLimitsSet, KeyRevoked,
     UserId,
@@ -226,10 +225,6 @@ pub struct KeyLimitsInput {
     pub csrf: String,
 }
 
-fn invalid(param: &'static str, message: String) -> CpError {
-    CpError::Invalid { param, message }
-}
-
 /// A whole number per minute, from a JSON number or text; `None` when empty.
 fn per_minute(
     value: &Option<serde_json::Value>,
@@ -246,7 +241,7 @@ fn per_minute(
         .filter(|n| (1..=MAX_PER_MINUTE).contains(n))
         .map(|n| Some(n as u32))
         .ok_or_else(|| {
-            invalid(
+            CpError::invalid(
                 param,
                 format!(
                     "`{param}` must be a whole number from 1 to {MAX_PER_MINUTE}, or empty for no limit; `{}` was given.",
@@ -262,52 +257,9 @@ impl KeyLimitsInput {
     pub fn check(&self, catalog: &catalog::Catalog) -> Result<KeyLimits, CpError> {
         let expires_at = match self.expires_at.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(text) => Some(
-                text.parse::<DateTime<Utc>>()
-                    .ok()
-                    .or_else(|| {
-                        text.parse::<chrono::NaiveDate>()
-                            .ok()
-                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                            .map(|d| d.and_utc())
-                    })
-                    .ok_or_else(|| {
-                        invalid(
-                            "expires_at",
-                            format!(
-                                "`expires_at` is not a time: give RFC 3339 (2027-01-31T00:00:00Z) or a date; `{}` was given.",
-                                crate::echo(text)
-                            ),
-                        )
-                    })?,
-            ),
+            Some(text) => Some(crate::input::time(text, "expires_at")?),
         };
-        let allowed: Vec<String> = match &self.allowed {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::String(s)) => s
-                .split([',', '\n'])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|i| {
-                    i.as_str().map(str::to_owned).ok_or_else(|| {
-                        invalid(
-                            "allowed",
-                            "`allowed` must list tier or model names as strings.".into(),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(invalid(
-                    "allowed",
-                    "`allowed` must be a list of tiers or model ids.".into(),
-                ))
-            }
-        };
+        let allowed = crate::input::list(&self.allowed, "allowed")?;
         for name in &allowed {
             let known = name == "auto"
                 || catalog::Tier::parse(name).is_some()
@@ -315,7 +267,7 @@ impl KeyLimitsInput {
                 || catalog.models().iter().any(|m| &m.id == name)
                 || catalog.embedding_models().iter().any(|m| &m.id == name);
             if !known {
-                return Err(invalid(
+                return Err(CpError::invalid(
                     "allowed",
                     format!(
                         "`{}` is not a tier (economy, standard, premium, auto), an embeddings alias or a model of the catalog.",
@@ -348,24 +300,17 @@ impl KeyLimitsInput {
         else {
             return Ok(None);
         };
-        let amount: Money = text
-            .trim_start_matches('$')
-            .parse()
-            .ok()
-            .filter(|m| *m > Money::ZERO)
-            .ok_or_else(|| {
-                invalid(
-                    "budget",
-                    format!(
-                        "`budget` is not a positive amount in USD, like 25 or 2.50; `{}` was given.",
-                        crate::echo(text)
-                    ),
-                )
-            })?;
+        let amount = crate::input::usd(text, "budget")?;
+        if amount <= Money::ZERO {
+            return Err(CpError::invalid(
+                "budget",
+                "`budget` must be more than zero.",
+            ));
+        }
         let period = match self.budget_period.as_deref().map(str::trim) {
             None | Some("") => BudgetPeriod::Monthly,
             Some(name) => BudgetPeriod::parse(name).ok_or_else(|| {
-                invalid(
+                CpError::invalid(
                     "budget_period",
                     format!(
                         "`budget_period` must be daily, monthly or lifetime; `{}` was given.",

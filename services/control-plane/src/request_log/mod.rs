@@ -10,7 +10,6 @@
 //! so a rare tag is as fast as a common one. Times are UTC; range bounds
 //! count whole seconds (`from` inclusive, `to` exclusive).
 
-use chrono::{DateTime, NaiveDate, Utc};
 use money::Money;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -97,40 +96,21 @@ const KINDS: [&str; 2] = ["chat", "embeddings"];
 /// The longest value a text filter may hold (ids and names are far shorter).
 const MAX_FILTER_CHARS: usize = 256;
 
-fn invalid(param: &'static str, message: String) -> CpError {
-    CpError::Invalid { param, message }
-}
-
 /// A range bound as the `at` column compares: whole seconds, no zone. A
 /// stored time in that second sorts after it (`…:05+00:00`,
 /// `…:05.2+00:00` and `…:05Z` all start with `…:05`), so `at >= bound`
 /// takes the whole second.
 fn bound(text: &str, param: &'static str) -> Result<String, CpError> {
-    let at = match text.parse::<DateTime<Utc>>() {
-        Ok(at) => at,
-        Err(_) => text
-            .parse::<NaiveDate>()
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|d| d.and_utc())
-            .ok_or_else(|| {
-                invalid(
-                    param,
-                    format!(
-                        "`{param}` is not a time: give RFC 3339 (2026-12-04T10:00:00Z) or a date (2026-12-04); `{}` was given.",
-                        crate::echo(text)
-                    ),
-                )
-            })?,
-    };
-    Ok(at.format("%Y-%m-%dT%H:%M:%S").to_string())
+    Ok(crate::input::time(text, param)?
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string())
 }
 
 fn one_of(value: &str, allowed: &[&str], param: &'static str) -> Result<String, CpError> {
     if allowed.contains(&value) {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
+        Err(CpError::invalid(
             param,
             format!(
                 "`{param}` must be one of {}; `{}` was given.",
@@ -143,7 +123,7 @@ fn one_of(value: &str, allowed: &[&str], param: &'static str) -> Result<String, 
 
 fn text(value: &str, param: &'static str) -> Result<String, CpError> {
     if value.chars().count() > MAX_FILTER_CHARS {
-        return Err(invalid(
+        return Err(CpError::invalid(
             param,
             format!("`{param}` is longer than {MAX_FILTER_CHARS} characters."),
         ));
@@ -166,7 +146,7 @@ impl FilterInput {
         };
         if let (Some(from), Some(to)) = (&filter.from, &filter.to) {
             if to <= from {
-                return Err(invalid("to", "`to` must be after `from`.".into()));
+                return Err(CpError::invalid("to", "`to` must be after `from`."));
             }
         }
         let tiers = catalog::Tier::ALL.map(|t| t.as_str());
@@ -190,15 +170,7 @@ impl FilterInput {
             filter.equal.push((column, value));
         }
         if let Some(cost) = given(&self.min_cost) {
-            let cost: Money = cost.parse().map_err(|_| {
-                invalid(
-                    "min_cost",
-                    format!(
-                        "`min_cost` is not an amount in USD, like 0.01; `{}` was given.",
-                        crate::echo(cost)
-                    ),
-                )
-            })?;
+            let cost = crate::input::usd(cost, "min_cost")?;
             filter.min_cost = Some(cost);
         }
         filter.tag = given(&self.tag).map(|t| text(t, "tag")).transpose()?;
@@ -215,7 +187,7 @@ impl FilterInput {
                 .ok()
                 .filter(|n| (1..=MAX_PAGE).contains(n))
                 .ok_or_else(|| {
-                    invalid(
+                    CpError::invalid(
                         "limit",
                         format!("`limit` must be a whole number from 1 to {MAX_PAGE}."),
                     )

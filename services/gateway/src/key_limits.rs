@@ -221,6 +221,13 @@ impl KeyMeter {
         lock(&self.others).insert(instance.to_owned(), published.keys);
     }
 
+    /// Forgets other processes with no count in this minute or the last
+    /// (gone, or idle): each restart is a new process, so they add up.
+    fn forget_idle(&self) {
+        let minute = now_ms().div_euclid(60_000);
+        lock(&self.others).retain(|_, keys| keys.values().any(|m| minute - m.minute <= 1));
+    }
+
     /// This process's counts to publish, if they changed: keys active in
     /// the current or the previous minute.
     fn to_publish(&self) -> Option<Vec<u8>> {
@@ -287,6 +294,7 @@ async fn publish(meter: Arc<KeyMeter>, bucket: Arc<dyn eventlog::Bucket>, key: S
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     loop {
         tick.tick().await;
+        meter.forget_idle();
         if let Some(bytes) = meter.to_publish() {
             if let Err(e) = bucket.put(&key, &bytes).await {
                 tracing::warn!(error = %e, "key rates not published; trying again");
@@ -413,7 +421,7 @@ mod tests {
             meter.admit(&c, Instant::now()),
             Err(GatewayError::KeyRateLimited { .. })
         ));
-        // Counts two minutes old are gone.
+        // Counts two minutes old are gone, and so is their process.
         let stale = Minutes {
             minute: minute - 2,
             ..other
@@ -425,6 +433,11 @@ mod tests {
             },
         );
         meter.admit(&c, Instant::now()).unwrap();
+        meter.forget_idle();
+        assert!(
+            lock(&meter.others).is_empty(),
+            "an idle process is forgotten"
+        );
         // The previous minute counts for its share still in the window.
         let at = 90_000; // 30 s into minute 1
         let prev = Minutes {

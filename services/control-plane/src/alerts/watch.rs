@@ -112,9 +112,13 @@ pub async fn evaluate(cp: &ControlPlane, state: &AccountState) -> Result<(), CpE
             }
         }
     }
+    // An alert and its deliveries commit together: a process killed between
+    // them must not leave an alert that never goes out (its dedupe name
+    // would stop it from firing again).
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for (dedupe, kind, message) in alerts {
         fire(
-            &mut conn,
+            &mut tx,
             Alert {
                 account: state.account,
                 dedupe,
@@ -125,6 +129,7 @@ pub async fn evaluate(cp: &ControlPlane, state: &AccountState) -> Result<(), CpE
         )
         .await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 

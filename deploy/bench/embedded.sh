@@ -12,6 +12,8 @@
 #   BENCH_ROUNDS     rounds (default 3)
 # `up`'s ledger lag comes from its /metrics (modelrouter_ledger_lag_seconds)
 # over the saturation run: p50 and p99, interpolated within the buckets.
+# RSS (MB, /proc VmRSS) is read idle, a second after the first answered
+# request, and again after the saturation run.
 set -euo pipefail
 BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -25,6 +27,7 @@ MOCK=$(start mock taskset -c 1 node "$HERE/peers/mock.mjs")
 printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","content":"Summarise the benefits of routing LLM traffic through one gateway."}]}' >"$WORK/body.json"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 # Starts `$2 $3` (binary, mode) pinned to core 0 as process $1; sets URL and PID.
 launch() {
@@ -70,11 +73,14 @@ for edge, cum in zip(edges, counts):
 PY
 }
 
-# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps lag_p50 lag_p99".
+# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps errors lag_p50 lag_p99 rss_idle rss_loaded".
 measure() {
   local bin=$1 name=$2 mode
   for mode in gateway up; do
     launch "$name-$mode" "$bin" "$mode"
+    sleep 1
+    local idle
+    idle=$(rss_mb "$PID")
     BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
       taskset -c 1 wrk -t1 -c8 -d2s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >/dev/null
     local t0 t1 n
@@ -93,18 +99,20 @@ measure() {
     sleep 1
     t1=$(ticks "$PID")
     curl -s "$URL/metrics" >"$WORK/m1.txt" || true
+    local loaded
+    loaded=$(rss_mb "$PID")
     local rps req bad sat p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
     read -r req bad < <(awk -F'[= ]' '/^requests=/ {print $2, $4 + $6}' "$WORK/wrk.txt")
     sat=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($req - $bad, 1):.0f}')")
     p50=$(lag_quantile "$WORK/m0.txt" 0.5 "$WORK/m1.txt")
     p99=$(lag_quantile "$WORK/m0.txt" 0.99 "$WORK/m1.txt")
-    echo "$name $mode $steady $sat $rps $bad $p50 $p99"
+    echo "$name $mode $steady $sat $rps $bad $p50 $p99 $idle $loaded"
     stop "$name-$mode"
   done
 }
 
-echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms"
+echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms rss_idle_mb rss_loaded_mb"
 for _ in $(seq "$ROUNDS"); do
   [ -n "${BASE_BIN:-}" ] && measure "$BASE_BIN" base
   measure "$BIN" head

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{broadcast, Notify};
 
 use crate::{
@@ -89,37 +91,79 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<Record> {
     })
 }
 
-/// Appends one record within `conn`, or finds the earlier one with its id.
-async fn append_on(conn: &mut sqlx::SqliteConnection, item: Outgoing<'_>) -> Result<Appended> {
-    if item.payload.len() > MAX_RECORD_BYTES {
+/// Records one `INSERT` of [`append_all`] writes (3 parameters each, under
+/// SQLite's limit of 32,766).
+const APPEND_ROWS: usize = 1_024;
+
+/// Appends `items` within `conn` in one statement per [`APPEND_ROWS`]; an
+/// item whose id is already in the log (or earlier in `items`) is not
+/// written again and gets the first one's position.
+async fn append_all(
+    conn: &mut sqlx::SqliteConnection,
+    items: &[Outgoing<'_>],
+) -> Result<Vec<Appended>> {
+    if let Some(big) = items.iter().find(|i| i.payload.len() > MAX_RECORD_BYTES) {
         return Err(LogError::TooLarge {
-            bytes: item.payload.len(),
+            bytes: big.payload.len(),
             limit: MAX_RECORD_BYTES,
         });
     }
-    let inserted = sqlx::query(
-        "INSERT INTO log_records (subject, msg_id, payload) VALUES ($1, $2, $3)
-         ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
-    )
-    .bind(item.subject)
-    .bind(item.id)
-    .bind(item.payload)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = inserted {
-        return Ok(Appended {
-            seq: seq_of(row.try_get("seq")?),
-            duplicate: false,
+    let given: std::collections::HashSet<&str> = items.iter().map(|i| i.id).collect();
+    let ours = |id: &str| {
+        given.get(id).copied().ok_or_else(|| {
+            LogError::Data(format!("an append returned an id it was not given: {id}"))
+        })
+    };
+    // Each id's position, and whether an item of this call wrote it.
+    let mut written: HashMap<&str, (i64, bool)> = HashMap::with_capacity(items.len());
+    for chunk in items.chunks(APPEND_ROWS) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO log_records (subject, msg_id, payload) ",
+        );
+        insert.push_values(chunk, |mut row, item| {
+            row.push_bind(item.subject)
+                .push_bind(item.id)
+                .push_bind(item.payload);
         });
+        insert.push(" ON CONFLICT (msg_id) DO NOTHING RETURNING seq, msg_id");
+        for row in insert.build().fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("msg_id")?;
+            written.insert(ours(&id)?, (row.try_get("seq")?, true));
+        }
     }
-    let seq: i64 = sqlx::query_scalar("SELECT seq FROM log_records WHERE msg_id = $1")
-        .bind(item.id)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Appended {
-        seq: seq_of(seq),
-        duplicate: true,
-    })
+    let earlier: Vec<&str> = items
+        .iter()
+        .map(|i| i.id)
+        .filter(|id| !written.contains_key(id))
+        .collect();
+    for ids in earlier.chunks(APPEND_ROWS) {
+        let mut select = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT seq, msg_id FROM log_records WHERE msg_id IN (",
+        );
+        let mut list = select.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        select.push(")");
+        for row in select.build().fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("msg_id")?;
+            written.insert(ours(&id)?, (row.try_get("seq")?, false));
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let (seq, fresh) = written
+                .get_mut(item.id)
+                .ok_or_else(|| LogError::Data(format!("record {} is not in the log", item.id)))?;
+            let appended = Appended {
+                seq: seq_of(*seq),
+                duplicate: !*fresh,
+            };
+            *fresh = false;
+            Ok(appended)
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -139,10 +183,7 @@ impl EventLog for SqliteLog {
 
     async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
         let mut tx = self.pool.begin().await?;
-        let mut appended = Vec::with_capacity(items.len());
-        for &item in items {
-            appended.push(append_on(&mut tx, item).await?);
-        }
+        let appended = append_all(&mut tx, items).await?;
         tx.commit().await?;
         self.appended.notify_waiters();
         Ok(appended)
@@ -164,6 +205,7 @@ impl EventLog for SqliteLog {
             name: name.to_owned(),
             cursor: acked,
             ahead: Default::default(),
+            caught_up: None,
         }))
     }
 
@@ -212,6 +254,11 @@ struct SqliteConsumer {
     cursor: i64,
     /// Records read ahead of `next`, in order.
     ahead: std::collections::VecDeque<Record>,
+    /// Armed before the last read that reached the end of the log, so any
+    /// append since completes it. While it is pending there is nothing past
+    /// `cursor`, and `next` waits on it rather than asking the log again (a
+    /// query per wake per consumer is a round trip to SQLite's thread).
+    caught_up: Option<Pin<Box<OwnedNotified>>>,
 }
 
 /// Entries one statement of a bucket's `put_all` writes (4 parameters each,
@@ -236,9 +283,17 @@ impl Consumer for SqliteConsumer {
                 };
                 return Ok(Some(Delivery::new(record, Box::new(ack))));
             }
+            if let Some(mut waiting) = self.caught_up.take() {
+                if tokio::time::timeout_at(deadline, waiting.as_mut())
+                    .await
+                    .is_err()
+                {
+                    self.caught_up = Some(waiting);
+                    return Ok(None);
+                }
+            }
             // Registered before the query, so an append in between still wakes us.
-            let appended = self.log.appended.notified();
-            tokio::pin!(appended);
+            let mut appended = Box::pin(Arc::clone(&self.log.appended).notified_owned());
             appended.as_mut().enable();
             // Up to READ_AHEAD records, and past READ_AHEAD_BYTES only the first.
             let rows = sqlx::query(
@@ -253,16 +308,16 @@ impl Consumer for SqliteConsumer {
             .bind(READ_AHEAD_BYTES)
             .fetch_all(&self.log.pool)
             .await?;
+            let mut bytes = 0;
             for row in &rows {
                 let record = record(row)?;
+                bytes += record.payload.len();
                 self.cursor = i64::try_from(record.seq).unwrap_or(i64::MAX);
                 self.ahead.push_back(record);
             }
-            if !self.ahead.is_empty() {
-                continue;
-            }
-            if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                return Ok(None);
+            // Neither limit cut the read: it saw the end of the log.
+            if (rows.len() as i64) < READ_AHEAD && (bytes as i64) < READ_AHEAD_BYTES {
+                self.caught_up = Some(appended);
             }
         }
     }

@@ -113,6 +113,82 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
     assert_eq!(&d.record.payload[..], b"1");
 }
 
+/// A consumer that has read everything waits for the next append instead of
+/// asking again; no append may slip past that wait: neither one that lands
+/// while it waits, nor one after a wait that timed out, nor one between two
+/// reads.
+async fn a_consumer_at_the_end_sees_every_later_append(log: &dyn EventLog) {
+    let mut consumer = log.consumer("ledger").await.unwrap();
+    assert!(consumer
+        .next(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_none());
+    log.append("events.usage", "late-0", b"0").await.unwrap();
+    let d = consumer
+        .next(WAIT)
+        .await
+        .unwrap()
+        .expect("after a timed-out wait");
+    assert_eq!(&d.record.payload[..], b"0");
+    d.ack().await.unwrap();
+    for i in 1..=40u32 {
+        let id = format!("late-{i}");
+        let payload = i.to_string();
+        if i % 2 == 0 {
+            // Lands while the consumer is already waiting.
+            let (appended, delivered) = tokio::join!(
+                async {
+                    tokio::time::sleep(Duration::from_millis(u64::from(i % 7))).await;
+                    log.append("events.usage", &id, payload.as_bytes()).await
+                },
+                consumer.next(WAIT)
+            );
+            appended.unwrap();
+            let d = delivered.unwrap().expect("an append during the wait");
+            assert_eq!(&d.record.payload[..], payload.as_bytes());
+            d.ack().await.unwrap();
+        } else {
+            // Lands between two reads.
+            log.append("events.usage", &id, payload.as_bytes())
+                .await
+                .unwrap();
+            let d = consumer
+                .next(WAIT)
+                .await
+                .unwrap()
+                .expect("an append between reads");
+            assert_eq!(&d.record.payload[..], payload.as_bytes());
+            d.ack().await.unwrap();
+        }
+    }
+    // More than one read holds: the end of one read is not the end of the log.
+    let ids: Vec<String> = (0..600).map(|i| format!("bulk-{i}")).collect();
+    let items: Vec<eventlog::Outgoing> = ids
+        .iter()
+        .map(|id| eventlog::Outgoing {
+            subject: "events.usage",
+            id,
+            payload: id.as_bytes(),
+        })
+        .collect();
+    log.append_batch(&items).await.unwrap();
+    for id in &ids {
+        let d = consumer
+            .next(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .expect("every record of a long backlog");
+        assert_eq!(&d.record.payload[..], id.as_bytes());
+        d.ack().await.unwrap();
+    }
+    assert!(consumer
+        .next(Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_none());
+}
+
 async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLog) {
     let bucket = log.bucket("accounts").await.unwrap();
     let r1 = bucket.put("acct-a", b"v1").await.unwrap();
@@ -306,6 +382,7 @@ macro_rules! conformance {
 
 conformance!(appends_are_ordered_and_deduplicated_by_id);
 conformance!(consumers_resume_after_their_acks_and_redeliver_the_rest);
+conformance!(a_consumer_at_the_end_sees_every_later_append);
 conformance!(buckets_keep_the_latest_value_and_watches_see_changes);
 conformance!(a_batch_acked_at_once_is_not_delivered_again);
 conformance!(many_values_put_at_once_are_each_stored_and_seen);

@@ -40,6 +40,10 @@ pub struct GatewayConfig {
     /// How long the usage publisher gathers events into one log append
     /// (default 5 ms): longer means fewer, larger appends.
     pub usage_linger_ms: u64,
+    /// Load the o200k tokenizer (about 70 MB) at start (default false: on
+    /// the first request that needs an exact count, which waits ~50 ms once;
+    /// most requests are decided by their size in bytes and never do).
+    pub preload_tokenizer: bool,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +59,7 @@ impl Default for GatewayConfig {
             embeddings: EmbeddingsConfig::default(),
             accounts: AccountsConfig::default(),
             usage_linger_ms: crate::usage::DEFAULT_LINGER.as_millis() as u64,
+            preload_tokenizer: false,
         }
     }
 }

@@ -105,7 +105,9 @@ impl Gateway {
     ) -> Result<Arc<Self>, providers::ConfigError> {
         let providers = Registry::from_config(&config)?;
         let tokens = tokens::TokenCounter::default();
-        tokens.warm_up();
+        if config.preload_tokenizer {
+            tokens.warm_up();
+        }
         let health = health::Health::new(config.breaker.clone(), config.latency.clone());
         let config_body_memory = config.body_memory_bytes;
         config.auto.check()?;

@@ -181,6 +181,11 @@ const ENV: &[(&str, &str, Shape)] = &[
         Shape::Text,
     ),
     (
+        "MODELROUTER_PRELOAD_TOKENIZER",
+        "gateway.preload_tokenizer",
+        Shape::Text,
+    ),
+    (
         "MODELROUTER_KEY_HASH_SECRET",
         "key_hash_secret",
         Shape::Text,

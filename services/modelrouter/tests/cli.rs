@@ -250,6 +250,33 @@ async fn up_exports_the_ledgers_fold_and_lag_on_metrics() {
     std::fs::remove_dir_all(&data).ok();
 }
 
+/// The o200k tokenizer holds about 70 MB, so an idle process does not load
+/// it: the first request that needs a count does (here, the simulator's
+/// reply), unless `gateway.preload_tokenizer` asks for it at start.
+#[tokio::test]
+async fn the_tokenizer_loads_on_first_use_unless_preloaded() {
+    let http = reqwest::Client::new();
+    let loaded = async |url: &str| {
+        let text = metrics::scrape(&http, &format!("{url}/metrics")).await;
+        metrics::value(&text, "modelrouter_tokenizer_loaded")
+            .unwrap_or_else(|| panic!("no modelrouter_tokenizer_loaded in {text}"))
+    };
+    let data = temp_dir("tokenizer-lazy");
+    let mut running = up(&data, &[]).await;
+    assert_eq!(loaded(&running.url).await, 0.0, "idle: not loaded");
+    let key = running.printed_key.clone().unwrap();
+    assert_eq!(chat_status(&running.url, &key).await.0, 200);
+    assert_eq!(loaded(&running.url).await, 1.0, "loaded by the first use");
+    running.child.kill().await.unwrap();
+    std::fs::remove_dir_all(&data).ok();
+
+    let data = temp_dir("tokenizer-preload");
+    let mut running = up(&data, &[("MODELROUTER_PRELOAD_TOKENIZER", "true")]).await;
+    assert_eq!(loaded(&running.url).await, 1.0, "preloaded at start");
+    running.child.kill().await.unwrap();
+    std::fs::remove_dir_all(&data).ok();
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_catalog() {
     let data = temp_dir("sighup");

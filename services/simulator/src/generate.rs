@@ -116,7 +116,7 @@ impl<'a> Ask<'a> {
 /// The reply for choice `index` of `ask`, as `model`.
 pub(crate) fn reply(ask: &Ask<'_>, model: &str, index: u32) -> Reply {
     let seed = ask.seed_of(model, index);
-    let tokenizer = bpe_openai::o200k_base();
+    let tokenizer = tokens::o200k();
     if let Some(call) = tool_call(ask, seed) {
         let tokens = tokenizer.count(call.function.name.as_str())
             + tokenizer.count(call.function.arguments.as_str());

@@ -34,7 +34,7 @@ impl Hasher for Fnv {
 
 /// Every o200k token's bytes.
 static VOCAB: LazyLock<HashSet<&'static [u8], BuildHasherDefault<Fnv>>> = LazyLock::new(|| {
-    let bpe = &bpe_openai::o200k_base().bpe;
+    let bpe = &crate::o200k().bpe;
     (0..bpe.num_tokens() as u32)
         .map(|id| bpe.token_bytes(id))
         .collect()
@@ -108,7 +108,7 @@ fn is_boundary(s: &[u8], i: usize) -> bool {
 
 fn count_serial(text: &str, limit: usize) -> Option<usize> {
     debug_assert!(text.is_ascii());
-    let bpe = &bpe_openai::o200k_base().bpe;
+    let bpe = &crate::o200k().bpe;
     let mut total = 0;
     for piece in split(text.as_bytes()) {
         total += if VOCAB.contains(piece) {

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use openai::ChatRequest;
@@ -87,6 +87,24 @@ impl<'a> Prompt<'a> {
     }
 }
 
+/// Whether [`o200k`] has been loaded.
+static LOADED: AtomicBool = AtomicBool::new(false);
+
+/// OpenAI's o200k tokenizer. It holds about 70 MB (its dictionary embedded in
+/// the binary and the tables decoded from it), so it is loaded on first use,
+/// or by [`TokenCounter::warm_up`].
+pub fn o200k() -> &'static bpe_openai::Tokenizer {
+    if !LOADED.load(Ordering::Relaxed) {
+        LOADED.store(true, Ordering::Relaxed);
+    }
+    bpe_openai::o200k_base()
+}
+
+/// Whether the o200k tokenizer (and its memory) has been loaded in this process.
+pub fn loaded() -> bool {
+    LOADED.load(Ordering::Relaxed)
+}
+
 /// Counts o200k tokens, caching long texts.
 pub struct TokenCounter {
     cache: Mutex<HashMap<u64, u64>>,
@@ -105,9 +123,10 @@ impl Default for TokenCounter {
 }
 
 impl TokenCounter {
-    /// Loads the vocabulary now rather than on the first request.
+    /// Loads the vocabulary now rather than on the first request that needs
+    /// an exact count (which then waits about 50 ms, once).
     pub fn warm_up(&self) {
-        bpe_openai::o200k_base().count("warm");
+        o200k().count("warm");
         ascii::warm_up();
     }
 
@@ -146,7 +165,7 @@ impl TokenCounter {
         }
         self.tokenized_bytes
             .fetch_add(text.len() as u64, Ordering::Relaxed);
-        let tokenizer = bpe_openai::o200k_base();
+        let tokenizer = o200k();
         let capped = usize::try_from(limit).unwrap_or(usize::MAX);
         let n = if text.is_ascii() {
             ascii::count_till(text, capped)? as u64

@@ -41,6 +41,11 @@ pub async fn report(
 /// The same, for Prometheus.
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     let mut text = snapshot(&gateway).to_prometheus();
+    text.push_str(&format!(
+        "# HELP modelrouter_tokenizer_loaded Whether the o200k tokenizer (about 70 MB) is loaded: at start with gateway.preload_tokenizer, else on first use.\n\
+         # TYPE modelrouter_tokenizer_loaded gauge\nmodelrouter_tokenizer_loaded {}\n",
+        u8::from(tokens::loaded())
+    ));
     if let Some(beside) = gateway.metrics_beside.get() {
         text.push_str(&beside());
     }

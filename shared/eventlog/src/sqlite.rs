@@ -92,8 +92,31 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<Record> {
 }
 
 /// Records one `INSERT` of [`append_all`] writes (3 parameters each, under
-/// SQLite's limit of 32,766).
+/// SQLite's limit of 32,766) …
 const APPEND_ROWS: usize = 1_024;
+/// … and bytes: the statement copies its payloads, and a publisher's
+/// post-outage backlog comes as many records of up to 4 MiB.
+const APPEND_BYTES: usize = 8 * 1024 * 1024;
+
+/// `items` cut into runs of at most [`APPEND_ROWS`] records and, past the
+/// first record of each, [`APPEND_BYTES`] of payload.
+fn append_chunks<'a, 'b>(items: &'a [Outgoing<'b>]) -> impl Iterator<Item = &'a [Outgoing<'b>]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let mut bytes = 0;
+        let end = rest
+            .iter()
+            .take(APPEND_ROWS)
+            .position(|item| {
+                bytes += item.payload.len();
+                bytes > APPEND_BYTES
+            })
+            .map_or(rest.len().min(APPEND_ROWS), |at| at.max(1));
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        (!chunk.is_empty()).then_some(chunk)
+    })
+}
 
 /// Appends `items` within `conn` in one statement per [`APPEND_ROWS`]; an
 /// item whose id is already in the log (or earlier in `items`) is not
@@ -116,7 +139,7 @@ async fn append_all(
     };
     // Each id's position, and whether an item of this call wrote it.
     let mut written: HashMap<&str, (i64, bool)> = HashMap::with_capacity(items.len());
-    for chunk in items.chunks(APPEND_ROWS) {
+    for chunk in append_chunks(items) {
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO log_records (subject, msg_id, payload) ",
         );
@@ -512,5 +535,37 @@ impl Bucket for SqliteBucket {
             }
         });
         Ok(stream::iter(current).chain(updates).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_are_cut_by_rows_and_by_bytes_and_never_lose_a_record() {
+        let big = vec![0u8; 3 * 1024 * 1024];
+        let ids: Vec<String> = (0..2_500).map(|i| i.to_string()).collect();
+        let item = |i: usize, payload: &'static [u8]| Outgoing {
+            subject: "s",
+            id: &ids[i],
+            payload,
+        };
+        let small: Vec<Outgoing> = (0..2_500).map(|i| item(i, b"x")).collect();
+        let sizes: Vec<usize> = append_chunks(&small).map(<[_]>::len).collect();
+        assert_eq!(sizes, [1_024, 1_024, 452]);
+        let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+        let large: Vec<Outgoing> = (0..7).map(|i| item(i, big)).collect();
+        let sizes: Vec<usize> = append_chunks(&large).map(<[_]>::len).collect();
+        assert_eq!(
+            sizes,
+            [2, 2, 2, 1],
+            "two 3 MiB records fit in 8 MiB, three do not"
+        );
+        let huge: &'static [u8] = Box::leak(vec![0u8; 9 * 1024 * 1024].into_boxed_slice());
+        let one: Vec<Outgoing> = vec![item(0, huge), item(1, b"x")];
+        let sizes: Vec<usize> = append_chunks(&one).map(<[_]>::len).collect();
+        assert_eq!(sizes, [1, 1], "a record over the bound goes alone");
+        assert_eq!(append_chunks(&[]).count(), 0);
     }
 }

@@ -58,6 +58,52 @@ async fn exercise(store: &Store) {
     let nothing = Rows::new("INSERT INTO t (id, n, note)", 3, "");
     assert!(nothing.is_empty());
     assert!(nothing.run(&mut conn).await.unwrap().is_empty());
+    values_survive_the_trip(&mut conn).await;
+}
+
+/// Whatever a row carries comes back as it went in: quotes, backslashes,
+/// newlines, non-ASCII, the integer extremes, NULL and the empty string.
+async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
+    use sqlx::Row;
+    let texts = [
+        "it's \"quoted\" \\ back\\slash",
+        "line\nbreak\ttab\r",
+        "ünïcødé ✓ 日本 🚀",
+        "{\"json\": [1, 2]}",
+        "",
+        "\u{7f}\u{1}",
+    ];
+    let mut rows = Rows::new("INSERT INTO t (id, n, note)", 3, "");
+    let mut expected = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let n = [i64::MIN, i64::MAX, -1, 0, 1, 42][i];
+        let note = (i % 2 == 0).then(|| text.to_string());
+        let id = format!("{text}#{i}");
+        rows.push([
+            Value::from(id.clone()),
+            Value::from(n),
+            Value::MaybeText(note.clone()),
+        ]);
+        expected.push((id, n, note));
+    }
+    rows.run(conn).await.unwrap();
+    let ids: Vec<String> = expected.iter().map(|(id, _, _)| id.clone()).collect();
+    let found = fetch_in(
+        conn,
+        "SELECT id, n, note FROM t WHERE id",
+        &[],
+        &ids,
+        "ORDER BY n",
+    )
+    .await
+    .unwrap();
+    let mut got: Vec<(String, i64, Option<String>)> = found
+        .iter()
+        .map(|row| (row.get("id"), row.get("n"), row.get("note")))
+        .collect();
+    got.sort_by_key(|(_, n, _)| *n);
+    expected.sort_by_key(|(_, n, _)| *n);
+    assert_eq!(got, expected);
 }
 
 #[tokio::test]

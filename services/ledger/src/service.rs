@@ -2,7 +2,7 @@
 //! store and publishes the account's state for the gateways.
 //!
 //! A record holds one event or a publisher's batch of them. A batch is the
-//! records that come within the linger after its first (up to 256 records
+//! records that come within the linger after its first (up to 1,024 records
 //! or 16 MiB). In order: decode them and apply them in one transaction with
 //! set-based statements (a repeat changes nothing; see [`projection`]);
 //! publish the touched accounts' states to the `accounts` bucket in one go;
@@ -29,8 +29,11 @@ use crate::{projection, sequences, LedgerError};
 pub const CONSUMER: &str = "ledger";
 /// How long to wait for a record before checking for shutdown.
 const POLL: Duration = Duration::from_millis(500);
-/// Records applied per transaction at most …
-const BATCH: usize = 256;
+/// Records applied per transaction at most: at a backlog, a batch's fixed
+/// costs (the commit's fsync, reading and publishing the touched accounts'
+/// states, the ack) spread over this many; it is the store's one connection
+/// for this long (about 100 ms on SQLite) …
+const BATCH: usize = 1024;
 /// … and their bytes (a record may hold megabytes of a publisher's backlog);
 /// the record that crosses it is the batch's last.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;

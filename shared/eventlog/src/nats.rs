@@ -24,8 +24,12 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// (also how long a restarted consumer may wait for what its predecessor
 /// had fetched but not acked).
 const ACK_WAIT: Duration = Duration::from_secs(5);
-/// Records a consumer fetches ahead of its acks.
-const PREFETCH: usize = 64;
+/// Records a consumer fetches ahead of its acks: a ledger batch's worth
+/// (1,024), so a consumer that fell behind folds full batches …
+const PREFETCH: usize = 1024;
+/// … and their bytes at most: above the largest `max_payload` a server
+/// accepts (64 MiB), so any one record still fits a fetch.
+const PREFETCH_BYTES: usize = 64 * 1024 * 1024;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room left in the server's `max_payload` for a record's headers
@@ -268,6 +272,7 @@ impl EventLog for NatsLog {
         let messages = consumer
             .stream()
             .max_messages_per_batch(PREFETCH)
+            .max_bytes_per_batch(PREFETCH_BYTES)
             .messages()
             .await
             .map_err(unavailable)?;

@@ -27,8 +27,9 @@ const ACK_WAIT: Duration = Duration::from_secs(5);
 /// Records a consumer fetches ahead of its acks: a ledger batch's worth
 /// (1,024), so a consumer that fell behind folds full batches …
 const PREFETCH: usize = 1024;
-/// … and their bytes at most: above the largest `max_payload` a server
-/// accepts (64 MiB), so any one record still fits a fetch.
+/// … and their bytes at most, or twice the server's `max_payload` if that
+/// is more (a server whose `max_pending` allows it may take records over
+/// 64 MiB): a record larger than a fetch's byte bound would never come.
 const PREFETCH_BYTES: usize = 64 * 1024 * 1024;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -272,7 +273,7 @@ impl EventLog for NatsLog {
         let messages = consumer
             .stream()
             .max_messages_per_batch(PREFETCH)
-            .max_bytes_per_batch(PREFETCH_BYTES)
+            .max_bytes_per_batch(PREFETCH_BYTES.max(2 * self.client.server_info().max_payload))
             .messages()
             .await
             .map_err(unavailable)?;

@@ -31,8 +31,8 @@ pub const CONSUMER: &str = "ledger";
 const POLL: Duration = Duration::from_millis(500);
 /// Records applied per transaction at most: at a backlog, a batch's fixed
 /// costs (the commit's fsync, reading and publishing the touched accounts'
-/// states, the ack) spread over this many; it is the store's one connection
-/// for this long (about 100 ms on SQLite) …
+/// states, the ack) spread over this many, and a full batch holds SQLite's
+/// one connection for about 100 ms …
 const BATCH: usize = 1024;
 /// … and their bytes (a record may hold megabytes of a publisher's backlog);
 /// the record that crosses it is the batch's last.

@@ -27,10 +27,12 @@ const ACK_WAIT: Duration = Duration::from_secs(5);
 /// Records a consumer fetches ahead of its acks: a ledger batch's worth
 /// (1,024), so a consumer that fell behind folds full batches …
 const PREFETCH: usize = 1024;
-/// … and their bytes at most, or twice the server's `max_payload` if that
-/// is more (a server whose `max_pending` allows it may take records over
-/// 64 MiB): a record larger than a fetch's byte bound would never come.
-const PREFETCH_BYTES: usize = 64 * 1024 * 1024;
+/// … and their bytes at most: a ledger batch's bytes, since what waits in
+/// the buffer longer than [`ACK_WAIT`] is sent again (and dropped here as
+/// a repeat), and bytes, not records, are what a consumer takes time over.
+/// At least twice the server's `max_payload`, though: a record larger than
+/// a fetch's byte bound would never come.
+const PREFETCH_BYTES: usize = 16 * 1024 * 1024;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room left in the server's `max_payload` for a record's headers

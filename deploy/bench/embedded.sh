@@ -11,7 +11,8 @@
 #                    the same run, alternating (before/after figures)
 #   BENCH_ROUNDS     rounds (default 3)
 # `up`'s ledger lag comes from its /metrics (modelrouter_ledger_lag_seconds)
-# over the saturation run: p50 and p99, interpolated within the buckets.
+# over the steady run and over the saturation run: p50 and p99,
+# interpolated within the buckets.
 # RSS (MB, /proc VmRSS) is read idle, a second after the first answered
 # request, and again after the saturation run.
 set -euo pipefail
@@ -73,7 +74,7 @@ for edge, cum in zip(edges, counts):
 PY
 }
 
-# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps errors lag_p50 lag_p99 rss_idle rss_loaded".
+# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps errors lag_p50 lag_p99 rss_idle rss_loaded lag200_p50 lag200_p99".
 measure() {
   local bin=$1 name=$2 mode
   for mode in gateway up; do
@@ -84,11 +85,13 @@ measure() {
     BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
       taskset -c 1 wrk -t1 -c8 -d2s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >/dev/null
     local t0 t1 n
+    curl -s "$URL/metrics" >"$WORK/s0.txt" || true
     t0=$(ticks "$PID")
     taskset -c 1 oha -z 20s -q 200 -c 16 --no-tui --output-format json -m POST -T application/json \
       -D "$WORK/body.json" -H "Authorization: Bearer $KEY" "$URL/v1/chat/completions" >"$WORK/oha.json" 2>/dev/null
     sleep 0.5
     t1=$(ticks "$PID")
+    curl -s "$URL/metrics" >"$WORK/s1.txt" || true
     n=$(python3 -c "import json,sys; r=json.load(open('$WORK/oha.json')); print(r['statusCodeDistribution'].get('200', 0))")
     local steady
     steady=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($n, 1):.0f}')")
@@ -107,12 +110,12 @@ measure() {
     sat=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($req - $bad, 1):.0f}')")
     p50=$(lag_quantile "$WORK/m0.txt" 0.5 "$WORK/m1.txt")
     p99=$(lag_quantile "$WORK/m0.txt" 0.99 "$WORK/m1.txt")
-    echo "$name $mode $steady $sat $rps $bad $p50 $p99 $idle $loaded"
+    echo "$name $mode $steady $sat $rps $bad $p50 $p99 $idle $loaded $(lag_quantile "$WORK/s0.txt" 0.5 "$WORK/s1.txt") $(lag_quantile "$WORK/s0.txt" 0.99 "$WORK/s1.txt")"
     stop "$name-$mode"
   done
 }
 
-echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms rss_idle_mb rss_loaded_mb"
+echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms rss_idle_mb rss_loaded_mb lag_p50_ms_at_200 lag_p99_ms_at_200"
 for _ in $(seq "$ROUNDS"); do
   [ -n "${BASE_BIN:-}" ] && measure "$BASE_BIN" base
   measure "$BIN" head

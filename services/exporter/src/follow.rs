@@ -84,6 +84,17 @@ impl Texts {
     }
 }
 
+/// The batch's transaction, begun now if it has not been.
+async fn begun<'t>(
+    tx: &'t mut Option<sqlx::Transaction<'static, sqlx::Any>>,
+    store: &Store,
+) -> Result<&'t mut sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match tx {
+        Some(tx) => Ok(tx),
+        None => Ok(tx.insert(store.pool.begin().await?)),
+    }
+}
+
 /// A destination change read from the log, applied after the transaction.
 enum Change {
     Start(events::TelemetryDestinationSet),
@@ -154,7 +165,10 @@ impl Follower {
     }
 
     async fn apply(&self, batch: &[Delivery]) -> Result<(), ExporterError> {
-        let mut tx = self.store.pool.begin().await?;
+        // Begun at the first write: most batches (usage, no destination)
+        // write nothing, and an empty transaction is still two trips to the
+        // store.
+        let mut tx = None;
         let mut changes = Vec::new();
         // Usage events to queue, written after the scan in a few statements:
         // (event id, its JSON, the routes that sample it).
@@ -173,11 +187,12 @@ impl Follower {
                 let Ok(envelope) = decoded else { continue };
                 match &envelope.event {
                     Event::TelemetryDestinationSet(d) => {
-                        outbox::save(&mut tx, d).await?;
+                        outbox::save(begun(&mut tx, &self.store).await?, d).await?;
                         changes.push(Change::Start(d.clone()));
                     }
                     Event::TelemetryDestinationRemoved(r) => {
-                        let gone = outbox::remove(&mut tx, r.account, r.destination).await?;
+                        let tx = begun(&mut tx, &self.store).await?;
+                        let gone = outbox::remove(tx, r.account, r.destination).await?;
                         changes.extend(gone.then_some(Change::Stop(r.destination)));
                     }
                     Event::ContentRecorded(content) => {
@@ -214,8 +229,16 @@ impl Follower {
                 }
             }
         }
-        let woken = self.queue(&mut tx, queued, &changes).await?;
-        tx.commit().await?;
+        let woken = match queued.is_empty() {
+            true => Vec::new(),
+            false => {
+                let tx = begun(&mut tx, &self.store).await?;
+                self.queue(tx, queued, &changes).await?
+            }
+        };
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
         for change in changes {
             match change {
                 Change::Start(d) => self.workers.start(d),
@@ -235,9 +258,6 @@ impl Follower {
         queued: Vec<Queued>,
         changes: &[Change],
     ) -> Result<Vec<Route>, ExporterError> {
-        if queued.is_empty() {
-            return Ok(Vec::new());
-        }
         let ids: Vec<Uuid> = queued.iter().map(|q| q.id).collect();
         let fresh = outbox::first_sightings(tx, &ids).await?;
         let removed: Vec<Uuid> = changes

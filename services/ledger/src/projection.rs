@@ -3,8 +3,10 @@
 //!
 //! A batch is folded with set-based SQL, one multi-row statement per table
 //! whatever its size (see [`store::rows`]):
-//! 1. claim the events' ids in `applied_events`; its `RETURNING` names the
-//!    ones never applied before, and only those go on;
+//! 1. claim the events' ids in `applied_events`. Nearly every batch is
+//!    new, so the claim first asks for nothing back: it writes every id or
+//!    the batch is folded again, with a claim whose `RETURNING` names the
+//!    ones never applied before ([`Claim`]); only those go on;
 //! 2. insert their own rows: journal lines, requests, deposits;
 //! 3. load the touched accounts' auto-recharge states and balances (one
 //!    query each), fold the events into them in log order, and sum the
@@ -55,18 +57,43 @@ pub struct Applied {
     pub started: Vec<(AccountId, uuid::Uuid)>,
 }
 
+/// How a batch claims its events' ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// All of them, or nothing is applied: one statement that sends no row
+    /// back (on SQLite each row back is a thread switch).
+    AllNew,
+    /// Those not applied before, named by the statement's `RETURNING`: for
+    /// a batch that [`Claim::AllNew`] refused (a redelivery, a replay).
+    New,
+}
+
 /// Applies `events` (each with its log position, in log order) within
-/// `tx`: every event not applied before, once; the caller commits.
+/// `tx`: every event not applied before, once; the caller commits. With
+/// [`Claim::AllNew`], `None` when some event was applied before: the
+/// caller rolls `tx` back and applies the batch again with [`Claim::New`].
 pub async fn apply(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     events: &[(u64, Envelope)],
-) -> Result<Applied, LedgerError> {
+    claim: Claim,
+) -> Result<Option<Applied>, LedgerError> {
     let candidates = candidates(events);
-    let fresh = claim(tx, &candidates).await?;
-    let fresh: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| fresh.contains(&c.id))
-        .collect();
+    let fresh: Vec<&Candidate> = match claim {
+        Claim::AllNew => {
+            let claimed = claims(&candidates).execute(tx).await?;
+            if claimed != candidates.len() as u64 {
+                return Ok(None);
+            }
+            candidates.iter().collect()
+        }
+        Claim::New => {
+            let fresh = claim_new(tx, &candidates).await?;
+            candidates
+                .iter()
+                .filter(|c| fresh.contains(&c.id))
+                .collect()
+        }
+    };
     insert_event_rows(tx, &fresh).await?;
     let mut changes = AccountChanges::load(tx, &fresh).await?;
     for candidate in &fresh {
@@ -74,10 +101,10 @@ pub async fn apply(
     }
     let started = std::mem::take(&mut changes.started);
     changes.write(tx).await?;
-    Ok(Applied {
+    Ok(Some(Applied {
         fresh: fresh.len(),
         started,
-    })
+    }))
 }
 
 /// The events the ledger applies, each id once (a publisher's retry may put
@@ -101,8 +128,19 @@ fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
         .collect()
 }
 
+/// The claim of the candidates' ids, each written unless applied before.
+fn claims(candidates: &[Candidate<'_>]) -> Rows {
+    let mut claim = Rows::new(
+        "INSERT INTO applied_events (event_id, seq, kind, account, at)",
+        5,
+        "ON CONFLICT (event_id) DO NOTHING",
+    );
+    push_claims(&mut claim, candidates);
+    claim
+}
+
 /// Claims the candidates' ids; returns the ones not applied before.
-async fn claim(
+async fn claim_new(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     candidates: &[Candidate<'_>],
 ) -> Result<HashSet<String>, LedgerError> {
@@ -111,6 +149,15 @@ async fn claim(
         5,
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
     );
+    push_claims(&mut claim, candidates);
+    let mut fresh = HashSet::with_capacity(candidates.len());
+    for row in claim.run(tx).await? {
+        fresh.insert(row.try_get("event_id")?);
+    }
+    Ok(fresh)
+}
+
+fn push_claims(claim: &mut Rows, candidates: &[Candidate<'_>]) {
     for c in candidates {
         claim.push([
             c.id.as_str().into(),
@@ -120,11 +167,6 @@ async fn claim(
             c.at.as_str().into(),
         ]);
     }
-    let mut fresh = HashSet::with_capacity(candidates.len());
-    for row in claim.run(tx).await? {
-        fresh.insert(row.try_get("event_id")?);
-    }
-    Ok(fresh)
 }
 
 /// The fresh events' own rows: journal lines, requests, deposits.

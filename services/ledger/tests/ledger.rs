@@ -163,6 +163,81 @@ async fn exactly_once(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A batch some of whose events were applied before (a redelivery, or a
+/// replay regrouped with new events): its first claim refuses it, and the
+/// batch is folded again counting only the new ones, on every table.
+async fn a_batch_partly_applied_before_counts_only_its_new_events(backends: Backends) {
+    let account = AccountId::new();
+    let grant = Envelope::new(Event::CreditsGranted(CreditsGranted {
+        account,
+        amount: usd("10"),
+        reason: "test".into(),
+    }));
+    publish(&*backends.log, &grant).await;
+    let events: Vec<Envelope> = (1..=12u64)
+        .map(|seq| usage(account, seq, Money::from_nanos(1_000_000 * seq as i64)))
+        .collect();
+    for event in &events[..5] {
+        publish(&*backends.log, event).await;
+    }
+    fold(&backends, 6).await;
+    // Events 3 to 12 in one record under a new id: 3, 4 and 5 were applied.
+    backends
+        .log
+        .append(
+            "events.usage",
+            "regrouped",
+            &Envelope::encode_all(&events[2..]),
+        )
+        .await
+        .unwrap();
+    fold(&backends, 1).await;
+    let spent: i64 = (1..=12).map(|seq| 1_000_000 * seq).sum();
+    assert_eq!(
+        balance(&backends, account).await,
+        usd("10") - Money::from_nanos(spent)
+    );
+    let count = |sql: &'static str| {
+        let pool = backends.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM requests").await, 12);
+    assert_eq!(count("SELECT COUNT(*) FROM applied_events").await, 13);
+    assert_eq!(count("SELECT COUNT(*) FROM journal").await, 2 + 12 * 2);
+    assert_eq!(
+        count("SELECT requests FROM day_spend").await,
+        12,
+        "each request counted once in the day's total"
+    );
+    let state: AccountState = serde_json::from_slice(
+        &backends
+            .log
+            .bucket(ACCOUNTS_BUCKET)
+            .await
+            .unwrap()
+            .get(&account.to_string())
+            .await
+            .unwrap()
+            .expect("state published")
+            .value,
+    )
+    .unwrap();
+    assert_eq!(
+        state.keys["abcdef012345"].lifetime,
+        Money::from_nanos(spent)
+    );
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
 async fn killed_mid_stream(backends: Backends) {
     let account = AccountId::new();
     publish(
@@ -467,6 +542,7 @@ macro_rules! on_both {
 }
 
 on_both!(exactly_once);
+on_both!(a_batch_partly_applied_before_counts_only_its_new_events);
 on_both!(killed_mid_stream);
 on_both!(reconcile_finds_a_corrupted_row);
 on_both!(lost_usage_shows_as_a_gap);

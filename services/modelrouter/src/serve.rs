@@ -203,6 +203,9 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
     if let Err(e) = ledger.catch_up(LEDGER_CATCH_UP).await {
         tracing::warn!(error = %e, "the ledger could not fold the last events; they fold at the next start");
     }
+    if let Err(e) = log.close().await {
+        tracing::warn!(error = %e, "the last acks were not written; their records are read again at the next start");
+    }
     served
 }
 

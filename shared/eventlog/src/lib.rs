@@ -113,6 +113,13 @@ pub trait EventLog: Send + Sync {
     /// batches by it: a record over it is refused, and on NATS the server
     /// drops the connection too.
     fn max_record_bytes(&self) -> usize;
+
+    /// Writes what the log holds in memory only (the embedded log's recent
+    /// acks); a process calls it last, after its consumers' final acks, so
+    /// the next start does not read their records again.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A durable consumer.
@@ -162,7 +169,9 @@ impl Delivery {
 /// How one implementation acks one delivery.
 #[async_trait]
 pub trait Ack: Send + Sync {
-    /// Acks, and returns once the log has recorded it.
+    /// Acks, and returns once the log has taken it: consumers opened
+    /// afterwards start past it (the embedded log writes it to disk within
+    /// 200 ms; a crash before that delivers the records again).
     async fn ack(self: Box<Self>) -> Result<()>;
 
     /// Acks a delivery that a later one of the same batch will follow with

@@ -186,8 +186,12 @@ impl Store {
         let mut pool = AnyPoolOptions::new().max_connections(max);
         if backend == Backend::Sqlite {
             // Per connection, so on every connection the pool opens (it
-            // replaces them after their idle time or lifetime).
-            pool = pool.after_connect(|conn, _| Box::pin(sqlite_settings(conn)));
+            // replaces them after their idle time or lifetime). No ping
+            // before each use: the connection is in this process and cannot
+            // drop, and a ping is a trip to SQLite's thread like a query.
+            pool = pool
+                .after_connect(|conn, _| Box::pin(sqlite_settings(conn)))
+                .test_before_acquire(false);
         }
         let pool = pool.connect_with(options).await?;
         Ok(Store { pool, backend })

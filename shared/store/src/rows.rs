@@ -118,25 +118,52 @@ impl Rows {
         self.values.is_empty()
     }
 
+    /// Runs the statements on `conn`; returns how many rows they changed
+    /// (an `ON CONFLICT DO NOTHING` counts only the rows it wrote). No row,
+    /// no statement.
+    pub async fn execute(self, conn: &mut sqlx::AnyConnection) -> Result<u64, sqlx::Error> {
+        let mut changed = 0;
+        for (sql, args) in self.statements(conn) {
+            changed += sqlx::query_with(&sql, args?)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+        Ok(changed)
+    }
+
     /// Runs the statements on `conn`; returns what their `RETURNING` gave
     /// (nothing without one). No row, no statement.
     pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut returned = Vec::new();
+        for (sql, args) in self.statements(conn) {
+            returned.extend(sqlx::query_with(&sql, args?).fetch_all(&mut *conn).await?);
+        }
+        Ok(returned)
+    }
+
+    /// The statements and their arguments, cut at the parameter limit.
+    fn statements(
+        self,
+        conn: &sqlx::AnyConnection,
+    ) -> impl Iterator<Item = (String, Result<AnyArguments<'static>, sqlx::Error>)> {
         // SQLite looks a numbered parameter's name up in a list, once per
         // parameter: quadratic in a statement of thousands. Anonymous `?`s
         // bind by position, and the head and tail here bind nothing.
         let anonymous = conn.backend_name() == SQLITE;
         let per_statement = (MAX_PARAMETERS / self.width) * self.width;
-        let mut returned = Vec::new();
+        let (head, tail, width) = (self.head, self.tail, self.width);
         let mut values = self.values.into_iter().peekable();
-        while values.peek().is_some() {
+        std::iter::from_fn(move || {
+            values.peek()?;
             let chunk: Vec<Value> = values.by_ref().take(per_statement).collect();
-            let mut sql =
-                String::with_capacity(self.head.len() + self.tail.len() + chunk.len() * 6);
-            sql.push_str(self.head);
+            let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * 6);
+            sql.push_str(head);
             sql.push_str(" VALUES ");
             let mut args = AnyArguments::default();
+            let mut bound = Ok(());
             for (n, value) in chunk.into_iter().enumerate() {
-                let opens = n % self.width == 0;
+                let opens = n % width == 0;
                 if opens && n > 0 {
                     sql.push_str("), ");
                 }
@@ -147,13 +174,14 @@ impl Rows {
                     sql.push('$');
                     sql.push_str(&(n + 1).to_string());
                 }
-                bind(&mut args, value)?;
+                if bound.is_ok() {
+                    bound = bind(&mut args, value);
+                }
             }
             sql.push_str(") ");
-            sql.push_str(self.tail);
-            returned.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
-        }
-        Ok(returned)
+            sql.push_str(tail);
+            Some((sql, bound.map(|()| args)))
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! incurred it completes. One background task (the [`Publisher`]'s worker)
 //! reads the journal in order and appends its lines to the event log in
 //! records sized by bytes against the log's limit, gathering for
-//! `gateway.usage_linger_ms` (5 ms) after a quiet spell; once the log has
+//! `gateway.usage_linger_ms` (20 ms) after a quiet spell; once the log has
 //! taken a segment it is deleted. When the log is down or slow the journal
 //! simply grows on disk and the worker retries every half second, oldest
 //! first, so the log receives each gateway's events in the order they were
@@ -56,8 +56,10 @@ const READ_BYTES: usize = 4 * 1024 * 1024;
 const FALLBACK_LINES: usize = 100_000;
 /// How long a graceful shutdown waits for the log to take the journal.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-/// How long the publisher waits before sending after a quiet spell, by default.
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// How long the publisher waits before sending after a quiet spell, by
+/// default: at a few hundred requests a second, one append (one commit)
+/// carries several events.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
 
 /// Counters a status report and tests read.
 #[derive(Default)]

@@ -4,8 +4,15 @@
 //! Differences from JetStream, none visible to a correct consumer: message
 //! ids are remembered forever (not for a window); a consumer's acks are
 //! cumulative (acking record 7 acks everything before it, so consumers ack
-//! in order, as the ledger does); watches are in-process, which is all a
-//! single-process deployment has.
+//! in order, as the ledger does) and written every 200 ms (see [`acks`]);
+//! watches are in-process, which is all a single-process deployment has.
+//!
+//! Every consumer of `up` reads every record, most of them just after it
+//! was appended: those come from the [`tail`] in memory, so an append costs
+//! one trip to SQLite's thread, not one per consumer.
+
+mod acks;
+mod tail;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,6 +62,11 @@ pub struct SqliteLog {
     pool: SqlitePool,
     appended: Arc<Notify>,
     buckets: Arc<Mutex<HashMap<String, Arc<SqliteBucket>>>>,
+    /// Held from an append's transaction until its records are in `tail`,
+    /// so the tail takes them in log order.
+    appending: Arc<tokio::sync::Mutex<()>>,
+    tail: Arc<Mutex<tail::Tail>>,
+    acks: Arc<acks::Acks>,
 }
 
 impl SqliteLog {
@@ -66,16 +78,30 @@ impl SqliteLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // No ping before each use: the connection is in this process and
+        // cannot drop, and a ping is a trip to SQLite's thread like a query.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let acks = Arc::new(acks::Acks::default());
+        tokio::spawn(acks::keep_flushing(Arc::downgrade(&acks), pool.clone()));
         Ok(SqliteLog {
             pool,
             appended: Arc::new(Notify::new()),
             buckets: Arc::default(),
+            appending: Arc::default(),
+            tail: Arc::default(),
+            acks,
         })
+    }
+
+    /// The tail, whatever a panicking holder left (it only ever holds
+    /// whole records).
+    fn tail(&self) -> std::sync::MutexGuard<'_, tail::Tail> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -205,9 +231,30 @@ impl EventLog for SqliteLog {
     }
 
     async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
-        let mut tx = self.pool.begin().await?;
-        let appended = append_all(&mut tx, items).await?;
-        tx.commit().await?;
+        let _appending = self.appending.lock().await;
+        let appended = if append_chunks(items).nth(1).is_none() {
+            // One statement is its own transaction: no trips for BEGIN and
+            // COMMIT (each a hop to SQLite's thread, like the statement).
+            let mut conn = self.pool.acquire().await?;
+            append_all(&mut conn, items).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let appended = append_all(&mut tx, items).await?;
+            tx.commit().await?;
+            appended
+        };
+        let mut fresh: Vec<Record> = items
+            .iter()
+            .zip(&appended)
+            .filter(|(_, a)| !a.duplicate)
+            .map(|(item, a)| Record {
+                seq: a.seq,
+                subject: item.subject.to_owned(),
+                payload: Bytes::copy_from_slice(item.payload),
+            })
+            .collect();
+        fresh.sort_unstable_by_key(|r| r.seq);
+        self.tail().extend(fresh);
         self.appended.notify_waiters();
         Ok(appended)
     }
@@ -219,10 +266,11 @@ impl EventLog for SqliteLog {
         .bind(name)
         .execute(&self.pool)
         .await?;
-        let acked: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
+        let written: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
+        let acked = self.acks.resume(name, written);
         Ok(Box::new(SqliteConsumer {
             log: self.clone(),
             name: name.to_owned(),
@@ -268,6 +316,10 @@ impl EventLog for SqliteLog {
     fn max_record_bytes(&self) -> usize {
         MAX_RECORD_BYTES
     }
+
+    async fn close(&self) -> Result<()> {
+        Ok(self.acks.flush(&self.pool).await?)
+    }
 }
 
 struct SqliteConsumer {
@@ -300,7 +352,7 @@ impl Consumer for SqliteConsumer {
         loop {
             if let Some(record) = self.ahead.pop_front() {
                 let ack = SqliteAck {
-                    pool: self.log.pool.clone(),
+                    acks: Arc::clone(&self.log.acks),
                     name: self.name.clone(),
                     seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
                 };
@@ -315,9 +367,24 @@ impl Consumer for SqliteConsumer {
                     return Ok(None);
                 }
             }
-            // Registered before the query, so an append in between still wakes us.
+            // Registered before the read, so an append in between still wakes us.
             let mut appended = Box::pin(Arc::clone(&self.log.appended).notified_owned());
             appended.as_mut().enable();
+            let cursor = seq_of(self.cursor);
+            let recent =
+                self.log
+                    .tail()
+                    .after(cursor, READ_AHEAD as usize, READ_AHEAD_BYTES as usize);
+            if let Some(records) = recent {
+                if records.is_empty() {
+                    self.caught_up = Some(appended);
+                }
+                for record in records {
+                    self.cursor = i64::try_from(record.seq).unwrap_or(i64::MAX);
+                    self.ahead.push_back(record);
+                }
+                continue;
+            }
             // Up to READ_AHEAD records, and past READ_AHEAD_BYTES only the first.
             let rows = sqlx::query(
                 "SELECT seq, subject, payload FROM (
@@ -347,7 +414,7 @@ impl Consumer for SqliteConsumer {
 }
 
 struct SqliteAck {
-    pool: SqlitePool,
+    acks: Arc<acks::Acks>,
     name: String,
     seq: i64,
 }
@@ -355,11 +422,7 @@ struct SqliteAck {
 #[async_trait]
 impl Ack for SqliteAck {
     async fn ack(self: Box<Self>) -> Result<()> {
-        sqlx::query("UPDATE log_consumers SET acked = MAX(acked, $1) WHERE name = $2")
-            .bind(self.seq)
-            .bind(&self.name)
-            .execute(&self.pool)
-            .await?;
+        self.acks.ack(&self.name, self.seq);
         Ok(())
     }
 

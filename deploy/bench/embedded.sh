@@ -11,8 +11,9 @@
 #                    the same run, alternating (before/after figures)
 #   BENCH_ROUNDS     rounds (default 3)
 # `up`'s ledger lag comes from its /metrics (modelrouter_ledger_lag_seconds)
-# over the steady run and over the saturation run: p50 and p99,
-# interpolated within the buckets.
+# over the steady run (begun 3 s after the warm-up, whose backlog would
+# count otherwise) and over the saturation run: p50 and p99, interpolated
+# within the buckets.
 # RSS (MB, /proc VmRSS) is read idle, a second after the first answered
 # request, and again after the saturation run.
 set -euo pipefail
@@ -84,6 +85,8 @@ measure() {
     idle=$(rss_mb "$PID")
     BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
       taskset -c 1 wrk -t1 -c8 -d2s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >/dev/null
+    # The warm-up's events fold before the steady run, so its lag is its own.
+    sleep 3
     local t0 t1 n
     curl -s "$URL/metrics" >"$WORK/s0.txt" || true
     t0=$(ticks "$PID")

@@ -11,8 +11,8 @@
 #                    the same run, alternating (before/after figures)
 #   BENCH_ROUNDS     rounds (default 3)
 # `up`'s ledger lag comes from its /metrics (modelrouter_ledger_lag_seconds)
-# over the steady run (begun 3 s after the warm-up, whose backlog would
-# count otherwise) and over the saturation run: p50 and p99, interpolated
+# over the steady run (begun once the warm-up's backlog is folded, which
+# would count otherwise) and over the saturation run: p50 and p99, interpolated
 # within the buckets.
 # RSS (MB, /proc VmRSS) is read idle, a second after the first answered
 # request, and again after the saturation run.
@@ -46,6 +46,18 @@ launch() {
     sleep 0.1
   done
   echo "$1 never answered 200" >&2; exit 1
+}
+
+# Waits (at most 15 s) until the ledger's folded-events counter holds still
+# for half a second: what came before has been folded.
+settle() {
+  local last=-1 now
+  for _ in $(seq 30); do
+    now=$(curl -s "$URL/metrics" | awk '/^modelrouter_ledger_events_folded_total/ {print $2}' || true)
+    [ "$now" = "$last" ] && return
+    last=$now
+    sleep 0.5
+  done
 }
 
 # Lag quantile $2 (0..1) from two /metrics texts ($1: before, $3: after).
@@ -86,7 +98,7 @@ measure() {
     BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
       taskset -c 1 wrk -t1 -c8 -d2s -s "$HERE/peers/chat.lua" "$URL/v1/chat/completions" >/dev/null
     # The warm-up's events fold before the steady run, so its lag is its own.
-    sleep 3
+    settle
     local t0 t1 n
     curl -s "$URL/metrics" >"$WORK/s0.txt" || true
     t0=$(ticks "$PID")

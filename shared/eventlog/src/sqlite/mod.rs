@@ -98,6 +98,20 @@ impl SqliteLog {
         })
     }
 
+    /// Appends `items` in one statement when they fit one (its own
+    /// transaction: no trips for BEGIN and COMMIT, each a hop to SQLite's
+    /// thread like the statement), else in one transaction.
+    async fn append_now(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
+        if append_chunks(items).nth(1).is_none() {
+            let mut conn = self.pool.acquire().await?;
+            return append_all(&mut conn, items).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        let appended = append_all(&mut tx, items).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
     /// The tail, whatever a panicking holder left (it only ever holds
     /// whole records).
     fn tail(&self) -> std::sync::MutexGuard<'_, tail::Tail> {
@@ -232,16 +246,14 @@ impl EventLog for SqliteLog {
 
     async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
         let _appending = self.appending.lock().await;
-        let appended = if append_chunks(items).nth(1).is_none() {
-            // One statement is its own transaction: no trips for BEGIN and
-            // COMMIT (each a hop to SQLite's thread, like the statement).
-            let mut conn = self.pool.acquire().await?;
-            append_all(&mut conn, items).await?
-        } else {
-            let mut tx = self.pool.begin().await?;
-            let appended = append_all(&mut tx, items).await?;
-            tx.commit().await?;
-            appended
+        let appended = match self.append_now(items).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                // Some of it may have committed: consumers read the file.
+                self.tail().clear();
+                self.appended.notify_waiters();
+                return Err(e);
+            }
         };
         let mut fresh: Vec<Record> = items
             .iter()

@@ -33,8 +33,7 @@ impl Tail {
                 .back()
                 .is_some_and(|last| last.seq + 1 != record.seq)
             {
-                self.records.clear();
-                self.bytes = 0;
+                self.clear();
             }
             self.bytes += record.payload.len();
             self.records.push_back(record);
@@ -45,6 +44,14 @@ impl Tail {
             };
             self.bytes -= old.payload.len();
         }
+    }
+
+    /// Forgets every record: after an append whose outcome is unknown (it
+    /// failed, perhaps after its statement committed), consumers read the
+    /// file, which has whatever did commit.
+    pub(super) fn clear(&mut self) {
+        self.records.clear();
+        self.bytes = 0;
     }
 
     /// The records after `cursor`, up to `limit` of them and, past the
@@ -109,6 +116,8 @@ mod tests {
             "8 and 9 are in the log only"
         );
         assert_eq!(seqs(tail.after(9, 10, 100)), Some(vec![10]));
+        tail.clear();
+        assert_eq!(seqs(tail.after(9, 10, 100)), None, "cleared: read the log");
     }
 
     #[test]

@@ -33,26 +33,30 @@ impl Acks {
         }
     }
 
-    /// Where `name` resumes: the later of its written ack and a pending one.
-    pub(super) fn resume(&self, name: &str, written: i64) -> i64 {
+    /// `name`'s pending ack. Read it before the written one: a flush writes
+    /// an ack before it stops being pending, so the later of the two is
+    /// where the consumer resumes.
+    pub(super) fn pending(&self, name: &str) -> Option<i64> {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.get(name).map_or(written, |&seq| seq.max(written))
+        pending.get(name).copied()
     }
 
-    /// Writes the pending acks in one transaction; on failure they stay
-    /// pending for the next try.
+    /// Writes the pending acks in one transaction. They stay pending until
+    /// written (a consumer opened meanwhile resumes past them), and after a
+    /// failure, for the next try.
     pub(super) async fn flush(&self, pool: &SqlitePool) -> sqlx::Result<()> {
-        let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if taken.is_empty() {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if pending.is_empty() {
             return Ok(());
         }
-        let written = write(pool, &taken).await;
-        if written.is_err() {
-            for (name, seq) in &taken {
-                self.ack(name, *seq);
-            }
-        }
-        written
+        write(pool, &pending).await?;
+        let mut left = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        left.retain(|name, seq| pending.get(name).is_none_or(|written| *seq > *written));
+        Ok(())
     }
 }
 
@@ -81,5 +85,42 @@ pub(super) async fn keep_flushing(acks: Weak<Acks>, pool: SqlitePool) {
         };
         // A failed write stays pending; the next tick tries again.
         let _ = acks.flush(&pool).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pool(with_table: bool) -> SqlitePool {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        if with_table {
+            sqlx::raw_sql(
+                "CREATE TABLE log_consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+                 INSERT INTO log_consumers VALUES ('ledger', 0);",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool
+    }
+
+    #[tokio::test]
+    async fn an_ack_stays_pending_until_it_is_written() {
+        let acks = Acks::default();
+        acks.ack("ledger", 7);
+        acks.ack("ledger", 5);
+        assert_eq!(acks.pending("ledger"), Some(7), "acks are cumulative");
+        assert!(acks.flush(&pool(false).await).await.is_err());
+        assert_eq!(acks.pending("ledger"), Some(7), "kept after a failed write");
+        let written = pool(true).await;
+        acks.flush(&written).await.unwrap();
+        assert_eq!(acks.pending("ledger"), None);
+        let acked: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers")
+            .fetch_one(&written)
+            .await
+            .unwrap();
+        assert_eq!(acked, 7);
     }
 }

@@ -278,11 +278,12 @@ impl EventLog for SqliteLog {
         .bind(name)
         .execute(&self.pool)
         .await?;
+        let pending = self.acks.pending(name);
         let written: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
-        let acked = self.acks.resume(name, written);
+        let acked = pending.map_or(written, |seq| seq.max(written));
         Ok(Box::new(SqliteConsumer {
             log: self.clone(),
             name: name.to_owned(),

@@ -120,6 +120,24 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads and prints a report: then a reader
+    /// that stops early (`| head`) ends it quietly, as it ends any Unix tool,
+    /// rather than making it panic on the closed pipe.
+    fn only_reports(&self) -> bool {
+        matches!(
+            self,
+            Command::Evaluate { .. }
+                | Command::TrainAuto { .. }
+                | Command::Catalog { .. }
+                | Command::Reconcile { .. }
+                | Command::Ledger {
+                    command: Some(LedgerCommand::Export { .. })
+                }
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum LedgerCommand {
     /// Writes the journal lines of UTC days FROM to TO (inclusive) as CSV.
@@ -155,6 +173,13 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
+    #[cfg(unix)]
+    if cli.command.only_reports() {
+        // SAFETY: restores the default action of one signal; no memory is involved.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // A static per-target filter: unlike `EnvFilter` it keeps no per-span
     // state, so entering the request span each poll takes no shared lock.
     let filter = std::env::var("MODELROUTER_LOG").unwrap_or_else(|_| "info".into());

@@ -28,7 +28,7 @@ use super::signals::{self, Signals};
 use super::{instruction, lexicon};
 
 /// The feature recipe's version; bump it whenever a feature changes meaning.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Text features are hashed into `2^HASH_BITS` slots.
 pub const HASH_BITS: u32 = 18;
@@ -38,6 +38,7 @@ const LAST_HEAD: usize = 2 << 10;
 const LAST_TAIL: usize = 512;
 const MATERIAL_HEAD: usize = 1 << 10;
 const STEM: usize = 5;
+const LONG_WORD: usize = 9;
 const LETTER_RUNS: usize = 8;
 const NUMBER: &str = "<num>";
 const BIN: f32 = 0.5;
@@ -47,7 +48,7 @@ const HALVES: [&str; MAX_BIN + 1] = [
 ];
 
 /// The conversation's signals among the dense features.
-const SIGNALS: [&str; 28] = [
+const SIGNALS: [&str; 30] = [
     "system_prompt_bytes",
     "expert_role",
     "format_demands",
@@ -76,6 +77,8 @@ const SIGNALS: [&str; 28] = [
     "instruction_words",
     "material_bytes",
     "question",
+    "long_words",
+    "long_word_share",
 ];
 
 /// The dense features, in the order of [`Features::dense`]: the signals,
@@ -177,6 +180,7 @@ struct LastTurn {
     instruction_words: usize,
     material_bytes: usize,
     question: bool,
+    long_words: usize,
     concepts: [usize; lexicon::GROUPS.len()],
 }
 
@@ -211,6 +215,8 @@ fn dense(s: &Signals, last: LastTurn) -> [f32; DENSE.len()] {
         log(last.instruction_words, 8.0),
         log(last.material_bytes, 256.0),
         flag(last.question),
+        log(last.long_words, 1.0),
+        last.long_words as f32 / last.instruction_words.max(1) as f32,
     ];
     let mut out = [0.0; DENSE.len()];
     out[..SIGNALS.len()].copy_from_slice(&signals);
@@ -251,6 +257,7 @@ pub fn read(request: &ChatRequest) -> Features {
             {
                 *n += found;
             }
+            last.long_words += long_words(&text.words[from..]);
             text.read(head(parts.material, MATERIAL_HEAD), Kind::Material);
             last.material_bytes += parts.material.len();
             let asked = if parts.closing.is_empty() {
@@ -266,6 +273,15 @@ pub fn read(request: &ChatRequest) -> Features {
     text.bins(&dense);
     let (text, words) = text.finish();
     Features { dense, text, words }
+}
+
+/// Words of [`LONG_WORD`] letters or more: specialist vocabulary tends to be
+/// long ("linearizability", "contraindicated") where everyday words are not.
+fn long_words(words: &str) -> usize {
+    words
+        .split(' ')
+        .filter(|w| w.chars().count() >= LONG_WORD && w.chars().all(char::is_alphabetic))
+        .count()
 }
 
 fn head(t: &str, n: usize) -> &str {
@@ -498,6 +514,13 @@ mod tests {
         let at = |name| DENSE.iter().position(|n| *n == name).unwrap();
         assert_eq!(f.dense[at("instruction_words")], (1.0f32 + 5.0 / 8.0).ln());
         assert_eq!(f.dense[at("question")], 0.0);
+        let long = features("Is this linearizable? Check the serialization and concurrency");
+        assert_eq!(
+            long.dense[at("long_words")],
+            4.0f32.ln(),
+            "three of 9+ letters"
+        );
+        assert_eq!(long.dense[at("long_word_share")], 3.0 / 8.0);
         let quoted =
             features("Is this review positive? 'The race condition handling was excellent.'");
         assert!(texts(&quoted).contains(&"race"), "material words are kept");

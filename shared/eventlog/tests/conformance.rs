@@ -2,6 +2,8 @@
 //! this machine (a unique prefix per test, deleted afterwards) and a SQLite
 //! file in a fresh temporary directory.
 
+mod common;
+
 use std::time::Duration;
 
 use eventlog::nats::NatsLog;
@@ -102,11 +104,7 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
         }
     }
     assert_eq!(seen, ["4", "5", "6"], "in log order");
-    assert!(second
-        .next(Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(second.as_mut(), Duration::from_millis(300)).await;
     // Another consumer name starts from the beginning.
     let mut other = log.consumer("exporter").await.unwrap();
     let d = other.next(WAIT).await.unwrap().expect("record 1");
@@ -119,11 +117,7 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
 /// reads.
 async fn a_consumer_at_the_end_sees_every_later_append(log: &dyn EventLog) {
     let mut consumer = log.consumer("ledger").await.unwrap();
-    assert!(consumer
-        .next(Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(consumer.as_mut(), Duration::from_millis(50)).await;
     log.append("events.usage", "late-0", b"0").await.unwrap();
     let d = consumer
         .next(WAIT)
@@ -182,11 +176,7 @@ async fn a_consumer_at_the_end_sees_every_later_append(log: &dyn EventLog) {
         assert_eq!(&d.record.payload[..], id.as_bytes());
         d.ack().await.unwrap();
     }
-    assert!(consumer
-        .next(Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(consumer.as_mut(), Duration::from_millis(50)).await;
 }
 
 async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLog) {
@@ -286,11 +276,7 @@ async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
         seen, expected,
         "the 60 never acked, in log order, nothing else"
     );
-    assert!(again
-        .next(Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(again.as_mut(), Duration::from_millis(300)).await;
     eventlog::Delivery::ack_all(Vec::new()).await.unwrap();
 }
 
@@ -352,11 +338,7 @@ async fn the_largest_records_come_whole_and_in_order(log: &dyn EventLog) {
         );
         d.ack().await.unwrap();
     }
-    assert!(consumer
-        .next(Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(consumer.as_mut(), Duration::from_millis(300)).await;
 }
 
 macro_rules! conformance {

@@ -3,6 +3,8 @@
 //! written a little later (a reopened consumer never starts before its last
 //! written ack, nor after a record it did not ack).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +75,7 @@ async fn records_another_process_appended_are_read_in_their_place() {
     let all = read(late.as_mut(), 9).await;
     assert_eq!(all[..3], names("a", 1..=3)[..]);
     assert_eq!(all[3..], expected[..]);
-    assert!(late
-        .next(Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_none());
+    common::assert_drained(late.as_mut(), Duration::from_millis(50)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,11 +112,7 @@ async fn concurrent_appends_reach_every_consumer_once_and_in_order() {
                     ids.push(String::from_utf8(d.record.payload.to_vec()).unwrap());
                     d.ack().await.unwrap();
                 }
-                assert!(consumer
-                    .next(Duration::from_millis(50))
-                    .await
-                    .unwrap()
-                    .is_none());
+                common::assert_drained(consumer.as_mut(), Duration::from_millis(50)).await;
                 (seqs, ids)
             })
         })

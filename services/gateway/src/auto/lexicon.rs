@@ -79,7 +79,6 @@ const PHRASES: [&[&str]; 12] = [
         "tb",
         "gb",
         "<num> k",
-        "<num>k",
         "petabytes",
         "terabytes",
         "fleet",
@@ -690,6 +689,23 @@ mod tests {
         );
         let depth = count("can this cas loop hit aba under false sharing ");
         assert_eq!(depth[at("concept_depth")], 3, "{depth:?}");
+    }
+
+    /// A phrase the reader can never write is dead weight: words of
+    /// lowercase letters and digits (not all digits: a number is `<num>`),
+    /// single spaces, at most [`LONGEST`] words.
+    #[test]
+    fn each_phrase_is_written_as_the_reader_writes_words() {
+        for phrase in PHRASES.iter().flat_map(|g| g.iter()) {
+            let words: Vec<&str> = phrase.split(' ').collect();
+            assert!(words.len() <= LONGEST, "{phrase:?} is too long");
+            for w in words {
+                let plain = !w.is_empty()
+                    && w.chars().all(|c| c.is_alphanumeric() && !c.is_uppercase())
+                    && !w.chars().all(|c| c.is_ascii_digit());
+                assert!(plain || w == "<num>", "{phrase:?}: {w:?} never occurs");
+            }
+        }
     }
 
     #[test]

@@ -95,18 +95,32 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     );
     assert!(total >= limit);
     assert!(total >= a + b);
-    // The ledger's own metrics count what it folded and how late.
-    let metrics = test_support::metrics::scrape(&http, &format!("{ledger_url}/metrics")).await;
-    let value = |name: &str| -> f64 {
-        test_support::metrics::value(&metrics, name)
-            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
-    };
+    // The ledger's own metrics count what it folded and how late. A batch
+    // is counted just after its commit, so a scrape may briefly trail the
+    // rows; it must catch up.
     let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
         .fetch_one(&store.pool)
         .await
         .unwrap();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = test_support::metrics::scrape(&http, &format!("{ledger_url}/metrics")).await;
+        let folded =
+            test_support::metrics::value(&metrics, "modelrouter_ledger_events_folded_total");
+        if folded.is_some_and(|f| f >= requests as f64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let value = |name: &str| -> f64 {
+        test_support::metrics::value(&metrics, name)
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
     let folded = value("modelrouter_ledger_events_folded_total");
-    assert!(folded >= requests as f64);
+    assert!(
+        folded >= requests as f64,
+        "{folded} folded, {requests} rows"
+    );
     assert_eq!(value("modelrouter_ledger_lag_seconds_count"), folded);
     assert!(value("modelrouter_ledger_batches_total") >= 1.0);
 

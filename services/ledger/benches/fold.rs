@@ -1,8 +1,8 @@
 //! How fast the ledger folds usage events, against the floor of one durable
 //! write per event on the same database: 50,000 usage events over 500
 //! accounts are appended to the log (one event per record, as a gateway
-//! at low rates writes them), then timed from the first fold to the last,
-//! on NATS + PostgreSQL and on the embedded pair. Baseline, in the same
+//! at low rates writes them), then timed from the first fold to the last
+//! publish, on NATS + PostgreSQL and on the embedded pair. Baseline, in the same
 //! run: 5,000 single-row INSERTs, each its own transaction, into the same
 //! database. Run with `cargo bench -p ledger --bench fold`
 //! (`FOLD_EVENTS` and `FOLD_ACCOUNTS` change the sizes, `FOLD_ONLY=postgres`
@@ -72,21 +72,24 @@ async fn fold(name: &str, backends: Backends, events: u64, accounts: u64) {
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await
         .unwrap();
-    let mut consumer = backends
+    let consumer = backends
         .log
         .consumer(ledger::service::CONSUMER)
         .await
         .unwrap();
+    // As the running service folds: each batch published while the next folds.
+    let mut pipeline = ledger.pipeline(consumer);
     let started = Instant::now();
     let (mut folded, mut batches) = (0, 0u64);
     while folded < total {
-        folded += ledger.step(consumer.as_mut()).await.unwrap() as u64;
+        folded += pipeline.step().await.unwrap() as u64;
         batches += 1;
         assert!(
             started.elapsed() < Duration::from_secs(900),
             "ledger stalled"
         );
     }
+    pipeline.flush().await.unwrap();
     let fold_rate = total as f64 / started.elapsed().as_secs_f64();
 
     sqlx::raw_sql("CREATE TABLE bench_floor (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)")

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use events::{AccountId, AccountState, Envelope};
 use money::Money;
 use sqlx::Row;
@@ -276,8 +276,8 @@ struct Change {
 struct AccountChanges {
     accounts: BTreeMap<String, Change>,
     days: BTreeMap<(String, String), (Money, i64)>,
-    /// (account, key, period) → spend; see [`key_periods`].
-    key_spend: BTreeMap<(String, String, String), Money>,
+    /// (account, key) → its spend in the batch.
+    keys: BTreeMap<(String, String), KeyTotal>,
     origins: BTreeMap<(String, String), u64>,
     /// (account, gateway process) → (events, latest time).
     instances: BTreeMap<(String, String), (i64, String)>,
@@ -350,12 +350,10 @@ impl AccountChanges {
             day.1 += 1;
             if let Some(key) = e.request.as_ref().map(|r| &r.key) {
                 if spent > Money::ZERO && !key.is_empty() {
-                    for period in key_periods(e.day) {
-                        *self
-                            .key_spend
-                            .entry((account.clone(), key.clone(), period))
-                            .or_default() += spent;
-                    }
+                    self.keys
+                        .entry((account.clone(), key.clone()))
+                        .or_default()
+                        .add(e.day, spent);
                 }
             }
         }
@@ -451,17 +449,12 @@ impl AccountChanges {
             ]);
         }
         let mut keys = Rows::new(
-            "INSERT INTO key_spend (account, key_id, period, spent)",
-            4,
-            "ON CONFLICT (account, key_id, period) DO UPDATE SET spent = key_spend.spent + excluded.spent",
+            "INSERT INTO key_totals (account, key_id, life, month, month_spent, day, day_spent)",
+            7,
+            KEY_TOTALS_UPSERT,
         );
-        for ((account, key, period), spent) in &self.key_spend {
-            keys.push([
-                account.as_str().into(),
-                key.as_str().into(),
-                period.as_str().into(),
-                nanos(*spent).into(),
-            ]);
+        for ((account, key), total) in &self.keys {
+            total.push(&mut keys, account, key);
         }
         let mut instances = Rows::new(
             "INSERT INTO origin_instances (account, instance, events, last_at)",
@@ -601,31 +594,33 @@ pub async fn states(
             .or_default()
             .insert(row.try_get("instance")?, u64::try_from(events).unwrap_or(0));
     }
-    let (month, day) = match key_periods(today) {
-        [_, month, day] => (month, day),
-    };
+    let (this_month, this_day) = (month_of(today), today.to_string());
     let mut key_spend: HashMap<String, BTreeMap<String, events::KeySpend>> = HashMap::new();
     for row in fetch_in(
         &mut conn,
-        "SELECT account, key_id, period, spent FROM key_spend WHERE period IN ('life', $1, $2) AND account",
-        &[month.into(), day.into()],
+        "SELECT account, key_id, life, month, month_spent, day, day_spent FROM key_totals WHERE account",
+        &[],
         &keys,
         "",
     )
     .await?
     {
-        let spent = Money::from_nanos(row.try_get("spent")?);
-        let period: String = row.try_get("period")?;
-        let entry = key_spend
+        // A day or month later than the reader's (a gateway's clock ahead
+        // of this one) counts as the current one, so a budget never sees
+        // less than was spent. Both are written fixed-width: text order is
+        // time order, and '' (no spend yet) comes first.
+        let current = |period: String, current: &str, spent: i64| {
+            Money::from_nanos(if period.as_str() >= current { spent } else { 0 })
+        };
+        let spend = events::KeySpend {
+            today: current(row.try_get("day")?, &this_day, row.try_get("day_spent")?),
+            month: current(row.try_get("month")?, &this_month, row.try_get("month_spent")?),
+            lifetime: Money::from_nanos(row.try_get("life")?),
+        };
+        key_spend
             .entry(row.try_get("account")?)
             .or_default()
-            .entry(row.try_get("key_id")?)
-            .or_default();
-        match period.as_bytes().first() {
-            Some(b'l') => entry.lifetime = spent,
-            Some(b'm') => entry.month = spent,
-            _ => entry.today = spent,
-        }
+            .insert(row.try_get("key_id")?, spend);
     }
     let rows = fetch_in(
         &mut conn,
@@ -661,14 +656,81 @@ pub async fn states(
     Ok(states)
 }
 
-/// The `key_spend` periods a spend on `day` counts in: ever, its UTC
-/// month, its UTC day.
-pub fn key_periods(day: NaiveDate) -> [String; 3] {
-    [
-        "life".to_owned(),
-        format!("m:{}", day.format("%Y-%m")),
-        format!("d:{day}"),
-    ]
+/// A key's UTC month, as `key_totals` writes it: `YYYY-MM`.
+fn month_of(day: NaiveDate) -> String {
+    day.format("%Y-%m").to_string()
+}
+
+/// Adds a batch's key totals to the stored ones: ever always; the month's
+/// and the day's when the batch's is the stored one, in place of it when
+/// the batch's is later, not at all when earlier.
+const KEY_TOTALS_UPSERT: &str = "ON CONFLICT (account, key_id) DO UPDATE SET
+    life = key_totals.life + excluded.life,
+    month_spent = CASE WHEN excluded.month > key_totals.month THEN excluded.month_spent
+                       WHEN excluded.month = key_totals.month THEN key_totals.month_spent + excluded.month_spent
+                       ELSE key_totals.month_spent END,
+    month = CASE WHEN excluded.month > key_totals.month THEN excluded.month ELSE key_totals.month END,
+    day_spent = CASE WHEN excluded.day > key_totals.day THEN excluded.day_spent
+                     WHEN excluded.day = key_totals.day THEN key_totals.day_spent + excluded.day_spent
+                     ELSE key_totals.day_spent END,
+    day = CASE WHEN excluded.day > key_totals.day THEN excluded.day ELSE key_totals.day END";
+
+/// One key's spend in a batch, folded in log order as the store folds
+/// batches: ever, and in the latest day (and month) among its events.
+#[derive(Debug, Default)]
+struct KeyTotal {
+    life: Money,
+    day: Option<NaiveDate>,
+    day_spent: Money,
+    month_spent: Money,
+}
+
+impl KeyTotal {
+    fn add(&mut self, day: NaiveDate, spent: Money) {
+        self.life += spent;
+        let same_month =
+            |a: NaiveDate, b: NaiveDate| (a.year(), a.month()) == (b.year(), b.month());
+        match self.day {
+            Some(latest) if day < latest => {
+                if same_month(day, latest) {
+                    self.month_spent += spent;
+                }
+            }
+            Some(latest) if day == latest => {
+                self.day_spent += spent;
+                self.month_spent += spent;
+            }
+            Some(latest) => {
+                if !same_month(day, latest) {
+                    self.month_spent = Money::ZERO;
+                }
+                self.day = Some(day);
+                self.day_spent = spent;
+                self.month_spent += spent;
+            }
+            None => {
+                self.day = Some(day);
+                self.day_spent = spent;
+                self.month_spent = spent;
+            }
+        }
+    }
+
+    fn push(&self, rows: &mut Rows, account: &str, key: &str) {
+        let (month, day) = self
+            .day
+            .map(|d| (month_of(d), d.to_string()))
+            .unwrap_or_default();
+        rows.push([
+            account.into(),
+            key.into(),
+            nanos(self.life).into(),
+            month.into(),
+            nanos(self.month_spent).into(),
+            day.into(),
+            nanos(self.day_spent).into(),
+        ]);
+    }
 }
 
 /// Records an event this build cannot read, so it is never skipped silently.

@@ -525,6 +525,203 @@ async fn a_batch_is_bounded_in_bytes(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A usage event of `cost` nano-dollars on `day` (noon UTC).
+fn usage_on(account: AccountId, seq: u64, day: &str, cost: i64) -> Envelope {
+    let mut event = usage(account, seq, Money::from_nanos(cost));
+    event.at = format!("{day}T12:00:00Z").parse().unwrap();
+    event
+}
+
+/// A key's spend as three running sums would give it (ever, per month, per
+/// day), read on `today`.
+fn key_spend_on(spends: &[(&str, i64)], today: &str) -> (Money, Money, Money) {
+    let sum = |keep: &dyn Fn(&str) -> bool| {
+        Money::from_nanos(spends.iter().filter(|(d, _)| keep(d)).map(|(_, c)| c).sum())
+    };
+    (
+        sum(&|d| d == today),
+        sum(&|d| d[..7] == today[..7]),
+        sum(&|_| true),
+    )
+}
+
+/// A key's day, month and lifetime spend, folded from events that come late
+/// and across a month's end, within a batch and across batches, read as the
+/// day's budget reads it: what three running sums per key would give.
+async fn key_totals_follow_days_and_months_in_any_order(backends: Backends) {
+    let account = AccountId::new();
+    let batches: [&[(&str, i64)]; 3] = [
+        &[("2026-11-29", 1), ("2026-11-30", 2), ("2026-11-29", 4)],
+        &[("2026-12-01", 8), ("2026-11-30", 16)],
+        &[("2026-12-02", 32), ("2026-12-01", 64), ("2026-12-02", 128)],
+    ];
+    let mut spends: Vec<(&str, i64)> = Vec::new();
+    let mut seq = 0;
+    for batch in batches {
+        for &(day, cost) in batch {
+            seq += 1;
+            publish(&*backends.log, &usage_on(account, seq, day, cost)).await;
+            spends.push((day, cost));
+        }
+        fold(&backends, batch.len()).await;
+        let latest = spends.iter().map(|(d, _)| *d).max().unwrap();
+        let read = |today: &str| {
+            let store = backends.store.clone();
+            let today = today.parse().unwrap();
+            async move {
+                let state = ledger::projection::state(&store, account, today)
+                    .await
+                    .unwrap()
+                    .expect("account known");
+                let key = state.keys["abcdef012345"];
+                (key.today, key.month, key.lifetime)
+            }
+        };
+        assert_eq!(
+            read(latest).await,
+            key_spend_on(&spends, latest),
+            "on {latest}"
+        );
+    }
+    let all = key_spend_on(&spends, "2026-12-02");
+    assert_eq!(all.2, Money::from_nanos(255));
+    let read = |today: &str| {
+        let store = backends.store.clone();
+        let today = today.parse().unwrap();
+        async move {
+            let state = ledger::projection::state(&store, account, today)
+                .await
+                .unwrap()
+                .unwrap();
+            let key = state.keys["abcdef012345"];
+            (key.today, key.month, key.lifetime)
+        }
+    };
+    // The next day and the next month start from nothing.
+    assert_eq!(read("2026-12-03").await, (Money::ZERO, all.1, all.2));
+    assert_eq!(read("2027-01-01").await, (Money::ZERO, Money::ZERO, all.2));
+    // A reader whose clock is behind the gateways' sees the latest day as
+    // its own: never less than was spent.
+    assert_eq!(read("2026-12-01").await, all);
+    backends.cleanup().await;
+}
+
+/// The migration from `key_spend` (three rows per key) keeps what budgets
+/// read: each store's text, run on rows as the previous ledger wrote them.
+async fn key_spend_rows_migrate_to_one_row_per_key(backends: Backends) {
+    backends.store.migrate().await.unwrap();
+    let pool = &backends.store.pool;
+    sqlx::raw_sql(
+        "CREATE TABLE key_spend (account TEXT NOT NULL, key_id TEXT NOT NULL, period TEXT NOT NULL,
+                                 spent BIGINT NOT NULL, PRIMARY KEY (account, key_id, period));
+         INSERT INTO key_spend VALUES
+             ('a1', 'k1', 'life', 700), ('a1', 'k1', 'm:2026-11', 300), ('a1', 'k1', 'm:2026-12', 200),
+             ('a1', 'k1', 'd:2026-11-30', 100), ('a1', 'k1', 'd:2026-12-01', 50), ('a1', 'k1', 'd:2026-12-02', 150),
+             ('a1', 'k2', 'life', 9), ('a1', 'k2', 'm:2026-10', 9), ('a1', 'k2', 'd:2026-10-31', 9),
+             ('a2', 'k1', 'life', 5000000000000), ('a2', 'k1', 'm:2026-12', 5000000000000),
+             ('a2', 'k1', 'd:2026-12-02', 5000000000000);
+         DROP TABLE key_totals;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let migration = match backends.store.backend {
+        store::Backend::Postgres => {
+            include_str!("../../../migrations/postgres/0013_key_totals.sql")
+        }
+        store::Backend::Sqlite => include_str!("../../../migrations/sqlite/0013_key_totals.sql"),
+    };
+    sqlx::raw_sql(migration).execute(pool).await.unwrap();
+    let rows: Vec<(String, String, i64, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT account, key_id, life, month, month_spent, day, day_spent FROM key_totals
+         ORDER BY account, key_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let row = |a: &str, k: &str, life, m: &str, ms, d: &str, ds| {
+        (
+            a.to_owned(),
+            k.to_owned(),
+            life,
+            m.to_owned(),
+            ms,
+            d.to_owned(),
+            ds,
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("a1", "k1", 700, "2026-12", 200, "2026-12-02", 150),
+            row("a1", "k2", 9, "2026-10", 9, "2026-10-31", 9),
+            row(
+                "a2",
+                "k1",
+                5_000_000_000_000,
+                "2026-12",
+                5_000_000_000_000,
+                "2026-12-02",
+                5_000_000_000_000
+            ),
+        ]
+    );
+    backends.cleanup().await;
+}
+
+/// A ledger stopped between a batch's commit and the publish of its states
+/// (the pipeline holds one such batch) loses nothing: the next one gets the
+/// batch again, counts it once and publishes the states.
+async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
+    let account = AccountId::new();
+    let mut spent = Money::ZERO;
+    for seq in 1..=40u64 {
+        let cost = Money::from_nanos(1_000_003 * seq as i64);
+        spent += cost;
+        publish(&*backends.log, &usage(account, seq, cost)).await;
+    }
+    let (ledger, consumer) = ledger_on(&backends).await;
+    let mut pipeline = ledger.pipeline(consumer);
+    let mut folded = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while folded < 40 {
+        assert!(tokio::time::Instant::now() < deadline, "ledger stalled");
+        folded += pipeline.step().await.unwrap();
+    }
+    // All committed; the last batch's states not published.
+    assert_eq!(backends.usage_applied().await, 40);
+    let bucket = backends.log.bucket(ACCOUNTS_BUCKET).await.unwrap();
+    let published = || async {
+        let entry = bucket.get(&account.to_string()).await.unwrap()?;
+        Some(serde_json::from_slice::<AccountState>(&entry.value).unwrap())
+    };
+    assert_ne!(
+        published().await.map(|s| s.balance),
+        Some(Money::ZERO - spent),
+        "the last batch is still in flight"
+    );
+    drop(pipeline);
+    drop(ledger);
+    let (again, consumer) = ledger_on(&backends).await;
+    let mut pipeline = again.pipeline(consumer);
+    let state = loop {
+        assert!(tokio::time::Instant::now() < deadline, "never published");
+        pipeline.step().await.unwrap();
+        pipeline.flush().await.unwrap();
+        match published().await {
+            Some(state) if state.balance == Money::ZERO - spent => break state,
+            _ => {}
+        }
+    };
+    assert_eq!(state.keys["abcdef012345"].lifetime, spent);
+    assert_eq!(backends.usage_applied().await, 40);
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -548,6 +745,9 @@ on_both!(reconcile_finds_a_corrupted_row);
 on_both!(lost_usage_shows_as_a_gap);
 on_both!(a_batch_gathers_for_the_linger);
 on_both!(a_batch_is_bounded_in_bytes);
+on_both!(key_totals_follow_days_and_months_in_any_order);
+on_both!(key_spend_rows_migrate_to_one_row_per_key);
+on_both!(a_batch_committed_but_not_published_comes_again);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

@@ -33,6 +33,11 @@ const PREFETCH: usize = 1024;
 /// At least twice the server's `max_payload`, though: a record larger than
 /// a fetch's byte bound would never come.
 const PREFETCH_BYTES: usize = 16 * 1024 * 1024;
+/// Records delivered and not yet acked, at most, per consumer: a batch
+/// being published, the next one folding and a fetch ahead of both. The
+/// server's default (1,000) stopped delivery while one full batch waited
+/// for its ack, so no batch could fold while another was published.
+const MAX_ACK_PENDING: i64 = 4 * PREFETCH as i64;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room left in the server's `max_payload` for a record's headers
@@ -267,6 +272,7 @@ impl EventLog for NatsLog {
                 durable_name: Some(name.to_owned()),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING,
                 deliver_policy,
                 ..Default::default()
             })

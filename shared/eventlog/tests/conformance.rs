@@ -341,6 +341,36 @@ async fn the_largest_records_come_whole_and_in_order(log: &dyn EventLog) {
     common::assert_drained(consumer.as_mut(), Duration::from_millis(300)).await;
 }
 
+/// A consumer takes a third batch while two full ones (the ledger's one
+/// being published and its next one folding) wait for their acks; NATS's
+/// default limit of 1,000 unacked records stopped delivery inside the first.
+async fn two_unacked_batches_do_not_stop_delivery(log: &dyn EventLog) {
+    let records: Vec<(String, Vec<u8>)> = (0..2_100)
+        .map(|i| (format!("u{i}"), i.to_string().into_bytes()))
+        .collect();
+    for chunk in records.chunks(500) {
+        let items: Vec<eventlog::Outgoing> = chunk
+            .iter()
+            .map(|(id, payload)| eventlog::Outgoing {
+                subject: "events.usage",
+                id,
+                payload,
+            })
+            .collect();
+        log.append_batch(&items).await.unwrap();
+    }
+    let mut consumer = log.consumer("ledger").await.unwrap();
+    let mut held = Vec::new();
+    while held.len() < records.len() {
+        let next = consumer.next(WAIT).await.unwrap();
+        let delivery = next.unwrap_or_else(|| panic!("delivery stopped at {} unacked", held.len()));
+        assert_eq!(delivery.record.payload, held.len().to_string().into_bytes());
+        held.push(delivery);
+    }
+    eventlog::Delivery::ack_all(held).await.unwrap();
+    common::assert_drained(consumer.as_mut(), Duration::from_millis(300)).await;
+}
+
 macro_rules! conformance {
     ($name:ident) => {
         mod $name {
@@ -369,3 +399,4 @@ conformance!(buckets_keep_the_latest_value_and_watches_see_changes);
 conformance!(a_batch_acked_at_once_is_not_delivered_again);
 conformance!(many_values_put_at_once_are_each_stored_and_seen);
 conformance!(the_largest_records_come_whole_and_in_order);
+conformance!(two_unacked_batches_do_not_stop_delivery);

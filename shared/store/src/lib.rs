@@ -132,6 +132,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0012_alerts.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0012_alerts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "key_totals",
+        postgres: include_str!("../../../migrations/postgres/0013_key_totals.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0013_key_totals.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

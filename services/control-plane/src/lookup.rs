@@ -48,8 +48,7 @@ pub(crate) async fn recorded(
         return Err(CpError::Missing("No such request id.".into()));
     }
     let row = sqlx::query(
-        "SELECT r.event_id, r.at, e.seq FROM requests r
-         JOIN applied_events e ON e.event_id = r.event_id
+        "SELECT r.event_id, r.at, r.seq FROM requests r
          WHERE r.account = $1 AND r.request_id = $2
          ORDER BY r.at DESC LIMIT 1",
     )

@@ -3,11 +3,12 @@
 //!
 //! A batch is folded with set-based SQL, one multi-row statement per table
 //! whatever its size (see [`store::rows`]):
-//! 1. claim the events' ids in `applied_events`. Nearly every batch is
+//! 1. claim the events' ids: a usage event's request row is its claim,
+//!    any other event's is a row in `applied_events`. Nearly every batch is
 //!    new, so the claim first asks for nothing back: it writes every id or
 //!    the batch is folded again, with a claim whose `RETURNING` names the
 //!    ones never applied before ([`Claim`]); only those go on;
-//! 2. insert their own rows: journal lines, requests, deposits;
+//! 2. insert their own rows: journal lines, tags, deposits;
 //! 3. load the touched accounts' auto-recharge states and balances (one
 //!    query each), fold the events into them in log order, and sum the
 //!    account-level changes (balances, day totals, origins);
@@ -80,14 +81,22 @@ pub async fn apply(
     let candidates = candidates(events);
     let fresh: Vec<&Candidate> = match claim {
         Claim::AllNew => {
-            let claimed = claims(&candidates).execute(tx).await?;
+            let mut claimed = 0;
+            for rows in claims(&candidates, claim) {
+                claimed += rows.execute(tx).await?;
+            }
             if claimed != candidates.len() as u64 {
                 return Ok(None);
             }
             candidates.iter().collect()
         }
         Claim::New => {
-            let fresh = claim_new(tx, &candidates).await?;
+            let mut fresh = HashSet::with_capacity(candidates.len());
+            for rows in claims(&candidates, claim) {
+                for row in rows.run(tx).await? {
+                    fresh.insert(row.try_get::<String, _>("event_id")?);
+                }
+            }
             candidates
                 .iter()
                 .filter(|c| fresh.contains(&c.id))
@@ -128,48 +137,71 @@ fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
         .collect()
 }
 
-/// The claim of the candidates' ids, each written unless applied before.
-fn claims(candidates: &[Candidate<'_>]) -> Rows {
-    let mut claim = Rows::new(
+/// The claims of the candidates' ids, each written unless applied before
+/// ([`Claim::New`] names the ones written). A usage event's claim is its
+/// request row, keyed by the event's id: a row and an index entry fewer
+/// per request than a row of its own. Every other event has one in
+/// `applied_events`.
+fn claims(candidates: &[Candidate<'_>], claim: Claim) -> [Rows; 2] {
+    let tail = match claim {
+        Claim::AllNew => "ON CONFLICT (event_id) DO NOTHING",
+        Claim::New => "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    };
+    let mut others = Rows::new(
         "INSERT INTO applied_events (event_id, seq, kind, account, at)",
         5,
-        "ON CONFLICT (event_id) DO NOTHING",
+        tail,
     );
-    push_claims(&mut claim, candidates);
-    claim
-}
-
-/// Claims the candidates' ids; returns the ones not applied before.
-async fn claim_new(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    candidates: &[Candidate<'_>],
-) -> Result<HashSet<String>, LedgerError> {
-    let mut claim = Rows::new(
-        "INSERT INTO applied_events (event_id, seq, kind, account, at)",
-        5,
-        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    let mut requests = Rows::new(
+        "INSERT INTO requests (event_id, account, at, request_id, model, provider,
+                               input_tokens, output_tokens, cost, total_ms, outcome, key_id,
+                               gateway, origin_seq, kind, tier, auto_score, attempts,
+                               first_byte_ms, end_user, tags, seq)",
+        22,
+        tail,
     );
-    push_claims(&mut claim, candidates);
-    let mut fresh = HashSet::with_capacity(candidates.len());
-    for row in claim.run(tx).await? {
-        fresh.insert(row.try_get("event_id")?);
-    }
-    Ok(fresh)
-}
-
-fn push_claims(claim: &mut Rows, candidates: &[Candidate<'_>]) {
     for c in candidates {
-        claim.push([
+        let Some(r) = &c.effects.request else {
+            others.push([
+                c.id.as_str().into(),
+                as_i64(c.seq).into(),
+                c.envelope.event.kind().0.into(),
+                c.account.as_str().into(),
+                c.at.as_str().into(),
+            ]);
+            continue;
+        };
+        let (gateway, origin_seq) = c.effects.origin.clone().unwrap_or_default();
+        requests.push([
             c.id.as_str().into(),
-            as_i64(c.seq).into(),
-            c.envelope.event.kind().0.into(),
             c.account.as_str().into(),
             c.at.as_str().into(),
+            r.request_id.as_str().into(),
+            r.model.as_str().into(),
+            r.provider.as_str().into(),
+            as_i64(r.input_tokens).into(),
+            as_i64(r.output_tokens).into(),
+            nanos(r.cost).into(),
+            as_i64(r.total_ms).into(),
+            r.outcome.into(),
+            r.key.as_str().into(),
+            gateway.into(),
+            as_i64(origin_seq).into(),
+            r.kind.into(),
+            r.tier.as_str().into(),
+            r.auto_score.map(i64::from).into(),
+            i64::from(r.attempts).into(),
+            r.first_byte_ms.map(as_i64).into(),
+            r.user.as_str().into(),
+            r.tags.join("\n").into(),
+            as_i64(c.seq).into(),
         ]);
     }
+    [others, requests]
 }
 
-/// The fresh events' own rows: journal lines, requests, deposits.
+/// The fresh events' own rows besides their claims: journal lines, tags,
+/// deposits.
 async fn insert_event_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     fresh: &[&Candidate<'_>],
@@ -177,14 +209,6 @@ async fn insert_event_rows(
     let mut journal = Rows::new(
         "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)",
         8,
-        "",
-    );
-    let mut requests = Rows::new(
-        "INSERT INTO requests (event_id, account, at, request_id, model, provider,
-                               input_tokens, output_tokens, cost, total_ms, outcome, key_id,
-                               gateway, origin_seq, kind, tier, auto_score, attempts,
-                               first_byte_ms, end_user, tags)",
-        21,
         "",
     );
     let mut tags = Rows::new(
@@ -211,30 +235,6 @@ async fn insert_event_rows(
             ]);
         }
         if let Some(r) = &c.effects.request {
-            let (gateway, origin_seq) = c.effects.origin.clone().unwrap_or_default();
-            requests.push([
-                c.id.as_str().into(),
-                c.account.as_str().into(),
-                c.at.as_str().into(),
-                r.request_id.as_str().into(),
-                r.model.as_str().into(),
-                r.provider.as_str().into(),
-                as_i64(r.input_tokens).into(),
-                as_i64(r.output_tokens).into(),
-                nanos(r.cost).into(),
-                as_i64(r.total_ms).into(),
-                r.outcome.into(),
-                r.key.as_str().into(),
-                gateway.into(),
-                as_i64(origin_seq).into(),
-                r.kind.into(),
-                r.tier.as_str().into(),
-                r.auto_score.map(i64::from).into(),
-                i64::from(r.attempts).into(),
-                r.first_byte_ms.map(as_i64).into(),
-                r.user.as_str().into(),
-                r.tags.join("\n").into(),
-            ]);
             for tag in &r.tags {
                 tags.push([
                     c.account.as_str().into(),
@@ -255,7 +255,7 @@ async fn insert_event_rows(
             ]);
         }
     }
-    for rows in [journal, requests, tags, deposits] {
+    for rows in [journal, tags, deposits] {
         rows.run(tx).await?;
     }
     Ok(())

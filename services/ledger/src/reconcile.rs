@@ -188,9 +188,10 @@ pub async fn replay(
 /// The store's tables, read into the same shape.
 pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
     let mut p = Projection::default();
-    for row in sqlx::query("SELECT event_id FROM applied_events")
-        .fetch_all(&store.pool)
-        .await?
+    for row in
+        sqlx::query("SELECT event_id FROM applied_events UNION ALL SELECT event_id FROM requests")
+            .fetch_all(&store.pool)
+            .await?
     {
         p.applied.insert(row.try_get("event_id")?);
     }

@@ -207,7 +207,8 @@ async fn a_batch_partly_applied_before_counts_only_its_new_events(backends: Back
         }
     };
     assert_eq!(count("SELECT COUNT(*) FROM requests").await, 12);
-    assert_eq!(count("SELECT COUNT(*) FROM applied_events").await, 13);
+    // Each event claimed once: the grant in applied_events, usage by its request row.
+    assert_eq!(count("SELECT COUNT(*) FROM applied_events").await, 1);
     assert_eq!(count("SELECT COUNT(*) FROM journal").await, 2 + 12 * 2);
     assert_eq!(
         count("SELECT requests FROM day_spend").await,
@@ -278,10 +279,12 @@ async fn killed_mid_stream(backends: Backends) {
     }
     let store = backends.store.clone();
     let applied = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM applied_events")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap_or(0)
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT COUNT(*) FROM applied_events) + (SELECT COUNT(*) FROM requests)",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap_or(0)
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while applied().await < 101 {
@@ -669,6 +672,87 @@ async fn key_spend_rows_migrate_to_one_row_per_key(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// Books written before usage events were claimed by their request rows
+/// (a row each in `applied_events`, the log position there) migrate to the
+/// new claims: positions kept, the old claim rows gone, reconcile clean,
+/// and the same events delivered again change nothing.
+async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
+    let account = AccountId::new();
+    publish(
+        &*backends.log,
+        &Envelope::new(Event::CreditsGranted(CreditsGranted {
+            account,
+            amount: usd("10"),
+            reason: "demo credits".into(),
+        })),
+    )
+    .await;
+    let events: Vec<Envelope> = (1..=20)
+        .map(|seq| usage(account, seq, Money::from_nanos(1_000_000)))
+        .collect();
+    for event in &events {
+        publish(&*backends.log, event).await;
+    }
+    fold(&backends, 21).await;
+    let pool = &backends.store.pool;
+    let positions = || async {
+        sqlx::query_as::<_, (String, i64)>("SELECT event_id, seq FROM requests ORDER BY event_id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    };
+    let folded = positions().await;
+    assert_eq!(folded.len(), 20);
+    assert!(folded.iter().all(|(_, seq)| *seq > 0));
+    // The books as the previous ledger left them.
+    sqlx::raw_sql(
+        "INSERT INTO applied_events (event_id, seq, kind, account, at)
+             SELECT event_id, seq, 'usage_recorded', account, at FROM requests;
+         ALTER TABLE requests DROP COLUMN seq;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let migration = match backends.store.backend {
+        store::Backend::Postgres => {
+            include_str!("../../../migrations/postgres/0014_requests_claim.sql")
+        }
+        store::Backend::Sqlite => {
+            include_str!("../../../migrations/sqlite/0014_requests_claim.sql")
+        }
+    };
+    sqlx::raw_sql(migration).execute(pool).await.unwrap();
+    assert_eq!(
+        positions().await,
+        folded,
+        "each request keeps its log position"
+    );
+    let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied_events")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(claims, 1, "only the grant keeps a row of its own");
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    for event in &events {
+        backends
+            .log
+            .append(
+                event.event.subject(),
+                &format!("again-{}", event.id),
+                &event.encode(),
+            )
+            .await
+            .unwrap();
+    }
+    fold(&backends, 20).await;
+    assert_eq!(backends.usage_applied().await, 20);
+    assert_eq!(balance(&backends, account).await, usd("10") - usd("0.02"));
+    backends.cleanup().await;
+}
+
 /// A ledger stopped between a batch's commit and the publish of its states
 /// (the pipeline holds one such batch) loses nothing: the next one gets the
 /// batch again, counts it once and publishes the states.
@@ -748,6 +832,7 @@ on_both!(a_batch_is_bounded_in_bytes);
 on_both!(key_totals_follow_days_and_months_in_any_order);
 on_both!(key_spend_rows_migrate_to_one_row_per_key);
 on_both!(a_batch_committed_but_not_published_comes_again);
+on_both!(usage_claims_migrate_to_the_request_rows);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

@@ -320,7 +320,7 @@ async fn fleet_drill_loses_and_doubles_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 let last = eventlog::EventLog::last_seq(&log).await;
                 let folded: Result<(Option<i64>,), _> =
-                    sqlx::query_as("SELECT MAX(seq) FROM applied_events")
+                    sqlx::query_as("SELECT MAX(seq) FROM (SELECT seq FROM applied_events UNION ALL SELECT seq FROM requests) a")
                         .fetch_one(&store.pool)
                         .await;
                 if let (Ok(last), Ok((Some(folded),))) = (last, folded) {

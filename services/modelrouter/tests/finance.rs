@@ -242,6 +242,11 @@ const TAMPERS: &[Tamper] = &[
         undo: "UPDATE applied_events SET event_id = substr(event_id, 1, length(event_id) - 2) WHERE rowid = (SELECT MIN(rowid) FROM applied_events)",
     },
     Tamper {
+        table: "requests (a usage event's claim)",
+        change: "UPDATE requests SET event_id = event_id || '-x' WHERE rowid = (SELECT MIN(rowid) FROM requests)",
+        undo: "UPDATE requests SET event_id = substr(event_id, 1, length(event_id) - 2) WHERE rowid = (SELECT MIN(rowid) FROM requests)",
+    },
+    Tamper {
         table: "origin_instances",
         change: "UPDATE origin_instances SET events = events + 1 WHERE rowid = (SELECT MIN(rowid) FROM origin_instances)",
         undo: "UPDATE origin_instances SET events = events - 1 WHERE rowid = (SELECT MIN(rowid) FROM origin_instances)",

@@ -138,6 +138,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0013_key_totals.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0013_key_totals.sql"),
     },
+    Migration {
+        version: 14,
+        name: "requests_claim",
+        postgres: include_str!("../../../migrations/postgres/0014_requests_claim.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0014_requests_claim.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

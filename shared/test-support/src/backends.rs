@@ -320,7 +320,7 @@ impl Backends {
 
     /// Usage events the ledger has applied.
     pub async fn usage_applied(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM applied_events WHERE kind = 'usage_recorded'")
+        sqlx::query_scalar("SELECT COUNT(*) FROM requests")
             .fetch_one(&self.store.pool)
             .await
             .unwrap_or(0)

@@ -32,6 +32,16 @@ async fn publish(log: &dyn EventLog, envelope: &Envelope) {
     .unwrap();
 }
 
+/// Publishes a grant of `amount` demo credits to `account`.
+async fn grant(backends: &Backends, account: AccountId, amount: Money) {
+    let grant = Envelope::new(Event::CreditsGranted(CreditsGranted {
+        account,
+        amount,
+        reason: "demo credits".into(),
+    }));
+    publish(&*backends.log, &grant).await;
+}
+
 /// A ledger on `backends` and its durable consumer.
 async fn ledger_on(backends: &Backends) -> (Ledger, Box<dyn eventlog::Consumer>) {
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
@@ -241,15 +251,7 @@ async fn a_batch_partly_applied_before_counts_only_its_new_events(backends: Back
 
 async fn killed_mid_stream(backends: Backends) {
     let account = AccountId::new();
-    publish(
-        &*backends.log,
-        &Envelope::new(Event::CreditsGranted(CreditsGranted {
-            account,
-            amount: usd("25"),
-            reason: "demo credits".into(),
-        })),
-    )
-    .await;
+    grant(&backends, account, usd("25")).await;
     let mut spent = Money::ZERO;
     let mut seq = 0u64;
     let mut wave = |n: usize| {
@@ -678,15 +680,7 @@ async fn key_spend_rows_migrate_to_one_row_per_key(backends: Backends) {
 /// and the same events delivered again change nothing.
 async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
     let account = AccountId::new();
-    publish(
-        &*backends.log,
-        &Envelope::new(Event::CreditsGranted(CreditsGranted {
-            account,
-            amount: usd("10"),
-            reason: "demo credits".into(),
-        })),
-    )
-    .await;
+    grant(&backends, account, usd("10")).await;
     let events: Vec<Envelope> = (1..=20)
         .map(|seq| usage(account, seq, Money::from_nanos(1_000_000)))
         .collect();

@@ -481,7 +481,7 @@ mod tests {
         assert!((0.17..0.23).contains(&share), "held out {share}");
     }
 
-    /// A regression floor at the measured figure (82.9% on 2026-12-05),
+    /// A regression floor under the measured figure (83.7% on 2026-12-05),
     /// below the 85% target: the set grew by conversations the model finds
     /// hard (short requests for hard work), and the README says so.
     #[test]
@@ -491,7 +491,7 @@ mod tests {
         let model = Model::shipped();
         let held_out = cases.iter().filter(|c| c.held_out());
         let report = evaluate(held_out, &model, &AutoConfig::default(), &prices);
-        assert!(report.accuracy() >= 0.82, "{report}");
+        assert!(report.accuracy() >= 0.83, "{report}");
         assert!(report.under_by_two() <= 0.01, "{report}");
         assert!(report.under_by_one() <= 0.08, "{report}");
         let trained_on = cases.iter().filter(|c| !c.held_out()).count();

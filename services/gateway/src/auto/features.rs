@@ -12,7 +12,8 @@
 //! code, traces, tools ...), so scoring stays cheap however long the
 //! conversation is. Each instruction word gives three features: the word, its first five letters (a crude stem:
 //! `optimise`, `optimize` and `optimisation` share `optim`), and the pair it
-//! forms with the word before it. Numbers count as one word, `<num>`. A run of
+//! forms with the word before it. Numbers count as one word, `<num>`, and a
+//! number with a short unit as that unit's (`10k`, `64gb`: `<num>k`, `<num>gb`). A run of
 //! non-Latin letters (Chinese, Japanese) also gives its letter pairs. Each
 //! distinct feature counts once, at a value of one over the fourth root of
 //! their number, so a long instruction weighs more than a short one, but not
@@ -28,7 +29,7 @@ use super::signals::{self, Signals};
 use super::{instruction, lexicon};
 
 /// The feature recipe's version; bump it whenever a feature changes meaning.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Text features are hashed into `2^HASH_BITS` slots.
 pub const HASH_BITS: u32 = 18;
@@ -41,6 +42,7 @@ const STEM: usize = 5;
 const LONG_WORD: usize = 9;
 const LETTER_RUNS: usize = 8;
 const NUMBER: &str = "<num>";
+const MAX_UNIT: usize = 3;
 const BIN: f32 = 0.5;
 const MAX_BIN: usize = 12;
 const HALVES: [&str; MAX_BIN + 1] = [
@@ -310,6 +312,19 @@ fn slot(kind: Kind, text: &str) -> u32 {
     (h >> (64 - HASH_BITS)) as u32
 }
 
+/// Writes the word at `start` of `words` as a number: all digits become
+/// `<num>`, and so do the digits before a unit of at most three letters
+/// (`10k`, `3tb`, `500ms`, `10x` → `<num>k`, `<num>tb`, …), so a scale or a
+/// size reads the same whatever its figure.
+fn number_with_unit(words: &mut String, start: usize) {
+    let word = &words.as_bytes()[start..];
+    let digits = word.iter().take_while(|b| b.is_ascii_digit()).count();
+    let unit = &word[digits..];
+    if digits > 0 && unit.len() <= MAX_UNIT && unit.iter().all(u8::is_ascii_lowercase) {
+        words.replace_range(start..start + digits, NUMBER);
+    }
+}
+
 struct Text {
     words: String,
     /// Distinct features in the order first seen.
@@ -377,10 +392,7 @@ impl Text {
             if self.words.len() == start {
                 break;
             }
-            if self.words[start..].bytes().all(|b| b.is_ascii_digit()) {
-                self.words.truncate(start);
-                self.words.push_str(NUMBER);
-            }
+            number_with_unit(&mut self.words, start);
             if kind == Kind::Material {
                 let end = self.words.len();
                 self.add(Kind::Material, start, end);
@@ -404,7 +416,7 @@ impl Text {
         }
         // Letter runs: fours in long Latin words, pairs in other scripts.
         let word = &self.words[start..end];
-        if word == NUMBER {
+        if word.starts_with(NUMBER) {
             return;
         }
         if word.is_ascii() {
@@ -530,6 +542,31 @@ mod tests {
         );
         assert_eq!(quoted.dense[at("question")], 1.0);
         assert!(quoted.dense[at("material_bytes")] > 0.0);
+    }
+
+    #[test]
+    fn numbers_with_a_short_unit_read_as_their_unit() {
+        let t = features("Shard 10k tenants over 3TB, p99 under 500ms at 10x load; an h100 has 80gb, 1000000 rows, 64bits");
+        let t = texts(&t);
+        for expected in [
+            "<num>k",
+            "<num>tb",
+            "<num>ms",
+            "<num>x load",
+            "<num>gb",
+            "<num> rows",
+            "p99",
+            "h100",
+            "64bits",
+        ] {
+            assert!(t.contains(&expected), "{expected} in {t:?}");
+        }
+        for absent in ["10k", "3tb", "500ms", "num>k"] {
+            assert!(!t.contains(&absent), "{absent} in {t:?}");
+        }
+        let at = |name| DENSE.iter().position(|n| *n == name).unwrap();
+        let f = features("Plan for 10k writes a second on 3tb");
+        assert!(f.dense[at("concept_scale")] > 0.0, "units count as scale");
     }
 
     #[test]

@@ -23,13 +23,15 @@ fn usage(account: AccountId, seq: u64, cost: Money) -> Envelope {
 }
 
 async fn publish(log: &dyn EventLog, envelope: &Envelope) {
-    log.append(
-        envelope.event.subject(),
-        &envelope.id.to_string(),
-        &envelope.encode(),
-    )
-    .await
-    .unwrap();
+    publish_as(log, envelope, &envelope.id.to_string()).await;
+}
+
+/// Appends `envelope` under the log id `id`: another id than the event's
+/// is the same event sent again after the log's duplicate window.
+async fn publish_as(log: &dyn EventLog, envelope: &Envelope, id: &str) {
+    log.append(envelope.event.subject(), id, &envelope.encode())
+        .await
+        .unwrap();
 }
 
 /// Publishes a grant of `amount` demo credits to `account`.
@@ -104,15 +106,7 @@ async fn exactly_once(backends: Backends) {
             publish(&*backends.log, &event).await;
             // … and the same event under another log id, as a spool replay
             // after the log's duplicate window would be: the ledger drops it.
-            backends
-                .log
-                .append(
-                    event.event.subject(),
-                    &format!("replay-{}", event.id),
-                    &event.encode(),
-                )
-                .await
-                .unwrap();
+            publish_as(&*backends.log, &event, &format!("replay-{}", event.id)).await;
             appended += 1;
         }
     }
@@ -731,15 +725,7 @@ async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
         .unwrap()
         .is_empty());
     for event in &events {
-        backends
-            .log
-            .append(
-                event.event.subject(),
-                &format!("again-{}", event.id),
-                &event.encode(),
-            )
-            .await
-            .unwrap();
+        publish_as(&*backends.log, event, &format!("again-{}", event.id)).await;
     }
     fold(&backends, 20).await;
     assert_eq!(backends.usage_applied().await, 20);

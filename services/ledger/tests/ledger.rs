@@ -554,6 +554,19 @@ async fn key_totals_follow_days_and_months_in_any_order(backends: Backends) {
         &[("2026-12-01", 8), ("2026-11-30", 16)],
         &[("2026-12-02", 32), ("2026-12-01", 64), ("2026-12-02", 128)],
     ];
+    // The key's (today, month, ever) as the state read on `today` has them.
+    let read = |today: &str| {
+        let store = backends.store.clone();
+        let today = today.parse().unwrap();
+        async move {
+            let state = ledger::projection::state(&store, account, today)
+                .await
+                .unwrap()
+                .expect("account known");
+            let key = state.keys["abcdef012345"];
+            (key.today, key.month, key.lifetime)
+        }
+    };
     let mut spends: Vec<(&str, i64)> = Vec::new();
     let mut seq = 0;
     for batch in batches {
@@ -564,18 +577,6 @@ async fn key_totals_follow_days_and_months_in_any_order(backends: Backends) {
         }
         fold(&backends, batch.len()).await;
         let latest = spends.iter().map(|(d, _)| *d).max().unwrap();
-        let read = |today: &str| {
-            let store = backends.store.clone();
-            let today = today.parse().unwrap();
-            async move {
-                let state = ledger::projection::state(&store, account, today)
-                    .await
-                    .unwrap()
-                    .expect("account known");
-                let key = state.keys["abcdef012345"];
-                (key.today, key.month, key.lifetime)
-            }
-        };
         assert_eq!(
             read(latest).await,
             key_spend_on(&spends, latest),
@@ -584,18 +585,6 @@ async fn key_totals_follow_days_and_months_in_any_order(backends: Backends) {
     }
     let all = key_spend_on(&spends, "2026-12-02");
     assert_eq!(all.2, Money::from_nanos(255));
-    let read = |today: &str| {
-        let store = backends.store.clone();
-        let today = today.parse().unwrap();
-        async move {
-            let state = ledger::projection::state(&store, account, today)
-                .await
-                .unwrap()
-                .unwrap();
-            let key = state.keys["abcdef012345"];
-            (key.today, key.month, key.lifetime)
-        }
-    };
     // The next day and the next month start from nothing.
     assert_eq!(read("2026-12-03").await, (Money::ZERO, all.1, all.2));
     assert_eq!(read("2027-01-01").await, (Money::ZERO, Money::ZERO, all.2));

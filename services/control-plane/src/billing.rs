@@ -542,9 +542,9 @@ impl ControlPlane {
     pub async fn history_of(&self, account: AccountId) -> Result<Vec<HistoryRow>, CpError> {
         let key = account.to_string();
         let lines = sqlx::query(
-            "SELECT j.event_id, j.at, j.book, j.debit, j.credit, j.memo, a.kind FROM journal j
-             JOIN applied_events a ON a.event_id = j.event_id
-             WHERE j.account = $1 AND a.kind <> 'usage_recorded'
+            "SELECT j.event_id, j.at, j.book, j.debit, j.credit, j.memo, a.kind FROM applied_events a
+             JOIN journal j ON j.event_id = a.event_id
+             WHERE a.account = $1 AND j.account = $1 AND a.kind <> 'usage_recorded'
                AND j.book IN ('customer_credits', 'fee_revenue')
              ORDER BY j.at, j.event_id, j.line",
         )

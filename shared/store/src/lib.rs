@@ -144,6 +144,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0014_requests_claim.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0014_requests_claim.sql"),
     },
+    Migration {
+        version: 15,
+        name: "applied_events_by_account",
+        postgres: include_str!("../../../migrations/postgres/0015_applied_events_by_account.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0015_applied_events_by_account.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

@@ -48,7 +48,11 @@ pub(crate) async fn recorded(
         return Err(CpError::Missing("No such request id.".into()));
     }
     let row = sqlx::query(
-        "SELECT r.event_id, r.at, r.seq FROM requests r
+        // `seq` is 0 on a row a ledger older than migration 0014 wrote
+        // after it ran (a rolling upgrade): its position is then in the
+        // claim row that ledger also wrote.
+        "SELECT r.event_id, r.at, COALESCE(NULLIF(r.seq, 0), e.seq, 0) AS seq FROM requests r
+         LEFT JOIN applied_events e ON e.event_id = r.event_id
          WHERE r.account = $1 AND r.request_id = $2
          ORDER BY r.at DESC LIMIT 1",
     )

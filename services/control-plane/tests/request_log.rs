@@ -212,6 +212,35 @@ async fn served_requests_are_logged_filtered_paged_and_exported(backends: Backen
     assert!(detail["attempts"].is_array(), "{detail}");
     let (status, _) = b.api(Method::GET, "/api/v1/requests/req_never", None).await;
     assert_eq!(status, 404);
+    // The same request as a ledger older than migration 0014 records it
+    // after the migration ran (a rolling upgrade): no position on the
+    // request row, a claim row of its own holding it.
+    let pool = &stack.backends.store.pool;
+    let (event_id, seq, account, at): (String, i64, String, String) =
+        sqlx::query_as("SELECT event_id, seq, account, at FROM requests WHERE request_id = $1")
+            .bind(&sent[3])
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE requests SET seq = 0 WHERE event_id = $1")
+        .bind(&event_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO applied_events (event_id, seq, kind, account, at) VALUES ($1, $2, 'usage_recorded', $3, $4)",
+    )
+    .bind(&event_id)
+    .bind(seq)
+    .bind(&account)
+    .bind(&at)
+    .execute(pool)
+    .await
+    .unwrap();
+    let (status, again) = b
+        .api(Method::GET, &format!("/api/v1/requests/{}", sent[3]), None)
+        .await;
+    assert_eq!((status, &again), (200, &detail));
 
     // The exports hold the filtered set, whole.
     let download = async |path: &str| {

@@ -141,7 +141,8 @@ fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
 /// ([`Claim::New`] names the ones written). A usage event's claim is its
 /// request row, keyed by the event's id: a row and an index entry fewer
 /// per request than a row of its own. Every other event has one in
-/// `applied_events`.
+/// `applied_events`. So a request row must never be deleted (say, to keep
+/// the request log short): the same event replayed would then count again.
 fn claims(candidates: &[Candidate<'_>], claim: Claim) -> [Rows; 2] {
     let tail = match claim {
         Claim::AllNew => "ON CONFLICT (event_id) DO NOTHING",
@@ -352,8 +353,8 @@ impl AccountChanges {
                 if spent > Money::ZERO && !key.is_empty() {
                     self.keys
                         .entry((account.clone(), key.clone()))
-                        .or_default()
-                        .add(e.day, spent);
+                        .and_modify(|total| total.add(e.day, spent))
+                        .or_insert_with(|| KeyTotal::new(e.day, spent));
                 }
             }
         }
@@ -609,8 +610,8 @@ pub async fn states(
         // of this one) counts as the current one, so a budget never sees
         // less than was spent. Both are written fixed-width: text order is
         // time order, and '' (no spend yet) comes first.
-        let current = |period: String, current: &str, spent: i64| {
-            Money::from_nanos(if period.as_str() >= current { spent } else { 0 })
+        let current = |period: String, now: &str, spent: i64| {
+            Money::from_nanos(if period.as_str() >= now { spent } else { 0 })
         };
         let spend = events::KeySpend {
             today: current(row.try_get("day")?, &this_day, row.try_get("day_spent")?),
@@ -677,57 +678,51 @@ const KEY_TOTALS_UPSERT: &str = "ON CONFLICT (account, key_id) DO UPDATE SET
 
 /// One key's spend in a batch, folded in log order as the store folds
 /// batches: ever, and in the latest day (and month) among its events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeyTotal {
     life: Money,
-    day: Option<NaiveDate>,
+    /// The latest day among the events.
+    day: NaiveDate,
     day_spent: Money,
     month_spent: Money,
 }
 
 impl KeyTotal {
+    fn new(day: NaiveDate, spent: Money) -> KeyTotal {
+        KeyTotal {
+            life: spent,
+            day,
+            day_spent: spent,
+            month_spent: spent,
+        }
+    }
+
     fn add(&mut self, day: NaiveDate, spent: Money) {
         self.life += spent;
-        let same_month =
-            |a: NaiveDate, b: NaiveDate| (a.year(), a.month()) == (b.year(), b.month());
-        match self.day {
-            Some(latest) if day < latest => {
-                if same_month(day, latest) {
-                    self.month_spent += spent;
-                }
+        let same_month = (day.year(), day.month()) == (self.day.year(), self.day.month());
+        if day > self.day {
+            if !same_month {
+                self.month_spent = Money::ZERO;
             }
-            Some(latest) if day == latest => {
-                self.day_spent += spent;
-                self.month_spent += spent;
-            }
-            Some(latest) => {
-                if !same_month(day, latest) {
-                    self.month_spent = Money::ZERO;
-                }
-                self.day = Some(day);
-                self.day_spent = spent;
-                self.month_spent += spent;
-            }
-            None => {
-                self.day = Some(day);
-                self.day_spent = spent;
-                self.month_spent = spent;
-            }
+            self.day = day;
+            self.day_spent = Money::ZERO;
+        }
+        if day == self.day {
+            self.day_spent += spent;
+        }
+        if same_month || day == self.day {
+            self.month_spent += spent;
         }
     }
 
     fn push(&self, rows: &mut Rows, account: &str, key: &str) {
-        let (month, day) = self
-            .day
-            .map(|d| (month_of(d), d.to_string()))
-            .unwrap_or_default();
         rows.push([
             account.into(),
             key.into(),
             nanos(self.life).into(),
-            month.into(),
+            month_of(self.day).into(),
             nanos(self.month_spent).into(),
-            day.into(),
+            self.day.to_string().into(),
             nanos(self.day_spent).into(),
         ]);
     }

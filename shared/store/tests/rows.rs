@@ -72,11 +72,15 @@ async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
         "{\"json\": [1, 2]}",
         "",
         "\u{7f}\u{1}",
+        "\u{1f}\u{1e}\u{1d} unit and record separators",
+        "NULL",
+        "a,b {c} \\N",
+        "\u{E000}\u{F8FF}",
     ];
     let mut rows = Rows::new("INSERT INTO t (id, n, note)", 3, "");
     let mut expected = Vec::new();
     for (i, text) in texts.iter().enumerate() {
-        let n = [i64::MIN, i64::MAX, -1, 0, 1, 42][i];
+        let n = [i64::MIN, i64::MAX, -1, 0, 1, 42, 2, 3, 4, 5][i];
         let note = (i % 2 == 0).then(|| text.to_string());
         let id = format!("{text}#{i}");
         rows.push([
@@ -104,6 +108,47 @@ async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
     got.sort_by_key(|(_, n, _)| *n);
     expected.sort_by_key(|(_, n, _)| *n);
     assert_eq!(got, expected);
+    one_row_of_empty_text(conn).await;
+    every_separator_taken(conn).await;
+}
+
+/// One row whose only text is empty is still one row.
+async fn one_row_of_empty_text(conn: &mut sqlx::AnyConnection) {
+    sqlx::raw_sql("CREATE TABLE e (id TEXT NOT NULL)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut rows = Rows::new("INSERT INTO e (id)", 1, "");
+    rows.push([Value::from("")]);
+    assert_eq!(rows.execute(conn).await.unwrap(), 1);
+    let found = fetch_in(conn, "SELECT id FROM e WHERE id", &[], &["".into()], "")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+/// Texts that hold every character PostgreSQL's statements could use to
+/// separate them still land whole (the rows are then bound one by one).
+async fn every_separator_taken(conn: &mut sqlx::AnyConnection) {
+    use sqlx::Row;
+    let all: String = ('\u{1}'..'\u{20}')
+        .chain('\u{E000}'..='\u{F8FF}')
+        .chain('\u{F0000}'..='\u{FFFFD}')
+        .collect();
+    let mut rows = Rows::new("INSERT INTO t (id, n, note)", 3, "RETURNING id");
+    rows.push([
+        Value::from("every"),
+        Value::from(7),
+        Value::from(all.clone()),
+    ]);
+    rows.push([Value::from("none"), Value::from(8), Value::MaybeText(None)]);
+    assert_eq!(rows.run(conn).await.unwrap().len(), 2);
+    let keys = ["every".to_string(), all.clone()];
+    let found = fetch_in(conn, "SELECT note FROM t WHERE id", &[], &keys, "")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].get::<String, _>("note"), all);
 }
 
 #[tokio::test]

@@ -150,6 +150,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0015_applied_events_by_account.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0015_applied_events_by_account.sql"),
     },
+    Migration {
+        version: 16,
+        name: "room_for_updates",
+        postgres: include_str!("../../../migrations/postgres/0016_room_for_updates.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0016_room_for_updates.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

@@ -1,0 +1,3 @@
+-- PostgreSQL leaves room in the pages of the tables the ledger updates in
+-- place; SQLite has no such setting.
+SELECT 1;

@@ -6,7 +6,8 @@
 //! run: 5,000 single-row INSERTs, each its own transaction, into the same
 //! database. Run with `cargo bench -p ledger --bench fold`
 //! (`FOLD_EVENTS` and `FOLD_ACCOUNTS` change the sizes, `FOLD_ONLY=postgres`
-//! or `sqlite` runs one backend).
+//! or `sqlite` runs one backend). It allocates with mimalloc, as the
+//! `modelrouter` binary does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ use events::{AccountId, CreditsGranted, Envelope, Event};
 use ledger::Ledger;
 use money::Money;
 use test_support::backends::Backends;
+
+/// The allocator the shipped binary folds with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Single-row transactions timed for the floor.
 const FLOOR_ROWS: i64 = 5_000;

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod gaps;
+mod gather;
 pub mod lag;
 pub mod memory;
 pub mod payments;

@@ -10,12 +10,11 @@
 //! means the records come again, and applying them again only republishes
 //! the states. A few statements and one commit per batch, not per event,
 //! is what makes folding fast, and the publish and ack of one batch overlap
-//! the gathering and fold of the next ([`Pipeline`]), so the store's
-//! writes rarely wait on the bucket. A record this build cannot decode is stored
+//! the fold of the next and the gathering of the one after ([`Pipeline`]),
+//! so the store's writes rarely wait on the bucket or the log. A record this build cannot decode is stored
 //! in `rejected_events` (reconciliation reports it) and acked, so one bad
 //! record does not stop the books.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +22,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use eventlog::{Bucket, Consumer, Delivery, EventLog};
 use events::{AccountId, Envelope, ACCOUNTS_BUCKET};
+
+use crate::gather::{gather, Ahead, Gathered};
 use store::Store;
 
 use crate::projection::Claim;
@@ -31,15 +32,7 @@ use crate::{projection, sequences, LedgerError};
 /// The durable consumer's name.
 pub const CONSUMER: &str = "ledger";
 /// How long to wait for a record before checking for shutdown.
-const POLL: Duration = Duration::from_millis(500);
-/// Records applied per transaction at most: at a backlog, a batch's fixed
-/// costs (the commit's fsync, reading and publishing the touched accounts'
-/// states, the ack) spread over this many, and a full batch holds SQLite's
-/// one connection for about 100 ms …
-const BATCH: usize = 1024;
-/// … and their bytes (a record may hold megabytes of a publisher's backlog);
-/// the record that crosses it is the batch's last.
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const POLL: Duration = Duration::from_millis(500);
 /// How long a batch gathers after its first record, by default. A batch
 /// costs a transaction, a read and a publish of the states and, on SQLite,
 /// a few dozen page writes and thread switches whatever its size: at 200
@@ -178,7 +171,7 @@ impl Ledger {
     pub fn pipeline(&self, consumer: Box<dyn Consumer>) -> Pipeline<'_> {
         Pipeline {
             ledger: self,
-            consumer,
+            ahead: Ahead::start(consumer, self.linger),
             unpublished: None,
         }
     }
@@ -188,38 +181,13 @@ impl Ledger {
     /// accounts' states and acks them; returns how many came (0 after
     /// waiting `POLL` for one). [`Ledger::pipeline`] does the same faster.
     pub async fn step(&self, consumer: &mut dyn Consumer) -> Result<usize, LedgerError> {
-        let Some(folded) = self.gather_and_fold(consumer).await? else {
+        let Some(gathered) = gather(consumer, POLL, self.linger).await? else {
             return Ok(0);
         };
+        let folded = self.handle(gathered).await?;
         let count = folded.batch.len();
         self.publish(folded).await?;
         Ok(count)
-    }
-
-    /// Gathers a batch (the records available now and those that come
-    /// within the linger) and applies it; `None` after waiting `POLL` for
-    /// a first record.
-    async fn gather_and_fold(
-        &self,
-        consumer: &mut dyn Consumer,
-    ) -> Result<Option<Folded>, LedgerError> {
-        let Some(first) = consumer.next(POLL).await? else {
-            return Ok(None);
-        };
-        let mut bytes = first.record.payload.len();
-        let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + self.linger;
-        while batch.len() < BATCH && bytes < BATCH_BYTES {
-            let wait = until.saturating_duration_since(tokio::time::Instant::now());
-            match consumer.next(wait).await? {
-                Some(delivery) => {
-                    bytes += delivery.record.payload.len();
-                    batch.push(delivery);
-                }
-                None => break,
-            }
-        }
-        self.handle(batch).await.map(Some)
     }
 
     /// Applies `events` and stores `rejected` in one transaction, claiming
@@ -242,23 +210,15 @@ impl Ledger {
         Ok(applied)
     }
 
-    /// Applies `batch` in one transaction (each event still once, by id).
-    async fn handle(&self, batch: Vec<Delivery>) -> Result<Folded, LedgerError> {
-        let mut touched = BTreeSet::new();
-        let mut events = Vec::with_capacity(batch.len());
-        let mut rejected = Vec::new();
-        for delivery in &batch {
-            let seq = delivery.record.seq;
-            for decoded in Envelope::decode_all(&delivery.record.payload) {
-                match decoded {
-                    Ok(envelope) => {
-                        touched.insert(envelope.event.account());
-                        events.push((seq, envelope));
-                    }
-                    Err(e) => rejected.push((seq, e.to_string())),
-                }
-            }
-        }
+    /// Applies a gathered batch in one transaction (each event still once,
+    /// by id).
+    async fn handle(&self, gathered: Gathered) -> Result<Folded, LedgerError> {
+        let Gathered {
+            batch,
+            events,
+            rejected,
+            touched,
+        } = gathered;
         for (seq, error) in &rejected {
             tracing::error!(seq, error, "unreadable event stored in rejected_events");
         }
@@ -288,6 +248,42 @@ impl Ledger {
     /// Publishes the states of the accounts a committed batch touched (as
     /// they are now, which may include later batches), then acks it.
     async fn publish(&self, folded: Folded) -> Result<(), LedgerError> {
+        self.publisher().publish(folded).await
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher {
+            store: self.store.clone(),
+            accounts: Arc::clone(&self.accounts),
+            lag: Arc::clone(&self.lag),
+        }
+    }
+}
+
+/// A batch's publish on its own task, stopped if the step awaiting it is
+/// dropped (the ledger stopping), so nothing is published for a pipeline
+/// that is gone; the batch, unacked, comes again.
+struct Publishing(tokio::task::JoinHandle<Result<(), LedgerError>>);
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What publishing a folded batch needs, owned: the pipeline runs each
+/// publish on a task of its own, so reading and encoding the states uses
+/// the other core while the next batch folds.
+struct Publisher {
+    store: Store,
+    accounts: Arc<dyn Bucket>,
+    lag: Arc<crate::lag::Lag>,
+}
+
+impl Publisher {
+    /// Publishes the states of the accounts a committed batch touched (as
+    /// they are now, which may include later batches), then acks it.
+    async fn publish(self, folded: Folded) -> Result<(), LedgerError> {
         let states =
             projection::states(&self.store, &folded.touched, Utc::now().date_naive()).await?;
         let mut entries = Vec::with_capacity(states.len());
@@ -317,14 +313,14 @@ struct Folded {
     batch: Vec<Delivery>,
 }
 
-/// Folds a consumer's records with one batch in flight: while batch N's
-/// states are read and published and its records acked, batch N+1 gathers
-/// and folds. Publishes stay in batch order, so a state published later is
+/// Folds a consumer's records with batches in flight: while batch N's
+/// states are read and published and its records acked, batch N+1 folds
+/// and batch N+2 gathers ([`Ahead`]). Publishes stay in batch order, so a state published later is
 /// never older, and acks stay in log order. A crash or an error loses
 /// nothing: an unacked batch comes again and folds as a repeat.
 pub struct Pipeline<'a> {
     ledger: &'a Ledger,
-    consumer: Box<dyn Consumer>,
+    ahead: Ahead,
     unpublished: Option<Folded>,
 }
 
@@ -333,16 +329,20 @@ impl Pipeline<'_> {
     /// how many records came (0 after waiting `POLL` for one).
     pub async fn step(&mut self) -> Result<usize, LedgerError> {
         let ledger = self.ledger;
-        let previous = self.unpublished.take();
-        let publishing = async move {
-            match previous {
-                Some(folded) => ledger.publish(folded).await,
-                None => Ok(()),
-            }
+        let publishing = self
+            .unpublished
+            .take()
+            .map(|folded| Publishing(tokio::spawn(ledger.publisher().publish(folded))));
+        let folded = match self.ahead.next(POLL).await {
+            Ok(Some(gathered)) => ledger.handle(gathered).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         };
-        let (folded, published) =
-            tokio::join!(ledger.gather_and_fold(self.consumer.as_mut()), publishing);
-        published?;
+        if let Some(mut publishing) = publishing {
+            (&mut publishing.0)
+                .await
+                .map_err(|e| LedgerError::Data(format!("publishing a batch: {e}")))??;
+        }
         let folded = folded?;
         let count = folded.as_ref().map_or(0, |f| f.batch.len());
         self.unpublished = folded;

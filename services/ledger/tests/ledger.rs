@@ -775,6 +775,61 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A pipeline dropped while its gathering task holds records it pulled
+/// ahead (more than two batches are waiting) loses none: they come again
+/// to the next ledger and count once.
+async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
+    const EVENTS: u64 = 2_500;
+    let account = AccountId::new();
+    let mut spent = Money::ZERO;
+    let envelopes: Vec<Envelope> = (1..=EVENTS)
+        .map(|seq| {
+            let cost = Money::from_nanos(1_000 + seq as i64);
+            spent += cost;
+            usage(account, seq, cost)
+        })
+        .collect();
+    for chunk in envelopes.chunks(500) {
+        let encoded: Vec<(String, Vec<u8>)> = chunk
+            .iter()
+            .map(|e| (e.id.to_string(), e.encode()))
+            .collect();
+        let items: Vec<eventlog::Outgoing> = chunk
+            .iter()
+            .zip(&encoded)
+            .map(|(e, (id, payload))| eventlog::Outgoing {
+                subject: e.event.subject(),
+                id,
+                payload,
+            })
+            .collect();
+        backends.log.append_batch(&items).await.unwrap();
+    }
+    let (ledger, consumer) = ledger_on(&backends).await;
+    let mut pipeline = ledger.pipeline(consumer);
+    let first = pipeline.step().await.unwrap();
+    assert!(first > 0 && (first as u64) < EVENTS, "one batch of {first}");
+    // Give the gathering task time to pull the next batch ahead.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(pipeline);
+    drop(ledger);
+    let (again, consumer) = ledger_on(&backends).await;
+    let mut pipeline = again.pipeline(consumer);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while backends.usage_applied().await < EVENTS as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "records lost");
+        pipeline.step().await.unwrap();
+    }
+    pipeline.flush().await.unwrap();
+    assert_eq!(backends.usage_applied().await, EVENTS as i64);
+    assert_eq!(balance(&backends, account).await, Money::ZERO - spent);
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -801,6 +856,7 @@ on_both!(a_batch_is_bounded_in_bytes);
 on_both!(key_totals_follow_days_and_months_in_any_order);
 on_both!(key_spend_rows_migrate_to_one_row_per_key);
 on_both!(a_batch_committed_but_not_published_comes_again);
+on_both!(records_gathered_ahead_come_again_after_a_drop);
 on_both!(usage_claims_migrate_to_the_request_rows);
 
 /// A million small charges through the ledger's postings: the balance is

@@ -34,7 +34,8 @@ const PREFETCH: usize = 1024;
 /// a fetch's byte bound would never come.
 const PREFETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Records delivered and not yet acked, at most, per consumer: a batch
-/// being published, the next one folding and a fetch ahead of both. The
+/// being published, the next one folding, one gathered ahead of it and a
+/// fetch ahead of them all. The
 /// server's default (1,000) stopped delivery while one full batch waited
 /// for its ack, so no batch could fold while another was published.
 const MAX_ACK_PENDING: i64 = 4 * PREFETCH as i64;

@@ -1,0 +1,135 @@
+//! Gathering the log's records into batches, and gathering ahead: while
+//! one batch folds, a task of its own pulls and decodes the next, so the
+//! store never waits on the log between two batches.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use eventlog::{Consumer, Delivery};
+use events::{AccountId, Envelope};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::LedgerError;
+
+/// Records applied per transaction at most: at a backlog, a batch's fixed
+/// costs (the commit's fsync, reading and publishing the touched accounts'
+/// states, the ack) spread over this many, and a full batch holds SQLite's
+/// one connection for about 100 ms …
+const BATCH: usize = 1024;
+/// … and their bytes (a record may hold megabytes of a publisher's backlog);
+/// the record that crosses it is the batch's last.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// A batch of records, decoded.
+pub(crate) struct Gathered {
+    /// The records, to ack once the batch is folded and published.
+    pub batch: Vec<Delivery>,
+    /// Their events with the log position of the record that holds each.
+    pub events: Vec<(u64, Envelope)>,
+    /// The records this build cannot decode, with why.
+    pub rejected: Vec<(u64, String)>,
+    /// The accounts the events touch.
+    pub touched: BTreeSet<AccountId>,
+}
+
+/// Gathers the records available now and those that come within `linger`
+/// after the first, up to a batch; `None` after waiting `first` for one.
+pub(crate) async fn gather(
+    consumer: &mut dyn Consumer,
+    first: Duration,
+    linger: Duration,
+) -> Result<Option<Gathered>, LedgerError> {
+    let Some(opening) = consumer.next(first).await? else {
+        return Ok(None);
+    };
+    let mut bytes = opening.record.payload.len();
+    let mut batch = vec![opening];
+    let until = tokio::time::Instant::now() + linger;
+    while batch.len() < BATCH && bytes < BATCH_BYTES {
+        let wait = until.saturating_duration_since(tokio::time::Instant::now());
+        match consumer.next(wait).await? {
+            Some(delivery) => {
+                bytes += delivery.record.payload.len();
+                batch.push(delivery);
+            }
+            None => break,
+        }
+    }
+    Ok(Some(decode(batch)))
+}
+
+fn decode(batch: Vec<Delivery>) -> Gathered {
+    let mut gathered = Gathered {
+        events: Vec::with_capacity(batch.len()),
+        rejected: Vec::new(),
+        touched: BTreeSet::new(),
+        batch: Vec::new(),
+    };
+    for delivery in &batch {
+        let seq = delivery.record.seq;
+        for decoded in Envelope::decode_all(&delivery.record.payload) {
+            match decoded {
+                Ok(envelope) => {
+                    gathered.touched.insert(envelope.event.account());
+                    gathered.events.push((seq, envelope));
+                }
+                Err(e) => gathered.rejected.push((seq, e.to_string())),
+            }
+        }
+    }
+    gathered.batch = batch;
+    gathered
+}
+
+/// Batches gathered one ahead by a task that owns the consumer. At most
+/// one batch waits here while another folds and a third publishes: three
+/// batches unacked, within the log's limit of unacked records. Dropping it
+/// stops the task; the records it held unacked come again, as after a crash.
+pub(crate) struct Ahead {
+    batches: mpsc::Receiver<Result<Gathered, LedgerError>>,
+    task: JoinHandle<()>,
+}
+
+impl Ahead {
+    /// Starts gathering from `consumer`, each batch lingering `linger`.
+    pub(crate) fn start(mut consumer: Box<dyn Consumer>, linger: Duration) -> Ahead {
+        let (sender, batches) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            // A slot first, then the records: none is pulled before the
+            // previous batch is taken.
+            while let Ok(slot) = sender.reserve().await {
+                let gathered = loop {
+                    match gather(consumer.as_mut(), super::service::POLL, linger).await {
+                        Ok(None) => continue,
+                        Ok(Some(gathered)) => break Ok(gathered),
+                        Err(e) => break Err(e),
+                    }
+                };
+                let failed = gathered.is_err();
+                slot.send(gathered);
+                if failed {
+                    return;
+                }
+            }
+        });
+        Ahead { batches, task }
+    }
+
+    /// The next batch, waiting up to `wait`; `None` when none came.
+    pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<Gathered>, LedgerError> {
+        match tokio::time::timeout(wait, self.batches.recv()).await {
+            Err(_elapsed) => Ok(None),
+            Ok(Some(gathered)) => gathered.map(Some),
+            Ok(None) => Err(LedgerError::Data(
+                "the task gathering the ledger's records stopped".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -507,7 +507,9 @@ impl AccountChanges {
                 as_i64(*seq).into(),
             ]);
         }
-        for rows in [days, keys, instances, sequences, origins] {
+        // The one row shared between accounts (a gateway's) goes last: a
+        // batch folded in shards at once waits on the other only here.
+        for rows in [days, keys, instances, origins, sequences] {
             rows.run(tx).await?;
         }
         Ok(())

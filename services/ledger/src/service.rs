@@ -22,10 +22,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use eventlog::{Bucket, Consumer, Delivery, EventLog};
 use events::{AccountId, Envelope, ACCOUNTS_BUCKET};
+use store::{Backend, Store};
 
 use crate::gather::{gather, Ahead, Gathered};
-use store::Store;
-
 use crate::projection::Claim;
 use crate::{projection, sequences, LedgerError};
 
@@ -41,6 +40,14 @@ pub(crate) const POLL: Duration = Duration::from_millis(500);
 /// view of credit: a gateway adds its own spend the state does not hold
 /// yet, so only other gateways' spend is seen this much later.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(50);
+/// Transactions a batch folds in at once on PostgreSQL, its events split
+/// by account, so the server folds on two cores. Every row the fold
+/// updates in place belongs to one account, except one per gateway
+/// (`gateway_sequences`, written last), so neither transaction waits on
+/// the other before then. Each claims its own events: one that commits
+/// while the other fails counts its events once when the batch comes
+/// again. SQLite has one writer, so one transaction there.
+const SHARDS_ON_POSTGRES: usize = 2;
 /// The pause before reconnecting after the log or the store failed.
 const BACKOFF: Duration = Duration::from_secs(1);
 /// How often recharges in flight are looked at (besides right after a batch
@@ -210,8 +217,29 @@ impl Ledger {
         Ok(applied)
     }
 
-    /// Applies a gathered batch in one transaction (each event still once,
-    /// by id).
+    /// Applies `events` and stores `rejected` in one transaction, claiming
+    /// every id first and, when one was applied before, again naming the
+    /// ones that were not.
+    async fn fold_shard(
+        &self,
+        events: &[(u64, Envelope)],
+        rejected: &[(u64, String)],
+    ) -> Result<projection::Applied, LedgerError> {
+        if events.is_empty() && rejected.is_empty() {
+            return Ok(projection::Applied::default());
+        }
+        match self.fold(events, rejected, Claim::AllNew).await? {
+            Some(applied) => Ok(applied),
+            None => self
+                .fold(events, rejected, Claim::New)
+                .await?
+                .ok_or_else(|| LedgerError::Data("a batch claimed twice".into())),
+        }
+    }
+
+    /// Applies a gathered batch (each event still once, by id): on
+    /// PostgreSQL in [`SHARDS_ON_POSTGRES`] transactions at once, its
+    /// events split by account; on SQLite in one.
     async fn handle(&self, gathered: Gathered) -> Result<Folded, LedgerError> {
         let Gathered {
             batch,
@@ -222,16 +250,31 @@ impl Ledger {
         for (seq, error) in &rejected {
             tracing::error!(seq, error, "unreadable event stored in rejected_events");
         }
-        let applied = match self.fold(&events, &rejected, Claim::AllNew).await? {
-            Some(applied) => applied,
-            None => self
-                .fold(&events, &rejected, Claim::New)
-                .await?
-                .ok_or_else(|| LedgerError::Data("a batch claimed twice".into()))?,
+        let stamped: Vec<DateTime<Utc>> = events.iter().map(|(_, e)| e.at).collect();
+        let shards = match self.store.backend {
+            Backend::Postgres => SHARDS_ON_POSTGRES,
+            Backend::Sqlite => 1,
         };
-        if applied.fresh < events.len() {
+        let mut parts: Vec<Vec<(u64, Envelope)>> = (0..shards).map(|_| Vec::new()).collect();
+        for (seq, envelope) in events {
+            let shard = envelope.event.account().0.as_u128() % shards as u128;
+            parts[shard as usize].push((seq, envelope));
+        }
+        let folds = parts.iter().enumerate().map(|(i, part)| {
+            let rejected: &[(u64, String)] = if i == 0 { &rejected } else { &[] };
+            self.fold_shard(part, rejected)
+        });
+        let mut applied = projection::Applied::default();
+        // Every shard runs to its end, even when another fails: none is
+        // cut off between its commit and its result.
+        for shard in futures_util::future::join_all(folds).await {
+            let shard = shard?;
+            applied.fresh += shard.fresh;
+            applied.started.extend(shard.started);
+        }
+        if applied.fresh < stamped.len() {
             tracing::debug!(
-                repeated = events.len() - applied.fresh,
+                repeated = stamped.len() - applied.fresh,
                 "events applied before (or not the ledger's) skipped"
             );
         }
@@ -240,7 +283,7 @@ impl Ledger {
         }
         Ok(Folded {
             touched: touched.into_iter().collect(),
-            stamped: events.iter().map(|(_, e)| e.at).collect(),
+            stamped,
             batch,
         })
     }

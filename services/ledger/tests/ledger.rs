@@ -830,6 +830,79 @@ async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// On PostgreSQL a batch folds in two transactions at once, its events
+/// split by account. One that commits while the other fails (here a
+/// trigger refuses one account's balance) leaves the batch unacked; when
+/// it comes again, the committed half is not counted twice.
+#[tokio::test]
+async fn a_batch_half_committed_counts_each_event_once() {
+    let backends = Backends::distributed().await;
+    let in_shard = |shard: u128| loop {
+        let account = AccountId::new();
+        if account.0.as_u128() % 2 == shard {
+            break account;
+        }
+    };
+    let (kept, refused) = (in_shard(0), in_shard(1));
+    let mut spent = Money::ZERO;
+    for seq in 1..=20u64 {
+        let cost = Money::from_nanos(2_000_000 + seq as i64);
+        spent += cost;
+        publish(&*backends.log, &usage(kept, seq, cost)).await;
+        publish(&*backends.log, &usage(refused, seq, cost)).await;
+    }
+    let (ledger, mut consumer) = ledger_on(&backends).await;
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.account = '{refused}' THEN RAISE EXCEPTION 'refused'; END IF;
+         RETURN NEW; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON balances
+         FOR EACH ROW EXECUTE FUNCTION refuse();"
+    ))
+    .execute(&backends.store.pool)
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        if ledger.step(consumer.as_mut()).await.is_err() {
+            break;
+        }
+    }
+    let applied = |account: AccountId| {
+        let pool = backends.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM requests WHERE account = $1")
+                .bind(account.to_string())
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(applied(kept).await > 0, "the other shard committed");
+    assert_eq!(applied(refused).await, 0);
+    drop(consumer);
+    drop(ledger);
+    sqlx::raw_sql("DROP TRIGGER refuse ON balances")
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    fold(&backends, 1).await;
+    while backends.usage_applied().await < 40 {
+        assert!(tokio::time::Instant::now() < deadline, "ledger stalled");
+        fold(&backends, 1).await;
+    }
+    assert_eq!(applied(kept).await, 20);
+    assert_eq!(applied(refused).await, 20);
+    assert_eq!(balance(&backends, kept).await, Money::ZERO - spent);
+    assert_eq!(balance(&backends, refused).await, Money::ZERO - spent);
+    assert!(reconcile(&*backends.log, &backends.store)
+        .await
+        .unwrap()
+        .is_empty());
+    backends.cleanup().await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {

@@ -3,6 +3,8 @@
 //! store never waits on the log between two batches.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventlog::{Consumer, Delivery};
@@ -10,6 +12,7 @@ use events::{AccountId, Envelope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::service::POLL;
 use crate::LedgerError;
 
 /// Records applied per transaction at most: at a backlog, a batch's fixed
@@ -33,12 +36,22 @@ pub(crate) struct Gathered {
     pub touched: BTreeSet<AccountId>,
 }
 
+/// How often a batch gathered ahead, past its linger, looks whether the
+/// fold wants it yet (while it takes the records that come meanwhile).
+const TOP_UP: Duration = Duration::from_millis(2);
+
 /// Gathers the records available now and those that come within `linger`
 /// after the first, up to a batch; `None` after waiting `first` for one.
+/// With `wanted`, a batch past its linger keeps taking records until the
+/// flag says the fold waits for it (or it is full): a batch gathered ahead
+/// holds what came while the one before folded, as one gathered after that
+/// fold would, so at saturation batches stay as large (and as few) as
+/// without gathering ahead.
 pub(crate) async fn gather(
     consumer: &mut dyn Consumer,
     first: Duration,
     linger: Duration,
+    wanted: Option<&AtomicBool>,
 ) -> Result<Option<Gathered>, LedgerError> {
     let Some(opening) = consumer.next(first).await? else {
         return Ok(None);
@@ -47,12 +60,17 @@ pub(crate) async fn gather(
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
     while batch.len() < BATCH && bytes < BATCH_BYTES {
-        let wait = until.saturating_duration_since(tokio::time::Instant::now());
+        let lingering = until.saturating_duration_since(tokio::time::Instant::now());
+        let topping_up = lingering.is_zero() && wanted.is_some_and(|w| !w.load(Ordering::Acquire));
+        let wait = if topping_up { TOP_UP } else { lingering };
         match consumer.next(wait).await? {
             Some(delivery) => {
                 bytes += delivery.record.payload.len();
                 batch.push(delivery);
             }
+            None if topping_up => {}
+            // Past the linger, what has arrived is taken (a wait of zero).
+            None if !lingering.is_zero() => {}
             None => break,
         }
     }
@@ -88,6 +106,8 @@ fn decode(batch: Vec<Delivery>) -> Gathered {
 /// stops the task; the records it held unacked come again, as after a crash.
 pub(crate) struct Ahead {
     batches: mpsc::Receiver<Result<Gathered, LedgerError>>,
+    /// Set while [`Ahead::next`] waits: the batch being gathered goes now.
+    wanted: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -95,12 +115,15 @@ impl Ahead {
     /// Starts gathering from `consumer`, each batch lingering `linger`.
     pub(crate) fn start(mut consumer: Box<dyn Consumer>, linger: Duration) -> Ahead {
         let (sender, batches) = mpsc::channel(1);
+        let wanted = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&wanted);
         let task = tokio::spawn(async move {
             // A slot first, then the records: none is pulled before the
             // previous batch is taken.
             while let Ok(slot) = sender.reserve().await {
                 let gathered = loop {
-                    match gather(consumer.as_mut(), super::service::POLL, linger).await {
+                    let gathering = gather(consumer.as_mut(), POLL, linger, Some(&flag));
+                    match gathering.await {
                         Ok(None) => continue,
                         Ok(Some(gathered)) => break Ok(gathered),
                         Err(e) => break Err(e),
@@ -113,12 +136,19 @@ impl Ahead {
                 }
             }
         });
-        Ahead { batches, task }
+        Ahead {
+            batches,
+            wanted,
+            task,
+        }
     }
 
     /// The next batch, waiting up to `wait`; `None` when none came.
     pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<Gathered>, LedgerError> {
-        match tokio::time::timeout(wait, self.batches.recv()).await {
+        self.wanted.store(true, Ordering::Release);
+        let received = tokio::time::timeout(wait, self.batches.recv()).await;
+        self.wanted.store(false, Ordering::Release);
+        match received {
             Err(_elapsed) => Ok(None),
             Ok(Some(gathered)) => gathered.map(Some),
             Ok(None) => Err(LedgerError::Data(

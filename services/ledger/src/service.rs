@@ -188,7 +188,7 @@ impl Ledger {
     /// accounts' states and acks them; returns how many came (0 after
     /// waiting `POLL` for one). [`Ledger::pipeline`] does the same faster.
     pub async fn step(&self, consumer: &mut dyn Consumer) -> Result<usize, LedgerError> {
-        let Some(gathered) = gather(consumer, POLL, self.linger).await? else {
+        let Some(gathered) = gather(consumer, POLL, self.linger, None).await? else {
             return Ok(0);
         };
         let folded = self.handle(gathered).await?;

@@ -177,7 +177,9 @@ impl Rows {
         // bind by position, and the head and tail here bind nothing.
         let per_statement = (MAX_PARAMETERS / self.width) * self.width;
         let mut statements = Vec::new();
-        for chunk in self.values.chunks(per_statement) {
+        let mut values = self.values.into_iter().peekable();
+        while values.peek().is_some() {
+            let chunk: Vec<Value> = values.by_ref().take(per_statement).collect();
             let mut sql =
                 String::with_capacity(self.head.len() + self.tail.len() + chunk.len() * 6);
             sql.push_str(self.head);
@@ -197,7 +199,7 @@ impl Rows {
             }
             sql.push_str(") ");
             sql.push_str(self.tail);
-            statements.push((sql, arguments(chunk.to_vec())?));
+            statements.push((sql, arguments(chunk)?));
         }
         Ok(statements)
     }

@@ -163,3 +163,47 @@ impl Drop for Ahead {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use money::Money;
+    use test_support::backends::{usage_event, Backends};
+
+    async fn append(backends: &Backends, count: u64) {
+        let account = AccountId::new();
+        for seq in 1..=count {
+            let envelope = usage_event(account, seq, Money::from_nanos(1));
+            let id = envelope.id.to_string();
+            backends
+                .log
+                .append(envelope.event.subject(), &id, &envelope.encode())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// While the fold is busy (nobody asks for the next batch), the batch
+    /// gathered ahead takes every record that comes, past its linger; the
+    /// fold then gets them in one batch, not the linger's first few.
+    #[tokio::test]
+    async fn a_batch_gathered_ahead_takes_what_comes_until_the_fold_asks() {
+        let backends = Backends::embedded().await;
+        let consumer = backends.log.consumer("gather-test").await.unwrap();
+        let mut ahead = Ahead::start(consumer, Duration::from_millis(10));
+        append(&backends, 5).await;
+        let first = ahead.next(Duration::from_secs(10)).await.unwrap().unwrap();
+        assert_eq!(first.batch.len(), 5);
+        // The fold is busy now: records come in two bursts, each past the
+        // linger of the batch being gathered.
+        append(&backends, 5).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        append(&backends, 5).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let next = ahead.next(Duration::from_secs(10)).await.unwrap().unwrap();
+        assert_eq!(next.batch.len(), 10);
+        assert_eq!(next.events.len(), 10);
+        drop(ahead);
+        backends.cleanup().await;
+    }
+}

@@ -15,11 +15,16 @@ use tokio::task::JoinHandle;
 use crate::service::POLL;
 use crate::LedgerError;
 
-/// Records applied per transaction at most: at a backlog, a batch's fixed
-/// costs (the commit's fsync, reading and publishing the touched accounts'
-/// states, the ack) spread over this many, and a full batch holds SQLite's
-/// one connection for about 100 ms …
-const BATCH: usize = 1024;
+/// Records applied per batch at most on SQLite: at a backlog, a batch's
+/// fixed costs (the commit's fsync, reading and publishing the touched
+/// accounts' states, the ack) spread over this many, and a full batch
+/// holds SQLite's one connection for about 100 ms …
+pub(crate) const BATCH_ON_SQLITE: usize = 1024;
+/// … and on PostgreSQL, where the fold's connections are not the readers'
+/// (a pool of eight): the account upserts cost per account touched, not
+/// per event, so a batch twice as large pays them once for twice the
+/// events (18,500 → 22,000 events/s in the fold bench, 500 accounts).
+pub(crate) const BATCH_ON_POSTGRES: usize = 2048;
 /// … and their bytes (a record may hold megabytes of a publisher's backlog);
 /// the record that crosses it is the batch's last.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -41,7 +46,8 @@ pub(crate) struct Gathered {
 const TOP_UP: Duration = Duration::from_millis(2);
 
 /// Gathers the records available now and those that come within `linger`
-/// after the first, up to a batch; `None` after waiting `first` for one.
+/// after the first, up to `most` records; `None` after waiting `first` for
+/// one.
 /// With `wanted`, a batch past its linger keeps taking records until the
 /// flag says the fold waits for it (or it is full): a batch gathered ahead
 /// holds what came while the one before folded, as one gathered after that
@@ -51,6 +57,7 @@ pub(crate) async fn gather(
     consumer: &mut dyn Consumer,
     first: Duration,
     linger: Duration,
+    most: usize,
     wanted: Option<&AtomicBool>,
 ) -> Result<Option<Gathered>, LedgerError> {
     let Some(opening) = consumer.next(first).await? else {
@@ -59,7 +66,7 @@ pub(crate) async fn gather(
     let mut bytes = opening.record.payload.len();
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
-    while batch.len() < BATCH && bytes < BATCH_BYTES {
+    while batch.len() < most && bytes < BATCH_BYTES {
         let lingering = until.saturating_duration_since(tokio::time::Instant::now());
         let topping_up = lingering.is_zero() && wanted.is_some_and(|w| !w.load(Ordering::Acquire));
         let wait = if topping_up { TOP_UP } else { lingering };
@@ -112,8 +119,9 @@ pub(crate) struct Ahead {
 }
 
 impl Ahead {
-    /// Starts gathering from `consumer`, each batch lingering `linger`.
-    pub(crate) fn start(mut consumer: Box<dyn Consumer>, linger: Duration) -> Ahead {
+    /// Starts gathering from `consumer`, each batch lingering `linger` and
+    /// holding `most` records at most.
+    pub(crate) fn start(mut consumer: Box<dyn Consumer>, linger: Duration, most: usize) -> Ahead {
         let (sender, batches) = mpsc::channel(1);
         let wanted = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&wanted);
@@ -122,7 +130,7 @@ impl Ahead {
             // previous batch is taken.
             while let Ok(slot) = sender.reserve().await {
                 let gathered = loop {
-                    let gathering = gather(consumer.as_mut(), POLL, linger, Some(&flag));
+                    let gathering = gather(consumer.as_mut(), POLL, linger, most, Some(&flag));
                     match gathering.await {
                         Ok(None) => continue,
                         Ok(Some(gathered)) => break Ok(gathered),
@@ -190,7 +198,7 @@ mod tests {
     async fn a_batch_gathered_ahead_takes_what_comes_until_the_fold_asks() {
         let backends = Backends::embedded().await;
         let consumer = backends.log.consumer("gather-test").await.unwrap();
-        let mut ahead = Ahead::start(consumer, Duration::from_millis(10));
+        let mut ahead = Ahead::start(consumer, Duration::from_millis(10), BATCH_ON_SQLITE);
         append(&backends, 5).await;
         let first = ahead.next(Duration::from_secs(10)).await.unwrap().unwrap();
         assert_eq!(first.batch.len(), 5);

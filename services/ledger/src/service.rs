@@ -3,7 +3,7 @@
 //!
 //! A record holds one event or a publisher's batch of them. A batch is the
 //! records that come within the linger after its first (up to 1,024 records
-//! or 16 MiB). In order: decode them and apply them in one transaction with
+//! on SQLite, 2,048 on PostgreSQL, or 16 MiB). In order: decode them and apply them in one transaction with
 //! set-based statements (a repeat changes nothing; see [`projection`]);
 //! publish the touched accounts' states to the `accounts` bucket in one go;
 //! ack the batch with one confirmed ack. A crash anywhere before the acks
@@ -24,7 +24,7 @@ use eventlog::{Bucket, Consumer, Delivery, EventLog};
 use events::{AccountId, Envelope, ACCOUNTS_BUCKET};
 use store::{Backend, Store};
 
-use crate::gather::{gather, Ahead, Gathered};
+use crate::gather::{gather, Ahead, Gathered, BATCH_ON_POSTGRES, BATCH_ON_SQLITE};
 use crate::projection::Claim;
 use crate::{projection, sequences, LedgerError};
 
@@ -178,7 +178,7 @@ impl Ledger {
     pub fn pipeline(&self, consumer: Box<dyn Consumer>) -> Pipeline<'_> {
         Pipeline {
             ledger: self,
-            ahead: Ahead::start(consumer, self.linger),
+            ahead: Ahead::start(consumer, self.linger, self.batch_records()),
             unpublished: None,
         }
     }
@@ -188,7 +188,8 @@ impl Ledger {
     /// accounts' states and acks them; returns how many came (0 after
     /// waiting `POLL` for one). [`Ledger::pipeline`] does the same faster.
     pub async fn step(&self, consumer: &mut dyn Consumer) -> Result<usize, LedgerError> {
-        let Some(gathered) = gather(consumer, POLL, self.linger, None).await? else {
+        let gathering = gather(consumer, POLL, self.linger, self.batch_records(), None);
+        let Some(gathered) = gathering.await? else {
             return Ok(0);
         };
         let folded = self.handle(gathered).await?;
@@ -215,6 +216,14 @@ impl Ledger {
             tx.commit().await?;
         }
         Ok(applied)
+    }
+
+    /// Records a batch holds at most on this ledger's store.
+    fn batch_records(&self) -> usize {
+        match self.store.backend {
+            Backend::Postgres => BATCH_ON_POSTGRES,
+            Backend::Sqlite => BATCH_ON_SQLITE,
+        }
     }
 
     /// Applies `events` and stores `rejected` in one transaction, claiming

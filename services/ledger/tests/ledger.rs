@@ -775,20 +775,8 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     backends.cleanup().await;
 }
 
-/// A pipeline dropped while its gathering task holds records it pulled
-/// ahead (more than two batches are waiting) loses none: they come again
-/// to the next ledger and count once.
-async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
-    const EVENTS: u64 = 2_500;
-    let account = AccountId::new();
-    let mut spent = Money::ZERO;
-    let envelopes: Vec<Envelope> = (1..=EVENTS)
-        .map(|seq| {
-            let cost = Money::from_nanos(1_000 + seq as i64);
-            spent += cost;
-            usage(account, seq, cost)
-        })
-        .collect();
+/// Appends `envelopes`, one record each, in appends of 500.
+async fn append_all(backends: &Backends, envelopes: &[Envelope]) {
     for chunk in envelopes.chunks(500) {
         let encoded: Vec<(String, Vec<u8>)> = chunk
             .iter()
@@ -805,6 +793,48 @@ async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
             .collect();
         backends.log.append_batch(&items).await.unwrap();
     }
+}
+
+/// A batch holds up to 1,024 records on SQLite (whose one connection the
+/// readers share) and 2,048 on PostgreSQL.
+async fn a_batch_holds_more_records_on_postgres(backends: Backends) {
+    let account = AccountId::new();
+    let envelopes: Vec<Envelope> = (1..=2_100u64)
+        .map(|seq| usage(account, seq, Money::from_nanos(1_000)))
+        .collect();
+    append_all(&backends, &envelopes).await;
+    let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
+        .await
+        .unwrap()
+        .with_linger(Duration::from_secs(2));
+    let mut consumer = backends
+        .log
+        .consumer(ledger::service::CONSUMER)
+        .await
+        .unwrap();
+    let most = match backends.store.backend {
+        store::Backend::Postgres => 2_048,
+        store::Backend::Sqlite => 1_024,
+    };
+    assert_eq!(ledger.step(consumer.as_mut()).await.unwrap(), most);
+    backends.cleanup().await;
+}
+
+/// A pipeline dropped while its gathering task holds records it pulled
+/// ahead (more than two batches are waiting) loses none: they come again
+/// to the next ledger and count once.
+async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
+    const EVENTS: u64 = 2_500;
+    let account = AccountId::new();
+    let mut spent = Money::ZERO;
+    let envelopes: Vec<Envelope> = (1..=EVENTS)
+        .map(|seq| {
+            let cost = Money::from_nanos(1_000 + seq as i64);
+            spent += cost;
+            usage(account, seq, cost)
+        })
+        .collect();
+    append_all(&backends, &envelopes).await;
     let (ledger, consumer) = ledger_on(&backends).await;
     let mut pipeline = ledger.pipeline(consumer);
     let first = pipeline.step().await.unwrap();
@@ -930,6 +960,7 @@ on_both!(key_totals_follow_days_and_months_in_any_order);
 on_both!(key_spend_rows_migrate_to_one_row_per_key);
 on_both!(a_batch_committed_but_not_published_comes_again);
 on_both!(records_gathered_ahead_come_again_after_a_drop);
+on_both!(a_batch_holds_more_records_on_postgres);
 on_both!(usage_claims_migrate_to_the_request_rows);
 
 /// A million small charges through the ledger's postings: the balance is

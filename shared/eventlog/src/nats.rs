@@ -34,11 +34,12 @@ const PREFETCH: usize = 1024;
 /// a fetch's byte bound would never come.
 const PREFETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Records delivered and not yet acked, at most, per consumer: a batch
-/// being published, the next one folding, one gathered ahead of it and a
-/// fetch ahead of them all. The
+/// being published, the next one folding, one gathered ahead of it (the
+/// ledger's batches hold up to 2,048 records on PostgreSQL) and a fetch
+/// ahead of them all. The
 /// server's default (1,000) stopped delivery while one full batch waited
 /// for its ack, so no batch could fold while another was published.
-const MAX_ACK_PENDING: i64 = 4 * PREFETCH as i64;
+const MAX_ACK_PENDING: i64 = 8 * PREFETCH as i64;
 /// How long one JetStream request (an append's ack, a lookup) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room left in the server's `max_payload` for a record's headers

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventlog::Outgoing;
 use events::{AccountId, CreditsGranted, Envelope, Event};
 use ledger::Ledger;
 use money::Money;
@@ -36,26 +35,6 @@ fn usage(account: AccountId, seq: u64) -> Envelope {
     test_support::backends::usage_event(account, seq, Money::from_nanos(41_600))
 }
 
-/// Appends `envelopes`, one record each, in batches of 500.
-async fn append(backends: &Backends, envelopes: &[Envelope]) {
-    for chunk in envelopes.chunks(500) {
-        let encoded: Vec<(String, Vec<u8>)> = chunk
-            .iter()
-            .map(|e| (e.id.to_string(), e.encode()))
-            .collect();
-        let items: Vec<Outgoing> = chunk
-            .iter()
-            .zip(&encoded)
-            .map(|(e, (id, payload))| Outgoing {
-                subject: e.event.subject(),
-                id,
-                payload,
-            })
-            .collect();
-        backends.log.append_batch(&items).await.unwrap();
-    }
-}
-
 async fn fold(name: &str, backends: Backends, events: u64, accounts: u64) {
     let accounts: Vec<AccountId> = (0..accounts).map(|_| AccountId::new()).collect();
     let grants: Vec<Envelope> = accounts
@@ -68,11 +47,11 @@ async fn fold(name: &str, backends: Backends, events: u64, accounts: u64) {
             }))
         })
         .collect();
-    append(&backends, &grants).await;
+    backends.append_all(&grants).await;
     let usage: Vec<Envelope> = (1..=events)
         .map(|seq| usage(accounts[(seq % accounts.len() as u64) as usize], seq))
         .collect();
-    append(&backends, &usage).await;
+    backends.append_all(&usage).await;
     let total = events + accounts.len() as u64;
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await

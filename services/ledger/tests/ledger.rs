@@ -775,26 +775,6 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     backends.cleanup().await;
 }
 
-/// Appends `envelopes`, one record each, in appends of 500.
-async fn append_all(backends: &Backends, envelopes: &[Envelope]) {
-    for chunk in envelopes.chunks(500) {
-        let encoded: Vec<(String, Vec<u8>)> = chunk
-            .iter()
-            .map(|e| (e.id.to_string(), e.encode()))
-            .collect();
-        let items: Vec<eventlog::Outgoing> = chunk
-            .iter()
-            .zip(&encoded)
-            .map(|(e, (id, payload))| eventlog::Outgoing {
-                subject: e.event.subject(),
-                id,
-                payload,
-            })
-            .collect();
-        backends.log.append_batch(&items).await.unwrap();
-    }
-}
-
 /// A batch holds up to 1,024 records on SQLite (whose one connection the
 /// readers share) and 2,048 on PostgreSQL.
 async fn a_batch_holds_more_records_on_postgres(backends: Backends) {
@@ -802,7 +782,7 @@ async fn a_batch_holds_more_records_on_postgres(backends: Backends) {
     let envelopes: Vec<Envelope> = (1..=2_100u64)
         .map(|seq| usage(account, seq, Money::from_nanos(1_000)))
         .collect();
-    append_all(&backends, &envelopes).await;
+    backends.append_all(&envelopes).await;
     let ledger = Ledger::new(Arc::clone(&backends.log), backends.store.clone())
         .await
         .unwrap()
@@ -834,7 +814,7 @@ async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
             usage(account, seq, cost)
         })
         .collect();
-    append_all(&backends, &envelopes).await;
+    backends.append_all(&envelopes).await;
     let (ledger, consumer) = ledger_on(&backends).await;
     let mut pipeline = ledger.pipeline(consumer);
     let first = pipeline.step().await.unwrap();

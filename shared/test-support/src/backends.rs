@@ -318,6 +318,27 @@ impl Backends {
             .expect("append");
     }
 
+    /// Appends `envelopes`, one record each, in appends of 500 records (as
+    /// a gateway's publisher sends a backlog).
+    pub async fn append_all(&self, envelopes: &[events::Envelope]) {
+        for chunk in envelopes.chunks(500) {
+            let encoded: Vec<(String, Vec<u8>)> = chunk
+                .iter()
+                .map(|e| (e.id.to_string(), e.encode()))
+                .collect();
+            let items: Vec<eventlog::Outgoing> = chunk
+                .iter()
+                .zip(&encoded)
+                .map(|(e, (id, payload))| eventlog::Outgoing {
+                    subject: e.event.subject(),
+                    id,
+                    payload,
+                })
+                .collect();
+            self.log.append_batch(&items).await.expect("append");
+        }
+    }
+
     /// Usage events the ledger has applied.
     pub async fn usage_applied(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM requests")

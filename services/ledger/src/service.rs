@@ -3,17 +3,19 @@
 //!
 //! A record holds one event or a publisher's batch of them. A batch is the
 //! records that come within the linger after its first (up to 1,024 records
-//! on SQLite, 2,048 on PostgreSQL, or 16 MiB). In order: decode them and apply them in one transaction with
-//! set-based statements (a repeat changes nothing; see [`projection`]);
-//! publish the touched accounts' states to the `accounts` bucket in one go;
-//! ack the batch with one confirmed ack. A crash anywhere before the acks
-//! means the records come again, and applying them again only republishes
-//! the states. A few statements and one commit per batch, not per event,
-//! is what makes folding fast, and the publish and ack of one batch overlap
-//! the fold of the next and the gathering of the one after ([`Pipeline`]),
-//! so the store's writes rarely wait on the bucket or the log. A record this build cannot decode is stored
-//! in `rejected_events` (reconciliation reports it) and acked, so one bad
-//! record does not stop the books.
+//! on SQLite, 2,048 on PostgreSQL, or 16 MiB). In order: decode them and
+//! apply them with set-based statements (a repeat changes nothing; see
+//! [`projection`]), in one transaction on SQLite and in two at once on
+//! PostgreSQL, the events split by account; publish the touched accounts'
+//! states to the `accounts` bucket in one go; ack the batch with one
+//! confirmed ack. A crash anywhere before the acks means the records come
+//! again, and applying them again only republishes the states. A few
+//! statements and one commit per batch, not per event, is what makes
+//! folding fast, and the publish and ack of one batch overlap the fold of
+//! the next and the gathering of the one after ([`Pipeline`]), so the
+//! store's writes rarely wait on the bucket or the log. A record this build
+//! cannot decode is stored in `rejected_events` (reconciliation reports it)
+//! and acked, so one bad record does not stop the books.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -226,6 +228,14 @@ impl Ledger {
         }
     }
 
+    /// Transactions a batch folds in at once on this ledger's store.
+    fn shards(&self) -> usize {
+        match self.store.backend {
+            Backend::Postgres => SHARDS_ON_POSTGRES,
+            Backend::Sqlite => 1,
+        }
+    }
+
     /// Applies `events` and stores `rejected` in one transaction, claiming
     /// every id first and, when one was applied before, again naming the
     /// ones that were not.
@@ -260,10 +270,7 @@ impl Ledger {
             tracing::error!(seq, error, "unreadable event stored in rejected_events");
         }
         let stamped: Vec<DateTime<Utc>> = events.iter().map(|(_, e)| e.at).collect();
-        let shards = match self.store.backend {
-            Backend::Postgres => SHARDS_ON_POSTGRES,
-            Backend::Sqlite => 1,
-        };
+        let shards = self.shards();
         let mut parts: Vec<Vec<(u64, Envelope)>> = (0..shards).map(|_| Vec::new()).collect();
         for (seq, envelope) in events {
             let shard = envelope.event.account().0.as_u128() % shards as u128;

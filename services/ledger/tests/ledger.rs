@@ -71,6 +71,12 @@ async fn fold(backends: &Backends, count: usize) {
     }
 }
 
+/// Reconcile finds the ledger's books and the log in agreement.
+async fn assert_books_match(backends: &Backends) {
+    let found = reconcile(&*backends.log, &backends.store).await.unwrap();
+    assert!(found.is_empty(), "reconcile found {found:?}");
+}
+
 async fn balance(backends: &Backends, account: AccountId) -> Money {
     let state =
         ledger::projection::state(&backends.store, account, chrono::Utc::now().date_naive())
@@ -160,10 +166,7 @@ async fn exactly_once(backends: Backends) {
         (spent, spent, spent),
         "the key's spend, each replay counted once"
     );
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 
@@ -236,10 +239,7 @@ async fn a_batch_partly_applied_before_counts_only_its_new_events(backends: Back
         state.keys["abcdef012345"].lifetime,
         Money::from_nanos(spent)
     );
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 
@@ -323,10 +323,7 @@ async fn killed_mid_stream(backends: Backends) {
     }
     assert_eq!(applied().await, 301);
     assert_eq!(balance(&backends, account).await, usd("25") - spent);
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 
@@ -347,10 +344,7 @@ async fn reconcile_finds_a_corrupted_row(backends: Backends) {
     }
     publish(&*backends.log, &usage(account, 1, usd("0.5"))).await;
     fold(&backends, 3).await;
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     sqlx::query("UPDATE balances SET balance = balance + 1 WHERE account = $1")
         .bind(account.to_string())
         .execute(&backends.store.pool)
@@ -709,10 +703,7 @@ async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
         .await
         .unwrap();
     assert_eq!(claims, 1, "only the grant keeps a row of its own");
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     for event in &events {
         publish_as(&*backends.log, event, &format!("again-{}", event.id)).await;
     }
@@ -768,10 +759,7 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     };
     assert_eq!(state.keys["abcdef012345"].lifetime, spent);
     assert_eq!(backends.usage_applied().await, 40);
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 
@@ -833,10 +821,7 @@ async fn records_gathered_ahead_come_again_after_a_drop(backends: Backends) {
     pipeline.flush().await.unwrap();
     assert_eq!(backends.usage_applied().await, EVENTS as i64);
     assert_eq!(balance(&backends, account).await, Money::ZERO - spent);
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 
@@ -906,10 +891,7 @@ async fn a_batch_half_committed_counts_each_event_once() {
     assert_eq!(applied(refused).await, 20);
     assert_eq!(balance(&backends, kept).await, Money::ZERO - spent);
     assert_eq!(balance(&backends, refused).await, Money::ZERO - spent);
-    assert!(reconcile(&*backends.log, &backends.store)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_books_match(&backends).await;
     backends.cleanup().await;
 }
 

@@ -25,8 +25,9 @@ use sqlx::Arguments;
 /// Parameters one statement binds at most.
 pub const MAX_PARAMETERS: usize = 30_000;
 
-/// Keys one `IN (…)` list holds at most. Its parameters are numbered on
-/// both backends (the fixed ones come first in the head), and SQLite finds
+/// Keys one `IN (…)` list holds at most (SQLite's, and PostgreSQL's when
+/// its keys leave no separator free). Its parameters are numbered (the
+/// fixed ones come first in the head), and SQLite finds
 /// each numbered parameter's name by walking a list: a thousand keys keep
 /// that walk short; a batch's accounts rarely need more than one statement.
 pub const IN_KEYS: usize = 1_000;

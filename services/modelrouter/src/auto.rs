@@ -60,8 +60,11 @@ pub fn evaluate(
             .ok_or_else(|| format!("no conversation `{id}` in the set"))?;
         let e = model.explain(&case.features, config);
         println!(
-            "{id}: labelled {}, scored {} → {}",
-            case.label, e.score, e.tier
+            "{id}: labelled {}, scored {} → {} (set by the {} question)",
+            case.label,
+            e.score,
+            e.tier,
+            e.question.name()
         );
         println!("  {:>7.1}  base", e.base);
         for c in &e.contributions {

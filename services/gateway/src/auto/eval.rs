@@ -481,9 +481,9 @@ mod tests {
         assert!((0.17..0.23).contains(&share), "held out {share}");
     }
 
-    /// A regression floor under the measured figure (83.7% on 2026-12-05),
-    /// below the 85% target: the set grew by conversations the model finds
-    /// hard (short requests for hard work), and the README says so.
+    /// The held-out targets (85% exact, at most 8% under by one, at most 1%
+    /// premium → economy), met by the two-question model (85.6% on
+    /// 2026-12-06): a retrained model that falls below them fails here.
     #[test]
     fn the_shipped_model_keeps_its_held_out_floor() {
         let cases = load(SHIPPED).expect("the shipped set loads");
@@ -491,7 +491,7 @@ mod tests {
         let model = Model::shipped();
         let held_out = cases.iter().filter(|c| c.held_out());
         let report = evaluate(held_out, &model, &AutoConfig::default(), &prices);
-        assert!(report.accuracy() >= 0.83, "{report}");
+        assert!(report.accuracy() >= 0.85, "{report}");
         assert!(report.under_by_two() <= 0.01, "{report}");
         assert!(report.under_by_one() <= 0.08, "{report}");
         let trained_on = cases.iter().filter(|c| !c.held_out()).count();
@@ -540,12 +540,12 @@ mod tests {
             .find(|t| greeting.name(t) == "hello")
             .unwrap();
         assert_ne!(
-            full.text[hello.slot as usize], 0.0,
+            full.text[hello.slot as usize], [0.0; 2],
             "the full fit weighs it"
         );
         let without = fit(cases.iter().filter(|c| c.family != "greetings"), &options);
         assert_eq!(
-            without.text[hello.slot as usize], 0.0,
+            without.text[hello.slot as usize], [0.0; 2],
             "the left-out fit cannot"
         );
     }

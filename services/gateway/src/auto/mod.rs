@@ -1,5 +1,5 @@
 //! `model: "auto"`: read the conversation ([`signals`], [`features`]), score
-//! it 0–100 with a learned linear model ([`model`], fitted offline by
+//! it 0–100 with two learned linear questions ([`model`], fitted offline by
 //! [`train`]) and map the score to a tier ([`score`]); `prefer` then orders
 //! the tier's models as usual. The decision is explainable: each feature's
 //! share of the score is kept, sent back on `POST /v1/router/explain` and
@@ -18,7 +18,7 @@ pub mod train;
 use openai::ChatRequest;
 
 pub use model::{Model, ModelError, ModelHandle};
-pub use score::{AutoConfig, Contribution, Explanation};
+pub use score::{AutoConfig, Contribution, Explanation, Question};
 
 /// The model name that asks for automatic routing.
 pub const AUTO: &str = "auto";

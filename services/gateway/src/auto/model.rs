@@ -1,21 +1,31 @@
-//! The learned scorer: a linear model over [`features`](super::features),
+//! The learned scorer: two linear models over [`features`](super::features),
 //! trained offline by `modelrouter train-auto` ([`super::train`]) and shipped
 //! as `shared/catalog/auto_model.json`, next to the catalog and reloaded like it.
 //!
-//! The model gives a conversation a value `z` (the sum of each feature's
-//! weight times its value). Two cuts on `z` separate the tiers; the trainer
-//! places them (see [`super::train`]). The score shown to users is `z`
-//! rescaled so the cuts fall at 40 and 70: economy below 40, premium from 70,
-//! and every feature's share of the score is its weight times its value,
-//! rescaled the same way, so the shares add up to the score.
+//! The model asks two questions of a conversation, each answered by its own
+//! weights: **does it need at least standard?** (margin `a`) and **does it
+//! need premium?** (margin `b`). A margin is the sum of each feature's
+//! weight times its value, minus the question's cut: the log-odds of "yes".
+//! Two questions rather than one scale, because what makes work worth more
+//! than economy ("a function, with tests") is not what makes it premium
+//! ("prove the bound"): one scale had to push both up together.
+//!
+//! The 0–100 score shown to users is one margin, rescaled to 10 points a
+//! unit: `70 + 10·b` when the premium question says yes; otherwise
+//! `40 + 10·a` (or `40 + premium_guard + 10·b` when that is higher, see
+//! below), economy below 40. Every feature's share of the score is its
+//! weight times its value in that margin, times 10: base plus the shares is
+//! the score, held to its tier's range (a conversation the standard
+//! question is sure of but the premium question rejects scores 69).
 //!
 //! **Asymmetric safety.** Sending a conversation to a cheaper tier than it
 //! needs costs quality; sending it to a dearer one costs money. With an
 //! under-routing penalty `r` (`[gateway.auto] under_penalty`: an
 //! under-routed conversation counts `r` times an over-routed one), the
-//! cheapest expected decision at each cut is to move it down by `ln r` in
-//! `z`; the base score rises by as many points, so every conversation near
-//! a cut goes to the dearer side.
+//! cheapest expected decision is to move both cuts down by `ln r`. And a
+//! conversation the premium question is not far from calling premium
+//! (within `[gateway.auto] premium_guard` points) is never sent to economy:
+//! premium work routed to economy is the miss users notice first.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -25,11 +35,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::features::{self, Features, DENSE, HASH_BITS};
-use super::score::{AutoConfig, Contribution, Explanation};
+use super::features::{self, Features, TextFeature, DENSE, HASH_BITS};
+use super::score::{AutoConfig, Contribution, Explanation, Question};
 
 /// The first line of defence against a file that is not a model.
-pub const FORMAT: &str = "modelrouter-auto-model/1";
+pub const FORMAT: &str = "modelrouter-auto-model/2";
 
 /// The shipped model.
 const SHIPPED: &str = include_str!("../../../../shared/catalog/auto_model.json");
@@ -37,6 +47,9 @@ const SHIPPED: &str = include_str!("../../../../shared/catalog/auto_model.json")
 /// Where the cuts fall on the 0–100 score.
 pub const STANDARD_AT: f64 = 40.0;
 pub const PREMIUM_AT: f64 = 70.0;
+
+/// Score points per unit of a margin (log-odds).
+pub const POINTS_PER_LOGIT: f64 = 10.0;
 
 /// Text features named one by one in an explanation; the rest are summed.
 const NAMED_WORDS: usize = 8;
@@ -51,7 +64,7 @@ pub enum ModelError {
     },
     #[error("the auto model is not valid JSON of the expected shape: {0}")]
     Parse(#[from] serde_json::Error),
-    #[error("the auto model's format is `{0}`, this gateway reads `{FORMAT}`")]
+    #[error("the auto model's format is `{0}`, this gateway reads `{FORMAT}`; retrain it with `modelrouter train-auto`")]
     Format(String),
     #[error("the auto model was trained on features version {found} (hash bits {bits}), this gateway computes version {} (hash bits {HASH_BITS}); retrain it with `modelrouter train-auto`", features::VERSION)]
     Features { found: u32, bits: u32 },
@@ -74,7 +87,8 @@ pub struct Provenance {
     pub steps: usize,
 }
 
-/// The file's shape.
+/// The file's shape. Each weight is a pair: the standard question's, then
+/// the premium question's.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -82,22 +96,23 @@ struct File {
     feature_version: u32,
     hash_bits: u32,
     trained: Provenance,
-    /// Where standard and premium start, in `z`.
+    /// Each question's cut, in its margin: standard, premium.
     cuts: [f32; 2],
-    dense: Vec<(String, f32)>,
+    dense: Vec<(String, [f32; 2])>,
     /// Text slots with a weight, ascending.
-    text: Vec<(u32, f32)>,
+    text: Vec<(u32, [f32; 2])>,
 }
 
-/// A loaded model.
+/// A loaded model. Every weight is a pair, `[standard, premium]`: one per
+/// question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub trained: Provenance,
-    /// Where standard and premium start, in `z`.
+    /// Each question's cut: its margin is the weighted sum minus the cut.
     pub cuts: [f32; 2],
-    pub dense: [f32; DENSE.len()],
-    /// One weight per text slot.
-    pub text: Vec<f32>,
+    pub dense: [[f32; 2]; DENSE.len()],
+    /// One weight pair per text slot.
+    pub text: Vec<[f32; 2]>,
 }
 
 fn finite(what: &str, x: f32) -> Result<f32, ModelError> {
@@ -108,23 +123,30 @@ fn finite(what: &str, x: f32) -> Result<f32, ModelError> {
     }
 }
 
+fn finite_pair(what: &str, [a, b]: [f32; 2]) -> Result<[f32; 2], ModelError> {
+    Ok([finite(what, a)?, finite(what, b)?])
+}
+
 impl Model {
     /// A model of zeros with the given cuts (the trainer's starting point).
     pub fn empty(cuts: [f32; 2]) -> Self {
         Model {
             trained: Provenance::default(),
             cuts,
-            dense: [0.0; DENSE.len()],
-            text: vec![0.0; 1 << HASH_BITS],
+            dense: [[0.0; 2]; DENSE.len()],
+            text: vec![[0.0; 2]; 1 << HASH_BITS],
         }
     }
 
     /// Reads a model file's text, checking that it fits this gateway's features.
     pub fn parse(text: &str) -> Result<Self, ModelError> {
-        let file: File = serde_json::from_str(text)?;
-        if file.format != FORMAT {
-            return Err(ModelError::Format(file.format));
+        let format = serde_json::from_str::<serde_json::Value>(text)?
+            .get("format")
+            .and_then(|f| f.as_str().map(str::to_owned));
+        if let Some(format) = format.filter(|f| f != FORMAT) {
+            return Err(ModelError::Format(format));
         }
+        let file: File = serde_json::from_str(text)?;
         if file.feature_version != features::VERSION || file.hash_bits != HASH_BITS {
             return Err(ModelError::Features {
                 found: file.feature_version,
@@ -137,22 +159,16 @@ impl Model {
                 "file has {names:?}, gateway has {DENSE:?}"
             )));
         }
-        let [standard, premium] = file.cuts;
-        if finite("a cut", standard)? >= finite("a cut", premium)? {
-            return Err(ModelError::Invalid(format!(
-                "the standard cut {standard} must be below the premium cut {premium}"
-            )));
-        }
-        let mut model = Model::empty(file.cuts);
+        let mut model = Model::empty(finite_pair("a cut", file.cuts)?);
         model.trained = file.trained;
         for (i, (name, w)) in file.dense.iter().enumerate() {
-            model.dense[i] = finite(name, *w)?;
+            model.dense[i] = finite_pair(name, *w)?;
         }
         for (slot, w) in file.text {
             let cell = model.text.get_mut(slot as usize).ok_or_else(|| {
                 ModelError::Invalid(format!("text slot {slot} is beyond 2^{HASH_BITS}"))
             })?;
-            *cell = finite("a text weight", w)?;
+            *cell = finite_pair("a text weight", w)?;
         }
         Ok(model)
     }
@@ -186,7 +202,7 @@ impl Model {
                 .collect(),
             text: (0u32..)
                 .zip(&self.text)
-                .filter(|(_, w)| **w != 0.0)
+                .filter(|(_, w)| **w != [0.0; 2])
                 .map(|(slot, w)| (slot, *w))
                 .collect(),
         };
@@ -195,31 +211,66 @@ impl Model {
         text
     }
 
-    /// Points per unit of `z` on the 0–100 score, and the score of `z = 0`
-    /// once the under-routing penalty `r` has moved the cuts down by `ln r`.
-    fn scale(&self, under_penalty: f64) -> (f64, f64) {
-        let [c1, c2] = self.cuts.map(f64::from);
-        let k = (PREMIUM_AT - STANDARD_AT) / (c2 - c1);
-        (k, STANDARD_AT - k * (c1 - under_penalty.ln()))
+    /// The two margins' weighted sums, before the cuts.
+    fn sums(&self, f: &Features) -> [f64; 2] {
+        let mut sums = [0.0f64; 2];
+        let weighted = self
+            .dense
+            .iter()
+            .zip(f.dense)
+            .map(|(w, x)| (*w, x))
+            .chain(f.text.iter().map(|t| (self.text[t.slot as usize], t.value)));
+        for (w, x) in weighted {
+            sums[0] += f64::from(w[0] * x);
+            sums[1] += f64::from(w[1] * x);
+        }
+        sums
+    }
+
+    /// The question that sets the score, the score of a conversation with
+    /// no features under it, and the range the score is held to (its tier's).
+    fn decide(&self, sums: [f64; 2], config: &AutoConfig) -> (Question, f64, [f64; 2]) {
+        let k = POINTS_PER_LOGIT;
+        let shift = config.under_penalty.ln();
+        let base = self.cuts.map(|c| k * (shift - f64::from(c)));
+        let a = sums[0] * k + base[0];
+        let b = sums[1] * k + base[1];
+        if b >= 0.0 {
+            return (Question::Premium, PREMIUM_AT + base[1], [PREMIUM_AT, 100.0]);
+        }
+        let (question, base, margin) = if a >= b + config.premium_guard {
+            (Question::Standard, STANDARD_AT + base[0], a)
+        } else {
+            let guarded = STANDARD_AT + config.premium_guard + base[1];
+            (Question::PremiumGuard, guarded, b + config.premium_guard)
+        };
+        let range = if margin >= 0.0 {
+            [STANDARD_AT, PREMIUM_AT - 1.0]
+        } else {
+            [0.0, STANDARD_AT - 1.0]
+        };
+        (question, base, range)
     }
 
     /// The score of `f`, its tier under `config`, and what moved it.
     pub fn explain(&self, f: &Features, config: &AutoConfig) -> Explanation {
-        let (k, base) = self.scale(config.under_penalty);
+        let (question, base, [low, high]) = self.decide(self.sums(f), config);
+        let q = question.weights();
+        let points = |w: [f32; 2], x: f32| POINTS_PER_LOGIT * f64::from(w[q] * x);
         let mut contributions: Vec<Contribution> = DENSE
             .iter()
             .zip(self.dense.iter().zip(f.dense))
-            .filter(|(_, (w, x))| **w != 0.0 && *x != 0.0)
+            .filter(|(_, (w, x))| w[q] != 0.0 && *x != 0.0)
             .map(|(name, (w, x))| Contribution {
                 signal: Cow::Borrowed(*name),
                 value: f64::from(x),
-                points: k * f64::from(w * x),
+                points: points(*w, x),
             })
             .collect();
-        let mut words: Vec<(f64, &features::TextFeature)> = f
+        let mut words: Vec<(f64, &TextFeature)> = f
             .text
             .iter()
-            .map(|t| (k * f64::from(self.text[t.slot as usize] * t.value), t))
+            .map(|t| (points(self.text[t.slot as usize], t.value), t))
             .filter(|(p, _)| *p != 0.0)
             .collect();
         // Only the heaviest few are named: select them, do not sort them all.
@@ -247,10 +298,11 @@ impl Model {
         }
         contributions.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
         let raw = base + contributions.iter().map(|c| c.points).sum::<f64>();
-        let score = raw.round().clamp(0.0, 100.0) as u8;
+        let score = raw.round().clamp(low, high) as u8;
         Explanation {
             score,
             tier: config.tier(score),
+            question,
             base,
             contributions,
         }
@@ -306,6 +358,7 @@ impl ModelHandle {
 mod tests {
     use super::*;
     use crate::auto::features::read;
+    use catalog::Tier;
     use serde_json::{json, Value};
 
     fn request(text: &str) -> openai::ChatRequest {
@@ -353,27 +406,56 @@ mod tests {
             f["dense"].as_array_mut().unwrap().pop();
         });
         assert!(refusal(&fewer).contains("dense features differ"));
-        let cuts = edited(|f| f["cuts"] = json!([2.0, 1.0]));
-        assert!(refusal(&cuts).contains("must be below"));
-        let slot = edited(|f| f["text"] = json!([[1u64 << HASH_BITS, 0.5]]));
+        let v1 = edited(|f| {
+            f["format"] = json!("modelrouter-auto-model/1");
+            f["dense"][0][1] = json!(0.5);
+        });
+        assert!(refusal(&v1).contains("retrain it"), "{}", refusal(&v1));
+        let one = edited(|f| f["dense"][0][1] = json!(0.5));
+        assert!(
+            refusal(&one).contains("not valid JSON"),
+            "a weight is a pair"
+        );
+        let cuts = edited(|f| f["cuts"] = json!([1.0, 1e39]));
+        assert!(
+            refusal(&cuts).contains("a cut is inf"),
+            "{}",
+            refusal(&cuts)
+        );
+        let slot = edited(|f| f["text"] = json!([[1u64 << HASH_BITS, [0.5, 0.5]]]));
         assert!(refusal(&slot).contains("beyond"));
         let extra = edited(|f| f["surprise"] = json!(1));
         assert!(refusal(&extra).contains("unknown field"));
+    }
+
+    /// The tier's range of scores under the default thresholds.
+    fn range(tier: Tier) -> (f64, f64) {
+        match tier {
+            Tier::Economy => (0.0, STANDARD_AT - 1.0),
+            Tier::Standard => (STANDARD_AT, PREMIUM_AT - 1.0),
+            Tier::Premium => (PREMIUM_AT, 100.0),
+        }
     }
 
     #[test]
     fn contributions_add_up_to_the_score_and_scoring_is_deterministic() {
         let model = Model::shipped();
         let config = AutoConfig::default();
+        let mut questions = Vec::new();
         for text in [
             "hi",
+            "What's the capital of France?",
             "Write a Python function that merges intervals, with tests.",
+            "Explain how TLS certificate chains are verified.",
             "Prove that there are infinitely many primes of the form 4k+3, rigorously.",
+            "Is this Go code race-free? Prove it or show an interleaving.",
             &"Summarise this report. ".repeat(2_000),
         ] {
             let e = model.explain(&read(&request(text)), &config);
             let raw = e.base + e.contributions.iter().map(|c| c.points).sum::<f64>();
-            assert_eq!(f64::from(e.score), raw.round().clamp(0.0, 100.0), "{e:?}");
+            let (low, high) = range(e.tier);
+            assert_eq!(f64::from(e.score), raw.round().clamp(low, high), "{e:?}");
+            questions.push(e.question);
             assert!(e.contributions.len() <= DENSE.len() + NAMED_WORDS + 1);
             assert!(e
                 .contributions
@@ -381,6 +463,66 @@ mod tests {
                 .all(|w| w[0].points.abs() >= w[1].points.abs()));
             assert_eq!(e, model.explain(&read(&request(text)), &config));
         }
+        assert!(questions.contains(&Question::Standard), "{questions:?}");
+        assert!(questions.contains(&Question::Premium), "{questions:?}");
+    }
+
+    /// A model of one dense weight pair, to place a conversation's margins.
+    fn margins(a: f32, b: f32) -> (Model, Features) {
+        let mut model = Model::empty([0.0, 0.0]);
+        let f = read(&request("hello"));
+        let (i, x) = (0..DENSE.len())
+            .map(|i| (i, f.dense[i]))
+            .find(|(_, x)| *x != 0.0)
+            .unwrap();
+        model.dense[i] = [a / x / 10.0, b / x / 10.0];
+        (model, f)
+    }
+
+    #[test]
+    fn the_premium_guard_keeps_near_premium_work_out_of_economy() {
+        let config = AutoConfig {
+            premium_guard: 12.0,
+            ..AutoConfig::default()
+        };
+        // Standard says no (a = -20 points), premium says "nearly" (b = -5).
+        let (model, f) = margins(-20.0, -5.0);
+        let e = model.explain(&f, &config);
+        assert_eq!(
+            (e.tier, e.question),
+            (Tier::Standard, Question::PremiumGuard)
+        );
+        assert_eq!(e.score, 47, "40 + guard 12 - 5: {e:?}");
+        let off = AutoConfig {
+            premium_guard: 0.0,
+            ..AutoConfig::default()
+        };
+        let e = model.explain(&f, &off);
+        assert_eq!(
+            (e.tier, e.question, e.score),
+            (Tier::Economy, Question::PremiumGuard, 35)
+        );
+        // Far from premium (b = -40, -28 with the guard): the standard
+        // question decides.
+        let (model, f) = margins(-20.0, -40.0);
+        let e = model.explain(&f, &config);
+        assert_eq!(
+            (e.tier, e.question, e.score),
+            (Tier::Economy, Question::Standard, 20)
+        );
+        // Sure of standard, sure it is not premium: held to the tier's top.
+        let (model, f) = margins(50.0, -40.0);
+        let e = model.explain(&f, &config);
+        assert_eq!(
+            (e.tier, e.question, e.score),
+            (Tier::Standard, Question::Standard, 69)
+        );
+        let (model, f) = margins(-50.0, 3.0);
+        let e = model.explain(&f, &config);
+        assert_eq!(
+            (e.tier, e.question, e.score),
+            (Tier::Premium, Question::Premium, 73)
+        );
     }
 
     #[test]
@@ -399,7 +541,7 @@ mod tests {
             assert!(handle.reload().is_err(), "{bad:.40}");
             assert_eq!(handle.snapshot(), before, "the previous model stays");
         }
-        moved.cuts = [moved.cuts[0] - 1.0, moved.cuts[1]];
+        moved.cuts = [moved.cuts[0] - 1.0, moved.cuts[1] - 1.0];
         std::fs::write(&path, moved.to_json()).unwrap();
         handle.reload().unwrap();
         assert_eq!(*handle.snapshot(), moved, "a good file is taken");

@@ -1,10 +1,10 @@
 //! The score's shape: a 0–100 number, the tier it maps to under
 //! `[gateway.auto]`, and each feature's share of it.
 //!
-//! The learned model ([`super::model`]) places its tier cuts at 40 and 70,
-//! already moved towards the dearer tier by the under-routing penalty it was
-//! trained with (see [`super::train`]). The thresholds here default to those
-//! cuts; lowering them trades money for fewer under-routed conversations.
+//! The learned model ([`super::model`]) places its tier cuts at 40 and 70.
+//! The thresholds here default to those cuts; lowering them trades money
+//! for fewer under-routed conversations, and so do `under_penalty` (both
+//! cuts) and `premium_guard` (economy only).
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ pub struct AutoConfig {
     /// over-routed one (default 1: the model's own cuts); above 1 moves
     /// conversations near a cut to the dearer tier (see [`super::model`]).
     pub under_penalty: f64,
+    /// Score points below premium within which the premium question keeps a
+    /// conversation out of economy (default 13): sending premium work to
+    /// economy is the costliest miss; 0 turns the guard off.
+    pub premium_guard: f64,
     /// A model file to use instead of the shipped one; reloaded on change
     /// or SIGHUP, like the catalog.
     pub model: Option<PathBuf>,
@@ -35,6 +39,7 @@ impl Default for AutoConfig {
             standard_from: 40,
             premium_from: 70,
             under_penalty: 1.0,
+            premium_guard: 13.0,
             model: None,
         }
     }
@@ -47,6 +52,12 @@ impl AutoConfig {
             return Err(super::ModelError::Setting(format!(
                 "under_penalty must be a positive number, not {}",
                 self.under_penalty
+            )));
+        }
+        if !(self.premium_guard.is_finite() && (0.0..=100.0).contains(&self.premium_guard)) {
+            return Err(super::ModelError::Setting(format!(
+                "premium_guard must be between 0 and 100 points, not {}",
+                self.premium_guard
             )));
         }
         if self.standard_from > self.premium_from {
@@ -83,6 +94,38 @@ pub struct Contribution {
     pub points: f64,
 }
 
+/// Which of the model's two questions set the score (see [`super::model`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// "Does it need at least standard?": the score is `40 + 10·a`.
+    Standard,
+    /// "Does it need premium?": the score is `70 + 10·b`.
+    Premium,
+    /// The premium question, kept out of economy by the guard: the score is
+    /// `40 + premium_guard + 10·b`.
+    PremiumGuard,
+}
+
+impl Question {
+    /// Its name on `/v1/router/explain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Question::Standard => "standard",
+            Question::Premium => "premium",
+            Question::PremiumGuard => "premium_guard",
+        }
+    }
+
+    /// Which of a weight pair this question reads.
+    pub fn weights(self) -> usize {
+        match self {
+            Question::Standard => 0,
+            Question::Premium | Question::PremiumGuard => 1,
+        }
+    }
+}
+
 /// The score, its tier and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
@@ -90,6 +133,8 @@ pub struct Explanation {
     pub score: u8,
     /// The tier the score maps to.
     pub tier: Tier,
+    /// The question whose margin is the score.
+    pub question: Question,
     /// The score of a conversation with no features.
     pub base: f64,
     /// Every feature that moved the score, largest first.
@@ -123,6 +168,24 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("under_penalty"));
+        }
+        for bad in [-1.0, 101.0, f64::NAN] {
+            let config = AutoConfig {
+                premium_guard: bad,
+                ..AutoConfig::default()
+            };
+            assert!(config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("premium_guard"));
+        }
+        for q in [
+            Question::Standard,
+            Question::Premium,
+            Question::PremiumGuard,
+        ] {
+            assert_eq!(serde_json::to_value(q).unwrap(), q.name(), "one name");
         }
         let crossed = AutoConfig {
             standard_from: 80,

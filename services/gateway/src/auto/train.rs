@@ -1,16 +1,19 @@
-//! Fitting the auto model: ordinal logistic regression over
+//! Fitting the auto model: two logistic regressions over
 //! [`features`](super::features), offline, deterministic.
 //!
-//! Tiers are ordered, so one value `z` per conversation and two cuts
-//! `θ₁ < θ₂` describe them: `P(tier ≥ standard) = σ(z − θ₁)` and
-//! `P(tier ≥ premium) = σ(z − θ₂)`. The fit minimises both thresholds'
-//! logistic losses (each tier weighted by its inverse frequency, so the
-//! corpus's mix does not set the prior) plus an L2 penalty on the weights,
-//! by full-batch Adam for a fixed number of steps: the same corpus always
+//! Tiers are ordered, and the model asks one question per step up:
+//! "at least standard?" and "premium?". Each question is its own logistic
+//! regression (weights and a cut) on the same features: what lifts work
+//! above economy is not what makes it premium, so one shared scale would
+//! have to trade the two off. Each fit minimises its logistic loss, the
+//! yes and no sides weighted by their inverse frequency (so the corpus's
+//! mix does not set the prior), plus an L2 penalty on the weights, by
+//! full-batch Adam for a fixed number of steps: the same corpus always
 //! gives the same model.
-//! The cuts are where each threshold's two sides are equally likely; moving
+//! A cut is where its question's two answers are equally likely; moving
 //! them for asymmetric safety is a setting of the gateway
-//! ([`AutoConfig::under_penalty`](super::score::AutoConfig::under_penalty)).
+//! ([`AutoConfig::under_penalty`](super::score::AutoConfig::under_penalty),
+//! [`AutoConfig::premium_guard`](super::score::AutoConfig::premium_guard)).
 
 use catalog::Tier;
 
@@ -80,58 +83,85 @@ impl Adam {
     }
 }
 
-/// Fits a model to `examples`.
-pub fn fit(examples: &[Example], options: &Options) -> Model {
-    let n = examples.len().max(1) as f64;
-    let mut per_tier = [0usize; 3];
-    examples.iter().for_each(|e| per_tier[rank(e.label)] += 1);
-    let weight = per_tier.map(|c| if c == 0 { 0.0 } else { n / (3.0 * c as f64) });
+/// The examples as the fit reads them: text slots in use renumbered densely.
+struct Design<'a> {
+    examples: &'a [Example<'a>],
+    slots: Vec<u32>,
+    rows: Vec<Vec<(usize, f64)>>,
+}
 
-    // Text slots in use, renumbered densely.
-    let mut slots: Vec<u32> = examples
-        .iter()
-        .flat_map(|e| e.features.text.iter().map(|t| t.slot))
-        .collect();
-    slots.sort_unstable();
-    slots.dedup();
-    let index = |slot: u32| slots.binary_search(&slot).unwrap_or_default();
-    let rows: Vec<Vec<(usize, f64)>> = examples
-        .iter()
-        .map(|e| {
-            e.features
-                .text
-                .iter()
-                .map(|t| (index(t.slot), f64::from(t.value)))
-                .collect()
-        })
-        .collect();
+impl<'a> Design<'a> {
+    fn new(examples: &'a [Example<'a>]) -> Self {
+        let mut slots: Vec<u32> = examples
+            .iter()
+            .flat_map(|e| e.features.text.iter().map(|t| t.slot))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let index = |slot: u32| slots.binary_search(&slot).unwrap_or_default();
+        let rows = examples
+            .iter()
+            .map(|e| {
+                e.features
+                    .text
+                    .iter()
+                    .map(|t| (index(t.slot), f64::from(t.value)))
+                    .collect()
+            })
+            .collect();
+        Design {
+            examples,
+            slots,
+            rows,
+        }
+    }
+}
+
+/// One question's fit: its weights and its cut.
+struct Fitted {
+    dense: [f64; DENSE.len()],
+    text: Vec<f64>,
+    cut: f64,
+}
+
+/// Fits the logistic regression of "is the label above `below`?".
+fn fit_question(design: &Design, below: usize, options: &Options) -> Fitted {
+    let examples = design.examples;
+    let n = examples.len().max(1) as f64;
+    let yes: Vec<bool> = examples.iter().map(|e| rank(e.label) > below).collect();
+    let ayes = yes.iter().filter(|y| **y).count();
+    let side = |count: usize| {
+        if count == 0 {
+            0.0
+        } else {
+            n / (2.0 * count as f64)
+        }
+    };
+    let weight = [side(examples.len() - ayes), side(ayes)];
 
     let mut dense = [0.0f64; DENSE.len()];
-    let mut text = vec![0.0f64; slots.len()];
-    let mut cuts = [0.0f64, 1.0];
-    let (mut adam_dense, mut adam_text, mut adam_cuts) =
-        (Adam::new(DENSE.len()), Adam::new(slots.len()), Adam::new(2));
-    let mut grad_text = vec![0.0f64; slots.len()];
+    let mut text = vec![0.0f64; design.slots.len()];
+    let mut cut = 0.0f64;
+    let (mut adam_dense, mut adam_text, mut adam_cut) = (
+        Adam::new(DENSE.len()),
+        Adam::new(design.slots.len()),
+        Adam::new(1),
+    );
+    let mut grad_text = vec![0.0f64; design.slots.len()];
     for step in 1..=options.steps as i32 {
         let mut grad_dense = [0.0f64; DENSE.len()];
         grad_text.iter_mut().for_each(|g| *g = 0.0);
-        let mut grad_cuts = [0.0f64; 2];
-        for (e, row) in examples.iter().zip(&rows) {
+        let mut grad_cut = 0.0;
+        for ((e, row), yes) in examples.iter().zip(&design.rows).zip(&yes) {
             let z = dense
                 .iter()
                 .zip(e.features.dense)
                 .map(|(w, x)| w * f64::from(x))
                 .sum::<f64>()
                 + row.iter().map(|(i, x)| text[*i] * x).sum::<f64>();
-            let y = rank(e.label);
-            let w = weight[y] / n;
-            let mut g = 0.0;
-            for (k, cut) in cuts.iter().enumerate() {
-                let target = if y > k { 1.0 } else { 0.0 };
-                let d = w * (sigmoid(z - cut) - target);
-                g += d;
-                grad_cuts[k] -= d;
-            }
+            let target = if *yes { 1.0 } else { 0.0 };
+            let g = weight[usize::from(*yes)] / n * (sigmoid(z - cut) - target);
+            grad_cut -= g;
             for (gd, x) in grad_dense.iter_mut().zip(e.features.dense) {
                 *gd += g * f64::from(x);
             }
@@ -145,19 +175,24 @@ pub fn fit(examples: &[Example], options: &Options) -> Model {
         for (i, w) in text.iter_mut().enumerate() {
             adam_text.step(i, w, grad_text[i] + 2.0 * options.l2 * *w, step);
         }
-        for (k, cut) in cuts.iter_mut().enumerate() {
-            adam_cuts.step(k, cut, grad_cuts[k], step);
-        }
-        if cuts[1] <= cuts[0] + 1e-3 {
-            cuts[1] = cuts[0] + 1e-3;
-        }
+        adam_cut.step(0, &mut cut, grad_cut, step);
     }
+    Fitted { dense, text, cut }
+}
 
-    let mut model = Model::empty(cuts.map(|c| c as f32));
-    for (slot, w) in slots.iter().zip(&text) {
-        model.text[*slot as usize] = *w as f32;
+/// Fits a model to `examples`: the standard question, then the premium one.
+pub fn fit(examples: &[Example], options: &Options) -> Model {
+    let design = Design::new(examples);
+    let questions = [0, 1].map(|below| fit_question(&design, below, options));
+    let mut model = Model::empty(questions.each_ref().map(|q| q.cut as f32));
+    for (q, fitted) in questions.iter().enumerate() {
+        for (slot, w) in design.slots.iter().zip(&fitted.text) {
+            model.text[*slot as usize][q] = *w as f32;
+        }
+        for (pair, w) in model.dense.iter_mut().zip(fitted.dense) {
+            pair[q] = w as f32;
+        }
     }
-    model.dense = dense.map(|w| w as f32);
     model.trained = Provenance {
         cases: examples.len(),
         families: 0,

@@ -101,6 +101,7 @@ async fn explain_scores_without_calling_a_provider() {
     let (status, _, body) = read(explain(auto(HARD)).await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tier"], "premium");
+    assert_eq!(body["question"], "premium", "the premium question set it");
     let contributions = body["contributions"].as_array().unwrap();
     let total: f64 = contributions
         .iter()

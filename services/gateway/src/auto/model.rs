@@ -232,17 +232,23 @@ impl Model {
     fn decide(&self, sums: [f64; 2], config: &AutoConfig) -> (Question, f64, [f64; 2]) {
         let k = POINTS_PER_LOGIT;
         let shift = config.under_penalty.ln();
-        let base = self.cuts.map(|c| k * (shift - f64::from(c)));
-        let a = sums[0] * k + base[0];
-        let b = sums[1] * k + base[1];
+        // Each margin in points, and what it is with no features.
+        let empty = self.cuts.map(|c| k * (shift - f64::from(c)));
+        let a = sums[0] * k + empty[0];
+        let b = sums[1] * k + empty[1];
         if b >= 0.0 {
-            return (Question::Premium, PREMIUM_AT + base[1], [PREMIUM_AT, 100.0]);
+            return (
+                Question::Premium,
+                PREMIUM_AT + empty[1],
+                [PREMIUM_AT, 100.0],
+            );
         }
-        let (question, base, margin) = if a >= b + config.premium_guard {
-            (Question::Standard, STANDARD_AT + base[0], a)
+        let guarded = b + config.premium_guard;
+        let (question, base, margin) = if a >= guarded {
+            (Question::Standard, STANDARD_AT + empty[0], a)
         } else {
-            let guarded = STANDARD_AT + config.premium_guard + base[1];
-            (Question::PremiumGuard, guarded, b + config.premium_guard)
+            let base = STANDARD_AT + config.premium_guard + empty[1];
+            (Question::PremiumGuard, base, guarded)
         };
         let range = if margin >= 0.0 {
             [STANDARD_AT, PREMIUM_AT - 1.0]

@@ -158,27 +158,20 @@ mod tests {
         assert_eq!(AutoConfig::default().tier(39), Tier::Economy);
         assert_eq!(AutoConfig::default().tier(40), Tier::Standard);
         assert_eq!(AutoConfig::default().tier(70), Tier::Premium);
+        let refusal = |config: AutoConfig| config.check().unwrap_err().to_string();
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let config = AutoConfig {
+            let under_penalty = AutoConfig {
                 under_penalty: bad,
                 ..AutoConfig::default()
             };
-            assert!(config
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("under_penalty"));
+            assert!(refusal(under_penalty).contains("under_penalty"));
         }
         for bad in [-1.0, 101.0, f64::NAN] {
-            let config = AutoConfig {
+            let premium_guard = AutoConfig {
                 premium_guard: bad,
                 ..AutoConfig::default()
             };
-            assert!(config
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("premium_guard"));
+            assert!(refusal(premium_guard).contains("premium_guard"));
         }
         for q in [
             Question::Standard,

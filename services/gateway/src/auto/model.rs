@@ -13,10 +13,12 @@
 //! The 0–100 score shown to users is one margin, rescaled to 10 points a
 //! unit: `70 + 10·b` when the premium question says yes; otherwise
 //! `40 + 10·a` (or `40 + premium_guard + 10·b` when that is higher, see
-//! below), economy below 40. Every feature's share of the score is its
-//! weight times its value in that margin, times 10: base plus the shares is
-//! the score, held to its tier's range (a conversation the standard
-//! question is sure of but the premium question rejects scores 69).
+//! below), economy below 40; and where that would reach 70 for a standard
+//! conversation, `70 + 10·b` if it lands in the standard range. Every
+//! feature's share of the score is its weight times its value in that
+//! margin, times 10: base plus the shares is the score, held to its tier's
+//! range when no margin lands in it (a conversation both questions are
+//! sure is standard scores 69: about 2% of the labelled set).
 //!
 //! **Asymmetric safety.** Sending a conversation to a cheaper tier than it
 //! needs costs quality; sending it to a dearer one costs money. With an
@@ -250,12 +252,17 @@ impl Model {
             let base = STANDARD_AT + config.premium_guard + empty[1];
             (Question::PremiumGuard, base, guarded)
         };
-        let range = if margin >= 0.0 {
-            [STANDARD_AT, PREMIUM_AT - 1.0]
-        } else {
-            [0.0, STANDARD_AT - 1.0]
-        };
-        (question, base, range)
+        if margin < 0.0 {
+            return (question, base, [0.0, STANDARD_AT - 1.0]);
+        }
+        let standard = [STANDARD_AT, PREMIUM_AT - 1.0];
+        // Standard: the score is the margin that lands in the tier's range,
+        // so the shares add up to it; the premium question's when the
+        // standard question is too sure (a ≥ 30 points) and it is not.
+        if STANDARD_AT + margin >= PREMIUM_AT && PREMIUM_AT + b >= STANDARD_AT {
+            return (Question::Premium, PREMIUM_AT + empty[1], standard);
+        }
+        (question, base, standard)
     }
 
     /// The score of `f`, its tier under `config`, and what moved it.
@@ -522,6 +529,14 @@ mod tests {
         assert_eq!(
             (e.tier, e.question, e.score),
             (Tier::Standard, Question::Standard, 69)
+        );
+        // Standard sure, premium not far off: the premium margin is the
+        // score, in the standard range.
+        let (model, f) = margins(50.0, -20.0);
+        let e = model.explain(&f, &config);
+        assert_eq!(
+            (e.tier, e.question, e.score),
+            (Tier::Standard, Question::Premium, 50)
         );
         let (model, f) = margins(-50.0, 3.0);
         let e = model.explain(&f, &config);

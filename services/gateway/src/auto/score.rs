@@ -95,12 +95,12 @@ pub struct Contribution {
 }
 
 /// Which of the model's two questions set the score (see [`super::model`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Question {
     /// "Does it need at least standard?": the score is `40 + 10·a`.
     Standard,
-    /// "Does it need premium?": the score is `70 + 10·b`.
+    /// "Does it need premium?": the score is `70 + 10·b` (premium, or a
+    /// standard conversation the standard question is too sure of).
     Premium,
     /// The premium question, kept out of economy by the guard: the score is
     /// `40 + premium_guard + 10·b`.
@@ -123,6 +123,12 @@ impl Question {
             Question::Standard => 0,
             Question::Premium | Question::PremiumGuard => 1,
         }
+    }
+}
+
+impl Serialize for Question {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -172,13 +178,6 @@ mod tests {
                 ..AutoConfig::default()
             };
             assert!(refusal(premium_guard).contains("premium_guard"));
-        }
-        for q in [
-            Question::Standard,
-            Question::Premium,
-            Question::PremiumGuard,
-        ] {
-            assert_eq!(serde_json::to_value(q).unwrap(), q.name(), "one name");
         }
         let crossed = AutoConfig {
             standard_from: 80,

@@ -285,9 +285,15 @@ impl Envelope {
     /// so the ledger's and the log's indexes on it grow at one end instead
     /// of taking each insert at a random page.
     pub fn new(event: Event) -> Envelope {
+        Envelope::new_at(Utc::now(), event)
+    }
+
+    /// A new event that happened `at`, with a fresh time-ordered id (see
+    /// [`Envelope::new`]).
+    pub fn new_at(at: DateTime<Utc>, event: Event) -> Envelope {
         Envelope {
             id: Uuid::now_v7(),
-            at: Utc::now(),
+            at,
             event,
         }
     }

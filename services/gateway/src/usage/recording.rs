@@ -231,22 +231,20 @@ impl Recording {
         };
         if let Some(input) = self.captured.get() {
             let output = fill.output.as_deref().unwrap_or_default();
-            self.publisher.record(&Envelope {
-                id: uuid::Uuid::new_v4(),
-                at: now,
-                event: Event::ContentRecorded(Box::new(events::ContentRecorded {
+            self.publisher.record(&Envelope::new_at(
+                now,
+                Event::ContentRecorded(Box::new(events::ContentRecorded {
                     account: self.caller.account,
                     request_id: self.request_id.clone(),
                     input: input.clone(),
                     output: events::cap(output, events::MAX_CONTENT_CHARS),
                 })),
-            });
+            ));
         }
-        self.publisher.record(&Envelope {
-            id: uuid::Uuid::new_v4(),
-            at: now,
-            event: Event::UsageRecorded(Box::new(event)),
-        });
+        self.publisher.record(&Envelope::new_at(
+            now,
+            Event::UsageRecorded(Box::new(event)),
+        ));
     }
 }
 

@@ -30,6 +30,34 @@ async fn logged_usage(backends: &Backends) -> (Vec<events::UsageRecorded>, usize
     (usage, largest)
 }
 
+/// Every usage event's id and request id in the log is a UUIDv7, so the
+/// books' indexes on them (request rows, journal lines, the log's dedupe)
+/// take each insert at their end; random ids made `up` write about four
+/// scattered index pages per request.
+async fn assert_time_ordered_ids(backends: &Backends) {
+    let records = backends.log.read(1, 100_000).await.unwrap();
+    let mut seen = 0;
+    for envelope in records
+        .iter()
+        .flat_map(|r| Envelope::decode_all(&r.payload))
+    {
+        let envelope = envelope.unwrap();
+        let Event::UsageRecorded(usage) = envelope.event else {
+            continue;
+        };
+        let request = uuid::Uuid::parse_str(usage.request_id.trim_start_matches("req_")).unwrap();
+        assert_eq!(
+            (envelope.id.get_version_num(), request.get_version_num()),
+            (7, 7),
+            "event {} of request {}",
+            envelope.id,
+            usage.request_id
+        );
+        seen += 1;
+    }
+    assert!(seen > 0, "no usage event in the log");
+}
+
 async fn assert_clean(backends: &Backends) {
     let audit = ledger::reconcile::audit(
         &*backends.log,
@@ -201,6 +229,7 @@ async fn requests_no_provider_answered_are_recorded_so_the_sequence_has_no_gaps(
     let outcomes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(outcomes, ["failed", "failed", "completed"]);
     assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_time_ordered_ids(&backends).await;
     let (requests, spent_today): (i64, i64) =
         sqlx::query_as("SELECT requests, spent FROM day_spend WHERE account = $1")
             .bind(account.to_string())

@@ -55,6 +55,22 @@ async fn exercise(store: &Store) {
     .await
     .unwrap();
     assert_eq!(found.len(), ROWS);
+    // Each row holds its own values: the batch's cuts into statements of a
+    // power of two rows each shifted nothing between rows.
+    let (matching,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM t WHERE n = CAST(SUBSTR(id, 2) AS BIGINT) AND note = 'new'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(matching, (ROWS - ROWS / 2) as i64);
+    // An `IN` list padded by repeating its last key (3 keys listed as 4)
+    // still finds each row once.
+    let three: Vec<String> = ["k0", "k1", "k2"].map(String::from).to_vec();
+    let found = fetch_in(&mut conn, "SELECT id FROM t WHERE id", &[], &three, "")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 3);
     let nothing = Rows::new("INSERT INTO t (id, n, note)", 3, "");
     assert!(nothing.is_empty());
     assert!(nothing.run(&mut conn).await.unwrap().is_empty());

@@ -287,8 +287,8 @@ mod tests {
     use super::*;
 
     /// Batches of every size from 1 to 3,000 rows take a few statement
-    /// texts in all (so SQLite keeps them prepared), and every row once, in
-    /// order.
+    /// texts in all (so SQLite keeps them prepared), and place every row
+    /// (`tests/rows.rs` checks on both databases that each keeps its values).
     #[test]
     fn batch_sizes_share_a_few_statement_texts() {
         let mut texts = HashSet::new();

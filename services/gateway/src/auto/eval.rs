@@ -501,6 +501,38 @@ mod tests {
         );
     }
 
+    /// What the labelled set reads as, in one number: every case's dense
+    /// values, text slots, values and kinds, and the words they name. The
+    /// shipped model was fitted on exactly these features; a change to the
+    /// reading that is not a new recipe (a faster search, say) must leave
+    /// them alone, and a new recipe bumps `features::VERSION`, refits the
+    /// model and writes the new number here.
+    #[test]
+    fn the_labelled_set_reads_as_the_shipped_model_was_fitted_on() {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for case in load(SHIPPED).expect("the shipped set loads") {
+            let f = &case.features;
+            for x in f.dense {
+                mix(&x.to_bits().to_le_bytes());
+            }
+            for t in &f.text {
+                mix(&t.slot.to_le_bytes());
+                mix(&t.value.to_bits().to_le_bytes());
+                mix(t.kind.name().as_bytes());
+                mix(f.name(t).as_bytes());
+            }
+        }
+        assert_eq!(
+            (crate::auto::features::VERSION, format!("{h:016x}")),
+            (4, "1255845df917ef6e".to_owned())
+        );
+    }
+
     /// Base plus the shares is the score, except where no margin lands in
     /// the tier's range (both questions sure of standard) or a score rounds
     /// onto a cut: those are held at the tier's edge, and they are few.

@@ -9,6 +9,8 @@
 //! quote must run to the end). A short last paragraph after the material
 //! ("…\n\nWhat was the revenue in Q3?") is instruction again.
 
+use memchr::memmem;
+
 /// The parts of a last user turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts<'a> {
@@ -55,14 +57,13 @@ fn quote(t: &str) -> Option<usize> {
 }
 
 fn paragraph(t: &str) -> Option<usize> {
-    t.match_indices("\n\n")
-        .map(|(i, _)| i)
-        .find(|&i| longer_after(t, i))
+    memmem::find_iter(t.as_bytes(), "\n\n").find(|&i| longer_after(t, i))
 }
 
 /// Splits a last user turn.
 pub fn split(t: &str) -> Parts<'_> {
-    let start = [t.find("```"), colon(t), quote(t), paragraph(t)]
+    let fence = memmem::find(t.as_bytes(), b"```");
+    let start = [fence, colon(t), quote(t), paragraph(t)]
         .into_iter()
         .flatten()
         .min();
@@ -74,8 +75,7 @@ pub fn split(t: &str) -> Parts<'_> {
         };
     };
     let rest = &t[start..];
-    let closing = rest
-        .rfind("\n\n")
+    let closing = memmem::rfind(rest.as_bytes(), b"\n\n")
         .map(|i| &rest[i..])
         .filter(|c| c.len() <= MAX_CLOSING && c.len() * 4 < rest.len());
     let material = &rest[..rest.len() - closing.map_or(0, str::len)];

@@ -7,7 +7,7 @@
 //! Phrases are matched on whole words of the normalised instruction
 //! (lowercase, single spaces, numbers as `<num>`; see [`super::features`]).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::LazyLock;
 
 /// The groups, in the order of [`count`]'s result.
@@ -630,7 +630,8 @@ const PHRASES: [&[&str]; 12] = [
     ],
 ];
 
-/// Phrases of up to [`LONGEST`] words, by their text.
+/// Phrases of up to [`LONGEST`] words, by their text (a fast hash: every
+/// word of an instruction is looked up, up to three times).
 static PHRASE_GROUPS: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
     PHRASES
         .iter()

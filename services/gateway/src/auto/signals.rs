@@ -226,6 +226,18 @@ enum Group {
     Trace,
 }
 
+/// How many patterns the lists hold together: one bit each when counting
+/// distinct patterns.
+const PATTERNS: usize = EXPERT.len()
+    + FORMAT.len()
+    + REASONING.len()
+    + PROOF.len()
+    + MATH.len()
+    + TECH.len()
+    + TASKS.len()
+    + SIMPLE.len()
+    + TRACES.len();
+
 /// Every list in one automaton, matched case-insensitively in one pass per
 /// text. A pattern belongs to one list only: the automaton reports one id per match.
 struct Matcher {
@@ -269,7 +281,7 @@ struct Hits {
 
 fn hits(text: &str) -> Hits {
     let matcher = &*MATCHER;
-    let mut seen = vec![false; matcher.groups.len()];
+    let mut seen = [0u64; PATTERNS.div_ceil(64)];
     let mut hits = Hits::default();
     let bytes = text.as_bytes();
     for found in matcher.automaton.find_iter(text) {
@@ -284,7 +296,9 @@ fn hits(text: &str) -> Hits {
         let id = found.pattern().as_usize();
         let group = matcher.groups[id] as usize;
         hits.count[group] += 1;
-        if !std::mem::replace(&mut seen[id], true) {
+        let (cell, bit) = (id / 64, 1u64 << (id % 64));
+        if seen[cell] & bit == 0 {
+            seen[cell] |= bit;
             hits.distinct[group] += 1;
         }
     }
@@ -346,6 +360,9 @@ pub fn read(request: &ChatRequest) -> Signals {
 
 /// "a 600-word post", "4,000 words": the largest word count asked for.
 fn requested_words(text: &str) -> usize {
+    if !mentions_word(text) {
+        return 0;
+    }
     let mut words = text.split_whitespace().peekable();
     let mut most = 0;
     while let Some(w) = words.next() {
@@ -367,6 +384,32 @@ fn requested_words(text: &str) -> usize {
     most
 }
 
+/// Whether "word" appears in any case: without it no count of words is
+/// asked for, and the word-by-word reading is skipped.
+fn mentions_word(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr2_iter(b'w', b'W', b).any(|i| {
+        b.get(i..i + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"word"))
+    })
+}
+
+/// Alphabetic characters, and how many of them are not ASCII: one pass,
+/// byte by byte when the text is ASCII, as most is.
+fn letters(text: &str) -> (usize, usize) {
+    if text.is_ascii() {
+        return (text.bytes().filter(u8::is_ascii_alphabetic).count(), 0);
+    }
+    text.chars()
+        .filter(|c| c.is_alphabetic())
+        .fold((0, 0), |(all, foreign), c| {
+            (all + 1, foreign + usize::from(!c.is_ascii()))
+        })
+}
+
+static MUST: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(" must "));
+
 fn read_code(text: &str, s: &mut Signals) {
     let mut in_fence = false;
     for line in text.lines() {
@@ -386,7 +429,7 @@ fn read_code(text: &str, s: &mut Signals) {
 fn read_last_user(text: &str, s: &mut Signals) {
     s.last_user_bytes += text.len();
     s.requested_words = s.requested_words.max(requested_words(text));
-    s.constraints += text.matches(" must ").count()
+    s.constraints += MUST.find_iter(text.as_bytes()).count()
         + text
             .lines()
             .filter(|l| {
@@ -396,12 +439,8 @@ fn read_last_user(text: &str, s: &mut Signals) {
                     && matches!(t.as_bytes()[1], b'.' | b')')
             })
             .count();
-    let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
-    let foreign = text
-        .chars()
-        .filter(|c| c.is_alphabetic() && !c.is_ascii())
-        .count();
-    s.non_ascii = foreign as f64 / letters as f64;
+    let (letters, foreign) = letters(text);
+    s.non_ascii = foreign as f64 / letters.max(1) as f64;
 }
 
 #[cfg(test)]
@@ -467,5 +506,74 @@ mod tests {
         assert_eq!(user("in about 4,000 words").requested_words, 4000);
         let tasks = user("Design the database, implement it in Rust and write tests.");
         assert_eq!((tasks.tasks, tasks.tech_terms), (3, 3), "{tasks:?}");
+    }
+
+    /// The plain readings the fast ones replaced: every word, every
+    /// character, `str::matches`.
+    fn plain(text: &str) -> (usize, usize, usize, usize) {
+        let mut words = text.split_whitespace().peekable();
+        let mut most = 0;
+        while let Some(w) = words.next() {
+            if !w.starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            let (number, rest) = match w.split_once('-') {
+                Some((n, rest)) => (n, rest),
+                None => (w, words.peek().copied().unwrap_or_default()),
+            };
+            if rest
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("word"))
+            {
+                let digits: String = number.chars().filter(|c| *c != ',').collect();
+                most = most.max(digits.parse().unwrap_or(0));
+            }
+        }
+        let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+        let foreign = text
+            .chars()
+            .filter(|c| c.is_alphabetic() && !c.is_ascii())
+            .count();
+        (most, letters, foreign, text.matches(" must ").count())
+    }
+
+    fn fast(text: &str) -> (usize, usize, usize, usize) {
+        let (letters, foreign) = letters(text);
+        let must = MUST.find_iter(text.as_bytes()).count();
+        (requested_words(text), letters, foreign, must)
+    }
+
+    #[test]
+    fn fast_readings_count_what_the_plain_ones_did() {
+        let edges = [
+            "",
+            "Write 300 WORDS",
+            "a 600-WoRd post",
+            "in 2,500\u{a0}words",
+            "no\u{a0}12 words here",
+            "x must must must y",
+            " must  must ",
+            "Word 12 wor",
+            "Привет, мир 5 слов",
+            "naïve café: 40-words",
+            "12word",
+            "wwwword 7 words w",
+        ];
+        let corpus = crate::auto::eval::SHIPPED.lines().flat_map(|line| {
+            let item: serde_json::Value = serde_json::from_str(line).unwrap();
+            let request: ChatRequest = serde_json::from_value(item["request"].clone()).unwrap();
+            let texts: Vec<String> = request
+                .messages
+                .iter()
+                .flat_map(|m| m.texts().map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            texts
+        });
+        let mut checked = 0;
+        for text in edges.iter().map(|t| t.to_string()).chain(corpus) {
+            assert_eq!(fast(&text), plain(&text), "{text:?}");
+            checked += 1;
+        }
+        assert!(checked > 1_259, "every labelled text was read: {checked}");
     }
 }

@@ -2,6 +2,7 @@
 
 mod auto;
 mod backbone;
+mod books;
 mod config;
 mod serve;
 

@@ -16,6 +16,7 @@ use simulator::Simulator;
 use tokio::net::TcpListener;
 
 use crate::backbone::{self, Reach};
+use crate::books;
 use crate::config::{Config, SimulatorMode};
 
 /// Anything that stops a service from starting.
@@ -70,12 +71,17 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         .check("event_log", backbone::log_check(&log))
         .check("store", backbone::store_check(&store));
     let ledger = Arc::new(backbone::ledger(&config, Arc::clone(&log), store.clone()).await?);
+    // The books (publisher, ledger, exporter) on their own thread: see `books`.
+    let books = books::start()?;
     let ledger_task = {
         let ledger = Arc::clone(&ledger);
-        tokio::spawn(async move { ledger.run(std::future::pending()).await })
+        books.spawn(async move { ledger.run(std::future::pending()).await })
     };
     let keys = Arc::new(KeyRing::new(backbone::key_hasher(&config)?));
-    let events = backbone::gateway_events(&config, Arc::clone(&log), &mut probes).await?;
+    let events = {
+        let _books = books.enter();
+        backbone::gateway_events(&config, Arc::clone(&log), &mut probes).await?
+    };
     let publisher = Arc::clone(&events.publisher);
     let accounts = Arc::clone(&events.accounts);
     let gateway = Gateway::with_events(
@@ -85,13 +91,16 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         Some(events),
     )?;
     watch_auto_model(&config, &gateway);
-    let exporter = backbone::exporter(
-        &config,
-        Arc::clone(&log),
-        store.clone(),
-        std::future::pending(),
-    )
-    .await?;
+    let exporter = {
+        let _books = books.enter();
+        backbone::exporter(
+            &config,
+            Arc::clone(&log),
+            store.clone(),
+            std::future::pending(),
+        )
+        .await?
+    };
     probes.check("exporter", backbone::exporter_check(&exporter));
     let lag = ledger.lag();
     let _ = gateway.metrics_beside.set(Arc::new(move || {

@@ -360,9 +360,15 @@ pub fn read(request: &ChatRequest) -> Signals {
 
 /// "a 600-word post", "4,000 words": the largest word count asked for.
 fn requested_words(text: &str) -> usize {
-    if !mentions_word(text) {
-        return 0;
+    if mentions_word(text) {
+        words_asked(text)
+    } else {
+        0
     }
+}
+
+/// [`requested_words`] read word by word.
+fn words_asked(text: &str) -> usize {
     let mut words = text.split_whitespace().peekable();
     let mut most = 0;
     while let Some(w) = words.next() {
@@ -508,27 +514,10 @@ mod tests {
         assert_eq!((tasks.tasks, tasks.tech_terms), (3, 3), "{tasks:?}");
     }
 
-    /// The plain readings the fast ones replaced: every word, every
-    /// character, `str::matches`.
+    /// The plain readings the fast ones replaced: word by word without
+    /// the look for "word" first, character by character, `str::matches`.
     fn plain(text: &str) -> (usize, usize, usize, usize) {
-        let mut words = text.split_whitespace().peekable();
-        let mut most = 0;
-        while let Some(w) = words.next() {
-            if !w.starts_with(|c: char| c.is_ascii_digit()) {
-                continue;
-            }
-            let (number, rest) = match w.split_once('-') {
-                Some((n, rest)) => (n, rest),
-                None => (w, words.peek().copied().unwrap_or_default()),
-            };
-            if rest
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case("word"))
-            {
-                let digits: String = number.chars().filter(|c| *c != ',').collect();
-                most = most.max(digits.parse().unwrap_or(0));
-            }
-        }
+        let most = words_asked(text);
         let letters = text.chars().filter(|c| c.is_alphabetic()).count();
         let foreign = text
             .chars()

@@ -16,6 +16,9 @@
 # within the buckets.
 # RSS (MB, /proc VmRSS) is read idle, a second after the first answered
 # request, and again after the saturation run.
+# Latency at a steady 1,000 req/s (oha, 64 connections, latency correction,
+# 10 s): p50 and p99 in ms, whole request as the client sees it (subtract
+# the mock's own, as bench-peers does, for the added latency).
 set -euo pipefail
 BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -87,7 +90,7 @@ for edge, cum in zip(edges, counts):
 PY
 }
 
-# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps errors lag_p50 lag_p99 rss_idle rss_loaded lag200_p50 lag200_p99".
+# One round for binary $1 named $2: prints "name mode cpu_us_200 cpu_us_sat rps errors lag_p50 lag_p99 rss_idle rss_loaded lag200_p50 lag200_p99 p50_1000 p99_1000".
 measure() {
   local bin=$1 name=$2 mode
   for mode in gateway up; do
@@ -110,6 +113,10 @@ measure() {
     n=$(python3 -c "import json,sys; r=json.load(open('$WORK/oha.json')); print(r['statusCodeDistribution'].get('200', 0))")
     local steady
     steady=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($n, 1):.0f}')")
+    taskset -c 1 oha -z 10s -q 1000 -c 64 --latency-correction --no-tui --output-format json -m POST -T application/json \
+      -D "$WORK/body.json" -H "Authorization: Bearer $KEY" "$URL/v1/chat/completions" >"$WORK/oha1000.json" 2>/dev/null
+    local at1000
+    at1000=$(python3 -c "import json; p=json.load(open('$WORK/oha1000.json'))['latencyPercentiles']; print(f\"{p['p50'] * 1000:.2f} {p['p99'] * 1000:.2f}\")")
     curl -s "$URL/metrics" >"$WORK/m0.txt" || true
     t0=$(ticks "$PID")
     BENCH_BODY="$WORK/body.json" BENCH_HEADERS="Authorization: Bearer $KEY" \
@@ -125,12 +132,12 @@ measure() {
     sat=$(python3 -c "print(f'{($t1 - $t0) * 10_000 / max($req - $bad, 1):.0f}')")
     p50=$(lag_quantile "$WORK/m0.txt" 0.5 "$WORK/m1.txt")
     p99=$(lag_quantile "$WORK/m0.txt" 0.99 "$WORK/m1.txt")
-    echo "$name $mode $steady $sat $rps $bad $p50 $p99 $idle $loaded $(lag_quantile "$WORK/s0.txt" 0.5 "$WORK/s1.txt") $(lag_quantile "$WORK/s0.txt" 0.99 "$WORK/s1.txt")"
+    echo "$name $mode $steady $sat $rps $bad $p50 $p99 $idle $loaded $(lag_quantile "$WORK/s0.txt" 0.5 "$WORK/s1.txt") $(lag_quantile "$WORK/s0.txt" 0.99 "$WORK/s1.txt") $at1000"
     stop "$name-$mode"
   done
 }
 
-echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms rss_idle_mb rss_loaded_mb lag_p50_ms_at_200 lag_p99_ms_at_200"
+echo "binary mode cpu_us_per_request_at_200 cpu_us_per_request_at_saturation rps_at_saturation errors lag_p50_ms lag_p99_ms rss_idle_mb rss_loaded_mb lag_p50_ms_at_200 lag_p99_ms_at_200 p50_ms_at_1000 p99_ms_at_1000"
 for _ in $(seq "$ROUNDS"); do
   [ -n "${BASE_BIN:-}" ] && measure "$BASE_BIN" base
   measure "$BIN" head

@@ -89,6 +89,42 @@ fn create_dir(dir: &Path) -> Result<(), BoxError> {
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()).into())
 }
 
+/// Holds `data_dir/up.lock` for as long as the returned file lives (the
+/// kernel lets go of it when the process ends, however it ends). A second
+/// `up` on the same data dir would run a second publisher, ledger and
+/// request log over the same books, so it is refused with the first one's pid.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, BoxError> {
+    use std::io::Write;
+    create_dir(dir)?;
+    let path = dir.join("up.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(format!(
+                "another `modelrouter up` (pid {}) is running on the data dir {}: stop it first",
+                holder.trim(),
+                dir.display()
+            )
+            .into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", path.display()).into())
+        }
+    }
+}
+
 /// A SQLite database and its WAL files, the owner's only (0600).
 fn restrict_database(path: &Path) -> Result<(), BoxError> {
     for suffix in ["", "-wal", "-shm"] {

@@ -356,6 +356,49 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     std::fs::remove_dir_all(&data).ok();
 }
 
+/// Two `up`s on one data dir would fold the same books twice over: the
+/// second is refused while the first runs, and starts once it is gone,
+/// even when the first was killed with SIGKILL and never cleaned up.
+#[tokio::test]
+async fn a_second_up_on_the_same_data_dir_is_refused_until_the_first_is_gone() {
+    let bin = env!("CARGO_BIN_EXE_modelrouter");
+    let data = temp_dir("two-ups");
+    let mut first = up(&data, &[]).await;
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(bin)
+            .arg("up")
+            .env("MODELROUTER_DATA_DIR", &data)
+            .env("MODELROUTER_LISTEN", "127.0.0.1:0")
+            .env_remove("MODELROUTER_BOOTSTRAP_KEY")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the second up gives up at once")
+    .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let pid = first.child.id().unwrap().to_string();
+    assert!(
+        stderr.contains("another `modelrouter up`") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    let (status, _) = chat_status(&first.url, first.printed_key.as_deref().unwrap()).await;
+    assert_eq!(status, 200, "the first one serves on");
+
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    let again = up(&data, &[]).await;
+    assert!(
+        again.banner.contains("Using the API keys"),
+        "{}",
+        again.banner
+    );
+    drop(again);
+    std::fs::remove_dir_all(&data).ok();
+}
+
 #[tokio::test]
 async fn bad_settings_are_refused_with_a_message() {
     let bin = env!("CARGO_BIN_EXE_modelrouter");

@@ -104,25 +104,35 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, BoxError> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0)?;
-            write!(file, "{}", std::process::id())?;
-            Ok(file)
-        }
+    let locked = match file.try_lock() {
+        Ok(()) => true,
         Err(std::fs::TryLockError::WouldBlock) => {
+            // The first one may not have written its pid yet.
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            Err(format!(
+            let holder = Some(holder.trim()).filter(|h| !h.is_empty());
+            return Err(format!(
                 "another `modelrouter up` (pid {}) is running on the data dir {}: stop it first",
-                holder.trim(),
+                holder.unwrap_or("unknown"),
                 dir.display()
             )
-            .into())
+            .into());
+        }
+        // A filesystem without locks: SQLite's own locking still guards
+        // the databases, so serve, but say what is not guarded.
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            tracing::warn!(path = %path.display(), "the data dir cannot be locked here: nothing stops a second `up` on it");
+            false
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(format!("cannot lock {}: {e}", path.display()).into())
+            return Err(format!("cannot lock {}: {e}", path.display()).into());
         }
+    };
+    if locked {
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    Ok(file)
 }
 
 /// A SQLite database and its WAL files, the owner's only (0600).

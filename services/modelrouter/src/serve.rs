@@ -79,6 +79,8 @@ pub async fn up(mut config: Config) -> Result<(), BoxError> {
         books.spawn(async move { ledger.run(std::future::pending()).await })
     };
     let keys = Arc::new(KeyRing::new(backbone::key_hasher(&config)?));
+    // Inside `books.enter()`, what the set-up spawns (the publisher's worker,
+    // the account-state follower, the exporter) lands on the books thread.
     let events = {
         let _books = books.enter();
         backbone::gateway_events(&config, Arc::clone(&log), &mut probes).await?

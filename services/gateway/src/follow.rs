@@ -292,6 +292,9 @@ mod tests {
         async fn last_seq(&self) -> eventlog::Result<u64> {
             self.inner.last_seq().await
         }
+        async fn acked(&self, name: &str) -> eventlog::Result<u64> {
+            self.inner.acked(name).await
+        }
         async fn bucket(&self, name: &str) -> eventlog::Result<Arc<dyn eventlog::Bucket>> {
             let stall = self
                 .stalls

@@ -3,8 +3,17 @@
 //! origin count with the live store; and look for usage that never reached
 //! the log: gaps in the gateways' sequences (see [`crate::gaps`]) and
 //! gateways whose journal still holds events the log has not taken.
+//!
+//! The ledger may be folding while this runs, so the store is compared
+//! with the events the ledger has folded, not with the whole log: every
+//! event through the ledger's ack position (read first: the ledger acks
+//! only what it has committed), and any later one the store has claimed
+//! (read next, in one snapshot of the store). Later events the store has
+//! not claimed are not folded yet, which is not a difference; an event at
+//! or before the ack position that the store lacks is one, and so is
+//! every row no event in the log explains.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Debug};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +39,12 @@ const STOPPED_AFTER: chrono::Duration = chrono::Duration::seconds(30);
 pub struct Audit {
     /// The last log record replayed.
     pub through: u64,
+    /// The ledger's ack position when the audit began: the store must hold
+    /// every event through it.
+    pub folded_through: u64,
+    /// Events after that position the store had not folded yet (not a
+    /// difference: the ledger folds them in order).
+    pub unfolded: u64,
     /// Every difference between the books the log implies and the store.
     pub differences: Vec<String>,
     /// Per gateway, numbers without an event whose requests must have ended.
@@ -56,6 +71,13 @@ impl fmt::Display for Audit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for difference in &self.differences {
             writeln!(f, "{difference}")?;
+        }
+        if self.unfolded > 0 {
+            writeln!(
+                f,
+                "the ledger had acked through record {} of {}; {} later events were not in the books yet (compared once folded: run reconcile again)",
+                self.folded_through, self.through, self.unfolded
+            )?;
         }
         for (gateway, gaps) in &self.lost {
             let missing: u64 = gaps.iter().map(Gap::len).sum();
@@ -106,18 +128,17 @@ pub async fn audit(
     store: &Store,
     grace: chrono::Duration,
 ) -> Result<Audit, LedgerError> {
-    let through = log.last_seq().await?;
-    let (expected, sequences, mut differences) = replay(log).await?;
-    let live = load(store).await?;
-    compare_books(&expected, &live, &mut differences);
+    let (replayed, differences) = compare_with_log(log, store).await?;
     let now = Utc::now();
     let mut audit = Audit {
-        through,
+        through: replayed.through,
+        folded_through: replayed.folded_through,
+        unfolded: replayed.unfolded,
         differences,
-        books: expected,
+        books: replayed.books,
         ..Audit::default()
     };
-    for (gateway, seen) in &sequences {
+    for (gateway, seen) in &replayed.sequences {
         let (lost, in_flight): (Vec<Gap>, Vec<Gap>) =
             seen.gaps().into_iter().partition(|g| g.settled(now, grace));
         if !lost.is_empty() {
@@ -129,6 +150,26 @@ pub async fn audit(
     }
     audit.journals = journals(log, now).await?;
     Ok(audit)
+}
+
+/// Every difference between what the log implies and what the store holds.
+pub async fn reconcile(log: &dyn EventLog, store: &Store) -> Result<Vec<String>, LedgerError> {
+    Ok(compare_with_log(log, store).await?.1)
+}
+
+/// Replays the log against the store's snapshot; the replay and every
+/// difference between the folded events' books and the store. The order
+/// of the three reads is what makes this right while the ledger runs.
+async fn compare_with_log(
+    log: &dyn EventLog,
+    store: &Store,
+) -> Result<(Replay, Vec<String>), LedgerError> {
+    let acked = log.acked(crate::service::CONSUMER).await?;
+    let live = load(store).await?;
+    let replayed = replay(log, acked, &live.applied).await?;
+    let mut differences = replayed.unreadable.clone();
+    compare_books(&replayed.folded, &live, &mut differences);
+    Ok((replayed, differences))
 }
 
 /// Gateways reporting usage in their journal that the log has not taken.
@@ -152,51 +193,102 @@ async fn journals(
 /// Records read from the log per batch.
 const BATCH: usize = 1_000;
 
-/// Replays every event from the start of `log`: the books it implies, the
-/// numbers seen of each gateway's sequence, and the records it could not read.
+/// What a replay of the whole log found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The last record read.
+    pub through: u64,
+    /// The books every event in the log implies (to match against Stripe).
+    pub books: Projection,
+    /// The books of the events the ledger has folded (see the module's
+    /// doc): what the store must hold.
+    pub folded: Projection,
+    /// Position of the ledger's ack the fold was judged by.
+    pub folded_through: u64,
+    /// Events after it that the store had not claimed.
+    pub unfolded: u64,
+    /// Per gateway, the numbers of its sequence found in the log.
+    pub sequences: BTreeMap<String, SeqRanges>,
+    /// The records this build could not read.
+    pub unreadable: Vec<String>,
+}
+
+/// Replays every event from the start of `log`: an event counts as folded
+/// when its record is at or before `acked`, or when `claimed` (the store's
+/// applied ids) holds it.
 pub async fn replay(
     log: &dyn EventLog,
-) -> Result<(Projection, BTreeMap<String, SeqRanges>, Vec<String>), LedgerError> {
-    let mut projection = Projection::default();
-    let mut sequences: BTreeMap<String, SeqRanges> = BTreeMap::new();
-    let mut unreadable = Vec::new();
+    acked: u64,
+    claimed: &BTreeSet<String>,
+) -> Result<Replay, LedgerError> {
+    let mut replay = Replay {
+        folded_through: acked,
+        ..Replay::default()
+    };
     let mut from = 1;
     loop {
         let records = log.read(from, BATCH).await?;
         let Some(last) = records.last() else { break };
         from = last.seq + 1;
+        replay.through = last.seq;
         for record in &records {
             for decoded in Envelope::decode_all(&record.payload) {
                 match decoded {
-                    Ok(envelope) => {
-                        let applied = projection.apply(&envelope);
-                        if let Some((gateway, seq)) = applied.and_then(|e| e.origin) {
-                            sequences
-                                .entry(gateway)
-                                .or_default()
-                                .insert(seq, envelope.at);
-                        }
-                    }
-                    Err(e) => unreadable.push(format!("log record {}: {e}", record.seq)),
+                    Ok(envelope) => replay.apply(record.seq, &envelope, claimed),
+                    Err(e) => replay
+                        .unreadable
+                        .push(format!("log record {}: {e}", record.seq)),
                 }
             }
         }
     }
-    Ok((projection, sequences, unreadable))
+    Ok(replay)
 }
 
-/// The store's tables, read into the same shape.
+impl Replay {
+    fn apply(&mut self, seq: u64, envelope: &Envelope, claimed: &BTreeSet<String>) {
+        let Some(effects) = self.books.apply(envelope) else {
+            return;
+        };
+        if let Some((gateway, number)) = effects.origin {
+            self.sequences
+                .entry(gateway)
+                .or_default()
+                .insert(number, envelope.at);
+        }
+        if seq <= self.folded_through || claimed.contains(&envelope.id.to_string()) {
+            self.folded.apply(envelope);
+        } else {
+            self.unfolded += 1;
+        }
+    }
+}
+
+/// The store's tables, read into the same shape, in one snapshot (the
+/// ledger commits a batch's rows in all of them at once).
 pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
+    let mut tx = store.pool.begin().await?;
+    if store.backend == store::Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let loaded = load_in(&mut tx).await;
+    tx.rollback().await?;
+    loaded
+}
+
+async fn load_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<Projection, LedgerError> {
     let mut p = Projection::default();
     for row in
         sqlx::query("SELECT event_id FROM applied_events UNION ALL SELECT event_id FROM requests")
-            .fetch_all(&store.pool)
+            .fetch_all(&mut **tx)
             .await?
     {
         p.applied.insert(row.try_get("event_id")?);
     }
     for row in sqlx::query("SELECT account, name, balance, daily_limit, version FROM balances")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let limit: Option<i64> = row.try_get("daily_limit")?;
@@ -212,7 +304,7 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
         );
     }
     for row in sqlx::query("SELECT account, day, spent, requests FROM day_spend")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let requests: i64 = row.try_get("requests")?;
@@ -225,7 +317,7 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
         );
     }
     for row in sqlx::query("SELECT event_id, line, book, account, debit, credit FROM journal")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         p.journal.insert(
@@ -239,7 +331,7 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
         );
     }
     for row in sqlx::query("SELECT account, instance, events FROM origin_instances")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let events: i64 = row.try_get("events")?;
@@ -248,18 +340,16 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
             u64::try_from(events).unwrap_or(0),
         );
     }
-    for row in sqlx::query("SELECT account FROM auto_recharge")
-        .fetch_all(&store.pool)
-        .await?
-    {
-        let account: String = row.try_get("account")?;
-        let state = crate::recharge::load(&store.pool, &account).await?;
+    let accounts: Vec<String> = sqlx::query_scalar("SELECT account FROM auto_recharge")
+        .fetch_all(&mut **tx)
+        .await?;
+    for (account, state) in crate::recharge::load_all(tx, &accounts).await? {
         if !state.is_default() {
             p.recharges.insert(account, state);
         }
     }
     for row in sqlx::query("SELECT payment, account, credits, fee, recharge FROM deposits")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         p.deposits.insert(
@@ -273,7 +363,7 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
         );
     }
     for row in sqlx::query("SELECT gateway, max_seq, events FROM gateway_sequences")
-        .fetch_all(&store.pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let max: i64 = row.try_get("max_seq")?;
@@ -287,14 +377,6 @@ pub async fn load(store: &Store) -> Result<Projection, LedgerError> {
         );
     }
     Ok(p)
-}
-
-/// Every difference between what the log implies and what the store holds.
-pub async fn reconcile(log: &dyn EventLog, store: &Store) -> Result<Vec<String>, LedgerError> {
-    let (expected, _, mut differences) = replay(log).await?;
-    let live = load(store).await?;
-    compare_books(&expected, &live, &mut differences);
-    Ok(differences)
 }
 
 fn compare_books(expected: &Projection, live: &Projection, differences: &mut Vec<String>) {

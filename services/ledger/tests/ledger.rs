@@ -371,6 +371,65 @@ async fn reconcile_finds_a_corrupted_row(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// Reconcile while the ledger folds: events after its ack position are
+/// compared once the store has claimed them (a batch committed and not yet
+/// acked), not before (appended, not folded yet); a claim removed from
+/// such a batch still shows, as the balance it moved.
+async fn reconcile_compares_what_the_ledger_has_folded(backends: Backends) {
+    let account = AccountId::new();
+    grant(&backends, account, usd("10")).await;
+    for seq in 1..=2 {
+        publish(&*backends.log, &usage(account, seq, usd("0.01"))).await;
+    }
+    fold(&backends, 3).await;
+    let late: Vec<Envelope> = (3..=12)
+        .map(|seq| usage(account, seq, usd("0.02")))
+        .collect();
+    for event in &late {
+        publish(&*backends.log, event).await;
+    }
+    // Folded and committed; the last batch neither published nor acked.
+    let (ledger, consumer) = ledger_on(&backends).await;
+    let mut pipeline = ledger.pipeline(consumer);
+    let mut folded = 0;
+    while folded < late.len() {
+        folded += pipeline.step().await.unwrap();
+    }
+    for seq in 13..=15 {
+        publish(&*backends.log, &usage(account, seq, usd("0.04"))).await;
+    }
+    let audit = |backends: &Backends| {
+        let (log, store) = (Arc::clone(&backends.log), backends.store.clone());
+        async move {
+            ledger::reconcile::audit(&*log, &store, ledger::reconcile::DEFAULT_GRACE)
+                .await
+                .unwrap()
+        }
+    };
+    let found = audit(&backends).await;
+    assert!(found.differences.is_empty(), "{found}");
+    assert_eq!((found.through, found.unfolded), (16, 3), "{found}");
+    assert!((3..13).contains(&found.folded_through), "{found:?}");
+    assert!(found.is_clean() && found.in_flight.is_empty(), "{found}");
+    assert!(found
+        .to_string()
+        .contains("3 later events were not in the books yet"));
+
+    let last = late.last().unwrap().id.to_string();
+    let removed = sqlx::query("DELETE FROM requests WHERE event_id = $1")
+        .bind(&last)
+        .execute(&backends.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(removed.rows_affected(), 1);
+    let found = audit(&backends).await;
+    assert!(
+        found.differences.iter().any(|d| d.starts_with("account")),
+        "a claim removed, its charge kept: {found}"
+    );
+    backends.cleanup().await;
+}
+
 /// Numbers of a gateway's sequence without an event: lost once a later
 /// event is older than the grace, in flight before that; `reconcile` and the
 /// ledger's own check both say so.
@@ -915,6 +974,7 @@ on_both!(exactly_once);
 on_both!(a_batch_partly_applied_before_counts_only_its_new_events);
 on_both!(killed_mid_stream);
 on_both!(reconcile_finds_a_corrupted_row);
+on_both!(reconcile_compares_what_the_ledger_has_folded);
 on_both!(lost_usage_shows_as_a_gap);
 on_both!(a_batch_gathers_for_the_linger);
 on_both!(a_batch_is_bounded_in_bytes);

@@ -519,10 +519,14 @@ pub async fn reconcile(config: Config, stripe: bool) -> Result<(), BoxError> {
         );
     }
     if audit.is_clean() && left.is_empty() && stripe_differs == 0 {
-        println!(
-            "the ledger matches the event log (through record {}); no usage is missing",
-            audit.through
-        );
+        let through = match audit.unfolded {
+            0 => format!("through record {}", audit.through),
+            _ => format!(
+                "through the events folded by record {} of {}",
+                audit.folded_through, audit.through
+            ),
+        };
+        println!("the ledger matches the event log ({through}); no usage is missing");
         return Ok(());
     }
     let lost: u64 = audit

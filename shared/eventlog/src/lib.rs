@@ -105,6 +105,13 @@ pub trait EventLog: Send + Sync {
     /// The position of the last record (0 when empty).
     async fn last_seq(&self) -> Result<u64>;
 
+    /// The position through which the durable consumer `name` has acked
+    /// every record, as the log has taken it (0 for a consumer never
+    /// opened). It may trail the consumer's latest acks (the embedded log
+    /// writes them every 200 ms), never lead them: an audit of a live
+    /// reader's work reads it to know what that work must already hold.
+    async fn acked(&self, name: &str) -> Result<u64>;
+
     /// The key-value bucket `name`, created when missing.
     async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>>;
 

@@ -294,6 +294,24 @@ impl EventLog for NatsLog {
         }))
     }
 
+    /// The consumer's ack floor, JetStream's own "everything through here
+    /// is acked"; but a consumer [`NatsLog::consumer`] has just created
+    /// reports 0 until its first ack, though it starts past the floor of
+    /// the one it replaced, so the start counts too.
+    async fn acked(&self, name: &str) -> Result<u64> {
+        let stream = self.stream().await?;
+        let Ok(info) = stream.consumer_info(name).await else {
+            return Ok(0);
+        };
+        let started_after = match info.config.deliver_policy {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence } => {
+                start_sequence.saturating_sub(1)
+            }
+            _ => 0,
+        };
+        Ok(info.ack_floor.stream_sequence.max(started_after))
+    }
+
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         let last = self.last_seq().await?;
         let stream = self.stream().await?;

@@ -81,6 +81,7 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
             .await
             .unwrap();
     }
+    assert_eq!(log.acked("ledger").await.unwrap(), 0, "never opened");
     let mut first = log.consumer("ledger").await.unwrap();
     for expected in ["1", "2", "3"] {
         let d = first.next(WAIT).await.unwrap().expect("a record");
@@ -90,11 +91,21 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
     // Record 4 is delivered but never acked: the consumer "crashes".
     let unacked = first.next(WAIT).await.unwrap().expect("record 4");
     assert_eq!(&unacked.record.payload[..], b"4");
+    assert_eq!(
+        log.acked("ledger").await.unwrap(),
+        3,
+        "delivered is not acked"
+    );
     drop(unacked);
     drop(first);
     // A record appended meanwhile comes after the unacked ones, as in the log.
     log.append("events.usage", "e6", b"6").await.unwrap();
     let mut second = log.consumer("ledger").await.unwrap();
+    assert_eq!(
+        log.acked("ledger").await.unwrap(),
+        3,
+        "reopened, it keeps its acks before acking again"
+    );
     let mut seen = Vec::new();
     while let Some(d) = second.next(WAIT).await.unwrap() {
         seen.push(String::from_utf8(d.record.payload.to_vec()).unwrap());
@@ -105,10 +116,12 @@ async fn consumers_resume_after_their_acks_and_redeliver_the_rest(log: &dyn Even
     }
     assert_eq!(seen, ["4", "5", "6"], "in log order");
     common::assert_drained(second.as_mut(), Duration::from_millis(300)).await;
+    assert_eq!(log.acked("ledger").await.unwrap(), 6);
     // Another consumer name starts from the beginning.
     let mut other = log.consumer("exporter").await.unwrap();
     let d = other.next(WAIT).await.unwrap().expect("record 1");
     assert_eq!(&d.record.payload[..], b"1");
+    assert_eq!(log.acked("exporter").await.unwrap(), 0);
 }
 
 /// A consumer that has read everything waits for the next append instead of
@@ -251,6 +264,7 @@ async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
         batch.push(consumer.next(WAIT).await.unwrap().expect("a record"));
     }
     eventlog::Delivery::ack_all(batch).await.unwrap();
+    assert_eq!(log.acked("ledger").await.unwrap(), 200, "the whole batch");
     let rest: Vec<_> = {
         let mut rest = Vec::new();
         while rest.len() < 100 {
@@ -261,6 +275,7 @@ async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
     eventlog::Delivery::ack_all(rest.into_iter().take(40).collect())
         .await
         .unwrap();
+    assert_eq!(log.acked("ledger").await.unwrap(), 240);
     drop(consumer);
     let mut again = log.consumer("ledger").await.unwrap();
     let mut seen = Vec::new();

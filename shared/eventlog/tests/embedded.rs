@@ -161,8 +161,22 @@ async fn acks_are_kept_across_a_reopen_of_the_consumer_and_of_the_file() {
     let mut again = log.consumer("ledger").await.unwrap();
     assert_eq!(read(again.as_mut(), 2).await, names("r", 5..=6));
     drop(again);
+    // Another process reading where the consumer is (an audit) sees the
+    // acks written so far, never more than were made.
+    let watcher = SqliteLog::open(&path).await.unwrap();
+    assert!(watcher.acked("ledger").await.unwrap() <= 6);
+    assert_eq!(
+        log.acked("ledger").await.unwrap(),
+        6,
+        "its own, not yet written"
+    );
     // Another handle on the file (a restarted process) after a clean stop.
     log.close().await.unwrap();
+    assert_eq!(
+        watcher.acked("ledger").await.unwrap(),
+        6,
+        "written at close"
+    );
     let restarted = SqliteLog::open(&path).await.unwrap();
     let mut resumed = restarted.consumer("ledger").await.unwrap();
     assert_eq!(read(resumed.as_mut(), 4).await, names("r", 7..=10));

@@ -112,6 +112,20 @@ impl SqliteLog {
         Ok(appended)
     }
 
+    /// Where `name` has acked through: its ack not yet written if there is
+    /// one (it is the later), else the written one; 0 for a consumer never
+    /// opened.
+    async fn acked_seq(&self, name: &str) -> Result<i64> {
+        let pending = self.acks.pending(name);
+        let written: Option<i64> =
+            sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let written = written.unwrap_or(0);
+        Ok(pending.map_or(written, |seq| seq.max(written)))
+    }
+
     /// The tail, whatever a panicking holder left (it only ever holds
     /// whole records).
     fn tail(&self) -> std::sync::MutexGuard<'_, tail::Tail> {
@@ -278,12 +292,7 @@ impl EventLog for SqliteLog {
         .bind(name)
         .execute(&self.pool)
         .await?;
-        let pending = self.acks.pending(name);
-        let written: i64 = sqlx::query_scalar("SELECT acked FROM log_consumers WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        let acked = pending.map_or(written, |seq| seq.max(written));
+        let acked = self.acked_seq(name).await?;
         Ok(Box::new(SqliteConsumer {
             log: self.clone(),
             name: name.to_owned(),
@@ -309,6 +318,10 @@ impl EventLog for SqliteLog {
             .fetch_one(&self.pool)
             .await?;
         Ok(last.map(seq_of).unwrap_or(0))
+    }
+
+    async fn acked(&self, name: &str) -> Result<u64> {
+        Ok(seq_of(self.acked_seq(name).await?))
     }
 
     async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>> {

@@ -27,9 +27,11 @@ mod time;
 mod usage;
 mod view;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use access::{
@@ -268,16 +270,28 @@ struct WireOut<'a, T> {
     data: &'a T,
 }
 
-/// The envelope as read: the body stays a `Value` until its type and
-/// version say what it is.
+/// The envelope as read: the body stays raw JSON, borrowed from the
+/// record, until its type and version say what it is; it is then parsed
+/// once, straight into its type (the ledger decodes every usage event, so
+/// a tree of `Value`s and a copy of it per event showed in its profile).
 #[derive(Deserialize)]
-struct Wire {
+struct Wire<'a> {
     id: Uuid,
     at: DateTime<Utc>,
-    #[serde(rename = "type")]
-    kind: String,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
     v: u16,
-    data: Value,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// An event's body as raw JSON, parsed into the type its kind names.
+struct Body<'a>(&'a RawValue);
+
+impl Body<'_> {
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
 }
 
 impl Envelope {
@@ -370,85 +384,45 @@ impl Envelope {
         }
     }
 
-    fn from_wire(wire: Wire) -> Result<Envelope, EventError> {
+    fn from_wire(wire: Wire<'_>) -> Result<Envelope, EventError> {
         let body = |source| EventError::Body {
-            kind: wire.kind.clone(),
+            kind: wire.kind.to_string(),
             version: wire.v,
             source,
         };
-        let data = wire.data.clone();
-        let event = match (wire.kind.as_str(), wire.v) {
+        let data = Body(wire.data);
+        let event = match (&*wire.kind, wire.v) {
             // v1 bodies are v2 bodies without its additions.
-            ("usage_recorded", 1 | 2) => {
-                Event::UsageRecorded(serde_json::from_value(data).map_err(body)?)
-            }
-            ("account_opened", 1) => {
-                Event::AccountOpened(serde_json::from_value(data).map_err(body)?)
-            }
-            ("credits_granted", 1) => {
-                Event::CreditsGranted(serde_json::from_value(data).map_err(body)?)
-            }
-            ("deposit_settled", 1) => {
-                Event::DepositSettled(serde_json::from_value(data).map_err(body)?)
-            }
-            ("deposit_reversed", 1) => {
-                Event::DepositReversed(serde_json::from_value(data).map_err(body)?)
-            }
-            ("deposit_reinstated", 1) => {
-                Event::DepositReinstated(serde_json::from_value(data).map_err(body)?)
-            }
-            ("payment_customer_set", 1) => {
-                Event::PaymentCustomerSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("card_saved", 1) => Event::CardSaved(serde_json::from_value(data).map_err(body)?),
-            ("card_removed", 1) => Event::CardRemoved(serde_json::from_value(data).map_err(body)?),
-            ("auto_recharge_set", 1) => {
-                Event::AutoRechargeSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("recharge_declined", 1) => {
-                Event::RechargeDeclined(serde_json::from_value(data).map_err(body)?)
-            }
-            ("daily_limit_set", 1) => {
-                Event::DailyLimitSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("member_invited", 1) => {
-                Event::MemberInvited(serde_json::from_value(data).map_err(body)?)
-            }
-            ("member_joined", 1) => {
-                Event::MemberJoined(serde_json::from_value(data).map_err(body)?)
-            }
-            ("member_role_set", 1) => {
-                Event::MemberRoleSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("member_removed", 1) => {
-                Event::MemberRemoved(serde_json::from_value(data).map_err(body)?)
-            }
-            ("invitation_withdrawn", 1) => {
-                Event::InvitationWithdrawn(serde_json::from_value(data).map_err(body)?)
-            }
-            ("key_issued", 1) => Event::KeyIssued(serde_json::from_value(data).map_err(body)?),
-            ("key_revoked", 1) => Event::KeyRevoked(serde_json::from_value(data).map_err(body)?),
-            ("alert_rules_set", 1) => {
-                Event::AlertRulesSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("key_limits_set", 1) => {
-                Event::KeyLimitsSet(serde_json::from_value(data).map_err(body)?)
-            }
-            ("provider_blocked", 1) => {
-                Event::ProviderBlocked(serde_json::from_value(data).map_err(body)?)
-            }
-            ("provider_unblocked", 1) => {
-                Event::ProviderUnblocked(serde_json::from_value(data).map_err(body)?)
-            }
+            ("usage_recorded", 1 | 2) => Event::UsageRecorded(data.parse().map_err(body)?),
+            ("account_opened", 1) => Event::AccountOpened(data.parse().map_err(body)?),
+            ("credits_granted", 1) => Event::CreditsGranted(data.parse().map_err(body)?),
+            ("deposit_settled", 1) => Event::DepositSettled(data.parse().map_err(body)?),
+            ("deposit_reversed", 1) => Event::DepositReversed(data.parse().map_err(body)?),
+            ("deposit_reinstated", 1) => Event::DepositReinstated(data.parse().map_err(body)?),
+            ("payment_customer_set", 1) => Event::PaymentCustomerSet(data.parse().map_err(body)?),
+            ("card_saved", 1) => Event::CardSaved(data.parse().map_err(body)?),
+            ("card_removed", 1) => Event::CardRemoved(data.parse().map_err(body)?),
+            ("auto_recharge_set", 1) => Event::AutoRechargeSet(data.parse().map_err(body)?),
+            ("recharge_declined", 1) => Event::RechargeDeclined(data.parse().map_err(body)?),
+            ("daily_limit_set", 1) => Event::DailyLimitSet(data.parse().map_err(body)?),
+            ("member_invited", 1) => Event::MemberInvited(data.parse().map_err(body)?),
+            ("member_joined", 1) => Event::MemberJoined(data.parse().map_err(body)?),
+            ("member_role_set", 1) => Event::MemberRoleSet(data.parse().map_err(body)?),
+            ("member_removed", 1) => Event::MemberRemoved(data.parse().map_err(body)?),
+            ("invitation_withdrawn", 1) => Event::InvitationWithdrawn(data.parse().map_err(body)?),
+            ("key_issued", 1) => Event::KeyIssued(data.parse().map_err(body)?),
+            ("key_revoked", 1) => Event::KeyRevoked(data.parse().map_err(body)?),
+            ("alert_rules_set", 1) => Event::AlertRulesSet(data.parse().map_err(body)?),
+            ("key_limits_set", 1) => Event::KeyLimitsSet(data.parse().map_err(body)?),
+            ("provider_blocked", 1) => Event::ProviderBlocked(data.parse().map_err(body)?),
+            ("provider_unblocked", 1) => Event::ProviderUnblocked(data.parse().map_err(body)?),
             ("telemetry_destination_set", 1) => {
-                Event::TelemetryDestinationSet(serde_json::from_value(data).map_err(body)?)
+                Event::TelemetryDestinationSet(data.parse().map_err(body)?)
             }
             ("telemetry_destination_removed", 1) => {
-                Event::TelemetryDestinationRemoved(serde_json::from_value(data).map_err(body)?)
+                Event::TelemetryDestinationRemoved(data.parse().map_err(body)?)
             }
-            ("content_recorded", 1) => {
-                Event::ContentRecorded(serde_json::from_value(data).map_err(body)?)
-            }
+            ("content_recorded", 1) => Event::ContentRecorded(data.parse().map_err(body)?),
             (kind, version) => {
                 return Err(EventError::Unknown {
                     kind: kind.to_owned(),

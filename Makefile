@@ -73,7 +73,7 @@ drill: backing-services
 	DRILL_CLIENTS=$(DRILL_CLIENTS) DRILL_PHASE_MS=$(DRILL_PHASE_MS) $(CARGO) test -p modelrouter --test drill -- --nocapture
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
-## circuit breakers, the usage-event publish cost in instructions (callgrind), and the criterion benches (context-window guard, stream translation, auto scoring).
+## circuit breakers, the usage-event publish cost in instructions (callgrind), and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
@@ -84,6 +84,7 @@ bench: bench-tools
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
 	$(CARGO) bench -p gateway --bench embeddings
+	$(CARGO) bench -p events --bench decode
 	$(CARGO) bench -p ledger --bench fold
 	$(CARGO) bench -p exporter --bench export
 	$(CARGO) bench -p control-plane --bench request_log

@@ -122,3 +122,35 @@ fn a_batch_record_holds_envelopes_that_decode_one_by_one() {
     assert_eq!(results.len(), envelopes.len());
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
 }
+
+/// A body is read whatever the order of the envelope's fields (another
+/// writer may put `data` before `type`, as a sorted map does) and with
+/// escapes in its fields; each decodes to what the record in our own
+/// order decodes to.
+#[test]
+fn field_order_and_escapes_do_not_change_what_decodes() {
+    for line in V1.lines().chain(V2.lines()) {
+        let ours = Envelope::decode(line.as_bytes()).unwrap();
+        let sorted: serde_json::Value = serde_json::from_str(line).unwrap();
+        let sorted = serde_json::to_string(&sorted).unwrap();
+        assert!(
+            sorted.find("\"data\"") < sorted.find("\"type\""),
+            "{sorted}"
+        );
+        assert_eq!(Envelope::decode(sorted.as_bytes()).unwrap(), ours);
+        // The type's first letter written as a `\uXXXX` escape.
+        let at = sorted.find("\"type\":\"").unwrap() + "\"type\":\"".len();
+        let first = sorted[at..].chars().next().unwrap();
+        let escaped = format!(
+            "{}\\u{:04x}{}",
+            &sorted[..at],
+            first as u32,
+            &sorted[at + first.len_utf8()..]
+        );
+        assert_eq!(
+            Envelope::decode(escaped.as_bytes()).unwrap(),
+            ours,
+            "{escaped}"
+        );
+    }
+}

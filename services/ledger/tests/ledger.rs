@@ -392,7 +392,9 @@ async fn reconcile_compares_what_the_ledger_has_folded(backends: Backends) {
     let (ledger, consumer) = ledger_on(&backends).await;
     let mut pipeline = ledger.pipeline(consumer);
     let mut folded = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while folded < late.len() {
+        assert!(tokio::time::Instant::now() < deadline, "ledger stalled");
         folded += pipeline.step().await.unwrap();
     }
     for seq in 13..=15 {

@@ -128,17 +128,18 @@ pub async fn audit(
     store: &Store,
     grace: chrono::Duration,
 ) -> Result<Audit, LedgerError> {
-    let (replayed, differences) = compare_with_log(log, store).await?;
+    let (mut replayed, differences) = compare_with_log(log, store).await?;
     let now = Utc::now();
+    let sequences = std::mem::take(&mut replayed.sequences);
     let mut audit = Audit {
         through: replayed.through,
         folded_through: replayed.folded_through,
         unfolded: replayed.unfolded,
         differences,
-        books: replayed.books,
+        books: replayed.into_books(),
         ..Audit::default()
     };
-    for (gateway, seen) in &replayed.sequences {
+    for (gateway, seen) in &sequences {
         let (lost, in_flight): (Vec<Gap>, Vec<Gap>) =
             seen.gaps().into_iter().partition(|g| g.settled(now, grace));
         if !lost.is_empty() {
@@ -166,8 +167,8 @@ async fn compare_with_log(
 ) -> Result<(Replay, Vec<String>), LedgerError> {
     let acked = log.acked(crate::service::CONSUMER).await?;
     let live = load(store).await?;
-    let replayed = replay(log, acked, &live.applied).await?;
-    let mut differences = replayed.unreadable.clone();
+    let mut replayed = replay(log, acked, &live.applied).await?;
+    let mut differences = std::mem::take(&mut replayed.unreadable);
     compare_books(&replayed.folded, &live, &mut differences);
     Ok((replayed, differences))
 }
@@ -198,11 +199,12 @@ const BATCH: usize = 1_000;
 pub struct Replay {
     /// The last record read.
     pub through: u64,
-    /// The books every event in the log implies (to match against Stripe).
-    pub books: Projection,
     /// The books of the events the ledger has folded (see the module's
     /// doc): what the store must hold.
     pub folded: Projection,
+    /// The books of the events it has not folded yet (few: the ledger's
+    /// lag), kept apart so a replay holds the log's books once.
+    pub pending: Projection,
     /// Position of the ledger's ack the fold was judged by.
     pub folded_through: u64,
     /// Events after it that the store had not claimed.
@@ -246,21 +248,39 @@ pub async fn replay(
 }
 
 impl Replay {
+    /// Applies `envelope` to the folded books or to those not folded yet,
+    /// once whichever it falls in (the log may hold an event twice).
     fn apply(&mut self, seq: u64, envelope: &Envelope, claimed: &BTreeSet<String>) {
-        let Some(effects) = self.books.apply(envelope) else {
-            return;
+        let id = envelope.id.to_string();
+        let effects = if seq <= self.folded_through || claimed.contains(&id) {
+            self.folded.apply(envelope)
+        } else if self.folded.applied.contains(&id) {
+            None
+        } else {
+            let effects = self.pending.apply(envelope);
+            self.unfolded += u64::from(effects.is_some());
+            effects
         };
-        if let Some((gateway, number)) = effects.origin {
+        if let Some((gateway, number)) = effects.and_then(|e| e.origin) {
             self.sequences
                 .entry(gateway)
                 .or_default()
                 .insert(number, envelope.at);
         }
-        if seq <= self.folded_through || claimed.contains(&envelope.id.to_string()) {
-            self.folded.apply(envelope);
-        } else {
-            self.unfolded += 1;
+    }
+
+    /// The books the whole log implies, as far as Stripe is matched
+    /// against them: the folded books with the deposits and paybacks of
+    /// events not folded yet added.
+    fn into_books(self) -> Projection {
+        let mut books = self.folded;
+        for (payment, deposit) in self.pending.deposits {
+            books.deposits.entry(payment).or_insert(deposit);
         }
+        for (payment, returned) in self.pending.returned {
+            *books.returned.entry(payment).or_default() += returned;
+        }
+        books
     }
 }
 
@@ -438,5 +458,46 @@ fn compare<K: Ord + Debug, V: PartialEq + Debug>(
                 "{what} {key:?}: in the store ({have:?}) but not in the log"
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use events::{AccountId, DepositSettled, Event};
+
+    use super::*;
+
+    fn deposit(payment: &str) -> Envelope {
+        Envelope::new(Event::DepositSettled(DepositSettled {
+            account: AccountId::new(),
+            credits: Money::from_nanos(10),
+            fee: Money::from_nanos(1),
+            payment: payment.into(),
+            recharge: None,
+        }))
+    }
+
+    /// Events after the ack position the store has not claimed stay out of
+    /// the folded books, count once however often the log holds them, and
+    /// are still matched against Stripe.
+    #[test]
+    fn events_not_folded_yet_are_kept_apart_once_and_still_matched_with_stripe() {
+        let (first, claimed_later, pending) = (deposit("pi_1"), deposit("pi_2"), deposit("pi_3"));
+        let claimed = BTreeSet::from([claimed_later.id.to_string()]);
+        let mut replay = Replay {
+            folded_through: 1,
+            ..Replay::default()
+        };
+        replay.apply(1, &first, &claimed);
+        replay.apply(2, &claimed_later, &claimed);
+        replay.apply(3, &pending, &claimed);
+        replay.apply(4, &pending, &claimed);
+        replay.apply(5, &first, &claimed);
+        assert_eq!(replay.unfolded, 1);
+        let folded: Vec<&String> = replay.folded.deposits.keys().collect();
+        assert_eq!(folded, ["pi_1", "pi_2"]);
+        let books = replay.into_books();
+        let all: Vec<&String> = books.deposits.keys().collect();
+        assert_eq!(all, ["pi_1", "pi_2", "pi_3"]);
     }
 }

@@ -297,11 +297,17 @@ impl EventLog for NatsLog {
     /// The consumer's ack floor, JetStream's own "everything through here
     /// is acked"; but a consumer [`NatsLog::consumer`] has just created
     /// reports 0 until its first ack, though it starts past the floor of
-    /// the one it replaced, so the start counts too.
+    /// the one it replaced, so the start counts too. Only a consumer the
+    /// server does not know is at 0: any other failure is an error, not a
+    /// position (an audit trusting 0 would check less than it says).
     async fn acked(&self, name: &str) -> Result<u64> {
         let stream = self.stream().await?;
-        let Ok(info) = stream.consumer_info(name).await else {
-            return Ok(0);
+        let info = match stream.consumer_info(name).await {
+            Ok(info) => info,
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                return Ok(0)
+            }
+            Err(e) => return Err(unavailable(e)),
         };
         let started_after = match info.config.deliver_policy {
             consumer::DeliverPolicy::ByStartSequence { start_sequence } => {

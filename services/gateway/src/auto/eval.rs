@@ -12,7 +12,7 @@
 //!
 //! Each line is `{"id", "family", "label", "request"}` (`category` is read
 //! as `family`), the request without `model`. A text may hold `{{doc:N}}`,
-//! which stands for N paragraphs of a filler report, so long-context cases
+//! which stands for N sections of a filler report, so long-context cases
 //! stay readable.
 
 use std::collections::BTreeMap;
@@ -40,11 +40,70 @@ pub const QUALITY_PENALTY: i64 = 3;
 /// Output tokens assumed when a request does not cap them.
 const ASSUMED_OUTPUT: u64 = 500;
 
-const PARAGRAPH: &str = "The operations team reviewed throughput, incident counts and \
-customer feedback for the period. Volumes grew in line with the forecast, two minor \
-incidents were resolved within their targets, and the backlog of maintenance tasks was \
-reduced. The next period focuses on capacity planning, vendor renewals and the rollout \
-of the updated onboarding checklist across all regional offices.";
+/// The paragraphs a `{{doc:N}}` is written with. Each document takes them
+/// in an order of its own (see [`document`]): when every document was the
+/// same paragraph, its words were one "a document is here" feature whose
+/// weight came from the labels of the cases that held one, and any real
+/// document sharing its common words inherited it.
+const PARAGRAPHS: [&str; 12] = [
+    "The operations team reviewed throughput, incident counts and customer feedback for \
+the period. Volumes grew in line with the forecast, two minor incidents were resolved within \
+their targets, and the backlog of maintenance tasks was reduced.",
+    "Revenue for the quarter came in slightly above plan, driven by renewals in the mid-market \
+segment. Operating expenses rose with the new hires in sales, and the cash position remains \
+comfortable for the next eighteen months at the current rate of spending.",
+    "Employees may work from home up to three days a week with their manager's agreement. \
+Requests for a different arrangement go through the people team, who will reply within ten \
+working days and keep a record of the decision and the reasons for it.",
+    "The new checkout page shortened the average purchase from four steps to two. Early \
+feedback from the pilot stores is positive, although several customers asked for clearer \
+delivery dates and for the option to save more than one address.",
+    "Either party may end this agreement with sixty days of written notice. Fees already paid \
+for the current term are not refunded, and each party keeps the confidential information of \
+the other for three years after the agreement ends.",
+    "The warehouse in the north region handled most of the seasonal peak. Two carriers missed \
+their pickup windows in the second week, which delayed about three hundred orders, and the \
+team has since agreed a backup carrier for the busiest days.",
+    "Support received more tickets about passwords and invoices than about anything else this \
+month. Median first reply time was under two hours, and customers rated most conversations \
+as helpful, with a few complaints about being passed between agents.",
+    "The spring campaign reached more people than last year at a similar cost. Newsletter \
+sign-ups grew fastest among visitors from partner sites, while paid social brought many \
+visits but few purchases, so its budget moves to search for the next round.",
+    "Participants in the study kept a daily diary for six weeks. Most reported better sleep \
+by the fourth week, and the researchers note that the group was small, mostly from one city, \
+and that a longer follow-up would be needed before drawing firm conclusions.",
+    "The school will run its open day on the first Saturday of next month. Teachers will show \
+the new science rooms and the library, parents can meet the sports coaches, and lunch will be \
+served in the main hall from noon until two in the afternoon.",
+    "The office move is planned for the end of the summer. Each team will pack its own desks, \
+the facilities group will label the furniture, and the old building stays open for one more \
+week so that anything forgotten can be collected.",
+    "Purchasing compared three suppliers for office equipment on price, delivery time and \
+warranty. The cheapest offer had the longest delivery time, so the recommendation is the \
+second supplier, with a review of the contract after the first year.",
+];
+
+/// `n` sections of a filler report. The paragraphs' order comes from
+/// `seed` (a hash of the text the document stands in), so documents differ
+/// from case to case but never from run to run.
+fn document(n: usize, seed: u64) -> String {
+    let count = PARAGRAPHS.len();
+    let step = [1, 5, 7, 11][(seed >> 32) as usize % 4];
+    (1..=n)
+        .map(|i| {
+            let paragraph = PARAGRAPHS[(seed as usize).wrapping_add(i * step) % count];
+            format!("Section {i}. {paragraph}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// One labelled conversation, read.
 #[derive(Debug, Clone)]
@@ -59,10 +118,7 @@ pub struct Case {
 impl Case {
     /// Whether the case is in the fixed held-out 20% (by an FNV hash of its id).
     pub fn held_out(&self) -> bool {
-        let h = self.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        h % 5 == 0
+        fnv(&self.id).is_multiple_of(5)
     }
 }
 
@@ -83,10 +139,8 @@ fn expand(value: &mut Value) {
                     break;
                 };
                 let n: usize = text[start + 6..start + len].parse().unwrap_or(0);
-                let doc: Vec<String> = (1..=n)
-                    .map(|i| format!("Section {i}. {PARAGRAPH}"))
-                    .collect();
-                text.replace_range(start..start + len + 2, &doc.join("\n\n"));
+                let doc = document(n, fnv(text));
+                text.replace_range(start..start + len + 2, &doc);
             }
         }
         Value::Array(items) => items.iter_mut().for_each(expand),
@@ -455,6 +509,35 @@ mod tests {
     use super::*;
     use crate::auto::model::Model;
 
+    /// Two cases' documents differ, the same case's never does, and the
+    /// shipped set's documents open in many ways (they were all one
+    /// paragraph until 2026-12-06).
+    #[test]
+    fn documents_differ_between_cases_but_not_between_runs() {
+        let line = |text: &str| {
+            format!(
+                r#"{{"id": "a", "family": "c", "label": "standard", "request": {{"messages": [{{"role": "user", "content": "{text}\n{{{{doc:4}}}}"}}]}}}}"#
+            )
+        };
+        let read = |text: &str| {
+            let cases = load(&line(text)).unwrap();
+            let text: String = cases[0].request.messages[0].texts().collect();
+            text
+        };
+        assert_eq!(read("Summarise:"), read("Summarise:"));
+        assert_ne!(read("Summarise:"), read("Summarise this:"));
+        let shipped = load(SHIPPED).expect("the shipped set loads");
+        let openings: std::collections::HashSet<String> = shipped
+            .iter()
+            .flat_map(|c| c.request.messages.iter().flat_map(|m| m.texts()))
+            .filter_map(|t| {
+                t.find("Section 1. ")
+                    .map(|at| t[at..].chars().take(400).collect())
+            })
+            .collect();
+        assert!(openings.len() >= 40, "{} distinct openings", openings.len());
+    }
+
     #[test]
     fn documents_expand_and_bad_lines_are_named() {
         let cases = load(r#"{"id": "a", "category": "c", "label": "standard", "request": {"messages": [{"role": "user", "content": "Read:\n{{doc:3}}"}]}}"#).unwrap();
@@ -498,7 +581,7 @@ mod tests {
     }
 
     /// The held-out targets (85% exact, at most 8% under by one, at most 1%
-    /// premium → economy), met by the two-question model (86.2% on
+    /// premium → economy), met by the two-question model (85.6% on
     /// 2026-12-06, 1,453 conversations): a retrained model that falls below them fails here.
     #[test]
     fn the_shipped_model_keeps_its_held_out_floor() {
@@ -545,7 +628,7 @@ mod tests {
         }
         assert_eq!(
             (crate::auto::features::VERSION, format!("{h:016x}")),
-            (4, "c067119358eee0a3".to_owned())
+            (4, "f7655257c35de4c2".to_owned())
         );
     }
 

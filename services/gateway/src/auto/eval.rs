@@ -12,8 +12,9 @@
 //!
 //! Each line is `{"id", "family", "label", "request"}` (`category` is read
 //! as `family`), the request without `model`. A text may hold `{{doc:N}}`,
-//! which stands for N sections of a filler report, so long-context cases
-//! stay readable.
+//! which stands for N sections of a filler report, and `{{code:LANG:N}}`,
+//! N functions of filler code in one fenced block (LANG: `js`, `go`, `rust`
+//! or `python`), so cases with long material stay readable.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -84,6 +85,57 @@ warranty. The cheapest offer had the longest delivery time, so the recommendatio
 second supplier, with a review of the contract after the first year.",
 ];
 
+/// Filler functions per language, for `{{code:LANG:N}}`: pasted code,
+/// where a report would not read like it.
+const SNIPPETS: [(&str, [&str; 4]); 4] = [
+    (
+        "js",
+        [
+            "function totalOf(items) {\n  return items.reduce((sum, item) => sum + item.price * item.qty, 0);\n}",
+            "export function toggle(state, id) {\n  return { ...state, open: state.open === id ? null : id };\n}",
+            "async function loadUser(db, id) {\n  const row = await db.get('SELECT * FROM users WHERE id = ?', id);\n  if (!row) throw new Error(`no user ${id}`);\n  return row;\n}",
+            "router.get('/health', (req, res) => {\n  res.json({ ok: true, uptime: process.uptime() });\n});",
+        ],
+    ),
+    (
+        "go",
+        [
+            "func (s *Store) Get(key string) (string, bool) {\n\ts.mu.RLock()\n\tdefer s.mu.RUnlock()\n\tv, ok := s.data[key]\n\treturn v, ok\n}",
+            "func parsePort(raw string) (int, error) {\n\tp, err := strconv.Atoi(raw)\n\tif err != nil || p <= 0 || p > 65535 {\n\t\treturn 0, fmt.Errorf(\"bad port %q\", raw)\n\t}\n\treturn p, nil\n}",
+            "func (q *Queue) Push(job Job) {\n\tq.mu.Lock()\n\tq.jobs = append(q.jobs, job)\n\tq.mu.Unlock()\n\tq.cond.Signal()\n}",
+            "func retry(n int, f func() error) (err error) {\n\tfor i := 0; i < n; i++ {\n\t\tif err = f(); err == nil {\n\t\t\treturn nil\n\t\t}\n\t}\n\treturn err\n}",
+        ],
+    ),
+    (
+        "rust",
+        [
+            "fn mean(values: &[f64]) -> Option<f64> {\n    if values.is_empty() {\n        return None;\n    }\n    Some(values.iter().sum::<f64>() / values.len() as f64)\n}",
+            "impl Cache {\n    fn insert(&self, key: u64, value: Vec<u8>) {\n        let mut map = self.map.lock().unwrap();\n        map.insert(key, value);\n    }\n}",
+            "fn worker(queue: Arc<Mutex<Vec<Task>>>) {\n    while let Some(task) = queue.lock().unwrap().pop() {\n        task.run();\n    }\n}",
+            "pub fn parse_line(line: &str) -> Result<(String, u32), ParseError> {\n    let (name, count) = line.split_once(',').ok_or(ParseError::Missing)?;\n    Ok((name.trim().to_owned(), count.trim().parse()?))\n}",
+        ],
+    ),
+    (
+        "python",
+        [
+            "def charge(account, amount):\n    if amount <= 0:\n        raise ValueError(amount)\n    account.balance -= amount\n    ledger.write(account.id, -amount)",
+            "def load_config(path):\n    with open(path) as f:\n        raw = json.load(f)\n    return {k.lower(): v for k, v in raw.items()}",
+            "class RetryingClient:\n    def get(self, url, tries=3):\n        for i in range(tries):\n            try:\n                return self.session.get(url, timeout=5)\n            except Timeout:\n                time.sleep(2 ** i)",
+            "def batches(rows, size=500):\n    for start in range(0, len(rows), size):\n        yield rows[start:start + size]",
+        ],
+    ),
+];
+
+/// `n` functions of `lang` in one fenced block, ordered by `seed` like a
+/// [`document`]'s sections; `None` for a language without snippets.
+fn code(lang: &str, n: usize, seed: u64) -> Option<String> {
+    let (_, snippets) = SNIPPETS.iter().find(|(name, _)| *name == lang)?;
+    let body: Vec<&str> = (1..=n)
+        .map(|i| snippets[(seed as usize).wrapping_add(i * 3) % snippets.len()])
+        .collect();
+    Some(format!("```{lang}\n{}\n```", body.join("\n\n")))
+}
+
 /// `n` sections of a filler report. The paragraphs' order comes from
 /// `seed` (a hash of the text the document stands in), so documents differ
 /// from case to case but never from run to run.
@@ -131,21 +183,35 @@ struct Line {
     request: Value,
 }
 
-fn expand(value: &mut Value) {
+fn expand(value: &mut Value) -> Result<(), String> {
     match value {
         Value::String(text) => {
-            while let Some(start) = text.find("{{doc:") {
-                let Some(len) = text[start..].find("}}") else {
-                    break;
+            while let Some(start) = text.find("{{doc:").or_else(|| text.find("{{code:")) {
+                let len = text[start..]
+                    .find("}}")
+                    .ok_or_else(|| format!("`{}` is not closed", &text[start..]))?;
+                let inner = &text[start + 2..start + len];
+                let count = |n: &str| {
+                    n.parse::<usize>()
+                        .map_err(|_| format!("`{{{{{inner}}}}}`: {n:?} is not a count"))
                 };
-                let n: usize = text[start + 6..start + len].parse().unwrap_or(0);
-                let doc = document(n, fnv(text));
-                text.replace_range(start..start + len + 2, &doc);
+                let filler = match inner.split(':').collect::<Vec<_>>()[..] {
+                    ["doc", n] => document(count(n)?, fnv(text)),
+                    ["code", lang, n] => code(lang, count(n)?, fnv(text))
+                        .ok_or_else(|| format!("`{{{{{inner}}}}}`: no snippets in {lang:?}"))?,
+                    _ => {
+                        return Err(format!(
+                            "`{{{{{inner}}}}}` is neither doc:N nor code:LANG:N"
+                        ))
+                    }
+                };
+                text.replace_range(start..start + len + 2, &filler);
             }
+            Ok(())
         }
-        Value::Array(items) => items.iter_mut().for_each(expand),
-        Value::Object(map) => map.values_mut().for_each(expand),
-        _ => {}
+        Value::Array(items) => items.iter_mut().try_for_each(expand),
+        Value::Object(map) => map.values_mut().try_for_each(expand),
+        _ => Ok(()),
     }
 }
 
@@ -160,7 +226,7 @@ pub fn load(text: &str) -> Result<Vec<Case>, String> {
             let label = Tier::parse(&line.label)
                 .ok_or_else(|| at(format!("unknown tier `{}`", line.label)))?;
             let mut request = line.request;
-            expand(&mut request);
+            expand(&mut request).map_err(at)?;
             if let Some(object) = request.as_object_mut() {
                 object.insert("model".into(), Value::String(super::AUTO.into()));
             }
@@ -547,6 +613,27 @@ mod tests {
             .unwrap()
             .to_owned();
         assert_eq!(text.matches("Section ").count(), 3);
+        let code = load(r#"{"id": "b", "family": "c", "label": "standard", "request": {"messages": [{"role": "user", "content": "Fix:\n{{code:go:2}}"}]}}"#).unwrap();
+        let text: String = code[0].request.messages[0].texts().collect();
+        assert!(
+            text.starts_with("Fix:\n```go\nfunc") && text.ends_with("\n```"),
+            "{text}"
+        );
+        for (template, says) in [
+            ("{{code:cobol:2}}", "no snippets"),
+            ("{{code:go:two}}", "not a count"),
+            ("{{doc:3", "not closed"),
+            ("{{code:3}}", "neither"),
+        ] {
+            let line = format!(
+                r#"{{"id": "d", "family": "c", "label": "standard", "request": {{"messages": [{{"role": "user", "content": "Read {template}"}}]}}}}"#
+            );
+            let bad = load(&line).unwrap_err();
+            assert!(
+                bad.contains("line 1") && bad.contains(says),
+                "{template}: {bad}"
+            );
+        }
         assert_eq!(cases[0].request.model, "auto");
         assert_eq!(cases[0].family, "c", "category is read as family");
         let bad = load("{\"id\": \"a\", \"family\": \"c\", \"label\": \"cheap\", \"request\": {}}")
@@ -581,7 +668,7 @@ mod tests {
     }
 
     /// The held-out targets (85% exact, at most 8% under by one, at most 1%
-    /// premium → economy), met by the two-question model (85.6% on
+    /// premium → economy), met by the two-question model (85.9% on
     /// 2026-12-06, 1,453 conversations): a retrained model that falls below them fails here.
     #[test]
     fn the_shipped_model_keeps_its_held_out_floor() {
@@ -628,7 +715,7 @@ mod tests {
         }
         assert_eq!(
             (crate::auto::features::VERSION, format!("{h:016x}")),
-            (4, "f7655257c35de4c2".to_owned())
+            (4, "838249eb606a1ed0".to_owned())
         );
     }
 

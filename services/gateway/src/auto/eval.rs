@@ -136,6 +136,11 @@ fn code(lang: &str, n: usize, seed: u64) -> Option<String> {
     Some(format!("```{lang}\n{}\n```", body.join("\n\n")))
 }
 
+/// The most sections or functions one template may stand for (about 80k
+/// tokens of report; the set's longest is 100 sections), so a typo of a
+/// few digits is an error, not a process that fills memory.
+const MAX_FILLER: usize = 1000;
+
 /// `n` sections of a filler report. The paragraphs' order comes from
 /// `seed` (a hash of the text the document stands in), so documents differ
 /// from case to case but never from run to run.
@@ -191,9 +196,11 @@ fn expand(value: &mut Value) -> Result<(), String> {
                     .find("}}")
                     .ok_or_else(|| format!("`{}` is not closed", &text[start..]))?;
                 let inner = &text[start + 2..start + len];
-                let count = |n: &str| {
-                    n.parse::<usize>()
-                        .map_err(|_| format!("`{{{{{inner}}}}}`: {n:?} is not a count"))
+                let count = |n: &str| match n.parse::<usize>() {
+                    Ok(n) if n <= MAX_FILLER => Ok(n),
+                    _ => Err(format!(
+                        "`{{{{{inner}}}}}`: {n:?} is not a count from 0 to {MAX_FILLER}"
+                    )),
                 };
                 let filler = match inner.split(':').collect::<Vec<_>>()[..] {
                     ["doc", n] => document(count(n)?, fnv(text)),
@@ -622,6 +629,7 @@ mod tests {
         for (template, says) in [
             ("{{code:cobol:2}}", "no snippets"),
             ("{{code:go:two}}", "not a count"),
+            ("{{doc:99999999999}}", "not a count from 0 to 1000"),
             ("{{doc:3", "not closed"),
             ("{{code:3}}", "neither"),
         ] {

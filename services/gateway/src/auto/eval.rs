@@ -192,9 +192,10 @@ fn expand(value: &mut Value) -> Result<(), String> {
     match value {
         Value::String(text) => {
             while let Some(start) = text.find("{{doc:").or_else(|| text.find("{{code:")) {
-                let len = text[start..]
-                    .find("}}")
-                    .ok_or_else(|| format!("`{}` is not closed", &text[start..]))?;
+                let len = text[start..].find("}}").ok_or_else(|| {
+                    let open: String = text[start..].chars().take(24).collect();
+                    format!("`{open}…` is not closed")
+                })?;
                 let inner = &text[start + 2..start + len];
                 let count = |n: &str| match n.parse::<usize>() {
                     Ok(n) if n <= MAX_FILLER => Ok(n),

@@ -157,9 +157,7 @@ fn document(n: usize, seed: u64) -> String {
 }
 
 fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    features::fnv1a(features::FNV_START, text.bytes())
 }
 
 /// One labelled conversation, read.
@@ -704,12 +702,8 @@ mod tests {
     /// model and writes the new number here.
     #[test]
     fn the_labelled_set_reads_as_the_shipped_model_was_fitted_on() {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        let mut mix = |bytes: &[u8]| {
-            for b in bytes {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
+        let mut h = features::FNV_START;
+        let mut mix = |bytes: &[u8]| h = features::fnv1a(h, bytes.iter().copied());
         for case in load(SHIPPED).expect("the shipped set loads") {
             let f = &case.features;
             for x in f.dense {

@@ -302,13 +302,23 @@ fn tail(t: &str, n: usize) -> &str {
     &t[start..]
 }
 
-/// FNV-1a over the kind and the bytes: stable across platforms and releases.
+/// Where an FNV-1a hash of nothing starts.
+pub(super) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues the FNV-1a hash `h` over `bytes`: stable across platforms and
+/// releases, which the shipped model's slots and the held-out split rely on.
+pub(super) fn fnv1a(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A text feature's slot: FNV-1a over the kind and the bytes.
 fn slot(kind: Kind, text: &str) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::iter::once(kind.prefix()).chain(text.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(
+        FNV_START,
+        std::iter::once(kind.prefix()).chain(text.bytes()),
+    );
     (h >> (64 - HASH_BITS)) as u32
 }
 

@@ -37,9 +37,10 @@ pub struct GatewayConfig {
     pub embeddings: EmbeddingsConfig,
     /// Credit enforcement: the free-model rate limit (`[gateway.accounts]`).
     pub accounts: AccountsConfig,
-    /// How long the usage publisher gathers events into one log append
-    /// (default 5 ms): longer means fewer, larger appends.
-    pub usage_linger_ms: u64,
+    /// How long the usage publisher gathers events into one log append:
+    /// longer means fewer, larger appends. Unset: [`crate::usage::DEFAULT_LINGER`]
+    /// (20 ms), or `up`'s longer default.
+    pub usage_linger_ms: Option<u64>,
     /// Load the o200k tokenizer (about 70 MB) at start (default false: on
     /// the first request that needs an exact count, which waits ~50 ms once;
     /// most requests are decided by their size in bytes and never do).
@@ -58,7 +59,7 @@ impl Default for GatewayConfig {
             auto: AutoConfig::default(),
             embeddings: EmbeddingsConfig::default(),
             accounts: AccountsConfig::default(),
-            usage_linger_ms: crate::usage::DEFAULT_LINGER.as_millis() as u64,
+            usage_linger_ms: None,
             preload_tokenizer: false,
         }
     }

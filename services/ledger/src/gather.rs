@@ -29,6 +29,12 @@ pub(crate) const BATCH_ON_POSTGRES: usize = 2048;
 /// the record that crosses it is the batch's last.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
+/// … and the bytes past which a batch stops lingering: at a rate that
+/// fills a batch this far, waiting longer only adds lag (the batch's fixed
+/// costs are spread thin already). In `up`, whose linger is long, this is
+/// what keeps the lag at saturation near the publisher's own gathering.
+pub(crate) const LINGER_BYTES: usize = 256 * 1024;
+
 /// A batch of records, decoded.
 pub(crate) struct Gathered {
     /// The records, to ack once the batch is folded and published.
@@ -46,8 +52,8 @@ pub(crate) struct Gathered {
 const TOP_UP: Duration = Duration::from_millis(2);
 
 /// Gathers the records available now and those that come within `linger`
-/// after the first, up to `most` records; `None` after waiting `first` for
-/// one.
+/// after the first (or until they hold [`LINGER_BYTES`]), up to `most`
+/// records; `None` after waiting `first` for one.
 /// With `wanted`, a batch past its linger keeps taking records until the
 /// flag says the fold waits for it (or it is full): a batch gathered ahead
 /// holds what came while the one before folded, as one gathered after that
@@ -67,7 +73,11 @@ pub(crate) async fn gather(
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
     while batch.len() < most && bytes < BATCH_BYTES {
-        let lingering = until.saturating_duration_since(tokio::time::Instant::now());
+        let lingering = if bytes >= LINGER_BYTES {
+            Duration::ZERO
+        } else {
+            until.saturating_duration_since(tokio::time::Instant::now())
+        };
         let topping_up = lingering.is_zero() && wanted.is_some_and(|w| !w.load(Ordering::Acquire));
         let wait = if topping_up { TOP_UP } else { lingering };
         match consumer.next(wait).await? {
@@ -189,6 +199,44 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    /// A batch that holds [`LINGER_BYTES`] goes without waiting out the
+    /// linger: with a linger of a minute it still comes at once.
+    #[tokio::test]
+    async fn a_full_enough_batch_stops_lingering() {
+        let backends = Backends::embedded().await;
+        let mut consumer = backends.log.consumer("gather-test").await.unwrap();
+        let account = AccountId::new();
+        let (mut bytes, mut seq) = (0, 0);
+        while bytes < LINGER_BYTES {
+            seq += 1;
+            let envelope = usage_event(account, seq, Money::from_nanos(1));
+            let payload = envelope.encode();
+            bytes += payload.len();
+            let id = envelope.id.to_string();
+            backends
+                .log
+                .append(envelope.event.subject(), &id, &payload)
+                .await
+                .unwrap();
+        }
+        let linger = Duration::from_secs(60);
+        let gathering = gather(
+            consumer.as_mut(),
+            Duration::from_secs(5),
+            linger,
+            1 << 20,
+            None,
+        );
+        let gathered = tokio::time::timeout(Duration::from_secs(30), gathering)
+            .await
+            .expect("the batch goes before its linger is out")
+            .unwrap()
+            .unwrap();
+        assert_eq!(gathered.events.len() as u64, seq);
+        drop(consumer);
+        backends.cleanup().await;
     }
 
     /// While the fold is busy (nobody asks for the next batch), the batch

@@ -153,12 +153,11 @@ pub async fn gateway_events(
     probes: &mut Probes,
 ) -> Result<gateway::Events, BoxError> {
     create_dir(&config.data_dir)?;
-    let linger = std::time::Duration::from_millis(config.gateway.usage_linger_ms);
     let publisher = Publisher::start(
         Arc::clone(&log),
         &config.data_dir,
         config.gateway_id.as_deref(),
-        linger,
+        config.usage_linger(),
     )?;
     let accounts = Accounts::new(
         publisher.instance().to_owned(),
@@ -418,7 +417,7 @@ pub async fn ledger(
 ) -> Result<ledger::Ledger, BoxError> {
     let ledger = ledger::Ledger::new(Arc::clone(&log), store.clone())
         .await?
-        .with_linger(std::time::Duration::from_millis(config.ledger.linger_ms));
+        .with_linger(config.ledger_linger());
     Ok(match stripe(config)? {
         Some(stripe) => ledger.with_charger(ledger::payments::Charger::new(
             stripe,

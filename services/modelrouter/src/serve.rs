@@ -32,6 +32,7 @@ const KEYS_FILE: &str = "api-keys";
 /// `modelrouter up`: gateway (and, without provider keys, the simulator) on one port.
 pub async fn up(mut config: Config) -> Result<(), BoxError> {
     let _one_up = backbone::lock_data_dir(&config.data_dir)?;
+    config.embedded_lingers();
     let catalog = open_catalog(&config)?;
     let listener = bind(config.listen).await?;
     let addr = listener.local_addr()?;

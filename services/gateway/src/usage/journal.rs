@@ -28,7 +28,7 @@
 use std::fs::{File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ use crate::files::{create_private_dir, private_options, sync_dir, write_private}
 
 /// A segment is closed once it holds this much and everything in it was sent.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes written and not yet being sent past which the publisher stops
+/// lingering: at a rate that writes this much within the linger, waiting
+/// longer only adds lag (an append's fixed costs are spread thin already).
+pub const FILLED_BYTES: usize = 256 * 1024;
 /// How long a configured identity waits for another process's take-over
 /// of its journal to finish.
 const CLAIM_WAIT: Duration = Duration::from_secs(10);
@@ -98,6 +102,10 @@ pub struct Journal {
     write_errors: AtomicU64,
     /// Woken on every append, for the publisher.
     pub appended: Notify,
+    /// Bytes written since the publisher last began to send.
+    unsent: AtomicUsize,
+    /// Wakes the publisher's waiters when `unsent` reaches [`FILLED_BYTES`].
+    pub filled: Notify,
     /// What opening found.
     pub opened: Opened,
 }
@@ -140,6 +148,8 @@ impl Journal {
             written: AtomicU64::new(opened.own_lines + opened.taken_over),
             write_errors: AtomicU64::new(0),
             appended: Notify::new(),
+            unsent: AtomicUsize::new(0),
+            filled: Notify::new(),
             opened,
         };
         journal.save_seq().map_err(io(&journal.dir))?;
@@ -198,12 +208,28 @@ impl Journal {
             Ok(()) => {
                 self.written.fetch_add(1, Ordering::Relaxed);
                 self.appended.notify_one();
+                let before = self.unsent.fetch_add(line.len(), Ordering::Relaxed);
+                if before < FILLED_BYTES && before + line.len() >= FILLED_BYTES {
+                    self.filled.notify_waiters();
+                }
             }
             Err(_) => {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
         result
+    }
+
+    /// Whether the bytes written since the publisher last began to send
+    /// have reached [`FILLED_BYTES`].
+    pub fn is_filled(&self) -> bool {
+        self.unsent.load(Ordering::Relaxed) >= FILLED_BYTES
+    }
+
+    /// The publisher begins to send what is written: counting toward
+    /// [`FILLED_BYTES`] starts again.
+    pub fn sending(&self) {
+        self.unsent.store(0, Ordering::Relaxed);
     }
 
     /// The segment appends go to now.

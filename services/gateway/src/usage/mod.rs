@@ -8,8 +8,9 @@
 //! incurred it completes. One background task (the [`Publisher`]'s worker)
 //! reads the journal in order and appends its lines to the event log in
 //! records sized by bytes against the log's limit, gathering for
-//! `gateway.usage_linger_ms` (20 ms; 100 ms in `up`) after a quiet spell; once the log has
-//! taken a segment it is deleted. When the log is down or slow the journal
+//! `gateway.usage_linger_ms` (20 ms; 100 ms in `up`) after a quiet spell,
+//! or until 256 KiB are written ([`journal::FILLED_BYTES`]); once the log
+//! has taken a segment it is deleted. When the log is down or slow the journal
 //! simply grows on disk and the worker retries every half second, oldest
 //! first, so the log receives each gateway's events in the order they were
 //! written. A line the log refuses even alone is slimmed (error texts, then
@@ -269,8 +270,20 @@ impl Worker {
                 }
                 _ = self.journal.appended.notified() => {
                     // Gather a batch: one append of many events costs the
-                    // log and this process far less than many of one.
-                    tokio::time::sleep(self.linger).await;
+                    // log and this process far less than many of one. A
+                    // `Notified` hears `notify_waiters` from its creation
+                    // on, so a journal filled before the check or after it
+                    // is not missed.
+                    {
+                        let filled = self.journal.filled.notified();
+                        if !self.journal.is_filled() {
+                            tokio::select! {
+                                () = tokio::time::sleep(self.linger) => {}
+                                () = filled => {}
+                            }
+                        }
+                    }
+                    self.journal.sending();
                     self.pump().await;
                 }
                 _ = tick.tick() => {

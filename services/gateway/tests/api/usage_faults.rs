@@ -283,3 +283,42 @@ async fn a_clean_stop_leaves_no_sent_usage_in_the_journal() {
     ledger.abort();
     backends.cleanup().await;
 }
+
+/// A publisher gathering for a minute still sends once the journal holds
+/// `FILLED_BYTES` it has not sent: at a rate that fills it, a longer wait
+/// only adds lag (and `up` gathers for 100 ms).
+#[tokio::test]
+async fn a_filled_journal_is_sent_without_waiting_out_the_linger() {
+    use gateway::usage::journal::FILLED_BYTES;
+    let backends = Backends::embedded().await;
+    let publisher = gateway::usage::Publisher::start(
+        std::sync::Arc::clone(&backends.log),
+        &backends.dir.0,
+        Some("gw-fill"),
+        Duration::from_secs(60),
+    )
+    .expect("usage journal");
+    let account = AccountId::new();
+    let (mut bytes, mut written) = (0, 0);
+    while bytes < FILLED_BYTES {
+        written += 1;
+        let envelope = test_support::backends::usage_event(account, written, Money::from_nanos(1));
+        bytes += envelope.encode().len() + 1;
+        publisher.record(&envelope);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (usage, _) = logged_usage(&backends).await;
+        if usage.len() as u64 == written {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {written} events in the log after 30 s of a 60 s linger",
+            usage.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publisher.shutdown().await;
+    backends.cleanup().await;
+}

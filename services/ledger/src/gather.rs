@@ -52,8 +52,8 @@ pub(crate) struct Gathered {
 const TOP_UP: Duration = Duration::from_millis(2);
 
 /// Gathers the records available now and those that come within `linger`
-/// after the first (or until they hold [`LINGER_BYTES`]), up to `most`
-/// records; `None` after waiting `first` for one.
+/// after the first (or until they hold [`LINGER_BYTES`] or anything but
+/// usage), up to `most` records; `None` after waiting `first` for one.
 /// With `wanted`, a batch past its linger keeps taking records until the
 /// flag says the fold waits for it (or it is full): a batch gathered ahead
 /// holds what came while the one before folded, as one gathered after that
@@ -70,10 +70,11 @@ pub(crate) async fn gather(
         return Ok(None);
     };
     let mut bytes = opening.record.payload.len();
+    let mut usage_only = is_usage(&opening);
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
     while batch.len() < most && bytes < BATCH_BYTES {
-        let lingering = if bytes >= LINGER_BYTES {
+        let lingering = if bytes >= LINGER_BYTES || !usage_only {
             Duration::ZERO
         } else {
             until.saturating_duration_since(tokio::time::Instant::now())
@@ -83,6 +84,7 @@ pub(crate) async fn gather(
         match consumer.next(wait).await? {
             Some(delivery) => {
                 bytes += delivery.record.payload.len();
+                usage_only &= is_usage(&delivery);
                 batch.push(delivery);
             }
             None if topping_up => {}
@@ -92,6 +94,13 @@ pub(crate) async fn gather(
         }
     }
     Ok(Some(decode(batch)))
+}
+
+/// Whether `delivery` holds usage, the events that come in volume. Anything
+/// else (a grant, a deposit, a limit, a member) is rare and somebody waits
+/// for it: a batch that holds one goes without lingering.
+fn is_usage(delivery: &Delivery) -> bool {
+    delivery.record.subject == events::subjects::USAGE
 }
 
 fn decode(batch: Vec<Delivery>) -> Gathered {
@@ -235,6 +244,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(gathered.events.len() as u64, seq);
+        drop(consumer);
+        backends.cleanup().await;
+    }
+
+    /// A grant (like a deposit, a limit or a new member) is waited for by
+    /// somebody: the batch that holds it goes without waiting out the
+    /// linger, usage gathered before it included.
+    #[tokio::test]
+    async fn a_batch_with_anything_but_usage_stops_lingering() {
+        let backends = Backends::embedded().await;
+        let mut consumer = backends.log.consumer("gather-test").await.unwrap();
+        let account = AccountId::new();
+        append(&backends, 3).await;
+        backends
+            .publish(events::Event::CreditsGranted(events::CreditsGranted {
+                account,
+                amount: Money::from_nanos(5),
+                reason: "signup".into(),
+            }))
+            .await;
+        let linger = Duration::from_secs(60);
+        let gathering = gather(
+            consumer.as_mut(),
+            Duration::from_secs(5),
+            linger,
+            1 << 20,
+            None,
+        );
+        let gathered = tokio::time::timeout(Duration::from_secs(30), gathering)
+            .await
+            .expect("the batch goes before its linger is out")
+            .unwrap()
+            .unwrap();
+        assert_eq!(gathered.events.len(), 4);
         drop(consumer);
         backends.cleanup().await;
     }

@@ -210,6 +210,18 @@ mod tests {
         }
     }
 
+    /// Gathers with a linger of a minute; fails unless the batch comes
+    /// within 30 s, that is without waiting the linger out.
+    async fn gather_at_once(consumer: &mut dyn Consumer) -> Gathered {
+        let linger = Duration::from_secs(60);
+        let gathering = gather(consumer, Duration::from_secs(5), linger, 1 << 20, None);
+        tokio::time::timeout(Duration::from_secs(30), gathering)
+            .await
+            .expect("the batch goes before its linger is out")
+            .unwrap()
+            .unwrap()
+    }
+
     /// A batch that holds [`LINGER_BYTES`] goes without waiting out the
     /// linger: with a linger of a minute it still comes at once.
     #[tokio::test]
@@ -230,19 +242,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let linger = Duration::from_secs(60);
-        let gathering = gather(
-            consumer.as_mut(),
-            Duration::from_secs(5),
-            linger,
-            1 << 20,
-            None,
-        );
-        let gathered = tokio::time::timeout(Duration::from_secs(30), gathering)
-            .await
-            .expect("the batch goes before its linger is out")
-            .unwrap()
-            .unwrap();
+        let gathered = gather_at_once(consumer.as_mut()).await;
         assert_eq!(gathered.events.len() as u64, seq);
         drop(consumer);
         backends.cleanup().await;
@@ -264,19 +264,7 @@ mod tests {
                 reason: "signup".into(),
             }))
             .await;
-        let linger = Duration::from_secs(60);
-        let gathering = gather(
-            consumer.as_mut(),
-            Duration::from_secs(5),
-            linger,
-            1 << 20,
-            None,
-        );
-        let gathered = tokio::time::timeout(Duration::from_secs(30), gathering)
-            .await
-            .expect("the batch goes before its linger is out")
-            .unwrap()
-            .unwrap();
+        let gathered = gather_at_once(consumer.as_mut()).await;
         assert_eq!(gathered.events.len(), 4);
         drop(consumer);
         backends.cleanup().await;

@@ -35,6 +35,12 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// what keeps the lag at saturation near the publisher's own gathering.
 pub(crate) const LINGER_BYTES: usize = 256 * 1024;
 
+/// How long a batch whose linger was cut short waits for each further
+/// record: a log that hands records over in fetches (JetStream's pull
+/// consumer, 1,024 at a time) has more ready than it holds in hand, and a
+/// backlog must still fold in full batches.
+const CUT_SHORT_GRACE: Duration = Duration::from_millis(10);
+
 /// A batch of records, decoded.
 pub(crate) struct Gathered {
     /// The records, to ack once the batch is folded and published.
@@ -74,13 +80,18 @@ pub(crate) async fn gather(
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
     while batch.len() < most && bytes < BATCH_BYTES {
-        let lingering = if bytes >= LINGER_BYTES || !usage_only {
+        let cut_short = bytes >= LINGER_BYTES || !usage_only;
+        let lingering = if cut_short {
             Duration::ZERO
         } else {
             until.saturating_duration_since(tokio::time::Instant::now())
         };
         let topping_up = lingering.is_zero() && wanted.is_some_and(|w| !w.load(Ordering::Acquire));
-        let wait = if topping_up { TOP_UP } else { lingering };
+        let wait = match (topping_up, cut_short) {
+            (true, _) => TOP_UP,
+            (false, true) => CUT_SHORT_GRACE,
+            (false, false) => lingering,
+        };
         match consumer.next(wait).await? {
             Some(delivery) => {
                 bytes += delivery.record.payload.len();

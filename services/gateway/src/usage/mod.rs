@@ -283,7 +283,6 @@ impl Worker {
                             }
                         }
                     }
-                    self.journal.sending();
                     self.pump().await;
                 }
                 _ = tick.tick() => {
@@ -301,6 +300,7 @@ impl Worker {
             return;
         }
         self.retry_at = None;
+        self.journal.sending();
         if !self.send_fallback().await {
             return;
         }

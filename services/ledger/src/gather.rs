@@ -33,7 +33,7 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// fills a batch this far, waiting longer only adds lag (the batch's fixed
 /// costs are spread thin already). In `up`, whose linger is long, this is
 /// what keeps the lag at saturation near the publisher's own gathering.
-pub(crate) const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// How long a batch whose linger was cut short waits for each further
 /// record: a log that hands records over in fetches (JetStream's pull

@@ -27,7 +27,19 @@ pub enum ConfigError {
     },
     #[error("configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    #[error("configuration: {key} = {value} is more than {max}")]
+    TooLarge {
+        key: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
+
+/// The longest linger either gathering may be set to: a longer one keeps
+/// usage out of the books (and, in a fleet, each gateway's spend out of the
+/// others' views) for longer than anyone would choose; it is a slip of
+/// units (seconds for milliseconds).
+pub const MAX_LINGER_MS: u64 = 10_000;
 
 /// When `modelrouter up` serves providers from the built-in simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -386,6 +398,19 @@ impl Config {
         if let Some(url) = &mut config.public_url {
             url.truncate(url.trim_end_matches('/').len());
         }
+        let lingers = [
+            ("ledger.linger_ms", config.ledger.linger_ms),
+            ("gateway.usage_linger_ms", config.gateway.usage_linger_ms),
+        ];
+        for (key, value) in lingers {
+            if let Some(value) = value.filter(|&v| v > MAX_LINGER_MS) {
+                return Err(ConfigError::TooLarge {
+                    key,
+                    value,
+                    max: MAX_LINGER_MS,
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -462,6 +487,14 @@ mod tests {
         config.embedded_lingers();
         assert_eq!(config.ledger_linger(), Duration::from_millis(30));
         assert_eq!(config.usage_linger(), Duration::ZERO);
+
+        // Seconds written for milliseconds: refused, naming the key.
+        let error = Config::load(None, env(&[("MODELROUTER_USAGE_LINGER_MS", "60000")]))
+            .expect_err("a linger of a minute is refused");
+        assert_eq!(
+            error.to_string(),
+            "configuration: gateway.usage_linger_ms = 60000 is more than 10000"
+        );
     }
 
     #[test]

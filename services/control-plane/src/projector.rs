@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use eventlog::{Bucket, EventLog};
 use events::{AccountId, Envelope, Event, KeyView, PolicyView, KEYS_BUCKET, POLICIES_BUCKET};
 use sqlx::Row;
@@ -32,6 +34,8 @@ pub struct Projector {
     store: Store,
     keys: Arc<dyn Bucket>,
     policies: Arc<dyn Bucket>,
+    /// Woken when an alert may have been raised, for the deliverer.
+    alerts_raised: Arc<Notify>,
 }
 
 impl Projector {
@@ -41,6 +45,7 @@ impl Projector {
             store,
             keys: log.bucket(KEYS_BUCKET).await?,
             policies: log.bucket(POLICIES_BUCKET).await?,
+            alerts_raised: Arc::default(),
         })
     }
 
@@ -61,7 +66,16 @@ impl Projector {
             fold(&mut tx, &envelope.event, &at).await?;
         }
         tx.commit().await?;
+        if fresh && matches!(envelope.event, Event::RechargeDeclined(_)) {
+            self.alerts_raised.notify_one();
+        }
         self.publish(&envelope.event).await
+    }
+
+    /// Woken when an alert may have been raised (committed with its
+    /// deliveries), so the deliverer sends it at once instead of polling.
+    pub(crate) fn alerts_raised(&self) -> &Arc<Notify> {
+        &self.alerts_raised
     }
 
     async fn publish(&self, event: &Event) -> Result<(), CpError> {

@@ -124,6 +124,10 @@ pub struct KeyMeter {
     others: Mutex<HashMap<String, HashMap<String, Minutes>>>,
     /// Whether `minutes` changed since the last publish.
     changed: AtomicBool,
+    /// Woken when `minutes` changes after a publish: the publisher sleeps
+    /// until then, so a process whose keys have no per-minute limit (or no
+    /// traffic) never wakes for it.
+    wake: tokio::sync::Notify,
     /// This process's instance, once it shares.
     instance: OnceLock<String>,
 }
@@ -196,7 +200,10 @@ impl KeyMeter {
         now.requests += requests;
         now.tokens += tokens;
         *entry = now;
-        self.changed.store(true, Ordering::Release);
+        drop(minutes);
+        if !self.changed.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
     }
 
     /// The other gateway processes' estimated (requests, tokens) of `key`
@@ -288,12 +295,14 @@ pub fn share(meter: &Arc<KeyMeter>, instance: &str, log: Arc<dyn EventLog>) {
     });
 }
 
-/// Puts this process's counts whenever they changed, at most every
-/// [`PUBLISH_EVERY`].
+/// Puts this process's counts [`PUBLISH_EVERY`] after they change (so at
+/// most that often), and sleeps while they do not.
 async fn publish(meter: Arc<KeyMeter>, bucket: Arc<dyn eventlog::Bucket>, key: String) {
-    let mut tick = tokio::time::interval(PUBLISH_EVERY);
     loop {
-        tick.tick().await;
+        if !meter.changed.load(Ordering::Acquire) {
+            meter.wake.notified().await;
+        }
+        tokio::time::sleep(PUBLISH_EVERY).await;
         meter.forget_idle();
         if let Some(bytes) = meter.to_publish() {
             if let Err(e) = bucket.put(&key, &bytes).await {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
@@ -26,6 +26,10 @@ use crate::ControlPlane;
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
+/// The longest the deliverer sleeps with nothing due: a delivery another
+/// process committed (a replica of the control plane, a restarted one) is
+/// found within this; one raised here wakes it at once.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where alert email goes out.
@@ -56,16 +60,55 @@ pub async fn run(cp: Arc<ControlPlane>) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default();
+    let raised = Arc::clone(cp.projector.alerts_raised());
     loop {
-        match step(&cp, &http).await {
-            Ok(0) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "alert deliveries not sent; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        let wait = match step(&cp, &http).await {
+            Ok(0) => until_next_due(&cp).await,
+            Ok(_) => Ok(Duration::ZERO),
+            Err(e) => Err(e),
+        };
+        let wait = wait.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "alert deliveries not sent; trying again");
+            Duration::from_secs(1)
+        });
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = raised.notified() => {}
             }
         }
     }
+}
+
+/// How long until the next pending delivery is due, at most
+/// [`IDLE_RECHECK`] (so an idle deployment wakes for alerts every few
+/// seconds, not four times a second).
+async fn until_next_due(cp: &ControlPlane) -> Result<Duration, CpError> {
+    let next: Option<String> =
+        sqlx::query_scalar("SELECT MIN(next_at) FROM alert_deliveries WHERE state = 'pending'")
+            .fetch_one(&cp.store.pool)
+            .await?;
+    let next = next.map(|text| parse_time(&text)).transpose()?;
+    Ok(wait_for(next, Utc::now()))
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, CpError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| CpError::Internal(format!("alert_deliveries.next_at `{text}`: {e}")))
+}
+
+/// The sleep before the delivery due at `next` (none pending: the idle
+/// recheck). One due already was not taken by the step just run (another
+/// process holds it, or clocks differ): look again shortly, never spin.
+fn wait_for(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    let Some(next) = next else {
+        return IDLE_RECHECK;
+    };
+    (next - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .clamp(Duration::from_millis(50), IDLE_RECHECK)
 }
 
 /// Sends the deliveries due now; how many it tried.
@@ -207,6 +250,25 @@ async fn email(cp: &ControlPlane, to: &str, body: &serde_json::Value) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Idle, the deliverer sleeps until the next retry is due or the idle
+    /// recheck, whichever is first; an overdue one is looked at again
+    /// soon, and a sleep never spins (0) nor oversleeps the recheck.
+    #[test]
+    fn the_deliverer_sleeps_until_the_next_delivery_is_due() {
+        let now = Utc::now();
+        let secs = chrono::Duration::seconds;
+        assert_eq!(wait_for(None, now), IDLE_RECHECK);
+        assert_eq!(wait_for(Some(now + secs(2)), now), Duration::from_secs(2));
+        assert_eq!(wait_for(Some(now + secs(300)), now), IDLE_RECHECK);
+        assert_eq!(
+            wait_for(Some(now - secs(3)), now),
+            Duration::from_millis(50)
+        );
+        assert_eq!(wait_for(Some(now), now), Duration::from_millis(50));
+    }
+
     #[test]
     fn signatures_follow_the_documented_scheme() {
         // HMAC-SHA256 of "1700000000.{}" under "k", computed with Python's hmac.

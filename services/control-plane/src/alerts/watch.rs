@@ -116,8 +116,9 @@ pub async fn evaluate(cp: &ControlPlane, state: &AccountState) -> Result<(), CpE
     // them must not leave an alert that never goes out (its dedupe name
     // would stop it from firing again).
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut raised = false;
     for (dedupe, kind, message) in alerts {
-        fire(
+        raised |= fire(
             &mut tx,
             Alert {
                 account: state.account,
@@ -130,6 +131,9 @@ pub async fn evaluate(cp: &ControlPlane, state: &AccountState) -> Result<(), CpE
         .await?;
     }
     tx.commit().await?;
+    if raised {
+        cp.projector.alerts_raised().notify_one();
+    }
     Ok(())
 }
 

@@ -1,24 +1,36 @@
 //! Consumers' acks, kept in memory and written to `log_consumers` together
-//! every [`FLUSH_EVERY`]: at a few hundred requests a second `up`'s four
-//! consumers each acked every batch, and each ack was a transaction of its
-//! own (a trip to SQLite's thread and an fsync). Acks only save work: a
-//! record acked but not yet written comes again after a crash, and every
-//! consumer already takes a record twice (the ledger and the control plane
-//! by event id, the exporter by its sightings), as it must on JetStream.
+//! [`FLUSH_EVERY`] after the first one pending: at a few hundred requests
+//! a second `up`'s four consumers each acked every batch, and each ack was
+//! a transaction of its own (a trip to SQLite's thread and an fsync). Acks
+//! only save work: a record acked but not yet written comes again after a
+//! crash, and every consumer already takes a record twice (the ledger and
+//! the control plane by event id, the exporter by its sightings), as it
+//! must on JetStream. So they are written without an fsync (see the log's
+//! note on what is fsynced), and an idle log writes nothing and does not
+//! wake to check.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
+use tokio::sync::Notify;
 
-/// How often pending acks are written.
+/// How long an ack waits to be written with those that follow it.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// Acks not yet written: consumer name → highest record acked.
 #[derive(Debug, Default)]
 pub(super) struct Acks {
     pending: Mutex<HashMap<String, i64>>,
+    /// Woken by an ack, and by the acks' end (so the writer stops).
+    arrived: Arc<Notify>,
+}
+
+impl Drop for Acks {
+    fn drop(&mut self) {
+        self.arrived.notify_one();
+    }
 }
 
 impl Acks {
@@ -31,6 +43,8 @@ impl Acks {
                 pending.insert(name.to_owned(), seq);
             }
         }
+        drop(pending);
+        self.arrived.notify_one();
     }
 
     /// `name`'s pending ack. Read it before the written one: a flush writes
@@ -72,19 +86,25 @@ async fn write(pool: &SqlitePool, acks: &HashMap<String, i64>) -> sqlx::Result<(
     tx.commit().await
 }
 
-/// Writes `acks`' pending acks every [`FLUSH_EVERY`] until the log they
-/// belong to is dropped (a clean stop writes the rest with
+/// Writes `acks`' pending acks [`FLUSH_EVERY`] after one arrives, until
+/// the log they belong to is dropped (a clean stop writes the rest with
 /// [`crate::EventLog::close`]).
 pub(super) async fn keep_flushing(acks: Weak<Acks>, pool: SqlitePool) {
-    let mut every = tokio::time::interval(FLUSH_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(arrived) = acks.upgrade().map(|a| Arc::clone(&a.arrived)) else {
+        return;
+    };
     loop {
-        every.tick().await;
-        let Some(acks) = acks.upgrade() else {
-            return;
-        };
-        // A failed write stays pending; the next tick tries again.
-        let _ = acks.flush(&pool).await;
+        arrived.notified().await;
+        loop {
+            tokio::time::sleep(FLUSH_EVERY).await;
+            let Some(acks) = acks.upgrade() else {
+                return;
+            };
+            // A failed write stays pending and is tried again.
+            if acks.flush(&pool).await.is_ok() {
+                break;
+            }
+        }
     }
 }
 
@@ -122,5 +142,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(acked, 7);
+    }
+
+    async fn written(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT acked FROM log_consumers")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// The writer sleeps until an ack arrives, writes it soon after, and
+    /// ends once the acks are gone, idle or not: a writer waiting for an
+    /// ack that can never come would outlive every log it served.
+    #[tokio::test]
+    async fn an_ack_is_written_soon_after_it_arrives_and_the_writer_ends_with_the_acks() {
+        let pool = pool(true).await;
+        let acks = Arc::new(Acks::default());
+        let writer = tokio::spawn(keep_flushing(Arc::downgrade(&acks), pool.clone()));
+        for seq in [3, 9] {
+            acks.ack("ledger", seq);
+            let mut tries = 0;
+            while written(&pool).await != seq {
+                tries += 1;
+                assert!(tries < 300, "ack {seq} not written within 30 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(acks.pending("ledger"), None);
+        }
+        drop(acks);
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer ends once the acks are dropped")
+            .unwrap();
     }
 }

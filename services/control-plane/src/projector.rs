@@ -12,12 +12,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use eventlog::{Bucket, EventLog};
 use events::{AccountId, Envelope, Event, KeyView, PolicyView, KEYS_BUCKET, POLICIES_BUCKET};
 use sqlx::Row;
 use store::Store;
+use tokio::sync::Notify;
 
 use crate::error::CpError;
 

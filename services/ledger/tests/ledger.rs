@@ -13,6 +13,7 @@ use ledger::reconcile::reconcile;
 use ledger::Ledger;
 use money::Money;
 use test_support::backends::Backends;
+use test_support::faults::RefusingPuts;
 
 fn usd(s: &str) -> Money {
     s.parse().unwrap()
@@ -824,83 +825,6 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     backends.cleanup().await;
 }
 
-/// The log of `inner`, whose buckets refuse every put while `refuse` is set.
-struct RefusingPuts {
-    inner: Arc<dyn EventLog>,
-    refuse: Arc<std::sync::atomic::AtomicBool>,
-}
-
-struct RefusingBucket {
-    inner: Arc<dyn eventlog::Bucket>,
-    refuse: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RefusingBucket {
-    fn check(&self) -> eventlog::Result<()> {
-        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(eventlog::LogError::Data("puts refused (test)".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl eventlog::Bucket for RefusingBucket {
-    async fn put(&self, key: &str, value: &[u8]) -> eventlog::Result<u64> {
-        self.check()?;
-        self.inner.put(key, value).await
-    }
-    async fn put_all(&self, entries: &[(String, Vec<u8>)]) -> eventlog::Result<()> {
-        self.check()?;
-        self.inner.put_all(entries).await
-    }
-    async fn get(&self, key: &str) -> eventlog::Result<Option<eventlog::Entry>> {
-        self.inner.get(key).await
-    }
-    async fn snapshot(&self) -> eventlog::Result<Vec<eventlog::Entry>> {
-        self.inner.snapshot().await
-    }
-    async fn watch(
-        &self,
-    ) -> eventlog::Result<futures_util::stream::BoxStream<'static, eventlog::Result<eventlog::Entry>>>
-    {
-        self.inner.watch().await
-    }
-}
-
-#[async_trait::async_trait]
-impl EventLog for RefusingPuts {
-    async fn append(
-        &self,
-        subject: &str,
-        id: &str,
-        payload: &[u8],
-    ) -> eventlog::Result<eventlog::Appended> {
-        self.inner.append(subject, id, payload).await
-    }
-    async fn consumer(&self, name: &str) -> eventlog::Result<Box<dyn eventlog::Consumer>> {
-        self.inner.consumer(name).await
-    }
-    async fn read(&self, from: u64, limit: usize) -> eventlog::Result<Vec<eventlog::Record>> {
-        self.inner.read(from, limit).await
-    }
-    async fn last_seq(&self) -> eventlog::Result<u64> {
-        self.inner.last_seq().await
-    }
-    async fn acked(&self, name: &str) -> eventlog::Result<u64> {
-        self.inner.acked(name).await
-    }
-    async fn bucket(&self, name: &str) -> eventlog::Result<Arc<dyn eventlog::Bucket>> {
-        Ok(Arc::new(RefusingBucket {
-            inner: self.inner.bucket(name).await?,
-            refuse: Arc::clone(&self.refuse),
-        }))
-    }
-    fn max_record_bytes(&self) -> usize {
-        self.inner.max_record_bytes()
-    }
-}
-
 /// A batch is acked only once its accounts' states are stored: the
 /// embedded log writes states and acks without an fsync, which is safe
 /// only because a state is always written before its records' ack (a
@@ -916,11 +840,8 @@ async fn a_batch_is_acked_only_after_its_states_are_stored(backends: Backends) {
         publish(&*backends.log, &usage(account, seq, cost)).await;
     }
     let last = backends.log.last_seq().await.unwrap();
-    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let log: Arc<dyn EventLog> = Arc::new(RefusingPuts {
-        inner: Arc::clone(&backends.log),
-        refuse: Arc::clone(&refuse),
-    });
+    let refusing = Arc::new(RefusingPuts::new(Arc::clone(&backends.log)));
+    let log: Arc<dyn EventLog> = Arc::clone(&refusing) as Arc<dyn EventLog>;
     let ledger = Ledger::new(Arc::clone(&log), backends.store.clone())
         .await
         .unwrap();
@@ -940,7 +861,7 @@ async fn a_batch_is_acked_only_after_its_states_are_stored(backends: Backends) {
     );
     drop(pipeline);
     drop(ledger);
-    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    refusing.refuse(false);
     let (again, consumer) = ledger_on(&backends).await;
     let mut pipeline = again.pipeline(consumer);
     while backends.log.acked(ledger::service::CONSUMER).await.unwrap() < last {

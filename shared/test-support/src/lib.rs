@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod dashboard;
 pub mod deployment;
+pub mod faults;
 pub mod metrics;
 pub mod otlp;
 pub mod stripe;

@@ -12,6 +12,25 @@ use money::Money;
 use test_support::backends::{usage_event, Backends};
 use test_support::faults::RefusingPuts;
 
+/// Publishes the issue of an API key of `account` whose digest repeats
+/// `pair` (two hex digits) and whose name is `name`; returns the digest.
+async fn issue_key(backends: &Backends, account: AccountId, pair: &str, name: &str) -> String {
+    let digest = pair.repeat(32);
+    backends
+        .publish(Event::KeyIssued(KeyIssued {
+            account,
+            key: digest[..12].to_owned(),
+            digest: digest.clone(),
+            name: name.into(),
+            prefix: format!("mr_sk_{pair}"),
+            last_four: pair.repeat(2),
+            by: None,
+            admin: false,
+        }))
+        .await;
+    digest
+}
+
 async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
     backends.store.migrate().await.unwrap();
     let account = AccountId::new();
@@ -20,19 +39,7 @@ async fn skips_and_acks_usage_and_applies_its_own(backends: Backends) {
             .append(&usage_event(account, seq, Money::from_nanos(1)))
             .await;
     }
-    let digest = "ab".repeat(32);
-    backends
-        .publish(Event::KeyIssued(KeyIssued {
-            account,
-            key: digest[..12].to_owned(),
-            digest: digest.clone(),
-            name: "ci".into(),
-            prefix: "mr_sk_ab".into(),
-            last_four: "abab".into(),
-            by: None,
-            admin: false,
-        }))
-        .await;
+    let digest = issue_key(&backends, account, "ab", "ci").await;
     for seq in 301..=320 {
         backends
             .append(&usage_event(account, seq, Money::from_nanos(1)))
@@ -96,19 +103,7 @@ async fn a_record_that_failed_is_applied_when_it_can_be(backends: Backends) {
     let running =
         tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
     let account = AccountId::new();
-    let digest = "cd".repeat(32);
-    backends
-        .publish(Event::KeyIssued(KeyIssued {
-            account,
-            key: digest[..12].to_owned(),
-            digest: digest.clone(),
-            name: "late".into(),
-            prefix: "mr_sk_cd".into(),
-            last_four: "cdcd".into(),
-            by: None,
-            admin: false,
-        }))
-        .await;
+    let digest = issue_key(&backends, account, "cd", "late").await;
     for seq in 1..=20 {
         backends
             .append(&usage_event(account, seq, Money::from_nanos(1)))
@@ -138,26 +133,6 @@ async fn a_record_that_failed_is_applied_when_it_can_be(backends: Backends) {
     backends.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_failed_record_comes_again_on_nats_and_postgres() {
-    a_record_that_failed_is_applied_when_it_can_be(Backends::distributed().await).await;
-}
-
-#[tokio::test]
-async fn a_failed_record_comes_again_embedded() {
-    a_record_that_failed_is_applied_when_it_can_be(Backends::embedded().await).await;
-}
-
-#[tokio::test]
-async fn on_nats_and_postgres() {
-    skips_and_acks_usage_and_applies_its_own(Backends::distributed().await).await;
-}
-
-#[tokio::test]
-async fn embedded() {
-    skips_and_acks_usage_and_applies_its_own(Backends::embedded().await).await;
-}
-
 /// A key's record is acked only once its view is stored: the embedded log
 /// writes views and acks without an fsync, which is safe only because a
 /// view is written before its record's ack (a crash then loses both, and
@@ -171,19 +146,7 @@ async fn a_record_is_acked_only_after_its_view_is_stored(backends: Backends) {
     let running =
         tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
     let account = AccountId::new();
-    let digest = "ef".repeat(32);
-    backends
-        .publish(Event::KeyIssued(KeyIssued {
-            account,
-            key: digest[..12].to_owned(),
-            digest: digest.clone(),
-            name: "refused".into(),
-            prefix: "mr_sk_ef".into(),
-            last_four: "efef".into(),
-            by: None,
-            admin: false,
-        }))
-        .await;
+    let digest = issue_key(&backends, account, "ef", "refused").await;
     let issued = backends.log.last_seq().await.unwrap();
     let applied = || async {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM api_keys")
@@ -217,12 +180,6 @@ async fn a_record_is_acked_only_after_its_view_is_stored(backends: Backends) {
     backends.cleanup().await;
 }
 
-#[tokio::test]
-async fn acked_after_its_view_on_nats_and_postgres() {
-    a_record_is_acked_only_after_its_view_is_stored(Backends::distributed().await).await;
-}
-
-#[tokio::test]
-async fn acked_after_its_view_embedded() {
-    a_record_is_acked_only_after_its_view_is_stored(Backends::embedded().await).await;
-}
+test_support::on_both!(skips_and_acks_usage_and_applies_its_own);
+test_support::on_both!(a_record_that_failed_is_applied_when_it_can_be);
+test_support::on_both!(a_record_is_acked_only_after_its_view_is_stored);

@@ -1010,37 +1010,21 @@ async fn a_batch_half_committed_counts_each_event_once() {
     backends.cleanup().await;
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn on_nats_and_postgres() {
-                super::$name(test_support::backends::Backends::distributed().await).await;
-            }
-
-            #[tokio::test]
-            async fn embedded() {
-                super::$name(test_support::backends::Backends::embedded().await).await;
-            }
-        }
-    };
-}
-
-on_both!(exactly_once);
-on_both!(a_batch_partly_applied_before_counts_only_its_new_events);
-on_both!(killed_mid_stream);
-on_both!(reconcile_finds_a_corrupted_row);
-on_both!(reconcile_compares_what_the_ledger_has_folded);
-on_both!(lost_usage_shows_as_a_gap);
-on_both!(a_batch_gathers_for_the_linger);
-on_both!(a_batch_is_bounded_in_bytes);
-on_both!(key_totals_follow_days_and_months_in_any_order);
-on_both!(key_spend_rows_migrate_to_one_row_per_key);
-on_both!(a_batch_committed_but_not_published_comes_again);
-on_both!(a_batch_is_acked_only_after_its_states_are_stored);
-on_both!(records_gathered_ahead_come_again_after_a_drop);
-on_both!(a_batch_holds_more_records_on_postgres);
-on_both!(usage_claims_migrate_to_the_request_rows);
+test_support::on_both!(exactly_once);
+test_support::on_both!(a_batch_partly_applied_before_counts_only_its_new_events);
+test_support::on_both!(killed_mid_stream);
+test_support::on_both!(reconcile_finds_a_corrupted_row);
+test_support::on_both!(reconcile_compares_what_the_ledger_has_folded);
+test_support::on_both!(lost_usage_shows_as_a_gap);
+test_support::on_both!(a_batch_gathers_for_the_linger);
+test_support::on_both!(a_batch_is_bounded_in_bytes);
+test_support::on_both!(key_totals_follow_days_and_months_in_any_order);
+test_support::on_both!(key_spend_rows_migrate_to_one_row_per_key);
+test_support::on_both!(a_batch_committed_but_not_published_comes_again);
+test_support::on_both!(a_batch_is_acked_only_after_its_states_are_stored);
+test_support::on_both!(records_gathered_ahead_come_again_after_a_drop);
+test_support::on_both!(a_batch_holds_more_records_on_postgres);
+test_support::on_both!(usage_claims_migrate_to_the_request_rows);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

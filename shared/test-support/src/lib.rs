@@ -266,3 +266,23 @@ pub fn sse_data(body: &str) -> Vec<String> {
 pub fn prompt_of_tokens(tokens: usize) -> String {
     " hello".repeat(tokens)
 }
+
+/// Runs the async test `fn $name(backends: Backends)` twice, as
+/// `$name::on_nats_and_postgres` and `$name::embedded`: every guarantee of
+/// the backbone holds on both logs and stores.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_nats_and_postgres() {
+                super::$name($crate::backends::Backends::distributed().await).await;
+            }
+
+            #[tokio::test]
+            async fn embedded() {
+                super::$name($crate::backends::Backends::embedded().await).await;
+            }
+        }
+    };
+}

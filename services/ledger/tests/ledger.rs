@@ -58,6 +58,23 @@ async fn ledger_on(backends: &Backends) -> (Ledger, Box<dyn eventlog::Consumer>)
     (ledger, consumer)
 }
 
+/// Appends `count` usage events of `account`, the n-th costing `n ×
+/// nanos_each` nano-dollars (distinct, so a miscount shows); their total.
+async fn publish_charges(
+    backends: &Backends,
+    account: AccountId,
+    count: u64,
+    nanos_each: i64,
+) -> Money {
+    let mut spent = Money::ZERO;
+    for seq in 1..=count {
+        let cost = Money::from_nanos(nanos_each * seq as i64);
+        spent += cost;
+        publish(&*backends.log, &usage(account, seq, cost)).await;
+    }
+    spent
+}
+
 /// Runs a ledger until `count` records are consumed (bounded: 60 s).
 async fn fold(backends: &Backends, count: usize) {
     let (ledger, mut consumer) = ledger_on(backends).await;
@@ -780,12 +797,7 @@ async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
 /// batch again, counts it once and publishes the states.
 async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
     let account = AccountId::new();
-    let mut spent = Money::ZERO;
-    for seq in 1..=40u64 {
-        let cost = Money::from_nanos(1_000_003 * seq as i64);
-        spent += cost;
-        publish(&*backends.log, &usage(account, seq, cost)).await;
-    }
+    let spent = publish_charges(&backends, account, 40, 1_000_003).await;
     let (ledger, consumer) = ledger_on(&backends).await;
     let mut pipeline = ledger.pipeline(consumer);
     let mut folded = 0;
@@ -833,12 +845,7 @@ async fn a_batch_committed_but_not_published_comes_again(backends: Backends) {
 /// puts work, the states are published and then the records acked.
 async fn a_batch_is_acked_only_after_its_states_are_stored(backends: Backends) {
     let account = AccountId::new();
-    let mut spent = Money::ZERO;
-    for seq in 1..=10u64 {
-        let cost = Money::from_nanos(2_000_001 * seq as i64);
-        spent += cost;
-        publish(&*backends.log, &usage(account, seq, cost)).await;
-    }
+    let spent = publish_charges(&backends, account, 10, 2_000_001).await;
     let last = backends.log.last_seq().await.unwrap();
     let refusing = Arc::new(RefusingPuts::new(Arc::clone(&backends.log)));
     let log: Arc<dyn EventLog> = Arc::clone(&refusing) as Arc<dyn EventLog>;

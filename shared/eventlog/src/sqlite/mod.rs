@@ -23,8 +23,9 @@
 //! cannot keep an ack and lose the put before it: all connections append
 //! to one WAL, whose frames are checksummed in a chain, so recovery keeps
 //! a prefix of them, and every FULL commit fsyncs the frames before it.
-//! On this kind of machine an fsync cost `up` about 0.2 ms of CPU; the
-//! ledger's states and the acks were half of `up`'s commits at 200 req/s.
+//! The ledger's states and the acks were half of `up`'s commits at 200
+//! req/s; writing them this way took SQLite's threads from 70–73 to 53–57
+//! µs of CPU a request there (docs/PERFORMANCE.md).
 
 mod acks;
 mod tail;

@@ -4,6 +4,7 @@ mod auto;
 mod backbone;
 mod books;
 mod config;
+mod memory;
 mod serve;
 
 use std::path::PathBuf;

@@ -752,6 +752,7 @@ async fn serve(
     app: Router,
     probes: Probes,
 ) -> Result<(), BoxError> {
+    crate::memory::release_freed();
     gateway::server::serve(listener, app, &config.server, probes, shutdown_signal()).await?;
     Ok(())
 }

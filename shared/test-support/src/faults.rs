@@ -1,12 +1,11 @@
-//! Event logs that fail or lag on purpose, for tests of what a consumer
-//! does when a write it depends on does not happen, and of what a writer
-//! does while its appends are slow.
+//! Event logs that fail on purpose, for tests of what a consumer does when
+//! a write it depends on does not happen.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use eventlog::{Appended, Bucket, Consumer, Entry, EventLog, LogError, Outgoing, Record, Result};
+use eventlog::{Appended, Bucket, Consumer, Entry, EventLog, LogError, Record, Result};
 use futures_util::stream::BoxStream;
 
 /// `inner`, except that its buckets refuse every put while refusing (from
@@ -88,66 +87,6 @@ impl EventLog for RefusingPuts {
             inner: self.inner.bucket(name).await?,
             refusing: Arc::clone(&self.refusing),
         }))
-    }
-    fn max_record_bytes(&self) -> usize {
-        self.inner.max_record_bytes()
-    }
-}
-
-/// `inner`, except that every append (one record or a batch) takes `delay`
-/// longer and is counted: a writer that chases lines written while its
-/// append is in flight shows as many small appends.
-pub struct SlowAppends {
-    inner: Arc<dyn EventLog>,
-    delay: std::time::Duration,
-    appends: AtomicU64,
-}
-
-impl SlowAppends {
-    /// `inner` with appends `delay` slower.
-    pub fn new(inner: Arc<dyn EventLog>, delay: std::time::Duration) -> SlowAppends {
-        SlowAppends {
-            inner,
-            delay,
-            appends: AtomicU64::new(0),
-        }
-    }
-
-    /// Appends so far (a batch counts once).
-    pub fn appends(&self) -> u64 {
-        self.appends.load(Ordering::SeqCst)
-    }
-
-    async fn wait(&self) {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
-    }
-}
-
-#[async_trait]
-impl EventLog for SlowAppends {
-    async fn append(&self, subject: &str, id: &str, payload: &[u8]) -> Result<Appended> {
-        self.wait().await;
-        self.inner.append(subject, id, payload).await
-    }
-    async fn append_batch(&self, items: &[Outgoing<'_>]) -> Result<Vec<Appended>> {
-        self.wait().await;
-        self.inner.append_batch(items).await
-    }
-    async fn consumer(&self, name: &str) -> Result<Box<dyn Consumer>> {
-        self.inner.consumer(name).await
-    }
-    async fn read(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
-        self.inner.read(from, limit).await
-    }
-    async fn last_seq(&self) -> Result<u64> {
-        self.inner.last_seq().await
-    }
-    async fn acked(&self, name: &str) -> Result<u64> {
-        self.inner.acked(name).await
-    }
-    async fn bucket(&self, name: &str) -> Result<Arc<dyn Bucket>> {
-        self.inner.bucket(name).await
     }
     fn max_record_bytes(&self) -> usize {
         self.inner.max_record_bytes()

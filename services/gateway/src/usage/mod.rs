@@ -8,9 +8,8 @@
 //! incurred it completes. One background task (the [`Publisher`]'s worker)
 //! reads the journal in order and appends its lines to the event log in
 //! records sized by bytes against the log's limit, gathering for
-//! `gateway.usage_linger_ms` (20 ms; 100 ms in `up`) before each append
-//! (lines written while one is in flight wait for the next), or until
-//! 256 KiB are written ([`journal::FILLED_BYTES`]); once the log
+//! `gateway.usage_linger_ms` (20 ms; 100 ms in `up`) after a quiet spell,
+//! or until 256 KiB are written ([`journal::FILLED_BYTES`]); once the log
 //! has taken a segment it is deleted. When the log is down or slow the journal
 //! simply grows on disk and the worker retries every half second, oldest
 //! first, so the log receives each gateway's events in the order they were
@@ -58,9 +57,9 @@ const READ_BYTES: usize = 4 * 1024 * 1024;
 const FALLBACK_LINES: usize = 100_000;
 /// How long a graceful shutdown waits for the log to take the journal.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-/// How long the publisher gathers before each append, by default: at a few
-/// hundred requests a second, one append (one commit) carries several
-/// events.
+/// How long the publisher waits before sending after a quiet spell, by
+/// default: at a few hundred requests a second, one append (one commit)
+/// carries several events.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
 
 /// Counters a status report and tests read.
@@ -92,7 +91,7 @@ pub struct Publisher {
 impl Publisher {
     /// Opens the journal under `data_dir` as gateway `configured_id` (or an
     /// adopted or new id, see [`journal`]) and starts publishing to `log`,
-    /// gathering for `linger` before each append.
+    /// gathering for `linger` after a quiet spell.
     pub fn start(
         log: Arc<dyn EventLog>,
         data_dir: &Path,
@@ -231,29 +230,6 @@ impl Publisher {
     }
 }
 
-/// How far one pump sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    /// To the end of the journal as a read finds it: lines written while
-    /// that batch is being appended wait for the next gathering. Chasing
-    /// them instead turns the linger into one append per append's latency
-    /// (at 1,000 requests a second, 225 commits a second of a few events).
-    Read,
-    /// Until a read finds nothing left (a flush, a shutdown).
-    Drained,
-}
-
-/// What one round of the worker did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Sent a chunk; `to_the_end` when the read reached the segment's end.
-    Sent { to_the_end: bool },
-    /// Moved on to the next segment.
-    Moved,
-    /// Nothing left to send.
-    CaughtUp,
-}
-
 /// Where the worker reads: a segment and the bytes of it the log has taken.
 #[derive(Debug, Clone, Copy)]
 struct Position {
@@ -286,7 +262,7 @@ impl Worker {
                 biased;
                 flush = flushes.recv() => {
                     self.retry_at = None;
-                    self.pump(Reach::Drained).await;
+                    self.pump().await;
                     match flush {
                         Some(done) => { let _ = done.send(()); }
                         None => return,
@@ -307,10 +283,10 @@ impl Worker {
                             }
                         }
                     }
-                    self.pump(Reach::Read).await;
+                    self.pump().await;
                 }
                 _ = tick.tick() => {
-                    self.pump(Reach::Read).await;
+                    self.pump().await;
                     self.sync();
                     self.status.report(&self.log, self.snapshot()).await;
                 }
@@ -318,9 +294,8 @@ impl Worker {
         }
     }
 
-    /// Sends what the journal holds, as far as `reach` says, while the log
-    /// takes it.
-    async fn pump(&mut self, reach: Reach) {
+    /// Sends everything written so far that the log takes now.
+    async fn pump(&mut self) {
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
@@ -331,9 +306,8 @@ impl Worker {
         }
         loop {
             match self.step().await {
-                Ok(Step::Sent { to_the_end: true }) if reach == Reach::Read => return,
-                Ok(Step::Sent { .. } | Step::Moved) => continue,
-                Ok(Step::CaughtUp) => return,
+                Ok(true) => continue,
+                Ok(false) => return,
                 Err(()) => {
                     self.retry_at = Some(Instant::now() + TICK);
                     return;
@@ -342,10 +316,10 @@ impl Worker {
         }
     }
 
-    /// One round: reads a chunk of the journal and sends it, or moves on to
-    /// the next segment; `Err` when the log did not take it (retried later
-    /// from the same place).
-    async fn step(&mut self) -> Result<Step, ()> {
+    /// One round: reads a chunk of the journal and sends it. `Ok(true)` when
+    /// there may be more, `Ok(false)` when caught up, `Err` when the log
+    /// did not take it (retried later from the same place).
+    async fn step(&mut self) -> Result<bool, ()> {
         let mut current = self.journal.current();
         if self.reading.is_none() {
             let first = self
@@ -359,7 +333,7 @@ impl Worker {
             });
         }
         let Some(at) = self.reading else {
-            return Ok(Step::CaughtUp);
+            return Ok(false);
         };
         let full = at.offset >= journal::SEGMENT_BYTES;
         let closing = self.counters.closing.load(Ordering::Relaxed)
@@ -383,10 +357,7 @@ impl Worker {
         };
         let end = chunk.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if end == 0 {
-            return Ok(match self.finish_segment(at, &current, chunk.len()) {
-                true => Step::Moved,
-                false => Step::CaughtUp,
-            });
+            return Ok(self.finish_segment(at, &current, chunk.len()));
         }
         let lines: Vec<&[u8]> = journal::complete_lines(&chunk[..end]).collect();
         if !self.send(&lines).await {
@@ -396,9 +367,7 @@ impl Worker {
             segment: at.segment,
             offset: at.offset + end as u64,
         });
-        Ok(Step::Sent {
-            to_the_end: chunk.len() < READ_BYTES,
-        })
+        Ok(true)
     }
 
     /// Nothing complete is left in the segment being read: moves on to the

@@ -100,4 +100,5 @@ bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	command -v valgrind >/dev/null || (apt-get update -q && apt-get install -y -q valgrind)
 	command -v node >/dev/null || (apt-get update -q && apt-get install -y -q nodejs npm)
+	command -v nginx >/dev/null || (apt-get update -q && apt-get install -y -q nginx-light)
 	command -v oha >/dev/null || $(CARGO) install oha --locked --version 1.16.0

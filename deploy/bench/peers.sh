@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Model Router beside its peers, in one run on this machine: the same fast
-# mock upstream (peers/mock.mjs) served directly, through Model Router `up`
-# (usage events and the ledger on, as shipped), through Portkey's gateway
-# and through LiteLLM's proxy (one worker, no database). Each gateway runs
+# mock upstream (peers/mock.mjs) served directly, through nginx (one worker,
+# a plain reverse proxy with upstream keep-alive: what relaying alone costs
+# on this machine, the floor no gateway can go under), through Model Router
+# `up` (usage events and the ledger on, as shipped), through Portkey's
+# gateway and through LiteLLM's proxy (one worker, no database). Each gateway runs
 # pinned to core 0; the load generator and the mock share core 1. Every
 # round starts each target afresh, in turn, so drift on this shared machine
 # spreads over all of them; the summary gives medians and ranges.
@@ -10,7 +12,7 @@
 #   BENCH_PEERS_DIR   where the peers are installed (default ~/.cache/model-router/peers)
 #   BENCH_ROUNDS      rounds (default 3)
 #   BENCH_SECONDS     seconds per measured run (default 10)
-#   BENCH_TARGETS     which targets, in order (default "direct modelrouter portkey litellm")
+#   BENCH_TARGETS     which targets, in order (default "direct nginx modelrouter portkey litellm")
 # Per target: RSS idle (after start, before any request) and after load;
 # req/s at saturation (wrk, 64 connections, one thread); CPU per request
 # over that run (the gateway's own process tree, from /proc); p50/p90/p99
@@ -22,13 +24,13 @@ BIN=${MODELROUTER_BIN:?set MODELROUTER_BIN}
 PEERS=${BENCH_PEERS_DIR:-$HOME/.cache/model-router/peers}
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-10}
-TARGETS=${BENCH_TARGETS:-direct modelrouter portkey litellm}
+TARGETS=${BENCH_TARGETS:-direct nginx modelrouter portkey litellm}
 LITELLM_VERSION=1.108.7
 PORTKEY_VERSION=1.15.2
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
-for tool in wrk oha node taskset; do
+for tool in wrk oha node taskset nginx; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (make bench-tools)" >&2; exit 1; }
 done
 
@@ -75,6 +77,37 @@ start_target() {
           MODELROUTER_DATA_DIR="$WORK/mr" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
         start modelrouter taskset -c 0 "$BIN" up)
       URL="$base/v1/chat/completions" HEADERS="Authorization: Bearer $KEY" PID=$(cat "$WORK/modelrouter.pid")
+      ;;
+    nginx)
+      port=$(free_port)
+      mkdir -p "$WORK/nginx"
+      # Buffering off, so a stream's first byte is passed on as it arrives.
+      cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  upstream mock { server ${MOCK#http://}; keepalive 64; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+      taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.out" 2>"$WORK/nginx.err" &
+      echo $! >"$WORK/nginx.pid"
+      wait_port "$port"
+      URL="http://127.0.0.1:$port/v1/chat/completions" PID=$(cat "$WORK/nginx.pid")
       ;;
     portkey)
       port=$(free_port)

@@ -1,13 +1,19 @@
 """Summarises peers.sh results: medians and ranges over the rounds, latency
 added over the direct run of the same round, and ratios to direct and to
-Model Router. Usage: summary.py RESULTS "direct modelrouter portkey litellm"
+Model Router. Usage: summary.py RESULTS "direct nginx modelrouter portkey litellm"
 """
 
 import statistics
 import sys
 from collections import defaultdict
 
-NAMES = {"direct": "direct (mock)", "modelrouter": "Model Router up", "portkey": "Portkey", "litellm": "LiteLLM"}
+NAMES = {
+    "direct": "direct (mock)",
+    "nginx": "nginx (relaying alone)",
+    "modelrouter": "Model Router up",
+    "portkey": "Portkey",
+    "litellm": "LiteLLM",
+}
 
 
 def num(v):

@@ -1,13 +1,14 @@
 //! Every SQLite connection the pool opens gets the store's settings, not
 //! only the first: the pool replaces connections after their idle time or
 //! lifetime, and a replacement with SQLite's defaults would checkpoint
-//! four times as often, cache a sixteenth of the pages and write its
-//! statement journals and sorts to files under `/var/tmp`.
+//! more often, cache a sixteenth of the pages and write its statement
+//! journals and sorts to files under `/var/tmp`. A new database file gets
+//! 16 KiB pages.
 
 use store::Store;
 use test_support::backends::TempDir;
 
-async fn settings(conn: &mut sqlx::AnyConnection) -> (String, i64, i64, i64, i64) {
+async fn settings(conn: &mut sqlx::AnyConnection) -> (String, Vec<i64>) {
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut *conn)
         .await
@@ -18,6 +19,7 @@ async fn settings(conn: &mut sqlx::AnyConnection) -> (String, i64, i64, i64, i64
         "wal_autocheckpoint",
         "cache_size",
         "temp_store",
+        "page_size",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
             .fetch_one(&mut *conn)
@@ -25,7 +27,7 @@ async fn settings(conn: &mut sqlx::AnyConnection) -> (String, i64, i64, i64, i64
             .unwrap();
         numbers.push(n);
     }
-    (mode, numbers[0], numbers[1], numbers[2], numbers[3])
+    (mode, numbers)
 }
 
 #[tokio::test]
@@ -33,7 +35,7 @@ async fn a_replaced_connection_has_the_same_settings() {
     let dir = TempDir::new();
     let url = format!("sqlite:{}", dir.0.join("s.db").display());
     let store = Store::connect(&url).await.unwrap();
-    let expected = ("wal".to_owned(), 2, 8192, -32768, 2);
+    let expected = ("wal".to_owned(), vec![2, 2048, -32768, 2, 16384]);
     let mut first = store.pool.acquire().await.unwrap();
     assert_eq!(settings(&mut first).await, expected);
     // Closed instead of returned: the pool must open a new one.

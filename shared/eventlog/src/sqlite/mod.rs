@@ -94,6 +94,8 @@ impl SqliteLog {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
+            // A new file's pages: 16 KiB, as the store's (see `store`).
+            .page_size(16384)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
@@ -659,28 +661,33 @@ impl Bucket for SqliteBucket {
 mod tests {
     use super::*;
 
-    async fn synchronous(pool: &SqlitePool) -> i64 {
+    /// `PRAGMA synchronous` and `page_size` on a connection of `pool`.
+    async fn settings(pool: &SqlitePool) -> (i64, i64) {
         let mut conn = pool.acquire().await.unwrap();
         let level = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut *conn)
             .await
             .unwrap();
+        let page = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
         // Closed, not returned: the next use opens a new connection.
         conn.close().await.unwrap();
-        level
+        (level, page)
     }
 
     /// Appends are fsynced at commit (FULL, 2) on every connection the
     /// pool opens, the first and its replacements; bucket values and acks
-    /// are not (NORMAL, 1).
+    /// are not (NORMAL, 1). A new file has 16 KiB pages.
     #[tokio::test]
     async fn appends_are_fsynced_and_derived_writes_are_not() {
         let dir = std::env::temp_dir().join(format!("log-sync-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = SqliteLog::open(&dir.join("events.db")).await.unwrap();
         for _ in 0..2 {
-            assert_eq!(synchronous(&log.pool).await, 2, "appends: FULL");
-            assert_eq!(synchronous(&log.derived).await, 1, "derived: NORMAL");
+            assert_eq!(settings(&log.pool).await, (2, 16384), "appends: FULL");
+            assert_eq!(settings(&log.derived).await, (1, 16384), "derived: NORMAL");
         }
         let bucket = log.bucket("accounts").await.unwrap();
         bucket.put("a", b"1").await.unwrap();

@@ -168,10 +168,10 @@ static DRIVERS: Once = Once::new();
 ///   (docs/PERFORMANCE.md);
 /// - WAL, and an fsync of it at every commit (`FULL`): a committed batch
 ///   survives power loss, since its events' acks are in another file;
-/// - a larger WAL between checkpoints (2,048 pages, 32 MiB of 16 KiB
-///   pages, instead of SQLite's 1,000): the ledger's batches rewrite the
-///   same index pages, which a checkpoint then writes back once instead of
-///   every few batches;
+/// - a larger WAL between checkpoints (32 MiB, in pages of the file's own
+///   size, instead of SQLite's 1,000 pages): the ledger's batches rewrite
+///   the same index pages, which a checkpoint then writes back once instead
+///   of every few batches;
 /// - a 32 MiB page cache (SQLite's default is 2): a batch's rows land on
 ///   index pages all over the account-keyed indexes; the cache fills only
 ///   as pages are read, so an idle process does not pay for it;
@@ -180,20 +180,31 @@ static DRIVERS: Once = Once::new();
 ///   each open, write and delete a file under `/var/tmp` (about a dozen a
 ///   second in `up` at 200 requests a second), none of it needed after a
 ///   crash.
-const SQLITE_PRAGMAS: [&str; 6] = [
+const SQLITE_PRAGMAS: [&str; 5] = [
     // Before anything that creates the file's first page.
     "PRAGMA page_size = 16384",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
-    "PRAGMA wal_autocheckpoint = 2048",
     "PRAGMA cache_size = -32768",
     "PRAGMA temp_store = MEMORY",
 ];
+
+/// WAL written between automatic checkpoints.
+const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
 
 async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     for pragma in SQLITE_PRAGMAS {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
+    // SQLite counts the threshold in pages, and a file made before 16 KiB
+    // pages keeps its 4 KiB ones.
+    let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = CHECKPOINT_BYTES / page.max(512);
+    sqlx::query(&format!("PRAGMA wal_autocheckpoint = {pages}"))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

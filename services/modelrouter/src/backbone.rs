@@ -82,6 +82,32 @@ pub async fn open_store(config: &Config) -> Result<Store, BoxError> {
     Ok(store)
 }
 
+/// For an operator command that acts on a deployment's books (reconcile,
+/// grant, export, a password reset): the embedded files it would read must
+/// exist already. Run from the wrong directory, opening them would create
+/// an empty data dir there instead, and the command would report on it
+/// ("no usage is missing") or write to it (a grant no deployment reads).
+pub fn existing_deployment(config: &Config) -> Result<(), BoxError> {
+    let embedded = [
+        config.event_log.is_none().then_some("events.db"),
+        config.database_url.is_none().then_some("ledger.db"),
+    ];
+    for file in embedded.into_iter().flatten() {
+        let path = config.data_dir.join(file);
+        if !path.exists() {
+            return Err(format!(
+                "no deployment's data here: {} does not exist (a deployment's data dir \
+                 holds it once `modelrouter up` has run). Run this where the deployment \
+                 runs, or set MODELROUTER_DATA_DIR to its data dir \
+                 (MODELROUTER_EVENT_LOG and MODELROUTER_DATABASE_URL for a fleet's)",
+                path.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Creates the data dir (0700), or makes an existing one the owner's only.
 fn create_dir(dir: &Path) -> Result<(), BoxError> {
     gateway::files::create_private_dir(dir)

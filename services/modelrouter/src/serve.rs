@@ -435,6 +435,7 @@ pub async fn grant(
     if amount <= money::Money::ZERO {
         return Err("--amount must be positive".into());
     }
+    backbone::existing_deployment(&config)?;
     let log = backbone::open_log(&config, Reach::Now).await?;
     let envelope = events::Envelope::new(events::Event::CreditsGranted(events::CreditsGranted {
         account,
@@ -494,6 +495,7 @@ pub async fn reconcile(config: Config, stripe: bool) -> Result<(), BoxError> {
         )?),
         false => None,
     };
+    backbone::existing_deployment(&config)?;
     let log = backbone::open_log(&config, Reach::Now).await?;
     let store = backbone::open_store(&config).await?;
     let audit =
@@ -545,6 +547,7 @@ pub async fn reconcile(config: Config, stripe: bool) -> Result<(), BoxError> {
 
 /// `modelrouter user reset-password`: prints a one-time link for the user.
 pub async fn reset_password(config: Config, email: &str) -> Result<(), BoxError> {
+    backbone::existing_deployment(&config)?;
     let store = backbone::open_store(&config).await?;
     let token = control_plane::ops::create_password_reset(&store, email).await?;
     println!(
@@ -561,6 +564,7 @@ pub async fn export(
     to: chrono::NaiveDate,
     out: Option<PathBuf>,
 ) -> Result<(), BoxError> {
+    backbone::existing_deployment(&config)?;
     let store = backbone::open_store(&config).await?;
     let mut buffer = Vec::new();
     let rows = ledger::export::export(&store, None, from, to, &mut buffer).await?;

@@ -530,3 +530,47 @@ async fn public_pages_show_the_catalog_live_status_and_incidents_without_tenant_
         }
     }
 }
+
+/// An operator command run where no deployment is (the wrong directory, a
+/// mistyped data dir) is refused with a message and creates nothing:
+/// opening the embedded files would make an empty data dir, on which
+/// `reconcile` said "no usage is missing" and `grant` appended credits no
+/// deployment would ever read.
+#[tokio::test]
+async fn operator_commands_refuse_a_data_dir_without_a_deployment() {
+    let bin = env!("CARGO_BIN_EXE_modelrouter");
+    let parent = temp_dir("no-deployment");
+    let data = parent.join("data");
+    let account = uuid::Uuid::now_v7().to_string();
+    let commands: [&[&str]; 4] = [
+        &["reconcile"],
+        &["grant", "--account", &account, "--amount", "10"],
+        &[
+            "ledger",
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-31",
+        ],
+        &["user", "reset-password", "a@example.com"],
+    ];
+    for args in commands {
+        let out = Command::new(bin)
+            .args(args)
+            .env("MODELROUTER_DATA_DIR", &data)
+            .env_remove("MODELROUTER_EVENT_LOG")
+            .env_remove("MODELROUTER_DATABASE_URL")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("no deployment's data here") && stderr.contains("events.db"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    std::fs::remove_dir_all(&parent).ok();
+}

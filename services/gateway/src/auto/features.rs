@@ -17,9 +17,10 @@
 //! non-Latin letters (Chinese, Japanese) also gives its letter pairs. Each
 //! distinct feature counts once, at a value of one over the fourth root of
 //! their number, so a long instruction weighs more than a short one, but not
-//! in proportion. Each dense feature also gives its range in steps of 0.5
-//! (`turns≥1.5`), so a signal can weigh differently at different sizes, and
-//! the instruction is matched against [`lexicon`]'s concept groups.
+//! in proportion. The instruction is also matched against [`lexicon`]'s
+//! concept groups. Dense features enter as their value only: up to recipe 4
+//! each also gave its range (`turns≥1.5`) as a text feature, which fitted the
+//! families a fit saw better and the ones it had not seen worse.
 //!
 //! [`VERSION`] names this recipe: a model file trained on another one is refused.
 
@@ -29,7 +30,7 @@ use super::signals::{self, Signals};
 use super::{instruction, lexicon};
 
 /// The feature recipe's version; bump it whenever a feature changes meaning.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Text features are hashed into `2^HASH_BITS` slots.
 pub const HASH_BITS: u32 = 18;
@@ -43,11 +44,6 @@ const LONG_WORD: usize = 9;
 const LETTER_RUNS: usize = 8;
 const NUMBER: &str = "<num>";
 const MAX_UNIT: usize = 3;
-const BIN: f32 = 0.5;
-const MAX_BIN: usize = 12;
-const HALVES: [&str; MAX_BIN + 1] = [
-    "0", "0.5", "1", "1.5", "2", "2.5", "3", "3.5", "4", "4.5", "5", "5.5", "6",
-];
 
 /// The conversation's signals among the dense features.
 const SIGNALS: [&str; 30] = [
@@ -107,9 +103,6 @@ pub enum Kind {
     Pair,
     Letters,
     Material,
-    /// A dense feature's range (`turns≥1.5`): lets a linear model weigh a
-    /// signal differently at different sizes.
-    Bin,
 }
 
 impl Kind {
@@ -120,7 +113,6 @@ impl Kind {
             Kind::Pair => b'p',
             Kind::Letters => b'l',
             Kind::Material => b'm',
-            Kind::Bin => b'b',
         }
     }
 
@@ -132,7 +124,6 @@ impl Kind {
             Kind::Pair => "words",
             Kind::Letters => "letters",
             Kind::Material => "quoted",
-            Kind::Bin => "range",
         }
     }
 }
@@ -272,7 +263,6 @@ pub fn read(request: &ChatRequest) -> Features {
     }
     last.instruction_words = text.last_words - before;
     let dense = dense(&s, last);
-    text.bins(&dense);
     let (text, words) = text.finish();
     Features { dense, text, words }
 }
@@ -450,32 +440,15 @@ impl Text {
         }
     }
 
-    /// Adds each non-zero dense feature's range, in steps of [`BIN`].
-    fn bins(&mut self, dense: &[f32; DENSE.len()]) {
-        for (name, x) in DENSE.iter().zip(dense) {
-            if *x > 0.0 {
-                let start = self.words.len();
-                let step = ((x / BIN).floor() as usize).min(MAX_BIN);
-                self.words.push_str(name);
-                self.words.push('≥');
-                self.words.push_str(HALVES[step]);
-                let end = self.words.len();
-                self.add(Kind::Bin, start, end);
-                self.words.push(' ');
-            }
-        }
-    }
-
     fn finish(mut self) -> (Vec<TextFeature>, String) {
-        let words = self.found.iter().filter(|f| f.1 != Kind::Bin).count();
-        let value = 1.0 / (words.max(1) as f32).powf(0.25);
+        let value = 1.0 / (self.found.len().max(1) as f32).powf(0.25);
         let text = self
             .found
             .iter()
             .copied()
             .map(|(slot, kind, start, end)| TextFeature {
                 slot,
-                value: if kind == Kind::Bin { 1.0 } else { value },
+                value,
                 kind,
                 at: start..end,
             })
@@ -521,15 +494,14 @@ mod tests {
             1,
             "once each"
         );
-        let words: Vec<&TextFeature> = f.text.iter().filter(|t| t.kind != Kind::Bin).collect();
-        let expected = 1.0 / (words.len() as f32).powf(0.25);
+        let expected = 1.0 / (f.text.len() as f32).powf(0.25);
         assert!(
-            words.iter().all(|t| t.value == expected),
+            f.text.iter().all(|t| t.value == expected),
             "one over the fourth root"
         );
         assert!(
-            texts(&f).contains(&"concept_speed≥1"),
-            "ranges: {:?}",
+            !texts(&f).iter().any(|t| t.contains('≥')),
+            "dense features give no ranges: {:?}",
             texts(&f)
         );
         assert!(!texts(&f).contains(&"num>"), "numbers give no letter runs");

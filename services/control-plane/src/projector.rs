@@ -35,6 +35,10 @@ pub struct Projector {
     policies: Arc<dyn Bucket>,
     /// Woken when an alert may have been raised, for the deliverer.
     alerts_raised: Arc<Notify>,
+    /// Held while a view is read and put: the request that made a change
+    /// and the durable consumer both publish, and a read taken before the
+    /// change but put after it would leave the bucket with the old view.
+    publishing: tokio::sync::Mutex<()>,
 }
 
 impl Projector {
@@ -45,6 +49,7 @@ impl Projector {
             keys: log.bucket(KEYS_BUCKET).await?,
             policies: log.bucket(POLICIES_BUCKET).await?,
             alerts_raised: Arc::default(),
+            publishing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -78,6 +83,7 @@ impl Projector {
     }
 
     async fn publish(&self, event: &Event) -> Result<(), CpError> {
+        let _publishing = self.publishing.lock().await;
         match event {
             Event::KeyIssued(k) if !k.admin => self.publish_key(&k.digest).await,
             Event::KeyRevoked(k) => self.publish_key(&k.digest).await,

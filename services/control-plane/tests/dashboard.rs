@@ -403,13 +403,14 @@ async fn a_block_makes_routing_skip_the_provider() {
         .await;
     assert_eq!(page.status, 303);
     assert!(browser.get("/providers").await.body.contains("blocked"));
-    let (status, next) = provider_of("economy").await;
-    assert_eq!(status, 200);
-    assert_ne!(
-        next.as_deref(),
-        Some(first.as_str()),
-        "the very next request skips {first}"
-    );
+    // Gateways follow the policies bucket: the block reaches them within
+    // milliseconds of the page's answer (the README's promise), not before.
+    let skipped = within(Duration::from_secs(1), async || {
+        let (status, next) = provider_of("economy").await;
+        status == 200 && next.as_deref() != Some(first.as_str())
+    })
+    .await;
+    assert!(skipped.is_some(), "routing skips {first} within 1 s");
     // Pinning a model of the blocked provider: 403 in the OpenAI envelope.
     let catalog = stack.gateway.gateway.catalog.snapshot();
     let model = catalog
@@ -432,7 +433,11 @@ async fn a_block_makes_routing_skip_the_provider() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(stack.chat(&key, &model).await.status(), 200);
+    let served = within(Duration::from_secs(1), async || {
+        stack.chat(&key, &model).await.status() == 200
+    })
+    .await;
+    assert!(served.is_some(), "{model} is served again within 1 s");
     let (status, body) = browser
         .api(
             Method::PUT,

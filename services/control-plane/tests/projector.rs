@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use control_plane::projector::Projector;
 use eventlog::EventLog;
-use events::{AccountId, Event, KeyIssued, KEYS_BUCKET};
+use events::{
+    AccountId, Envelope, Event, KeyIssued, PolicyView, ProviderBlock, KEYS_BUCKET, POLICIES_BUCKET,
+};
 use money::Money;
 use test_support::backends::{usage_event, Backends};
 use test_support::faults::RefusingPuts;
@@ -180,6 +182,53 @@ async fn a_record_is_acked_only_after_its_view_is_stored(backends: Backends) {
     backends.cleanup().await;
 }
 
+/// A change applied by the request that made it is what the `policies`
+/// bucket holds when that request returns, although the durable consumer
+/// republishes the same account meanwhile: a view it read before the
+/// change must not be put after it. Blocks and unblocks alternate quickly,
+/// so the consumer, a few events behind, races every one of them.
+async fn the_bucket_holds_the_view_of_the_last_change(backends: Backends) {
+    backends.store.migrate().await.unwrap();
+    let projector = Arc::new(
+        Projector::new(&*backends.log, backends.store.clone())
+            .await
+            .unwrap(),
+    );
+    let running =
+        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
+    let policies = backends.log.bucket(POLICIES_BUCKET).await.unwrap();
+    let account = AccountId::new();
+    let mut stale = Vec::new();
+    for change in 0..1_000 {
+        let block = ProviderBlock {
+            account,
+            provider: "openai".into(),
+            by: None,
+        };
+        let blocked = change % 2 == 0;
+        let envelope = Envelope::new(if blocked {
+            Event::ProviderBlocked(block)
+        } else {
+            Event::ProviderUnblocked(block)
+        });
+        // As the control plane records a change: append, then apply at once.
+        backends.append(&envelope).await;
+        projector.apply(&envelope).await.unwrap();
+        let entry = policies.get(&account.to_string()).await.unwrap().unwrap();
+        let view: PolicyView = serde_json::from_slice(&entry.value).unwrap();
+        if view.blocked.is_empty() == blocked {
+            stale.push(change);
+        }
+    }
+    running.abort();
+    assert!(
+        stale.is_empty(),
+        "after changes {stale:?} the bucket held the view from before them"
+    );
+    backends.cleanup().await;
+}
+
 test_support::on_both!(skips_and_acks_usage_and_applies_its_own);
+test_support::on_both!(the_bucket_holds_the_view_of_the_last_change);
 test_support::on_both!(a_record_that_failed_is_applied_when_it_can_be);
 test_support::on_both!(a_record_is_acked_only_after_its_view_is_stored);

@@ -2,8 +2,9 @@
 //! its requests' text is captured for its traces.
 //!
 //! The control plane keeps one [`PolicyView`] per account in the `policies`
-//! bucket; every gateway follows it, so a block applies to the account's
-//! next request on every gateway.
+//! bucket; every gateway follows it, so a block reaches every gateway
+//! within milliseconds (a request already routing may still use the
+//! provider).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -250,6 +250,52 @@ async fn buckets_keep_the_latest_value_and_watches_see_changes(log: &dyn EventLo
     assert!(empty.snapshot().await.unwrap().is_empty());
 }
 
+/// Watchers hear a key's values in revision order although puts race: a
+/// gateway applies them as they come, so one older value heard last would
+/// stay its view (a provider still blocked after the unblock returned).
+async fn racing_puts_are_watched_in_revision_order(log: &dyn EventLog) {
+    const WRITERS: usize = 16;
+    const PUTS: usize = 60;
+    let bucket = log.bucket("accounts").await.unwrap();
+    let mut watch = bucket.watch().await.unwrap();
+    let writers = (0..WRITERS).map(|writer| {
+        let bucket = std::sync::Arc::clone(&bucket);
+        tokio::spawn(async move {
+            for put in 0..PUTS {
+                let value = format!("{writer}-{put}");
+                bucket.put("acct-a", value.as_bytes()).await.unwrap();
+            }
+        })
+    });
+    for writer in futures_util::future::join_all(writers).await {
+        writer.unwrap();
+    }
+    // Every value may not be heard (a watch may skip to a key's latest);
+    // the stored one must be, last.
+    let stored = bucket.get("acct-a").await.unwrap().unwrap();
+    let mut heard = Vec::new();
+    while heard
+        .last()
+        .is_none_or(|e: &eventlog::Entry| e.revision != stored.revision)
+    {
+        let e = tokio::time::timeout(WAIT, watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("the stored value is heard ({} heard)", heard.len()))
+            .unwrap()
+            .unwrap();
+        heard.push(e);
+    }
+    let late = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+    assert!(late.is_err(), "heard after the stored value: {late:?}");
+    let behind: Vec<u64> = heard
+        .windows(2)
+        .filter(|pair| pair[1].revision <= pair[0].revision)
+        .map(|pair| pair[1].revision)
+        .collect();
+    assert!(behind.is_empty(), "heard after a newer value: {behind:?}");
+    assert_eq!(heard.last().map(|e| &e.value), Some(&stored.value));
+}
+
 /// A batch acked with one confirmed ack is done, all of it; one that was
 /// not acked comes again whole, in order, after a partial ack.
 async fn a_batch_acked_at_once_is_not_delivered_again(log: &dyn EventLog) {
@@ -388,17 +434,20 @@ async fn two_unacked_batches_do_not_stop_delivery(log: &dyn EventLog) {
 
 macro_rules! conformance {
     ($name:ident) => {
+        conformance!($name, "current_thread");
+    };
+    ($name:ident, $flavor:literal) => {
         mod $name {
             use super::*;
 
-            #[tokio::test]
+            #[tokio::test(flavor = $flavor)]
             async fn on_nats() {
                 let log = nats().await;
                 super::$name(&log).await;
                 log.destroy(&["accounts"]).await.unwrap();
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = $flavor)]
             async fn on_sqlite() {
                 let (log, _dir) = sqlite().await;
                 super::$name(&log).await;
@@ -408,6 +457,7 @@ macro_rules! conformance {
 }
 
 conformance!(appends_are_ordered_and_deduplicated_by_id);
+conformance!(racing_puts_are_watched_in_revision_order, "multi_thread");
 conformance!(consumers_resume_after_their_acks_and_redeliver_the_rest);
 conformance!(a_consumer_at_the_end_sees_every_later_append);
 conformance!(buckets_keep_the_latest_value_and_watches_see_changes);

@@ -362,6 +362,7 @@ impl EventLog for SqliteLog {
                 writes: self.derived.clone(),
                 name: name.to_owned(),
                 changes: broadcast::channel(WATCH_BUFFER).0,
+                ordered: tokio::sync::Mutex::new(()),
             })
         });
         Ok(Arc::clone(bucket) as Arc<dyn Bucket>)
@@ -492,6 +493,10 @@ struct SqliteBucket {
     writes: SqlitePool,
     name: String,
     changes: broadcast::Sender<Entry>,
+    /// Held from a put's transaction to its announcement, so watchers hear
+    /// values in revision order: two puts racing between commit and
+    /// announce would otherwise leave a watcher with the older value.
+    ordered: tokio::sync::Mutex<()>,
 }
 
 impl SqliteBucket {
@@ -535,6 +540,7 @@ impl SqliteBucket {
 #[async_trait]
 impl Bucket for SqliteBucket {
     async fn put(&self, key: &str, value: &[u8]) -> Result<u64> {
+        let _ordered = self.ordered.lock().await;
         let mut tx = self.writes.begin().await?;
         let revision = self.put_on(&mut tx, key, value).await?;
         tx.commit().await?;
@@ -552,6 +558,7 @@ impl Bucket for SqliteBucket {
         if count == 0 {
             return Ok(());
         }
+        let _ordered = self.ordered.lock().await;
         let mut tx = self.writes.begin().await?;
         let last: i64 = sqlx::query_scalar(
             "INSERT INTO kv_revisions (bucket, revision) VALUES ($1, $2)

@@ -57,6 +57,15 @@ pub enum CpError {
     Internal(String),
 }
 
+impl From<store::StoreError> for CpError {
+    fn from(e: store::StoreError) -> CpError {
+        match e {
+            store::StoreError::Database(e) => CpError::Store(e),
+            other => CpError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl CpError {
     /// The field `param` is wrong: `message` says how.
     pub fn invalid(param: &'static str, message: impl Into<String>) -> CpError {

@@ -28,6 +28,9 @@ const SKIPPED_ACKS: usize = 256;
 /// … and at most this long after the first of them came.
 const SKIPPED_WAIT: Duration = Duration::from_millis(100);
 
+/// The database-wide lock held while a view is read and put ("mr-views").
+pub const VIEWS_LOCK: i64 = 0x6d72_2d76_6965_7773;
+
 /// The control plane's projection and the buckets it feeds.
 pub struct Projector {
     store: Store,
@@ -36,8 +39,10 @@ pub struct Projector {
     /// Woken when an alert may have been raised, for the deliverer.
     alerts_raised: Arc<Notify>,
     /// Held while a view is read and put: the request that made a change
-    /// and the durable consumer both publish, and a read taken before the
-    /// change but put after it would leave the bucket with the old view.
+    /// and the durable consumers (of every replica) all publish, and a read
+    /// taken before the change but put after it would leave the bucket with
+    /// the old view. Within a process this lock, across replicas
+    /// [`VIEWS_LOCK`].
     publishing: tokio::sync::Mutex<()>,
 }
 
@@ -83,30 +88,29 @@ impl Projector {
     }
 
     async fn publish(&self, event: &Event) -> Result<(), CpError> {
+        let Some(view) = View::of(event) else {
+            return Ok(());
+        };
         let _publishing = self.publishing.lock().await;
-        match event {
-            Event::KeyIssued(k) if !k.admin => self.publish_key(&k.digest).await,
-            Event::KeyRevoked(k) => self.publish_key(&k.digest).await,
-            Event::KeyLimitsSet(k) => {
+        let replicas = self.store.exclusive(VIEWS_LOCK).await?;
+        match view {
+            View::Key(digest) => self.publish_key(digest).await?,
+            View::KeyById { account, key } => {
                 let digest: Option<String> = sqlx::query_scalar(
                     "SELECT digest FROM api_keys WHERE account = $1 AND id = $2",
                 )
-                .bind(k.account.to_string())
-                .bind(&k.key)
+                .bind(account.to_string())
+                .bind(key)
                 .fetch_optional(&self.store.pool)
                 .await?;
-                match digest {
-                    Some(digest) => self.publish_key(&digest).await,
-                    None => Ok(()),
+                if let Some(digest) = digest {
+                    self.publish_key(&digest).await?;
                 }
             }
-            Event::ProviderBlocked(b) | Event::ProviderUnblocked(b) => {
-                self.publish_policy(b.account).await
-            }
-            Event::TelemetryDestinationSet(d) => self.publish_policy(d.account).await,
-            Event::TelemetryDestinationRemoved(r) => self.publish_policy(r.account).await,
-            _ => Ok(()),
+            View::Policy(account) => self.publish_policy(account).await?,
         }
+        replicas.release().await?;
+        Ok(())
     }
 
     async fn publish_key(&self, digest: &str) -> Result<(), CpError> {
@@ -258,6 +262,35 @@ impl Projector {
             self.apply(&envelope).await?;
         }
         Ok(())
+    }
+}
+
+/// The gateways' view an event changes.
+enum View<'a> {
+    /// The key of this digest, in the `keys` bucket.
+    Key(&'a str),
+    /// The key of this id, found by its account.
+    KeyById { account: AccountId, key: &'a str },
+    /// The account's blocks and capture, in the `policies` bucket.
+    Policy(AccountId),
+}
+
+impl<'a> View<'a> {
+    fn of(event: &'a Event) -> Option<View<'a>> {
+        match event {
+            Event::KeyIssued(k) if !k.admin => Some(View::Key(&k.digest)),
+            Event::KeyRevoked(k) => Some(View::Key(&k.digest)),
+            Event::KeyLimitsSet(k) => Some(View::KeyById {
+                account: k.account,
+                key: &k.key,
+            }),
+            Event::ProviderBlocked(b) | Event::ProviderUnblocked(b) => {
+                Some(View::Policy(b.account))
+            }
+            Event::TelemetryDestinationSet(d) => Some(View::Policy(d.account)),
+            Event::TelemetryDestinationRemoved(r) => Some(View::Policy(r.account)),
+            _ => None,
+        }
     }
 }
 

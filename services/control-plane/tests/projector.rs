@@ -189,13 +189,74 @@ async fn a_record_is_acked_only_after_its_view_is_stored(backends: Backends) {
 /// so the consumer, a few events behind, races every one of them.
 async fn the_bucket_holds_the_view_of_the_last_change(backends: Backends) {
     backends.store.migrate().await.unwrap();
+    let projector = running_projector(&backends).await;
+    alternate_blocks(&backends, &[projector]).await;
+    backends.cleanup().await;
+}
+
+/// The same across two control-plane replicas (each with its consumer)
+/// on one PostgreSQL: requests land on either, and each replica's
+/// consumer races the other's requests. A replica publishes only while it
+/// holds the database's views lock, so one holding it makes the other wait.
+#[tokio::test]
+async fn replicas_put_the_view_of_the_last_change() {
+    let backends = Backends::distributed().await;
+    backends.store.migrate().await.unwrap();
+    let replicas = [
+        running_projector(&backends).await,
+        running_projector(&backends).await,
+    ];
+    alternate_blocks(&backends, &replicas).await;
+
+    let account = AccountId::new();
+    let envelope = Envelope::new(Event::ProviderBlocked(ProviderBlock {
+        account,
+        provider: "xai".into(),
+        by: None,
+    }));
+    backends.append(&envelope).await;
+    let other_replica = backends
+        .store
+        .exclusive(control_plane::projector::VIEWS_LOCK)
+        .await
+        .unwrap();
+    let applying = tokio::spawn({
+        let replica = Arc::clone(&replicas[0]);
+        async move { replica.apply(&envelope).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !applying.is_finished(),
+        "a replica publishes while another holds the views lock"
+    );
+    other_replica.release().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), applying)
+        .await
+        .expect("published once the lock is free")
+        .unwrap()
+        .unwrap();
+    let policies = backends.log.bucket(POLICIES_BUCKET).await.unwrap();
+    let entry = policies.get(&account.to_string()).await.unwrap().unwrap();
+    let view: PolicyView = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(view.blocked, ["xai"]);
+    backends.cleanup().await;
+}
+
+/// A projector of `backends` whose durable consumer runs until the test ends.
+async fn running_projector(backends: &Backends) -> Arc<Projector> {
     let projector = Arc::new(
         Projector::new(&*backends.log, backends.store.clone())
             .await
             .unwrap(),
     );
-    let running =
-        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
+    tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
+    projector
+}
+
+/// Blocks and unblocks a provider 1,000 times, each change recorded as a
+/// request does (append, then apply at once) on the replicas in turn, and
+/// checks the `policies` bucket holds that change's view when it returns.
+async fn alternate_blocks(backends: &Backends, replicas: &[Arc<Projector>]) {
     let policies = backends.log.bucket(POLICIES_BUCKET).await.unwrap();
     let account = AccountId::new();
     let mut stale = Vec::new();
@@ -211,21 +272,19 @@ async fn the_bucket_holds_the_view_of_the_last_change(backends: Backends) {
         } else {
             Event::ProviderUnblocked(block)
         });
-        // As the control plane records a change: append, then apply at once.
         backends.append(&envelope).await;
-        projector.apply(&envelope).await.unwrap();
+        let replica = &replicas[change % replicas.len()];
+        replica.apply(&envelope).await.unwrap();
         let entry = policies.get(&account.to_string()).await.unwrap().unwrap();
         let view: PolicyView = serde_json::from_slice(&entry.value).unwrap();
         if view.blocked.is_empty() == blocked {
             stale.push(change);
         }
     }
-    running.abort();
     assert!(
         stale.is_empty(),
         "after changes {stale:?} the bucket held the view from before them"
     );
-    backends.cleanup().await;
 }
 
 test_support::on_both!(skips_and_acks_usage_and_applies_its_own);

@@ -51,6 +51,23 @@ pub struct Store {
 /// The PostgreSQL advisory lock key held while migrating ("mr-migr" in ASCII).
 pub const MIGRATION_LOCK: i64 = 0x006d_722d_6d69_6772;
 
+/// A section only one process at a time runs against this database, held
+/// until dropped or [`Exclusive::release`]d: on PostgreSQL a transaction
+/// holding an advisory lock (so every replica waits for it), on SQLite
+/// nothing (one process owns the file, and serialises within itself).
+pub struct Exclusive(Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl Exclusive {
+    /// Ends the section now rather than when the guard's connection is
+    /// next reused.
+    pub async fn release(self) -> Result<(), StoreError> {
+        if let Some(tx) = self.0 {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
 /// One migration: its number, name and SQL per backend.
 struct Migration {
     version: i64,
@@ -276,6 +293,20 @@ impl Store {
             }
         }
         applied
+    }
+
+    /// Waits until no other process holds `key`, then holds it (see
+    /// [`Exclusive`]).
+    pub async fn exclusive(&self, key: i64) -> Result<Exclusive, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(Exclusive(None));
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(Exclusive(Some(tx)))
     }
 
     /// How many of this build's migrations the database has not applied

@@ -30,6 +30,10 @@ const SKIPPED_WAIT: Duration = Duration::from_millis(100);
 
 /// The database-wide lock held while a view is read and put ("mr-views").
 pub const VIEWS_LOCK: i64 = 0x6d72_2d76_6965_7773;
+/// How long a publish waits for [`VIEWS_LOCK`] before it fails (and its
+/// event is applied again): a replica stopped mid-publish holds it until
+/// PostgreSQL drops its session.
+const VIEWS_WAIT: Duration = Duration::from_secs(10);
 
 /// The control plane's projection and the buckets it feeds.
 pub struct Projector {
@@ -92,7 +96,7 @@ impl Projector {
             return Ok(());
         };
         let _publishing = self.publishing.lock().await;
-        let replicas = self.store.exclusive(VIEWS_LOCK).await?;
+        let replicas = self.store.exclusive(VIEWS_LOCK, VIEWS_WAIT).await?;
         match view {
             View::Key(digest) => self.publish_key(digest).await?,
             View::KeyById { account, key } => {

@@ -217,7 +217,10 @@ async fn replicas_put_the_view_of_the_last_change() {
     backends.append(&envelope).await;
     let other_replica = backends
         .store
-        .exclusive(control_plane::projector::VIEWS_LOCK)
+        .exclusive(
+            control_plane::projector::VIEWS_LOCK,
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     let applying = tokio::spawn({

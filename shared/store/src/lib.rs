@@ -10,6 +10,7 @@ pub mod rows;
 
 use std::str::FromStr;
 use std::sync::Once;
+use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};
@@ -296,12 +297,20 @@ impl Store {
     }
 
     /// Waits until no other process holds `key`, then holds it (see
-    /// [`Exclusive`]).
-    pub async fn exclusive(&self, key: i64) -> Result<Exclusive, StoreError> {
+    /// [`Exclusive`]); an error after `wait` (whole milliseconds) without it.
+    pub async fn exclusive(&self, key: i64, wait: Duration) -> Result<Exclusive, StoreError> {
         if self.backend != Backend::Postgres {
             return Ok(Exclusive(None));
         }
         let mut tx = self.pool.begin().await?;
+        // A holder that hangs (its process stopped mid-section, its session
+        // not yet dropped) makes the wait an error, not a hang.
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = {}",
+            wait.as_millis().max(1)
+        ))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(key)
             .execute(&mut *tx)

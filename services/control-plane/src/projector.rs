@@ -7,7 +7,9 @@
 //! durable consumer applies every event as well, which covers a crash
 //! between the two and other control-plane replicas. Applying is idempotent
 //! by event id, and the bucket values are whole states, so a repeat
-//! rewrites the same value.
+//! rewrites the same value; a state is read and put under one lock (per
+//! process and, on PostgreSQL, per database), so a state read before a
+//! change is never put after the change's own.
 
 use std::sync::Arc;
 use std::time::Duration;

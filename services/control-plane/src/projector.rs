@@ -67,6 +67,25 @@ impl Projector {
     /// Applies `envelope` if it is the control plane's and not yet applied,
     /// then republishes the views it touches.
     pub async fn apply(&self, envelope: &Envelope) -> Result<(), CpError> {
+        self.fold_in(envelope).await?;
+        self.publish(&envelope.event).await
+    }
+
+    /// [`Projector::apply`] for the request that appended `envelope`: a
+    /// view that cannot be stored now is only logged, since the change is
+    /// in the log and in the tables (the next page shows it) and the
+    /// durable consumer stores the view once it can. An error here would
+    /// tell the user nothing changed, and a repeat would do it twice.
+    pub async fn apply_now(&self, envelope: &Envelope) -> Result<(), CpError> {
+        self.fold_in(envelope).await?;
+        if let Err(e) = self.publish(&envelope.event).await {
+            tracing::warn!(error = %e, event = %envelope.id, "the gateways' view of a change is not stored yet; the projector's consumer stores it");
+        }
+        Ok(())
+    }
+
+    /// Folds `envelope` into the tables unless applied before.
+    async fn fold_in(&self, envelope: &Envelope) -> Result<(), CpError> {
         let at = envelope.at.to_rfc3339();
         let mut tx = self.store.pool.begin().await?;
         let fresh = sqlx::query(
@@ -84,7 +103,7 @@ impl Projector {
         if fresh && matches!(envelope.event, Event::RechargeDeclined(_)) {
             self.alerts_raised.notify_one();
         }
-        self.publish(&envelope.event).await
+        Ok(())
     }
 
     /// Woken when an alert may have been raised (committed with its

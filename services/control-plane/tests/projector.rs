@@ -225,7 +225,7 @@ async fn replicas_put_the_view_of_the_last_change() {
         .unwrap();
     let applying = tokio::spawn({
         let replica = Arc::clone(&replicas[0]);
-        async move { replica.apply(&envelope).await }
+        async move { replica.apply_now(&envelope).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -277,7 +277,7 @@ async fn alternate_blocks(backends: &Backends, replicas: &[Arc<Projector>]) {
         });
         backends.append(&envelope).await;
         let replica = &replicas[change % replicas.len()];
-        replica.apply(&envelope).await.unwrap();
+        replica.apply_now(&envelope).await.unwrap();
         let entry = policies.get(&account.to_string()).await.unwrap().unwrap();
         let view: PolicyView = serde_json::from_slice(&entry.value).unwrap();
         if view.blocked.is_empty() == blocked {
@@ -290,7 +290,48 @@ async fn alternate_blocks(backends: &Backends, replicas: &[Arc<Projector>]) {
     );
 }
 
+/// A change whose view cannot be stored yet still succeeds for the request
+/// that made it (it is in the log and the tables; an error would say
+/// nothing changed, and a repeat would do it twice), and the durable
+/// consumer stores the view once puts work.
+async fn a_view_not_stored_now_is_stored_by_the_consumer(backends: Backends) {
+    backends.store.migrate().await.unwrap();
+    let refusing = Arc::new(RefusingPuts::new(Arc::clone(&backends.log)));
+    let log: Arc<dyn EventLog> = Arc::clone(&refusing) as Arc<dyn EventLog>;
+    let projector = Arc::new(Projector::new(&*log, backends.store.clone()).await.unwrap());
+    let running =
+        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
+    let account = AccountId::new();
+    let envelope = Envelope::new(Event::ProviderBlocked(ProviderBlock {
+        account,
+        provider: "groq".into(),
+        by: None,
+    }));
+    backends.append(&envelope).await;
+    projector
+        .apply_now(&envelope)
+        .await
+        .expect("the change is made although its view is refused");
+    let folded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM provider_blocks")
+        .fetch_one(&backends.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(folded, 1, "the tables show the change at once");
+    let policies = backends.log.bucket(POLICIES_BUCKET).await.unwrap();
+    assert!(policies.get(&account.to_string()).await.unwrap().is_none());
+    refusing.refuse(false);
+    let mut tries = 0;
+    while policies.get(&account.to_string()).await.unwrap().is_none() {
+        tries += 1;
+        assert!(tries < 600, "the consumer never stored the view");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    backends.cleanup().await;
+}
+
 test_support::on_both!(skips_and_acks_usage_and_applies_its_own);
+test_support::on_both!(a_view_not_stored_now_is_stored_by_the_consumer);
 test_support::on_both!(the_bucket_holds_the_view_of_the_last_change);
 test_support::on_both!(a_record_that_failed_is_applied_when_it_can_be);
 test_support::on_both!(a_record_is_acked_only_after_its_view_is_stored);

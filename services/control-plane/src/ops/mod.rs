@@ -120,7 +120,7 @@ impl ControlPlane {
                 &envelope.encode(),
             )
             .await?;
-        self.projector.apply(&envelope).await?;
+        self.projector.apply_now(&envelope).await?;
         Ok(envelope)
     }
 

@@ -167,6 +167,59 @@ async fn every_separator_taken(conn: &mut sqlx::AnyConnection) {
     assert_eq!(found[0].get::<String, _>("note"), all);
 }
 
+/// An insert that fails part-way, inside a transaction: on SQLite it ran
+/// as `INSERT OR FAIL`, so the rows before the failing one stay until the
+/// rollback (what spares SQLite its statement journal); on PostgreSQL the
+/// statement is undone alone. Either way the rollback leaves nothing.
+async fn a_failed_insert_is_undone_by_its_transaction(store: &Store, keeps_earlier_rows: bool) {
+    sqlx::raw_sql("CREATE TABLE f (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let mut tx = store.pool.begin().await.unwrap();
+    let mut rows = Rows::new("INSERT INTO f (id, n)", 2, "");
+    for id in ["a", "b", "a", "c"] {
+        rows.push([Value::from(id), Value::Int(1)]);
+    }
+    let error = rows.execute(&mut tx).await.unwrap_err();
+    assert!(
+        error
+            .as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{error}"
+    );
+    if keeps_earlier_rows {
+        let (inside,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM f")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            inside, 2,
+            "the rows before the failing one, until the rollback"
+        );
+    }
+    tx.rollback().await.unwrap();
+    let (after,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM f")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, 0);
+}
+
+#[tokio::test]
+async fn a_failed_insert_is_undone_on_postgres() {
+    let db = TestDb::new().await;
+    a_failed_insert_is_undone_by_its_transaction(&Store::connect(&db.url).await.unwrap(), false)
+        .await;
+}
+
+#[tokio::test]
+async fn a_failed_insert_is_undone_on_sqlite() {
+    let dir = TempDir::new();
+    let url = format!("sqlite:{}", dir.0.join("f.db").display());
+    a_failed_insert_is_undone_by_its_transaction(&Store::connect(&url).await.unwrap(), true).await;
+}
+
 #[tokio::test]
 async fn many_rows_and_keys_on_postgres() {
     let db = TestDb::new().await;

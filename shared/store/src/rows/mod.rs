@@ -21,6 +21,7 @@
 //!   the thousands of placeholders of a saturated ledger's batches took 5%
 //!   of `up`'s CPU. A batch of n rows costs as many statements as n has
 //!   bits set; an `IN` list repeats its last key up to the power of two.
+//!   An `INSERT` runs as `INSERT OR FAIL` there (see [`Rows`]).
 
 mod columns;
 
@@ -39,6 +40,9 @@ pub const IN_KEYS: usize = 1_024;
 
 /// What [`sqlx::AnyConnection::backend_name`] says of SQLite.
 const SQLITE: &str = "SQLite";
+/// How a [`Rows`] head starts, and what SQLite runs instead.
+const INSERT: &str = "INSERT INTO ";
+const INSERT_OR_FAIL: &str = "INSERT OR FAIL INTO ";
 
 /// One bound value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +96,14 @@ fn bind(args: &mut AnyArguments<'_>, value: Value) -> Result<(), sqlx::Error> {
 /// A multi-row `INSERT`: `head` (`INSERT INTO t (a, b)`), then `VALUES`
 /// with one tuple per pushed row, then `tail` (`ON CONFLICT …`,
 /// `RETURNING …`), run as few statements as the parameter limit allows.
+///
+/// Run it inside a transaction that is rolled back when it fails. On SQLite
+/// the `INSERT` becomes `INSERT OR FAIL`: a statement that fails keeps the
+/// rows it wrote before the failing one (until the rollback), so SQLite
+/// does not copy every page the statement touches into a statement
+/// journal to undo it alone; that copy was a fifth of the ledger's SQLite
+/// work (`docs/PERFORMANCE.md`). The `tail`'s `ON CONFLICT` still decides
+/// its own conflicts.
 #[derive(Debug)]
 pub struct Rows {
     head: &'static str,
@@ -176,8 +188,9 @@ impl Rows {
     }
 
     /// `VALUES (…), (…)` statements of a power of two rows each (see the
-    /// module's doc), with `?` placeholders (`anonymous`) or `$N`.
-    fn values_lists(self, anonymous: bool) -> Result<Vec<Statement>, sqlx::Error> {
+    /// module's doc): SQLite's with `?` placeholders and `INSERT OR FAIL`,
+    /// PostgreSQL's with `$N`.
+    fn values_lists(self, sqlite: bool) -> Result<Vec<Statement>, sqlx::Error> {
         // SQLite looks a numbered parameter's name up in a list, once per
         // parameter: quadratic in a statement of thousands. Anonymous `?`s
         // bind by position, and the head and tail here bind nothing.
@@ -191,7 +204,13 @@ impl Rows {
             let chunk: Vec<Value> = values.by_ref().take(take * self.width).collect();
             let mut sql =
                 String::with_capacity(self.head.len() + self.tail.len() + chunk.len() * 6);
-            sql.push_str(self.head);
+            match self.head.strip_prefix(INSERT).filter(|_| sqlite) {
+                Some(rest) => {
+                    sql.push_str(INSERT_OR_FAIL);
+                    sql.push_str(rest);
+                }
+                None => sql.push_str(self.head),
+            }
             sql.push_str(" VALUES ");
             for n in 0..chunk.len() {
                 let opens = n % self.width == 0;
@@ -199,7 +218,7 @@ impl Rows {
                     sql.push_str("), ");
                 }
                 sql.push_str(if opens { "(" } else { ", " });
-                if anonymous {
+                if sqlite {
                     sql.push('?');
                 } else {
                     sql.push('$');

@@ -21,6 +21,7 @@ mod access;
 mod account;
 pub mod attribution;
 mod content;
+mod decode;
 mod json;
 mod telemetry;
 mod time;
@@ -285,15 +286,6 @@ struct Wire<'a> {
     data: &'a RawValue,
 }
 
-/// An event's body as raw JSON, parsed into the type its kind names.
-struct Body<'a>(&'a RawValue);
-
-impl Body<'_> {
-    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
-    }
-}
-
 impl Envelope {
     /// A new event, now, with a fresh id. The id is a UUIDv7: time-ordered,
     /// so the ledger's and the log's indexes on it grow at one end instead
@@ -369,7 +361,9 @@ impl Envelope {
     }
 
     /// Every envelope of a log record: one envelope, or an array of them
-    /// (see [`Envelope::encode_all`]), each decoded on its own.
+    /// (see [`Envelope::encode_all`]), each decoded on its own. An array
+    /// is read in one pass when every envelope in it is readable (see
+    /// `decode.rs`); otherwise each envelope's body is read separately.
     pub fn decode_all(bytes: &[u8]) -> Vec<Result<Envelope, EventError>> {
         let starts_array = bytes
             .iter()
@@ -378,6 +372,11 @@ impl Envelope {
         if !starts_array {
             return vec![Envelope::decode(bytes)];
         }
+        if let Ok(envelopes) = serde_json::from_slice::<Vec<decode::OnePass>>(bytes) {
+            return envelopes.into_iter().map(|e| Ok(e.0)).collect();
+        }
+        // Some envelope or body is unreadable (or a body comes before its
+        // type): each is read on its own, so one bad body fails only itself.
         match serde_json::from_slice::<Vec<Wire>>(bytes) {
             Ok(wires) => wires.into_iter().map(Envelope::from_wire).collect(),
             Err(e) => vec![Err(EventError::Envelope(e))],
@@ -390,46 +389,17 @@ impl Envelope {
             version: wire.v,
             source,
         };
-        let data = Body(wire.data);
-        let event = match (&*wire.kind, wire.v) {
-            // v1 bodies are v2 bodies without its additions.
-            ("usage_recorded", 1 | 2) => Event::UsageRecorded(data.parse().map_err(body)?),
-            ("account_opened", 1) => Event::AccountOpened(data.parse().map_err(body)?),
-            ("credits_granted", 1) => Event::CreditsGranted(data.parse().map_err(body)?),
-            ("deposit_settled", 1) => Event::DepositSettled(data.parse().map_err(body)?),
-            ("deposit_reversed", 1) => Event::DepositReversed(data.parse().map_err(body)?),
-            ("deposit_reinstated", 1) => Event::DepositReinstated(data.parse().map_err(body)?),
-            ("payment_customer_set", 1) => Event::PaymentCustomerSet(data.parse().map_err(body)?),
-            ("card_saved", 1) => Event::CardSaved(data.parse().map_err(body)?),
-            ("card_removed", 1) => Event::CardRemoved(data.parse().map_err(body)?),
-            ("auto_recharge_set", 1) => Event::AutoRechargeSet(data.parse().map_err(body)?),
-            ("recharge_declined", 1) => Event::RechargeDeclined(data.parse().map_err(body)?),
-            ("daily_limit_set", 1) => Event::DailyLimitSet(data.parse().map_err(body)?),
-            ("member_invited", 1) => Event::MemberInvited(data.parse().map_err(body)?),
-            ("member_joined", 1) => Event::MemberJoined(data.parse().map_err(body)?),
-            ("member_role_set", 1) => Event::MemberRoleSet(data.parse().map_err(body)?),
-            ("member_removed", 1) => Event::MemberRemoved(data.parse().map_err(body)?),
-            ("invitation_withdrawn", 1) => Event::InvitationWithdrawn(data.parse().map_err(body)?),
-            ("key_issued", 1) => Event::KeyIssued(data.parse().map_err(body)?),
-            ("key_revoked", 1) => Event::KeyRevoked(data.parse().map_err(body)?),
-            ("alert_rules_set", 1) => Event::AlertRulesSet(data.parse().map_err(body)?),
-            ("key_limits_set", 1) => Event::KeyLimitsSet(data.parse().map_err(body)?),
-            ("provider_blocked", 1) => Event::ProviderBlocked(data.parse().map_err(body)?),
-            ("provider_unblocked", 1) => Event::ProviderUnblocked(data.parse().map_err(body)?),
-            ("telemetry_destination_set", 1) => {
-                Event::TelemetryDestinationSet(data.parse().map_err(body)?)
-            }
-            ("telemetry_destination_removed", 1) => {
-                Event::TelemetryDestinationRemoved(data.parse().map_err(body)?)
-            }
-            ("content_recorded", 1) => Event::ContentRecorded(data.parse().map_err(body)?),
-            (kind, version) => {
+        let mut data = serde_json::Deserializer::from_str(wire.data.get());
+        let event = match decode::body(&wire.kind, wire.v, &mut data).map_err(body)? {
+            Some(event) => event,
+            None => {
                 return Err(EventError::Unknown {
-                    kind: kind.to_owned(),
-                    version,
+                    kind: wire.kind.into_owned(),
+                    version: wire.v,
                 })
             }
         };
+        data.end().map_err(body)?;
         Ok(Envelope {
             id: wire.id,
             at: wire.at,

@@ -152,5 +152,30 @@ fn field_order_and_escapes_do_not_change_what_decodes() {
             ours,
             "{escaped}"
         );
+        // The same in a batch record, beside an envelope in our order.
+        for record in [&sorted, &escaped] {
+            let batch = format!("[{line},{record}]");
+            let decoded: Vec<Envelope> = Envelope::decode_all(batch.as_bytes())
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(decoded, [ours.clone(), ours.clone()], "{batch}");
+        }
     }
+}
+
+/// Every fixture, v1 and v2, in one batch record decodes to what each
+/// line decodes to alone (the record is read in one pass, `decode.rs`).
+#[test]
+fn a_batch_of_every_fixture_decodes_as_its_lines_do() {
+    let envelopes: Vec<Envelope> = V1
+        .lines()
+        .chain(V2.lines())
+        .map(|l| Envelope::decode(l.as_bytes()).unwrap())
+        .collect();
+    let decoded: Vec<Envelope> = Envelope::decode_all(&Envelope::encode_all(&envelopes))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(decoded, envelopes);
 }

@@ -410,7 +410,24 @@ async fn refunds_and_disputes_take_back_exactly_what_was_paid() {
         .unwrap();
     wait_for_balance(&alice, after_spend - usd("20")).await;
     assert!(balance(&alice).await < Money::ZERO);
-    // A negative balance stops spending; free models still serve.
+    // A negative balance stops spending once the gateway has the ledger's
+    // new account state: it follows the states the ledger puts after its
+    // commit, which the balance above already reads.
+    let account: events::AccountId = {
+        let (_, session) = alice.api(Method::GET, "/api/v1/session", None).await;
+        session["account"].as_str().unwrap().parse().unwrap()
+    };
+    let negative = stack
+        .gateway
+        .gateway
+        .events
+        .as_ref()
+        .expect("the stack's gateway records usage")
+        .accounts
+        .wait_for(account, Duration::from_secs(5), |s| s.balance < Money::ZERO)
+        .await;
+    assert!(negative, "the gateway never had the negative balance");
+    // Free models still serve.
     let refused = stack.chat(&key, "premium").await;
     assert_eq!(refused.status(), 402);
     assert_eq!(stack.chat(&key, "llama3.1-8b").await.status(), 200);

@@ -214,8 +214,7 @@ async fn crossings_fire_once_and_reach_a_flaky_webhook_signed() {
     assert_eq!(listed["alerts"].as_array().unwrap().len(), 3);
 
     // A declined auto-recharge fires once, however often it is reported.
-    let (_, session) = b.api(Method::GET, "/api/v1/session", None).await;
-    let account = session["account"].as_str().unwrap().parse().unwrap();
+    let account = b.account().await;
     let declined = Event::RechargeDeclined(RechargeDeclined {
         account,
         recharge: uuid::Uuid::new_v4(),

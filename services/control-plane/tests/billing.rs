@@ -413,10 +413,7 @@ async fn refunds_and_disputes_take_back_exactly_what_was_paid() {
     // A negative balance stops spending once the gateway has the ledger's
     // new account state: it follows the states the ledger puts after its
     // commit, which the balance above already reads.
-    let account: events::AccountId = {
-        let (_, session) = alice.api(Method::GET, "/api/v1/session", None).await;
-        session["account"].as_str().unwrap().parse().unwrap()
-    };
+    let account = alice.account().await;
     let negative = stack
         .gateway
         .gateway
@@ -460,14 +457,8 @@ async fn webhooks_that_stripe_did_not_sign_now_change_nothing() {
 
     let b = stripe_stack().await;
     let bob = owner(&b, "bob@example.com").await;
-    let bob_account = {
-        let (_, session) = bob.api(Method::GET, "/api/v1/session", None).await;
-        session["account"].as_str().unwrap().to_owned()
-    };
-    let alice_account = {
-        let (_, session) = alice.api(Method::GET, "/api/v1/session", None).await;
-        session["account"].as_str().unwrap().to_owned()
-    };
+    let bob_account = bob.account().await.to_string();
+    let alice_account = alice.account().await.to_string();
     // The same payment, made out to bob's account.
     let payload = payload.replace(&alice_account, &bob_account);
     let tampered = payload.replace("\"credits_cents\":\"1000\"", "\"credits_cents\":\"100000\"");
@@ -607,14 +598,8 @@ async fn replayed_duplicated_and_reordered_webhooks_count_once() {
     // come out the same.
     let b = stripe_stack().await;
     let bob = owner(&b, "bob@example.com").await;
-    let (alice_account, bob_account) = {
-        let (_, a_session) = alice.api(Method::GET, "/api/v1/session", None).await;
-        let (_, b_session) = bob.api(Method::GET, "/api/v1/session", None).await;
-        (
-            a_session["account"].as_str().unwrap().to_owned(),
-            b_session["account"].as_str().unwrap().to_owned(),
-        )
-    };
+    let alice_account = alice.account().await.to_string();
+    let bob_account = bob.account().await.to_string();
     let mut pending: Vec<String> = all
         .iter()
         .map(|p| p.replace(&alice_account, &bob_account))

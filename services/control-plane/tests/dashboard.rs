@@ -606,8 +606,7 @@ async fn a_user_in_two_accounts_accepts_an_invitation_and_switches() {
     bea.sign_up("bea@example.com", "Bea own").await;
     let carl = stack.browser();
     carl.sign_up("carl@example.com", "Carl own").await;
-    let (_, carl_session) = carl.api(Method::GET, "/api/v1/session", None).await;
-    let carl_account = carl_session["account"].as_str().unwrap().to_owned();
+    let carl_account = carl.account().await.to_string();
 
     let (status, invited) = olga
         .api(

@@ -143,10 +143,7 @@ async fn a_record_that_failed_is_applied_when_it_can_be(backends: Backends) {
 async fn a_record_is_acked_only_after_its_view_is_stored(backends: Backends) {
     backends.store.migrate().await.unwrap();
     let refusing = Arc::new(RefusingPuts::new(Arc::clone(&backends.log)));
-    let log: Arc<dyn EventLog> = Arc::clone(&refusing) as Arc<dyn EventLog>;
-    let projector = Arc::new(Projector::new(&*log, backends.store.clone()).await.unwrap());
-    let running =
-        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
+    let (_, running) = projector_on(&backends, Arc::clone(&refusing) as Arc<dyn EventLog>).await;
     let account = AccountId::new();
     let digest = issue_key(&backends, account, "ef", "refused").await;
     let issued = backends.log.last_seq().await.unwrap();
@@ -247,13 +244,18 @@ async fn replicas_put_the_view_of_the_last_change() {
 
 /// A projector of `backends` whose durable consumer runs until the test ends.
 async fn running_projector(backends: &Backends) -> Arc<Projector> {
-    let projector = Arc::new(
-        Projector::new(&*backends.log, backends.store.clone())
-            .await
-            .unwrap(),
-    );
-    tokio::spawn(Arc::clone(&projector).run(Arc::clone(&backends.log), std::future::pending()));
-    projector
+    projector_on(backends, Arc::clone(&backends.log)).await.0
+}
+
+/// A projector on `log` (the backends' log, or one wrapping it) with its
+/// durable consumer running, and that consumer's task.
+async fn projector_on(
+    backends: &Backends,
+    log: Arc<dyn EventLog>,
+) -> (Arc<Projector>, tokio::task::JoinHandle<()>) {
+    let projector = Arc::new(Projector::new(&*log, backends.store.clone()).await.unwrap());
+    let running = tokio::spawn(Arc::clone(&projector).run(log, std::future::pending()));
+    (projector, running)
 }
 
 /// Blocks and unblocks a provider 1,000 times, each change recorded as a
@@ -297,10 +299,8 @@ async fn alternate_blocks(backends: &Backends, replicas: &[Arc<Projector>]) {
 async fn a_view_not_stored_now_is_stored_by_the_consumer(backends: Backends) {
     backends.store.migrate().await.unwrap();
     let refusing = Arc::new(RefusingPuts::new(Arc::clone(&backends.log)));
-    let log: Arc<dyn EventLog> = Arc::clone(&refusing) as Arc<dyn EventLog>;
-    let projector = Arc::new(Projector::new(&*log, backends.store.clone()).await.unwrap());
-    let running =
-        tokio::spawn(Arc::clone(&projector).run(Arc::clone(&log), std::future::pending()));
+    let (projector, running) =
+        projector_on(&backends, Arc::clone(&refusing) as Arc<dyn EventLog>).await;
     let account = AccountId::new();
     let envelope = Envelope::new(Event::ProviderBlocked(ProviderBlock {
         account,

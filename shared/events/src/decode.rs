@@ -2,8 +2,9 @@
 //! that parses a batch record's bodies in the same pass as the record.
 //!
 //! [`crate::Wire`] keeps a body raw until its type is known, then parses it:
-//! the body's bytes are scanned twice, and on the ledger's path (every
-//! usage event a gateway serves) the first scan was a fifth of decoding.
+//! the body's bytes are scanned twice. On the ledger's path (every usage
+//! event a gateway serves) the raw scan was 29% of decoding's instructions;
+//! reading in one pass takes 12% fewer (`docs/PERFORMANCE.md`).
 //! This crate writes `type` and `v` before `data`, so a batch record of its
 //! own can be read in one pass ([`OnePass`]); anything else (a body first,
 //! an unknown type, a bad body) makes that pass fail, and the caller reads

@@ -2,7 +2,7 @@
 //! limit: every row lands once, `RETURNING` reports only the fresh ones,
 //! and `IN` look-ups find every key.
 
-use store::rows::{fetch_in, Rows, Value};
+use store::rows::{fetch_in, Rows, Transaction, Value};
 use store::Store;
 use test_support::backends::{TempDir, TestDb};
 
@@ -15,7 +15,7 @@ async fn exercise(store: &Store) {
         .execute(&store.pool)
         .await
         .unwrap();
-    let mut conn = store.pool.acquire().await.unwrap();
+    let mut tx = store.pool.begin().await.unwrap();
     let mut first = Rows::new("INSERT INTO t (id, n, note)", 3, "RETURNING id");
     for i in 0..ROWS / 2 {
         first.push([
@@ -24,7 +24,7 @@ async fn exercise(store: &Store) {
             Value::MaybeText(None),
         ]);
     }
-    assert_eq!(first.run(&mut conn).await.unwrap().len(), ROWS / 2);
+    assert_eq!(first.run(&mut tx).await.unwrap().len(), ROWS / 2);
 
     let mut again = Rows::new(
         "INSERT INTO t (id, n, note)",
@@ -42,11 +42,11 @@ async fn exercise(store: &Store) {
     assert_eq!(again.len(), ROWS);
     // Only the rows that were not there before are inserted (the update's
     // condition never holds).
-    assert_eq!(again.run(&mut conn).await.unwrap().len(), ROWS - ROWS / 2);
+    assert_eq!(again.run(&mut tx).await.unwrap().len(), ROWS - ROWS / 2);
 
     let keys: Vec<String> = (0..ROWS + 10).map(|i| format!("k{i}")).collect();
     let found = fetch_in(
-        &mut conn,
+        &mut tx,
         "SELECT id FROM t WHERE n >= $1 AND id",
         &[Value::Int(0)],
         &keys,
@@ -60,26 +60,27 @@ async fn exercise(store: &Store) {
     let (matching,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM t WHERE n = CAST(SUBSTR(id, 2) AS BIGINT) AND note = 'new'",
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut *tx)
     .await
     .unwrap();
     assert_eq!(matching, (ROWS - ROWS / 2) as i64);
     // An `IN` list padded by repeating its last key (3 keys listed as 4)
     // still finds each row once.
     let three: Vec<String> = ["k0", "k1", "k2"].map(String::from).to_vec();
-    let found = fetch_in(&mut conn, "SELECT id FROM t WHERE id", &[], &three, "")
+    let found = fetch_in(&mut tx, "SELECT id FROM t WHERE id", &[], &three, "")
         .await
         .unwrap();
     assert_eq!(found.len(), 3);
     let nothing = Rows::new("INSERT INTO t (id, n, note)", 3, "");
     assert!(nothing.is_empty());
-    assert!(nothing.run(&mut conn).await.unwrap().is_empty());
-    values_survive_the_trip(&mut conn).await;
+    assert!(nothing.run(&mut tx).await.unwrap().is_empty());
+    values_survive_the_trip(&mut tx).await;
+    tx.commit().await.unwrap();
 }
 
 /// Whatever a row carries comes back as it went in: quotes, backslashes,
 /// newlines, non-ASCII, the integer extremes, NULL and the empty string.
-async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
+async fn values_survive_the_trip(tx: &mut Transaction<'_>) {
     use sqlx::Row;
     let texts = [
         "it's \"quoted\" \\ back\\slash",
@@ -106,10 +107,10 @@ async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
         ]);
         expected.push((id, n, note));
     }
-    rows.run(conn).await.unwrap();
+    rows.run(tx).await.unwrap();
     let ids: Vec<String> = expected.iter().map(|(id, _, _)| id.clone()).collect();
     let found = fetch_in(
-        conn,
+        tx,
         "SELECT id, n, note FROM t WHERE id",
         &[],
         &ids,
@@ -124,20 +125,20 @@ async fn values_survive_the_trip(conn: &mut sqlx::AnyConnection) {
     got.sort_by_key(|(_, n, _)| *n);
     expected.sort_by_key(|(_, n, _)| *n);
     assert_eq!(got, expected);
-    one_row_of_empty_text(conn).await;
-    every_separator_taken(conn).await;
+    one_row_of_empty_text(tx).await;
+    every_separator_taken(tx).await;
 }
 
 /// One row whose only text is empty is still one row.
-async fn one_row_of_empty_text(conn: &mut sqlx::AnyConnection) {
+async fn one_row_of_empty_text(tx: &mut Transaction<'_>) {
     sqlx::raw_sql("CREATE TABLE e (id TEXT NOT NULL)")
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await
         .unwrap();
     let mut rows = Rows::new("INSERT INTO e (id)", 1, "");
     rows.push([Value::from("")]);
-    assert_eq!(rows.execute(conn).await.unwrap(), 1);
-    let found = fetch_in(conn, "SELECT id FROM e WHERE id", &[], &["".into()], "")
+    assert_eq!(rows.execute(tx).await.unwrap(), 1);
+    let found = fetch_in(tx, "SELECT id FROM e WHERE id", &[], &["".into()], "")
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -145,7 +146,7 @@ async fn one_row_of_empty_text(conn: &mut sqlx::AnyConnection) {
 
 /// Texts that hold every character PostgreSQL's statements could use to
 /// separate them still land whole (the rows are then bound one by one).
-async fn every_separator_taken(conn: &mut sqlx::AnyConnection) {
+async fn every_separator_taken(tx: &mut Transaction<'_>) {
     use sqlx::Row;
     let all: String = ('\u{1}'..'\u{20}')
         .chain('\u{E000}'..='\u{F8FF}')
@@ -158,9 +159,9 @@ async fn every_separator_taken(conn: &mut sqlx::AnyConnection) {
         Value::from(all.clone()),
     ]);
     rows.push([Value::from("none"), Value::from(8), Value::MaybeText(None)]);
-    assert_eq!(rows.run(conn).await.unwrap().len(), 2);
+    assert_eq!(rows.run(tx).await.unwrap().len(), 2);
     let keys = ["every".to_string(), all.clone()];
-    let found = fetch_in(conn, "SELECT note FROM t WHERE id", &[], &keys, "")
+    let found = fetch_in(tx, "SELECT note FROM t WHERE id", &[], &keys, "")
         .await
         .unwrap();
     assert_eq!(found.len(), 1);

@@ -375,6 +375,17 @@ impl Browser {
         assert!(shown, "the saved card never showed");
     }
 
+    /// The account this browser's session is in.
+    pub async fn account(&self) -> events::AccountId {
+        let (_, session) = self
+            .api(reqwest::Method::GET, "/api/v1/session", None)
+            .await;
+        session["account"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("a signed-in session names its account")
+    }
+
     /// Calls the JSON admin API with this browser's session and CSRF token.
     pub async fn api(
         &self,

@@ -40,7 +40,7 @@ pub const IN_KEYS: usize = 1_024;
 
 /// What [`sqlx::AnyConnection::backend_name`] says of SQLite.
 const SQLITE: &str = "SQLite";
-/// How a [`Rows`] head starts, and what SQLite runs instead.
+/// How every [`Rows`] head starts, and what SQLite runs instead.
 const INSERT: &str = "INSERT INTO ";
 const INSERT_OR_FAIL: &str = "INSERT OR FAIL INTO ";
 
@@ -97,13 +97,13 @@ fn bind(args: &mut AnyArguments<'_>, value: Value) -> Result<(), sqlx::Error> {
 /// with one tuple per pushed row, then `tail` (`ON CONFLICT …`,
 /// `RETURNING …`), run as few statements as the parameter limit allows.
 ///
-/// Run it inside a transaction that is rolled back when it fails. On SQLite
-/// the `INSERT` becomes `INSERT OR FAIL`: a statement that fails keeps the
-/// rows it wrote before the failing one (until the rollback), so SQLite
-/// does not copy every page the statement touches into a statement
-/// journal to undo it alone; that copy was a fifth of the ledger's SQLite
-/// work (`docs/PERFORMANCE.md`). The `tail`'s `ON CONFLICT` still decides
-/// its own conflicts.
+/// It runs only in a transaction, which the caller rolls back when it
+/// fails: on SQLite the `INSERT` becomes `INSERT OR FAIL`, and a statement
+/// that fails keeps the rows it wrote before the failing one until that
+/// rollback. In exchange SQLite does not copy every page the statement
+/// touches into a statement journal to undo it alone (16% of the ledger's
+/// SQLite instructions, `docs/PERFORMANCE.md`). The `tail`'s `ON CONFLICT`
+/// still decides its own conflicts.
 #[derive(Debug)]
 pub struct Rows {
     head: &'static str,
@@ -119,6 +119,7 @@ impl Rows {
             width > 0 && width <= MAX_PARAMETERS,
             "a row binds 1 to {MAX_PARAMETERS} values"
         );
+        assert!(head.starts_with(INSERT), "a head starts `{INSERT}`: {head}");
         Rows {
             head,
             tail,
@@ -147,26 +148,27 @@ impl Rows {
         self.values.is_empty()
     }
 
-    /// Runs the statements on `conn`; returns how many rows they changed
+    /// Runs the statements in `tx`; returns how many rows they changed
     /// (an `ON CONFLICT DO NOTHING` counts only the rows it wrote). No row,
-    /// no statement.
-    pub async fn execute(self, conn: &mut sqlx::AnyConnection) -> Result<u64, sqlx::Error> {
+    /// no statement. On an error, roll `tx` back (see [`Rows`]).
+    pub async fn execute(self, tx: &mut Transaction<'_>) -> Result<u64, sqlx::Error> {
         let mut changed = 0;
-        for (sql, args) in self.statements(conn)? {
+        for (sql, args) in self.statements(tx)? {
             changed += sqlx::query_with(&sql, args)
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected();
         }
         Ok(changed)
     }
 
-    /// Runs the statements on `conn`; returns what their `RETURNING` gave
-    /// (nothing without one). No row, no statement.
-    pub async fn run(self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>, sqlx::Error> {
+    /// Runs the statements in `tx`; returns what their `RETURNING` gave
+    /// (nothing without one). No row, no statement. On an error, roll `tx`
+    /// back (see [`Rows`]).
+    pub async fn run(self, tx: &mut Transaction<'_>) -> Result<Vec<AnyRow>, sqlx::Error> {
         let mut returned = Vec::new();
-        for (sql, args) in self.statements(conn)? {
-            returned.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
+        for (sql, args) in self.statements(tx)? {
+            returned.extend(sqlx::query_with(&sql, args).fetch_all(&mut **tx).await?);
         }
         Ok(returned)
     }
@@ -204,12 +206,11 @@ impl Rows {
             let chunk: Vec<Value> = values.by_ref().take(take * self.width).collect();
             let mut sql =
                 String::with_capacity(self.head.len() + self.tail.len() + chunk.len() * 6);
-            match self.head.strip_prefix(INSERT).filter(|_| sqlite) {
-                Some(rest) => {
-                    sql.push_str(INSERT_OR_FAIL);
-                    sql.push_str(rest);
-                }
-                None => sql.push_str(self.head),
+            if sqlite {
+                sql.push_str(INSERT_OR_FAIL);
+                sql.push_str(&self.head[INSERT.len()..]);
+            } else {
+                sql.push_str(self.head);
             }
             sql.push_str(" VALUES ");
             for n in 0..chunk.len() {
@@ -235,6 +236,9 @@ impl Rows {
 
 /// A statement's text and its bound values.
 type Statement = (String, AnyArguments<'static>);
+
+/// The transaction [`Rows`] run in.
+pub type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// The largest power of two not above `n` (which is at least 1).
 fn power_of_two_at_most(n: usize) -> usize {
@@ -334,6 +338,13 @@ mod tests {
             "{:?}",
             texts.iter().map(String::len).collect::<Vec<_>>()
         );
+    }
+
+    /// Every head is an `INSERT INTO`, which SQLite's statements rewrite.
+    #[test]
+    #[should_panic(expected = "a head starts `INSERT INTO `")]
+    fn a_head_that_is_not_an_insert_is_refused() {
+        Rows::new("UPDATE t SET a = 1", 1, "");
     }
 
     #[test]

@@ -116,16 +116,19 @@ pub struct Config {
     pub ledger: LedgerConfig,
 }
 
-/// How long `up`'s ledger gathers records before folding them, unless
-/// configured. In `up` the one gateway counts its own spend until the
-/// ledger's state holds it, so a longer wait loosens no limit; it delays
-/// only when the dashboard shows a request, and at a few hundred requests a
-/// second it cuts what the books cost per request by about two thirds
-/// (`docs/PERFORMANCE.md`).
-pub const EMBEDDED_LEDGER_LINGER_MS: u64 = 200;
 /// How long `up`'s usage publisher gathers events into one log append,
-/// unless configured (see [`EMBEDDED_LEDGER_LINGER_MS`]).
-pub const EMBEDDED_USAGE_LINGER_MS: u64 = 100;
+/// unless configured. In `up` the one gateway counts its own spend until the
+/// ledger's state holds it, so a longer wait loosens no limit; it delays
+/// only when the dashboard shows a request. Every append costs a commit and
+/// every fold about fifteen statements whatever their size, so at a few
+/// hundred requests a second gathering is what keeps the books' cost per
+/// request low (`docs/PERFORMANCE.md`).
+pub const EMBEDDED_USAGE_LINGER_MS: u64 = 400;
+/// How long `up`'s ledger gathers records after the first, unless
+/// configured: not at all. With one gateway, its publisher's gathering
+/// ([`EMBEDDED_USAGE_LINGER_MS`]) already makes the batch; a second wait
+/// would only add lag, and split batches the publisher made whole.
+pub const EMBEDDED_LEDGER_LINGER_MS: u64 = 0;
 
 /// Ledger settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -465,16 +468,17 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    /// `up` gathers longer than a fleet's services unless told otherwise;
-    /// a linger set in the file or the environment is kept as set.
+    /// `up` gathers once, in its publisher, longer than a fleet's gateways
+    /// do, and not again in its ledger, unless told otherwise; a linger set
+    /// in the file or the environment is kept as set.
     #[test]
-    fn up_gathers_longer_unless_configured() {
+    fn up_gathers_once_unless_configured() {
         let mut config = Config::load(None, env(&[])).unwrap();
         assert_eq!(config.ledger_linger(), ledger::service::DEFAULT_LINGER);
         assert_eq!(config.usage_linger(), gateway::usage::DEFAULT_LINGER);
         config.embedded_lingers();
-        assert_eq!(config.ledger_linger(), Duration::from_millis(200));
-        assert_eq!(config.usage_linger(), Duration::from_millis(100));
+        assert_eq!(config.ledger_linger(), Duration::ZERO);
+        assert_eq!(config.usage_linger(), Duration::from_millis(400));
 
         let mut config = Config::load(
             None,

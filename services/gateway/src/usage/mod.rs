@@ -8,7 +8,7 @@
 //! incurred it completes. One background task (the [`Publisher`]'s worker)
 //! reads the journal in order and appends its lines to the event log in
 //! records sized by bytes against the log's limit, gathering for
-//! `gateway.usage_linger_ms` (20 ms; 100 ms in `up`) after a quiet spell,
+//! `gateway.usage_linger_ms` (20 ms; 400 ms in `up`) after a quiet spell,
 //! or until 256 KiB are written ([`journal::FILLED_BYTES`]); once the log
 //! has taken a segment it is deleted. When the log is down or slow the journal
 //! simply grows on disk and the worker retries every half second, oldest

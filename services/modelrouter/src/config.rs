@@ -119,10 +119,10 @@ pub struct Config {
 /// How long `up`'s usage publisher gathers events into one log append,
 /// unless configured. In `up` the one gateway counts its own spend until the
 /// ledger's state holds it, so a longer wait loosens no limit; it delays
-/// only when the dashboard shows a request. Every append costs a commit and
-/// every fold about fifteen statements whatever their size, so at a few
-/// hundred requests a second gathering is what keeps the books' cost per
-/// request low (`docs/PERFORMANCE.md`).
+/// only when the dashboard shows a request. Every append costs a commit, and
+/// every fold about ten statements and a publish of account states, whatever
+/// their size, so at a few hundred requests a second gathering is what keeps
+/// the books' cost per request low (`docs/PERFORMANCE.md`).
 pub const EMBEDDED_USAGE_LINGER_MS: u64 = 400;
 /// How long `up`'s ledger gathers records after the first, unless
 /// configured: not at all. With one gateway, its publisher's gathering

@@ -112,13 +112,14 @@ impl ProviderError {
     /// Whether another candidate may succeed where this one failed.
     ///
     /// Connection trouble, timeouts, 429, 5xx (529 included), a provider-side
-    /// key problem (401/403) and a model the provider does not know (404, a
-    /// stale catalog entry) are worth trying elsewhere; other 4xx are the
+    /// key problem (401/403), a redirect (a wrong base URL; not followed) and
+    /// a model the provider does not know (404, a stale catalog entry) are
+    /// worth trying elsewhere; other 4xx are the
     /// request's own fault and would fail everywhere.
     pub fn retryable(&self) -> bool {
         match self {
             ProviderError::Status { status, .. } => {
-                matches!(status, 401 | 403 | 404 | 408 | 409 | 429 | 500..=599)
+                matches!(status, 300..=399 | 401 | 403 | 404 | 408 | 409 | 429 | 500..=599)
             }
             _ => true,
         }

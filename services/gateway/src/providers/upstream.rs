@@ -1,6 +1,13 @@
 //! The HTTP side every adapter shares: one connection pool per provider,
 //! the connect / first-byte / idle timeouts, error statuses turned into
 //! [`ProviderError`]s, and SSE bodies turned into streams of `data` payloads.
+//!
+//! Redirects are not followed. A provider's API answers where it is asked;
+//! a redirect means a wrong `base_url` or something in between, and
+//! following it would send the request's credentials to another host
+//! (reqwest strips `Authorization` across hosts, not `x-api-key` or
+//! `x-goog-api-key`). It is an error naming where it pointed, and the
+//! request moves to the next candidate.
 
 use std::time::Duration;
 
@@ -30,6 +37,7 @@ impl Upstream {
             .pool_max_idle_per_host(settings.pool_max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Upstream { client, timeouts })
     }
@@ -68,6 +76,9 @@ impl Upstream {
             return Ok(response);
         }
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(redirected(status, response.headers()));
+        }
         let retry_after = retry_after(response.headers());
         let text = tokio::time::timeout(self.timeouts.idle, response.text())
             .await
@@ -176,6 +187,21 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The provider's own error message (`error.message`, as OpenAI, Anthropic
 /// and Gemini put it, or `message`, as AWS does), or the raw body.
+/// A redirect, not followed (see the module's note).
+fn redirected(status: u16, headers: &HeaderMap) -> ProviderError {
+    let to = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "nowhere".to_owned(), |l| l.chars().take(200).collect());
+    ProviderError::Status {
+        status,
+        message: format!(
+            "the provider redirected to {to}; redirects are not followed (check its base_url)"
+        ),
+        retry_after: None,
+    }
+}
+
 fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()

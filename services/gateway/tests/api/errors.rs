@@ -188,3 +188,88 @@ async fn errors_repeat_at_most_200_characters_of_the_clients_input() {
     assert_eq!(status, 404);
     assert!(body["error"]["message"].as_str().unwrap().len() < 400);
 }
+
+/// Answers every request with a 307 to `target` + the request's path, and
+/// closes the connection.
+async fn redirector(target: std::sync::Arc<std::sync::OnceLock<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let target = std::sync::Arc::clone(&target);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split(' ').nth(1).unwrap_or("/");
+                let to = format!("{}{path}", target.get().map_or("", String::as_str));
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_provider_redirect_is_not_followed_and_the_request_moves_on() {
+    use catalog::ProviderId;
+    use gateway::ProviderSettings;
+    // The redirect points at the simulator's real Anthropic endpoint: a
+    // client that followed it would be answered there, with the key sent
+    // to a host the operator never configured.
+    let target = std::sync::Arc::new(std::sync::OnceLock::new());
+    let mut gateway = GatewayConfig::default();
+    gateway.providers.insert(
+        ProviderId::Anthropic,
+        ProviderSettings {
+            base_url: Some(redirector(std::sync::Arc::clone(&target)).await),
+            ..Default::default()
+        },
+    );
+    let h = Harness::start_with(Options {
+        gateway,
+        ..Default::default()
+    })
+    .await;
+    target
+        .set(format!(
+            "{}{}",
+            h.sim_url,
+            simulator::base_path(ProviderId::Anthropic)
+        ))
+        .unwrap();
+
+    let request = json!({"model": "claude-haiku-4-5", "models": ["claude-haiku-4-5", "gpt-4.1-mini"],
+        "messages": [{"role": "user", "content": "hi"}]});
+    let response = h.chat(&request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        crate::header(&response, "x-model-router-model"),
+        "gpt-4.1-mini"
+    );
+    assert_eq!(crate::header(&response, "x-model-router-attempts"), "2");
+
+    let alone =
+        json!({"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, body) = read(h.chat(&alone).await).await;
+    assert!(status >= 500, "{status} {body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("redirected to http://127.0.0.1"), "{body}");
+    assert!(
+        !h.upstream_requests()
+            .await
+            .iter()
+            .any(|r| r["provider"] == "anthropic"),
+        "no request reached the redirect's target"
+    );
+}

@@ -114,8 +114,8 @@ impl ProviderError {
     /// Connection trouble, timeouts, 429, 5xx (529 included), a provider-side
     /// key problem (401/403), a redirect (a wrong base URL; not followed) and
     /// a model the provider does not know (404, a stale catalog entry) are
-    /// worth trying elsewhere; other 4xx are the
-    /// request's own fault and would fail everywhere.
+    /// worth trying elsewhere; other 4xx are the request's own fault and
+    /// would fail everywhere.
     pub fn retryable(&self) -> bool {
         match self {
             ProviderError::Status { status, .. } => {

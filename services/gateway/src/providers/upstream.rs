@@ -185,8 +185,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// The provider's own error message (`error.message`, as OpenAI, Anthropic
-/// and Gemini put it, or `message`, as AWS does), or the raw body.
 /// A redirect, not followed (see the module's note).
 fn redirected(status: u16, headers: &HeaderMap) -> ProviderError {
     let to = headers
@@ -202,6 +200,8 @@ fn redirected(status: u16, headers: &HeaderMap) -> ProviderError {
     }
 }
 
+/// The provider's own error message (`error.message`, as OpenAI, Anthropic
+/// and Gemini put it, or `message`, as AWS does), or the raw body.
 fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()

@@ -190,7 +190,10 @@ fn redirected(status: u16, headers: &HeaderMap) -> ProviderError {
     let to = headers
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "nowhere".to_owned(), |l| l.chars().take(200).collect());
+        .map_or_else(
+            || "no readable Location".to_owned(),
+            |l| l.chars().take(200).collect(),
+        );
     ProviderError::Status {
         status,
         message: format!(

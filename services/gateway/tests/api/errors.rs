@@ -189,34 +189,15 @@ async fn errors_repeat_at_most_200_characters_of_the_clients_input() {
     assert!(body["error"]["message"].as_str().unwrap().len() < 400);
 }
 
-/// Answers every request with a 307 to `target` + the request's path, and
-/// closes the connection.
+/// Answers every request with a 307 to `target` + the request's path.
 async fn redirector(target: std::sync::Arc<std::sync::OnceLock<String>>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
+        let to = format!("{}{}", target.get().map_or("", String::as_str), uri.path());
+        axum::response::Redirect::temporary(&to)
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let target = std::sync::Arc::clone(&target);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&head);
-                let path = text.split(' ').nth(1).unwrap_or("/");
-                let to = format!("{}{path}", target.get().map_or("", String::as_str));
-                let answer = format!(
-                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
+    tokio::spawn(test_support::serve(listener, app, Default::default()));
     url
 }
 

@@ -541,9 +541,12 @@ impl ControlPlane {
     /// its day).
     pub async fn history_of(&self, account: AccountId) -> Result<Vec<HistoryRow>, CpError> {
         let key = account.to_string();
+        // Every line but usage's is a row of `journal_posted`; usage (whose
+        // lines the `journal` view reads from request rows) comes from the
+        // day totals below.
         let lines = sqlx::query(
             "SELECT j.event_id, j.at, j.book, j.debit, j.credit, j.memo, a.kind FROM applied_events a
-             JOIN journal j ON j.event_id = a.event_id
+             JOIN journal_posted j ON j.event_id = a.event_id
              WHERE a.account = $1 AND j.account = $1 AND a.kind <> 'usage_recorded'
                AND j.book IN ('customer_credits', 'fee_revenue')
              ORDER BY j.at, j.event_id, j.line",

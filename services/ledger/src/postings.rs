@@ -16,6 +16,10 @@
 //! Invariants: every event's lines debit and credit the same total; an
 //! account's balance is the credits minus the debits of its
 //! `customer_credits` lines; free usage has no lines (its cost is zero).
+//!
+//! The store writes every event's lines as rows but usage's: a usage
+//! event's two lines say what its request row says (account, time, cost,
+//! request id, model, provider), so the `journal` view reads them from it.
 
 use chrono::NaiveDate;
 use events::{AccountId, Envelope, Event, Outcome};
@@ -103,6 +107,16 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// The lines the store writes as rows: none for usage, whose request
+    /// row the `journal` view reads as its lines.
+    pub fn posted_lines(&self) -> &[Line] {
+        if self.request.is_some() {
+            &[]
+        } else {
+            &self.lines
+        }
+    }
+
     /// What the event adds to the account's spendable balance.
     pub fn balance_delta(&self) -> Money {
         self.lines

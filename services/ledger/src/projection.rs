@@ -8,7 +8,9 @@
 //!    new, so the claim first asks for nothing back: it writes every id or
 //!    the batch is folded again, with a claim whose `RETURNING` names the
 //!    ones never applied before ([`Claim`]); only those go on;
-//! 2. insert their own rows: journal lines, tags, deposits;
+//! 2. insert their own rows: journal lines (not usage's: its two lines
+//!    are its request row, read as lines by the `journal` view), tags,
+//!    deposits;
 //! 3. load the touched accounts' auto-recharge states and balances (one
 //!    query each), fold the events into them in log order, and sum the
 //!    account-level changes (balances, day totals, origins);
@@ -206,13 +208,15 @@ fn claims(candidates: &[Candidate<'_>], claim: Claim) -> [Rows; 2] {
 }
 
 /// The fresh events' own rows besides their claims: journal lines, tags,
-/// deposits.
+/// deposits. A usage event's lines are not written: the `journal` view
+/// reads them from its request row (migration 0017), the same lines
+/// [`effects`] makes.
 async fn insert_event_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     fresh: &[&Candidate<'_>],
 ) -> Result<(), LedgerError> {
     let mut journal = Rows::new(
-        "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)",
+        "INSERT INTO journal_posted (event_id, line, at, book, account, debit, credit, memo)",
         8,
         "",
     );
@@ -227,7 +231,7 @@ async fn insert_event_rows(
         "ON CONFLICT (payment) DO NOTHING",
     );
     for c in fresh {
-        for (n, line) in c.effects.lines.iter().enumerate() {
+        for (n, line) in c.effects.posted_lines().iter().enumerate() {
             journal.push([
                 c.id.as_str().into(),
                 Value::Int(n as i64),

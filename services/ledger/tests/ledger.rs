@@ -368,14 +368,17 @@ async fn reconcile_finds_a_corrupted_row(backends: Backends) {
         .execute(&backends.store.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE journal SET credit = credit + 7 WHERE book = 'provider_payable'")
+    // A usage event's lines are its request row: a changed cost shows as both.
+    sqlx::query("UPDATE requests SET cost = cost + 7")
         .execute(&backends.store.pool)
         .await
         .unwrap();
     let differences = reconcile(&*backends.log, &backends.store).await.unwrap();
-    assert_eq!(differences.len(), 2, "{differences:#?}");
+    assert_eq!(differences.len(), 3, "{differences:#?}");
     assert!(differences[0].starts_with("account") && differences[0].contains(&account.to_string()));
-    assert!(differences[1].starts_with("journal line"));
+    assert!(differences[1..]
+        .iter()
+        .all(|d| d.starts_with("journal line")));
     // The CSV export carries every journal line.
     let mut csv = Vec::new();
     let today = chrono::Utc::now().date_naive();
@@ -1017,6 +1020,111 @@ async fn a_batch_half_committed_counts_each_event_once() {
     backends.cleanup().await;
 }
 
+/// Books written while usage events had journal lines of their own (two
+/// rows each) migrate to lines read from their request rows: the journal
+/// shows the same lines, times and memos before and after, no line twice,
+/// reconcile is clean, and a new ledger writes no usage lines of its own.
+async fn usage_lines_migrate_to_their_request_rows(backends: Backends) {
+    let account = AccountId::new();
+    grant(&backends, account, usd("10")).await;
+    let mut events: Vec<Envelope> = (1..=6)
+        .map(|seq| usage(account, seq, Money::from_nanos(1_000_003 * seq as i64)))
+        .collect();
+    // Free usage has no lines, before as after.
+    events.push(usage(account, 7, Money::ZERO));
+    for event in &events {
+        publish(&*backends.log, event).await;
+    }
+    fold(&backends, 8).await;
+    let pool = &backends.store.pool;
+    let journal = || async {
+        sqlx::query_as::<_, (String, i32, String, String, String, i64, i64, String)>(
+            "SELECT event_id, line, at, book, account, debit, credit, memo FROM journal
+             ORDER BY event_id, line",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    };
+    let posted = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM journal_posted")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    // The lines as the ledger's postings make them, written as rows before.
+    let mut written: Vec<_> = events
+        .iter()
+        .flat_map(|event| {
+            let effects = ledger::postings::effects(event).expect("usage moves the books");
+            effects.lines.into_iter().enumerate().map(|(n, line)| {
+                (
+                    event.id.to_string(),
+                    n as i32,
+                    event.at.to_rfc3339(),
+                    line.book.as_str().to_owned(),
+                    line.account.to_string(),
+                    line.debit.nanos(),
+                    line.credit.nanos(),
+                    line.memo,
+                )
+            })
+        })
+        .collect();
+    let now = journal().await;
+    let usage_lines: Vec<_> = now
+        .iter()
+        .filter(|l| !l.7.starts_with("grant:"))
+        .cloned()
+        .collect();
+    written.sort();
+    assert_eq!(
+        usage_lines, written,
+        "the request rows read as the lines postings make"
+    );
+    assert_eq!(
+        posted().await,
+        2,
+        "only the grant's lines are written as rows"
+    );
+
+    // The books as the previous ledger left them: usage lines as rows.
+    sqlx::raw_sql("DROP VIEW journal; ALTER TABLE journal_posted RENAME TO journal;")
+        .execute(pool)
+        .await
+        .unwrap();
+    for (event_id, line, at, book, account, debit, credit, memo) in &written {
+        sqlx::query(
+            "INSERT INTO journal (event_id, line, at, book, account, debit, credit, memo)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event_id)
+        .bind(line)
+        .bind(at)
+        .bind(book)
+        .bind(account)
+        .bind(debit)
+        .bind(credit)
+        .bind(memo)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let migration = match backends.store.backend {
+        store::Backend::Postgres => {
+            include_str!("../../../migrations/postgres/0017_usage_lines_from_requests.sql")
+        }
+        store::Backend::Sqlite => {
+            include_str!("../../../migrations/sqlite/0017_usage_lines_from_requests.sql")
+        }
+    };
+    sqlx::raw_sql(migration).execute(pool).await.unwrap();
+    assert_eq!(journal().await, now, "the same lines, each once");
+    assert_eq!(posted().await, 2);
+    assert_books_match(&backends).await;
+    backends.cleanup().await;
+}
+
 test_support::on_both!(exactly_once);
 test_support::on_both!(a_batch_partly_applied_before_counts_only_its_new_events);
 test_support::on_both!(killed_mid_stream);
@@ -1032,6 +1140,7 @@ test_support::on_both!(a_batch_is_acked_only_after_its_states_are_stored);
 test_support::on_both!(records_gathered_ahead_come_again_after_a_drop);
 test_support::on_both!(a_batch_holds_more_records_on_postgres);
 test_support::on_both!(usage_claims_migrate_to_the_request_rows);
+test_support::on_both!(usage_lines_migrate_to_their_request_rows);
 
 /// A million small charges through the ledger's postings: the balance is
 /// exactly the deposit minus the sum of the charges, with no drift.

@@ -227,9 +227,14 @@ const TAMPERS: &[Tamper] = &[
         undo: "UPDATE balances SET version = version - 1 WHERE rowid = (SELECT MAX(rowid) FROM balances)",
     },
     Tamper {
-        table: "journal",
-        change: "UPDATE journal SET credit = credit + 1 WHERE rowid = (SELECT MAX(rowid) FROM journal WHERE credit > 0)",
-        undo: "UPDATE journal SET credit = credit - 1 WHERE rowid = (SELECT MAX(rowid) FROM journal WHERE credit > 0)",
+        table: "journal_posted (a deposit's, grant's or refund's line)",
+        change: "UPDATE journal_posted SET credit = credit + 1 WHERE rowid = (SELECT MAX(rowid) FROM journal_posted WHERE credit > 0)",
+        undo: "UPDATE journal_posted SET credit = credit - 1 WHERE rowid = (SELECT MAX(rowid) FROM journal_posted WHERE credit > 0)",
+    },
+    Tamper {
+        table: "requests (a usage event's cost: its journal lines)",
+        change: "UPDATE requests SET cost = cost + 1 WHERE rowid = (SELECT MAX(rowid) FROM requests WHERE cost > 0)",
+        undo: "UPDATE requests SET cost = cost - 1 WHERE rowid = (SELECT MAX(rowid) FROM requests WHERE cost > 0)",
     },
     Tamper {
         table: "day_spend",

@@ -174,6 +174,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0016_room_for_updates.sql"),
         sqlite: include_str!("../../../migrations/sqlite/0016_room_for_updates.sql"),
     },
+    Migration {
+        version: 17,
+        name: "usage_lines_from_requests",
+        postgres: include_str!("../../../migrations/postgres/0017_usage_lines_from_requests.sql"),
+        sqlite: include_str!("../../../migrations/sqlite/0017_usage_lines_from_requests.sql"),
+    },
 ];
 
 static DRIVERS: Once = Once::new();

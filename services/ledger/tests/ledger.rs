@@ -689,12 +689,7 @@ async fn key_spend_rows_migrate_to_one_row_per_key(backends: Backends) {
     .execute(pool)
     .await
     .unwrap();
-    let migration = match backends.store.backend {
-        store::Backend::Postgres => {
-            include_str!("../../../migrations/postgres/0013_key_totals.sql")
-        }
-        store::Backend::Sqlite => include_str!("../../../migrations/sqlite/0013_key_totals.sql"),
-    };
+    let migration = backends.store.migration_sql(13).expect("migration 13");
     sqlx::raw_sql(migration).execute(pool).await.unwrap();
     let rows: Vec<(String, String, i64, String, i64, String, i64)> = sqlx::query_as(
         "SELECT account, key_id, life, month, month_spent, day, day_spent FROM key_totals
@@ -766,14 +761,7 @@ async fn usage_claims_migrate_to_the_request_rows(backends: Backends) {
     .execute(pool)
     .await
     .unwrap();
-    let migration = match backends.store.backend {
-        store::Backend::Postgres => {
-            include_str!("../../../migrations/postgres/0014_requests_claim.sql")
-        }
-        store::Backend::Sqlite => {
-            include_str!("../../../migrations/sqlite/0014_requests_claim.sql")
-        }
-    };
+    let migration = backends.store.migration_sql(14).expect("migration 14");
     sqlx::raw_sql(migration).execute(pool).await.unwrap();
     assert_eq!(
         positions().await,
@@ -1110,14 +1098,7 @@ async fn usage_lines_migrate_to_their_request_rows(backends: Backends) {
         .await
         .unwrap();
     }
-    let migration = match backends.store.backend {
-        store::Backend::Postgres => {
-            include_str!("../../../migrations/postgres/0017_usage_lines_from_requests.sql")
-        }
-        store::Backend::Sqlite => {
-            include_str!("../../../migrations/sqlite/0017_usage_lines_from_requests.sql")
-        }
-    };
+    let migration = backends.store.migration_sql(17).expect("migration 17");
     sqlx::raw_sql(migration).execute(pool).await.unwrap();
     assert_eq!(journal().await, now, "the same lines, each once");
     assert_eq!(posted().await, 2);

@@ -24,6 +24,11 @@ pub enum StoreError {
     /// The database refused or could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A newer build migrated the database: this build's statements may
+    /// no longer fit its tables (say, writing to what is now a view), so
+    /// it refuses to start rather than fail every write while serving.
+    #[error("the database's schema is at migration {found}, newer than this build's last ({known}): run the build that migrated it, or a newer one")]
+    Newer { found: i64, known: i64 },
     /// A migration failed; the database is as before it.
     #[error("migration {version} ({name}): {source}")]
     Migration {
@@ -75,6 +80,15 @@ struct Migration {
     name: &'static str,
     postgres: &'static str,
     sqlite: &'static str,
+}
+
+impl Migration {
+    fn sql(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => self.postgres,
+            Backend::Sqlite => self.sqlite,
+        }
+    }
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -341,6 +355,16 @@ impl Store {
             .count())
     }
 
+    /// Migration `version`'s SQL for this store's backend, as
+    /// [`Store::migrate`] applies it: for tests that rebuild the schema a
+    /// previous build left and migrate it again.
+    pub fn migration_sql(&self, version: i64) -> Option<&'static str> {
+        MIGRATIONS
+            .iter()
+            .find(|m| m.version == version)
+            .map(|m| m.sql(self.backend))
+    }
+
     async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>, StoreError> {
         use sqlx::Connection;
         sqlx::raw_sql(
@@ -348,6 +372,13 @@ impl Store {
         )
         .execute(&mut *conn)
         .await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut *conn)
+            .await?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if let Some(found) = found.filter(|&found| found > known) {
+            return Err(StoreError::Newer { found, known });
+        }
         let mut applied = Vec::new();
         for m in MIGRATIONS {
             let done: Option<i64> =
@@ -358,10 +389,7 @@ impl Store {
             if done.is_some() {
                 continue;
             }
-            let sql = match self.backend {
-                Backend::Postgres => m.postgres,
-                Backend::Sqlite => m.sqlite,
-            };
+            let sql = m.sql(self.backend);
             let failed = |source| StoreError::Migration {
                 version: m.version,
                 name: m.name,

@@ -170,24 +170,42 @@ impl FromStr for Money {
 
 impl fmt::Display for Money {
     /// Exact USD decimal without trailing zeros: `0`, `0.000001234`, `12.5`.
+    /// Written right to left into a buffer and handed over once: on every
+    /// response's cost header and usage event, formatting piece by piece
+    /// cost several times the digits themselves.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        // Sign, 10 whole digits (i64::MAX nanos), point, 9 decimals.
+        let mut buf = [0u8; 24];
+        let mut at = buf.len();
+        let mut push = |byte: u8| {
+            at -= 1;
+            buf[at] = byte;
+        };
         let abs = self.0.unsigned_abs();
-        let whole = abs / NANOS_PER_USD as u64;
-        let frac = abs % NANOS_PER_USD as u64;
-        if frac == 0 {
-            return write!(f, "{sign}{whole}");
+        let (mut whole, mut frac) = (abs / NANOS_PER_USD as u64, abs % NANOS_PER_USD as u64);
+        if frac != 0 {
+            let mut decimals = 9;
+            while frac % 10 == 0 {
+                frac /= 10;
+                decimals -= 1;
+            }
+            for _ in 0..decimals {
+                push(b'0' + (frac % 10) as u8);
+                frac /= 10;
+            }
+            push(b'.');
         }
-        let mut digits = [b'0'; 9];
-        let mut rest = frac;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (rest % 10) as u8;
-            rest /= 10;
+        loop {
+            push(b'0' + (whole % 10) as u8);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
         }
-        // `frac` is not 0, so at least one digit is not a trailing zero.
-        let len = 9 - digits.iter().rev().take_while(|&&d| d == b'0').count();
-        let digits = std::str::from_utf8(&digits[..len]).unwrap_or("0");
-        write!(f, "{sign}{whole}.{digits}")
+        if self.0 < 0 {
+            push(b'-');
+        }
+        f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"))
     }
 }
 
@@ -280,6 +298,47 @@ mod tests {
         assert_eq!(Money::from_nanos(1_234).to_string(), "0.000001234");
         assert_eq!(Money::from_nanos(12_500_000_000).to_string(), "12.5");
         assert_eq!(Money::from_nanos(-5).to_string(), "-0.000000005");
+    }
+
+    /// The digits written right to left are the ones the formatting
+    /// machinery wrote piece by piece before, at the edges and in between.
+    #[test]
+    fn display_matches_piecewise_formatting() {
+        fn piecewise(nanos: i64) -> String {
+            let sign = if nanos < 0 { "-" } else { "" };
+            let abs = nanos.unsigned_abs();
+            let (whole, frac) = (abs / 1_000_000_000, abs % 1_000_000_000);
+            if frac == 0 {
+                return format!("{sign}{whole}");
+            }
+            let digits = format!("{frac:09}");
+            format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![
+            0,
+            1,
+            -1,
+            10,
+            999_999_999,
+            1_000_000_000,
+            -1_000_000_001,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push(state as i64 >> (state % 64));
+        }
+        for nanos in values {
+            assert_eq!(
+                Money::from_nanos(nanos).to_string(),
+                piecewise(nanos),
+                "{nanos}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use money::Money;
 use serde::de::DeserializeOwned;
@@ -185,17 +185,23 @@ pub fn routing_headers(
     attempts: usize,
     cost: Option<Money>,
 ) {
+    // Names checked at compile time, values without a string in between
+    // where they are static or numbers: these are on every response.
+    const MODEL: HeaderName = HeaderName::from_static(headers::MODEL);
+    const PROVIDER: HeaderName = HeaderName::from_static(headers::PROVIDER);
+    const ATTEMPTS: HeaderName = HeaderName::from_static(headers::ATTEMPTS);
+    const COST: HeaderName = HeaderName::from_static(headers::COST);
     let headers = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    };
-    set(headers::MODEL, model.id().to_owned());
-    set(headers::PROVIDER, model.provider().to_string());
-    set(headers::ATTEMPTS, attempts.to_string());
-    if let Some(cost) = cost {
-        set(headers::COST, cost.to_string());
+    if let Ok(id) = HeaderValue::from_str(model.id()) {
+        headers.insert(MODEL, id);
+    }
+    headers.insert(
+        PROVIDER,
+        HeaderValue::from_static(model.provider().as_str()),
+    );
+    headers.insert(ATTEMPTS, HeaderValue::from(attempts));
+    if let Some(cost) = cost.and_then(|cost| HeaderValue::from_str(&cost.to_string()).ok()) {
+        headers.insert(COST, cost);
     }
 }
 

@@ -148,7 +148,8 @@ fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
 /// request row, keyed by the event's id: a row and an index entry fewer
 /// per request than a row of its own. Every other event has one in
 /// `applied_events`. So a request row must never be deleted (say, to keep
-/// the request log short): the same event replayed would then count again.
+/// the request log short): its journal lines would go with it, and the
+/// same event replayed would then count again.
 fn claims(candidates: &[Candidate<'_>], claim: Claim) -> [Rows; 2] {
     let tail = match claim {
         Claim::AllNew => "",

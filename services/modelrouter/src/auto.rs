@@ -88,6 +88,61 @@ pub fn evaluate(
     Ok(())
 }
 
+/// `modelrouter evaluate --family-curve [DRAWS]`: the left-out figure on the
+/// training split as each fold is fitted on 10, 20, … of the other families,
+/// then on all of them (see [`eval::family_curve`]).
+pub fn family_curve(
+    path: Option<PathBuf>,
+    draws: u64,
+    fit: FitArgs,
+    config: &AutoConfig,
+) -> Result<(), BoxError> {
+    let model = match &config.model {
+        Some(p) => Model::load(p)?,
+        None => Model::shipped(),
+    };
+    let options = fit.options(Options {
+        l2: model.trained.l2,
+        steps: model.trained.steps,
+    });
+    let cases = read_set(path.as_deref())?;
+    let train: Vec<&Case> = cases.iter().filter(|c| !c.held_out()).collect();
+    let prices = TierPrices::of(&catalog::Catalog::builtin());
+    let others = eval::families(train.iter().copied())
+        .len()
+        .saturating_sub(1);
+    let mut sizes: Vec<usize> = (10..others).step_by(10).collect();
+    let width = 7 * draws.max(1) as usize;
+    sizes.push(others);
+    println!(
+        "# Left out, each fold fitted on some of the other {others} families \
+         (training split, {} conversations; draws of each size: {draws})\n\
+         families  {:<width$}  under by one, each draw",
+        train.len(),
+        "exact, each draw"
+    );
+    for kept in sizes {
+        // Every draw of all the others is the same fit.
+        let draws = if kept == others { 1 } else { draws.max(1) };
+        let reports: Vec<_> = (0..draws)
+            .map(|draw| eval::family_curve(&train, kept, draw, &options, config, &prices))
+            .collect();
+        let column = |figure: fn(&eval::Report) -> f64| {
+            reports
+                .iter()
+                .map(|r| format!("{:5.1}%", figure(r) * 100.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "{kept:>8}  {:<width$}  {}",
+            column(eval::Report::accuracy),
+            column(eval::Report::under_by_one)
+        );
+    }
+    Ok(())
+}
+
 /// `modelrouter train-auto --out FILE`.
 pub fn train(corpus: Option<PathBuf>, out: &Path, fit: FitArgs) -> Result<(), BoxError> {
     let cases = read_set(corpus.as_deref())?;

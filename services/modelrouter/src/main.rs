@@ -106,6 +106,16 @@ enum Command {
         /// Prints why the model scores the conversation with this id as it does.
         #[arg(long)]
         explain: Option<String>,
+        /// Instead of the report: the left-out figure with each fold fitted
+        /// on 10, 20, … of the other families, drawn DRAWS times each.
+        #[arg(
+            long,
+            value_name = "DRAWS",
+            num_args = 0..=1,
+            default_missing_value = "2",
+            conflicts_with = "explain"
+        )]
+        family_curve: Option<u64>,
         #[command(flatten)]
         fit: auto::FitArgs,
     },
@@ -239,9 +249,15 @@ fn main() -> ExitCode {
                 command: CatalogCommand::Check { path },
             } => serve::check_catalog(path.or(config.catalog)),
             Command::Probe { which } => serve::probe(config.listen, &which).await,
-            Command::Evaluate { path, explain, fit } => {
-                auto::evaluate(path, explain, fit, &config.gateway.auto)
-            }
+            Command::Evaluate {
+                path,
+                family_curve: Some(draws),
+                fit,
+                ..
+            } => auto::family_curve(path, draws, fit, &config.gateway.auto),
+            Command::Evaluate {
+                path, explain, fit, ..
+            } => auto::evaluate(path, explain, fit, &config.gateway.auto),
             Command::TrainAuto { corpus, out, fit } => auto::train(corpus, &out, fit),
         }
     });

@@ -100,6 +100,23 @@ async fn train_auto_writes_a_model_that_evaluate_reads() {
     )
     .await;
     assert!(!ok && stderr.contains("no conversation `nope`"), "{stderr}");
+    let (ok, stdout, stderr) = run(
+        &["evaluate", set.to_str().unwrap(), "--family-curve", "3"],
+        Some(&config),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    assert!(
+        stdout.contains("some of the other 5 families") && rows.len() == 1,
+        "fewer than 10 others: one row, all of them\n{stdout}"
+    );
+    let (ok, _, stderr) = run(
+        &["evaluate", "--family-curve", "--explain", "proofs-1"],
+        Some(&config),
+    )
+    .await;
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
 
     std::fs::write(&model, "{\"format\": \"modelrouter-auto-model/1\"").unwrap();
     let (ok, _, stderr) = run(&["evaluate", set.to_str().unwrap()], Some(&config)).await;

@@ -479,7 +479,8 @@ pub fn fit<'a>(cases: impl IntoIterator<Item = &'a Case>, options: &Options) -> 
     model
 }
 
-fn families<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<&'a str> {
+/// The families of `cases`, sorted, each once.
+pub fn families<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<&'a str> {
     let mut names: Vec<&str> = cases.into_iter().map(|c| c.family.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -494,11 +495,57 @@ pub fn cross_validate(
     config: &AutoConfig,
     prices: &TierPrices,
 ) -> (Report, BTreeMap<String, Report>) {
+    folds(cases, options, config, prices, |left_out, family| {
+        family != left_out
+    })
+}
+
+/// Leave-one-family-out with each fold fitted on only `kept` of the other
+/// families, drawn at random (by a hash of `draw`, the family left out and
+/// each other family's name: the same draw always picks the same ones).
+/// Over several `kept` it shows how the left-out figure grows with the
+/// kinds of task a fit has seen, which says whether more of them would help.
+pub fn family_curve(
+    cases: &[&Case],
+    kept: usize,
+    draw: u64,
+    options: &Options,
+    config: &AutoConfig,
+    prices: &TierPrices,
+) -> Report {
+    let names = families(cases.iter().copied());
+    let chosen: BTreeMap<&str, Vec<&str>> = names
+        .iter()
+        .map(|&left_out| {
+            let mut others: Vec<&str> = names.iter().copied().filter(|f| *f != left_out).collect();
+            others.sort_by_key(|f| fnv(&format!("{draw}/{left_out}/{f}")));
+            others.truncate(kept);
+            (left_out, others)
+        })
+        .collect();
+    folds(cases, options, config, prices, |left_out, family| {
+        chosen[left_out].contains(&family)
+    })
+    .0
+}
+
+/// Per family: a model fitted on the cases of the families `trains_on(it,
+/// family)` accepts scores it. Returns the pooled report and each family's.
+fn folds(
+    cases: &[&Case],
+    options: &Options,
+    config: &AutoConfig,
+    prices: &TierPrices,
+    trains_on: impl Fn(&str, &str) -> bool,
+) -> (Report, BTreeMap<String, Report>) {
     let mut pooled = Report::default();
     let mut per_family = BTreeMap::new();
     for family in families(cases.iter().copied()) {
         let model = fit(
-            cases.iter().copied().filter(|c| c.family != family),
+            cases
+                .iter()
+                .copied()
+                .filter(|c| trains_on(family, &c.family)),
             options,
         );
         let left_out = cases.iter().copied().filter(|c| c.family == family);
@@ -752,8 +799,9 @@ mod tests {
         .to_string()
     }
 
-    #[test]
-    fn each_family_is_scored_by_a_model_that_never_saw_it() {
+    /// Six families of three identical cases, two per tier, each family
+    /// with a word of its own.
+    fn six_families() -> Vec<Case> {
         let mut lines = Vec::new();
         for (family, label, text) in [
             ("greetings", "economy", "hello there friend"),
@@ -767,7 +815,12 @@ mod tests {
                 lines.push(case(&format!("{family}-{i}"), family, label, text));
             }
         }
-        let cases = load(&lines.join("\n")).unwrap();
+        load(&lines.join("\n")).unwrap()
+    }
+
+    #[test]
+    fn each_family_is_scored_by_a_model_that_never_saw_it() {
+        let cases = six_families();
         let refs: Vec<&Case> = cases.iter().collect();
         let prices = TierPrices::of(&Catalog::builtin());
         let options = Options::default();
@@ -793,6 +846,32 @@ mod tests {
             without.text[hello.slot as usize], [0.0; 2],
             "the left-out fit cannot"
         );
+    }
+
+    /// All the other families is leave-one-family-out itself; one of them
+    /// is a fit that has seen one kind of task, and scores worse.
+    #[test]
+    fn the_family_curve_fits_each_fold_on_the_families_drawn() {
+        let cases = six_families();
+        let refs: Vec<&Case> = cases.iter().collect();
+        let prices = TierPrices::of(&Catalog::builtin());
+        let (options, config) = (Options::default(), AutoConfig::default());
+        let curve = |kept, draw| family_curve(&refs, kept, draw, &options, &config, &prices);
+        let (left_out, _) = cross_validate(&refs, &options, &config, &prices);
+        let all = curve(5, 0);
+        assert_eq!(
+            (all.confusion, all.regret),
+            (left_out.confusion, left_out.regret)
+        );
+        let one = curve(1, 0);
+        assert_eq!(one.total(), 18, "every case is scored once");
+        assert!(
+            one.accuracy() < all.accuracy(),
+            "{} against {}",
+            one.accuracy(),
+            all.accuracy()
+        );
+        assert_eq!(curve(1, 0).confusion, one.confusion, "a draw is repeatable");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::signals::{self, Signals};
 use super::{instruction, lexicon};
 
 /// The feature recipe's version; bump it whenever a feature changes meaning.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Text features are hashed into `2^HASH_BITS` slots.
 pub const HASH_BITS: u32 = 18;

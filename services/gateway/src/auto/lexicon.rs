@@ -283,9 +283,19 @@ const PHRASES: [&[&str]; 12] = [
         "what is",
         "what s",
         "who",
-        "when",
-        "where",
-        "which",
+        "when did",
+        "when was",
+        "when is",
+        "when were",
+        "when does",
+        "where is",
+        "where are",
+        "where was",
+        "where do",
+        "where does",
+        "which is",
+        "which one",
+        "which of",
         "how many",
         "how much",
         "capital",
@@ -316,7 +326,11 @@ const PHRASES: [&[&str]; 12] = [
         "list",
         "format",
         "spell",
-        "correct",
+        "correct the",
+        "correct this",
+        "correct my",
+        "correct these",
+        "correct any",
         "proofread",
         "shorten",
         "summarise",
@@ -694,6 +708,19 @@ mod tests {
         );
         let depth = count("can this cas loop hit aba under false sharing ");
         assert_eq!(depth[at("concept_depth")], 3, "{depth:?}");
+    }
+
+    /// A conjunction is not a look-up and an adjective not an edit: "when
+    /// our data centres split" is about failure, "stays correct" about
+    /// rigour (recipe 6; before it both pulled towards economy).
+    #[test]
+    fn look_ups_and_edits_are_read_by_their_sense() {
+        let at = |name| GROUPS.iter().position(|g| *g == name).unwrap();
+        let (lookup, transform) = (at("concept_lookup"), at("concept_transform"));
+        let plain = count("a counter that stays correct when the data centres split ");
+        assert_eq!((plain[lookup], plain[transform]), (0, 0), "{plain:?}");
+        let asked = count("when did it ship and where is it correct the typo ");
+        assert_eq!((asked[lookup], asked[transform]), (2, 2), "{asked:?}");
     }
 
     /// A phrase the reader can never write is dead weight: words of

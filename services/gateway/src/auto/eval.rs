@@ -766,7 +766,7 @@ mod tests {
         }
         assert_eq!(
             (crate::auto::features::VERSION, format!("{h:016x}")),
-            (5, "e6b7ed6d49289fb5".to_owned())
+            (6, "de65ec4dfebfa18d".to_owned())
         );
     }
 

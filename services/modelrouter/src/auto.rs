@@ -41,6 +41,22 @@ fn read_set(path: Option<&Path>) -> Result<Vec<Case>, BoxError> {
     Ok(eval::load(&text)?)
 }
 
+/// The model `[gateway.auto] model` names, or the shipped one.
+fn model_in_use(config: &AutoConfig) -> Result<Model, BoxError> {
+    Ok(match &config.model {
+        Some(p) => Model::load(p)?,
+        None => Model::shipped(),
+    })
+}
+
+/// The fitting settings `model` was trained with.
+fn trained_with(model: &Model) -> Options {
+    Options {
+        l2: model.trained.l2,
+        steps: model.trained.steps,
+    }
+}
+
 /// `modelrouter evaluate [FILE]`.
 pub fn evaluate(
     path: Option<PathBuf>,
@@ -48,10 +64,7 @@ pub fn evaluate(
     fit: FitArgs,
     config: &AutoConfig,
 ) -> Result<(), BoxError> {
-    let model = match &config.model {
-        Some(p) => Model::load(p)?,
-        None => Model::shipped(),
-    };
+    let model = model_in_use(config)?;
     let cases = read_set(path.as_deref())?;
     if let Some(id) = explain {
         let case = cases
@@ -77,13 +90,9 @@ pub fn evaluate(
         print!("{}", eval::evaluate(&cases, &model, config, &prices));
         return Ok(());
     }
-    let trained = Options {
-        l2: model.trained.l2,
-        steps: model.trained.steps,
-    };
     print!(
         "{}",
-        Study::run(&cases, &model, &fit.options(trained), config)
+        Study::run(&cases, &model, &fit.options(trained_with(&model)), config)
     );
     Ok(())
 }
@@ -97,14 +106,7 @@ pub fn family_curve(
     fit: FitArgs,
     config: &AutoConfig,
 ) -> Result<(), BoxError> {
-    let model = match &config.model {
-        Some(p) => Model::load(p)?,
-        None => Model::shipped(),
-    };
-    let options = fit.options(Options {
-        l2: model.trained.l2,
-        steps: model.trained.steps,
-    });
+    let options = fit.options(trained_with(&model_in_use(config)?));
     let cases = read_set(path.as_deref())?;
     let train: Vec<&Case> = cases.iter().filter(|c| !c.held_out()).collect();
     let prices = TierPrices::of(&catalog::Catalog::builtin());

@@ -121,6 +121,16 @@ fn a_batch_record_holds_envelopes_that_decode_one_by_one() {
     let results = Envelope::decode_all(bad.as_bytes());
     assert_eq!(results.len(), envelopes.len());
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    // A record that is not text (a byte that is no UTF-8 inside a string)
+    // is one error, read or not as text first.
+    let mut garbled = Envelope::encode_all(&envelopes);
+    let at = garbled
+        .windows(4)
+        .position(|w| w == b"\"25\"")
+        .expect("a string to garble");
+    garbled[at + 1] = 0xff;
+    let results = Envelope::decode_all(&garbled);
+    assert!(results.len() == 1 && results[0].is_err(), "{results:?}");
 }
 
 /// A body is read whatever the order of the envelope's fields (another

@@ -87,6 +87,27 @@ enum Field {
     Other,
 }
 
+/// An envelope's time, read by [`time::parse`](crate::time::parse).
+struct Time(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Time, D::Error> {
+        struct TimeVisitor;
+        impl Visitor<'_> for TimeVisitor {
+            type Value = Time;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Time, E> {
+                crate::time::parse(text)
+                    .map(Time)
+                    .ok_or_else(|| E::custom(format!("not an RFC 3339 time: {text:?}")))
+            }
+        }
+        deserializer.deserialize_str(TimeVisitor)
+    }
+}
+
 struct EnvelopeVisitor;
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
@@ -105,7 +126,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         while let Some(field) = map.next_key::<Field>()? {
             let fresh = match field {
                 Field::Id => id.replace(map.next_value()?).is_none(),
-                Field::At => at.replace(map.next_value()?).is_none(),
+                Field::At => at.replace(map.next_value::<Time>()?.0).is_none(),
                 Field::Type => kind.replace(map.next_value()?).is_none(),
                 Field::V => v.replace(map.next_value()?).is_none(),
                 Field::Data => {

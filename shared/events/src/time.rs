@@ -151,24 +151,31 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Timelike};
 
+    /// 10,000 times within ±47 years of 2026, drawn from `seed`, a quarter
+    /// each with no fraction, milli-, micro- and nanoseconds.
+    fn random_times(mut seed: u64) -> Vec<DateTime<Utc>> {
+        let base = Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 7).unwrap();
+        (0..10_000u32)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let nanos = match i % 4 {
+                    0 => 0,
+                    1 => (seed % 1_000) as u32 * 1_000_000,
+                    2 => (seed % 1_000_000) as u32 * 1_000,
+                    _ => (seed % 1_000_000_000) as u32,
+                };
+                (base + chrono::Duration::seconds((seed % 3_000_000_000) as i64 - 1_500_000_000))
+                    .with_nanosecond(nanos)
+                    .unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn writes_what_chrono_writes() {
-        let base = Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 7).unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for i in 0..10_000u32 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let nanos = match i % 4 {
-                0 => 0,
-                1 => (seed % 1_000) as u32 * 1_000_000,
-                2 => (seed % 1_000_000) as u32 * 1_000,
-                _ => (seed % 1_000_000_000) as u32,
-            };
-            let at = base
-                + chrono::Duration::seconds((seed % 3_000_000_000) as i64 - 1_500_000_000)
-                + chrono::Duration::nanoseconds(i64::from(nanos));
-            let at = at.with_nanosecond(nanos).unwrap();
+        for at in random_times(0x9e37_79b9_7f4a_7c15) {
             let mut buf = [0u8; 30];
             assert_eq!(
                 write(&at, &mut buf),
@@ -196,22 +203,7 @@ mod tests {
                 .ok()
                 .map(|at| at.with_timezone(&Utc))
         };
-        let base = Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 7).unwrap();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..10_000u32 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let nanos = match i % 4 {
-                0 => 0,
-                1 => (seed % 1_000) as u32 * 1_000_000,
-                2 => (seed % 1_000_000) as u32 * 1_000,
-                _ => (seed % 1_000_000_000) as u32,
-            };
-            let at = (base
-                + chrono::Duration::seconds((seed % 3_000_000_000) as i64 - 1_500_000_000))
-            .with_nanosecond(nanos)
-            .unwrap();
+        for at in random_times(0x2545_f491_4f6c_dd1d) {
             let mut buf = [0u8; 30];
             let text = write(&at, &mut buf).unwrap().to_owned();
             assert_eq!(ours(text.as_bytes()), Some(at), "{text}");

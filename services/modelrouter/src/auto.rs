@@ -113,9 +113,12 @@ pub fn family_curve(
     let others = eval::families(train.iter().copied())
         .len()
         .saturating_sub(1);
+    if others == 0 {
+        return Err("the family curve needs at least two families in the training split".into());
+    }
     let mut sizes: Vec<usize> = (10..others).step_by(10).collect();
-    let width = 7 * draws.max(1) as usize;
     sizes.push(others);
+    let width = 7 * draws.max(1) as usize;
     println!(
         "# Left out, each fold fitted on some of the other {others} families \
          (training split, {} conversations; draws of each size: {draws})\n\

@@ -111,6 +111,16 @@ async fn train_auto_writes_a_model_that_evaluate_reads() {
         stdout.contains("some of the other 5 families") && rows.len() == 1,
         "fewer than 10 others: one row, all of them\n{stdout}"
     );
+    let one = data.join("one.jsonl");
+    let corpus = corpus();
+    let proofs: Vec<&str> = corpus.lines().filter(|l| l.contains("proofs")).collect();
+    std::fs::write(&one, proofs.join("\n")).unwrap();
+    let (ok, _, stderr) = run(
+        &["evaluate", one.to_str().unwrap(), "--family-curve"],
+        Some(&config),
+    )
+    .await;
+    assert!(!ok && stderr.contains("at least two families"), "{stderr}");
     let (ok, _, stderr) = run(
         &["evaluate", "--family-curve", "--explain", "proofs-1"],
         Some(&config),

@@ -41,6 +41,10 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// backlog must still fold in full batches.
 const CUT_SHORT_GRACE: Duration = Duration::from_millis(10);
 
+/// How long a batch cut short waits for a record the log said was ready
+/// (a fetch in flight): long enough for a busy machine, bounded all the same.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
 /// A batch of records, decoded.
 pub(crate) struct Gathered {
     /// The records, to ack once the batch is folded and published.
@@ -77,6 +81,7 @@ pub(crate) async fn gather(
     };
     let mut bytes = opening.record.payload.len();
     let mut usage_only = is_usage(&opening);
+    let mut more_ready = opening.more_ready;
     let mut batch = vec![opening];
     let until = tokio::time::Instant::now() + linger;
     while batch.len() < most && bytes < BATCH_BYTES {
@@ -89,6 +94,7 @@ pub(crate) async fn gather(
         let topping_up = lingering.is_zero() && wanted.is_some_and(|w| !w.load(Ordering::Acquire));
         let wait = match (topping_up, cut_short) {
             (true, _) => TOP_UP,
+            (false, true) if more_ready => READY_WAIT,
             (false, true) => CUT_SHORT_GRACE,
             (false, false) => lingering,
         };
@@ -96,6 +102,7 @@ pub(crate) async fn gather(
             Some(delivery) => {
                 bytes += delivery.record.payload.len();
                 usage_only &= is_usage(&delivery);
+                more_ready = delivery.more_ready;
                 batch.push(delivery);
             }
             None if topping_up => {}

@@ -140,13 +140,26 @@ pub trait Consumer: Send {
 pub struct Delivery {
     /// The record.
     pub record: Record,
+    /// The log held more records for this consumer when it delivered this
+    /// one: a reader gathering a batch can wait for them without guessing
+    /// how long the next fetch takes. `false` when the log cannot tell.
+    pub more_ready: bool,
     acker: Box<dyn Ack>,
 }
 
 impl Delivery {
     /// A delivery acked through `acker`.
     pub fn new(record: Record, acker: Box<dyn Ack>) -> Delivery {
-        Delivery { record, acker }
+        Delivery {
+            record,
+            more_ready: false,
+            acker,
+        }
+    }
+
+    /// The same delivery, saying whether more records were ready behind it.
+    pub fn with_more_ready(self, more_ready: bool) -> Delivery {
+        Delivery { more_ready, ..self }
     }
 
     /// Marks the record done for this consumer.

@@ -404,16 +404,17 @@ impl Ack for NatsAck {
 impl Consumer for NatsConsumer {
     async fn next(&mut self, wait: Duration) -> Result<Option<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let (message, seq) = loop {
+        let (message, seq, pending) = loop {
             let message = match tokio::time::timeout_at(deadline, self.messages.next()).await {
                 Err(_) | Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => return Err(unavailable(e)),
                 Ok(Some(Ok(message))) => message,
             };
-            let seq = message.info().map_err(unavailable)?.stream_sequence;
+            let info = message.info().map_err(unavailable)?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
             if seq >= self.next_seq {
                 self.next_seq = seq + 1;
-                break (message, seq);
+                break (message, seq, pending);
             }
         };
         let subject = message.subject.as_str();
@@ -427,7 +428,9 @@ impl Consumer for NatsConsumer {
             subject,
             payload: message.payload.clone(),
         };
-        Ok(Some(Delivery::new(record, Box::new(NatsAck(message)))))
+        Ok(Some(
+            Delivery::new(record, Box::new(NatsAck(message))).with_more_ready(pending > 0),
+        ))
     }
 }
 

@@ -438,6 +438,25 @@ async fn two_unacked_batches_do_not_stop_delivery(log: &dyn EventLog) {
     common::assert_drained(consumer.as_mut(), Duration::from_millis(300)).await;
 }
 
+/// A backlog's deliveries say more records are ready behind them, all but
+/// the last: the ledger gathers a backlog into full batches on that word,
+/// not on a guess of how long the next fetch takes.
+async fn a_backlog_says_more_are_ready_until_its_last_record(log: &dyn EventLog) {
+    for i in 0..5 {
+        log.append("events.usage", &format!("r{i}"), b"{}")
+            .await
+            .unwrap();
+    }
+    let mut consumer = log.consumer("ledger").await.unwrap();
+    let mut more = Vec::new();
+    for _ in 0..5 {
+        let delivery = consumer.next(WAIT).await.unwrap().expect("a record");
+        more.push(delivery.more_ready);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(more, [true, true, true, true, false]);
+}
+
 macro_rules! conformance {
     ($name:ident) => {
         conformance!($name, "current_thread");
@@ -471,3 +490,4 @@ conformance!(a_batch_acked_at_once_is_not_delivered_again);
 conformance!(many_values_put_at_once_are_each_stored_and_seen);
 conformance!(the_largest_records_come_whole_and_in_order);
 conformance!(two_unacked_batches_do_not_stop_delivery);
+conformance!(a_backlog_says_more_are_ready_until_its_last_record);

@@ -411,7 +411,10 @@ impl Consumer for SqliteConsumer {
                     name: self.name.clone(),
                     seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
                 };
-                return Ok(Some(Delivery::new(record, Box::new(ack))));
+                let more_ready = !self.ahead.is_empty();
+                return Ok(Some(
+                    Delivery::new(record, Box::new(ack)).with_more_ready(more_ready),
+                ));
             }
             if let Some(mut waiting) = self.caught_up.take() {
                 if tokio::time::timeout_at(deadline, waiting.as_mut())

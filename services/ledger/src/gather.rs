@@ -36,9 +36,9 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// How long a batch whose linger was cut short waits for each further
-/// record: a log that hands records over in fetches (JetStream's pull
-/// consumer, 1,024 at a time) has more ready than it holds in hand, and a
-/// backlog must still fold in full batches.
+/// record when the log has not said one is ready (see [`READY_WAIT`]): a
+/// log that cannot tell (the embedded one between its reads ahead) may
+/// still have more than it holds in hand.
 const CUT_SHORT_GRACE: Duration = Duration::from_millis(10);
 
 /// How long a batch cut short waits for a record the log said was ready

@@ -247,6 +247,7 @@ fn power_of_two_at_most(n: usize) -> usize {
 
 fn arguments(values: Vec<Value>) -> Result<AnyArguments<'static>, sqlx::Error> {
     let mut args = AnyArguments::default();
+    args.reserve(values.len(), 0);
     for value in values {
         bind(&mut args, value)?;
     }

@@ -136,7 +136,7 @@ fn candidates(events: &[(u64, Envelope)]) -> Vec<Candidate<'_>> {
                 envelope,
                 id: envelope.id.to_string(),
                 account: effects.account.to_string(),
-                at: envelope.at.to_rfc3339(),
+                at: events::time::to_rfc3339(&envelope.at),
                 effects,
             })
         })

@@ -24,7 +24,7 @@ mod content;
 mod decode;
 mod json;
 mod telemetry;
-mod time;
+pub mod time;
 mod usage;
 mod view;
 

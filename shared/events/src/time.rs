@@ -17,6 +17,21 @@ pub fn write_quoted(at: &DateTime<Utc>, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// `at` as chrono's `to_rfc3339` writes it (fraction trimmed, `+00:00`):
+/// the text the ledger's rows keep, once per folded event.
+pub fn to_rfc3339(at: &DateTime<Utc>) -> String {
+    let mut buf = [0u8; 30];
+    match write(at, &mut buf) {
+        Some(text) => {
+            let mut out = String::with_capacity(text.len() + 5);
+            out.push_str(&text[..text.len() - 1]);
+            out.push_str("+00:00");
+            out
+        }
+        None => at.to_rfc3339(),
+    }
+}
+
 /// Serializes `at` as chrono would (`SecondsFormat::AutoSi`, `Z`).
 pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; 30];
@@ -184,6 +199,7 @@ mod tests {
         }
         let far = Utc.with_ymd_and_hms(12026, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(write(&far, &mut [0u8; 30]), None);
+        assert_eq!(to_rfc3339(&far), far.to_rfc3339());
         for (y, m, d) in [(1970, 1, 1), (2000, 2, 29), (2100, 3, 1), (9999, 12, 31)] {
             let at = Utc.with_ymd_and_hms(y, m, d, 23, 59, 59).unwrap();
             let mut buf = [0u8; 30];
@@ -192,6 +208,16 @@ mod tests {
                 Some(at.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_str())
             );
         }
+    }
+
+    /// The ledger's column text is chrono's `to_rfc3339`, byte for byte.
+    #[test]
+    fn column_text_is_what_chrono_writes() {
+        for at in random_times(0x2545_f491_4f6c_dd1d) {
+            assert_eq!(to_rfc3339(&at), at.to_rfc3339());
+        }
+        let before = Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap();
+        assert_eq!(to_rfc3339(&before), before.to_rfc3339());
     }
 
     /// Every time `write` produces reads back as itself and as chrono reads

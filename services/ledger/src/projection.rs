@@ -283,16 +283,20 @@ struct Change {
 /// The account-level changes of a batch of events, summed, and the
 /// auto-recharge states they fold into.
 #[derive(Debug, Default)]
-struct AccountChanges {
-    accounts: BTreeMap<String, Change>,
-    days: BTreeMap<(String, String), (Money, i64)>,
+///
+/// Its keys borrow from the batch's candidates (`'c`): summing an event
+/// allocates nothing for the accounts, days, keys and gateways already met.
+struct AccountChanges<'c> {
+    accounts: BTreeMap<&'c str, Change>,
+    /// (account, day) → spend and requests; a date orders as its text does.
+    days: BTreeMap<(&'c str, NaiveDate), (Money, i64)>,
     /// (account, key) → its spend in the batch.
-    keys: BTreeMap<(String, String), KeyTotal>,
-    origins: BTreeMap<(String, String), u64>,
+    keys: BTreeMap<(&'c str, &'c str), KeyTotal>,
+    origins: BTreeMap<(&'c str, &'c str), u64>,
     /// (account, gateway process) → (events, latest time).
-    instances: BTreeMap<(String, String), (i64, String)>,
+    instances: BTreeMap<(&'c str, &'c str), (i64, &'c str)>,
     /// gateway → (highest number, events, latest time).
-    sequences: BTreeMap<String, (u64, i64, String)>,
+    sequences: BTreeMap<&'c str, (u64, i64, &'c str)>,
     /// Auto-recharge states of the accounts touched, as loaded and folded,
     /// and whether they changed (absent: the default, unchanged).
     recharges: HashMap<String, (Recharge, bool)>,
@@ -302,13 +306,13 @@ struct AccountChanges {
     started: Vec<(AccountId, uuid::Uuid)>,
 }
 
-impl AccountChanges {
+impl<'c> AccountChanges<'c> {
     /// Empty sums over the auto-recharge states and balances of the
     /// accounts `fresh` touches, loaded in one query each.
     async fn load(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         fresh: &[&Candidate<'_>],
-    ) -> Result<AccountChanges, LedgerError> {
+    ) -> Result<AccountChanges<'c>, LedgerError> {
         let mut accounts: Vec<String> = fresh.iter().map(|c| c.account.clone()).collect();
         accounts.sort_unstable();
         accounts.dedup();
@@ -339,10 +343,10 @@ impl AccountChanges {
     }
 
     /// Adds one fresh event, in log order.
-    fn add(&mut self, c: &Candidate) {
+    fn add(&mut self, c: &'c Candidate) {
         let e = &c.effects;
-        let account = &c.account;
-        let change = self.accounts.entry(account.clone()).or_default();
+        let account = c.account.as_str();
+        let change = self.accounts.entry(account).or_default();
         change.delta += e.balance_delta();
         change.events += 1;
         if e.name.is_some() {
@@ -352,42 +356,33 @@ impl AccountChanges {
             change.limit = e.limit;
         }
         if let Some(spent) = e.spend {
-            let day = self
-                .days
-                .entry((account.clone(), e.day.to_string()))
-                .or_default();
+            let day = self.days.entry((account, e.day)).or_default();
             day.0 += spent;
             day.1 += 1;
             if let Some(key) = e.request.as_ref().map(|r| &r.key) {
                 if spent > Money::ZERO && !key.is_empty() {
                     self.keys
-                        .entry((account.clone(), key.clone()))
+                        .entry((account, key.as_str()))
                         .and_modify(|total| total.add(e.day, spent))
                         .or_insert_with(|| KeyTotal::new(e.day, spent));
                 }
             }
         }
         if let Some(instance) = &e.instance {
-            let count = self
-                .instances
-                .entry((account.clone(), instance.clone()))
-                .or_default();
+            let count = self.instances.entry((account, instance)).or_default();
             count.0 += 1;
-            if c.at > count.1 {
-                count.1.clone_from(&c.at);
+            if c.at.as_str() > count.1 {
+                count.1 = &c.at;
             }
         }
         if let Some((gateway, seq)) = &e.origin {
-            let sequence = self.sequences.entry(gateway.clone()).or_default();
+            let sequence = self.sequences.entry(gateway).or_default();
             sequence.0 = sequence.0.max(*seq);
             sequence.1 += 1;
-            if c.at > sequence.2 {
-                sequence.2.clone_from(&c.at);
+            if c.at.as_str() > sequence.2 {
+                sequence.2 = &c.at;
             }
-            let last = self
-                .origins
-                .entry((account.clone(), gateway.clone()))
-                .or_default();
+            let last = self.origins.entry((account, gateway)).or_default();
             *last = (*last).max(*seq);
         }
         self.recharge(c);
@@ -408,7 +403,7 @@ impl AccountChanges {
         let balance = before
             + self
                 .accounts
-                .get(&c.account)
+                .get(c.account.as_str())
                 .map_or(Money::ZERO, |a| a.delta);
         let was = state.clone();
         if let Some(started) = state.apply(c.envelope, balance) {
@@ -433,7 +428,7 @@ impl AccountChanges {
         );
         for (account, change) in &self.accounts {
             balances.push([
-                account.as_str().into(),
+                (*account).into(),
                 "".into(),
                 nanos(change.delta).into(),
                 Value::MaybeInt(None),
@@ -452,8 +447,8 @@ impl AccountChanges {
         );
         for ((account, day), (spent, requests)) in &self.days {
             days.push([
-                account.as_str().into(),
-                day.as_str().into(),
+                (*account).into(),
+                day.to_string().into(),
                 nanos(*spent).into(),
                 (*requests).into(),
             ]);
@@ -475,10 +470,10 @@ impl AccountChanges {
         );
         for ((account, instance), (events, at)) in &self.instances {
             instances.push([
-                account.as_str().into(),
-                instance.as_str().into(),
+                (*account).into(),
+                (*instance).into(),
                 (*events).into(),
-                at.as_str().into(),
+                (*at).into(),
             ]);
         }
         let mut sequences = Rows::new(
@@ -493,10 +488,10 @@ impl AccountChanges {
         );
         for (gateway, (max, events, at)) in &self.sequences {
             sequences.push([
-                gateway.as_str().into(),
+                (*gateway).into(),
                 as_i64(*max).into(),
                 (*events).into(),
-                at.as_str().into(),
+                (*at).into(),
             ]);
         }
         let mut origins = Rows::new(
@@ -506,11 +501,7 @@ impl AccountChanges {
                  seq = CASE WHEN origins.seq > excluded.seq THEN origins.seq ELSE excluded.seq END",
         );
         for ((account, gateway), seq) in &self.origins {
-            origins.push([
-                account.as_str().into(),
-                gateway.as_str().into(),
-                as_i64(*seq).into(),
-            ]);
+            origins.push([(*account).into(), (*gateway).into(), as_i64(*seq).into()]);
         }
         // The one row shared between accounts (a gateway's) goes last: a
         // batch folded in shards at once waits on the other only here.

@@ -282,10 +282,10 @@ struct Change {
 
 /// The account-level changes of a batch of events, summed, and the
 /// auto-recharge states they fold into.
-#[derive(Debug, Default)]
 ///
 /// Its keys borrow from the batch's candidates (`'c`): summing an event
 /// allocates nothing for the accounts, days, keys and gateways already met.
+#[derive(Debug, Default)]
 struct AccountChanges<'c> {
     accounts: BTreeMap<&'c str, Change>,
     /// (account, day) → spend and requests; a date orders as its text does.

@@ -73,13 +73,15 @@ drill: backing-services
 	DRILL_CLIENTS=$(DRILL_CLIENTS) DRILL_PHASE_MS=$(DRILL_PHASE_MS) $(CARGO) test -p modelrouter --test drill -- --nocapture
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
-## circuit breakers, the usage-event publish cost in instructions (callgrind), and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
+## circuit breakers, the usage-event publish cost in instructions (callgrind), `up` against the gateway alone and
+## its CPU thread by thread, and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/publish_cost.sh
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/embedded.sh
+	bash deploy/bench/threads.sh $(TARGET_DIR)/release/modelrouter
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score

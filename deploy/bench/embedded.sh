@@ -34,23 +34,6 @@ printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","cont
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
-# Starts `$2 $3` (binary, mode) pinned to core 0 as process $1; sets URL and PID.
-launch() {
-  rm -rf "${WORK:?}/data-$1"
-  URL=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY GEMINI_API_KEY ANTHROPIC_API_KEY AWS_ACCESS_KEY_ID MODELROUTER_EVENT_LOG
-    export OPENAI_API_KEY=bench OPENAI_BASE_URL="$MOCK/v1" MODELROUTER_LOG=warn MODELROUTER_LISTEN=127.0.0.1:0 \
-      MODELROUTER_DATA_DIR="$WORK/data-$1" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
-    start "$1" taskset -c 0 "$2" "$3")
-  PID=$(cat "$WORK/$1.pid")
-  for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-      --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
-    [ "$code" = 200 ] && return
-    sleep 0.1
-  done
-  echo "$1 never answered 200" >&2; exit 1
-}
-
 # Waits (at most 15 s) until the ledger's folded-events counter holds still
 # for half a second: what came before has been folded.
 settle() {

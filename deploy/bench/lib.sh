@@ -42,3 +42,26 @@ threads = [threading.Thread(target=worker, args=(n // 8 + (i < n % 8),)) for i i
 print(len(bad))
 PY
 }
+
+# Starts `$2 $3` (a Model Router binary and its mode) as process $1 against
+# the mock upstream at $MOCK, under the command in $4… (default: pinned to
+# core 0); waits (bounded) until a chat request in $WORK/body.json answers
+# 200; sets URL and PID.
+launch() {
+  local name=$1 bin=$2 mode=$3
+  shift 3
+  [ $# -gt 0 ] || set -- taskset -c 0
+  rm -rf "${WORK:?}/data-$name"
+  URL=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY GEMINI_API_KEY ANTHROPIC_API_KEY AWS_ACCESS_KEY_ID MODELROUTER_EVENT_LOG
+    export OPENAI_API_KEY=bench OPENAI_BASE_URL="$MOCK/v1" MODELROUTER_LOG=warn MODELROUTER_LISTEN=127.0.0.1:0 \
+      MODELROUTER_DATA_DIR="$WORK/data-$name" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
+    start "$name" "$@" "$bin" "$mode")
+  PID=$(cat "$WORK/$name.pid")
+  for _ in $(seq 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+      --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
+    [ "$code" = 200 ] && return
+    sleep 0.2
+  done
+  echo "$name never answered 200" >&2; exit 1
+}

@@ -21,24 +21,6 @@ source "$HERE/lib.sh"
 MOCK=$(start mock taskset -c 1 node "$HERE/peers/mock.mjs")
 printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","content":"Summarise the benefits of routing LLM traffic through one gateway."}]}' >"$WORK/body.json"
 
-# Starts `$2 MODE` as process $1 (under callgrind when asked); sets URL and PID.
-launch() {
-  local runner=(taskset -c 0)
-  [ "${THREADS_CALLGRIND:-}" = 1 ] && runner=(valgrind --tool=callgrind --separate-threads=yes --dump-instr=no --callgrind-out-file="$WORK/$1.cg")
-  URL=$(unset XAI_API_KEY GROQ_API_KEY CEREBRAS_API_KEY GEMINI_API_KEY ANTHROPIC_API_KEY AWS_ACCESS_KEY_ID MODELROUTER_EVENT_LOG
-    export OPENAI_API_KEY=bench OPENAI_BASE_URL="$MOCK/v1" MODELROUTER_LOG=warn MODELROUTER_LISTEN=127.0.0.1:0 \
-      MODELROUTER_DATA_DIR="$WORK/data-$1" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
-    start "$1" "${runner[@]}" "$2" "$MODE")
-  PID=$(cat "$WORK/$1.pid")
-  for _ in $(seq 300); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-      --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
-    [ "$code" = 200 ] && return
-    sleep 0.2
-  done
-  echo "$1 never answered 200" >&2; exit 1
-}
-
 # "tid name user_ticks system_ticks" for every thread of PID.
 snapshot() {
   local t
@@ -91,7 +73,13 @@ instructions_per_thread() {
 i=0
 for BIN in "$@"; do
   i=$((i + 1))
-  launch "b$i" "$BIN"
-  if [ "${THREADS_CALLGRIND:-}" = 1 ]; then instructions_per_thread "b$i"; else cpu_per_thread "b$i"; fi
+  if [ "${THREADS_CALLGRIND:-}" = 1 ]; then
+    launch "b$i" "$BIN" "$MODE" valgrind --tool=callgrind --separate-threads=yes --dump-instr=no \
+      --callgrind-out-file="$WORK/b$i.cg"
+    instructions_per_thread "b$i"
+  else
+    launch "b$i" "$BIN" "$MODE"
+    cpu_per_thread "b$i"
+  fi
   stop "b$i"
 done

@@ -13,6 +13,7 @@
 #   THREADS_SECONDS    length of the saturation run (default 10)
 #   THREADS_CALLGRIND  1 for instructions instead of CPU time
 set -euo pipefail
+[ $# -gt 0 ] || { echo "usage: $0 BIN [BIN ...]" >&2; exit 2; }
 MODE=${THREADS_MODE:-up}
 SECONDS_RUN=${THREADS_SECONDS:-10}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,10 +44,11 @@ cpu_per_thread() {
   wrk_load 64 "$SECONDS_RUN" >"$WORK/wrk.txt"
   sleep 2
   snapshot >"$WORK/after"
-  local requests
-  requests=$(awk -F'[= ]' '/^requests=/ {print $2}' "$WORK/wrk.txt")
-  echo "$1 $MODE: $(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt") req/s, $requests requests; CPU µs a request:"
-  join "$WORK/before" "$WORK/after" | awk -v n="$requests" '{
+  local requests bad
+  read -r requests bad < <(awk -F'[= ]' '/^requests=/ {print $2, $4 + $6}' "$WORK/wrk.txt")
+  echo "$1 $MODE: $(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt") req/s, $requests requests ($bad failed); CPU µs an answered request:"
+  [ "$requests" -gt "$bad" ] || { echo "  nothing answered" >&2; exit 1; }
+  join "$WORK/before" "$WORK/after" | awk -v n="$((requests - bad))" '{
       u = ($6 - $3) * 10000 / n; s = ($7 - $4) * 10000 / n
       if (u + s >= 0.05) printf "  %-8s %-16s user %6.1f  system %6.1f  total %6.1f\n", $1, $2, u, s, u + s
       all += u + s

@@ -162,13 +162,15 @@ async fn evaluate_ends_quietly_when_its_reader_stops_early() {
     std::fs::remove_dir_all(&data).ok();
 }
 
-/// The score before it is rounded and held to 0–100: a conversation the
-/// model is sure of sits at 100 whatever the cuts.
+/// The score before it is rounded and held to 0–100 (base plus every share
+/// but the one that holds it): a conversation the model is sure of sits at
+/// 100 whatever the cuts.
 fn raw(explained: &Value) -> f64 {
     let shares: f64 = explained["contributions"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|c| c["signal"] != "held_at_tier_edge")
         .map(|c| c["points"].as_f64().unwrap())
         .sum();
     explained["base"].as_f64().unwrap() + shares

@@ -56,6 +56,10 @@ pub const POINTS_PER_LOGIT: f64 = 10.0;
 /// Text features named one by one in an explanation; the rest are summed.
 const NAMED_WORDS: usize = 8;
 
+/// The share that holds a score at its tier's edge (69 or 39) when no
+/// margin lands in the tier's range.
+pub const HELD: &str = "held_at_tier_edge";
+
 /// Why a model file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -309,9 +313,19 @@ impl Model {
                 points,
             });
         }
-        contributions.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
         let raw = base + contributions.iter().map(|c| c.points).sum::<f64>();
-        let score = raw.round().clamp(low, high) as u8;
+        let held = raw.round().clamp(low, high);
+        if held != raw.round() {
+            // No margin lands in the tier's range: say so, as a share, so
+            // the shares still add up to the score.
+            contributions.push(Contribution {
+                signal: Cow::Borrowed(HELD),
+                value: held,
+                points: held - raw,
+            });
+        }
+        contributions.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
+        let score = held as u8;
         Explanation {
             score,
             tier: config.tier(score),
@@ -467,9 +481,10 @@ mod tests {
             let e = model.explain(&read(&request(text)), &config);
             let raw = e.base + e.contributions.iter().map(|c| c.points).sum::<f64>();
             let (low, high) = range(e.tier);
-            assert_eq!(f64::from(e.score), raw.round().clamp(low, high), "{e:?}");
+            assert_eq!(f64::from(e.score), raw.round(), "{e:?}");
+            assert!((low..=high).contains(&raw.round()), "{e:?}");
             questions.push(e.question);
-            assert!(e.contributions.len() <= DENSE.len() + NAMED_WORDS + 1);
+            assert!(e.contributions.len() <= DENSE.len() + NAMED_WORDS + 2);
             assert!(e
                 .contributions
                 .windows(2)
@@ -494,8 +509,10 @@ mod tests {
 
     #[test]
     fn the_premium_guard_keeps_near_premium_work_out_of_economy() {
+        // The guard alone: no under-routing penalty moving the cuts.
         let config = AutoConfig {
             premium_guard: 12.0,
+            under_penalty: 1.0,
             ..AutoConfig::default()
         };
         // Standard says no (a = -20 points), premium says "nearly" (b = -5).
@@ -508,7 +525,7 @@ mod tests {
         assert_eq!(e.score, 47, "40 + guard 12 - 5: {e:?}");
         let off = AutoConfig {
             premium_guard: 0.0,
-            ..AutoConfig::default()
+            ..config.clone()
         };
         let e = model.explain(&f, &off);
         assert_eq!(

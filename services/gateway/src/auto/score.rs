@@ -21,8 +21,10 @@ pub struct AutoConfig {
     /// Scores from here up are premium (default 70, the model's cut).
     pub premium_from: u8,
     /// How many times worse an under-routed conversation is than an
-    /// over-routed one (default 1: the model's own cuts); above 1 moves
-    /// conversations near a cut to the dearer tier (see [`super::model`]).
+    /// over-routed one (default 1.25, the least that keeps left-out
+    /// under-routing by one tier within 8%; 1 is the model's own cuts);
+    /// above 1 moves conversations near a cut to the dearer tier (see
+    /// [`super::model`]).
     pub under_penalty: f64,
     /// Score points below premium within which the premium question keeps a
     /// conversation out of economy (default 13): sending premium work to
@@ -38,7 +40,7 @@ impl Default for AutoConfig {
         AutoConfig {
             standard_from: 40,
             premium_from: 70,
-            under_penalty: 1.0,
+            under_penalty: 1.25,
             premium_guard: 13.0,
             model: None,
         }

@@ -16,9 +16,10 @@
 //! below), economy below 40; and where that would reach 70 for a standard
 //! conversation, `70 + 10·b` if it lands in the standard range. Every
 //! feature's share of the score is its weight times its value in that
-//! margin, times 10: base plus the shares is the score, held to its tier's
-//! range when no margin lands in it (a conversation both questions are
-//! sure is standard scores 69: about 2% of the labelled set).
+//! margin, times 10. Where no margin lands in the tier's range (a
+//! conversation both questions are sure is standard scores 69), the score
+//! is held at the range's edge and one more share, [`HELD`], says by how
+//! much, so base plus the shares is the score in every case.
 //!
 //! **Asymmetric safety.** Sending a conversation to a cheaper tier than it
 //! needs costs quality; sending it to a dearer one costs money. With an

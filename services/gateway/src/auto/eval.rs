@@ -786,7 +786,7 @@ mod tests {
             assert_eq!(raw.round(), f64::from(e.score), "{}: {e:?}", case.id);
             if e.contributions
                 .iter()
-                .any(|c| c.signal == crate::auto::model::HELD)
+                .any(|c| c.signal == crate::auto::score::HELD)
             {
                 // Past 0 or 100 is the scale's end, not a tier's: not counted.
                 held += usize::from(!matches!(e.score, 0 | 100));

@@ -39,7 +39,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, Features, TextFeature, DENSE, HASH_BITS};
-use super::score::{AutoConfig, Contribution, Explanation, Question};
+use super::score::{AutoConfig, Contribution, Explanation, Question, HELD};
 
 /// The first line of defence against a file that is not a model.
 pub const FORMAT: &str = "modelrouter-auto-model/2";
@@ -56,10 +56,6 @@ pub const POINTS_PER_LOGIT: f64 = 10.0;
 
 /// Text features named one by one in an explanation; the rest are summed.
 const NAMED_WORDS: usize = 8;
-
-/// The share that holds a score at its tier's edge (69 or 39) when no
-/// margin lands in the tier's range.
-pub const HELD: &str = "held_at_tier_edge";
 
 /// Why a model file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -494,6 +490,24 @@ mod tests {
         }
         assert!(questions.contains(&Question::Standard), "{questions:?}");
         assert!(questions.contains(&Question::Premium), "{questions:?}");
+    }
+
+    /// A score held at 100 lists the hold among its shares, so they add up,
+    /// but the reasons a usage event keeps are features only.
+    #[test]
+    fn a_held_score_lists_its_hold_and_keeps_it_out_of_the_reasons() {
+        let model = Model::shipped();
+        let text = "Prove that there are infinitely many primes of the form 4k+3, \
+            rigorously, then formalise the proof in Lean and analyse its complexity.";
+        let e = model.explain(&read(&request(text)), &AutoConfig::default());
+        let hold = e.contributions.iter().find(|c| c.signal == HELD);
+        let hold = hold.unwrap_or_else(|| panic!("a sure premium is held at 100: {e:?}"));
+        assert_eq!((e.score, hold.value), (100, 100.0), "{e:?}");
+        let reasons: Vec<_> = e.reasons(8).collect();
+        assert_eq!(reasons.len(), 8, "{e:?}");
+        assert!(reasons.iter().all(|c| c.signal != HELD));
+        let features = e.contributions.iter().filter(|c| c.signal != HELD);
+        assert_eq!(reasons, features.take(8).collect::<Vec<_>>());
     }
 
     /// A model of one dense weight pair, to place a conversation's margins.

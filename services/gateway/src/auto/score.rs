@@ -83,14 +83,20 @@ impl AutoConfig {
     }
 }
 
+/// The share that holds a score at an edge of its tier's range (39, 69, 0
+/// or 100) when no margin lands in the range: not a feature, but listed so
+/// that base plus the shares is the score.
+pub const HELD: &str = "held_at_tier_edge";
+
 /// One feature's share of the score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Contribution {
     /// The feature: a signal's name, `word "…"`, `stem "…"`, `words "… …"`,
-    /// `letters "…"`, or `other_words` for the text features not named.
+    /// `letters "…"`, `other_words` for the text features not named, or
+    /// [`HELD`].
     pub signal: Cow<'static, str>,
     /// The feature's value (a signal's log-scaled count; for `other_words`,
-    /// how many text features it sums).
+    /// how many text features it sums; for [`HELD`], the score held to).
     pub value: f64,
     /// Points added (negative: removed).
     pub points: f64,
@@ -145,8 +151,20 @@ pub struct Explanation {
     pub question: Question,
     /// The score of a conversation with no features.
     pub base: f64,
-    /// Every feature that moved the score, largest first.
+    /// Every feature that moved the score, largest first, and [`HELD`]
+    /// when the score was held.
     pub contributions: Vec<Contribution>,
+}
+
+impl Explanation {
+    /// The `n` largest shares that are features, not the hold: the reasons
+    /// a usage event keeps for the decision.
+    pub fn reasons(&self, n: usize) -> impl Iterator<Item = &Contribution> {
+        self.contributions
+            .iter()
+            .filter(|c| c.signal != HELD)
+            .take(n)
+    }
 }
 
 #[cfg(test)]

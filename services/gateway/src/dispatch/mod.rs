@@ -141,9 +141,7 @@ pub async fn chat(
             score: d.score,
             tier: d.tier.to_string(),
             contributions: d
-                .contributions
-                .iter()
-                .take(events::AUTO_CONTRIBUTIONS)
+                .reasons(events::AUTO_CONTRIBUTIONS)
                 .map(|c| (c.signal.to_string(), c.points.round() as i32))
                 .collect(),
         });

@@ -562,6 +562,35 @@ pub struct Study {
     pub cross_validated: Report,
     pub per_family: BTreeMap<String, Report>,
     pub held_out: Report,
+    /// What the figures depend on besides the set, printed first so a
+    /// report can be reproduced.
+    pub settings: Settings,
+}
+
+/// The fitting and scoring settings a [`Study`] was measured with.
+pub struct Settings {
+    pub l2: f64,
+    pub steps: usize,
+    pub under_penalty: f64,
+    pub premium_guard: f64,
+    pub standard_from: u8,
+    pub premium_from: u8,
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "# Settings: folds fitted with L2 {}, {} steps; scored with under_penalty {}, \
+             premium_guard {}, standard from {}, premium from {}",
+            self.l2,
+            self.steps,
+            self.under_penalty,
+            self.premium_guard,
+            self.standard_from,
+            self.premium_from
+        )
+    }
 }
 
 impl Study {
@@ -575,12 +604,21 @@ impl Study {
             cross_validated,
             per_family,
             held_out: evaluate(test, model, config, &prices),
+            settings: Settings {
+                l2: options.l2,
+                steps: options.steps,
+                under_penalty: config.under_penalty,
+                premium_guard: config.premium_guard,
+                standard_from: config.standard_from,
+                premium_from: config.premium_from,
+            },
         }
     }
 }
 
 impl fmt::Display for Study {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}\n", self.settings)?;
         writeln!(
             f,
             "# Leave-one-family-out ({} families of the training split; each scored by a model fitted without it)\n{}",
@@ -589,7 +627,7 @@ impl fmt::Display for Study {
         )?;
         writeln!(
             f,
-            "# Held-out split (20% by id hash; no fit or setting saw it), the shipped model\n{}",
+            "# Held-out split (20% by id hash; no fit saw it), the shipped model\n{}",
             self.held_out
         )?;
         writeln!(
@@ -856,6 +894,31 @@ mod tests {
         assert_eq!(
             without.text[hello.slot as usize], [0.0; 2],
             "the left-out fit cannot"
+        );
+    }
+
+    /// A report says first what it was measured with.
+    #[test]
+    fn a_study_names_its_settings_first() {
+        let cases = six_families();
+        let options = Options {
+            l2: 0.002,
+            steps: 50,
+        };
+        let config = AutoConfig {
+            under_penalty: 1.5,
+            premium_guard: 7.0,
+            ..AutoConfig::default()
+        };
+        let model = fit(cases.iter(), &options);
+        let report = Study::run(&cases, &model, &options, &config).to_string();
+        assert_eq!(
+            report.lines().next(),
+            Some(
+                "# Settings: folds fitted with L2 0.002, 50 steps; scored with under_penalty 1.5, \
+                 premium_guard 7, standard from 40, premium from 70"
+            ),
+            "{report}"
         );
     }
 

@@ -562,35 +562,10 @@ pub struct Study {
     pub cross_validated: Report,
     pub per_family: BTreeMap<String, Report>,
     pub held_out: Report,
-    /// What the figures depend on besides the set, printed first so a
-    /// report can be reproduced.
-    pub settings: Settings,
-}
-
-/// The fitting and scoring settings a [`Study`] was measured with.
-pub struct Settings {
-    pub l2: f64,
-    pub steps: usize,
-    pub under_penalty: f64,
-    pub premium_guard: f64,
-    pub standard_from: u8,
-    pub premium_from: u8,
-}
-
-impl fmt::Display for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "# Settings: folds fitted with L2 {}, {} steps; scored with under_penalty {}, \
-             premium_guard {}, standard from {}, premium from {}",
-            self.l2,
-            self.steps,
-            self.under_penalty,
-            self.premium_guard,
-            self.standard_from,
-            self.premium_from
-        )
-    }
+    /// How the folds were fitted and every figure scored, printed first so
+    /// a report can be reproduced.
+    pub options: Options,
+    pub config: AutoConfig,
 }
 
 impl Study {
@@ -604,21 +579,21 @@ impl Study {
             cross_validated,
             per_family,
             held_out: evaluate(test, model, config, &prices),
-            settings: Settings {
-                l2: options.l2,
-                steps: options.steps,
-                under_penalty: config.under_penalty,
-                premium_guard: config.premium_guard,
-                standard_from: config.standard_from,
-                premium_from: config.premium_from,
-            },
+            options: options.clone(),
+            config: config.clone(),
         }
     }
 }
 
 impl fmt::Display for Study {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}\n", self.settings)?;
+        let (o, c) = (&self.options, &self.config);
+        writeln!(
+            f,
+            "# Settings: folds fitted with L2 {}, {} steps; scored with under_penalty {}, \
+             premium_guard {}, standard from {}, premium from {}\n",
+            o.l2, o.steps, c.under_penalty, c.premium_guard, c.standard_from, c.premium_from
+        )?;
         writeln!(
             f,
             "# Leave-one-family-out ({} families of the training split; each scored by a model fitted without it)\n{}",

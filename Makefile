@@ -74,7 +74,7 @@ drill: backing-services
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
 ## circuit breakers, the usage-event publish cost in instructions (callgrind), `up` against the gateway alone and
-## its CPU thread by thread, and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
+## against a fleet gateway publishing to NATS (needs psql and NATS), `up`'s CPU thread by thread, and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
 bench: bench-tools
 	$(CARGO) build --release -p modelrouter
 	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh

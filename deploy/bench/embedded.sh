@@ -44,7 +44,36 @@ if [ "$FLEET" = 1 ] && ! { command -v psql >/dev/null && (exec 3<>/dev/tcp/127.0
 fi
 NATS_PID=$(pgrep -x nats-server | head -1 || true)
 FLEET_DBS=()
-trap 'for db in "${FLEET_DBS[@]}"; do psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done; cleanup' EXIT
+
+# Drops fleet run $1's scratch database and its JetStream streams (the
+# event stream and the buckets' streams named after its subject prefix)
+# through JetStream's API over the NATS protocol: the bench leaves nothing
+# behind on the machine's shared servers.
+drop_fleet() {
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $1" >/dev/null 2>&1 || true
+  python3 - "$1" <<'PY' || true
+import json, socket, sys
+prefix = sys.argv[1].lower()
+s = socket.create_connection(("127.0.0.1", 4222), timeout=5)
+f = s.makefile("rb")
+f.readline()  # the server's INFO
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _bench.reply 1\r\n')
+def request(subject):
+    s.sendall(b"PUB %s _bench.reply 0\r\n\r\n" % subject.encode())
+    while True:
+        line = f.readline()
+        if not line:
+            return {}
+        if line.startswith(b"PING"):
+            s.sendall(b"PONG\r\n")
+        elif line.startswith(b"MSG"):
+            return json.loads(f.read(int(line.split()[-1]) + 2)[:-2])
+for name in request("$JS.API.STREAM.NAMES").get("streams") or []:
+    if name.lower() == prefix + "_events" or name.lower().startswith("kv_" + prefix + "_"):
+        request("$JS.API.STREAM.DELETE." + name)
+PY
+}
+trap 'for db in "${FLEET_DBS[@]}"; do drop_fleet "$db"; done; cleanup' EXIT
 printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","content":"Summarise the benefits of routing LLM traffic through one gateway."}]}' >"$WORK/body.json"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -178,7 +207,7 @@ measure() {
     stop "$name-$mode"
     if [ -n "$LEDGER_PID" ]; then
       stop "$name-$mode-ledger"
-      psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $FLEET_DB" >/dev/null
+      drop_fleet "$FLEET_DB"
     fi
   done
 }

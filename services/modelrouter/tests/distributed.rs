@@ -151,7 +151,6 @@ async fn two_gateway_processes_share_a_daily_limit_and_the_books_reconcile() {
     let (ok, text) = deployment.run(&["reconcile"]).await;
     assert!(!ok, "a corrupted day total must fail reconciliation");
     assert!(text.contains("day total"), "{text}");
-    let _ = log.destroy(&["accounts"]).await;
 }
 
 /// Whether `key` gets `status` from the gateway at `url`.
@@ -245,10 +244,6 @@ async fn a_key_revoked_on_the_control_plane_stops_on_two_gateway_processes_withi
         let took = took.expect("the revoked key is refused");
         assert!(took < Duration::from_secs(1), "took {took:?}");
     }
-    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
-        .await
-        .unwrap();
-    let _ = log.destroy(&["accounts", "keys", "policies"]).await;
 }
 
 /// `modelrouter exporter` on its own, on NATS and PostgreSQL: the control
@@ -409,9 +404,4 @@ async fn the_exporter_alone_delivers_from_nats_and_postgres_and_survives_kill9()
     ] {
         assert!(!log.contains("trace-secret-value-7391"));
     }
-
-    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
-        .await
-        .unwrap();
-    let _ = log.destroy(&["accounts", "keys", "policies"]).await;
 }

@@ -169,12 +169,6 @@ async fn each_crossing_charges_once_while_the_ledger_is_killed() {
     assert_eq!(recharges, 5, "each charge credited once: {billing}");
     let (ok, report) = deployment.run(&["reconcile"]).await;
     assert!(ok, "{report}");
-    let log = eventlog::nats::NatsLog::connect(NATS_URL, &deployment.prefix)
-        .await
-        .unwrap();
-    let _ = log
-        .destroy(&["accounts", "keys", "policies", "gateways"])
-        .await;
 }
 
 async fn set_latency(http: &reqwest::Client, sim: &str, ms: u64) {

@@ -162,18 +162,23 @@ impl NatsLog {
         Ok(())
     }
 
-    /// Deletes the stream and the named buckets (tests clean up with it).
-    pub async fn destroy(&self, buckets: &[&str]) -> Result<()> {
-        for bucket in buckets {
-            let _ = self
-                .js
-                .delete_stream(format!("KV_{}", self.bucket_name(bucket)))
-                .await;
-        }
-        self.js
-            .delete_stream(stream_name(&self.prefix))
+    /// Deletes everything this prefix made on the server: its event stream
+    /// and every bucket named `{prefix}_…`, whoever created them (tests and
+    /// benches clean up with it; a bucket a test forgot to name would
+    /// otherwise stay on the shared server). A missing stream is not an error.
+    pub async fn destroy(&self) -> Result<()> {
+        let buckets = format!("KV_{}", self.bucket_name(""));
+        let names: Vec<String> = self
+            .js
+            .stream_names()
+            .try_collect()
             .await
             .map_err(unavailable)?;
+        for name in names {
+            if name.starts_with(&buckets) || name == stream_name(&self.prefix) {
+                self.js.delete_stream(&name).await.map_err(unavailable)?;
+            }
+        }
         Ok(())
     }
 

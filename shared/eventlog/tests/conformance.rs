@@ -469,7 +469,7 @@ macro_rules! conformance {
             async fn on_nats() {
                 let log = nats().await;
                 super::$name(&log).await;
-                log.destroy(&["accounts"]).await.unwrap();
+                log.destroy().await.unwrap();
             }
 
             #[tokio::test(flavor = $flavor)]
@@ -491,3 +491,56 @@ conformance!(many_values_put_at_once_are_each_stored_and_seen);
 conformance!(the_largest_records_come_whole_and_in_order);
 conformance!(two_unacked_batches_do_not_stop_delivery);
 conformance!(a_backlog_says_more_are_ready_until_its_last_record);
+
+/// The names of every stream on the machine's NATS server.
+async fn stream_names() -> Vec<String> {
+    use futures_util::TryStreamExt;
+    let client = async_nats::connect(NATS_URL).await.unwrap();
+    async_nats::jetstream::new(client)
+        .stream_names()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// `destroy` removes everything its prefix made (the event stream and every
+/// bucket, including ones no caller would think to name) and nothing of any
+/// other prefix: tests and benches share this server, and before, each test
+/// left the buckets it did not list behind.
+#[tokio::test]
+async fn destroying_a_nats_log_leaves_nothing_of_its_prefix_and_touches_no_other() {
+    let (mine, theirs) = (prefix(), prefix());
+    let log = NatsLog::connect(NATS_URL, &mine).await.unwrap();
+    let other = NatsLog::connect(NATS_URL, &theirs).await.unwrap();
+    log.append("usage", "event-1", b"{}").await.unwrap();
+    for bucket in ["accounts", "a-bucket-nobody-lists"] {
+        log.bucket(bucket)
+            .await
+            .unwrap()
+            .put("k", b"v")
+            .await
+            .unwrap();
+    }
+    other
+        .bucket("accounts")
+        .await
+        .unwrap()
+        .put("k", b"v")
+        .await
+        .unwrap();
+    let before = stream_names().await;
+    let of = |names: &[String], prefix: &str| {
+        names
+            .iter()
+            .filter(|n| n.to_lowercase().contains(prefix))
+            .count()
+    };
+    assert_eq!(of(&before, &mine), 3, "{before:?}");
+
+    log.destroy().await.unwrap();
+    let after = stream_names().await;
+    assert_eq!(of(&after, &mine), 0, "{after:?}");
+    assert_eq!(of(&after, &theirs), 2, "{after:?}");
+    other.destroy().await.unwrap();
+    assert_eq!(of(&stream_names().await, &theirs), 0);
+}

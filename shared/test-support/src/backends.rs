@@ -242,7 +242,7 @@ impl Backends {
     /// Deletes the NATS stream and buckets (call at the end of a test).
     pub async fn cleanup(self) {
         if let Some(nats) = &self.nats {
-            let _ = nats.destroy(&["accounts", "keys", "policies"]).await;
+            let _ = nats.destroy().await;
         }
         self.store.pool.close().await;
     }

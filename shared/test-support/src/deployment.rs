@@ -15,7 +15,10 @@ use crate::backends::TempDir;
 /// The API key `modelrouter gateway` processes are started with.
 pub const KEY: &str = "mr_sk_distributedTestKey0123456789abcdefghij";
 
-/// Environment shared by every process of the deployment.
+/// Environment shared by every process of the deployment. Dropped (after
+/// the processes a test started from it, which it outlives), it deletes its
+/// prefix's streams and buckets from the NATS server, which every test and
+/// bench on the machine shares; a test that panics cleans up too.
 pub struct Deployment {
     /// The `modelrouter` binary.
     pub bin: PathBuf,
@@ -325,5 +328,33 @@ pub async fn up(bin: &str, data_dir: &Path, env: &[(&str, &str)]) -> Up {
         url,
         printed_key,
         banner,
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !self.nats_url.starts_with("nats://") {
+            return;
+        }
+        let (url, prefix) = (self.nats_url.clone(), self.prefix.clone());
+        // A runtime of its own on a thread of its own: `drop` runs inside the
+        // test's runtime, which cannot be blocked on from within.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let destroy = async {
+                    if let Ok(log) = eventlog::nats::NatsLog::connect(&url, &prefix).await {
+                        let _ = log.destroy().await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(10), destroy).await;
+            });
+        });
+        let _ = cleanup.join();
     }
 }

@@ -97,7 +97,7 @@ fleet_env() {
 # subject prefix, the ledger on core 1, credit for the gateway's account,
 # the gateway on core 0; waits (bounded) for a 200; sets URL, PID, LEDGER_PID.
 launch_fleet() {
-  local name=$1 bin=$2 code=
+  local name=$1 bin=$2
   FLEET_DB="bench_fleet_$$_${#FLEET_DBS[@]}"
   FLEET_DBS+=("$FLEET_DB")
   psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $FLEET_DB" >/dev/null
@@ -107,13 +107,7 @@ launch_fleet() {
    "$bin" grant --account 00000000-0000-0000-0000-000000000000 --amount 1000000 >/dev/null)
   URL=$(fleet_env; export MODELROUTER_DATA_DIR="$WORK/data-$name"; start "$name" taskset -c 0 "$bin" gateway)
   PID=$(cat "$WORK/$name.pid")
-  for _ in $(seq 300); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-      --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
-    [ "$code" = 200 ] && return
-    sleep 0.2
-  done
-  echo "$name never answered 200 (last $code)" >&2; exit 1
+  answers "$name"
 }
 rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 

@@ -57,11 +57,18 @@ launch() {
       MODELROUTER_DATA_DIR="$WORK/data-$name" MODELROUTER_BOOTSTRAP_KEY="$KEY" MODELROUTER_DEMO_CREDITS=1000000
     start "$name" "$@" "$bin" "$mode")
   PID=$(cat "$WORK/$name.pid")
+  answers "$name"
+}
+
+# Waits (at most 60 s) until a chat request in $WORK/body.json to $URL
+# answers 200; exits naming process $1 and the last status otherwise.
+answers() {
+  local code=
   for _ in $(seq 300); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
       --data-binary @"$WORK/body.json" "$URL/v1/chat/completions" || true)
     [ "$code" = 200 ] && return
     sleep 0.2
   done
-  echo "$name never answered 200" >&2; exit 1
+  echo "$1 never answered 200 (last $code)" >&2; exit 1
 }

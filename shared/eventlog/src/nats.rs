@@ -163,9 +163,9 @@ impl NatsLog {
     }
 
     /// Deletes everything this prefix made on the server: its event stream
-    /// and every bucket named `{prefix}_…`, whoever created them (tests and
-    /// benches clean up with it; a bucket a test forgot to name would
-    /// otherwise stay on the shared server). A missing stream is not an error.
+    /// and every bucket named `{prefix}_…` (so also those of a prefix that
+    /// begins `{prefix}_`), whoever created them. Tests and benches clean up
+    /// with it: a bucket a test forgot to name would stay on the shared server.
     pub async fn destroy(&self) -> Result<()> {
         let buckets = format!("KV_{}", self.bucket_name(""));
         let names: Vec<String> = self

@@ -50,7 +50,7 @@ FLEET_DBS=()
 # through JetStream's API over the NATS protocol: the bench leaves nothing
 # behind on the machine's shared servers.
 drop_fleet() {
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $1" >/dev/null 2>&1 || true
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 || true
   python3 - "$1" <<'PY' || true
 import json, socket, sys
 prefix = sys.argv[1].lower()
@@ -73,7 +73,8 @@ for name in request("$JS.API.STREAM.NAMES").get("streams") or []:
         request("$JS.API.STREAM.DELETE." + name)
 PY
 }
-trap 'for db in "${FLEET_DBS[@]}"; do drop_fleet "$db"; done; cleanup' EXIT
+# Processes first (a database still connected to is not dropped), then the scratch state.
+trap 'cleanup; for db in "${FLEET_DBS[@]}"; do drop_fleet "$db"; done' EXIT
 printf '{"model":"gpt-4.1-mini","max_tokens":16,"messages":[{"role":"user","content":"Summarise the benefits of routing LLM traffic through one gateway."}]}' >"$WORK/body.json"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -76,12 +76,12 @@ drill: backing-services
 ## circuit breakers, the usage-event publish cost in instructions (callgrind), `up` against the gateway alone and
 ## against a fleet gateway publishing to NATS (needs psql and NATS), `up`'s CPU thread by thread, and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
 bench: bench-tools
-	$(CARGO) build --release -p modelrouter
-	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/run.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/outage.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/publish_cost.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/embedded.sh
-	bash deploy/bench/threads.sh $(TARGET_DIR)/release/modelrouter
+	$(CARGO) build --profile dist -p modelrouter
+	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/run.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/outage.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/publish_cost.sh
+	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/embedded.sh
+	bash deploy/bench/threads.sh $(TARGET_DIR)/dist/modelrouter
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
@@ -95,8 +95,8 @@ bench: bench-tools
 ## ~/.cache/model-router/peers, not the project's dependencies) and a direct
 ## baseline, against one fast mock upstream, each gateway pinned to one core.
 bench-peers: bench-tools
-	$(CARGO) build --release -p modelrouter
-	MODELROUTER_BIN=$(TARGET_DIR)/release/modelrouter bash deploy/bench/peers.sh
+	$(CARGO) build --profile dist -p modelrouter
+	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/peers.sh
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -4,6 +4,8 @@
 SHELL      := /bin/bash
 CARGO      ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+## The binary the benches measure (`--profile dist`, see Cargo.toml).
+DIST_BIN    = $(TARGET_DIR)/dist/modelrouter
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
@@ -77,11 +79,11 @@ drill: backing-services
 ## against a fleet gateway publishing to NATS (needs psql and NATS), `up`'s CPU thread by thread, and the criterion benches (context-window guard, stream translation, auto scoring, event decoding).
 bench: bench-tools
 	$(CARGO) build --profile dist -p modelrouter
-	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/run.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/outage.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/publish_cost.sh
-	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/embedded.sh
-	bash deploy/bench/threads.sh $(TARGET_DIR)/dist/modelrouter
+	MODELROUTER_BIN=$(DIST_BIN) bash deploy/bench/run.sh
+	MODELROUTER_BIN=$(DIST_BIN) bash deploy/bench/outage.sh
+	MODELROUTER_BIN=$(DIST_BIN) bash deploy/bench/publish_cost.sh
+	MODELROUTER_BIN=$(DIST_BIN) bash deploy/bench/embedded.sh
+	bash deploy/bench/threads.sh $(DIST_BIN)
 	$(CARGO) bench -p tokens --bench prompt_tokens
 	$(CARGO) bench -p gateway --bench stream_translation
 	$(CARGO) bench -p gateway --bench auto_score
@@ -96,7 +98,7 @@ bench: bench-tools
 ## baseline, against one fast mock upstream, each gateway pinned to one core.
 bench-peers: bench-tools
 	$(CARGO) build --profile dist -p modelrouter
-	MODELROUTER_BIN=$(TARGET_DIR)/dist/modelrouter bash deploy/bench/peers.sh
+	MODELROUTER_BIN=$(DIST_BIN) bash deploy/bench/peers.sh
 
 bench-tools:
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

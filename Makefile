@@ -9,7 +9,15 @@ DIST_BIN    = $(TARGET_DIR)/dist/modelrouter
 VENV       := .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: run test lint lint-tools unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-peers bench-tools backing-services
+## Clippy's lints, denied as errors, run inside the test build itself:
+## clippy-driver compiles the workspace's crates (dependencies stay plain
+## rustc), so the tree is built once instead of checked once for clippy and
+## built again for the tests. Every `cargo test` below uses it, so they share
+## one build.
+CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+LINTED      = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
+
+.PHONY: run test lint unit python-test python-deps browser-deps deploy-check deploy-deps drill bench bench-peers bench-tools backing-services
 
 ## The product: embedded mode on 127.0.0.1:8080 (simulator when no provider keys).
 run:
@@ -18,17 +26,15 @@ run:
 ## The whole suite: formatting, lints, Rust tests, official-SDK tests.
 test: lint unit python-test deploy-check
 
-lint: lint-tools
+## Formatting, and every target (tests and benches too) built with clippy's
+## lints as errors. (Unused dependencies: test-support's `dependencies` test.)
+lint:
 	$(CARGO) fmt --all -- --check
-	cargo machete
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-
-## cargo-machete, which finds dependencies no source file uses.
-lint-tools:
-	@command -v cargo-machete >/dev/null || $(CARGO) install cargo-machete --locked --version 0.9.2
+	@test -x "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
+	$(LINTED) test --workspace --all-targets --no-run
 
 unit: backing-services
-	$(CARGO) test --workspace
+	$(LINTED) test --workspace
 
 ## PostgreSQL (127.0.0.1:5432) and NATS with JetStream (127.0.0.1:4222), which
 ## every machine runs; started here only if they are not answering.
@@ -40,7 +46,7 @@ backing-services:
 ## The binary `cargo test --workspace` already built (same features, so no
 ## second build of the tree; a no-op after `unit`).
 python-test: python-deps browser-deps deploy-deps
-	$(CARGO) test --workspace --no-run
+	$(LINTED) test --workspace --no-run
 	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python
 
 python-deps: $(VENV)/.installed
@@ -72,7 +78,7 @@ $(VENV)/.installed: tests/python/requirements.txt
 DRILL_CLIENTS  ?= 16
 DRILL_PHASE_MS ?= 8000
 drill: backing-services
-	DRILL_CLIENTS=$(DRILL_CLIENTS) DRILL_PHASE_MS=$(DRILL_PHASE_MS) $(CARGO) test -p modelrouter --test drill -- --nocapture
+	DRILL_CLIENTS=$(DRILL_CLIENTS) DRILL_PHASE_MS=$(DRILL_PHASE_MS) $(LINTED) test -p modelrouter --test drill -- --nocapture
 
 ## Load test: the simulator directly and through the gateway, an outage drill with and without
 ## circuit breakers, the usage-event publish cost in instructions (callgrind), `up` against the gateway alone and

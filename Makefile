@@ -13,7 +13,8 @@ PY         := $(VENV)/bin/python
 ## clippy-driver compiles the workspace's crates (dependencies stay plain
 ## rustc), so the tree is built once instead of checked once for clippy and
 ## built again for the tests. Every `cargo test` below uses it, so they share
-## one build.
+## one build. (`__CLIPPY_HACKERY__` separates clippy's arguments, as `cargo
+## clippy` passes them.)
 CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
 LINTED      = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
 
@@ -43,8 +44,8 @@ backing-services:
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 	@for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && exit 0; sleep 0.2; done; echo "PostgreSQL or NATS did not come up" >&2; exit 1
 
-## The binary `cargo test --workspace` already built (same features, so no
-## second build of the tree; a no-op after `unit`).
+## The binary `cargo test --workspace` already built (same features and
+## wrapper, so no second build of the tree; a no-op after `unit`).
 python-test: python-deps browser-deps deploy-deps
 	$(LINTED) test --workspace --no-run
 	MODELROUTER_BIN=$(TARGET_DIR)/debug/modelrouter $(PY) -m pytest -q tests/python

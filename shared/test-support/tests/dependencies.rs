@@ -52,7 +52,7 @@ fn a_crate_is_named_by_a_path_use_or_extern_not_by_a_word_in_prose() {
     assert!(!names_crate("// tokio is fast\nfn f() {}", "tokio"));
     assert!(!names_crate("use stripe_core::Customer;", "stripe"));
     assert!(!names_crate("let my_tokio::x = 1;", "tokio"));
-    assert!(!names_crate("ruse tokio::x", "use"));
+    assert!(!names_crate("let file = \"tokio.toml\";", "tokio"));
 }
 
 /// Whether `text` names the crate `name`: `name::` after a non-identifier
